@@ -1,0 +1,617 @@
+"""The ``tidings`` command (Typer + Rich). Errors are one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .config import config_path, config_schema, load_config
+from .errors import ConfigError, TidingsError
+from .hub import Hub
+from .message import Format, Message, Priority
+
+app = typer.Typer(help="tidings: notifications out, verified webhooks in, durable in between.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+config_app = typer.Typer(help="Check the configuration or print its JSON Schema.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+keys_app = typer.Typer(help="The keys that encrypt stored secrets.", no_args_is_help=True)
+secret_app = typer.Typer(help="Secrets stored encrypted in the database (use as ${vault:NAME}).", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+integrations_app = typer.Typer(help="Integrations: health, stats, test, enable, disable.", invoke_without_command=True)
+app.add_typer(config_app, name="config")
+app.add_typer(token_app, name="token")
+app.add_typer(keys_app, name="keys")
+app.add_typer(secret_app, name="secret")
+app.add_typer(db_app, name="db")
+app.add_typer(integrations_app, name="integrations")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="tidings.yaml (default: $TIDINGS_CONFIG or ./tidings.yaml)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handled(fn: Callable[..., T]) -> Callable[..., T]:
+    """Turn tidings' errors into one line on stderr and exit code 1 (2 for bad configuration)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                err.print(f"[red]error:[/red] {(exc.source + ': ') if exc.source else ''}{problem}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (TidingsError, ValueError, OSError, TimeoutError) as exc:
+            _fail(str(exc) or type(exc).__name__)
+            raise  # unreachable: _fail exits
+
+    return wrapper
+
+
+def run(coro: Awaitable[T]) -> T:
+    from .logs import configure
+
+    configure(level=os.environ.get("TIDINGS_LOG_LEVEL", "WARNING"))
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _hub(config: Path | None, **kwargs: Any) -> Hub:
+    return Hub.from_config(config, **kwargs)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+# -- setup -----------------------------------------------------------------------------------
+EXAMPLE_CONFIG = """\
+# tidings configuration. ${NAME} is read from the environment; ${vault:NAME} from the
+# encrypted vault (`tidings secret set NAME`). Editors: `tidings config schema > tidings.schema.json`
+# and add `# yaml-language-server: $schema=tidings.schema.json` on the first line.
+server:
+  host: 127.0.0.1
+  port: 8400                        # $TIDINGS_PORT overrides
+  database: {database}   # $TIDINGS_DATABASE_URL overrides; or postgresql://user@host/db
+  body_limit: 1MiB
+
+integrations:
+  inbox:
+    kind: inbox                     # keeps messages in the database: `tidings inbox`
+  # ops-webhook:
+  #   kind: webhook
+  #   url: https://example.com/hooks/tidings
+  #   secret: ${OPS_WEBHOOK_SECRET}   # whsec_...: signs with Standard Webhooks headers
+  #   headers: {X-Team: ops}
+  #   rate_limit: 10/second
+  #   retry: {base: 5s, factor: 2, cap: 1h, max_attempts: 10, max_age: 24h}
+  #   breaker: {failures: 5, cool_off: 30s}
+
+routes:
+  # - name: urgent-to-ops
+  #   match: {priority: ">=high", labels: {service: [api, web]}}
+  #   to: [ops-webhook]
+  #   continue: true                # also try the routes below
+  #   cooldown: 5m                  # same dedup_key within 5 minutes is suppressed
+
+default:
+  to: [inbox]
+"""
+
+
+@app.command()
+@handled
+def init(
+    config: ConfigOpt = None,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="do nothing when the config file exists")] = False,
+    database: Annotated[str, typer.Option(help="database URL to write into the new config")] = "sqlite:///./tidings.db",
+) -> None:
+    """Create tidings.yaml, the secret key (tidings.key, mode 0600) and the database; print an
+    admin API token once; deliver a demo notification to the inbox."""
+    from .security.vault import KEY_ENV, key_file_path, new_key, write_key_file
+
+    path = config_path(config)
+    if path.exists():
+        if if_missing:
+            out.print(f"{path} exists: nothing to initialise.")
+            return
+        _fail(f"{path} exists; remove it or pass --if-missing")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(EXAMPLE_CONFIG.replace("{database}", database))
+    out.print(f"wrote {path}")
+    key_path = key_file_path(path.resolve().parent)
+    if os.environ.get(KEY_ENV):
+        out.print(f"using the key in ${KEY_ENV}")
+    elif key_path.exists():
+        out.print(f"kept the existing key {key_path}")
+    else:
+        write_key_file(key_path, [new_key()])
+        out.print(f"wrote {key_path} (mode 0600): back it up; without it stored secrets can't be read")
+    token, demo = run(_bootstrap(path))
+    if token:
+        out.print("\n[bold]Admin API token (shown once, store it now):[/bold]")
+        out.print(f"  {token}\n", highlight=False)
+    else:
+        out.print("the database already has API tokens: none created")
+    if demo:
+        out.print(f"demo notification delivered to the inbox: {demo}")
+
+
+async def _bootstrap(path: Path) -> tuple[str | None, str | None]:
+    from .security.tokens import count_tokens, create_token
+
+    async with Hub.from_config(path) as hub:
+        assert hub.store is not None
+        token = None
+        if await count_tokens(hub.store) == 0:
+            token = await create_token(hub.store, "admin")
+        receipt = await hub.notify(
+            Message(
+                "Welcome to tidings",
+                "This demo notification went through the durable outbox to the built-in inbox.",
+                priority=Priority.INFO,
+                fields={"next": "tidings send --to inbox --title 'Hello'", "docs": "README.md"},
+                labels={"source": "tidings", "event_type": "demo"},
+            ),
+            to=["inbox"],
+        )
+        message = await hub.wait(receipt.id, timeout=30)
+        return token, message["id"]
+
+
+@app.command()
+@handled
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="overrides server.host")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides server.port and $TIDINGS_PORT")] = None,
+    dispatch: Annotated[bool, typer.Option("--dispatch/--no-dispatch", help="run the dispatcher in this process")] = True,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+) -> None:
+    """Run the HTTP server (API, /docs, /metrics) and, unless --no-dispatch, the dispatcher."""
+    import uvicorn
+
+    from .logs import configure
+    from .server import create_app
+
+    configure()
+    hub = _hub(config, dispatch=None if dispatch else False)
+    s = hub.config.server
+    err.print(f"tidings {__version__} on http://{host or s.host}:{port or s.port} (docs at /docs)", highlight=False)
+    uvicorn.run(
+        create_app(hub),
+        host=host or s.host,
+        port=port or s.port,
+        access_log=access_log,
+        log_level="warning",
+        timeout_graceful_shutdown=int(hub.config.dispatcher.shutdown_timeout) + 1,
+    )
+
+
+@app.command()
+@handled
+def worker(config: ConfigOpt = None) -> None:
+    """Run only the dispatcher: claim and send deliveries. Run as many as you like on PostgreSQL."""
+    import signal
+
+    from .logs import configure
+
+    configure()
+
+    async def _main() -> None:
+        hub = _hub(config, dispatch=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with hub:
+            err.print(f"tidings worker {hub.dispatcher.owner if hub.dispatcher else ''} started", highlight=False)
+            await stop.wait()
+
+    asyncio.run(_main())
+
+
+# -- sending and looking -------------------------------------------------------------------------
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {item!r}: write KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+@app.command()
+@handled
+def send(
+    title: Annotated[str, typer.Option("--title", "-t")],
+    body: Annotated[str, typer.Option("--body", "-b")] = "",
+    to: Annotated[list[str] | None, typer.Option("--to", help="integration name (repeatable); skips routing")] = None,
+    priority: Annotated[Priority, typer.Option("--priority", "-p")] = Priority.MEDIUM,
+    format: Annotated[Format, typer.Option("--format")] = Format.PLAIN,
+    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="KEY=VALUE (repeatable)")] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE (repeatable)")] = None,
+    link: Annotated[list[str] | None, typer.Option("--link", help="LABEL=URL (repeatable)")] = None,
+    thread_key: Annotated[str | None, typer.Option("--thread-key")] = None,
+    dedup_key: Annotated[str | None, typer.Option("--dedup-key")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="deliver now and report each outcome")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the outcomes")] = 30.0,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a message. By default it is delivered from this process and each outcome printed;
+    with --no-wait it is only queued for a running server or worker."""
+    message = Message(
+        title,
+        body,
+        priority=priority,
+        format=format,
+        fields=_pairs(field, "--field"),
+        labels=_pairs(label, "--label"),
+        links=[{"label": k, "url": v} for k, v in _pairs(link, "--link").items()],
+        thread_key=thread_key,
+        dedup_key=dedup_key,
+    )
+
+    async def _send() -> dict[str, Any]:
+        async with _hub(config, dispatch=wait) as hub:
+            receipt = await hub.notify(message, to=to)
+            if wait:
+                return await hub.wait(receipt.id, timeout)
+            return {"id": receipt.id, "deliveries": [d.__dict__ for d in receipt.deliveries]}
+
+    result = run(_send())
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(f"message {result['id']}", highlight=False)
+        for d in result["deliveries"]:
+            line = f"  {d['integration']}: {d['status']}"
+            if d.get("last_error"):
+                line += f" ({d['last_error']})"
+            out.print(line, highlight=False)
+    failed = [d for d in result["deliveries"] if d["status"] == "dead"]
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def deliveries(
+    status: Annotated[str | None, typer.Option(help="pending, sending, retrying, delivered, dead, suppressed")] = None,
+    integration: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    before: Annotated[str | None, typer.Option(help="next page: the id printed after the table")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List deliveries, newest first."""
+    from .delivery.queries import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+
+    async def _list() -> dict[str, Any]:
+        async with _hub(config, dispatch=False) as hub:
+            return await hub.deliveries(status=status, integration=integration, limit=limit, before=before)
+
+    page = run(_list())
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("id", "integration", "status", "attempts", "updated", "title", "last error", show_lines=False)
+    colours = {"delivered": "green", "dead": "red", "retrying": "yellow", "suppressed": "dim"}
+    for d in page["items"]:
+        c = colours.get(d["status"], "")
+        table.add_row(d["id"], d["integration"], f"[{c}]{d['status']}[/{c}]" if c else d["status"], str(d["attempts"]),
+                      _when(d["updated_at"]), d["title"][:40], (d["last_error"] or "")[:60])
+    out.print(table)
+    if page["next"]:
+        out.print(f"more: --before {page['next']}", highlight=False)
+
+
+@app.command()
+@handled
+def retry(delivery_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Queue a dead (or waiting) delivery again now, with a fresh retry budget."""
+
+    async def _retry() -> dict[str, Any]:
+        async with _hub(config, dispatch=False) as hub:
+            return await hub.retry(delivery_id)
+
+    d = run(_retry())
+    if as_json:
+        _print_json(d)
+    else:
+        out.print(f"delivery {d['id']} to {d['integration']} is {d['status']} again", highlight=False)
+
+
+@app.command()
+@handled
+def inbox(limit: Annotated[int, typer.Option(min=1, max=500)] = 20, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """What the inbox received, newest first."""
+
+    async def _list() -> dict[str, Any]:
+        async with _hub(config, dispatch=False) as hub:
+            return await hub.inbox(limit=limit)
+
+    page = run(_list())
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("received", "priority", "title", "body", "fields")
+    for item in page["items"]:
+        m = item["message"]
+        fields = ", ".join(f"{k}={v}" for k, v in m.get("fields", []))
+        table.add_row(_when(item["received_at"]), m["priority"], m["title"], m["body"][:60], fields[:60])
+    out.print(table)
+
+
+@integrations_app.callback()
+@handled
+def integrations(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Each integration with its health and stats."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def _list() -> list[dict[str, Any]]:
+        async with _hub(config, dispatch=False) as hub:
+            return await hub.integrations()
+
+    items = run(_list())
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("name", "kind", "health", "sent", "failed", "suppressed", "success", "p95 ms", "last error")
+    for i in items:
+        s = i["stats"]
+        rate = f"{s['success_rate']:.1f}%" if s["success_rate"] is not None else "-"
+        p95 = f"{s['latency_p95_ms']:.0f}" if s["latency_p95_ms"] is not None else "-"
+        table.add_row(i["name"], i["kind"], i["health"], str(s["sent"]), str(s["failed"]), str(s["suppressed"]), rate, p95,
+                      (s["last_error"] or "")[:50])
+    out.print(table)
+
+
+@integrations_app.command("test")
+@handled
+def integrations_test(name: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Check an integration now and print what its peer answered."""
+
+    async def _test() -> Any:
+        async with _hub(config, dispatch=False) as hub:
+            return await hub.test(name)
+
+    outcome = run(_test())
+    data = {"integration": name, "ok": outcome.ok, "status": outcome.status.value, "remote_id": outcome.remote_id, "error": outcome.error}
+    if as_json:
+        _print_json(data)
+    else:
+        out.print(f"{name}: {outcome.status.value}" + (f" ({outcome.error})" if outcome.error else ""), highlight=False)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def _set_enabled(name: str, enabled: bool, config: Path | None) -> None:
+    async def _set() -> None:
+        async with _hub(config, dispatch=False) as hub:
+            await hub.set_enabled(name, enabled)
+
+    run(_set())
+    out.print(f"{name} {'enabled' if enabled else 'disabled'}")
+
+
+@integrations_app.command("enable")
+@handled
+def integrations_enable(name: str, config: ConfigOpt = None) -> None:
+    """Enable an integration again (after its peer answered 410 Gone, or a disable)."""
+    _set_enabled(name, True, config)
+
+
+@integrations_app.command("disable")
+@handled
+def integrations_disable(name: str, config: ConfigOpt = None) -> None:
+    """Stop sending to an integration; its deliveries wait until it is enabled."""
+    _set_enabled(name, False, config)
+
+
+# -- configuration ---------------------------------------------------------------------------
+@config_app.command("validate")
+@handled
+def config_validate(config: ConfigOpt = None) -> None:
+    """Check tidings.yaml: one line per problem, with its path; exit code 2 when invalid."""
+    cfg = load_config(config, required=True)
+    out.print(f"{config_path(config)}: ok ({len(cfg.integrations)} integrations, {len(cfg.routes)} routes)", highlight=False)
+
+
+@config_app.command("schema")
+def config_schema_cmd() -> None:
+    """Print the JSON Schema of tidings.yaml (for editor completion)."""
+    sys.stdout.write(json.dumps(config_schema(), indent=2) + "\n")
+
+
+# -- tokens, keys, secrets, database -----------------------------------------------------------------
+@token_app.command("create")
+@handled
+def token_create(name: Annotated[str, typer.Option("--name", help="who or what uses it")], config: ConfigOpt = None) -> None:
+    """Create an API token and print it (the only time it is shown)."""
+    from .security.tokens import create_token
+
+    async def _create() -> str:
+        async with _hub(config, dispatch=False) as hub:
+            assert hub.store is not None
+            return await create_token(hub.store, name)
+
+    sys.stdout.write(run(_create()) + "\n")
+
+
+@token_app.command("list")
+@handled
+def token_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """API tokens (never their values)."""
+    from .security.tokens import list_tokens
+
+    async def _list() -> list[dict[str, Any]]:
+        async with _hub(config, dispatch=False) as hub:
+            assert hub.store is not None
+            return await list_tokens(hub.store)
+
+    items = run(_list())
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("name", "role", "created", "revoked")
+    for t in items:
+        table.add_row(str(t["name"]), str(t["role"]), _when(t["created_at"]), _when(t["revoked_at"]))  # type: ignore[arg-type]
+    out.print(table)
+
+
+@token_app.command("revoke")
+@handled
+def token_revoke(name: str, config: ConfigOpt = None) -> None:
+    """Revoke every token with this name (effective within 10 s on running servers)."""
+    from .security.tokens import revoke_token
+
+    async def _revoke() -> int:
+        async with _hub(config, dispatch=False) as hub:
+            assert hub.store is not None
+            return await revoke_token(hub.store, name)
+
+    n = run(_revoke())
+    if not n:
+        _fail(f"no active token named {name!r}")
+    out.print(f"revoked {n} token(s) named {name}")
+
+
+@keys_app.command("rotate")
+@handled
+def keys_rotate(config: ConfigOpt = None) -> None:
+    """Add a new primary key and re-encrypt every stored secret with it."""
+    from .security.vault import KEY_ENV, key_file_path, new_key, write_key_file
+
+    fresh = new_key()
+    path = config_path(config)
+    key_file = key_file_path(path.resolve().parent)
+
+    async def _rotate() -> tuple[int, list[str]]:
+        async with _hub(config, dispatch=False) as hub:
+            assert hub.vault is not None
+            if not hub.vault.available:
+                raise ValueError(f"no key to rotate: set ${KEY_ENV} or run `tidings init`")
+            count = await hub.vault.rotate(fresh)
+            return count, hub.vault.keys or []
+
+    count, keys = run(_rotate())
+    if os.environ.get(KEY_ENV):
+        out.print(f"re-encrypted {count} secret(s). Set this in the environment of every tidings process:")
+        sys.stdout.write(f"{KEY_ENV}={','.join(keys)}\n")
+        return
+    write_key_file(key_file, keys)
+    out.print(f"re-encrypted {count} secret(s) with a new key; {key_file} holds it (older keys kept for reading)")
+
+
+@secret_app.command("set")
+@handled
+def secret_set(
+    name: str,
+    value: Annotated[str | None, typer.Option(help="the value; omit to read it from stdin or a prompt")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Store a secret encrypted; refer to it in tidings.yaml as ${vault:NAME}."""
+    if value is None:
+        value = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(name, hide_input=True)
+    if not value:
+        raise ValueError("the secret is empty")
+
+    async def _set() -> None:
+        async with _hub(config, dispatch=False) as hub:
+            assert hub.vault is not None
+            await hub.vault.set(name, value)
+
+    run(_set())
+    out.print(f"stored {name}; use it as ${{vault:{name}}}", highlight=False)
+
+
+@secret_app.command("list")
+@handled
+def secret_list(config: ConfigOpt = None) -> None:
+    """Names of stored secrets (never their values)."""
+
+    async def _list() -> list[str]:
+        async with _hub(config, dispatch=False) as hub:
+            assert hub.vault is not None
+            return await hub.vault.names()
+
+    for name in run(_list()):
+        out.print(name, highlight=False)
+
+
+@secret_app.command("delete")
+@handled
+def secret_delete(name: str, config: ConfigOpt = None) -> None:
+    async def _delete() -> bool:
+        async with _hub(config, dispatch=False) as hub:
+            assert hub.vault is not None
+            return await hub.vault.delete(name)
+
+    if not run(_delete()):
+        _fail(f"no secret named {name!r}")
+    out.print(f"deleted {name}")
+
+
+@db_app.command("upgrade")
+@handled
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Apply the database migrations (also done at every start)."""
+    from .store.engine import Store
+    from .store.migrate import current
+
+    cfg = load_config(config)
+
+    async def _upgrade() -> str | None:
+        store = Store(cfg.server.database)
+        try:
+            await store.migrate()
+            return await current(store)
+        finally:
+            await store.close()
+
+    out.print(f"database at revision {run(_upgrade())}", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)

@@ -1,0 +1,162 @@
+"""Read tidings.yaml: YAML, then ``${ENV}`` interpolation, then validation with one line per problem."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from ..message import format_error
+from .models import Config, config_model, integration_name_problem
+
+DEFAULT_PATH = "tidings.yaml"
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The file to read: the argument, else ``TIDINGS_CONFIG``, else ``./tidings.yaml``."""
+    return Path(path or os.environ.get("TIDINGS_CONFIG") or DEFAULT_PATH)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = False) -> Config:
+    """Load and validate the configuration. A missing default file gives the built-in defaults
+    (an inbox and a default route to it) unless ``required``."""
+    file = config_path(path)
+    explicit = path is not None or "TIDINGS_CONFIG" in os.environ
+    if not file.exists():
+        if required or explicit:
+            raise ConfigError([f"{file}: no such file (run `tidings init` to create one)"])
+        return parse_config({}, source=str(file))
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: {problem}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{file}: {exc.strerror}"]) from None
+    if raw is None:
+        raw = {}
+    return parse_config(raw, source=str(file))
+
+
+def parse_config(raw: Any, *, source: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    if not isinstance(raw, dict):
+        raise ConfigError(["the top level must be a mapping (server, integrations, routes, default)"], source)
+    problems: list[str] = []
+    # A section left with only comments (``routes:``) reads as None: take it as empty.
+    data = _interpolate({k: v for k, v in raw.items() if v is not None}, env, "", problems)
+    _apply_env_overrides(data, env)
+    integrations = data.setdefault("integrations", {})
+    if isinstance(integrations, dict):
+        integrations.setdefault("inbox", {"kind": "inbox"})
+        for name in integrations:
+            if problem := integration_name_problem(str(name)):
+                problems.append(problem)
+    if problems:
+        raise ConfigError(problems, source)
+    try:
+        config = config_model().model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_problem(e) for e in exc.errors()], source) from None
+    problems = _check_references(config)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def _interpolate(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{path}: environment variable {name} is not set")
+        return ""
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    server = data.get("server")
+    if server is None:
+        server = data["server"] = {}
+    if not isinstance(server, dict):
+        return
+    if url := env.get("TIDINGS_DATABASE_URL"):
+        server["database"] = url
+    if port := env.get("TIDINGS_PORT"):
+        server["port"] = port
+    if host := env.get("TIDINGS_HOST"):
+        server["host"] = host
+
+
+def _problem(err: Mapping[str, Any]) -> str:
+    loc = list(err.get("loc", ()))
+    # A discriminated union puts the kind tag in the path (integrations.ops.webhook.url): drop it.
+    if len(loc) >= 3 and loc[0] == "integrations" and isinstance(loc[2], str) and err.get("type") != "union_tag_invalid":
+        from ..integrations.registry import KINDS
+
+        if loc[2] in KINDS:
+            del loc[2]
+    if err.get("type") == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"{_path(loc)}.kind: unknown kind {ctx.get('tag')!r}; known kinds: {ctx.get('expected_tags')}"
+    if err.get("type") == "union_tag_not_found":
+        return f"{_path(loc)}.kind: required (one of the integration kinds)"
+    return format_error({**err, "loc": loc})
+
+
+def _path(loc: list[Any]) -> str:
+    return format_error({"loc": loc, "msg": ""}).rstrip(": ")
+
+
+def _check_references(config: Config) -> list[str]:
+    names = set(config.integrations)
+    problems = []
+    for i, route in enumerate(config.routes):
+        for j, target in enumerate(route.to):
+            if target not in names:
+                problems.append(f"routes[{i}].to[{j}]: unknown integration {target!r}{_suggest(target, names)}")
+    for j, target in enumerate(config.default.to):
+        if target not in names:
+            problems.append(f"default.to[{j}]: unknown integration {target!r}{_suggest(target, names)}")
+    return problems
+
+
+def _suggest(name: str, names: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def config_schema() -> dict[str, Any]:
+    """JSON Schema of tidings.yaml, for editors (yaml-language-server) to validate and complete."""
+    schema = config_model().model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tidings.yaml"
+    return schema
+
+
+def dump_schema() -> str:
+    return json.dumps(config_schema(), indent=2)

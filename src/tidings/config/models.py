@@ -1,0 +1,120 @@
+"""The shape of tidings.yaml, as pydantic models (and so as a JSON Schema for editors)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from ..integrations.base import IntegrationSettings
+from ..integrations.registry import kinds, settings_model
+from ..store.engine import DEFAULT_URL
+from ..units import Duration, Size
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+PRIORITY_EXPR = re.compile(r"^\s*(>=|<=|==|=|>|<)?\s*([a-z]+)\s*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=1, le=65535)
+    database: str = Field(DEFAULT_URL, description="sqlite:///path or postgresql://user@host/db")
+    body_limit: Size = Field(1024 * 1024, description="largest accepted request body, e.g. 1MiB")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL survives power loss; NORMAL survives process crashes only"
+    )
+
+
+class DispatcherSettings(_Strict):
+    enabled: bool = Field(True, description="run the dispatcher inside `tidings serve`")
+    batch: int = Field(200, ge=1, le=5_000, description="deliveries claimed per query")
+    max_inflight: int = Field(1_000, ge=1, le=100_000)
+    lease: Duration = Field(120.0, description="a claimed delivery returns to the queue after this")
+    poll_interval: Duration = Field(1.0, description="how often to look for work written by others")
+    shutdown_timeout: Duration = 10.0
+
+
+class RegexMatch(_Strict):
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regex: {exc}") from None
+        return v
+
+
+LabelMatcher = Union[str, list[str], RegexMatch]
+
+
+class Match(_Strict):
+    """All given conditions must hold. Labels match exactly, any of a list, or by ``{regex: ...}``."""
+
+    priority: str | list[str] | None = Field(None, description="'>=high', 'critical', or a list")
+    labels: dict[str, LabelMatcher] = Field(default_factory=dict)
+    source: str | list[str] | None = None
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, v: str | list[str] | None) -> str | list[str] | None:
+        from ..routing import parse_priority
+
+        if v is not None:
+            parse_priority(v)
+        return v
+
+
+class Route(_Strict):
+    name: str | None = None
+    match: Match = Field(default_factory=Match)
+    to: list[str] = Field(min_length=1)
+    continue_: bool = Field(False, alias="continue", description="also try the routes after this one")
+    cooldown: Duration = Field(300.0, description="same dedup_key inside this window is suppressed")
+
+
+class DefaultRoute(_Strict):
+    to: list[str] = Field(default_factory=lambda: ["inbox"])
+    cooldown: Duration = 300.0
+
+
+class ConfigBase(_Strict):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
+    integrations: dict[str, IntegrationSettings] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
+    default: DefaultRoute = Field(default_factory=DefaultRoute)
+
+    def integration_names(self) -> list[str]:
+        return list(self.integrations)
+
+
+@cache
+def config_model() -> type[ConfigBase]:
+    """The config model with ``integrations`` typed as the union of every registered kind."""
+    members = tuple(settings_model(k) for k in kinds())
+    union: Any = Annotated[Union[members], Field(discriminator="kind")]  # type: ignore[valid-type]
+    model: type[ConfigBase] = create_model(  # type: ignore[call-overload]
+        "Config",
+        __base__=ConfigBase,
+        integrations=(dict[str, union], Field(default_factory=dict)),
+    )
+    return model
+
+
+Config = ConfigBase
+"""The type to annotate with; instances come from :func:`config_model`."""
+
+
+def integration_name_problem(name: str) -> str | None:
+    if not NAME.match(name):
+        return f"integrations.{name}: a name is lowercase letters, digits, '-' and '_' (at most 64)"
+    return None

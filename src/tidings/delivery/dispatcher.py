@@ -1,0 +1,347 @@
+"""The dispatcher: claim due deliveries, send them within each integration's limits, record the
+outcomes in batches.
+
+One loop claims (most urgent first) as long as there is room; every claimed delivery runs as its
+own task through its integration's *lane* (circuit breaker, rate limit, concurrency cap); results
+collect in memory and a flusher writes them with one statement per batch. A delivery whose
+outcome was never written (crash, kill -9) comes back when its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import structlog
+
+from ..config.models import DispatcherSettings
+from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
+from ..metrics import Metrics
+from ..security.redact import redact
+from ..store.engine import Store
+from ..store.tables import integration_state
+from . import outbox
+from .outbox import Claimed, Result
+from .retry import gives_up, next_delay
+from .throttle import Breaker, RateLimiter
+
+log = structlog.get_logger("tidings.dispatcher")
+
+MAX_RATE_WAIT = 2.0
+"""A delivery waits in memory for a rate-limit slot at most this long; beyond it goes back to the
+queue with its due time set to when the slot frees."""
+
+FLUSH_RETRY = 1.0
+DISABLED_REFRESH = 5.0
+
+
+@dataclass
+class Lane:
+    """Everything that limits one integration's sends."""
+
+    notifier: Notifier
+    policy: RetryPolicy
+    breaker: Breaker
+    limiter: RateLimiter | None
+    semaphore: asyncio.Semaphore
+    capacity: int
+    active: int = 0
+    disabled: bool = False
+
+    @property
+    def accepting(self) -> bool:
+        return not self.disabled and self.active < self.capacity and self.breaker.state != "open"
+
+
+def lane_for(notifier: Notifier) -> Lane:
+    concurrency = notifier.effective_concurrency
+    rate = notifier.effective_rate_limit
+    limiter = RateLimiter(rate, notifier.effective_burst) if rate else None
+    # Claim no more than the lane can start within a couple of seconds.
+    capacity = concurrency * 4
+    if limiter is not None:
+        capacity = max(1, min(capacity, int(limiter.per_second * MAX_RATE_WAIT) + notifier.effective_burst))
+    return Lane(
+        notifier=notifier,
+        policy=notifier.settings.retry,
+        breaker=Breaker(notifier.settings.breaker),
+        limiter=limiter,
+        semaphore=asyncio.Semaphore(concurrency),
+        capacity=capacity,
+    )
+
+
+@dataclass
+class _Flush:
+    results: list[Result] = field(default_factory=list)
+    disable: dict[str, str] = field(default_factory=dict)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        notifiers: Iterable[Notifier],
+        settings: DispatcherSettings | None = None,
+        *,
+        metrics: Metrics | None = None,
+        owner: str | None = None,
+        on_flush: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.settings = settings or DispatcherSettings()
+        self.metrics = metrics or Metrics()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.lanes: dict[str, Lane] = {n.name: lane_for(n) for n in notifiers}
+        self._on_flush = on_flush
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._flush_wake = asyncio.Event()
+        self._pending = _Flush()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._disabled_checked = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._refresh_disabled(force=True)
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="tidings-dispatcher")
+        self._flush_task = asyncio.create_task(self._flush_loop(), name="tidings-flusher")
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming, give in-flight sends up to ``timeout`` to finish, hand the rest back to
+        the queue, and write every outcome."""
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._tasks:
+            _done, still = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        for _ in range(3):
+            try:
+                await self._flush()
+                break
+            except Exception as exc:  # the leases bring the deliveries back; nothing is lost
+                log.warning("dispatcher.final_flush_failed", error=str(exc))
+                await asyncio.sleep(0.2)
+
+    def wake(self) -> None:
+        """Look for work now (called after this process stored new deliveries)."""
+        self._wake.set()
+
+    def breaker_state(self, integration: str) -> str | None:
+        lane = self.lanes.get(integration)
+        return lane.breaker.state if lane else None
+
+    @property
+    def inflight(self) -> int:
+        return len(self._tasks)
+
+    # -- claiming --------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        s = self.settings
+        while not self._stopping:
+            try:
+                claimed = await self._claim_once()
+            except Exception as exc:
+                log.error("dispatcher.claim_failed", error=str(exc))
+                await self._sleep(s.poll_interval)
+                continue
+            if claimed >= s.batch:
+                continue
+            await self._sleep(await self._idle_time())
+
+    async def _claim_once(self) -> int:
+        await self._refresh_disabled()
+        room = self.settings.max_inflight - len(self._tasks)
+        names = [name for name, lane in self.lanes.items() if lane.accepting]
+        if room <= 0 or not names:
+            return 0
+        limit = min(self.settings.batch, room)
+        now = self._clock()
+        async with self.store.write() as conn:
+            rows = await outbox.claim(conn, self.owner, names, limit, now, self.settings.lease)
+        for c in rows:
+            lane = self.lanes[c.integration]
+            lane.active += 1
+            task = asyncio.create_task(self._deliver(lane, c))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+        return len(rows)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _idle_time(self) -> float:
+        poll = self.settings.poll_interval
+        names = [name for name, lane in self.lanes.items() if lane.accepting]
+        if not names:
+            return poll
+        try:
+            async with self.store.read() as conn:
+                due = await outbox.next_due(conn, names)
+        except Exception:
+            return poll
+        if due is None:
+            return poll
+        return max(0.0, min(poll, due - self._clock()))
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0 or self._stopping:
+            self._wake.clear()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _refresh_disabled(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._disabled_checked < DISABLED_REFRESH:
+            return
+        self._disabled_checked = now
+        from sqlalchemy import select
+
+        async with self.store.read() as conn:
+            rows = await conn.execute(select(integration_state.c.name).where(integration_state.c.disabled.is_(True)))
+            disabled = {r.name for r in rows}
+        for name, lane in self.lanes.items():
+            lane.disabled = name in disabled
+
+    # -- sending ---------------------------------------------------------------------------
+    async def _deliver(self, lane: Lane, c: Claimed) -> None:
+        try:
+            result = await self._attempt(lane, c)
+        except asyncio.CancelledError:
+            self._queue(self._release(c, self._clock(), "shutdown: handed back before the send finished"))
+            raise
+        except Exception as exc:  # a bug of ours must not strand the delivery until its lease ends
+            log.exception("dispatcher.attempt_failed", integration=c.integration, delivery=c.id)
+            result = self._finish(lane, c, Outcome.retry(f"internal error: {type(exc).__name__}: {exc}"), None)
+        finally:
+            lane.active -= 1
+        self._queue(result)
+
+    async def _attempt(self, lane: Lane, c: Claimed) -> Result:
+        now = self._clock()
+        if lane.disabled:
+            return self._release(c, now + DISABLED_REFRESH, None)
+        blocked = lane.breaker.blocked_until()
+        if blocked is not None:
+            return self._release(c, blocked, None)
+        notifier = lane.notifier
+        try:
+            payload = notifier.render(c.message)
+        except Exception as exc:
+            lane.breaker.release_trial()
+            log.exception("dispatcher.render_failed", integration=notifier.name, delivery=c.id)
+            return self._finish(lane, c, Outcome.permanent(f"render failed: {type(exc).__name__}: {exc}"), None)
+        if lane.limiter is not None:
+            key = notifier.rate_key(payload)
+            while (wait := await lane.limiter.acquire(key)) > 0:
+                if wait > MAX_RATE_WAIT:
+                    lane.breaker.release_trial()
+                    return self._release(c, self._clock() + wait, None)
+                await asyncio.sleep(wait)
+        attempt = Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, c.message)
+        async with lane.semaphore:
+            started = time.perf_counter()
+            try:
+                outcome = await asyncio.wait_for(notifier.send(payload, attempt), notifier.effective_timeout + 5)
+            except TimeoutError:
+                outcome = Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")
+            except Exception as exc:
+                log.warning("dispatcher.send_raised", integration=notifier.name, delivery=c.id, error=repr(exc))
+                outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+            latency = time.perf_counter() - started
+        lane.breaker.record(outcome.status is not OutcomeStatus.RETRY)
+        if outcome.disable:
+            lane.disabled = True
+            self._pending.disable[notifier.name] = outcome.error or "disabled by the peer"
+        return self._finish(lane, c, outcome, latency)
+
+    def _finish(self, lane: Lane, c: Claimed, outcome: Outcome, latency: float | None) -> Result:
+        now = self._clock()
+        attempts = c.attempts + 1
+        latency_ms = latency * 1000 if latency is not None else None
+        if outcome.status is OutcomeStatus.DELIVERED:
+            return Result(c.id, c.integration, "delivered", attempts, now, None, outcome.remote_id, latency_ms, now)
+        error = redact(outcome.error or "failed")
+        if outcome.status is OutcomeStatus.PERMANENT:
+            return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
+        if gives_up(lane.policy, attempts, c.queued_at, now):
+            error = f"gave up after {attempts} attempts: {error}"
+            return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
+        delay = next_delay(lane.policy, attempts, outcome.retry_after)
+        return Result(c.id, c.integration, "retrying", attempts, now + delay, error, None, latency_ms)
+
+    @staticmethod
+    def _release(c: Claimed, due: float, error: str | None) -> Result:
+        """Hand a delivery back without counting an attempt."""
+        status = "retrying" if c.attempts else "pending"
+        return Result(c.id, c.integration, status, c.attempts, due, error, released=True)
+
+    # -- recording -------------------------------------------------------------------------
+    def _queue(self, result: Result) -> None:
+        self._pending.results.append(result)
+        self._flush_wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            try:
+                await self._flush()
+            except Exception as exc:
+                log.error("dispatcher.flush_failed", error=str(exc))
+                await asyncio.sleep(FLUSH_RETRY)
+                self._flush_wake.set()
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, _Flush()
+        if not batch.results and not batch.disable:
+            return
+        try:
+            async with self.store.write() as conn:
+                await outbox.record(conn, self.owner, batch.results, self._clock())
+                for name, reason in batch.disable.items():
+                    await set_disabled(conn, name, True, reason, self._clock())
+        except BaseException:
+            # Keep them for the next flush: an outcome is never dropped while we run.
+            self._pending.results[:0] = batch.results
+            self._pending.disable.update(batch.disable)
+            raise
+        for r in batch.results:
+            if not r.released:
+                latency = r.latency_ms / 1000 if r.latency_ms is not None else None
+                self.metrics.observe(r.integration, r.status, latency)
+        if self._on_flush is not None:
+            self._on_flush()
+
+
+async def set_disabled(conn: object, name: str, disabled: bool, reason: str | None, now: float) -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = conn.dialect.name  # type: ignore[attr-defined]
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(integration_state)
+    stmt = ins.values(name=name, disabled=disabled, reason=reason, updated_at=now).on_conflict_do_update(
+        index_elements=[integration_state.c.name],
+        set_={"disabled": disabled, "reason": reason, "updated_at": now},
+    )
+    await conn.execute(stmt)  # type: ignore[attr-defined]

@@ -1,0 +1,264 @@
+"""Reading the outbox for people: messages, deliveries, the inbox, per-integration stats."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..errors import NotFound, TidingsError
+from ..message import Message
+from ..store.tables import ACTIVE, deliveries, inbox, integration_state, messages
+
+STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed")
+RETRYABLE_BY_HAND = ("dead", "retrying")
+STATS_WINDOW = 24 * 3600.0
+HEALTH_SAMPLE = 100
+LATENCY_SAMPLE = 1000
+
+
+class RetryRefused(TidingsError):
+    """Only dead and retrying deliveries can be retried by hand."""
+
+
+def _delivery(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "message_id": row.message_id,
+        "integration": row.integration,
+        "route": row.route,
+        "status": row.status,
+        "attempts": row.attempts,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "next_attempt_at": row.next_attempt_at if row.status in ("pending", "retrying") else None,
+        "delivered_at": row.delivered_at,
+        "latency_ms": round(row.latency_ms, 3) if row.latency_ms is not None else None,
+        "remote_id": row.remote_id,
+        "last_error": row.last_error,
+    }
+
+
+async def get_message(conn: AsyncConnection, message_id: str) -> dict[str, Any]:
+    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+    if row is None:
+        raise NotFound(f"no message {message_id}")
+    rows = await conn.execute(
+        select(deliveries).where(deliveries.c.message_id == message_id).order_by(deliveries.c.id)
+    )
+    return {
+        "id": row.id,
+        "created_at": row.created_at,
+        **Message.from_stored(row.data).to_dict(),
+        "idempotency_key": row.idempotency_key,
+        "deliveries": [_delivery(d) for d in rows],
+    }
+
+
+async def list_deliveries(
+    conn: AsyncConnection,
+    *,
+    status: str | None = None,
+    integration: str | None = None,
+    limit: int = 50,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """Newest first, ``limit`` at a time; pass the returned ``next`` as ``before`` for the next page."""
+    q = select(deliveries, messages.c.title).join(messages, messages.c.id == deliveries.c.message_id)
+    if status:
+        q = q.where(deliveries.c.status == status)
+    if integration:
+        q = q.where(deliveries.c.integration == integration)
+    if before:
+        q = q.where(deliveries.c.id < before)
+    rows = (await conn.execute(q.order_by(deliveries.c.id.desc()).limit(limit + 1))).all()
+    items = [{**_delivery(r), "title": r.title} for r in rows[:limit]]
+    return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
+
+
+async def retry_delivery(conn: AsyncConnection, delivery_id: str, now: float | None = None) -> dict[str, Any]:
+    """Bring a dead (or waiting) delivery back now, with a fresh retry budget."""
+    now = time.time() if now is None else now
+    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    if row.status not in RETRYABLE_BY_HAND:
+        raise RetryRefused(f"delivery {delivery_id} is {row.status}; only dead or retrying deliveries can be retried")
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == row.status)
+        .values(status="pending", attempts=0, next_attempt_at=now, queued_at=now, updated_at=now, lease_owner=None)
+    )
+    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+    return _delivery(row)
+
+
+async def list_inbox(conn: AsyncConnection, *, integration: str | None = None, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+    q = select(inbox)
+    if integration:
+        q = q.where(inbox.c.integration == integration)
+    if before:
+        q = q.where(inbox.c.id < before)
+    rows = (await conn.execute(q.order_by(inbox.c.id.desc()).limit(limit + 1))).all()
+    items = [
+        {
+            "id": r.id,
+            "integration": r.integration,
+            "message_id": r.message_id,
+            "delivery_id": r.delivery_id,
+            "received_at": r.received_at,
+            "message": r.payload,
+        }
+        for r in rows[:limit]
+    ]
+    return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
+
+
+@dataclass
+class IntegrationStats:
+    name: str
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    pending: int = 0
+    suppressed: int = 0
+    success_rate: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    recent_failure_ratio: float = 0.0
+    recent_attempted: int = 0
+    disabled: bool = False
+    disabled_reason: str | None = None
+
+    def health(self, breaker: str | None) -> str:
+        if self.disabled:
+            return "disabled"
+        if breaker in ("open", "half-open"):
+            return "circuit-open"
+        if self.recent_attempted and self.recent_failure_ratio >= 0.5:
+            return "failing"
+        if self.recent_failure_ratio > 0 or self.retrying:
+            return "degraded"
+        return "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "retrying": self.retrying,
+            "pending": self.pending,
+            "suppressed": self.suppressed,
+            "success_rate": self.success_rate,
+            "latency_p50_ms": self.p50_ms,
+            "latency_p95_ms": self.p95_ms,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }
+
+
+async def integration_stats(conn: AsyncConnection, names: list[str], now: float | None = None) -> dict[str, IntegrationStats]:
+    """Counts over the last 24 hours; health from the last 100 attempted deliveries."""
+    now = time.time() if now is None else now
+    out = {n: IntegrationStats(n) for n in names}
+    counts = await conn.execute(
+        select(deliveries.c.integration, deliveries.c.status, func.count())
+        .where(or_(deliveries.c.created_at >= now - STATS_WINDOW, deliveries.c.status.in_(ACTIVE)))
+        .group_by(deliveries.c.integration, deliveries.c.status)
+    )
+    for integration, status, n in counts:
+        s = out.get(integration)
+        if s is None:
+            continue
+        if status == "delivered":
+            s.sent = n
+        elif status == "dead":
+            s.failed = n
+        elif status == "retrying":
+            s.retrying = n
+        elif status in ("pending", "sending"):
+            s.pending += n
+        elif status == "suppressed":
+            s.suppressed = n
+    for s in out.values():
+        done = s.sent + s.failed
+        s.success_rate = round(100.0 * s.sent / done, 2) if done else None
+        await _recent(conn, s)
+    for r in await conn.execute(select(integration_state).where(integration_state.c.disabled.is_(True))):
+        if r.name in out:
+            out[r.name].disabled, out[r.name].disabled_reason = True, r.reason
+    return out
+
+
+async def _recent(conn: AsyncConnection, s: IntegrationStats) -> None:
+    recent = (
+        await conn.execute(
+            select(deliveries.c.status, deliveries.c.last_error, deliveries.c.updated_at)
+            .where(deliveries.c.integration == s.name, deliveries.c.attempts > 0, deliveries.c.status != "sending")
+            .order_by(deliveries.c.updated_at.desc())
+            .limit(HEALTH_SAMPLE)
+        )
+    ).all()
+    if recent:
+        failures = sum(1 for r in recent if r.status in ("dead", "retrying"))
+        s.recent_attempted = len(recent)
+        s.recent_failure_ratio = failures / len(recent)
+    err = (
+        await conn.execute(
+            select(deliveries.c.last_error, deliveries.c.updated_at)
+            .where(deliveries.c.integration == s.name, deliveries.c.last_error.is_not(None))
+            .order_by(deliveries.c.updated_at.desc())
+            .limit(1)
+        )
+    ).first()
+    if err is not None:
+        s.last_error, s.last_error_at = err.last_error, err.updated_at
+    latencies = sorted(
+        r[0]
+        for r in await conn.execute(
+            select(deliveries.c.latency_ms)
+            .where(deliveries.c.integration == s.name, deliveries.c.status == "delivered", deliveries.c.latency_ms.is_not(None))
+            .order_by(deliveries.c.id.desc())
+            .limit(LATENCY_SAMPLE)
+        )
+    )
+    if latencies:
+        s.p50_ms = round(_percentile(latencies, 50), 3)
+        s.p95_ms = round(_percentile(latencies, 95), 3)
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float:
+    k = (len(sorted_values) - 1) * pct / 100
+    lo, hi = int(k), min(int(k) + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+async def queue_gauges(conn: AsyncConnection, now: float | None = None) -> tuple[dict[str, int], float]:
+    """Deliveries waiting per integration, and the age of the oldest one (0 when none waits)."""
+    now = time.time() if now is None else now
+    depth = {
+        name: n
+        for name, n in await conn.execute(
+            select(deliveries.c.integration, func.count()).where(deliveries.c.status.in_(ACTIVE)).group_by(deliveries.c.integration)
+        )
+    }
+    oldest = (await conn.execute(select(func.min(deliveries.c.created_at)).where(deliveries.c.status.in_(ACTIVE)))).scalar()
+    return depth, (now - oldest if oldest is not None else 0.0)
+
+
+async def settled(conn: AsyncConnection, message_id: str) -> bool:
+    """True when no delivery of the message is waiting for its first outcome."""
+    n = (
+        await conn.execute(
+            select(func.count()).where(
+                deliveries.c.message_id == message_id,
+                or_(deliveries.c.status.in_(("pending", "sending")), and_(deliveries.c.status == "retrying", deliveries.c.attempts == 0)),
+            )
+        )
+    ).scalar()
+    return not n
+

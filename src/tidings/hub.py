@@ -1,0 +1,347 @@
+"""The embedded hub: configuration, store, router, writer and dispatcher in one object.
+
+    async with Hub.from_config("tidings.yaml") as hub:
+        receipt = await hub.notify(Message("Deploy finished", labels={"service": "api"}))
+
+Scripts without asyncio use the same hub synchronously::
+
+    with Hub.from_config() as hub:
+        hub.notify_sync(Message("Backup done"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+
+from .config import Config, config_path, load_config
+from .delivery import queries
+from .delivery.dispatcher import Dispatcher, set_disabled
+from .delivery.outbox import Planned, Receipt, write_messages
+from .errors import NotFound, UnknownIntegration
+from .integrations.base import Context, Notifier, Outcome
+from .integrations.registry import notifier_class
+from .message import Message
+from .metrics import Metrics
+from .routing import Router
+from .security.redact import register
+from .security.vault import Vault, load_keys
+from .store.batch import GroupCommit
+from .store.engine import Store
+
+log = structlog.get_logger("tidings.hub")
+T = TypeVar("T")
+
+
+def request_fingerprint(message: Message, to: Sequence[str] | None) -> str:
+    """What an Idempotency-Key is bound to: the message and its explicit targets."""
+    body = {"message": message.to_dict(), "to": list(to) if to is not None else None}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Hub:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_dir: Path | None = None,
+        dispatch: bool | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.config = config
+        self.config_dir = config_dir or Path.cwd()
+        self.router = Router(config)
+        self.metrics = Metrics()
+        self.dispatch = config.dispatcher.enabled if dispatch is None else dispatch
+        self._migrate = migrate
+        self.store: Store | None = None
+        self.vault: Vault | None = None
+        self.notifiers: dict[str, Notifier] = {}
+        self.dispatcher: Dispatcher | None = None
+        self._writer: GroupCommit[Planned, Receipt] | None = None
+        self._flushed: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.started = False
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, **kwargs: Any) -> Hub:
+        """Load ``path`` (else ``TIDINGS_CONFIG``, else ``./tidings.yaml``, else built-in defaults)."""
+        config = load_config(path)
+        return cls(config, config_dir=config_path(path).resolve().parent, **kwargs)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.started:
+            return
+        s = self.config.server
+        self.store = Store(s.database, synchronous=s.sqlite_synchronous)
+        try:
+            if self._migrate:
+                await self.store.migrate()
+            self.vault = Vault(self.store, load_keys(self.config_dir))
+            self.notifiers = await self._build_notifiers()
+        except BaseException:
+            await self.store.close()
+            raise
+        self._flushed = asyncio.Condition()
+        self._writer = GroupCommit(self.store, self._write, on_commit=self._wake_dispatcher)
+        self._writer.start()
+        if self.dispatch:
+            self.dispatcher = Dispatcher(
+                self.store,
+                self.notifiers.values(),
+                self.config.dispatcher,
+                metrics=self.metrics,
+                on_flush=self._notify_flushed,
+            )
+            await self.dispatcher.start()
+        self.started = True
+        log.info("hub.started", database=self.store.safe_url(), integrations=list(self.notifiers), dispatch=self.dispatch)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        if not self.started:
+            return
+        self.started = False
+        if self._writer is not None:
+            await self._writer.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(timeout)
+        for notifier in self.notifiers.values():
+            try:
+                await notifier.close()
+            except Exception as exc:  # closing must not hide the rest of shutdown
+                log.warning("hub.close_failed", integration=notifier.name, error=str(exc))
+        if self.store is not None:
+            await self.store.close()
+        log.info("hub.stopped")
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _build_notifiers(self) -> dict[str, Notifier]:
+        assert self.store is not None and self.vault is not None
+        context = Context(store=self.store)
+        out: dict[str, Notifier] = {}
+        for name, settings in self.config.integrations.items():
+            refs = settings.vault_refs()
+            if refs:
+                resolved = {field: await self.vault.get(secret) for field, secret in refs.items()}
+                settings = type(settings).model_validate({**settings.model_dump(), **resolved})
+            secrets = settings.secret_values()
+            register(secrets)
+            context.secrets.update(secrets)
+            out[name] = notifier_class(settings.kind)(name, settings, context)
+        return out
+
+    # -- sending ---------------------------------------------------------------------------
+    async def notify(
+        self,
+        message: Message,
+        *,
+        to: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Receipt:
+        """Route ``message`` and store it with its deliveries; returns once they are committed.
+        ``to`` names integrations directly and skips the routes."""
+        self._require_started()
+        planned = Planned(
+            message,
+            self.router.targets(message, to),
+            idempotency_key,
+            request_fingerprint(message, to) if idempotency_key else None,
+        )
+        assert self._writer is not None
+        receipt = await self._writer.submit(planned)
+        if not receipt.replay:
+            self.metrics.enqueued.inc()
+        return receipt
+
+    async def notify_many(self, messages: Sequence[Message], *, to: Sequence[str] | None = None) -> list[Receipt]:
+        return list(await asyncio.gather(*(self.notify(m, to=to) for m in messages)))
+
+    async def _write(self, conn: Any, planned: list[Planned]) -> list[Receipt | BaseException]:
+        return await write_messages(conn, planned, time.time())
+
+    def _wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def _notify_flushed(self) -> None:
+        flushed = self._flushed
+        if flushed is None:
+            return
+
+        async def _notify() -> None:
+            async with flushed:
+                flushed.notify_all()
+
+        asyncio.get_running_loop().create_task(_notify())
+
+    async def wait(self, message_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until every delivery of a message has its first outcome (delivered, dead,
+        suppressed, or retrying after an attempt); return the message with its deliveries."""
+        store = self._require_started()
+        deadline = time.monotonic() + timeout
+        while True:
+            async with store.read() as conn:
+                if await queries.settled(conn, message_id):
+                    return await queries.get_message(conn, message_id)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"message {message_id} still has deliveries in flight after {timeout:g}s")
+            assert self._flushed is not None
+            async with self._flushed:
+                try:
+                    await asyncio.wait_for(self._flushed.wait(), min(left, 0.25))
+                except TimeoutError:
+                    pass
+
+    # -- reading and managing ------------------------------------------------------------------
+    async def message(self, message_id: str) -> dict[str, Any]:
+        async with self._require_started().read() as conn:
+            return await queries.get_message(conn, message_id)
+
+    async def deliveries(self, **filters: Any) -> dict[str, Any]:
+        async with self._require_started().read() as conn:
+            return await queries.list_deliveries(conn, **filters)
+
+    async def retry(self, delivery_id: str) -> dict[str, Any]:
+        async with self._require_started().write() as conn:
+            result = await queries.retry_delivery(conn, delivery_id)
+        self._wake_dispatcher()
+        return result
+
+    async def inbox(self, **filters: Any) -> dict[str, Any]:
+        async with self._require_started().read() as conn:
+            return await queries.list_inbox(conn, **filters)
+
+    async def integrations(self) -> list[dict[str, Any]]:
+        async with self._require_started().read() as conn:
+            stats = await queries.integration_stats(conn, list(self.notifiers))
+        out = []
+        for name, notifier in self.notifiers.items():
+            s = stats[name]
+            breaker = self.dispatcher.breaker_state(name) if self.dispatcher else None
+            out.append(
+                {
+                    "name": name,
+                    "kind": notifier.kind,
+                    "description": notifier.settings.description,
+                    "health": s.health(breaker),
+                    "circuit": breaker,
+                    "disabled_reason": s.disabled_reason,
+                    "limits": {
+                        "rate_limit": notifier.effective_rate_limit,
+                        "burst": notifier.effective_burst,
+                        "concurrency": notifier.effective_concurrency,
+                        "timeout_s": notifier.effective_timeout,
+                    },
+                    "stats": s.as_dict(),
+                }
+            )
+        return out
+
+    async def set_enabled(self, name: str, enabled: bool) -> None:
+        """Re-enable an integration disabled by its peer (HTTP 410), or disable one by hand."""
+        self._notifier(name)
+        async with self._require_started().write() as conn:
+            await set_disabled(conn, name, not enabled, None if enabled else "disabled by hand", time.time())
+        if self.dispatcher is not None:
+            self.dispatcher.lanes[name].disabled = not enabled
+            self.dispatcher.wake()
+
+    async def test(self, name: str) -> Outcome:
+        """Check an integration now, outside the queue, and report what its peer answered."""
+        notifier = self._notifier(name)
+        started = time.perf_counter()
+        try:
+            outcome = await asyncio.wait_for(notifier.test(), notifier.effective_timeout + 5)
+        except TimeoutError:
+            outcome = Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")
+        log.info("hub.integration_tested", integration=name, status=outcome.status.value,
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+        return outcome
+
+    def preview(self, message: Message, to: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """What each target would be sent, rendered but not sent."""
+        return [
+            {
+                "integration": t.integration,
+                "kind": self._notifier(t.integration).kind,
+                "route": t.route,
+                "payload": self._notifier(t.integration).render(message),
+            }
+            for t in self.router.targets(message, to)
+        ]
+
+    async def queue_gauges(self) -> tuple[dict[str, int], float]:
+        async with self._require_started().read() as conn:
+            return await queries.queue_gauges(conn)
+
+    def _notifier(self, name: str) -> Notifier:
+        try:
+            return self.notifiers[name]
+        except KeyError:
+            raise UnknownIntegration(f"unknown integration {name!r}") from None
+
+    def _require_started(self) -> Store:
+        if not self.started or self.store is None:
+            raise RuntimeError("the hub is not started: use `async with hub:` or `await hub.start()`")
+        return self.store
+
+    # -- the synchronous facade ------------------------------------------------------------
+    def __enter__(self) -> Hub:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tidings-hub", daemon=True)
+        self._thread.start()
+        try:
+            self._call(self.start())
+        except BaseException:
+            self._close_loop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self._call(self.stop())
+        finally:
+            self._close_loop()
+
+    def notify_sync(self, message: Message, **kwargs: Any) -> Receipt:
+        """``notify`` for code without an event loop; use inside ``with Hub.from_config() as hub:``."""
+        return self._call(self.notify(message, **kwargs))
+
+    def wait_sync(self, message_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        return self._call(self.wait(message_id, timeout))
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("the sync API needs `with Hub.from_config(...) as hub:`")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _close_loop(self) -> None:
+        if self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._loop.close()
+        self._loop = self._thread = None
+
+
+__all__ = ["Hub", "NotFound", "Receipt", "request_fingerprint"]

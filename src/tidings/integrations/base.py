@@ -1,0 +1,250 @@
+"""What an integration is: settings, the Notifier protocol, and the Outcome of a send.
+
+A notifier turns a :class:`~tidings.Message` into a platform payload with :meth:`Notifier.render`
+(pure, so it can be previewed) and delivers it with :meth:`Notifier.send`, which never raises for
+a peer's failure: it classifies it as an :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import aiohttp
+from limits import parse as parse_rate
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from ..units import Duration
+from ..message import Message, Priority
+
+if TYPE_CHECKING:
+    from ..store.engine import Store
+
+VAULT_REF = re.compile(r"^\$\{vault:([A-Za-z0-9_.\-/]+)\}$")
+TRUNCATED = "…(truncated)"
+
+
+def is_vault_ref(value: str) -> bool:
+    return bool(VAULT_REF.match(value))
+
+
+class RetryPolicy(BaseModel):
+    """Exponential backoff with full jitter: attempt n waits a random time up to
+    ``min(cap, base * factor**(n-1))``; the delivery is dead after ``max_attempts`` or ``max_age``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base: Duration = 5.0
+    factor: float = Field(2.0, ge=1.0, le=10.0)
+    cap: Duration = 3600.0
+    max_attempts: int = Field(10, ge=1, le=1000)
+    max_age: Duration = 86400.0
+
+
+class BreakerPolicy(BaseModel):
+    """Open after ``failures`` consecutive retryable failures; try again after ``cool_off``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    failures: int = Field(5, ge=1, le=1000)
+    cool_off: Duration = 30.0
+
+
+class IntegrationSettings(BaseModel):
+    """Settings every kind shares. Leave a limit out to get the kind's default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: str
+    description: str = ""
+    rate_limit: str | None = Field(None, description="e.g. '4/second', '60/minute'")
+    burst: int | None = Field(None, ge=1, le=10_000, description="sends allowed at once above the rate")
+    concurrency: int | None = Field(None, ge=1, le=1_000)
+    timeout: Duration | None = None
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            parse_rate(v)
+        except ValueError:
+            raise ValueError(f"invalid rate {v!r}; write e.g. '4/second' or '60/minute'") from None
+        return v
+
+    def secret_values(self) -> list[str]:
+        """Every secret in these settings, so that logs and errors can mask it."""
+        out: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                out.append(value.get_secret_value())
+        return [v for v in out if v and not is_vault_ref(v)]
+
+    def vault_refs(self) -> dict[str, str]:
+        """Field name -> vault secret name, for secrets written as ``${vault:NAME}``."""
+        refs: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and (m := VAULT_REF.match(value.get_secret_value())):
+                refs[name] = m.group(1)
+        return refs
+
+
+class OutcomeStatus(str, enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one send. Build it with :meth:`delivered`, :meth:`retry` or :meth:`permanent`."""
+
+    status: OutcomeStatus
+    remote_id: str | None = None
+    retry_after: float | None = None
+    error: str | None = None
+    disable: bool = False
+
+    @classmethod
+    def delivered(cls, remote_id: str | None = None) -> Outcome:
+        return cls(OutcomeStatus.DELIVERED, remote_id=remote_id)
+
+    @classmethod
+    def retry(cls, error: str, after: float | None = None) -> Outcome:
+        return cls(OutcomeStatus.RETRY, error=error, retry_after=after)
+
+    @classmethod
+    def permanent(cls, error: str, *, disable: bool = False) -> Outcome:
+        """``disable=True`` also disables the integration (a webhook answering 410 Gone)."""
+        return cls(OutcomeStatus.PERMANENT, error=error, disable=disable)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is OutcomeStatus.DELIVERED
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Which delivery a send belongs to. ``delivery_id`` is stable across retries: use it as the
+    idempotency key the peer sees."""
+
+    delivery_id: str
+    message_id: str
+    number: int
+    created_at: float
+    message: Message
+
+
+@dataclass
+class Context:
+    """What the hub lends an integration."""
+
+    store: Store
+    secrets: set[str] = field(default_factory=set)
+
+
+class Notifier:
+    """Base class of every sending integration.
+
+    Subclasses set ``kind`` and ``Settings`` and may override the class defaults below; a user's
+    settings override them per integration.
+    """
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[IntegrationSettings]] = IntegrationSettings
+    title_max: ClassVar[int | None] = None
+    body_max: ClassVar[int | None] = None
+    rate_limit: ClassVar[str | None] = None
+    burst: ClassVar[int] = 1
+    concurrency: ClassVar[int] = 8
+    timeout: ClassVar[float] = 10.0
+
+    def __init__(self, name: str, settings: IntegrationSettings, context: Context) -> None:
+        self.name = name
+        self.settings = settings
+        self.context = context
+
+    # The limits that apply: the user's settings first, then the kind's defaults.
+    @property
+    def effective_rate_limit(self) -> str | None:
+        return self.settings.rate_limit or self.rate_limit
+
+    @property
+    def effective_burst(self) -> int:
+        return self.settings.burst or self.burst
+
+    @property
+    def effective_concurrency(self) -> int:
+        return self.settings.concurrency or self.concurrency
+
+    @property
+    def effective_timeout(self) -> float:
+        return self.settings.timeout or self.timeout
+
+    async def open(self) -> None:
+        """Acquire resources (an HTTP session...). Called once before the first send."""
+
+    async def close(self) -> None:
+        """Release what :meth:`open` acquired."""
+
+    def render(self, message: Message) -> Any:
+        """The platform payload for ``message``. Pure: no I/O, same input, same output."""
+        raise NotImplementedError
+
+    async def send(self, payload: Any, attempt: Attempt) -> Outcome:
+        raise NotImplementedError
+
+    def rate_key(self, payload: Any) -> str:
+        """What the rate limit counts against; Slack overrides it to count per channel."""
+        return self.name
+
+    async def test(self) -> Outcome:
+        """Check the integration end to end. By default: send a test message."""
+        message = test_message(self.name)
+        attempt = Attempt(delivery_id=_test_id(), message_id=_test_id(), number=1, created_at=0.0, message=message)
+        return await self.send(self.render(message), attempt)
+
+    def truncate_title(self, text: str) -> str:
+        return truncate(text, self.title_max)
+
+    def truncate_body(self, text: str) -> str:
+        return truncate(text, self.body_max)
+
+
+def truncate(text: str, limit: int | None, marker: str = TRUNCATED) -> str:
+    """``text`` cut to ``limit`` characters with a visible marker at the end."""
+    if limit is None or len(text) <= limit:
+        return text
+    if limit <= len(marker):
+        return text[:limit]
+    return text[: limit - len(marker)].rstrip() + marker
+
+
+def test_message(integration: str) -> Message:
+    return Message(
+        title=f"tidings test for {integration}",
+        body="If you can read this, the integration works.",
+        priority=Priority.INFO,
+        labels={"source": "tidings", "event_type": "integration.test"},
+    )
+
+
+def _test_id() -> str:
+    from ..ids import new_id
+
+    return new_id()
+
+
+def http_session(concurrency: int, timeout: float, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    """The pooled session an integration keeps for its lifetime (DESIGN rule 8)."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0)),
+        headers=headers,
+        raise_for_status=False,
+    )

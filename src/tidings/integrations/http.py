@@ -1,0 +1,66 @@
+"""What every HTTP-speaking integration shares: classifying a response into an Outcome."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+
+import aiohttp
+
+from .base import Outcome
+
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+ERROR_SNIPPET = 300
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP-date. None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if seconds == seconds else None  # NaN guard
+
+
+def classify_status(status: int, headers: Mapping[str, str], snippet: str = "") -> Outcome:
+    """The common reading of an HTTP answer: 2xx delivered; 408, 425, 429 and 5xx retryable
+    (honouring ``Retry-After``); 410 permanent and disabling; any other status permanent."""
+    if 200 <= status < 300:
+        return Outcome.delivered(headers.get("x-request-id") or headers.get("request-id"))
+    detail = f"HTTP {status}" + (f": {snippet}" if snippet else "")
+    if status in RETRYABLE_STATUS or status >= 500:
+        return Outcome.retry(detail, parse_retry_after(headers.get("retry-after")))
+    if status == 410:
+        return Outcome.permanent(f"{detail} (the endpoint is gone; integration disabled)", disable=True)
+    if 300 <= status < 400:
+        location = headers.get("location", "")
+        return Outcome.permanent(f"{detail}: redirects are not followed, update the URL (to {location})".rstrip(" (to )"))
+    return Outcome.permanent(detail)
+
+
+async def read_snippet(resp: aiohttp.ClientResponse, limit: int = ERROR_SNIPPET) -> str:
+    """The start of an error body, for the delivery's last error; never the whole body."""
+    try:
+        raw = await resp.content.read(limit)
+    except (aiohttp.ClientError, TimeoutError):
+        return ""
+    return raw.decode("utf-8", "replace").strip().replace("\n", " ")
+
+
+def connection_error(exc: BaseException) -> Outcome:
+    """Timeouts, resets, refused connections, DNS failures: all worth another try."""
+    if isinstance(exc, TimeoutError):
+        return Outcome.retry("timed out waiting for the peer")
+    name = type(exc).__name__
+    text = str(exc) or name
+    return Outcome.retry(f"{name}: {text}" if text != name else name)

@@ -1,0 +1,118 @@
+"""Which integrations a message goes to: ordered rules on priority, labels and source.
+
+The first matching route wins unless it says ``continue: true``; when none matches, the default
+route applies. A message sent with an explicit ``to`` skips the rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import UnknownIntegration
+from .message import Message, Priority
+
+if TYPE_CHECKING:
+    from .config.models import Config, Match
+
+_PRIORITY_EXPR = re.compile(r"^\s*(>=|<=|==|=|>|<)?\s*([A-Za-z]+)\s*$")
+
+Predicate = Callable[[Message], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One delivery to plan: where, by which route, and its cooldown for ``dedup_key``."""
+
+    integration: str
+    route: str | None
+    cooldown: float
+
+
+def parse_priority(expr: str | Sequence[str]) -> frozenset[Priority]:
+    """The set of priorities an expression admits: ``">=high"`` is {critical, high}."""
+    if not isinstance(expr, str):
+        out: set[Priority] = set()
+        for item in expr:
+            out |= parse_priority(item)
+        return frozenset(out)
+    m = _PRIORITY_EXPR.match(expr)
+    if not m:
+        raise ValueError(f"invalid priority expression {expr!r}; write e.g. '>=high' or 'critical'")
+    op, name = m.group(1) or "==", m.group(2).lower()
+    try:
+        p = Priority(name)
+    except ValueError:
+        raise ValueError(f"unknown priority {name!r}; use one of {', '.join(x.value for x in Priority)}") from None
+    # A lower rank is more urgent, so ">=high" means rank <= rank(high).
+    compare: dict[str, Callable[[int], bool]] = {
+        "==": lambda r: r == p.rank,
+        "=": lambda r: r == p.rank,
+        ">=": lambda r: r <= p.rank,
+        ">": lambda r: r < p.rank,
+        "<=": lambda r: r >= p.rank,
+        "<": lambda r: r > p.rank,
+    }
+    return frozenset(x for x in Priority if compare[op](x.rank))
+
+
+def compile_match(match: Match) -> Predicate:
+    checks: list[Predicate] = []
+    if match.priority is not None:
+        allowed = parse_priority(match.priority)
+        checks.append(lambda m: m.priority in allowed)
+    if match.source is not None:
+        sources = {match.source} if isinstance(match.source, str) else set(match.source)
+        checks.append(lambda m: m.labels.get("source") in sources)
+    for name, want in match.labels.items():
+        checks.append(_label_check(name, want))
+    return lambda m: all(check(m) for check in checks)
+
+
+def _label_check(name: str, want: object) -> Predicate:
+    if isinstance(want, str):
+        return lambda m: m.labels.get(name) == want
+    if isinstance(want, list):
+        values = set(want)
+        return lambda m: m.labels.get(name) in values
+    pattern = re.compile(want.regex)  # type: ignore[attr-defined]
+    return lambda m: (v := m.labels.get(name)) is not None and pattern.fullmatch(v) is not None
+
+
+class Router:
+    def __init__(self, config: Config) -> None:
+        self._known = set(config.integrations)
+        self._routes = [
+            (route.name or f"routes[{i}]", compile_match(route.match), route)
+            for i, route in enumerate(config.routes)
+        ]
+        self._default = config.default
+
+    def targets(self, message: Message, to: Sequence[str] | None = None) -> list[Target]:
+        """The deliveries to create for ``message``, each integration once, in route order."""
+        if to is not None:
+            unknown = [name for name in to if name not in self._known]
+            if unknown:
+                raise UnknownIntegration(f"unknown integration {unknown[0]!r}")
+            return _unique(Target(name, None, self._default.cooldown) for name in to)
+        found: list[Target] = []
+        for name, predicate, route in self._routes:
+            if predicate(message):
+                found.extend(Target(t, name, route.cooldown) for t in route.to)
+                if not route.continue_:
+                    break
+        if not found:
+            found = [Target(t, "default", self._default.cooldown) for t in self._default.to]
+        return _unique(found)
+
+
+def _unique(targets: object) -> list[Target]:
+    seen: set[str] = set()
+    out = []
+    for t in targets:  # type: ignore[attr-defined]
+        if t.integration not in seen:
+            seen.add(t.integration)
+            out.append(t)
+    return out

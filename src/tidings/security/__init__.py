@@ -1,0 +1,1 @@
+"""Secrets at rest (vault), API tokens, and masking of secrets in everything tidings writes."""

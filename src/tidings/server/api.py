@@ -1,0 +1,146 @@
+"""``/api/v1``: messages, deliveries, integrations, the inbox, previews."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ..delivery.outbox import Receipt
+from ..delivery.queries import STATUSES
+from ..errors import NotFound
+from ..hub import Hub
+from ..message import Message
+from .auth import require_token
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+HubDep = Annotated[Hub, Depends(hub_of)]
+
+
+class MessageIn(Message):
+    """A message, and optionally the integrations to send it to (skipping the routes)."""
+
+    to: list[str] | None = Field(None, description="integration names; skips routing", max_length=50)
+
+    def message(self) -> Message:
+        return Message.from_stored(self.to_dict())
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    integration: str
+    status: str
+
+
+class Accepted(BaseModel):
+    id: str
+    deliveries: list[DeliveryOut]
+
+
+def _accepted(receipt: Receipt) -> dict[str, Any]:
+    return {"id": receipt.id, "deliveries": [{"id": d.id, "integration": d.integration, "status": d.status} for d in receipt.deliveries]}
+
+
+@router.post(
+    "/messages",
+    status_code=202,
+    response_model=Accepted,
+    responses={200: {"description": "a replay of an earlier request with the same Idempotency-Key"}},
+)
+async def post_message(
+    payload: MessageIn,
+    hub: HubDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    """Store and route a message. Answers 202 once it and its deliveries are committed."""
+    receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key)
+    if receipt.replay:
+        return JSONResponse(_accepted(receipt), status_code=200, headers={"Idempotency-Replay": "true"})
+    return JSONResponse(_accepted(receipt), status_code=202)
+
+
+@router.get("/messages/{message_id}")
+async def get_message(message_id: str, hub: HubDep) -> dict[str, Any]:
+    return await hub.message(message_id)
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    hub: HubDep,
+    status: Annotated[Literal[STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+    integration: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
+) -> dict[str, Any]:
+    return await hub.deliveries(status=status, integration=integration, limit=limit, before=before)
+
+
+@router.post("/deliveries/{delivery_id}/retry")
+async def retry_delivery(delivery_id: str, hub: HubDep) -> dict[str, Any]:
+    """Send a dead (or waiting) delivery again now, with a fresh retry budget."""
+    return await hub.retry(delivery_id)
+
+
+@router.get("/integrations")
+async def list_integrations(hub: HubDep) -> list[dict[str, Any]]:
+    return await hub.integrations()
+
+
+def _known(hub: Hub, name: str) -> None:
+    if name not in hub.notifiers:
+        raise NotFound(f"no integration {name!r}")
+
+
+@router.post("/integrations/{name}/test")
+async def test_integration(name: str, hub: HubDep) -> dict[str, Any]:
+    """Check the integration now and report what its peer answered."""
+    _known(hub, name)
+    outcome = await hub.test(name)
+    return {
+        "integration": name,
+        "ok": outcome.ok,
+        "status": outcome.status.value,
+        "remote_id": outcome.remote_id,
+        "error": outcome.error,
+        "retry_after": outcome.retry_after,
+    }
+
+
+@router.post("/integrations/{name}/enable")
+async def enable_integration(name: str, hub: HubDep) -> dict[str, Any]:
+    _known(hub, name)
+    await hub.set_enabled(name, True)
+    return {"integration": name, "enabled": True}
+
+
+@router.post("/integrations/{name}/disable")
+async def disable_integration(name: str, hub: HubDep) -> dict[str, Any]:
+    _known(hub, name)
+    await hub.set_enabled(name, False)
+    return {"integration": name, "enabled": False}
+
+
+@router.get("/inbox")
+async def list_inbox(
+    hub: HubDep,
+    integration: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: int | None = None,
+) -> dict[str, Any]:
+    """What the inbox integrations received, newest first."""
+    return await hub.inbox(integration=integration, limit=limit, before=before)
+
+
+@router.post("/preview")
+async def preview(payload: MessageIn, hub: HubDep) -> dict[str, Any]:
+    """Render the message for each target without sending it."""
+    return {"targets": hub.preview(payload.message(), payload.to)}

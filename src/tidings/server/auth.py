@@ -1,0 +1,48 @@
+"""Bearer API tokens on every ``/api`` route."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import HTTPException, Request
+
+from ..security.tokens import TokenInfo, hash_token, verify_token
+
+CACHE_SECONDS = 10.0
+"""A verified token is trusted this long without asking the database again; a revoked token
+stops working within this time."""
+
+_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+class TokenCache:
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[TokenInfo, float]] = {}
+
+    def get(self, digest: str) -> TokenInfo | None:
+        hit = self._seen.get(digest)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, digest: str, info: TokenInfo) -> None:
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[digest] = (info, time.monotonic() + CACHE_SECONDS)
+
+
+async def require_token(request: Request) -> TokenInfo:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "send `Authorization: Bearer <token>` (create one with `tidings token create`)", _UNAUTHORIZED)
+    token = token.strip()
+    state = request.app.state
+    digest = hash_token(token)
+    info = state.tokens.get(digest)
+    if info is None:
+        info = await verify_token(state.hub.store, token)
+        if info is None:
+            raise HTTPException(401, "invalid or revoked token", _UNAUTHORIZED)
+        state.tokens.put(digest, info)
+    return info

@@ -1,0 +1,64 @@
+"""Every error answer is JSON ``{"error": ..., "detail": ...}`` with the right status; bad input
+never gets a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..delivery.queries import RetryRefused
+from ..errors import IdempotencyConflict, MessageError, NotFound, UnknownIntegration
+from ..message import format_error
+
+log = structlog.get_logger("tidings.server")
+
+
+def error(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            detail = "; ".join(str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors)
+            return error(400, "malformed JSON", detail)
+        return error(422, "invalid request", [format_error(e) for e in errors])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+                 405: "method not allowed", 409: "conflict", 413: "payload too large",
+                 415: "unsupported media type", 422: "invalid request"}
+        return error(exc.status_code, names.get(exc.status_code, "error"), exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(MessageError)
+    async def _message(_: Request, exc: MessageError) -> JSONResponse:
+        return error(422, "invalid message", str(exc).split("; "))
+
+    @app.exception_handler(UnknownIntegration)
+    async def _unknown(_: Request, exc: UnknownIntegration) -> JSONResponse:
+        return error(422, "unknown integration", str(exc))
+
+    @app.exception_handler(IdempotencyConflict)
+    async def _conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return error(422, "idempotency key reused", str(exc))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return error(404, "not found", str(exc))
+
+    @app.exception_handler(RetryRefused)
+    async def _refused(_: Request, exc: RetryRefused) -> JSONResponse:
+        return error(409, "conflict", str(exc))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("server.unhandled", path=request.url.path)
+        return error(500, "internal error", "see the server log")

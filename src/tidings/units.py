@@ -1,0 +1,58 @@
+"""Durations ("5m", "1h30m", 2.5) and sizes ("1MiB", "512KB", 1048576) as config values."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|k|m|g)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    None: 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2,
+    "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3,
+}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as ``"90s"``, ``"5m"``, ``"1h30m"``, ``"500ms"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '5m'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if not parts or "".join(n + u for n, u in parts).lower() != text.lower():
+                raise ValueError(f"invalid duration {value!r}; write e.g. 30s, 5m, 1h30m, 2d") from None
+            seconds = sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
+    else:
+        raise ValueError("a duration is a number of seconds or a string like '5m'")
+    if seconds < 0:
+        raise ValueError("a duration can't be negative")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from a number or a string such as ``"1MiB"``, ``"5MB"``, ``"512k"``."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string like '1MiB'")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = m.group(2).lower() if m.group(2) else None
+        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    else:
+        raise ValueError(f"invalid size {value!r}; write e.g. 1048576, 512KiB, 1MiB, 5MB")
+    if size <= 0:
+        raise ValueError("a size must be positive")
+    return size
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
