@@ -1,0 +1,104 @@
+"""Shared fixtures: databases (SQLite and the real PostgreSQL), hubs, and a programmable HTTP sink."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import PG_URL, pg_available, services_required
+from sink import Sink
+from tidings import Hub
+from tidings.config import parse_config
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("db") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest) -> str:
+    """Run the test once per database."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db: str, tmp_path: Path) -> Any:
+    if db == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tidings.db'}"
+        return
+    yield from _pg_schema()
+
+
+@pytest.fixture
+def pg_url() -> Any:
+    """A fresh PostgreSQL schema (only PostgreSQL)."""
+    yield from _pg_schema()
+
+
+def _pg_schema() -> Any:
+    if not pg_available():
+        if services_required():
+            pytest.fail(f"PostgreSQL is required (TIDINGS_REQUIRE_SERVICES=1) but {PG_URL} does not answer")
+        pytest.skip(f"PostgreSQL at {PG_URL} does not answer; set TIDINGS_REQUIRE_SERVICES=1 to fail instead")
+    import psycopg
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL.replace('postgresql://', 'postgresql+psycopg://')}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def make_config(db_url: str) -> Callable[..., Any]:
+    """Build a validated config on the test's database from a dict shaped like tidings.yaml."""
+
+    def build(data: dict[str, Any] | None = None, **server: Any) -> Any:
+        data = dict(data or {})
+        data["server"] = {"database": db_url, **data.get("server", {}), **server}
+        data.setdefault("dispatcher", {}).setdefault("poll_interval", 0.2)
+        return parse_config(data)
+
+    return build
+
+
+@pytest.fixture
+async def make_hub(make_config: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Start hubs on the test's database; every hub is stopped at the end of the test."""
+    hubs: list[Hub] = []
+
+    async def start(data: dict[str, Any] | None = None, **kwargs: Any) -> Hub:
+        hub = Hub(make_config(data), config_dir=tmp_path, **kwargs)
+        await hub.start()
+        hubs.append(hub)
+        return hub
+
+    yield start
+    for hub in reversed(hubs):
+        await hub.stop(timeout=2)
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = Sink()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read the developer's key or config by accident."""
+    for name in ("TIDINGS_SECRET_KEY", "TIDINGS_KEY_FILE", "TIDINGS_CONFIG", "TIDINGS_DATABASE_URL", "TIDINGS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TIDINGS_KEY_FILE", str(tmp_path / "tidings.key"))
