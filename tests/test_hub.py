@@ -56,12 +56,12 @@ async def test_same_dedup_key_inside_cooldown_is_suppressed(make_hub: Any, sink:
     first = await hub.notify(Message("disk full", dedup_key="disk:web-01"))
     second = await hub.notify(Message("disk full again", dedup_key="disk:web-01"))
     other = await hub.notify(Message("disk full elsewhere", dedup_key="disk:web-02"))
-    assert first.deliveries[0].status == "pending"
+    assert first.deliveries[0].status in ("pending", "sending")
     assert second.deliveries[0].status == "suppressed"
-    assert other.deliveries[0].status == "pending"
+    assert other.deliveries[0].status in ("pending", "sending")
     await asyncio.sleep(0.6)
     after = await hub.notify(Message("disk still full", dedup_key="disk:web-01"))
-    assert after.deliveries[0].status == "pending"
+    assert after.deliveries[0].status in ("pending", "sending")
     for r in (first, other, after):
         await hub.wait(r.id)
     assert len(sink.received) == 3

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +23,9 @@ from .config import config_path, config_schema, load_config
 from .errors import ConfigError, TidingsError
 from .hub import Hub
 from .message import Format, Message, Priority
+
+if TYPE_CHECKING:
+    from .security.vault import Vault
 
 app = typer.Typer(help="tidings: notifications out, verified webhooks in, durable in between.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -84,6 +89,22 @@ def run(coro: Awaitable[T]) -> T:
 
 def _hub(config: Path | None, **kwargs: Any) -> Hub:
     return Hub.from_config(config, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def _vault(config: Path | None) -> AsyncIterator[Vault]:
+    """The vault on the configured database, without starting the integrations: managing secrets
+    must work while tidings.yaml refers to a ${vault:NAME} that is not stored (or readable) yet."""
+    from .security.vault import Vault, load_keys
+    from .store.engine import Store
+
+    cfg = load_config(config)
+    store = Store(cfg.server.database, synchronous=cfg.server.sqlite_synchronous)
+    try:
+        await store.migrate()
+        yield Vault(store, load_keys(config_path(config).resolve().parent))
+    finally:
+        await store.close()
 
 
 def _when(ts: float | None) -> str:
@@ -291,7 +312,8 @@ def send(
             receipt = await hub.notify(message, to=to)
             if wait:
                 return await hub.wait(receipt.id, timeout)
-            return {"id": receipt.id, "deliveries": [d.__dict__ for d in receipt.deliveries]}
+            # DeliveryRef is a slots dataclass: it has no __dict__.
+            return {"id": receipt.id, "deliveries": [dataclasses.asdict(d) for d in receipt.deliveries]}
 
     result = run(_send())
     if as_json:
@@ -526,12 +548,11 @@ def keys_rotate(config: ConfigOpt = None) -> None:
     key_file = key_file_path(path.resolve().parent)
 
     async def _rotate() -> tuple[int, list[str]]:
-        async with _hub(config, dispatch=False) as hub:
-            assert hub.vault is not None
-            if not hub.vault.available:
+        async with _vault(config) as vault:
+            if not vault.available:
                 raise ValueError(f"no key to rotate: set ${KEY_ENV} or run `tidings init`")
-            count = await hub.vault.rotate(fresh)
-            return count, hub.vault.keys or []
+            count = await vault.rotate(fresh)
+            return count, vault.keys or []
 
     count, keys = run(_rotate())
     if os.environ.get(KEY_ENV):
@@ -556,9 +577,8 @@ def secret_set(
         raise ValueError("the secret is empty")
 
     async def _set() -> None:
-        async with _hub(config, dispatch=False) as hub:
-            assert hub.vault is not None
-            await hub.vault.set(name, value)
+        async with _vault(config) as vault:
+            await vault.set(name, value)
 
     run(_set())
     out.print(f"stored {name}; use it as ${{vault:{name}}}", highlight=False)
@@ -570,9 +590,8 @@ def secret_list(config: ConfigOpt = None) -> None:
     """Names of stored secrets (never their values)."""
 
     async def _list() -> list[str]:
-        async with _hub(config, dispatch=False) as hub:
-            assert hub.vault is not None
-            return await hub.vault.names()
+        async with _vault(config) as vault:
+            return await vault.names()
 
     for name in run(_list()):
         out.print(name, highlight=False)
@@ -582,9 +601,8 @@ def secret_list(config: ConfigOpt = None) -> None:
 @handled
 def secret_delete(name: str, config: ConfigOpt = None) -> None:
     async def _delete() -> bool:
-        async with _hub(config, dispatch=False) as hub:
-            assert hub.vault is not None
-            return await hub.vault.delete(name)
+        async with _vault(config) as vault:
+            return await vault.delete(name)
 
     if not run(_delete()):
         _fail(f"no secret named {name!r}")

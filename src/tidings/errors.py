@@ -18,7 +18,11 @@ class ConfigError(TidingsError):
 
 
 class MessageError(TidingsError, ValueError):
-    """A message failed validation."""
+    """A message failed validation. ``problems`` holds one line per problem, with its path."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else [message]
 
 
 class UnknownIntegration(TidingsError, KeyError):

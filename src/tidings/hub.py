@@ -35,7 +35,7 @@ from .metrics import Metrics
 from .routing import Router
 from .security.redact import register
 from .security.vault import Vault, load_keys
-from .store.batch import GroupCommit
+from .store.batch import Batch
 from .store.engine import Store
 
 log = structlog.get_logger("tidings.hub")
@@ -67,7 +67,7 @@ class Hub:
         self.vault: Vault | None = None
         self.notifiers: dict[str, Notifier] = {}
         self.dispatcher: Dispatcher | None = None
-        self._writer: GroupCommit[Planned, Receipt] | None = None
+        self._writer = _WriteMessages(self)
         self._flushed: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -94,8 +94,6 @@ class Hub:
             await self.store.close()
             raise
         self._flushed = asyncio.Condition()
-        self._writer = GroupCommit(self.store, self._write, on_commit=self._wake_dispatcher)
-        self._writer.start()
         if self.dispatch:
             self.dispatcher = Dispatcher(
                 self.store,
@@ -112,8 +110,6 @@ class Hub:
         if not self.started:
             return
         self.started = False
-        if self._writer is not None:
-            await self._writer.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)
         for notifier in self.notifiers.values():
@@ -164,17 +160,13 @@ class Hub:
             idempotency_key,
             request_fingerprint(message, to) if idempotency_key else None,
         )
-        assert self._writer is not None
-        receipt = await self._writer.submit(planned)
+        receipt = await self._require_started().submit(self._writer, planned)
         if not receipt.replay:
             self.metrics.enqueued.inc()
         return receipt
 
     async def notify_many(self, messages: Sequence[Message], *, to: Sequence[str] | None = None) -> list[Receipt]:
         return list(await asyncio.gather(*(self.notify(m, to=to) for m in messages)))
-
-    async def _write(self, conn: Any, planned: list[Planned]) -> list[Receipt | BaseException]:
-        return await write_messages(conn, planned, time.time())
 
     def _wake_dispatcher(self) -> None:
         if self.dispatcher is not None:
@@ -342,6 +334,30 @@ class Hub:
             self._thread.join(timeout=10)
         self._loop.close()
         self._loop = self._thread = None
+
+
+class _WriteMessages(Batch[Planned, Receipt]):
+    """Messages and their deliveries. Deliveries this process can send now are leased to its
+    dispatcher in the same transaction and handed to it right after the commit."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def apply(self, conn: Any, items: list[Planned]) -> list[Receipt | BaseException]:
+        dispatcher = self.hub.dispatcher
+        return await write_messages(conn, items, time.time(), dispatcher.lease() if dispatcher else None)
+
+    def committed(self, items: list[Planned], results: list[Receipt | BaseException]) -> None:
+        dispatcher = self.hub.dispatcher
+        if dispatcher is None:
+            return
+        waiting = False
+        for planned, result in zip(items, results, strict=True):
+            dispatcher.take(planned.leased)
+            if isinstance(result, Receipt) and not result.replay:
+                waiting = waiting or any(d.status == "pending" for d in result.deliveries)
+        if waiting:
+            dispatcher.wake()
 
 
 __all__ = ["Hub", "NotFound", "Receipt", "request_fingerprint"]

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import enum
+from functools import cached_property
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field as PydField, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic import Field as PydField
 
 from .errors import MessageError
 
@@ -22,7 +32,7 @@ LABEL_VALUE_MAX = 500
 KEY_MAX = 500
 
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
-_URL = re.compile(r"^(https?|mailto):\S+$", re.IGNORECASE)
+_URL = re.compile(r"^(https?://[^\s/?#]+\S*|mailto:\S+)$", re.IGNORECASE)
 
 
 class Priority(str, enum.Enum):
@@ -61,25 +71,22 @@ class Format(str, enum.Enum):
         return self.value
 
 
-class Field(BaseModel):
+def _check_url(v: str) -> str:
+    if not _URL.match(v):
+        raise ValueError("must be an http(s) or mailto URL")
+    return v
+
+
+class Field(NamedTuple):
     """One row of the table every channel shows beneath the body."""
 
-    model_config = ConfigDict(frozen=True)
-    name: str = PydField(min_length=1, max_length=FIELD_NAME_MAX)
-    value: str = PydField(max_length=FIELD_VALUE_MAX)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=FIELD_NAME_MAX)]
+    value: Annotated[str, StringConstraints(max_length=FIELD_VALUE_MAX)]
 
 
-class Link(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    label: str = PydField(min_length=1, max_length=200)
-    url: str = PydField(max_length=2_000)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not _URL.match(v):
-            raise ValueError("must be an http(s) or mailto URL")
-        return v
+class Link(NamedTuple):
+    label: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    url: Annotated[str, StringConstraints(max_length=2_000), AfterValidator(_check_url)]
 
 
 class Message(BaseModel):
@@ -114,7 +121,7 @@ class Message(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise MessageError(describe(exc)) from None
+            raise MessageError(describe(exc), [format_error(e) for e in exc.errors()]) from None
 
     @field_validator("title")
     @classmethod
@@ -152,11 +159,9 @@ class Message(BaseModel):
     @classmethod
     def _fields(cls, v: Any) -> Any:
         if isinstance(v, Mapping):
-            return [Field(name=str(k), value=_text(val)) for k, val in v.items()]
+            return [(str(k), _text(val)) for k, val in v.items()]
         if isinstance(v, (list, tuple)):
-            return [
-                Field(name=str(x[0]), value=_text(x[1])) if isinstance(x, (list, tuple)) else x for x in v
-            ]
+            return [(str(x[0]), _text(x[1])) if isinstance(x, (list, tuple)) and len(x) == 2 else x for x in v]
         return v
 
     @field_validator("labels", mode="before")
@@ -184,6 +189,19 @@ class Message(BaseModel):
                 raise ValueError(f"{name} must not be blank")
         return self
 
+    @model_validator(mode="after")
+    def _no_nul(self) -> Message:
+        # PostgreSQL text can't hold U+0000: refuse it here, the same way on every database.
+        texts = [("title", self.title), ("body", self.body), ("thread_key", self.thread_key or ""),
+                 ("dedup_key", self.dedup_key or "")]
+        texts += [(f"labels.{k}", v) for k, v in self.labels.items()]
+        texts += [(f"fields[{i}]", f.name + f.value) for i, f in enumerate(self.fields)]
+        texts += [(f"links[{i}]", link.label + link.url) for i, link in enumerate(self.links)]
+        for path, text in texts:
+            if "\x00" in text:
+                raise ValueError(f"{path}: must not contain NUL characters")
+        return self
+
     @property
     def source(self) -> str | None:
         return self.labels.get("source")
@@ -192,7 +210,12 @@ class Message(BaseModel):
         return {f.name: f.value for f in self.fields}
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``Message.from_dict`` reads it back."""
+        """A JSON-ready dict; ``Message.from_dict`` reads it back. Built once per message and
+        shared: copy it before changing it."""
+        return self._dict
+
+    @cached_property
+    def _dict(self) -> dict[str, Any]:
         return {
             "title": self.title,
             "body": self.body,
@@ -218,8 +241,8 @@ class Message(BaseModel):
             body=data["body"],
             priority=Priority(data["priority"]),
             format=Format(data["format"]),
-            fields=tuple(Field.model_construct(name=n, value=v) for n, v in data["fields"]),
-            links=tuple(Link.model_construct(label=x["label"], url=x["url"]) for x in data["links"]),
+            fields=tuple(Field(n, v) for n, v in data["fields"]),
+            links=tuple(Link(x["label"], x["url"]) for x in data["links"]),
             labels=dict(data["labels"]),
             thread_key=data.get("thread_key"),
             dedup_key=data.get("dedup_key"),

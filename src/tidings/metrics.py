@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter as Counter_
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 disable_created_metrics()  # the *_created series only add noise to every scrape
@@ -11,6 +15,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class Metrics:
     def __init__(self) -> None:
+        self._latency_children: dict[str, Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.deliveries = Counter(
             "tidings_deliveries",
@@ -40,10 +45,18 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe(self, integration: str, status: str, latency_s: float | None) -> None:
-        self.deliveries.labels(integration, status).inc()
-        if latency_s is not None:
-            self.latency.labels(integration).observe(latency_s)
+    def observe_batch(self, results: Iterable[Any]) -> None:
+        """Count finished attempts (objects with ``integration``, ``status``, ``latency_ms``)."""
+        counts: Counter_[tuple[str, str]] = Counter_()
+        for r in results:
+            counts[(r.integration, r.status)] += 1
+            if r.latency_ms is not None:
+                child = self._latency_children.get(r.integration)
+                if child is None:
+                    child = self._latency_children[r.integration] = self.latency.labels(r.integration)
+                child.observe(r.latency_ms / 1000)
+        for (integration, status), n in counts.items():
+            self.deliveries.labels(integration, status).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

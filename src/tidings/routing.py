@@ -7,11 +7,11 @@ route applies. A message sent with an explicit ``to`` skips the rules.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import UnknownIntegration
+from .errors import MessageError, UnknownIntegration
 from .message import Message, Priority
 
 if TYPE_CHECKING:
@@ -84,34 +84,38 @@ def _label_check(name: str, want: object) -> Predicate:
 class Router:
     def __init__(self, config: Config) -> None:
         self._known = set(config.integrations)
-        self._routes = [
-            (route.name or f"routes[{i}]", compile_match(route.match), route)
-            for i, route in enumerate(config.routes)
-        ]
-        self._default = config.default
+        self._cooldown = config.default.cooldown
+        self._routes = []
+        for i, route in enumerate(config.routes):
+            name = route.name or f"routes[{i}]"
+            targets = [Target(t, name, route.cooldown) for t in route.to]
+            self._routes.append((compile_match(route.match), targets, route.continue_))
+        self._default = _unique(Target(t, "default", config.default.cooldown) for t in config.default.to)
 
     def targets(self, message: Message, to: Sequence[str] | None = None) -> list[Target]:
         """The deliveries to create for ``message``, each integration once, in route order."""
         if to is not None:
+            if not to:
+                raise MessageError("to: name at least one integration, or leave it out to use the routes")
             unknown = [name for name in to if name not in self._known]
             if unknown:
                 raise UnknownIntegration(f"unknown integration {unknown[0]!r}")
-            return _unique(Target(name, None, self._default.cooldown) for name in to)
+            return _unique(Target(name, None, self._cooldown) for name in to)
         found: list[Target] = []
-        for name, predicate, route in self._routes:
+        for predicate, targets, fall_through in self._routes:
             if predicate(message):
-                found.extend(Target(t, name, route.cooldown) for t in route.to)
-                if not route.continue_:
+                found.extend(targets)
+                if not fall_through:
                     break
         if not found:
-            found = [Target(t, "default", self._default.cooldown) for t in self._default.to]
-        return _unique(found)
+            return self._default
+        return _unique(found) if len(found) > 1 else found
 
 
-def _unique(targets: object) -> list[Target]:
+def _unique(targets: Iterable[Target]) -> list[Target]:
     seen: set[str] = set()
     out = []
-    for t in targets:  # type: ignore[attr-defined]
+    for t in targets:
         if t.integration not in seen:
             seen.add(t.integration)
             out.append(t)

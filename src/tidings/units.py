@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -33,6 +34,8 @@ def parse_duration(value: Any) -> float:
             seconds = sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
     else:
         raise ValueError("a duration is a number of seconds or a string like '5m'")
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration {value!r}: it must be finite")
     if seconds < 0:
         raise ValueError("a duration can't be negative")
     return seconds
@@ -54,5 +57,14 @@ def parse_size(value: Any) -> int:
     return size
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
+# The JSON Schema (for editors) admits what the validators admit: a number or a string like "5m".
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}], "examples": ["30s", "5m", "1h30m"]}),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}], "examples": ["512KiB", "1MiB", "5MB"]}),
+]

@@ -67,7 +67,8 @@ def parse_config(raw: Any, *, source: str | None = None, env: Mapping[str, str] 
     try:
         config = config_model().model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_problem(e) for e in exc.errors()], source) from None
+        # Unknown integration names too, so that every problem shows at once.
+        raise ConfigError([_problem(e) for e in exc.errors()] + _check_raw_references(data), source) from None
     problems = _check_references(config)
     if problems:
         raise ConfigError(problems, source)
@@ -143,6 +144,27 @@ def _check_references(config: Config) -> list[str]:
     return problems
 
 
+def _check_raw_references(data: Mapping[str, Any]) -> list[str]:
+    """:func:`_check_references` on the raw data, for when validation failed elsewhere."""
+    integrations = data.get("integrations")
+    if not isinstance(integrations, dict):
+        return []
+    names = {str(n) for n in integrations}
+    targets: list[tuple[str, Any]] = []
+    routes = data.get("routes")
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        to = route.get("to") if isinstance(route, dict) else None
+        targets += [(f"routes[{i}].to[{j}]", t) for j, t in enumerate(to if isinstance(to, list) else [])]
+    default = data.get("default")
+    to = default.get("to") if isinstance(default, dict) else None
+    targets += [(f"default.to[{j}]", t) for j, t in enumerate(to if isinstance(to, list) else [])]
+    return [
+        f"{path}: unknown integration {t!r}{_suggest(t, names)}"
+        for path, t in targets
+        if isinstance(t, str) and t not in names
+    ]
+
+
 def _suggest(name: str, names: set[str]) -> str:
     import difflib
 
@@ -153,6 +175,13 @@ def _suggest(name: str, names: set[str]) -> str:
 def config_schema() -> dict[str, Any]:
     """JSON Schema of tidings.yaml, for editors (yaml-language-server) to validate and complete."""
     schema = config_model().model_json_schema(by_alias=True)
+    # A section left with only comments (``routes:`` in the file `tidings init` writes) reads as
+    # null, which parse_config takes as empty: the schema must accept it too.
+    for name, prop in schema.get("properties", {}).items():
+        if isinstance(prop.get("type"), str):
+            prop["type"] = [prop["type"], "null"]
+        elif "$ref" in prop:
+            schema["properties"][name] = {"anyOf": [{"$ref": prop.pop("$ref")}, {"type": "null"}], **prop}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "tidings.yaml"
     return schema

@@ -74,7 +74,7 @@ class Match(_Strict):
 
 
 class Route(_Strict):
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=100, description="shown on each delivery it routes")
     match: Match = Field(default_factory=Match)
     to: list[str] = Field(min_length=1)
     continue_: bool = Field(False, alias="continue", description="also try the routes after this one")

@@ -1,9 +1,10 @@
 """The dispatcher: claim due deliveries, send them within each integration's limits, record the
 outcomes in batches.
 
-One loop claims (most urgent first) as long as there is room; every claimed delivery runs as its
-own task through its integration's *lane* (circuit breaker, rate limit, concurrency cap); results
-collect in memory and a flusher writes them with one statement per batch. A delivery whose
+One loop claims (most urgent first) as long as there is room and queues each delivery on its
+integration's *lane*: a circuit breaker, a rate limit, and as many worker coroutines as the
+integration's concurrency. Results collect in memory and a flusher writes them with one statement
+per batch. A watchdog cancels a send that outlives its integration's timeout. A delivery whose
 outcome was never written (crash, kill -9) comes back when its lease expires.
 """
 
@@ -23,7 +24,8 @@ from ..config.models import DispatcherSettings
 from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
 from ..metrics import Metrics
 from ..security.redact import redact
-from ..store.engine import Store
+from ..store.batch import Batch
+from ..store.engine import Conn, Store
 from ..store.tables import integration_state
 from . import outbox
 from .outbox import Claimed, Result
@@ -40,6 +42,10 @@ FLUSH_RETRY = 1.0
 DISABLED_REFRESH = 5.0
 
 
+TIMEOUT_GRACE = 5.0
+"""The watchdog cancels a send this long after its integration's own timeout should have fired."""
+
+
 @dataclass
 class Lane:
     """Everything that limits one integration's sends."""
@@ -48,9 +54,14 @@ class Lane:
     policy: RetryPolicy
     breaker: Breaker
     limiter: RateLimiter | None
-    semaphore: asyncio.Semaphore
+    concurrency: int
     capacity: int
+    queue: asyncio.Queue[Claimed] = field(default_factory=asyncio.Queue)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    sending: dict[asyncio.Task[None], float] = field(default_factory=dict)
+    """Worker -> when its current send must be over."""
     active: int = 0
+    """Deliveries this lane holds: queued or being sent."""
     disabled: bool = False
 
     @property
@@ -71,7 +82,7 @@ def lane_for(notifier: Notifier) -> Lane:
         policy=notifier.settings.retry,
         breaker=Breaker(notifier.settings.breaker),
         limiter=limiter,
-        semaphore=asyncio.Semaphore(concurrency),
+        concurrency=concurrency,
         capacity=capacity,
     )
 
@@ -104,31 +115,42 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._flush_wake = asyncio.Event()
         self._pending = _Flush()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._timed_out: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._starved = False
         self._disabled_checked = 0.0
+        self._recorder = _Record(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         await self._refresh_disabled(force=True)
         self._loop_task = asyncio.create_task(self._claim_loop(), name="tidings-dispatcher")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="tidings-flusher")
+        self._watchdog_task = asyncio.create_task(self._watchdog(), name="tidings-watchdog")
 
     async def stop(self, timeout: float | None = None) -> None:
-        """Stop claiming, give in-flight sends up to ``timeout`` to finish, hand the rest back to
-        the queue, and write every outcome."""
+        """Stop claiming, hand back what hasn't started, give in-flight sends up to ``timeout`` to
+        finish, hand the rest back too, and write every outcome."""
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         self._stopping = True
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
-        if self._tasks:
-            _done, still = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in still:
+        now = self._clock()
+        for lane in self.lanes.values():
+            while not lane.queue.empty():
+                self._done(lane, self._release(lane.queue.get_nowait(), now, None))
+        deadline = time.monotonic() + timeout
+        while any(lane.sending for lane in self.lanes.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        workers = [w for lane in self.lanes.values() for w in lane.workers]
+        for task in [self._watchdog_task, *workers]:
+            if task is not None:
                 task.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
         if self._flush_task is not None:
             self._flush_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -151,43 +173,83 @@ class Dispatcher:
 
     @property
     def inflight(self) -> int:
-        return len(self._tasks)
+        return sum(lane.active for lane in self.lanes.values())
 
     # -- claiming --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         s = self.settings
         while not self._stopping:
+            room, threshold = self._room()
+            if room < threshold:
+                # Wait for in-flight sends to free a useful amount of room, not for each one.
+                self._starved = True
+                await self._sleep(s.poll_interval)
+                self._starved = False
+                continue
+            limit = min(s.batch, room)
             try:
-                claimed = await self._claim_once()
+                claimed = await self._claim_once(limit)
             except Exception as exc:
                 log.error("dispatcher.claim_failed", error=str(exc))
                 await self._sleep(s.poll_interval)
                 continue
-            if claimed >= s.batch:
+            if claimed == limit:
                 continue
             await self._sleep(await self._idle_time())
 
-    async def _claim_once(self) -> int:
+    def _room(self) -> tuple[int, int]:
+        """How many more deliveries to claim now, and the least worth a query."""
+        capacity = free = 0
+        for lane in self.lanes.values():
+            if lane.accepting:
+                capacity += lane.capacity
+                free += lane.capacity - lane.active
+        room = min(self.settings.max_inflight - self.inflight, free)
+        return room, max(1, min(self.settings.batch, capacity) // 4)
+
+    async def _claim_once(self, limit: int) -> int:
         await self._refresh_disabled()
-        room = self.settings.max_inflight - len(self._tasks)
         names = [name for name, lane in self.lanes.items() if lane.accepting]
-        if room <= 0 or not names:
+        if not names:
             return 0
-        limit = min(self.settings.batch, room)
         now = self._clock()
         async with self.store.write() as conn:
             rows = await outbox.claim(conn, self.owner, names, limit, now, self.settings.lease)
-        for c in rows:
-            lane = self.lanes[c.integration]
-            lane.active += 1
-            task = asyncio.create_task(self._deliver(lane, c))
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
+        self.take(rows)
         return len(rows)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._wake.set()
+    def lease(self) -> outbox.Lease:
+        """Lets this process's writer lease new deliveries straight to this dispatcher."""
+        return outbox.Lease(self.owner, self.settings.lease, self._wants)
+
+    def _wants(self, integration: str) -> bool:
+        lane = self.lanes.get(integration)
+        return (
+            not self._stopping
+            and lane is not None
+            and lane.accepting
+            and self.inflight < self.settings.max_inflight
+        )
+
+    def take(self, claimed: Iterable[Claimed]) -> None:
+        """Queue deliveries leased to this dispatcher on their lanes."""
+        for c in claimed:
+            lane = self.lanes[c.integration]
+            lane.active += 1
+            lane.queue.put_nowait(c)
+            if not lane.workers:
+                lane.workers = [
+                    asyncio.create_task(self._work(lane), name=f"tidings-{lane.notifier.name}-{i}")
+                    for i in range(lane.concurrency)
+                ]
+
+    def _done(self, lane: Lane, result: Result) -> None:
+        lane.active -= 1
+        self._queue(result)
+        if self._starved:
+            room, threshold = self._room()
+            if room >= threshold:
+                self._wake.set()
 
     async def _idle_time(self) -> float:
         poll = self.settings.poll_interval
@@ -225,20 +287,43 @@ class Dispatcher:
             lane.disabled = name in disabled
 
     # -- sending ---------------------------------------------------------------------------
-    async def _deliver(self, lane: Lane, c: Claimed) -> None:
-        try:
-            result = await self._attempt(lane, c)
-        except asyncio.CancelledError:
-            self._queue(self._release(c, self._clock(), "shutdown: handed back before the send finished"))
-            raise
-        except Exception as exc:  # a bug of ours must not strand the delivery until its lease ends
-            log.exception("dispatcher.attempt_failed", integration=c.integration, delivery=c.id)
-            result = self._finish(lane, c, Outcome.retry(f"internal error: {type(exc).__name__}: {exc}"), None)
-        finally:
-            lane.active -= 1
-        self._queue(result)
+    async def _work(self, lane: Lane) -> None:
+        """One of a lane's workers: send what is queued, one delivery at a time."""
+        me = asyncio.current_task()
+        assert me is not None
+        while True:
+            c = await lane.queue.get()
+            try:
+                result = await self._attempt(lane, c, me)
+            except asyncio.CancelledError:
+                if me not in self._timed_out:
+                    self._done(lane, self._release(c, self._clock(), "shutdown: handed back before the send finished"))
+                    raise
+                me.uncancel()
+                timeout = lane.notifier.effective_timeout
+                lane.breaker.record(False)
+                result = self._finish(lane, c, Outcome.retry(f"timed out after {timeout:g}s"), timeout + TIMEOUT_GRACE)
+            except Exception as exc:  # a bug of ours must not strand the delivery until its lease ends
+                log.exception("dispatcher.attempt_failed", integration=c.integration, delivery=c.id)
+                result = self._finish(lane, c, Outcome.retry(f"internal error: {type(exc).__name__}: {exc}"), None)
+            finally:
+                lane.sending.pop(me, None)
+                self._timed_out.discard(me)
+            self._done(lane, result)
 
-    async def _attempt(self, lane: Lane, c: Claimed) -> Result:
+    async def _watchdog(self) -> None:
+        """Cancel sends that outlive their integration's timeout (a peer or library that hangs)."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for lane in self.lanes.values():
+                for worker, deadline in list(lane.sending.items()):
+                    if now > deadline and worker not in self._timed_out:
+                        log.warning("dispatcher.send_hung", integration=lane.notifier.name)
+                        self._timed_out.add(worker)
+                        worker.cancel()
+
+    async def _attempt(self, lane: Lane, c: Claimed, worker: asyncio.Task[None]) -> Result:
         now = self._clock()
         if lane.disabled:
             return self._release(c, now + DISABLED_REFRESH, None)
@@ -260,20 +345,20 @@ class Dispatcher:
                     return self._release(c, self._clock() + wait, None)
                 await asyncio.sleep(wait)
         attempt = Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, c.message)
-        async with lane.semaphore:
-            started = time.perf_counter()
-            try:
-                outcome = await asyncio.wait_for(notifier.send(payload, attempt), notifier.effective_timeout + 5)
-            except TimeoutError:
-                outcome = Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")
-            except Exception as exc:
-                log.warning("dispatcher.send_raised", integration=notifier.name, delivery=c.id, error=repr(exc))
-                outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
-            latency = time.perf_counter() - started
+        started = time.perf_counter()
+        lane.sending[worker] = time.monotonic() + notifier.effective_timeout + TIMEOUT_GRACE
+        try:
+            outcome = await notifier.send(payload, attempt)
+        except TimeoutError:
+            outcome = Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")
+        except Exception as exc:
+            log.warning("dispatcher.send_raised", integration=notifier.name, delivery=c.id, error=repr(exc))
+            outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+        latency = time.perf_counter() - started
         lane.breaker.record(outcome.status is not OutcomeStatus.RETRY)
         if outcome.disable:
             lane.disabled = True
-            self._pending.disable[notifier.name] = outcome.error or "disabled by the peer"
+            self._pending.disable[notifier.name] = redact(outcome.error or "disabled by the peer")
         return self._finish(lane, c, outcome, latency)
 
     def _finish(self, lane: Lane, c: Claimed, outcome: Outcome, latency: float | None) -> Result:
@@ -306,8 +391,15 @@ class Dispatcher:
         while True:
             await self._flush_wake.wait()
             self._flush_wake.clear()
+            flush = asyncio.ensure_future(self._flush())
             try:
-                await self._flush()
+                await asyncio.shield(flush)
+            except asyncio.CancelledError:
+                # stop() cancels this loop: let a write under way finish rather than close its
+                # connection while the commit still runs (SQLite commits in a worker thread).
+                with contextlib.suppress(Exception):
+                    await flush
+                raise
             except Exception as exc:
                 log.error("dispatcher.flush_failed", error=str(exc))
                 await asyncio.sleep(FLUSH_RETRY)
@@ -318,21 +410,34 @@ class Dispatcher:
         if not batch.results and not batch.disable:
             return
         try:
-            async with self.store.write() as conn:
-                await outbox.record(conn, self.owner, batch.results, self._clock())
-                for name, reason in batch.disable.items():
-                    await set_disabled(conn, name, True, reason, self._clock())
+            await self.store.submit(self._recorder, batch)
         except BaseException:
             # Keep them for the next flush: an outcome is never dropped while we run.
             self._pending.results[:0] = batch.results
             self._pending.disable.update(batch.disable)
             raise
-        for r in batch.results:
-            if not r.released:
-                latency = r.latency_ms / 1000 if r.latency_ms is not None else None
-                self.metrics.observe(r.integration, r.status, latency)
-        if self._on_flush is not None:
-            self._on_flush()
+
+
+class _Record(Batch[_Flush, None]):
+    """Delivery outcomes (and integrations their peers disabled), one statement per batch."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    async def apply(self, conn: Conn, items: list[_Flush]) -> list[None | BaseException]:
+        d = self.dispatcher
+        now = d._clock()
+        await outbox.record(conn, d.owner, [r for f in items for r in f.results], now)
+        for f in items:
+            for name, reason in f.disable.items():
+                await set_disabled(conn, name, True, reason, now)
+        return [None] * len(items)
+
+    def committed(self, items: list[_Flush], results: list[None | BaseException]) -> None:
+        d = self.dispatcher
+        d.metrics.observe_batch(r for f in items for r in f.results if not r.released)
+        if d._on_flush is not None:
+            d._on_flush()
 
 
 async def set_disabled(conn: object, name: str, disabled: bool, reason: str | None, now: float) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from ..store.engine import Conn
 
 from ..errors import NotFound, TidingsError
 from ..message import Message
@@ -42,7 +42,7 @@ def _delivery(row: Any) -> dict[str, Any]:
     }
 
 
-async def get_message(conn: AsyncConnection, message_id: str) -> dict[str, Any]:
+async def get_message(conn: Conn, message_id: str) -> dict[str, Any]:
     row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
     if row is None:
         raise NotFound(f"no message {message_id}")
@@ -59,7 +59,7 @@ async def get_message(conn: AsyncConnection, message_id: str) -> dict[str, Any]:
 
 
 async def list_deliveries(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     status: str | None = None,
     integration: str | None = None,
@@ -79,7 +79,7 @@ async def list_deliveries(
     return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
 
 
-async def retry_delivery(conn: AsyncConnection, delivery_id: str, now: float | None = None) -> dict[str, Any]:
+async def retry_delivery(conn: Conn, delivery_id: str, now: float | None = None) -> dict[str, Any]:
     """Bring a dead (or waiting) delivery back now, with a fresh retry budget."""
     now = time.time() if now is None else now
     row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
@@ -96,7 +96,7 @@ async def retry_delivery(conn: AsyncConnection, delivery_id: str, now: float | N
     return _delivery(row)
 
 
-async def list_inbox(conn: AsyncConnection, *, integration: str | None = None, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+async def list_inbox(conn: Conn, *, integration: str | None = None, limit: int = 50, before: int | None = None) -> dict[str, Any]:
     q = select(inbox)
     if integration:
         q = q.where(inbox.c.integration == integration)
@@ -161,7 +161,7 @@ class IntegrationStats:
         }
 
 
-async def integration_stats(conn: AsyncConnection, names: list[str], now: float | None = None) -> dict[str, IntegrationStats]:
+async def integration_stats(conn: Conn, names: list[str], now: float | None = None) -> dict[str, IntegrationStats]:
     """Counts over the last 24 hours; health from the last 100 attempted deliveries."""
     now = time.time() if now is None else now
     out = {n: IntegrationStats(n) for n in names}
@@ -194,7 +194,7 @@ async def integration_stats(conn: AsyncConnection, names: list[str], now: float 
     return out
 
 
-async def _recent(conn: AsyncConnection, s: IntegrationStats) -> None:
+async def _recent(conn: Conn, s: IntegrationStats) -> None:
     recent = (
         await conn.execute(
             select(deliveries.c.status, deliveries.c.last_error, deliveries.c.updated_at)
@@ -237,7 +237,7 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
-async def queue_gauges(conn: AsyncConnection, now: float | None = None) -> tuple[dict[str, int], float]:
+async def queue_gauges(conn: Conn, now: float | None = None) -> tuple[dict[str, int], float]:
     """Deliveries waiting per integration, and the age of the oldest one (0 when none waits)."""
     now = time.time() if now is None else now
     depth = {
@@ -250,7 +250,7 @@ async def queue_gauges(conn: AsyncConnection, now: float | None = None) -> tuple
     return depth, (now - oldest if oldest is not None else 0.0)
 
 
-async def settled(conn: AsyncConnection, message_id: str) -> bool:
+async def settled(conn: Conn, message_id: str) -> bool:
     """True when no delivery of the message is waiting for its first outcome."""
     n = (
         await conn.execute(

@@ -11,7 +11,10 @@ RETRY_AFTER_MAX_FACTOR = 10.0
 
 def backoff(policy: RetryPolicy, attempt: int) -> float:
     """The un-jittered delay after failed attempt number ``attempt`` (1-based)."""
-    return min(policy.cap, policy.base * policy.factor ** max(0, attempt - 1))
+    try:
+        return min(policy.cap, policy.base * policy.factor ** max(0, attempt - 1))
+    except OverflowError:  # factor 10 overflows a float by attempt 310 (max_attempts allows 1000)
+        return policy.cap
 
 
 def next_delay(policy: RetryPolicy, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import time
 from collections.abc import Mapping
@@ -28,6 +29,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
             return None
         if when is None:
             return None
+        if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are always GMT
+            when = when.replace(tzinfo=datetime.UTC)
         seconds = when.timestamp() - (time.time() if now is None else now)
     return max(0.0, seconds) if seconds == seconds else None  # NaN guard
 
@@ -44,7 +47,8 @@ def classify_status(status: int, headers: Mapping[str, str], snippet: str = "") 
         return Outcome.permanent(f"{detail} (the endpoint is gone; integration disabled)", disable=True)
     if 300 <= status < 400:
         location = headers.get("location", "")
-        return Outcome.permanent(f"{detail}: redirects are not followed, update the URL (to {location})".rstrip(" (to )"))
+        target = f" (to {location})" if location else ""
+        return Outcome.permanent(f"{detail}: redirects are not followed, update the URL{target}")
     return Outcome.permanent(detail)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -15,7 +15,14 @@ from ..hub import Hub
 from ..message import Message
 from .auth import require_token
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+
+def no_nul(request: Request) -> None:
+    """Ids and filters holding U+0000 can match nothing and PostgreSQL refuses them: answer 400."""
+    if "\x00" in request.scope["path"] or any("\x00" in k + v for k, v in request.query_params.multi_items()):
+        raise HTTPException(400, "NUL characters are not allowed in the URL")
+
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depends(no_nul)])
 
 
 def hub_of(request: Request) -> Hub:
@@ -134,7 +141,7 @@ async def list_inbox(
     hub: HubDep,
     integration: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: int | None = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="the `next` of the previous page")] = None,
 ) -> dict[str, Any]:
     """What the inbox integrations received, newest first."""
     return await hub.inbox(integration=integration, limit=limit, before=before)

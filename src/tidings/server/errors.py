@@ -29,7 +29,12 @@ def install(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in errors):
             detail = "; ".join(str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors)
             return error(400, "malformed JSON", detail)
-        return error(422, "invalid request", [format_error(e) for e in errors])
+        lines: list[str] = []
+        for e in errors:
+            # A message body fails inside Message.__init__: one MessageError carrying every problem.
+            cause = e.get("ctx", {}).get("error")
+            lines.extend(cause.problems if isinstance(cause, MessageError) else [format_error(e)])
+        return error(422, "invalid request", lines)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -40,7 +45,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(MessageError)
     async def _message(_: Request, exc: MessageError) -> JSONResponse:
-        return error(422, "invalid message", str(exc).split("; "))
+        return error(422, "invalid message", exc.problems)
 
     @app.exception_handler(UnknownIntegration)
     async def _unknown(_: Request, exc: UnknownIntegration) -> JSONResponse:

@@ -4,11 +4,16 @@ says so, and 413 as soon as a chunked body crosses the limit."""
 from __future__ import annotations
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once a body crosses the limit. An HTTPException, because FastAPI
+    turns any other error raised while it reads the body into a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body limit is {limit} bytes")
 
 
 class BodyLimit:
@@ -39,7 +44,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:

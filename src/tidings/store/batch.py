@@ -1,40 +1,55 @@
-"""Group commit: concurrent callers share one transaction, and each is answered after its commit.
+"""Group commit: concurrent writers share one transaction, and each is answered after its commit.
 
-Callers ``await submit(item)``; one writer task takes every item waiting, applies them all in a
-single write transaction and resolves each caller with its own result. Under load this turns N
-commits (and N fsyncs) into one, without ever answering before the row is durable.
+Every write on the hot path goes through the store's one :class:`GroupCommit`: callers
+``await store.submit(op, item)``; a writer task takes everything waiting (new messages, delivery
+outcomes, inbox rows...), applies each kind with its :class:`Batch` in a single transaction, and
+answers every caller with its own result. Under load N commits (and N fsyncs) become one, and no
+caller is answered before its row is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .engine import Store
+from .engine import Conn, Store
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-Apply = Callable[[AsyncConnection, list[T]], Awaitable[list["R | BaseException"]]]
 log = structlog.get_logger("tidings.store")
 
 
-class GroupCommit(Generic[T, R]):
-    """``apply(conn, items)`` returns one result (or exception) per item, in order. If the
-    transaction itself fails, each item is retried alone so one bad item can't sink the others."""
+class Batch(Generic[T, R]):
+    """One kind of write. ``apply`` returns one result (or exception) per item, in order;
+    ``committed`` runs right after the commit, before any caller is answered."""
 
-    def __init__(self, store: Store, apply: Apply[T, R], *, max_batch: int = 1000, on_commit: Callable[[], None] | None = None) -> None:
+    async def apply(self, conn: Conn, items: list[T]) -> list[R | BaseException]:
+        raise NotImplementedError
+
+    def committed(self, items: list[T], results: list[R | BaseException]) -> None:
+        """Work that must follow the commit even if a caller has gone away."""
+
+
+_Entry = tuple[Batch[Any, Any], Any, "asyncio.Future[Any]"]
+
+
+class GroupCommit:
+    """If a shared transaction fails, each item is tried again alone, so one bad item can't sink
+    the others."""
+
+    def __init__(self, store: Store, *, max_batch: int = 1000) -> None:
         self._store = store
-        self._apply = apply
         self._max_batch = max_batch
-        self._on_commit = on_commit
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
 
     def start(self) -> None:
         if self._task is None:
@@ -51,15 +66,15 @@ class GroupCommit(Generic[T, R]):
             await self._task
         self._task = None
 
-    async def submit(self, item: T) -> R:
+    async def submit(self, op: Batch[T, R], item: T) -> R:
         if self._task is None:
             raise RuntimeError("the writer is not running (start the hub first)")
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, fut))
+        self._queue.put_nowait((op, item, fut))
         return await fut
 
-    async def submit_many(self, items: list[T]) -> list[R]:
-        return list(await asyncio.gather(*(self.submit(i) for i in items)))
+    async def submit_many(self, op: Batch[T, R], items: list[T]) -> list[R]:
+        return list(await asyncio.gather(*(self.submit(op, i) for i in items)))
 
     async def _run(self) -> None:
         while True:
@@ -69,31 +84,45 @@ class GroupCommit(Generic[T, R]):
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:
-                for _, fut in batch:
+                for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(RuntimeError("the writer stopped before committing"))
                 raise
+            except Exception:  # never let the writer die: every later caller would wait forever
+                log.exception("group_commit.failed", size=len(batch))
+                for _, _, fut in batch:
+                    _settle(fut, RuntimeError("the write failed; see the log"))
 
-    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
-        items = [item for item, _ in batch]
+    async def _commit(self, batch: list[_Entry]) -> None:
+        groups: dict[Batch[Any, Any], list[_Entry]] = {}
+        for entry in batch:
+            groups.setdefault(entry[0], []).append(entry)
+        outcomes: list[tuple[Batch[Any, Any], list[_Entry], list[Any]]] = []
         try:
             async with self._store.write() as conn:
-                results = await self._apply(conn, items)
+                for op, entries in groups.items():
+                    results = await op.apply(conn, [item for _, item, _ in entries])
+                    if len(results) != len(entries):
+                        raise RuntimeError(f"{type(op).__name__}.apply returned {len(results)} results for {len(entries)} items")
+                    outcomes.append((op, entries, results))
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], exc)
+                _settle(batch[0][2], exc)
                 return
             log.warning("group_commit.split", size=len(batch), error=type(exc).__name__)
             for one in batch:
                 await self._commit([one])
             return
-        if self._on_commit is not None:
-            self._on_commit()
-        for (_, fut), result in zip(batch, results, strict=True):
-            _settle(fut, result)
+        for op, entries, results in outcomes:
+            try:
+                op.committed([item for _, item, _ in entries], results)
+            except Exception:
+                log.exception("group_commit.committed_hook_failed", op=type(op).__name__)
+            for (_, _, fut), result in zip(entries, results, strict=True):
+                _settle(fut, result)
 
 
-def _settle(fut: asyncio.Future[R], result: R | BaseException) -> None:
+def _settle(fut: asyncio.Future[Any], result: Any) -> None:
     if fut.done():
         return
     if isinstance(result, BaseException):

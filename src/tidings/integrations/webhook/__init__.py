@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import orjson
@@ -19,6 +19,7 @@ from ..base import Attempt, IntegrationSettings, Notifier, Outcome, http_session
 from ..http import classify_status, connection_error, read_snippet
 
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|signature|cookie|password", re.IGNORECASE)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP token (RFC 9110)
 _RESERVED_HEADERS = {"content-type", "content-length", "webhook-id", "webhook-timestamp", "webhook-signature", "host"}
 
 
@@ -60,13 +61,20 @@ class WebhookSettings(IntegrationSettings):
                 raise ValueError(f"header {name!r} is set by tidings")
             if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
                 raise ValueError(f"header {name!r}: line breaks are not allowed")
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header {name!r}: not a valid header name (letters, digits and !#$%&'*+-.^_`|~)")
         return v
 
     def secret_values(self) -> list[str]:
         found = super().secret_values()
-        found += [v for k, v in self.headers.items() if _SENSITIVE_HEADER.search(k)]
+        for k, v in self.headers.items():
+            if _SENSITIVE_HEADER.search(k):
+                # The whole value, and the credential after a scheme ("Bearer <token>"): a peer
+                # that echoes the token alone must not leak it either.
+                found += [v, v.split()[-1]] if v.split() else [v]
         parts = urlsplit(self.url)
         found += [p for p in (parts.password, parts.query) if p]
+        found += [value for _, value in parse_qsl(parts.query) if value]
         return found
 
 
@@ -93,9 +101,8 @@ class WebhookNotifier(Notifier):
             self._session = None
 
     def render(self, message: Message) -> dict[str, Any]:
-        data = message.to_dict()
-        data["fields"] = [{"name": f.name, "value": f.value} for f in message.fields]
-        return {"type": "message", "data": data}
+        fields = [{"name": name, "value": value} for name, value in message.fields]
+        return {"type": "message", "data": {**message.to_dict(), "fields": fields}}
 
     def body(self, payload: dict[str, Any], attempt: Attempt) -> bytes:
         """The exact bytes sent: the rendered payload with the ids that make it idempotent."""

@@ -1,0 +1,96 @@
+"""A fast local HTTP sink for benchmarks, run in its own process: answers 200 to every POST and
+counts what arrived (total and distinct delivery ids)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import socket
+from typing import Any
+
+from aiohttp import web
+
+
+def _serve(sock: socket.socket, counts: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    seen: set[str] = set()
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        counts[0] += 1
+        ident = request.headers.get("Idempotency-Key") or request.headers.get("webhook-id")
+        if ident and ident not in seen:
+            seen.add(ident)
+            counts[1] += 1
+        return web.Response(status=200)
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response({"total": counts[0], "distinct": counts[1]})
+
+    async def reset(_: web.Request) -> web.Response:
+        counts[0] = counts[1] = 0
+        seen.clear()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True)
+
+
+class SinkProcess:
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        ctx = mp.get_context("fork")
+        self.counts = ctx.Array("q", 2, lock=False)
+        self.proc = ctx.Process(target=_serve, args=(self.sock, self.counts), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def __enter__(self) -> SinkProcess:
+        self.proc.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.join(5)
+        self.sock.close()
+
+    @property
+    def total(self) -> int:
+        return int(self.counts[0])
+
+    @property
+    def distinct(self) -> int:
+        return int(self.counts[1])
+
+    def reset(self) -> None:
+        self.counts[0] = self.counts[1] = 0
+
+
+async def wait_ready(url: str) -> None:
+    import aiohttp
+
+    base = url.rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as s:
+        for _ in range(200):
+            try:
+                async with s.get(base + "/stats") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+    raise RuntimeError("the sink did not start")

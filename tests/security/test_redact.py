@@ -1,0 +1,185 @@
+"""Masking of known secrets: ``redact``, ``redact_value`` and the structlog processor that
+``tidings.logs.configure`` installs (DESIGN rule 7: secrets never in logs, errors or audit)."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets as pysecrets
+import sys
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from tidings.logs import configure
+from tidings.security import redact as redact_mod
+from tidings.security.redact import mask, redact, redact_value, register, structlog_processor
+
+
+def fresh(prefix: str = "s") -> str:
+    """A secret no other test registered (the registry is process-wide)."""
+    return f"{prefix}-{pysecrets.token_urlsafe(18)}"
+
+
+@pytest.fixture
+def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An empty registry for tests that need to see the "nothing registered" path."""
+    monkeypatch.setattr(redact_mod, "_known", set())
+    monkeypatch.setattr(redact_mod, "_pattern", None)
+    yield
+
+
+def test_mask_keeps_only_the_last_four_characters() -> None:
+    assert mask("sk_live_1234567890abcd") == "…abcd"
+    assert mask("123456789") == "…6789"
+    # Too short to show anything of it.
+    assert mask("12345678") == "…"
+    assert mask("abcdef") == "…"
+
+
+def test_registered_secret_is_masked_everywhere_in_a_text() -> None:
+    secret = fresh() + "WXYZ"
+    register([secret])
+    text = f"POST failed: token={secret}; retrying with {secret}!"
+    out = redact(text)
+    assert secret not in out
+    assert out == "POST failed: token=…WXYZ; retrying with …WXYZ!"
+
+
+def test_unregistered_text_is_left_alone() -> None:
+    register([fresh()])
+    text = "nothing to hide here: HTTP 500 Internal Server Error"
+    assert redact(text) == text
+    assert redact("") == ""
+
+
+def test_short_strings_are_not_registered_so_text_is_not_garbled(clean_registry: None) -> None:
+    register(["abc", "12345", "", "on"])
+    text = "abc 12345 on and on"
+    assert redact(text) == text
+    assert redact_mod._pattern is None
+    # Six characters is the minimum that is masked.
+    register(["abcdef"])
+    assert redact("xx abcdef yy") == "xx … yy"
+
+
+def test_nothing_registered_returns_the_text_unchanged(clean_registry: None) -> None:
+    assert redact("anything at all") == "anything at all"
+    event = {"event": "x", "token": "whatever"}
+    assert structlog_processor(None, "info", dict(event)) == event
+
+
+def test_longest_secret_wins_when_one_contains_another() -> None:
+    short = fresh("inner")
+    long = short + "-and-more-EFGH"
+    register([short])
+    register([long])
+    assert redact(f"a {long} b") == "a …EFGH b"
+    assert redact(f"a {short} b") == f"a {mask(short)} b"
+
+
+def test_regex_metacharacters_in_secrets_are_literal() -> None:
+    secret = "p4ss.w*rd+(x)[y]$" + pysecrets.token_hex(4)
+    register([secret])
+    assert redact(f"pw={secret}") == f"pw={mask(secret)}"
+    # The dot is not a wildcard: a near miss stays untouched.
+    near = secret.replace(".", "X", 1)
+    assert redact(near) == near
+
+
+def test_redact_value_walks_dicts_lists_and_tuples() -> None:
+    secret = fresh() + "TAIL"
+    register([secret])
+    value = {
+        "a": secret,
+        "nested": {"list": [1, f"x{secret}x", None], "tuple": (secret, 2)},
+        "n": 3,
+    }
+    out = redact_value(value)
+    assert out == {
+        "a": "…TAIL",
+        "nested": {"list": [1, "x…TAILx", None], "tuple": ("…TAIL", 2)},
+        "n": 3,
+    }
+    assert isinstance(out["nested"]["tuple"], tuple)
+    assert secret not in json.dumps(out)
+
+
+def test_processor_masks_fields_and_exceptions() -> None:
+    secret = fresh() + "QRST"
+    register([secret])
+    event = {
+        "event": f"login with {secret}",
+        "headers": {"Authorization": f"Bearer {secret}"},
+        "error": ValueError(f"bad token {secret}"),
+        "count": 3,
+    }
+    out = structlog_processor(None, "info", event)
+    assert out["event"] == "login with …QRST"
+    assert out["headers"] == {"Authorization": "Bearer …QRST"}
+    assert out["error"] == "ValueError: bad token …QRST"
+    assert out["count"] == 3
+
+
+def configure_into(buffer: io.StringIO, level: str) -> None:
+    """tidings' real logging configuration, writing into ``buffer`` (it logs to sys.stderr)."""
+    saved = sys.stderr
+    sys.stderr = buffer
+    try:
+        configure(level=level, json=True)
+    finally:
+        sys.stderr = saved
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    configure_into(buffer, "DEBUG")
+    yield buffer
+    structlog.reset_defaults()
+
+
+def _lines(buffer: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+
+def test_configured_logging_never_writes_a_registered_secret(captured_logs: io.StringIO) -> None:
+    secret = fresh("whsec") + "LMNO"
+    register([secret])
+    log = structlog.get_logger(f"test.redact.{pysecrets.token_hex(4)}")
+    log.info("sending", url=f"https://example.com/hook?key={secret}", headers={"X-Token": secret})
+    log.warning(f"peer answered 401 for {secret}")
+    try:
+        raise RuntimeError(f"the peer echoed {secret}")
+    except RuntimeError:
+        log.exception("send failed")
+    log.info("unrelated", value="short")
+    raw = captured_logs.getvalue()
+    assert secret not in raw
+    lines = _lines(captured_logs)
+    assert len(lines) == 4
+    assert lines[0]["url"] == "https://example.com/hook?key=…LMNO"
+    assert lines[0]["headers"] == {"X-Token": "…LMNO"}
+    assert lines[1]["event"] == "peer answered 401 for …LMNO"
+    # The traceback is rendered first, then masked.
+    assert "RuntimeError: the peer echoed …LMNO" in str(lines[2]["exception"])
+    assert lines[3]["value"] == "short"
+
+
+def test_secret_registered_after_configuring_is_masked_too(captured_logs: io.StringIO) -> None:
+    log = structlog.get_logger(f"test.redact.{pysecrets.token_hex(4)}")
+    secret = fresh() + "LATE"
+    log.info("before", value="x")
+    register([secret])
+    log.info("after", value=secret)
+    assert secret not in captured_logs.getvalue()
+    assert _lines(captured_logs)[-1]["value"] == "…LATE"
+
+
+def test_log_level_filters(captured_logs: io.StringIO) -> None:
+    configure_into(captured_logs, "WARNING")
+    log = structlog.get_logger(f"test.redact.{pysecrets.token_hex(4)}")
+    log.info("hidden")
+    log.warning("shown")
+    assert [line["event"] for line in _lines(captured_logs)] == ["shown"]
