@@ -22,10 +22,11 @@ from . import __version__
 from .config import config_path, config_schema, load_config
 from .errors import ConfigError, TidingsError
 from .hub import Hub
-from .message import Format, Message, Priority
+from .message import Message, Priority
 
 if TYPE_CHECKING:
     from .security.vault import Vault
+    from .store.engine import Store
 
 app = typer.Typer(help="tidings: notifications out, verified webhooks in, durable in between.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -92,19 +93,26 @@ def _hub(config: Path | None, **kwargs: Any) -> Hub:
 
 
 @contextlib.asynccontextmanager
-async def _vault(config: Path | None) -> AsyncIterator[Vault]:
-    """The vault on the configured database, without starting the integrations: managing secrets
-    must work while tidings.yaml refers to a ${vault:NAME} that is not stored (or readable) yet."""
-    from .security.vault import Vault, load_keys
+async def _store(config: Path | None) -> AsyncIterator[Store]:
+    """The configured database, migrated, without starting the integrations: managing tokens and
+    secrets must work while tidings.yaml refers to a ${vault:NAME} that is not stored yet."""
     from .store.engine import Store
 
     cfg = load_config(config)
     store = Store(cfg.server.database, synchronous=cfg.server.sqlite_synchronous)
     try:
         await store.migrate()
-        yield Vault(store, load_keys(config_path(config).resolve().parent))
+        yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _vault(config: Path | None) -> AsyncIterator[Vault]:
+    from .security.vault import Vault, load_keys
+
+    async with _store(config) as store:
+        yield Vault(store, load_keys(config_path(config).resolve().parent))
 
 
 def _when(ts: float | None) -> str:
@@ -281,8 +289,8 @@ def send(
     title: Annotated[str, typer.Option("--title", "-t")],
     body: Annotated[str, typer.Option("--body", "-b")] = "",
     to: Annotated[list[str] | None, typer.Option("--to", help="integration name (repeatable); skips routing")] = None,
-    priority: Annotated[Priority, typer.Option("--priority", "-p")] = Priority.MEDIUM,
-    format: Annotated[Format, typer.Option("--format")] = Format.PLAIN,
+    priority: Annotated[str, typer.Option("--priority", "-p", help="critical, high, medium, low or info")] = "medium",
+    format: Annotated[str, typer.Option("--format", help="plain, markdown or html")] = "plain",
     field: Annotated[list[str] | None, typer.Option("--field", "-f", help="KEY=VALUE (repeatable)")] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE (repeatable)")] = None,
     link: Annotated[list[str] | None, typer.Option("--link", help="LABEL=URL (repeatable)")] = None,
@@ -492,9 +500,8 @@ def token_create(name: Annotated[str, typer.Option("--name", help="who or what u
     from .security.tokens import create_token
 
     async def _create() -> str:
-        async with _hub(config, dispatch=False) as hub:
-            assert hub.store is not None
-            return await create_token(hub.store, name)
+        async with _store(config) as store:
+            return await create_token(store, name)
 
     sys.stdout.write(run(_create()) + "\n")
 
@@ -506,9 +513,8 @@ def token_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     from .security.tokens import list_tokens
 
     async def _list() -> list[dict[str, Any]]:
-        async with _hub(config, dispatch=False) as hub:
-            assert hub.store is not None
-            return await list_tokens(hub.store)
+        async with _store(config) as store:
+            return await list_tokens(store)
 
     items = run(_list())
     if as_json:
@@ -527,9 +533,8 @@ def token_revoke(name: str, config: ConfigOpt = None) -> None:
     from .security.tokens import revoke_token
 
     async def _revoke() -> int:
-        async with _hub(config, dispatch=False) as hub:
-            assert hub.store is not None
-            return await revoke_token(hub.store, name)
+        async with _store(config) as store:
+            return await revoke_token(store, name)
 
     n = run(_revoke())
     if not n:
@@ -613,18 +618,11 @@ def secret_delete(name: str, config: ConfigOpt = None) -> None:
 @handled
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Apply the database migrations (also done at every start)."""
-    from .store.engine import Store
     from .store.migrate import current
 
-    cfg = load_config(config)
-
     async def _upgrade() -> str | None:
-        store = Store(cfg.server.database)
-        try:
-            await store.migrate()
+        async with _store(config) as store:
             return await current(store)
-        finally:
-            await store.close()
 
     out.print(f"database at revision {run(_upgrade())}", highlight=False)
 

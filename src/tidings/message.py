@@ -251,13 +251,17 @@ class Message(BaseModel):
 
 
 def _text(v: Any) -> str:
+    """A label or field value as text. Scalars only: a nested object would be stored as its
+    Python repr, which no channel should show."""
     if isinstance(v, str):
         return v
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
         return ""
-    return str(v)
+    if isinstance(v, (int, float)):
+        return str(v)
+    raise ValueError(f"values must be text, numbers or booleans, not {type(v).__name__}")
 
 
 def describe(exc: ValidationError) -> str:

@@ -49,7 +49,10 @@ def parse_size(value: Any) -> int:
         size = value
     elif isinstance(value, str) and (m := _SIZE.match(value)):
         unit = m.group(2).lower() if m.group(2) else None
-        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+        exact = float(m.group(1)) * _SIZE_UNITS[unit]
+        if exact != int(exact):
+            raise ValueError(f"invalid size {value!r}: not a whole number of bytes")
+        size = int(exact)
     else:
         raise ValueError(f"invalid size {value!r}; write e.g. 1048576, 512KiB, 1MiB, 5MB")
     if size <= 0:

@@ -815,3 +815,14 @@ async def test_broken_http_framing_is_4xx(make_api: Any) -> None:
         answer = await asyncio.to_thread(_raw_request, port, request)
         status = int(answer.split(b" ", 2)[1])
         assert 400 <= status < 500, (length, answer[:200])
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_a_body_not_declared_as_json_is_415(make_api: Any, ctype: str | None) -> None:
+    api = await make_api(dispatch=False)
+    headers = {"content-type": ctype} if ctype else {}
+    for path in (MESSAGES, "/api/v1/preview"):
+        r = await api.post(path, content=b'{"title": "x"}', headers=headers)
+        assert "json" in assert_error(r, 415, "unsupported media type").lower()
+    r = await api.post(MESSAGES, content=b'{"title": "x"}', headers={"content-type": "application/merge-patch+json"})
+    assert r.status_code == 202, r.text

@@ -62,14 +62,14 @@ def parse_config(raw: Any, *, source: str | None = None, env: Mapping[str, str] 
         for name in integrations:
             if problem := integration_name_problem(str(name)):
                 problems.append(problem)
-    if problems:
+    if problems:  # a missing variable or a bad name would only cause confusing problems below
         raise ConfigError(problems, source)
+    problems = _check_references(data)
     try:
         config = config_model().model_validate(data)
     except ValidationError as exc:
-        # Unknown integration names too, so that every problem shows at once.
-        raise ConfigError([_problem(e) for e in exc.errors()] + _check_raw_references(data), source) from None
-    problems = _check_references(config)
+        raise ConfigError([_problem(e) for e in exc.errors()] + problems, source) from None
+    problems += _check_timeouts(config)
     if problems:
         raise ConfigError(problems, source)
     return config
@@ -131,21 +131,9 @@ def _path(loc: list[Any]) -> str:
     return format_error({"loc": loc, "msg": ""}).rstrip(": ")
 
 
-def _check_references(config: Config) -> list[str]:
-    names = set(config.integrations)
-    problems = []
-    for i, route in enumerate(config.routes):
-        for j, target in enumerate(route.to):
-            if target not in names:
-                problems.append(f"routes[{i}].to[{j}]: unknown integration {target!r}{_suggest(target, names)}")
-    for j, target in enumerate(config.default.to):
-        if target not in names:
-            problems.append(f"default.to[{j}]: unknown integration {target!r}{_suggest(target, names)}")
-    return problems
-
-
-def _check_raw_references(data: Mapping[str, Any]) -> list[str]:
-    """:func:`_check_references` on the raw data, for when validation failed elsewhere."""
+def _check_references(data: Mapping[str, Any]) -> list[str]:
+    """Route targets that name no integration. Checked on the raw data, so that they show
+    together with every other problem."""
     integrations = data.get("integrations")
     if not isinstance(integrations, dict):
         return []
@@ -163,6 +151,23 @@ def _check_raw_references(data: Mapping[str, Any]) -> list[str]:
         for path, t in targets
         if isinstance(t, str) and t not in names
     ]
+
+
+def _check_timeouts(config: Config) -> list[str]:
+    """A send must end before its lease does, or another worker would send it again."""
+    from ..delivery.dispatcher import TIMEOUT_GRACE
+    from ..integrations.registry import notifier_class
+
+    lease = config.dispatcher.lease
+    problems = []
+    for name, settings in config.integrations.items():
+        timeout = settings.timeout or notifier_class(settings.kind).timeout
+        if timeout + TIMEOUT_GRACE >= lease:
+            problems.append(
+                f"integrations.{name}.timeout: {timeout:g}s leaves no room in dispatcher.lease ({lease:g}s);"
+                f" keep it under {lease - TIMEOUT_GRACE:g}s or raise the lease"
+            )
+    return problems
 
 
 def _suggest(name: str, names: set[str]) -> str:

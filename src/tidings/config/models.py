@@ -6,15 +6,15 @@ import re
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema, create_model, field_validator
 
 from ..integrations.base import IntegrationSettings
 from ..integrations.registry import kinds, settings_model
+from ..message import format_error
 from ..store.engine import DEFAULT_URL
 from ..units import Duration, Size
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
-PRIORITY_EXPR = re.compile(r"^\s*(>=|<=|==|=|>|<)?\s*([a-z]+)\s*$")
 
 
 class _Strict(BaseModel):
@@ -53,7 +53,32 @@ class RegexMatch(_Strict):
         return v
 
 
-LabelMatcher = Union[str, list[str], RegexMatch]
+def _label_matcher(v: Any) -> str | list[str] | RegexMatch:
+    """One error for a bad matcher, not one per form it might have been."""
+    if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+        return v
+    if isinstance(v, dict):
+        try:
+            return RegexMatch.model_validate(v)
+        except ValidationError as exc:
+            raise ValueError("; ".join(format_error(e) for e in exc.errors())) from None
+    raise ValueError("match a value, a list of values, or {regex: ...}")
+
+
+LabelMatcher = Annotated[
+    Any,
+    PlainValidator(_label_matcher),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "object", "properties": {"regex": {"type": "string"}}, "required": ["regex"],
+                 "additionalProperties": False},
+            ]
+        }
+    ),
+]
 
 
 class Match(_Strict):

@@ -35,7 +35,7 @@ class RetryPolicy(BaseModel):
     ``min(cap, base * factor**(n-1))``; the delivery is dead after ``max_attempts`` or ``max_age``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    base: Duration = 5.0
+    base: Duration = Field(5.0, gt=0)
     factor: float = Field(2.0, ge=1.0, le=10.0)
     cap: Duration = 3600.0
     max_attempts: int = Field(10, ge=1, le=1000)

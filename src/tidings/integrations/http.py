@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import re
 import time
 from collections.abc import Mapping
+from typing import Annotated
+from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import AfterValidator
 
 from .base import Outcome
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+_BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def check_http_url(value: str) -> str:
+    """An absolute http(s) URL with a host and no whitespace or control characters."""
+    if _BAD_URL_CHAR.search(value):
+        raise ValueError("must not contain spaces or control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 ERROR_SNIPPET = 300
 
 

@@ -22,6 +22,13 @@ def no_nul(request: Request) -> None:
         raise HTTPException(400, "NUL characters are not allowed in the URL")
 
 
+def json_body(request: Request) -> None:
+    """A body that isn't declared as JSON is refused with 415, before anything reads it."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not (ctype.startswith("application/") and ctype.endswith("+json")):
+        raise HTTPException(415, "send the body as Content-Type: application/json")
+
+
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depends(no_nul)])
 
 
@@ -60,6 +67,7 @@ def _accepted(receipt: Receipt) -> dict[str, Any]:
 @router.post(
     "/messages",
     status_code=202,
+    dependencies=[Depends(json_body)],
     response_model=Accepted,
     responses={200: {"description": "a replay of an earlier request with the same Idempotency-Key"}},
 )
@@ -147,7 +155,7 @@ async def list_inbox(
     return await hub.inbox(integration=integration, limit=limit, before=before)
 
 
-@router.post("/preview")
+@router.post("/preview", dependencies=[Depends(json_body)])
 async def preview(payload: MessageIn, hub: HubDep) -> dict[str, Any]:
     """Render the message for each target without sending it."""
     return {"targets": hub.preview(payload.message(), payload.to)}

@@ -17,7 +17,7 @@ from ..base import Attempt, IntegrationSettings, Notifier, Outcome
 
 
 class InboxSettings(IntegrationSettings):
-    kind: Literal["inbox"] = "inbox"
+    kind: Literal["inbox"]
 
 
 class InboxNotifier(Notifier):

@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 from ... import __version__
 from ...message import Message
 from ..base import Attempt, IntegrationSettings, Notifier, Outcome, http_session, is_vault_ref
-from ..http import classify_status, connection_error, read_snippet
+from ..http import HttpUrl, classify_status, connection_error, read_snippet
 
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|signature|cookie|password", re.IGNORECASE)
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP token (RFC 9110)
@@ -24,19 +24,11 @@ _RESERVED_HEADERS = {"content-type", "content-length", "webhook-id", "webhook-ti
 
 
 class WebhookSettings(IntegrationSettings):
-    kind: Literal["webhook"] = "webhook"
-    url: str = Field(description="where to POST; http(s)")
+    kind: Literal["webhook"]
+    url: HttpUrl = Field(description="where to POST; http(s)")
     secret: SecretStr | None = Field(None, description="whsec_... to sign with Standard Webhooks")
     headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
     method: Literal["POST", "PUT"] = "POST"
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return v
 
     @field_validator("secret")
     @classmethod
