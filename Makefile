@@ -17,7 +17,7 @@ run: install
 	$(BIN)/tidings init --if-missing
 	$(BIN)/tidings serve
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -25,6 +25,9 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/throughput.py
+
+lint: install
+	$(BIN)/ruff check src tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -4,10 +4,12 @@ counts what arrived (total and distinct delivery ids)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import socket
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 
@@ -81,16 +83,21 @@ class SinkProcess:
         self.counts[0] = self.counts[1] = 0
 
 
-async def wait_ready(url: str) -> None:
-    import aiohttp
-
-    base = url.rsplit("/", 1)[0]
-    async with aiohttp.ClientSession() as s:
-        for _ in range(200):
+async def wait_ok(url: str, session: aiohttp.ClientSession | None = None, tries: int = 200) -> None:
+    """Until ``url`` answers 200 (a server that is starting refuses connections meanwhile)."""
+    async with contextlib.AsyncExitStack() as stack:
+        s = session or await stack.enter_async_context(aiohttp.ClientSession())
+        for _ in range(tries):
             try:
-                async with s.get(base + "/stats") as r:
+                async with s.get(url) as r:
                     if r.status == 200:
                         return
             except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-    raise RuntimeError("the sink did not start")
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 200")
+
+
+async def wait_ready(url: str) -> None:
+    """Until the sink whose hook URL is ``url`` answers."""
+    await wait_ok(url.rsplit("/", 1)[0] + "/stats")

@@ -32,7 +32,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sink import SinkProcess, wait_ready  # noqa: E402
+from _sink import SinkProcess, wait_ok, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,14 +167,7 @@ async def api_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float
     latencies: list[float] = []
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-            for _ in range(200):
-                try:
-                    async with session.get(base + "/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+            await wait_ok(base + "/readyz", session)
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             bodies = [orjson.dumps(payload(i)) for i in range(n)]
             it = iter(range(n))

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import PG_URL, pg_available, services_required
+from peer import Peer
 from sink import Sink
+
 from tidings import Hub
 from tidings.config import parse_config
+from tidings.store.engine import Store
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -86,6 +88,24 @@ async def make_hub(make_config: Callable[..., Any], tmp_path: Path) -> AsyncIter
     yield start
     for hub in reversed(hubs):
         await hub.stop(timeout=2)
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    """A migrated store on the test's database."""
+    s = Store(db_url)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    """A :class:`~peer.Peer`: a sink that also times arrivals and counts concurrent requests."""
+    p = Peer()
+    await p.start()
+    yield p
+    await p.stop()
 
 
 @pytest.fixture

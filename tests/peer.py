@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
-
 from sink import Received, Reply, Sink
 
 

@@ -7,9 +7,9 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from helpers import eventually
 from sink import Reply, Sink
+
 from tidings import IdempotencyConflict, Message, UnknownIntegration
 
 

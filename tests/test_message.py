@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tidings import Field, Format, Link, Message, MessageError, Priority
 from tidings.message import BODY_MAX, FIELDS_MAX, LABEL_VALUE_MAX, LABELS_MAX, LINKS_MAX, TITLE_MAX
@@ -193,7 +194,7 @@ def test_priority_rank_orders_urgency() -> None:
 
 def test_messages_are_frozen() -> None:
     m = Message("x")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         m.title = "y"  # type: ignore[misc]
 
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from sink import Sink
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
-from sink import Sink
 from tidings import Message
 from tidings.config import load_config
 from tidings.hub import Hub

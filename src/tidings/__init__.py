@@ -15,11 +15,11 @@ The shortest working example::
 
 __version__ = "0.1.0"
 
-from .errors import ConfigError, IdempotencyConflict, MessageError, NotFound, TidingsError, UnknownIntegration
-from .message import Field, Format, Link, Message, Priority
-from .integrations.base import Outcome
 from .delivery.outbox import Receipt
+from .errors import ConfigError, IdempotencyConflict, MessageError, NotFound, TidingsError, UnknownIntegration
 from .hub import Hub
+from .integrations.base import Outcome
+from .message import Field, Format, Link, Message, Priority
 
 __all__ = [
     "ConfigError",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from functools import cached_property
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import (

@@ -4,28 +4,19 @@ limits, the concurrency cap, graceful shutdown, leases that expire and results r
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-
 from helpers import eventually
 from peer import Peer
 from sink import Reply
+from sqlalchemy import select
+
 from tidings import Message
 from tidings.delivery import outbox
 from tidings.delivery.outbox import Result
 from tidings.integrations.base import Outcome
 from tidings.store.tables import deliveries
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    p = Peer()
-    await p.start()
-    yield p
-    await p.stop()
 
 
 def hook(peer: Peer, **extra: Any) -> dict[str, Any]:

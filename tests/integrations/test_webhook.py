@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy import select
-from standardwebhooks import Webhook, WebhookVerificationError
-
 from helpers import eventually
 from peer import Peer, free_port
 from sink import Reply
+from sqlalchemy import select
+from standardwebhooks import Webhook, WebhookVerificationError
+
 from tidings import Message
 from tidings.config import parse_config
 from tidings.errors import ConfigError
@@ -40,13 +40,6 @@ PERMANENT = [400, 401, 404, 422]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    p = Peer()
-    await p.start()
-    yield p
-    await p.stop()
-
 
 def webhook_settings(url: str, **extra: Any) -> Any:
     """Settings validated the way tidings.yaml is."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from tidings.security.tokens import (
 )
 from tidings.store.engine import Store
 from tidings.store.tables import api_tokens, metadata
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.migrate()
-    yield s
-    await s.close()
 
 
 async def test_create_then_verify(store: Store) -> None:

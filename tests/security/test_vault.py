@@ -7,32 +7,23 @@ import base64
 import os
 import secrets as pysecrets
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from helpers import eventually
+from sink import Reply, Sink
 from sqlalchemy import select, text
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from helpers import eventually
-from sink import Reply, Sink
 from tidings import Message
 from tidings.errors import TidingsError, VaultError
 from tidings.hub import Hub
 from tidings.security.vault import KEY_ENV, KEY_FILE_ENV, Vault, key_file_path, load_keys, new_key, write_key_file
 from tidings.store.engine import Store
 from tidings.store.tables import metadata, secrets
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.migrate()
-    yield s
-    await s.close()
 
 
 async def ciphertexts(store: Store) -> dict[str, bytes]:

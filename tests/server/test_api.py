@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import eventually
 from prometheus_client.parser import text_string_to_metric_families
+from sink import Reply, Sink
 from sqlalchemy import select
 
-from helpers import eventually
-from sink import Reply, Sink
 from tidings.security.tokens import revoke_token
 from tidings.server import create_app
 from tidings.store.engine import Store
@@ -68,8 +68,8 @@ async def sinks() -> AsyncIterator[Callable[..., Any]]:
 
 def api_routes() -> list[tuple[str, str]]:
     """Every (method, path) under /api, with its path parameters filled in."""
-    from tidings.config import parse_config
     from tidings import Hub
+    from tidings.config import parse_config
 
     spec = create_app(Hub(parse_config({}))).openapi()
     out = []

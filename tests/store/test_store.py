@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.delivery import outbox
 from tidings.delivery.outbox import Result
@@ -23,14 +21,6 @@ from tidings.store.batch import Batch, GroupCommit
 from tidings.store.engine import Store, normalize_url
 from tidings.store.migrate import current, head
 from tidings.store.tables import dedup, deliveries, messages, metadata
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.migrate()
-    yield s
-    await s.close()
 
 
 def _diff(conn: Any, target: MetaData) -> list[Any]:

@@ -1,8 +1,8 @@
 """Configuration: ``tidings.yaml`` with ``${ENV}`` values, validated into pydantic models."""
 
+from ..units import Duration, Size, parse_duration, parse_size
 from .loader import config_path, config_schema, load_config, parse_config
 from .models import Config, DefaultRoute, DispatcherSettings, Match, Route, ServerSettings
-from ..units import Duration, Size, parse_duration, parse_size
 
 __all__ = [
     "Config",

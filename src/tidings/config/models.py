@@ -6,7 +6,16 @@ import re
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 
 from ..integrations.base import IntegrationSettings
 from ..integrations.registry import kinds, settings_model
@@ -126,7 +135,7 @@ class ConfigBase(_Strict):
 def config_model() -> type[ConfigBase]:
     """The config model with ``integrations`` typed as the union of every registered kind."""
     members = tuple(settings_model(k) for k in kinds())
-    union: Any = Annotated[Union[members], Field(discriminator="kind")]  # type: ignore[valid-type]
+    union: Any = Annotated[Union[members], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
     model: type[ConfigBase] = create_model(  # type: ignore[call-overload]
         "Config",
         __base__=ConfigBase,

@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from ..store.engine import Conn
 
 from ..errors import IdempotencyConflict
 from ..ids import new_id
 from ..message import Message
 from ..routing import Target
+from ..store.engine import Conn
 from ..store.tables import ACTIVE, dedup, deliveries, messages
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from ..store.engine import Conn
 
 from ..errors import NotFound, TidingsError
 from ..message import Message
+from ..store.engine import Conn
 from ..store.tables import ACTIVE, deliveries, inbox, integration_state, messages
 
 STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed")

@@ -16,8 +16,8 @@ import aiohttp
 from limits import parse as parse_rate
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from ..units import Duration
 from ..message import Message, Priority
+from ..units import Duration
 
 if TYPE_CHECKING:
     from ..store.engine import Store

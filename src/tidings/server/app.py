@@ -15,7 +15,7 @@ from ..hub import Hub
 from . import errors
 from .api import router as api_router
 from .auth import TokenCache
-from .limits import BodyLimit
+from .guard import RequestGuard
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -74,5 +74,5 @@ def create_app(hub: Hub) -> FastAPI:
         m.oldest_pending.set(oldest)
         return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    app.add_middleware(BodyLimit, limit=hub.config.server.body_limit)
+    app.add_middleware(RequestGuard, limit=hub.config.server.body_limit)
     return app

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from ...store.engine import Conn
 
 from ...message import Message
 from ...store.batch import Batch
+from ...store.engine import Conn
 from ...store.tables import inbox
 from ..base import Attempt, IntegrationSettings, Notifier, Outcome
 

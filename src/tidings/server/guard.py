@@ -1,5 +1,11 @@
-"""Request body limit as pure ASGI middleware: 413 before the body is read when Content-Length
-says so, and 413 as soon as a chunked body crosses the limit."""
+"""Checks every request passes before the application sees it, as pure ASGI middleware (cheap:
+one pass over the headers, no framework machinery):
+
+- a NUL character in the path or query: 400 (PostgreSQL refuses them; they can match nothing);
+- a body sent to ``/api/`` that isn't declared as JSON: 415;
+- a body over the limit: 413 before it is read when Content-Length says so, and as soon as a
+  chunked body crosses it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,15 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the body limit is {limit} bytes")
 
 
-class BodyLimit:
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def is_json(content_type: bytes) -> bool:
+    ctype = content_type.split(b";")[0].strip().lower()
+    return ctype == b"application/json" or (ctype.startswith(b"application/") and ctype.endswith(b"+json"))
+
+
+class RequestGuard:
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
@@ -25,6 +39,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope["path"] or b"\x00" in scope.get("query_string", b"") or b"%00" in scope.get("query_string", b""):
+            await _reply(send, 400, "bad request", "NUL characters are not allowed in the URL")
+            return
+        content_type = b""
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -35,6 +53,11 @@ class BodyLimit:
                 if too_big:
                     await _reply(send, 413, "payload too large", f"the body limit is {self.limit} bytes")
                     return
+            elif name == b"content-type":
+                content_type = value
+        if scope["method"] in _BODY_METHODS and scope["path"].startswith("/api/") and not _bodiless(scope) and not is_json(content_type):
+            await _reply(send, 415, "unsupported media type", "send the body as Content-Type: application/json")
+            return
         seen = 0
         started = False
 
@@ -58,6 +81,11 @@ class BodyLimit:
         except BodyTooLarge:
             if not started:
                 await _reply(send, 413, "payload too large", f"the body limit is {self.limit} bytes")
+
+
+def _bodiless(scope: Scope) -> bool:
+    """Action routes (``/retry``, ``/test``, ``/enable``...) take no body."""
+    return not scope["path"].rstrip("/").endswith(("/messages", "/preview"))
 
 
 async def _reply(send: Send, status: int, error: str, detail: str) -> None:
