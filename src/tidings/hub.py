@@ -37,6 +37,8 @@ from .security.redact import register
 from .security.vault import Vault, load_keys
 from .store.batch import Batch
 from .store.engine import Store
+from .templates import apply_templates
+from .threads import Threads
 
 log = structlog.get_logger("tidings.hub")
 T = TypeVar("T")
@@ -101,6 +103,7 @@ class Hub:
                 self.config.dispatcher,
                 metrics=self.metrics,
                 on_flush=self._notify_flushed,
+                templates=self.router.templates,
             )
             await self.dispatcher.start()
         self.started = True
@@ -130,7 +133,7 @@ class Hub:
 
     async def _build_notifiers(self) -> dict[str, Notifier]:
         assert self.store is not None and self.vault is not None
-        context = Context(store=self.store)
+        context = Context(store=self.store, threads=Threads(self.store))
         out: dict[str, Notifier] = {}
         for name, settings in self.config.integrations.items():
             refs = settings.vault_refs()
@@ -269,16 +272,20 @@ class Hub:
         return outcome
 
     def preview(self, message: Message, to: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """What each target would be sent, rendered but not sent."""
-        return [
-            {
-                "integration": t.integration,
-                "kind": self._notifier(t.integration).kind,
-                "route": t.route,
-                "payload": self._notifier(t.integration).render(message),
-            }
-            for t in self.router.targets(message, to)
-        ]
+        """What each target would be sent, rendered (with its templates) but not sent."""
+        out = []
+        for t in self.router.targets(message, to):
+            notifier = self._notifier(t.integration)
+            templated = apply_templates(message, self.router.templates.get(t.route or ""), notifier.settings.template)
+            out.append(
+                {
+                    "integration": t.integration,
+                    "kind": notifier.kind,
+                    "route": t.route,
+                    "payload": notifier.preview(notifier.render(templated)),
+                }
+            )
+        return out
 
     async def queue_gauges(self) -> tuple[dict[str, int], float]:
         async with self._require_started().read() as conn:

@@ -91,6 +91,11 @@ class Router:
             targets = [Target(t, name, route.cooldown) for t in route.to]
             self._routes.append((compile_match(route.match), targets, route.continue_))
         self._default = _unique(Target(t, "default", config.default.cooldown) for t in config.default.to)
+        self.templates = {"default": config.default.template} if config.default.template else {}
+        """Route name -> template, for the routes that have one."""
+        for i, route in enumerate(config.routes):
+            if route.template is not None:
+                self.templates[route.name or f"routes[{i}]"] = route.template
 
     def targets(self, message: Message, to: Sequence[str] | None = None) -> list[Target]:
         """The deliveries to create for ``message``, each integration once, in route order."""

@@ -149,7 +149,7 @@ def test_lanes_take_their_limits_from_the_settings() -> None:
 
     def lane(**extra: Any) -> Any:
         settings = parse_config({"integrations": {"ops": {"kind": "webhook", "url": "https://x.example.com", **extra}}})
-        return lane_for(WebhookNotifier("ops", settings.integrations["ops"], Context(store=None)))  # type: ignore[arg-type]
+        return lane_for(WebhookNotifier("ops", settings.integrations["ops"], Context(store=None, threads=None)))  # type: ignore[arg-type]
 
     plain = lane(concurrency=3)
     assert plain.limiter is None and plain.capacity == 12

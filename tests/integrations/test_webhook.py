@@ -51,7 +51,7 @@ async def make_notifier(peer: Peer) -> AsyncIterator[Callable[..., WebhookNotifi
     made: list[WebhookNotifier] = []
 
     def make(url: str | None = None, **extra: Any) -> WebhookNotifier:
-        n = WebhookNotifier("ops", webhook_settings(url or peer.url + "/hook", **extra), Context(store=None))  # type: ignore[arg-type]
+        n = WebhookNotifier("ops", webhook_settings(url or peer.url + "/hook", **extra), Context(store=None, threads=None))  # type: ignore[arg-type]
         made.append(n)
         return n
 
@@ -115,7 +115,7 @@ def delivered(d: dict[str, Any]) -> bool:
 
 # -- the request -------------------------------------------------------------------------------
 def test_body_is_the_message_as_json_with_its_ids() -> None:
-    n = WebhookNotifier("ops", webhook_settings("https://hooks.example.com/x"), Context(store=None))  # type: ignore[arg-type]
+    n = WebhookNotifier("ops", webhook_settings("https://hooks.example.com/x"), Context(store=None, threads=None))  # type: ignore[arg-type]
     m = a_message()
     payload = n.render(m)
     assert n.render(m) == payload, "render is pure"

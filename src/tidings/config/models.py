@@ -21,6 +21,7 @@ from ..integrations.base import IntegrationSettings
 from ..integrations.registry import kinds, settings_model
 from ..message import format_error
 from ..store.engine import DEFAULT_URL
+from ..templates import Template
 from ..units import Duration, Size
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
@@ -113,11 +114,13 @@ class Route(_Strict):
     to: list[str] = Field(min_length=1)
     continue_: bool = Field(False, alias="continue", description="also try the routes after this one")
     cooldown: Duration = Field(300.0, description="same dedup_key inside this window is suppressed")
+    template: Template | None = Field(None, description="Jinja2 rewrite for this route's deliveries")
 
 
 class DefaultRoute(_Strict):
     to: list[str] = Field(default_factory=lambda: ["inbox"])
     cooldown: Duration = 300.0
+    template: Template | None = None
 
 
 class ConfigBase(_Strict):

@@ -27,6 +27,7 @@ from ..security.redact import redact
 from ..store.batch import Batch
 from ..store.engine import Conn, Store
 from ..store.tables import integration_state
+from ..templates import Template, TemplateError, apply_templates
 from . import outbox
 from .outbox import Claimed, Result
 from .retry import gives_up, next_delay
@@ -103,6 +104,7 @@ class Dispatcher:
         metrics: Metrics | None = None,
         owner: str | None = None,
         on_flush: Callable[[], None] | None = None,
+        templates: dict[str, Template] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -110,6 +112,8 @@ class Dispatcher:
         self.metrics = metrics or Metrics()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.lanes: dict[str, Lane] = {n.name: lane_for(n) for n in notifiers}
+        self.templates = templates or {}
+        """Route name -> its template, applied before the integration's own."""
         self._on_flush = on_flush
         self._clock = clock
         self._wake = asyncio.Event()
@@ -332,7 +336,12 @@ class Dispatcher:
             return self._release(c, blocked, None)
         notifier = lane.notifier
         try:
-            payload = notifier.render(c.message)
+            message = apply_templates(c.message, self.templates.get(c.route or ""), notifier.settings.template)
+        except TemplateError as exc:
+            lane.breaker.release_trial()
+            return self._finish(lane, c, Outcome.permanent(str(exc)), None)
+        try:
+            payload = notifier.render(message)
         except Exception as exc:
             lane.breaker.release_trial()
             log.exception("dispatcher.render_failed", integration=notifier.name, delivery=c.id)
@@ -344,7 +353,7 @@ class Dispatcher:
                     lane.breaker.release_trial()
                     return self._release(c, self._clock() + wait, None)
                 await asyncio.sleep(wait)
-        attempt = Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, c.message)
+        attempt = Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, message)
         started = time.perf_counter()
         lane.sending[worker] = time.monotonic() + notifier.effective_timeout + TIMEOUT_GRACE
         try:

@@ -70,6 +70,7 @@ class Claimed:
     created_at: float
     queued_at: float
     message: Message
+    route: str | None = None
 
 
 @dataclass(slots=True)
@@ -152,7 +153,7 @@ async def write_messages(
             owner, due = None, now
             if status == "pending" and lease is not None and lease.wants(t.integration):
                 status, owner, due = "sending", lease.owner, now + lease.seconds
-                p.leased.append(Claimed(d_id, msg_id, t.integration, 0, now, now, m))
+                p.leased.append(Claimed(d_id, msg_id, t.integration, 0, now, now, m, t.route))
             delivery_rows.append(
                 (d_id, msg_id, t.integration, t.route, status, m.priority.rank, 0, now, now, now, due, owner)
             )
@@ -224,6 +225,7 @@ async def claim(
             deliveries.c.created_at,
             deliveries.c.queued_at,
             deliveries.c.priority,
+            deliveries.c.route,
         )
     )
     rows = (await conn.execute(stmt)).all()
@@ -236,7 +238,7 @@ async def claim(
     }
     rows.sort(key=lambda r: (r.priority, r.created_at))
     return [
-        Claimed(r.id, r.message_id, r.integration, r.attempts, r.created_at, r.queued_at, data[r.message_id])
+        Claimed(r.id, r.message_id, r.integration, r.attempts, r.created_at, r.queued_at, data[r.message_id], r.route)
         for r in rows
     ]
 

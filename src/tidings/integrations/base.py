@@ -17,10 +17,12 @@ from limits import parse as parse_rate
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ..message import Message, Priority
+from ..templates import Template
 from ..units import Duration
 
 if TYPE_CHECKING:
     from ..store.engine import Store
+    from ..threads import Threads
 
 VAULT_REF = re.compile(r"^\$\{vault:([A-Za-z0-9_.\-/]+)\}$")
 TRUNCATED = "…(truncated)"
@@ -62,6 +64,7 @@ class IntegrationSettings(BaseModel):
     timeout: Duration | None = None
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
+    template: Template | None = Field(None, description="Jinja2 rewrite of title, body, fields")
 
     @field_validator("rate_limit")
     @classmethod
@@ -144,6 +147,7 @@ class Context:
     """What the hub lends an integration."""
 
     store: Store
+    threads: Threads
     secrets: set[str] = field(default_factory=set)
 
 
@@ -194,6 +198,10 @@ class Notifier:
     def render(self, message: Message) -> Any:
         """The platform payload for ``message``. Pure: no I/O, same input, same output."""
         raise NotImplementedError
+
+    def preview(self, payload: Any) -> Any:
+        """``payload`` as JSON-ready data, for previews (an email's text and HTML...)."""
+        return payload
 
     async def send(self, payload: Any, attempt: Attempt) -> Outcome:
         raise NotImplementedError

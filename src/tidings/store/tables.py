@@ -122,3 +122,104 @@ dedup = Table(
     Column("seen_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
 )
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("integration", String(100), primary_key=True),
+    Column("key", String(64), primary_key=True, comment="sha256 of thread_key"),
+    Column("thread_key", Text, nullable=False),
+    Column("ref", JSON, nullable=False, comment="where the channel keeps the thread: Slack channel + ts..."),
+    Column("message_id", String(36), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("resolved_at", Float),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("route", String(100), nullable=False),
+    Column("key", String(64), nullable=False, comment="sha256 of the group_by label values"),
+    Column("labels", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("flush_at", Float, comment="when the next digest is due; NULL when none is"),
+    Column("last_flush_at", Float),
+    Column("pending", Integer, nullable=False, server_default=text("0")),
+    Column("total", Integer, nullable=False, server_default=text("0")),
+    Column("firing", Boolean, nullable=False, server_default=text("true")),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    Index("ux_groups_route_key", "route", "key", unique=True),
+    Index("ix_groups_flush", "flush_at"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", String(36), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("message_id", String(36), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("flushed_at", Float),
+    Index("ix_group_members_pending", "group_id", "flushed_at"),
+)
+
+EVENT_ACTIVE = ("received", "processing")
+"""Inbound event states the processor still has work for."""
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("integration", String(100), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("delivery_key", String(300), nullable=False, comment="the sender's delivery id, for dedup"),
+    Column("received_at", Float, nullable=False),
+    Column("content_type", String(200)),
+    Column("headers", JSON, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("last_error", Text),
+    Column("result", JSON),
+    Column("processed_at", Float),
+    Index("ux_events_delivery", "integration", "delivery_key", unique=True),
+    Index(
+        "ix_events_due",
+        "next_attempt_at",
+        sqlite_where=text("status IN ('received', 'processing')"),
+        postgresql_where=text("status IN ('received', 'processing')"),
+    ),
+    Index("ix_events_integration", "integration", "received_at"),
+    Index("ix_events_status", "status", "received_at"),
+)
+
+acks = Table(
+    "acks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("message_id", String(36), ForeignKey("messages.id", ondelete="CASCADE")),
+    Column("thread_key", String(500)),
+    Column("integration", String(100)),
+    Column("by", String(200), nullable=False),
+    Column("via", String(40), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_acks_message", "message_id"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("matchers", JSON, nullable=False, comment="label -> value every silenced message carries"),
+    Column("until", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("reason", Text),
+    Index("ix_silences_until", "until"),
+)
