@@ -103,7 +103,7 @@ class Hub:
                 self.config.dispatcher,
                 metrics=self.metrics,
                 on_flush=self._notify_flushed,
-                templates=self.router.templates,
+                routes=self.router.options_for,
             )
             await self.dispatcher.start()
         self.started = True
@@ -276,13 +276,14 @@ class Hub:
         out = []
         for t in self.router.targets(message, to):
             notifier = self._notifier(t.integration)
-            templated = apply_templates(message, self.router.templates.get(t.route or ""), notifier.settings.template)
+            route = self.router.options_for(t.route)
+            templated = apply_templates(message, route.template, notifier.settings.template)
             out.append(
                 {
                     "integration": t.integration,
                     "kind": notifier.kind,
                     "route": t.route,
-                    "payload": notifier.preview(notifier.render(templated)),
+                    "payload": notifier.preview(notifier.render(templated, route.render)),
                 }
             )
         return out

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import MessageError, UnknownIntegration
+from .integrations.base import NO_OPTIONS, RenderOptions
 from .message import Message, Priority
+from .templates import Template
 
 if TYPE_CHECKING:
     from .config.models import Config, Match
@@ -20,6 +22,15 @@ if TYPE_CHECKING:
 _PRIORITY_EXPR = re.compile(r"^\s*(>=|<=|==|=|>|<)?\s*([A-Za-z]+)\s*$")
 
 Predicate = Callable[[Message], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    template: Template | None = None
+    render: RenderOptions = NO_OPTIONS
+
+
+NO_ROUTE = RouteOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +102,13 @@ class Router:
             targets = [Target(t, name, route.cooldown) for t in route.to]
             self._routes.append((compile_match(route.match), targets, route.continue_))
         self._default = _unique(Target(t, "default", config.default.cooldown) for t in config.default.to)
-        self.templates = {"default": config.default.template} if config.default.template else {}
-        """Route name -> template, for the routes that have one."""
+        self.options: dict[str, RouteOptions] = {"default": RouteOptions(config.default.template, RenderOptions(config.default.mention))}
+        """Route name -> what the route adds to rendering (template, mentions)."""
         for i, route in enumerate(config.routes):
-            if route.template is not None:
-                self.templates[route.name or f"routes[{i}]"] = route.template
+            self.options[route.name or f"routes[{i}]"] = RouteOptions(route.template, RenderOptions(route.mention))
+
+    def options_for(self, route: str | None) -> RouteOptions:
+        return self.options.get(route or "", NO_ROUTE)
 
     def targets(self, message: Message, to: Sequence[str] | None = None) -> list[Target]:
         """The deliveries to create for ``message``, each integration once, in route order."""

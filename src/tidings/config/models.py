@@ -115,12 +115,16 @@ class Route(_Strict):
     continue_: bool = Field(False, alias="continue", description="also try the routes after this one")
     cooldown: Duration = Field(300.0, description="same dedup_key inside this window is suppressed")
     template: Template | None = Field(None, description="Jinja2 rewrite for this route's deliveries")
+    mention: Literal["here", "channel"] | None = Field(
+        None, description="let critical messages alert the whole chat channel (Slack @here / @channel)"
+    )
 
 
 class DefaultRoute(_Strict):
     to: list[str] = Field(default_factory=lambda: ["inbox"])
     cooldown: Duration = 300.0
     template: Template | None = None
+    mention: Literal["here", "channel"] | None = None
 
 
 class ConfigBase(_Strict):

@@ -23,11 +23,12 @@ import structlog
 from ..config.models import DispatcherSettings
 from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
 from ..metrics import Metrics
+from ..routing import NO_ROUTE, RouteOptions
 from ..security.redact import redact
 from ..store.batch import Batch
 from ..store.engine import Conn, Store
 from ..store.tables import integration_state
-from ..templates import Template, TemplateError, apply_templates
+from ..templates import TemplateError, apply_templates
 from . import outbox
 from .outbox import Claimed, Result
 from .retry import gives_up, next_delay
@@ -104,7 +105,7 @@ class Dispatcher:
         metrics: Metrics | None = None,
         owner: str | None = None,
         on_flush: Callable[[], None] | None = None,
-        templates: dict[str, Template] | None = None,
+        routes: Callable[[str | None], RouteOptions] = lambda _: NO_ROUTE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -112,8 +113,8 @@ class Dispatcher:
         self.metrics = metrics or Metrics()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.lanes: dict[str, Lane] = {n.name: lane_for(n) for n in notifiers}
-        self.templates = templates or {}
-        """Route name -> its template, applied before the integration's own."""
+        self.routes = routes
+        """Route name -> what the route adds (a template applied before the integration's own...)."""
         self._on_flush = on_flush
         self._clock = clock
         self._wake = asyncio.Event()
@@ -335,13 +336,14 @@ class Dispatcher:
         if blocked is not None:
             return self._release(c, blocked, None)
         notifier = lane.notifier
+        route = self.routes(c.route)
         try:
-            message = apply_templates(c.message, self.templates.get(c.route or ""), notifier.settings.template)
+            message = apply_templates(c.message, route.template, notifier.settings.template)
         except TemplateError as exc:
             lane.breaker.release_trial()
             return self._finish(lane, c, Outcome.permanent(str(exc)), None)
         try:
-            payload = notifier.render(message)
+            payload = notifier.render(message, route.render)
         except Exception as exc:
             lane.breaker.release_trial()
             log.exception("dispatcher.render_failed", integration=notifier.name, delivery=c.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiohttp
 from limits import parse as parse_rate
@@ -131,6 +131,18 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """What a route adds to how its deliveries are rendered."""
+
+    mention: Literal["here", "channel"] | None = None
+    """Critical messages may alert the whole channel (Slack ``@here``/``@channel``): only when the
+    route says so, never from message text."""
+
+
+NO_OPTIONS = RenderOptions()
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """Which delivery a send belongs to. ``delivery_id`` is stable across retries: use it as the
     idempotency key the peer sees."""
@@ -195,7 +207,7 @@ class Notifier:
     async def close(self) -> None:
         """Release what :meth:`open` acquired."""
 
-    def render(self, message: Message) -> Any:
+    def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> Any:
         """The platform payload for ``message``. Pure: no I/O, same input, same output."""
         raise NotImplementedError
 

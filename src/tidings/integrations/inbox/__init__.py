@@ -13,7 +13,7 @@ from ...message import Message
 from ...store.batch import Batch
 from ...store.engine import Conn
 from ...store.tables import inbox
-from ..base import Attempt, IntegrationSettings, Notifier, Outcome
+from ..base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
 
 
 class InboxSettings(IntegrationSettings):
@@ -25,7 +25,7 @@ class InboxNotifier(Notifier):
     Settings = InboxSettings
     concurrency = 64
 
-    def render(self, message: Message) -> dict[str, Any]:
+    def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
         return message.to_dict()
 
     async def send(self, payload: dict[str, Any], attempt: Attempt) -> Outcome:

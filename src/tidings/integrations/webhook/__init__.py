@@ -15,7 +15,16 @@ from standardwebhooks import Webhook
 
 from ... import __version__
 from ...message import Message
-from ..base import Attempt, IntegrationSettings, Notifier, Outcome, http_session, is_vault_ref
+from ..base import (
+    NO_OPTIONS,
+    Attempt,
+    IntegrationSettings,
+    Notifier,
+    Outcome,
+    RenderOptions,
+    http_session,
+    is_vault_ref,
+)
 from ..http import HttpUrl, classify_status, connection_error, read_snippet
 
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|signature|cookie|password", re.IGNORECASE)
@@ -92,7 +101,7 @@ class WebhookNotifier(Notifier):
             await self._session.close()
             self._session = None
 
-    def render(self, message: Message) -> dict[str, Any]:
+    def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
         fields = [{"name": name, "value": value} for name, value in message.fields]
         return {"type": "message", "data": {**message.to_dict(), "fields": fields}}
 
