@@ -25,6 +25,7 @@ import structlog
 
 from .config import Config, config_path, load_config
 from .delivery import queries
+from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher, set_disabled
 from .delivery.outbox import Planned, Receipt, write_messages
 from .errors import NotFound, UnknownIntegration
@@ -69,6 +70,7 @@ class Hub:
         self.vault: Vault | None = None
         self.notifiers: dict[str, Notifier] = {}
         self.dispatcher: Dispatcher | None = None
+        self.grouper: Grouper | None = None
         self._writer = _WriteMessages(self)
         self._flushed: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,6 +108,14 @@ class Hub:
                 routes=self.router.options_for,
             )
             await self.dispatcher.start()
+            self.grouper = Grouper(
+                self.store,
+                self.router,
+                lease=self.dispatcher.lease,
+                take=self._handoff,
+                poll_interval=self.config.dispatcher.poll_interval,
+            )
+            self.grouper.start()
         self.started = True
         log.info("hub.started", database=self.store.safe_url(), integrations=list(self.notifiers), dispatch=self.dispatch)
 
@@ -113,6 +123,8 @@ class Hub:
         if not self.started:
             return
         self.started = False
+        if self.grouper is not None:
+            await self.grouper.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)
         for notifier in self.notifiers.values():
@@ -170,6 +182,11 @@ class Hub:
 
     async def notify_many(self, messages: Sequence[Message], *, to: Sequence[str] | None = None) -> list[Receipt]:
         return list(await asyncio.gather(*(self.notify(m, to=to) for m in messages)))
+
+    def _handoff(self, leased: list[Any]) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.take(leased)
+            self.dispatcher.wake()
 
     def _wake_dispatcher(self) -> None:
         if self.dispatcher is not None:

@@ -17,7 +17,7 @@ from .message import Message, Priority
 from .templates import Template
 
 if TYPE_CHECKING:
-    from .config.models import Config, Match
+    from .config.models import Config, Match, _Deliveries
 
 _PRIORITY_EXPR = re.compile(r"^\s*(>=|<=|==|=|>|<)?\s*([A-Za-z]+)\s*$")
 
@@ -28,6 +28,7 @@ Predicate = Callable[[Message], bool]
 class RouteOptions:
     template: Template | None = None
     render: RenderOptions = NO_OPTIONS
+    group: Grouping | None = None
 
 
 NO_ROUTE = RouteOptions()
@@ -35,11 +36,27 @@ NO_ROUTE = RouteOptions()
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One delivery to plan: where, by which route, and its cooldown for ``dedup_key``."""
+    """One delivery to plan: where, by which route, its cooldown for ``dedup_key``, and the
+    route's grouping when it folds messages into digests."""
 
     integration: str
     route: str | None
     cooldown: float
+    group: Grouping | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    by: tuple[str, ...]
+    wait: float
+    interval: float
+    repeat: float
+
+    @classmethod
+    def of(cls, route: _Deliveries) -> Grouping | None:
+        if route.group_by is None:
+            return None
+        return cls(tuple(route.group_by), route.group_wait, route.group_interval, route.repeat_interval)
 
 
 def parse_priority(expr: str | Sequence[str]) -> frozenset[Priority]:
@@ -97,15 +114,25 @@ class Router:
         self._known = set(config.integrations)
         self._cooldown = config.default.cooldown
         self._routes = []
+        self.options: dict[str, RouteOptions] = {}
+        """Route name -> what the route adds to its deliveries (template, mentions, grouping)."""
+        self.targets_of: dict[str, list[str]] = {}
+        """Route name -> its integrations (digests go to all of them)."""
         for i, route in enumerate(config.routes):
             name = route.name or f"routes[{i}]"
-            targets = [Target(t, name, route.cooldown) for t in route.to]
-            self._routes.append((compile_match(route.match), targets, route.continue_))
-        self._default = _unique(Target(t, "default", config.default.cooldown) for t in config.default.to)
-        self.options: dict[str, RouteOptions] = {"default": RouteOptions(config.default.template, RenderOptions(config.default.mention))}
-        """Route name -> what the route adds to rendering (template, mentions)."""
-        for i, route in enumerate(config.routes):
-            self.options[route.name or f"routes[{i}]"] = RouteOptions(route.template, RenderOptions(route.mention))
+            self._add(name, route)
+            self._routes.append((compile_match(route.match), self._targets(name, route), route.continue_))
+        self._add("default", config.default)
+        self._default = _unique(self._targets("default", config.default))
+
+    def _add(self, name: str, route: _Deliveries) -> None:
+        self.options[name] = RouteOptions(route.template, RenderOptions(route.mention), Grouping.of(route))
+        self.targets_of[name] = list(route.to)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _targets(name: str, route: _Deliveries) -> list[Target]:
+        group = Grouping.of(route)
+        return [Target(t, name, route.cooldown, group) for t in route.to]  # type: ignore[attr-defined]
 
     def options_for(self, route: str | None) -> RouteOptions:
         return self.options.get(route or "", NO_ROUTE)

@@ -108,23 +108,38 @@ class Match(_Strict):
         return v
 
 
-class Route(_Strict):
-    name: str | None = Field(None, min_length=1, max_length=100, description="shown on each delivery it routes")
-    match: Match = Field(default_factory=Match)
-    to: list[str] = Field(min_length=1)
-    continue_: bool = Field(False, alias="continue", description="also try the routes after this one")
+class _Deliveries(_Strict):
+    """What a route decides about the deliveries it creates."""
+
     cooldown: Duration = Field(300.0, description="same dedup_key inside this window is suppressed")
     template: Template | None = Field(None, description="Jinja2 rewrite for this route's deliveries")
     mention: Literal["here", "channel"] | None = Field(
         None, description="let critical messages alert the whole chat channel (Slack @here / @channel)"
     )
+    group_by: list[str] | None = Field(
+        None, description="fold messages sharing these labels into digests (Alertmanager's grouping)"
+    )
+    group_wait: Duration = Field(30.0, description="wait this long after a group's first message")
+    group_interval: Duration = Field(300.0, description="at most one digest update per group this often")
+    repeat_interval: Duration = Field(14400.0, description="remind of a still-firing group this often")
+
+    @field_validator("group_by")
+    @classmethod
+    def _labels(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a label appears twice")
+        return v
 
 
-class DefaultRoute(_Strict):
-    to: list[str] = Field(default_factory=lambda: ["inbox"])
-    cooldown: Duration = 300.0
-    template: Template | None = None
-    mention: Literal["here", "channel"] | None = None
+class Route(_Deliveries):
+    name: str | None = Field(None, min_length=1, max_length=100, description="shown on each delivery it routes")
+    match: Match = Field(default_factory=Match)
+    to: list[str] = Field(min_length=1)
+    continue_: bool = Field(False, alias="continue", description="also try the routes after this one")
+
+
+class DefaultRoute(_Deliveries):
+    to: list[str] = Field(default_factory=lambda: ["inbox"], min_length=1)
 
 
 class ConfigBase(_Strict):

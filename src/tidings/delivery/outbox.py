@@ -19,9 +19,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..errors import IdempotencyConflict
 from ..ids import new_id
 from ..message import Message
-from ..routing import Target
+from ..routing import Grouping, Target
 from ..store.engine import Conn
 from ..store.tables import ACTIVE, dedup, deliveries, messages
+from .digest import join_groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,8 @@ async def write_messages(
     message_rows: list[tuple[Any, ...]] = []
     delivery_rows: list[tuple[Any, ...]] = []
     replays: dict[int, str] = {}
+    joins: list[tuple[str, Grouping, Message, str]] = []
+    joined: set[tuple[str, str | None]] = set()
     for i, p in enumerate(planned):
         p.leased = []
         key = p.idempotency_key
@@ -147,7 +150,13 @@ async def write_messages(
         refs = []
         for t in p.targets:
             status = "pending"
-            if m.dedup_key is not None and not await _first_in_window(conn, t.integration, m.dedup_key, t.cooldown, now):
+            if t.group is not None:
+                # Folded into its route's digest; the route joins the group once for all its targets.
+                status = "grouped"
+                if (msg_id, t.route) not in joined:
+                    joined.add((msg_id, t.route))
+                    joins.append((t.route or "default", t.group, m, msg_id))
+            elif m.dedup_key is not None and not await _first_in_window(conn, t.integration, m.dedup_key, t.cooldown, now):
                 status = "suppressed"
             d_id = new_id()
             owner, due = None, now
@@ -164,6 +173,8 @@ async def write_messages(
         await conn.exec_driver_sql(_INSERT_MESSAGE[conn.dialect.paramstyle], message_rows)
     if delivery_rows:
         await conn.exec_driver_sql(_INSERT_DELIVERY[conn.dialect.paramstyle], delivery_rows)
+    if joins:
+        await join_groups(conn, joins, now)
     for i, msg_id in replays.items():
         out[i] = Receipt(msg_id, await delivery_refs(conn, msg_id), replay=True)
     return out  # type: ignore[return-value]

@@ -13,7 +13,7 @@ from ..message import Message
 from ..store.engine import Conn
 from ..store.tables import ACTIVE, deliveries, inbox, integration_state, messages
 
-STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed")
+STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped")
 RETRYABLE_BY_HAND = ("dead", "retrying")
 STATS_WINDOW = 24 * 3600.0
 HEALTH_SAMPLE = 100

@@ -9,7 +9,10 @@ from .base import IntegrationSettings, Notifier
 
 KINDS: dict[str, str] = {
     "inbox": "tidings.integrations.inbox:InboxNotifier",
+    "slack": "tidings.integrations.slack:SlackNotifier",
     "webhook": "tidings.integrations.webhook:WebhookNotifier",
+    "teams": "tidings.integrations.teams:TeamsNotifier",
+    "email": "tidings.integrations.email:EmailNotifier",
 }
 
 

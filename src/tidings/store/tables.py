@@ -150,8 +150,6 @@ groups = Table(
     Column("pending", Integer, nullable=False, server_default=text("0")),
     Column("total", Integer, nullable=False, server_default=text("0")),
     Column("firing", Boolean, nullable=False, server_default=text("true")),
-    Column("lease_owner", String(64)),
-    Column("lease_until", Float),
     Index("ux_groups_route_key", "route", "key", unique=True),
     Index("ix_groups_flush", "flush_at"),
 )

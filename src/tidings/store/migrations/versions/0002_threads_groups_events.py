@@ -52,8 +52,6 @@ def upgrade() -> None:
     sa.Column('pending', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('total', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('firing', sa.Boolean(), server_default=sa.text('(true)'), nullable=False),
-    sa.Column('lease_owner', sa.String(length=64), nullable=True),
-    sa.Column('lease_until', sa.Float(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('groups', schema=None) as batch_op:

@@ -1,0 +1,423 @@
+"""Slack: Block Kit messages through the Web API (a bot token, ``chat.postMessage``) or an
+incoming webhook.
+
+Bot mode can do everything: per-message channels (the ``channel`` label), threads
+(``thread_key`` → ``thread_ts``), resolving in place (``chat.update`` of the thread's first
+message) and an Acknowledge button on critical and high alerts. An incoming webhook posts to the
+one channel it was created for and can do none of these: it cannot reply in a thread, update a
+message, or answer with the ``ts`` a thread would need.
+
+https://docs.slack.dev/reference/methods/chat.postMessage,
+https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+import orjson
+import structlog
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ... import __version__
+from ...message import Message, Priority
+from ..base import (
+    NO_OPTIONS,
+    Attempt,
+    IntegrationSettings,
+    Notifier,
+    Outcome,
+    OutcomeStatus,
+    RenderOptions,
+    http_session,
+    is_vault_ref,
+)
+from ..http import HttpUrl, check_http_url, classify_status, connection_error, parse_retry_after, read_snippet
+from .blocks import build, finalize, resolved_attachments
+
+log = structlog.get_logger("tidings.slack")
+
+DEFAULT_API_URL = "https://slack.com/api"
+_TOKEN = re.compile(r"^(xoxe\.)?xoxb-[A-Za-z0-9-]+$")
+_EMOJI_NAME = re.compile(r"^:[a-z0-9_+'\-]+:$")
+_CHANNEL = re.compile(r"^#?[^\s,<>&|]{1,80}$")
+_SLACK_ERROR = re.compile(r"^[a-z0-9_]{2,64}$")
+_ANSWER_MAX = 1024 * 1024
+
+RETRYABLE_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
+     "team_added_to_org"}
+)
+"""``ok: false`` codes Slack documents as transient; any other code is permanent."""
+AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
+"""Codes that fail every message alike: the integration is disabled (its deliveries wait) until
+the token is fixed and it is enabled again."""
+_HINTS = {
+    "invalid_auth": "the token is not valid",
+    "not_authed": "no token was sent",
+    "account_inactive": "the app or its workspace was deactivated",
+    "token_revoked": "the token was revoked (reinstall the app)",
+    "token_expired": "the token expired (rotate it)",
+    "channel_not_found": "no channel {channel} the app can see (for a private channel, invite the app)",
+    "not_in_channel": "the app is not in {channel}: invite it (/invite @app) or grant chat:write.public",
+    "is_archived": "the channel {channel} is archived",
+    "msg_too_long": "the message text is too long",
+    "no_text": "the message has no text",
+    "invalid_blocks": "Slack refused the blocks",
+    "missing_scope": "the token lacks a scope",
+    "restricted_action": "the workspace does not let the app post in {channel}",
+    "message_not_found": "the thread's first message is gone",
+    "cant_update_message": "the app cannot edit that message",
+    "edit_window_closed": "the message can no longer be edited",
+}
+_WEBHOOK_DISABLING = {(404, "no_service"), (404, "channel_not_found"), (410, "channel_is_archived")}
+"""Incoming-webhook answers that mean the URL will never work again: disable the integration."""
+
+
+class SlackSettings(IntegrationSettings):
+    kind: Literal["slack"]
+    token: SecretStr | None = Field(None, description="bot token xoxb-... (or ${vault:NAME}); or use webhook_url")
+    webhook_url: SecretStr | None = Field(None, description="incoming webhook URL (a secret); or use token")
+    channel: str | None = Field(
+        None, description="bot mode: the default channel (#name or ID); a message's `channel` label overrides it"
+    )
+    api_url: HttpUrl = Field(DEFAULT_API_URL, description="Slack Web API base URL")
+    username: str | None = Field(None, min_length=1, max_length=80, description="needs chat:write.customize")
+    icon_emoji: str | None = Field(None, description="e.g. ':rotating_light:'; needs chat:write.customize")
+    icon_url: HttpUrl | None = Field(None, description="needs chat:write.customize")
+    unfurl: bool = Field(False, description="let Slack unfurl links in the message")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        raw = v.get_secret_value()
+        if not is_vault_ref(raw) and not _TOKEN.match(raw):
+            raise ValueError("a bot token starts with 'xoxb-' (Slack app → OAuth & Permissions → Bot User OAuth Token)")
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        raw = v.get_secret_value()
+        if not is_vault_ref(raw):
+            check_http_url(raw)  # its errors never repeat the URL
+        return v
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, v: str | None) -> str | None:
+        if v is not None and not _CHANNEL.match(v.strip()):
+            raise ValueError("a channel is '#name', 'name' or an ID like 'C0123456789'")
+        return v.strip() if v is not None else v
+
+    @field_validator("icon_emoji")
+    @classmethod
+    def _icon_emoji(cls, v: str | None) -> str | None:
+        if v is not None and not _EMOJI_NAME.match(v):
+            raise ValueError("an emoji name between colons, e.g. ':rotating_light:'")
+        return v
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _mode(self) -> SlackSettings:
+        if (self.token is None) == (self.webhook_url is None):
+            raise ValueError("set exactly one of token (bot mode, chat.postMessage) or webhook_url (incoming webhook)")
+        if self.token is not None and not self.channel:
+            raise ValueError("channel: required with token (the default channel; a message's `channel` label overrides it)")
+        if self.webhook_url is not None and self.channel:
+            raise ValueError("channel: an incoming webhook posts to the channel it was created for; leave channel out")
+        if self.icon_emoji and self.icon_url:
+            raise ValueError("set icon_emoji or icon_url, not both")
+        return self
+
+    @property
+    def bot(self) -> bool:
+        return self.token is not None
+
+    def secret_values(self) -> list[str]:
+        found = super().secret_values()
+        if self.webhook_url is not None and not is_vault_ref(url := self.webhook_url.get_secret_value()):
+            # A peer or a library may repeat the URL's path or query alone: mask those too.
+            parts = urlsplit(url)
+            last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+            if len(last) >= 16:
+                found += [parts.path, last]
+            found += [value for _, value in parse_qsl(parts.query) if len(value) >= 16]
+        return found
+
+
+class SlackNotifier(Notifier):
+    kind = "slack"
+    Settings = SlackSettings
+    rate_limit = "1/second"
+    burst = 3
+    concurrency = 4
+    timeout = 10.0
+    settings: SlackSettings
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session: aiohttp.ClientSession | None = None
+        self._opening = asyncio.Lock()
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        async with self._opening:
+            if self._session is not None:
+                return
+            headers = {"User-Agent": f"tidings/{__version__}"}
+            if self.settings.token is not None:
+                headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
+            self._session = http_session(self.effective_concurrency, self.effective_timeout, headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- rendering -------------------------------------------------------------------------
+    def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
+        """The JSON to post. In bot mode critical and high alerts carry an Acknowledge button whose
+        value, the message id, is filled in when sent (``{message_id}`` until then)."""
+        s = self.settings
+        ack = s.bot and message.priority in (Priority.CRITICAL, Priority.HIGH) and not message.resolves
+        text, attachment = build(message, ack=ack, mention=options.mention)
+        payload: dict[str, Any] = {}
+        if s.bot:
+            payload["channel"] = channel_of(message, s.channel)
+        payload["text"] = text
+        payload["attachments"] = [attachment]
+        if not s.unfurl:
+            payload["unfurl_links"] = False
+            payload["unfurl_media"] = False
+        if s.username:
+            payload["username"] = s.username
+        if s.icon_emoji:
+            payload["icon_emoji"] = s.icon_emoji
+        if s.icon_url:
+            payload["icon_url"] = s.icon_url
+        return payload
+
+    def rate_key(self, payload: Any) -> str:
+        """Slack allows about one message per second per channel: count each channel alone."""
+        channel = payload.get("channel") if isinstance(payload, Mapping) else None
+        return f"{self.name}:{channel}" if channel else self.name
+
+    # -- sending ---------------------------------------------------------------------------
+    async def send(self, payload: dict[str, Any], attempt: Attempt) -> Outcome:
+        deadline = time.monotonic() + self.effective_timeout + 3.0
+        body: dict[str, Any] = orjson.loads(orjson.dumps(payload))  # never change the caller's payload
+        finalize(body, attempt.message_id, attempt.created_at)
+        if not self.settings.bot:
+            return await self._post_webhook(body, deadline)
+        message = attempt.message
+        key = message.thread_key
+        if not key:
+            outcome, _ = await self._call("chat.postMessage", body, deadline)
+            return outcome
+        threads = self.context.threads
+        thread = await threads.get(self.name, key)
+        if thread is None:
+            async with self._serialized(key):
+                # Another send of this key may have started the thread while we waited.
+                thread = await threads.get(self.name, key)
+                if thread is None:
+                    return await self._start_thread(body, attempt, key, deadline)
+        if not thread.ref.get("channel") or not thread.ref.get("ts"):
+            outcome, _ = await self._call("chat.postMessage", body, deadline)  # a ref we can't use
+            return outcome
+        return await self._reply(body, attempt, thread.ref, thread.resolved_at is not None, deadline)
+
+    async def _start_thread(self, body: dict[str, Any], attempt: Attempt, key: str, deadline: float) -> Outcome:
+        outcome, answer = await self._call("chat.postMessage", body, deadline)
+        if not outcome.ok or answer is None:
+            return outcome
+        ref = {"channel": answer.get("channel"), "ts": answer.get("ts"), "attachments": body["attachments"]}
+        try:
+            started = await self.context.threads.start(self.name, key, ref, attempt.message_id)
+            if attempt.message.resolves:
+                await self.context.threads.resolve(self.name, key)
+        except Exception as exc:  # the message is out; a retry would post it twice
+            log.warning("slack.thread_not_stored", integration=self.name, error=f"{type(exc).__name__}: {exc}")
+        else:
+            if started.ref.get("ts") != ref["ts"]:
+                log.info("slack.thread_raced", integration=self.name, kept=started.message_id)
+        return outcome
+
+    async def _reply(
+        self, body: dict[str, Any], attempt: Attempt, ref: dict[str, Any], reopened: bool, deadline: float
+    ) -> Outcome:
+        message = attempt.message
+        reply = {**body, "channel": ref["channel"], "thread_ts": ref["ts"]}
+        if reopened and not message.resolves:
+            reply["reply_broadcast"] = True  # the thread was resolved: show that it fires again
+        if message.resolves:
+            # The update first: it is idempotent, the reply is not. A retryable failure retries both.
+            updated = await self._update_original(ref, attempt, deadline)
+            if updated.status is OutcomeStatus.RETRY:
+                return updated
+            if not updated.ok:
+                log.warning("slack.resolve_update_failed", integration=self.name, error=updated.error)
+        outcome, _ = await self._call("chat.postMessage", reply, deadline)
+        if outcome.ok and message.resolves and message.thread_key:
+            try:
+                await self.context.threads.resolve(self.name, message.thread_key)
+            except Exception as exc:
+                log.warning("slack.thread_not_resolved", integration=self.name, error=f"{type(exc).__name__}: {exc}")
+        return outcome
+
+    async def _update_original(self, ref: dict[str, Any], attempt: Attempt, deadline: float) -> Outcome:
+        original = ref.get("attachments") or [{"blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "⚪ Alert", "emoji": True}},
+            {"type": "context", "elements": []},
+        ]}]
+        title, attachments = resolved_attachments(original, attempt.created_at or time.time())
+        update = {"channel": ref["channel"], "ts": ref["ts"], "text": title, "attachments": attachments}
+        outcome, _ = await self._call("chat.update", update, deadline)
+        return outcome
+
+    @contextlib.asynccontextmanager
+    async def _serialized(self, key: str) -> AsyncIterator[None]:
+        """One first send per thread key at a time in this process (across processes the first
+        stored thread wins; see Threads.start)."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                self._locks.pop(key, None)
+
+    # -- talking to Slack --------------------------------------------------------------------
+    async def _session_ready(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        return self._session
+
+    def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
+        left = max(0.5, min(self.effective_timeout, deadline - time.monotonic()))
+        return aiohttp.ClientTimeout(total=left, connect=min(left, 10.0))
+
+    async def _call(self, method: str, body: dict[str, Any], deadline: float) -> tuple[Outcome, dict[str, Any] | None]:
+        """POST a Web API method; the Outcome and, when Slack said ok, its answer."""
+        session = await self._session_ready()
+        url = f"{self.settings.api_url}/{method}"
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        try:
+            async with session.post(
+                url, data=orjson.dumps(body), headers=headers, allow_redirects=False, timeout=self._timeout(deadline)
+            ) as resp:
+                raw = await resp.content.read(_ANSWER_MAX)
+                status, resp_headers = resp.status, resp.headers
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return connection_error(exc), None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if status == 429 or status >= 500 or not 200 <= status < 300 and not isinstance(data, dict):
+            snippet = raw[:300].decode("utf-8", "replace").strip().replace("\n", " ")
+            if isinstance(data, dict) and isinstance(data.get("error"), str):
+                snippet = data["error"]
+            return classify_status(status, resp_headers, snippet), None
+        if not isinstance(data, dict) or "ok" not in data:
+            snippet = raw[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+            return Outcome.retry(f"HTTP {status}: not a Slack API answer: {snippet!r}"), None
+        if data.get("ok") is True:
+            if method == "chat.postMessage":
+                return Outcome.delivered(f"{data.get('channel')}:{data.get('ts')}"), data
+            return Outcome.delivered(), data
+        return classify_error(data, resp_headers, body.get("channel")), None
+
+    async def _post_webhook(self, body: dict[str, Any], deadline: float) -> Outcome:
+        assert self.settings.webhook_url is not None
+        session = await self._session_ready()
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        try:
+            async with session.post(
+                self.settings.webhook_url.get_secret_value(),
+                data=orjson.dumps(body),
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout(deadline),
+            ) as resp:
+                if 200 <= resp.status < 300:
+                    return Outcome.delivered()
+                text = await read_snippet(resp)
+                return classify_webhook(resp.status, resp.headers, text)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return connection_error(exc)
+
+    async def test(self) -> Outcome:
+        """Bot mode: ``auth.test`` (is the token good, and for which workspace and bot user).
+        Webhook mode: a test message."""
+        if not self.settings.bot:
+            return await super().test()
+        outcome, data = await self._call("auth.test", {}, time.monotonic() + self.effective_timeout)
+        if not outcome.ok or data is None:
+            return Outcome(outcome.status, error=outcome.error, retry_after=outcome.retry_after)
+        return Outcome.delivered(f"{data.get('team')}/{data.get('user')}")
+
+
+def channel_of(message: Message, default: str | None) -> str:
+    """Where a bot-mode message goes: its ``channel`` label, else the integration's channel."""
+    label = (message.labels.get("channel") or "").strip()
+    return label or (default or "")
+
+
+def classify_error(data: Mapping[str, Any], headers: Mapping[str, str], channel: Any = None) -> Outcome:
+    """Slack's ``ok: false``: a code from the table, and a hint of what to do about it."""
+    code = data.get("error")
+    code = code if isinstance(code, str) and code else "unknown_error"
+    hint = _HINTS.get(code, "")
+    if hint:
+        hint = hint.format(channel=repr(channel) if channel else "the channel")
+    if code == "missing_scope" and data.get("needed"):
+        hint = f"the token lacks the scope {data.get('needed')}"
+    details = (data.get("response_metadata") or {}).get("messages") if isinstance(data.get("response_metadata"), dict) else None
+    if details:
+        hint = (hint + ": " if hint else "") + "; ".join(str(d) for d in details[:3])
+    error = code + (f": {hint}" if hint else "")
+    if code in RETRYABLE_ERRORS:
+        return Outcome.retry(error, parse_retry_after(headers.get("retry-after")))
+    if code in AUTH_ERRORS:
+        return Outcome.permanent(f"{error} (integration disabled: fix the token, then enable it)", disable=True)
+    return Outcome.permanent(error)
+
+
+def classify_webhook(status: int, headers: Mapping[str, str], text: str) -> Outcome:
+    """An incoming webhook answers in plain text: ``ok``, or an error code with a 4xx/5xx status."""
+    code = text if _SLACK_ERROR.match(text) else ""
+    if (status, code) in _WEBHOOK_DISABLING or status == 410:
+        what = code or "gone"
+        return Outcome.permanent(
+            f"HTTP {status}: {what} (the webhook will not work again; integration disabled: "
+            "replace webhook_url, then enable it)",
+            disable=True,
+        )
+    return classify_status(status, headers, text)
+
+
+__all__ = ["SlackNotifier", "SlackSettings", "classify_error", "classify_webhook"]

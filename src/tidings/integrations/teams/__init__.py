@@ -1,0 +1,480 @@
+"""Microsoft Teams: an Adaptive Card posted to a Power Automate **Workflows** webhook, or to a
+legacy Office 365 **connector** (retired by Microsoft; they take the same envelope).
+
+What is sent, in both modes::
+
+    {"type": "message",
+     "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+                      "contentUrl": null,
+                      "content": {<AdaptiveCard 1.5 or 1.4>}}]}
+
+The card holds one Container styled by priority: the title, the body, the fields as a FactSet,
+a context line (priority, source, time) and the links as ``Action.OpenUrl`` buttons. The whole
+request stays under ``max_bytes`` (20 KB by default; Teams refuses 28 KB and fails from ~18 KB):
+fields and body are cut first, with a visible ``…(truncated)`` marker.
+
+How answers read: 2xx delivered (Workflows answers 202); a connector may answer 200 with a text
+saying it was throttled ("Microsoft Teams endpoint returned HTTP error 429") or failed: that is
+read as the status it names. 408, 425, 429 (with ``Retry-After``), 5xx, timeouts and resets are
+retryable; 404 (a deleted workflow or connector), 400, 413 and other 4xx are permanent; 410
+disables the integration. The webhook URL is a credential: it never appears in an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+import orjson
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ... import __version__
+from ...message import Format, Message, Priority
+from ...security.redact import mask
+from ...units import Size
+from ..base import (
+    NO_OPTIONS,
+    TRUNCATED,
+    Attempt,
+    IntegrationSettings,
+    Notifier,
+    Outcome,
+    RenderOptions,
+    http_session,
+    is_vault_ref,
+)
+from ..http import check_http_url, classify_status, connection_error, read_snippet
+from ..markup import html_to_text
+
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+TEAMS_LIMIT = 28_000
+"""Bytes Teams accepts at most in one request (28 KB); ``max_bytes`` can't go above it."""
+DEFAULT_MAX_BYTES = 20_000
+CONTEXT_ID = "tidings-context"
+TIME_RESERVE = 120
+"""Bytes kept free for the delivery time the context line gets when the card is sent."""
+MAX_ACTIONS = 6
+"""Teams shows at most six actions on a card; more links are listed as text instead."""
+
+STYLES: dict[Priority, str] = {
+    Priority.CRITICAL: "attention",
+    Priority.HIGH: "warning",
+    Priority.MEDIUM: "good",
+    Priority.LOW: "accent",
+    Priority.INFO: "default",
+}
+
+Mode = Literal["workflows", "connector"]
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_SECRET_PART = 16  # path segments at least this long are credentials too (connector ids, workflow ids)
+
+
+def detect_mode(url: str) -> Mode | None:
+    """``workflows`` for Power Automate URLs, ``connector`` for Office 365 connector URLs, else None."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    path = parts.path.lower()
+    if (
+        host.endswith(".logic.azure.com")
+        or host.endswith(".powerplatform.com")
+        or "powerautomate" in host
+        or "/powerautomate/" in path
+        or "/workflows/" in path
+    ):
+        return "workflows"
+    if (
+        host.endswith(".webhook.office.com")
+        or (host in ("outlook.office.com", "outlook.office365.com") and path.startswith("/webhook"))
+        or "/webhookb2/" in path
+    ):
+        return "connector"
+    return None
+
+
+class TeamsSettings(IntegrationSettings):
+    kind: Literal["teams"]
+    webhook_url: SecretStr = Field(
+        description="the Workflows (or connector) webhook URL; a credential, masked everywhere"
+    )
+    mode: Literal["auto", "workflows", "connector"] = Field(
+        "auto", description="auto: read it from the URL (logic.azure.com / powerautomate: workflows; webhook.office.com: connector)"
+    )
+    card_version: Literal["1.5", "1.4"] = "1.5"
+    max_bytes: Size = Field(DEFAULT_MAX_BYTES, ge=4_096, le=TEAMS_LIMIT, description="largest request sent (bytes)")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if is_vault_ref(raw):
+            return v
+        try:
+            check_http_url(raw)
+        except ValueError as exc:  # never echo the URL: it is the credential
+            raise ValueError(f"the webhook URL {exc}") from None
+        parts = urlsplit(raw)
+        if parts.scheme != "https" and (parts.hostname or "") not in _LOOPBACK:
+            raise ValueError("the webhook URL must be https:// (it carries its own credential)")
+        return v
+
+    @model_validator(mode="after")
+    def _mode(self) -> TeamsSettings:
+        raw = self.webhook_url.get_secret_value()
+        if self.mode == "auto" and not is_vault_ref(raw) and detect_mode(raw) is None:
+            raise ValueError(
+                "mode: can't tell from the webhook URL whether it is a Power Automate workflow or an "
+                "Office 365 connector; set mode: workflows or mode: connector"
+            )
+        return self
+
+    @property
+    def resolved_mode(self) -> Mode:
+        if self.mode != "auto":
+            return self.mode
+        return detect_mode(self.webhook_url.get_secret_value()) or "workflows"
+
+    def secret_values(self) -> list[str]:
+        """The URL, and its parts a peer or a proxy might echo alone: the query (``sig=``) and
+        the long path segments (connector and workflow ids)."""
+        found = super().secret_values()
+        raw = self.webhook_url.get_secret_value()
+        if is_vault_ref(raw):
+            return found
+        parts = urlsplit(raw)
+        found += [p for p in (parts.query, parts.path) if len(p) >= _SECRET_PART]
+        found += [value for _, value in parse_qsl(parts.query) if value]
+        found += [seg for seg in parts.path.split("/") if len(seg) >= _SECRET_PART]
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """How hard to cut a message that doesn't fit."""
+
+    facts: int | None  # how many fields to keep (None: all)
+    fact_value: int | None  # longest field value kept
+    links: int | None
+    title: int | None
+    body_floor: int  # accept this level only if the body keeps at least this many characters
+
+
+_LEVELS = (
+    _Level(None, None, None, None, 2_000),
+    _Level(None, 500, None, None, 2_000),
+    _Level(20, 200, None, None, 1_000),
+    _Level(10, 100, 10, None, 500),
+    _Level(5, 100, 5, 200, 200),
+    _Level(0, 100, 3, 200, 0),
+    _Level(0, 100, 0, 150, 0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    title: str
+    body: str
+    facts: list[tuple[str, str]]
+    links: list[tuple[str, str]]
+    context: str
+
+
+class TeamsNotifier(Notifier):
+    kind = "teams"
+    Settings = TeamsSettings
+    rate_limit = "4/second"  # Teams throttles a connector at 4 requests per second
+    burst = 1
+    concurrency = 4
+    timeout = 15.0
+    settings: TeamsSettings
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session: aiohttp.ClientSession | None = None
+        self.mode: Mode = self.settings.resolved_mode
+        self._secrets = sorted(set(self.settings.secret_values()), key=len, reverse=True)
+
+    async def open(self) -> None:
+        headers = {"User-Agent": f"tidings/{__version__}"}
+        self._session = http_session(self.effective_concurrency, self.effective_timeout, headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- the card ----------------------------------------------------------------------------
+    def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
+        """The request body (without the delivery time, which :meth:`body` adds), cut to fit."""
+        return self._fit(message, self.settings.max_bytes - TIME_RESERVE)
+
+    def card(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The Adaptive Card inside ``payload``."""
+        content: dict[str, Any] = payload["attachments"][0]["content"]
+        return content
+
+    def body(self, payload: dict[str, Any], attempt: Attempt) -> bytes:
+        """The exact bytes sent: the payload with the delivery's time on its context line (shown
+        in each reader's time zone by Teams' ``DATE``/``TIME`` functions)."""
+        created = attempt.created_at if attempt.created_at > 0 else time.time()
+        stamp = dt.datetime.fromtimestamp(int(created), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = f"{{{{DATE({stamp}, SHORT)}}}} {{{{TIME({stamp})}}}}"
+        try:
+            card = self.card(payload)
+            container = card["body"][0]
+            container["items"]
+        except (KeyError, IndexError, TypeError):  # not a card render made: send it as it is
+            return orjson.dumps(payload)
+        items = [
+            {**item, "text": f"{item['text']} · {when}"} if item.get("id") == CONTEXT_ID else item
+            for item in container["items"]
+        ]
+        attachment = {**payload["attachments"][0], "content": {**card, "body": [{**container, "items": items}]}}
+        return orjson.dumps({**payload, "attachments": [attachment]})
+
+    def _fit(self, message: Message, budget: int) -> dict[str, Any]:
+        title = _escape(" ".join(message.title.split()))  # a title is one line
+        body = _body_text(message)
+        facts = [(name, _escape(value)) for name, value in message.fields]
+        links = [(link.label, link.url) for link in message.links]
+        context = _context(message)
+        for level in _LEVELS:
+            parts = self._cut(level, title, facts, links, context)
+
+            def at(n: int, parts: _Parts = parts) -> dict[str, Any]:
+                return self._envelope(message, _Parts(parts.title, _cut(body, n), parts.facts, parts.links, parts.context))
+
+            if _size(full := at(len(body))) <= budget:
+                return full
+            low = min(len(body), level.body_floor)
+            if _size(at(low)) > budget:
+                continue
+            high = len(body)  # at(low) fits, at(high) does not
+            while high - low > 1:
+                mid = (low + high) // 2
+                if _size(at(mid)) <= budget:
+                    low = mid
+                else:
+                    high = mid
+            return at(low)
+        # Unreachable with the message limits (title <= 500 characters); kept so that no card
+        # ever goes out too big whatever a template produces.
+        return self._envelope(message, _Parts(_cut(title, 100), TRUNCATED, [], [], _cut(context, 100)))
+
+    def _cut(
+        self, level: _Level, title: str, facts: list[tuple[str, str]], links: list[tuple[str, str]], context: str
+    ) -> _Parts:
+        kept = facts if level.facts is None else facts[: level.facts]
+        if level.fact_value is not None:
+            kept = [(_cut(name, 100), _cut(value, level.fact_value)) for name, value in kept]
+        if len(kept) < len(facts):
+            kept = [*kept, ("…", f"{TRUNCATED}: {len(facts) - len(kept)} more fields")]
+        shown = links if level.links is None else links[: level.links]
+        if len(shown) < len(links):
+            context += f" · {TRUNCATED}: {len(links) - len(shown)} more links"
+        if level.title is not None:
+            title = _cut(title, level.title)
+            context = _cut(context, 300)
+        return _Parts(title, "", kept, shown, context)
+
+    def _envelope(self, message: Message, p: _Parts) -> dict[str, Any]:
+        heading: dict[str, Any] = {
+            "type": "TextBlock",
+            "text": p.title,
+            "size": "Large" if message.priority in (Priority.CRITICAL, Priority.HIGH) else "Medium",
+            "weight": "Bolder",
+            "wrap": True,
+        }
+        if self.settings.card_version == "1.5":
+            heading["style"] = "heading"  # read as a heading by screen readers (1.5+)
+        items: list[dict[str, Any]] = [heading]
+        if p.body:
+            items.append({"type": "TextBlock", "text": p.body, "wrap": True})
+        if p.facts:
+            items.append({"type": "FactSet", "facts": [{"title": t, "value": v} for t, v in p.facts]})
+        buttons, extra = p.links[:MAX_ACTIONS], p.links[MAX_ACTIONS:]
+        if extra:
+            listed = "\n\n".join(f"[{_escape(label)}]({_md_url(url)})" for label, url in extra)
+            items.append({"type": "TextBlock", "text": listed, "wrap": True})
+        items.append(
+            {"type": "TextBlock", "id": CONTEXT_ID, "text": p.context, "isSubtle": True, "size": "Small",
+             "wrap": True, "spacing": "Medium"}
+        )
+        if buttons:
+            items.append(
+                {"type": "ActionSet",
+                 "actions": [{"type": "Action.OpenUrl", "title": label, "url": url} for label, url in buttons]}
+            )
+        card = {
+            "$schema": CARD_SCHEMA,
+            "type": "AdaptiveCard",
+            "version": self.settings.card_version,
+            "msteams": {"width": "Full"},
+            "fallbackText": _cut(" ".join(message.title.split()), 200),
+            "body": [{"type": "Container", "style": STYLES[message.priority], "bleed": True, "items": items}],
+        }
+        return {
+            "type": "message",
+            "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}],
+        }
+
+    # -- sending -----------------------------------------------------------------------------
+    async def send(self, payload: dict[str, Any], attempt: Attempt) -> Outcome:
+        body = self.body(payload, attempt)
+        if len(body) > TEAMS_LIMIT:  # render keeps below max_bytes; this guards a payload built elsewhere
+            return Outcome.permanent(f"the card is {len(body)} bytes; Teams accepts at most {TEAMS_LIMIT}")
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        url = self.settings.webhook_url.get_secret_value()
+        try:
+            async with self._session.post(
+                url, data=body, headers={"Content-Type": "application/json"}, allow_redirects=False
+            ) as resp:
+                if 200 <= resp.status < 300:
+                    text = await read_snippet(resp) if self.mode == "connector" else ""
+                    outcome = _connector_answer(text) if text else None
+                    if outcome is None:
+                        rid = resp.headers.get("x-ms-workflow-run-id") or resp.headers.get("x-ms-request-id")
+                        outcome = Outcome.delivered(rid or resp.headers.get("request-id"))
+                else:
+                    outcome = _answer(resp.status, resp.headers, await read_snippet(resp))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            outcome = connection_error(exc)
+        return self._scrub(outcome)
+
+    def _scrub(self, outcome: Outcome) -> Outcome:
+        """The outcome with the webhook URL (and its parts) masked in its error, whatever echoed it."""
+        if not outcome.error:
+            return outcome
+        text = outcome.error
+        for secret in self._secrets:
+            text = text.replace(secret, mask(secret))
+        return Outcome(outcome.status, outcome.remote_id, outcome.retry_after, text, outcome.disable)
+
+
+_ERROR_IN_TEXT = re.compile(r"HTTP error (\d{3})")
+
+
+def _connector_answer(text: str) -> Outcome | None:
+    """A connector's 200 answer: "1" when posted; a text naming the failure otherwise."""
+    stripped = text.strip()
+    if stripped in ("", "1"):
+        return None
+    lowered = stripped.lower()
+    if m := _ERROR_IN_TEXT.search(stripped):
+        return _answer(int(m.group(1)), {}, f"(connector answered 200) {stripped}")
+    if "429" in lowered or "throttl" in lowered:
+        return Outcome.retry(f"throttled by Teams (connector answered 200): {stripped}")
+    if "fail" in lowered or "error" in lowered:
+        return Outcome.retry(f"the connector answered 200 but reported a failure: {stripped}")
+    return None
+
+
+def _answer(status: int, headers: Any, snippet: str) -> Outcome:
+    if status == 404:
+        return Outcome.permanent(
+            "HTTP 404: no such workflow or connector (deleted or the URL is wrong)" + (f": {snippet}" if snippet else "")
+        )
+    if status == 413:
+        return Outcome.permanent("HTTP 413: Teams refused the card as too large" + (f": {snippet}" if snippet else ""))
+    return classify_status(status, headers, snippet)
+
+
+# -- text for Adaptive Cards' markdown subset (bold, italic, lists, links) -------------------------
+_SPECIAL = re.compile(r"([\\*_\[\]`~])")
+_LINE_START = re.compile(r"^([ \t]*)([-+>#]|\d+[.)])(?=\s|$)", re.MULTILINE)
+
+
+def _escape(text: str) -> str:
+    """Plain text that Teams shows as written: markdown characters escaped, so that nobody can
+    make a disguised link or bold text out of a message."""
+    return _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), _SPECIAL.sub(r"\\\1", text))
+
+
+def _plain(text: str) -> str:
+    # One paragraph per line: Teams joins lines separated by a single newline.
+    return "\n\n".join(_escape(line.rstrip()) for line in text.splitlines() if line.strip())
+
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
+_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
+_BULLET = re.compile(r"^(\s*)[*+]\s+")
+_UNDERSCORE_BOLD = re.compile(r"__(\S(?:.*?\S)?)__")
+
+
+def _markdown(text: str) -> str:
+    """Markdown rewritten to what Adaptive Cards show: headings become bold lines, images become
+    links, ``*``/``+`` bullets become ``-``; code blocks are shown as escaped text; links keep
+    only http(s) and mailto targets."""
+    out: list[str] = []
+    in_code = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_code = not in_code
+            continue
+        if in_code:
+            if line.strip():
+                out.extend(("", _escape(line.rstrip())))
+            continue
+        if m := _HEADING.match(line):
+            line = f"**{m.group(1)}**" if m.group(1) else ""
+        line = _IMAGE.sub(r"[\1](\2)", line)
+        line = _LINK.sub(_safe_link, line)
+        line = _BULLET.sub(r"\1- ", line)
+        line = _UNDERSCORE_BOLD.sub(r"**\1**", line)
+        out.append(line.rstrip())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
+
+
+def _safe_link(m: re.Match[str]) -> str:
+    label, url = m.group(1), m.group(2)
+    if url.lower().startswith(("http://", "https://", "mailto:")):
+        return f"[{label}]({url})"
+    return label
+
+
+def _md_url(url: str) -> str:
+    return url.replace("(", "%28").replace(")", "%29")
+
+
+def _body_text(message: Message) -> str:
+    if not message.body.strip():
+        return ""
+    if message.format is Format.MARKDOWN:
+        return _markdown(message.body)
+    if message.format is Format.HTML:
+        return _plain(html_to_text(message.body))
+    return _plain(message.body)
+
+
+def _context(message: Message) -> str:
+    parts = [message.priority.value.capitalize()]
+    if message.source:
+        parts.append(_escape(message.source))
+    if message.resolves:
+        parts.append("resolved")
+    return " · ".join(parts)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` at most ``limit`` characters, ending with the marker when it was cut."""
+    if len(text) <= limit:
+        return text
+    if limit <= len(TRUNCATED):
+        return TRUNCATED
+    cut = text[: limit - len(TRUNCATED)].rstrip()
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:  # don't leave half an escape
+        cut = cut[:-1]
+    return cut + TRUNCATED
+
+
+def _size(payload: dict[str, Any]) -> int:
+    return len(orjson.dumps(payload))
