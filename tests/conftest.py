@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apiserver import make_api, serve  # noqa: F401  (fixtures)
 from helpers import PG_URL, pg_available, services_required
 from peer import Peer
 from sink import Sink

@@ -36,12 +36,14 @@ keys_app = typer.Typer(help="The keys that encrypt stored secrets.", no_args_is_
 secret_app = typer.Typer(help="Secrets stored encrypted in the database (use as ${vault:NAME}).", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 integrations_app = typer.Typer(help="Integrations: health, stats, test, enable, disable.", invoke_without_command=True)
+events_app = typer.Typer(help="Inbound webhook events: history, details, replay.", invoke_without_command=True)
 app.add_typer(config_app, name="config")
 app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secret_app, name="secret")
 app.add_typer(db_app, name="db")
 app.add_typer(integrations_app, name="integrations")
+app.add_typer(events_app, name="events")
 
 out = Console()
 err = Console(stderr=True)
@@ -475,6 +477,73 @@ def integrations_enable(name: str, config: ConfigOpt = None) -> None:
 def integrations_disable(name: str, config: ConfigOpt = None) -> None:
     """Stop sending to an integration; its deliveries wait until it is enabled."""
     _set_enabled(name, False, config)
+
+
+@events_app.callback()
+@handled
+def events(
+    ctx: typer.Context,
+    integration: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str | None, typer.Option(help="received, processing, processed, ignored, unsupported, failed")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    before: Annotated[str | None, typer.Option(help="next page: the id printed after the table")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inbound events, newest first, each with its processing result or error."""
+    from .inbound import EVENT_STATUSES
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if status is not None and status not in EVENT_STATUSES:
+        raise ValueError(f"unknown status {status!r}; use one of {', '.join(EVENT_STATUSES)}")
+
+    async def _list() -> dict[str, Any]:
+        async with _hub(config, dispatch=False) as hub:
+            return await hub.event_list(integration=integration, status=status, limit=limit, before=before)
+
+    page = run(_list())
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("id", "integration", "event", "status", "attempts", "received", "result / error")
+    colours = {"processed": "green", "failed": "red", "received": "yellow", "ignored": "dim", "unsupported": "dim"}
+    for e in page["items"]:
+        c = colours.get(e["status"], "")
+        outcome = e["last_error"] or (json.dumps(e["result"]) if e["result"] else "")
+        table.add_row(e["id"], e["integration"], e["event_type"], f"[{c}]{e['status']}[/{c}]" if c else e["status"],
+                      str(e["attempts"]), _when(e["received_at"]), outcome[:60])
+    out.print(table)
+    if page["next"]:
+        out.print(f"more: --before {page['next']}", highlight=False)
+
+
+@events_app.command("show")
+@handled
+def events_show(event_id: str, config: ConfigOpt = None) -> None:
+    """One event with the headers and body received (as JSON)."""
+
+    async def _show() -> dict[str, Any]:
+        async with _hub(config, dispatch=False) as hub:
+            return await hub.event(event_id)
+
+    _print_json(run(_show()))
+
+
+@events_app.command("replay")
+@handled
+def events_replay(event_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Process an event again (a running server or worker picks it up)."""
+
+    async def _replay() -> dict[str, Any]:
+        async with _hub(config, dispatch=False) as hub:
+            return await hub.replay(event_id)
+
+    e = run(_replay())
+    if as_json:
+        _print_json(e)
+    else:
+        out.print(f"event {e['id']} ({e['event_type']}) is {e['status']} again", highlight=False)
 
 
 # -- configuration ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,8 +30,10 @@ from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher, set_disabled
 from .delivery.outbox import Planned, Receipt, write_messages
 from .errors import NotFound, UnknownIntegration
-from .integrations.base import Context, Notifier, Outcome
-from .integrations.registry import notifier_class
+from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event
+from .integrations.base import Context, Integration, Notifier, Outcome
+from .integrations.receiver import InboundRequest, Receiver
+from .integrations.registry import integration_class
 from .message import Message
 from .metrics import Metrics
 from .routing import Router
@@ -69,6 +72,13 @@ class Hub:
         self.store: Store | None = None
         self.vault: Vault | None = None
         self.notifiers: dict[str, Notifier] = {}
+        """Integrations that can send (route targets)."""
+        self.receivers: dict[str, Receiver] = {}
+        """Integrations that answer ``POST /hooks/{name}``."""
+        self._integrations: dict[str, Integration] = {}
+        self.events: EventProcessor | None = None
+        self.rejected: Counter[str] = Counter()
+        """Inbound requests refused (bad signature...) per integration, since this process started."""
         self.dispatcher: Dispatcher | None = None
         self.grouper: Grouper | None = None
         self._writer = _WriteMessages(self)
@@ -93,7 +103,9 @@ class Hub:
             if self._migrate:
                 await self.store.migrate()
             self.vault = Vault(self.store, load_keys(self.config_dir))
-            self.notifiers = await self._build_notifiers()
+            self._integrations = await self._build_integrations()
+            self.notifiers = {n: i for n, i in self._integrations.items() if isinstance(i, Notifier) and i.can_send(i.settings)}
+            self.receivers = {n: i for n, i in self._integrations.items() if isinstance(i, Receiver) and i.can_receive(i.settings)}
         except BaseException:
             await self.store.close()
             raise
@@ -116,22 +128,26 @@ class Hub:
                 poll_interval=self.config.dispatcher.poll_interval,
             )
             self.grouper.start()
+            self.events = EventProcessor(self, self.receivers, poll_interval=self.config.dispatcher.poll_interval)
+            self.events.start()
         self.started = True
-        log.info("hub.started", database=self.store.safe_url(), integrations=list(self.notifiers), dispatch=self.dispatch)
+        log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
 
     async def stop(self, timeout: float | None = None) -> None:
         if not self.started:
             return
         self.started = False
+        if self.events is not None:
+            await self.events.stop()
         if self.grouper is not None:
             await self.grouper.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)
-        for notifier in self.notifiers.values():
+        for integration in self._integrations.values():
             try:
-                await notifier.close()
+                await integration.close()
             except Exception as exc:  # closing must not hide the rest of shutdown
-                log.warning("hub.close_failed", integration=notifier.name, error=str(exc))
+                log.warning("hub.close_failed", integration=integration.name, error=str(exc))
         if self.store is not None:
             await self.store.close()
         log.info("hub.stopped")
@@ -143,10 +159,10 @@ class Hub:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _build_notifiers(self) -> dict[str, Notifier]:
+    async def _build_integrations(self) -> dict[str, Integration]:
         assert self.store is not None and self.vault is not None
         context = Context(store=self.store, threads=Threads(self.store))
-        out: dict[str, Notifier] = {}
+        out: dict[str, Integration] = {}
         for name, settings in self.config.integrations.items():
             refs = settings.vault_refs()
             if refs:
@@ -155,7 +171,7 @@ class Hub:
             secrets = settings.secret_values()
             register(secrets)
             context.secrets.update(secrets)
-            out[name] = notifier_class(settings.kind)(name, settings, context)
+            out[name] = integration_class(settings.kind)(name, settings, context)
         return out
 
     # -- sending ---------------------------------------------------------------------------
@@ -168,20 +184,50 @@ class Hub:
     ) -> Receipt:
         """Route ``message`` and store it with its deliveries; returns once they are committed.
         ``to`` names integrations directly and skips the routes."""
-        self._require_started()
+        self.require_store()
         planned = Planned(
             message,
             self.router.targets(message, to),
             idempotency_key,
             request_fingerprint(message, to) if idempotency_key else None,
         )
-        receipt = await self._require_started().submit(self._writer, planned)
+        receipt = await self.require_store().submit(self._writer, planned)
         if not receipt.replay:
             self.metrics.enqueued.inc()
         return receipt
 
     async def notify_many(self, messages: Sequence[Message], *, to: Sequence[str] | None = None) -> list[Receipt]:
         return list(await asyncio.gather(*(self.notify(m, to=to) for m in messages)))
+
+    def count_inbound(self, integration: str, result: str) -> None:
+        self.metrics.inbound.labels(integration, result).inc()
+        if result == "rejected":
+            self.rejected[integration] += 1
+
+    def wake_events(self) -> None:
+        if self.events is not None:
+            self.events.wake()
+
+    async def receive(self, name: str, request: InboundRequest) -> Answer:
+        """Take one inbound request for integration ``name`` (what ``POST /hooks/{name}`` does)."""
+        receiver = self.receivers.get(name)
+        if receiver is None:
+            raise NotFound(f"no integration {name!r} receives webhooks")
+        return await accept(self, receiver, request)
+
+    async def event_list(self, **filters: Any) -> dict[str, Any]:
+        async with self.require_store().read() as conn:
+            return await list_events(conn, **filters)
+
+    async def event(self, event_id: str) -> dict[str, Any]:
+        async with self.require_store().read() as conn:
+            return await get_event(conn, event_id)
+
+    async def replay(self, event_id: str) -> dict[str, Any]:
+        async with self.require_store().write() as conn:
+            result = await replay_event(conn, event_id, self.receivers)
+        self.wake_events()
+        return result
 
     def _handoff(self, leased: list[Any]) -> None:
         if self.dispatcher is not None:
@@ -206,7 +252,7 @@ class Hub:
     async def wait(self, message_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Wait until every delivery of a message has its first outcome (delivered, dead,
         suppressed, or retrying after an attempt); return the message with its deliveries."""
-        store = self._require_started()
+        store = self.require_store()
         deadline = time.monotonic() + timeout
         while True:
             async with store.read() as conn:
@@ -224,53 +270,66 @@ class Hub:
 
     # -- reading and managing ------------------------------------------------------------------
     async def message(self, message_id: str) -> dict[str, Any]:
-        async with self._require_started().read() as conn:
+        async with self.require_store().read() as conn:
             return await queries.get_message(conn, message_id)
 
     async def deliveries(self, **filters: Any) -> dict[str, Any]:
-        async with self._require_started().read() as conn:
+        async with self.require_store().read() as conn:
             return await queries.list_deliveries(conn, **filters)
 
     async def retry(self, delivery_id: str) -> dict[str, Any]:
-        async with self._require_started().write() as conn:
+        async with self.require_store().write() as conn:
             result = await queries.retry_delivery(conn, delivery_id)
         self._wake_dispatcher()
         return result
 
     async def inbox(self, **filters: Any) -> dict[str, Any]:
-        async with self._require_started().read() as conn:
+        async with self.require_store().read() as conn:
             return await queries.list_inbox(conn, **filters)
 
     async def integrations(self) -> list[dict[str, Any]]:
-        async with self._require_started().read() as conn:
+        """Every integration with its health and stats (sending and, for receivers, inbound)."""
+        names = list(self._integrations)
+        async with self.require_store().read() as conn:
             stats = await queries.integration_stats(conn, list(self.notifiers))
+            inbound = await inbound_stats(conn, list(self.receivers), time.time() - queries.STATS_WINDOW)
         out = []
-        for name, notifier in self.notifiers.items():
-            s = stats[name]
-            breaker = self.dispatcher.breaker_state(name) if self.dispatcher else None
-            out.append(
-                {
-                    "name": name,
-                    "kind": notifier.kind,
-                    "description": notifier.settings.description,
-                    "health": s.health(breaker),
-                    "circuit": breaker,
-                    "disabled_reason": s.disabled_reason,
-                    "limits": {
+        for name in names:
+            integration = self._integrations[name]
+            item: dict[str, Any] = {
+                "name": name,
+                "kind": integration.kind,
+                "description": integration.settings.description,
+                "sends": name in self.notifiers,
+                "receives": name in self.receivers,
+            }
+            notifier = self.notifiers.get(name)
+            if notifier is not None:
+                s = stats[name]
+                breaker = self.dispatcher.breaker_state(name) if self.dispatcher else None
+                item.update(
+                    health=s.health(breaker),
+                    circuit=breaker,
+                    disabled_reason=s.disabled_reason,
+                    limits={
                         "rate_limit": notifier.effective_rate_limit,
                         "burst": notifier.effective_burst,
                         "concurrency": notifier.effective_concurrency,
                         "timeout_s": notifier.effective_timeout,
                     },
-                    "stats": s.as_dict(),
-                }
-            )
+                    stats=s.as_dict(),
+                )
+            else:
+                item["health"] = "failing" if inbound.get(name, {}).get("failed") else "ok"
+            if name in self.receivers:
+                item["inbound"] = {**inbound[name], "rejected": self.rejected[name]}
+            out.append(item)
         return out
 
     async def set_enabled(self, name: str, enabled: bool) -> None:
         """Re-enable an integration disabled by its peer (HTTP 410), or disable one by hand."""
         self._notifier(name)
-        async with self._require_started().write() as conn:
+        async with self.require_store().write() as conn:
             await set_disabled(conn, name, not enabled, None if enabled else "disabled by hand", time.time())
         if self.dispatcher is not None:
             self.dispatcher.lanes[name].disabled = not enabled
@@ -278,7 +337,9 @@ class Hub:
 
     async def test(self, name: str) -> Outcome:
         """Check an integration now, outside the queue, and report what its peer answered."""
-        notifier = self._notifier(name)
+        notifier = self._integrations.get(name)
+        if notifier is None:
+            raise UnknownIntegration(f"unknown integration {name!r}")
         started = time.perf_counter()
         try:
             outcome = await asyncio.wait_for(notifier.test(), notifier.effective_timeout + 5)
@@ -306,7 +367,7 @@ class Hub:
         return out
 
     async def queue_gauges(self) -> tuple[dict[str, int], float]:
-        async with self._require_started().read() as conn:
+        async with self.require_store().read() as conn:
             return await queries.queue_gauges(conn)
 
     def _notifier(self, name: str) -> Notifier:
@@ -315,7 +376,8 @@ class Hub:
         except KeyError:
             raise UnknownIntegration(f"unknown integration {name!r}") from None
 
-    def _require_started(self) -> Store:
+    def require_store(self) -> Store:
+        """The store of a started hub."""
         if not self.started or self.store is None:
             raise RuntimeError("the hub is not started: use `async with hub:` or `await hub.start()`")
         return self.store

@@ -39,6 +39,12 @@ class Metrics:
             ["integration"],
             registry=self.registry,
         )
+        self.inbound = Counter(
+            "tidings_inbound_requests",
+            "Inbound webhook requests by integration and result (stored, duplicate, requeued, rejected...)",
+            ["integration", "result"],
+            registry=self.registry,
+        )
         self.oldest_pending = Gauge(
             "tidings_oldest_pending_age_seconds",
             "Age of the oldest delivery still waiting to be sent",

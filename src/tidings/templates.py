@@ -67,6 +67,20 @@ class TemplateError(ValueError):
     pass
 
 
+def check_template(source: str) -> str:
+    """``source`` if it compiles; a ValueError naming the line otherwise (for config validation)."""
+    _compile(source)
+    return source
+
+
+def render_text(source: str, context: dict[str, Any]) -> str:
+    """Render one template string in the sandbox. Raises :class:`TemplateError`."""
+    try:
+        return str(_compile(source).render(context))
+    except Exception as exc:
+        raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from None
+
+
 def apply_templates(message: Message, *templates: Template | None) -> Message:
     for template in templates:
         if template is not None:
@@ -95,4 +109,4 @@ def _context(message: Message) -> dict[str, Any]:
     }
 
 
-__all__ = ["Template", "TemplateError", "apply_templates"]
+__all__ = ["Template", "TemplateError", "apply_templates", "check_template", "render_text"]

@@ -145,11 +145,11 @@ def test_lanes_take_their_limits_from_the_settings() -> None:
     from tidings.config import parse_config
     from tidings.delivery.dispatcher import lane_for
     from tidings.integrations.base import Context
-    from tidings.integrations.webhook import WebhookNotifier
+    from tidings.integrations.webhook import WebhookIntegration
 
     def lane(**extra: Any) -> Any:
         settings = parse_config({"integrations": {"ops": {"kind": "webhook", "url": "https://x.example.com", **extra}}})
-        return lane_for(WebhookNotifier("ops", settings.integrations["ops"], Context(store=None, threads=None)))  # type: ignore[arg-type]
+        return lane_for(WebhookIntegration("ops", settings.integrations["ops"], Context(store=None, threads=None)))  # type: ignore[arg-type]
 
     plain = lane(concurrency=3)
     assert plain.limiter is None and plain.capacity == 12

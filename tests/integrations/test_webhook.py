@@ -30,7 +30,7 @@ from tidings.config import parse_config
 from tidings.errors import ConfigError
 from tidings.integrations.base import Attempt, Context, Outcome, OutcomeStatus
 from tidings.integrations.http import parse_retry_after
-from tidings.integrations.webhook import WebhookNotifier
+from tidings.integrations.webhook import WebhookIntegration
 from tidings.store.tables import integration_state
 
 SECRET = "whsec_" + base64.b64encode(b"tidings-test-signing-key-0123456").decode()
@@ -47,11 +47,11 @@ def webhook_settings(url: str, **extra: Any) -> Any:
 
 
 @pytest.fixture
-async def make_notifier(peer: Peer) -> AsyncIterator[Callable[..., WebhookNotifier]]:
-    made: list[WebhookNotifier] = []
+async def make_notifier(peer: Peer) -> AsyncIterator[Callable[..., WebhookIntegration]]:
+    made: list[WebhookIntegration] = []
 
-    def make(url: str | None = None, **extra: Any) -> WebhookNotifier:
-        n = WebhookNotifier("ops", webhook_settings(url or peer.url + "/hook", **extra), Context(store=None, threads=None))  # type: ignore[arg-type]
+    def make(url: str | None = None, **extra: Any) -> WebhookIntegration:
+        n = WebhookIntegration("ops", webhook_settings(url or peer.url + "/hook", **extra), Context(store=None, threads=None))  # type: ignore[arg-type]
         made.append(n)
         return n
 
@@ -77,7 +77,7 @@ def attempt_of(message: Message, delivery_id: str = "dlv-0001", number: int = 1,
     return Attempt(delivery_id, "msg-0001", number, created_at, message)
 
 
-async def send_once(n: WebhookNotifier, message: Message | None = None, **kw: Any) -> Outcome:
+async def send_once(n: WebhookIntegration, message: Message | None = None, **kw: Any) -> Outcome:
     message = message or a_message()
     return await n.send(n.render(message), attempt_of(message, **kw))
 
@@ -115,7 +115,7 @@ def delivered(d: dict[str, Any]) -> bool:
 
 # -- the request -------------------------------------------------------------------------------
 def test_body_is_the_message_as_json_with_its_ids() -> None:
-    n = WebhookNotifier("ops", webhook_settings("https://hooks.example.com/x"), Context(store=None, threads=None))  # type: ignore[arg-type]
+    n = WebhookIntegration("ops", webhook_settings("https://hooks.example.com/x"), Context(store=None, threads=None))  # type: ignore[arg-type]
     m = a_message()
     payload = n.render(m)
     assert n.render(m) == payload, "render is pure"

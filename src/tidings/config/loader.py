@@ -69,7 +69,7 @@ def parse_config(raw: Any, *, source: str | None = None, env: Mapping[str, str] 
         config = config_model().model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors()] + problems, source) from None
-    problems += _check_timeouts(config)
+    problems += _check_timeouts(config) + _check_targets(config)
     if problems:
         raise ConfigError(problems, source)
     return config
@@ -153,15 +153,34 @@ def _check_references(data: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _check_targets(config: Config) -> list[str]:
+    """Routes may only send to integrations that can send as configured."""
+    from ..integrations.registry import integration_class
+
+    def sends(name: str) -> bool:
+        settings = config.integrations[name]
+        return integration_class(settings.kind).can_send(settings)
+
+    problems = []
+    for i, route in enumerate(config.routes):
+        for j, target in enumerate(route.to):
+            if target in config.integrations and not sends(target):
+                problems.append(f"routes[{i}].to[{j}]: integration {target!r} only receives; it can't be a target")
+    for j, target in enumerate(config.default.to):
+        if target in config.integrations and not sends(target):
+            problems.append(f"default.to[{j}]: integration {target!r} only receives; it can't be a target")
+    return problems
+
+
 def _check_timeouts(config: Config) -> list[str]:
     """A send must end before its lease does, or another worker would send it again."""
     from ..delivery.dispatcher import TIMEOUT_GRACE
-    from ..integrations.registry import notifier_class
+    from ..integrations.registry import integration_class
 
     lease = config.dispatcher.lease
     problems = []
     for name, settings in config.integrations.items():
-        timeout = settings.timeout or notifier_class(settings.kind).timeout
+        timeout = settings.timeout or integration_class(settings.kind).timeout
         if timeout + TIMEOUT_GRACE >= lease:
             problems.append(
                 f"integrations.{name}.timeout: {timeout:g}s leaves no room in dispatcher.lease ({lease:g}s);"

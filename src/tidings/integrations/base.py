@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ..message import Message, Priority
 from ..templates import Template
-from ..units import Duration
+from ..units import Duration, Size
 
 if TYPE_CHECKING:
     from ..store.engine import Store
@@ -65,6 +65,7 @@ class IntegrationSettings(BaseModel):
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     template: Template | None = Field(None, description="Jinja2 rewrite of title, body, fields")
+    max_body: Size | None = Field(None, description="largest inbound webhook body accepted (default 5MiB)")
 
     @field_validator("rate_limit")
     @classmethod
@@ -163,26 +164,60 @@ class Context:
     secrets: set[str] = field(default_factory=set)
 
 
-class Notifier:
-    """Base class of every sending integration.
+class Integration:
+    """What every integration is: a named, configured connection to one provider.
 
-    Subclasses set ``kind`` and ``Settings`` and may override the class defaults below; a user's
-    settings override them per integration.
+    Subclasses set ``kind`` and ``Settings``. Sending integrations derive from :class:`Notifier`,
+    receiving ones from :class:`Receiver`; a provider that does both derives from both.
     """
 
     kind: ClassVar[str]
     Settings: ClassVar[type[IntegrationSettings]] = IntegrationSettings
-    title_max: ClassVar[int | None] = None
-    body_max: ClassVar[int | None] = None
-    rate_limit: ClassVar[str | None] = None
-    burst: ClassVar[int] = 1
-    concurrency: ClassVar[int] = 8
     timeout: ClassVar[float] = 10.0
 
     def __init__(self, name: str, settings: IntegrationSettings, context: Context) -> None:
         self.name = name
         self.settings = settings
         self.context = context
+
+    @property
+    def effective_timeout(self) -> float:
+        return self.settings.timeout or self.timeout
+
+    @classmethod
+    def can_send(cls, settings: IntegrationSettings) -> bool:
+        """Whether an integration so configured can be a route's target."""
+        return False
+
+    @classmethod
+    def can_receive(cls, settings: IntegrationSettings) -> bool:
+        """Whether an integration so configured answers ``POST /hooks/{name}``."""
+        return False
+
+    async def open(self) -> None:
+        """Acquire resources (an HTTP session...). Called once before the first use."""
+
+    async def close(self) -> None:
+        """Release what :meth:`open` acquired."""
+
+    async def test(self) -> Outcome:
+        """Check the integration end to end."""
+        return Outcome.permanent(f"{self.kind} integrations have no test")
+
+
+class Notifier(Integration):
+    """Base class of every sending integration. A user's settings override the class defaults
+    (limits) per integration."""
+
+    title_max: ClassVar[int | None] = None
+    body_max: ClassVar[int | None] = None
+    rate_limit: ClassVar[str | None] = None
+    burst: ClassVar[int] = 1
+    concurrency: ClassVar[int] = 8
+
+    @classmethod
+    def can_send(cls, settings: IntegrationSettings) -> bool:
+        return True
 
     # The limits that apply: the user's settings first, then the kind's defaults.
     @property
@@ -196,16 +231,6 @@ class Notifier:
     @property
     def effective_concurrency(self) -> int:
         return self.settings.concurrency or self.concurrency
-
-    @property
-    def effective_timeout(self) -> float:
-        return self.settings.timeout or self.timeout
-
-    async def open(self) -> None:
-        """Acquire resources (an HTTP session...). Called once before the first send."""
-
-    async def close(self) -> None:
-        """Release what :meth:`open` acquired."""
 
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> Any:
         """The platform payload for ``message``. Pure: no I/O, same input, same output."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-from .base import IntegrationSettings, Notifier
+from .base import Integration, IntegrationSettings
 
 KINDS: dict[str, str] = {
     "inbox": "tidings.integrations.inbox:InboxNotifier",
     "slack": "tidings.integrations.slack:SlackNotifier",
-    "webhook": "tidings.integrations.webhook:WebhookNotifier",
+    "webhook": "tidings.integrations.webhook:WebhookIntegration",
     "teams": "tidings.integrations.teams:TeamsNotifier",
     "email": "tidings.integrations.email:EmailNotifier",
 }
@@ -21,15 +21,15 @@ def kinds() -> list[str]:
 
 
 @cache
-def notifier_class(kind: str) -> type[Notifier]:
+def integration_class(kind: str) -> type[Integration]:
     try:
         target = KINDS[kind]
     except KeyError:
         raise KeyError(f"unknown integration kind {kind!r}; known kinds: {', '.join(kinds())}") from None
     module, _, attr = target.partition(":")
-    cls: type[Notifier] = getattr(importlib.import_module(module), attr)
+    cls: type[Integration] = getattr(importlib.import_module(module), attr)
     return cls
 
 
 def settings_model(kind: str) -> type[IntegrationSettings]:
-    return notifier_class(kind).Settings
+    return integration_class(kind).Settings

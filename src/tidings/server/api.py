@@ -12,6 +12,7 @@ from ..delivery.outbox import Receipt
 from ..delivery.queries import STATUSES
 from ..errors import NotFound
 from ..hub import Hub
+from ..inbound import EVENT_STATUSES
 from ..message import Message
 from .auth import require_token
 
@@ -96,7 +97,7 @@ async def list_integrations(hub: HubDep) -> list[dict[str, Any]]:
 
 
 def _known(hub: Hub, name: str) -> None:
-    if name not in hub.notifiers:
+    if name not in hub.notifiers and name not in hub.receivers:
         raise NotFound(f"no integration {name!r}")
 
 
@@ -127,6 +128,30 @@ async def disable_integration(name: str, hub: HubDep) -> dict[str, Any]:
     _known(hub, name)
     await hub.set_enabled(name, False)
     return {"integration": name, "enabled": False}
+
+
+@router.get("/events")
+async def list_events(
+    hub: HubDep,
+    integration: str | None = None,
+    status: Annotated[Literal[EVENT_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
+) -> dict[str, Any]:
+    """Inbound events, newest first, with how their processing went."""
+    return await hub.event_list(integration=integration, status=status, limit=limit, before=before)
+
+
+@router.get("/events/{event_id}")
+async def get_event(event_id: str, hub: HubDep) -> dict[str, Any]:
+    """One inbound event, with the headers and body received."""
+    return await hub.event(event_id)
+
+
+@router.post("/events/{event_id}/replay")
+async def replay_event(event_id: str, hub: HubDep) -> dict[str, Any]:
+    """Process an event again (what it already sent is not sent twice)."""
+    return await hub.replay(event_id)
 
 
 @router.get("/inbox")

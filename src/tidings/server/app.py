@@ -16,6 +16,7 @@ from . import errors
 from .api import router as api_router
 from .auth import TokenCache
 from .guard import RequestGuard
+from .hooks import hook
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -41,6 +42,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.started_at = time.time()
     errors.install(app)
     app.include_router(api_router)
+    app.add_route("/hooks/{integration}", hook, methods=["POST"], include_in_schema=False)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..delivery.queries import RetryRefused
 from ..errors import IdempotencyConflict, MessageError, NotFound, UnknownIntegration
+from ..inbound import ReplayRefused
 from ..message import format_error
 
 log = structlog.get_logger("tidings.server")
@@ -58,6 +59,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return error(404, "not found", str(exc))
+
+    @app.exception_handler(ReplayRefused)
+    async def _replay_refused(_: Request, exc: ReplayRefused) -> JSONResponse:
+        return error(409, "conflict", str(exc))
 
     @app.exception_handler(RetryRefused)
     async def _refused(_: Request, exc: RetryRefused) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""A real uvicorn server on 127.0.0.1 around a hub, and an httpx client that talks to it."""
+"""A real uvicorn server on 127.0.0.1 around a hub, and an httpx client that talks to it
+(fixtures ``serve`` and ``make_api``, imported by conftest.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,366 @@
+"""Inbound events: accepted durably, deduplicated, processed from the stored row.
+
+``accept`` is the request path: verify the raw bytes, identify the event, store it (group commit)
+and answer; nothing is processed inside the request. The :class:`EventProcessor` claims stored
+events (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), runs each receiver's handler with retries and
+backoff, and records ``processed`` or, when retries run out, ``failed`` with the error; a
+redelivery of a failed event, or ``replay``, processes it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .delivery.retry import gives_up, next_delay
+from .errors import MessageError, NotFound, TidingsError
+from .ids import new_id
+from .integrations.receiver import InboundEvent, InboundRequest, Receiver, Rejected
+from .security.redact import redact
+from .store.batch import Batch
+from .store.engine import Conn
+from .store.tables import EVENT_ACTIVE, events
+from .templates import TemplateError
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = structlog.get_logger("tidings.inbound")
+
+EVENT_STATUSES = ("received", "processing", "processed", "ignored", "unsupported", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def _json(status: int, data: dict[str, Any]) -> Answer:
+    return Answer(status, orjson.dumps(data))
+
+
+def refusal(status: int, error: str, detail: str) -> Answer:
+    return _json(status, {"error": error, "detail": detail})
+
+
+async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answer:
+    """Verify, identify and store one request; the answer to send back."""
+    try:
+        receiver.verify(request)
+    except Rejected as exc:
+        hub.count_inbound(receiver.name, "rejected")
+        return refusal(exc.status, "rejected", exc.reason)
+    try:
+        inbound = receiver.identify(request)
+    except Rejected as exc:
+        hub.count_inbound(receiver.name, "malformed")
+        return refusal(exc.status, "malformed" if exc.status == 400 else "rejected", exc.reason)
+    if not inbound.store:
+        hub.count_inbound(receiver.name, "answered")
+        reply = inbound.reply
+        assert reply is not None
+        return Answer(reply.status, reply.body, reply.content_type)
+    status = receiver.status_for(inbound.event_type)
+    row = {
+        "id": new_id(),
+        "integration": receiver.name,
+        "kind": receiver.kind,
+        "event_type": inbound.event_type[:200],
+        "delivery_key": inbound.delivery_key[:300],
+        "received_at": request.received_at or time.time(),
+        "content_type": request.content_type[:200],
+        "headers": {k: request.headers[k] for k in receiver.kept_headers if k in request.headers},
+        "body": request.body,
+        "status": status,
+        "attempts": 0,
+        "next_attempt_at": request.received_at or time.time(),
+    }
+    event_id, outcome = await hub.require_store().submit(STORE_EVENTS, row)
+    hub.count_inbound(receiver.name, outcome)
+    if outcome != "duplicate" and status == "received":
+        hub.wake_events()
+    if inbound.reply is not None:
+        return Answer(inbound.reply.status, inbound.reply.body, inbound.reply.content_type)
+    return _json(200, {"id": event_id, "status": "duplicate" if outcome == "duplicate" else status})
+
+
+class _StoreEvents(Batch[dict[str, Any], tuple[str, str]]):
+    """Insert events; a delivery id seen before is a duplicate, unless that event failed: then
+    it is queued again (the sender's redelivery is a retry)."""
+
+    async def apply(self, conn: Conn, rows: list[dict[str, Any]]) -> list[tuple[str, str] | BaseException]:
+        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(events)
+        await conn.execute(ins.on_conflict_do_nothing(index_elements=[events.c.integration, events.c.delivery_key]), rows)
+        out: list[tuple[str, str] | BaseException] = []
+        for row in rows:
+            found = (
+                await conn.execute(
+                    select(events.c.id, events.c.status).where(
+                        events.c.integration == row["integration"], events.c.delivery_key == row["delivery_key"]
+                    )
+                )
+            ).one()
+            if found.id == row["id"]:
+                out.append((found.id, "stored"))
+            elif found.status == "failed":
+                await conn.execute(
+                    update(events)
+                    .where(events.c.id == found.id, events.c.status == "failed")
+                    .values(status="received", attempts=0, next_attempt_at=row["received_at"], last_error=None)
+                )
+                out.append((found.id, "requeued"))
+            else:
+                out.append((found.id, "duplicate"))
+        return out
+
+
+STORE_EVENTS = _StoreEvents()
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    id: str
+    status: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    result: dict[str, Any] | None
+    processed_at: float | None
+
+
+class _RecordEvents(Batch[tuple[str, _Outcome], None]):
+    async def apply(self, conn: Conn, items: list[tuple[str, _Outcome]]) -> list[None | BaseException]:
+        for owner, o in items:
+            await conn.execute(
+                update(events)
+                .where(events.c.id == o.id, events.c.lease_owner == owner, events.c.status == "processing")
+                .values(
+                    status=o.status, attempts=o.attempts, next_attempt_at=o.next_attempt_at, last_error=o.last_error,
+                    result=o.result, processed_at=o.processed_at, lease_owner=None,
+                )
+            )
+        return [None] * len(items)
+
+
+RECORD_EVENTS = _RecordEvents()
+
+
+class EventProcessor:
+    """Processes stored events in the background of every process that dispatches."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        receivers: dict[str, Receiver],
+        *,
+        concurrency: int = 16,
+        batch: int = 100,
+        lease: float = 120.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.hub = hub
+        self.receivers = receivers
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}:events"
+        self._concurrency = asyncio.Semaphore(concurrency)
+        self._batch = batch
+        self._lease = lease
+        self._poll = poll_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tidings-events")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._running:
+            # Unfinished handlers keep their lease; another worker takes them when it ends.
+            _, still = await asyncio.wait(set(self._running), timeout=timeout)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                claimed = await self._claim()
+            except Exception as exc:
+                log.error("events.claim_failed", error=str(exc))
+                claimed = 0
+            if claimed >= self._batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), await self._idle())
+            self._wake.clear()
+
+    async def _idle(self) -> float:
+        names = list(self.receivers)
+        if not names:
+            return self._poll
+        async with self.hub.require_store().read() as conn:
+            due = (
+                await conn.execute(
+                    select(func.min(events.c.next_attempt_at)).where(
+                        events.c.status.in_(EVENT_ACTIVE), events.c.integration.in_(names)
+                    )
+                )
+            ).scalar()
+        return self._poll if due is None else max(0.0, min(self._poll, due - time.time()))
+
+    async def _claim(self) -> int:
+        names = list(self.receivers)
+        if not names:
+            return 0
+        now = time.time()
+        due = (
+            select(events.c.id)
+            .where(events.c.status.in_(EVENT_ACTIVE), events.c.next_attempt_at <= now, events.c.integration.in_(names))
+            .order_by(events.c.next_attempt_at)
+            .limit(self._batch)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            update(events)
+            .where(events.c.id.in_(due.scalar_subquery()))
+            .values(status="processing", lease_owner=self.owner, next_attempt_at=now + self._lease)
+            .returning(
+                events.c.id, events.c.integration, events.c.kind, events.c.event_type, events.c.delivery_key,
+                events.c.received_at, events.c.headers, events.c.body, events.c.attempts,
+            )
+        )
+        async with self.hub.require_store().write() as conn:
+            rows = (await conn.execute(stmt)).all()
+        for r in rows:
+            event = InboundEvent(
+                r.id, r.integration, r.kind, r.event_type, r.delivery_key, r.received_at, dict(r.headers),
+                bytes(r.body), r.attempts,
+            )
+            task = asyncio.create_task(self._process(event))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return len(rows)
+
+    async def _process(self, event: InboundEvent) -> None:
+        receiver = self.receivers[event.integration]
+        attempts = event.attempts + 1
+        async with self._concurrency:
+            try:
+                result = await receiver.process(event, self.hub)
+            except Exception as exc:
+                error = redact(f"{type(exc).__name__}: {exc}")
+                log.warning("events.handler_failed", integration=event.integration, event_id=event.id, error=error)
+                now = time.time()
+                policy = receiver.settings.retry
+                # Bad content (a payload the mapping can't make a message of) won't improve with retries.
+                if isinstance(exc, (MessageError, TemplateError)) or gives_up(policy, attempts, event.received_at, now):
+                    outcome = _Outcome(event.id, "failed", attempts, now, error, None, now)
+                else:
+                    outcome = _Outcome(event.id, "received", attempts, now + next_delay(policy, attempts), error, None, None)
+            else:
+                status = "unsupported" if result.get("status") == "unsupported" else "processed"
+                outcome = _Outcome(event.id, status, attempts, time.time(), None, result, time.time())
+        await self.hub.require_store().submit(RECORD_EVENTS, (self.owner, outcome))
+
+
+# -- reading and managing -------------------------------------------------------------------------------
+class ReplayRefused(TidingsError):
+    pass
+
+
+def _event(row: Any, with_body: bool = False) -> dict[str, Any]:
+    out = {
+        "id": row.id,
+        "integration": row.integration,
+        "kind": row.kind,
+        "event_type": row.event_type,
+        "delivery_key": row.delivery_key,
+        "received_at": row.received_at,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "result": row.result,
+        "processed_at": row.processed_at,
+    }
+    if with_body:
+        body = bytes(row.body)
+        out["headers"] = row.headers
+        out["content_type"] = row.content_type
+        out["size"] = len(body)
+        try:
+            out["body"] = body.decode("utf-8") if len(body) <= 64 * 1024 else None
+        except UnicodeDecodeError:
+            out["body"] = None
+    return out
+
+
+async def list_events(
+    conn: Conn, *, integration: str | None = None, status: str | None = None, limit: int = 50, before: str | None = None
+) -> dict[str, Any]:
+    q = select(*[c for c in events.c if c.name not in ("body", "headers")])
+    if integration:
+        q = q.where(events.c.integration == integration)
+    if status:
+        q = q.where(events.c.status == status)
+    if before:
+        q = q.where(events.c.id < before)
+    rows = (await conn.execute(q.order_by(events.c.id.desc()).limit(limit + 1))).all()
+    items = [_event(r) for r in rows[:limit]]
+    return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
+
+
+async def get_event(conn: Conn, event_id: str) -> dict[str, Any]:
+    row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
+    if row is None:
+        raise NotFound(f"no event {event_id}")
+    return _event(row, with_body=True)
+
+
+async def replay_event(conn: Conn, event_id: str, receivers: dict[str, Receiver]) -> dict[str, Any]:
+    """Process an event again. Effects it already had (messages it sent) are not repeated."""
+    row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
+    if row is None:
+        raise NotFound(f"no event {event_id}")
+    receiver = receivers.get(row.integration)
+    if receiver is None:
+        raise ReplayRefused(f"integration {row.integration!r} no longer receives")
+    if row.status == "processing":
+        raise ReplayRefused(f"event {event_id} is being processed")
+    status = receiver.status_for(row.event_type)
+    now = time.time()
+    await conn.execute(
+        update(events)
+        .where(events.c.id == event_id)
+        .values(status=status, attempts=0, next_attempt_at=now, last_error=None, lease_owner=None)
+    )
+    return _event((await conn.execute(select(events).where(events.c.id == event_id))).one())
+
+
+async def inbound_stats(conn: Conn, names: list[str], since: float) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {n: {} for n in names}
+    rows = await conn.execute(
+        select(events.c.integration, events.c.status, func.count())
+        .where(events.c.received_at >= since, events.c.integration.in_(names))
+        .group_by(events.c.integration, events.c.status)
+    )
+    for integration, status, n in rows:
+        out[integration][status] = n
+    return out
