@@ -285,27 +285,21 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     return pairs
 
 
-@app.command()
-@handled
-def send(
-    title: Annotated[str, typer.Option("--title", "-t")],
-    body: Annotated[str, typer.Option("--body", "-b")] = "",
-    to: Annotated[list[str] | None, typer.Option("--to", help="integration name (repeatable); skips routing")] = None,
-    priority: Annotated[str, typer.Option("--priority", "-p", help="critical, high, medium, low or info")] = "medium",
-    format: Annotated[str, typer.Option("--format", help="plain, markdown or html")] = "plain",
-    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="KEY=VALUE (repeatable)")] = None,
-    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE (repeatable)")] = None,
-    link: Annotated[list[str] | None, typer.Option("--link", help="LABEL=URL (repeatable)")] = None,
-    thread_key: Annotated[str | None, typer.Option("--thread-key")] = None,
-    dedup_key: Annotated[str | None, typer.Option("--dedup-key")] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="deliver now and report each outcome")] = True,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the outcomes")] = 30.0,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Send a message. By default it is delivered from this process and each outcome printed;
-    with --no-wait it is only queued for a running server or worker."""
-    message = Message(
+TitleOpt = Annotated[str, typer.Option("--title", "-t")]
+BodyOpt = Annotated[str, typer.Option("--body", "-b")]
+ToOpt = Annotated[list[str] | None, typer.Option("--to", help="integration name (repeatable); skips routing")]
+PriorityOpt = Annotated[str, typer.Option("--priority", "-p", help="critical, high, medium, low or info")]
+FormatOpt = Annotated[str, typer.Option("--format", help="plain, markdown or html")]
+FieldOpt = Annotated[list[str] | None, typer.Option("--field", "-f", help="KEY=VALUE (repeatable)")]
+LabelOpt = Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE (repeatable)")]
+LinkOpt = Annotated[list[str] | None, typer.Option("--link", help="LABEL=URL (repeatable)")]
+ThreadOpt = Annotated[str | None, typer.Option("--thread-key")]
+DedupOpt = Annotated[str | None, typer.Option("--dedup-key")]
+
+
+def _message(title: str, body: str, priority: str, format: str, field: list[str] | None, label: list[str] | None,
+             link: list[str] | None, thread_key: str | None, dedup_key: str | None) -> Message:
+    return Message(
         title,
         body,
         priority=priority,
@@ -316,6 +310,29 @@ def send(
         thread_key=thread_key,
         dedup_key=dedup_key,
     )
+
+
+@app.command()
+@handled
+def send(
+    title: TitleOpt,
+    body: BodyOpt = "",
+    to: ToOpt = None,
+    priority: PriorityOpt = "medium",
+    format: FormatOpt = "plain",
+    field: FieldOpt = None,
+    label: LabelOpt = None,
+    link: LinkOpt = None,
+    thread_key: ThreadOpt = None,
+    dedup_key: DedupOpt = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="deliver now and report each outcome")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the outcomes")] = 30.0,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a message. By default it is delivered from this process and each outcome printed;
+    with --no-wait it is only queued for a running server or worker."""
+    message = _message(title, body, priority, format, field, label, link, thread_key, dedup_key)
 
     async def _send() -> dict[str, Any]:
         async with _hub(config, dispatch=wait) as hub:
@@ -338,6 +355,32 @@ def send(
     failed = [d for d in result["deliveries"] if d["status"] == "dead"]
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def preview(
+    title: TitleOpt,
+    body: BodyOpt = "",
+    to: ToOpt = None,
+    priority: PriorityOpt = "medium",
+    format: FormatOpt = "plain",
+    field: FieldOpt = None,
+    label: LabelOpt = None,
+    link: LinkOpt = None,
+    thread_key: ThreadOpt = None,
+    dedup_key: DedupOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Render a message for each target without sending it (Slack blocks, Teams card, email
+    text and HTML...), as JSON."""
+    message = _message(title, body, priority, format, field, label, link, thread_key, dedup_key)
+
+    async def _preview() -> list[dict[str, Any]]:
+        async with _hub(config, dispatch=False) as hub:
+            return hub.preview(message, to)
+
+    _print_json(run(_preview()))
 
 
 @app.command()

@@ -1,0 +1,181 @@
+"""Inbound throughput: signed GitHub deliveries at a running `tidings serve`, against a bare ASGI
+app served the same way, in one run.
+
+    python bench/ingest.py [--requests 5000] [--concurrency 32] [--rounds 3]
+
+Both servers are uvicorn subprocesses with the same settings. The bare app reads the body and
+answers 200 (the ceiling of the server stack); tidings verifies the signature over the raw
+body, stores the event (group commit on SQLite, FULL sync) and answers, while its event processor
+turns the stored events into messages in the background. Only requests that tidings answered 200
+and that its database holds count. The last line is one JSON object:
+{"ingest_per_s", "bare_asgi_per_s", "ratio", "p99_ms"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from statistics import median
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _sink import wait_ok  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "github" / "issues__opened.json"
+SECRET = "bench-github-secret"
+
+BARE_APP = '''
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"ok": true}'})
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def payload() -> bytes:
+    if FIXTURE.exists():
+        return FIXTURE.read_bytes()
+    return json.dumps({"action": "opened", "issue": {"number": 1, "title": "bench"}, "repository": {"full_name": "o/r"}}).encode()
+
+
+async def drive(url: str, body: bytes, n: int, concurrency: int, github: bool) -> tuple[float, list[float], int]:
+    """POST ``n`` deliveries with ``concurrency`` senders; requests/s, latencies, 200s."""
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    latencies: list[float] = []
+    ok = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        it = iter(range(n))
+
+        async def sender() -> None:
+            nonlocal ok
+            for _ in it:
+                headers = {"Content-Type": "application/json"}
+                if github:
+                    headers |= {
+                        "X-GitHub-Event": "issues",
+                        "X-GitHub-Delivery": str(uuid.uuid4()),
+                        "X-Hub-Signature-256": signature,
+                        "User-Agent": "GitHub-Hookshot/bench",
+                    }
+                t = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    ok += r.status == 200
+                latencies.append(time.perf_counter() - t)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return n / elapsed, latencies, ok
+
+
+def p99(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * 0.99))] * 1000 if values else 0.0
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=5_000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    body = payload()
+    bin_dir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        (tmpdir / "bare_app.py").write_text(BARE_APP)
+        config = tmpdir / "tidings.yaml"
+        db = tmpdir / "tidings.db"
+        config.write_text(
+            json.dumps(
+                {
+                    "server": {"database": f"sqlite:///{db}"},
+                    "integrations": {"gh": {"kind": "github", "secret": SECRET}},
+                }
+            )
+        )
+        tidings_port, bare_port = free_port(), free_port()
+        env = {**os.environ, "TIDINGS_CONFIG": str(config), "TIDINGS_KEY_FILE": str(tmpdir / "key"),
+               "TIDINGS_PORT": str(tidings_port), "TIDINGS_LOG_LEVEL": "WARNING"}
+        servers = [
+            subprocess.Popen([str(bin_dir / "tidings"), "serve"], env=env, cwd=tmp,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen([str(bin_dir / "uvicorn"), "bare_app:app", "--port", str(bare_port), "--log-level",
+                              "warning", "--no-access-log"], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        ]
+        try:
+            await wait_ok(f"http://127.0.0.1:{tidings_port}/readyz")
+            await wait_ok(f"http://127.0.0.1:{bare_port}/")
+            hook = f"http://127.0.0.1:{tidings_port}/hooks/gh"
+            bare = f"http://127.0.0.1:{bare_port}/"
+            await drive(bare, body, 500, args.concurrency, github=False)  # warm up
+            await drive(hook, body, 500, args.concurrency, github=True)
+            ingests, bares, p99s = [], [], []
+            total_ok = 500
+            for r in range(args.rounds):
+                bare_rate, _, _ = await drive(bare, body, args.requests, args.concurrency, github=False)
+                rate, latencies, ok = await drive(hook, body, args.requests, args.concurrency, github=True)
+                if ok != args.requests:
+                    raise SystemExit(f"tidings answered 200 to {ok} of {args.requests} deliveries")
+                total_ok += ok
+                bares.append(bare_rate)
+                ingests.append(rate)
+                p99s.append(p99(latencies))
+                print(f"round {r + 1}: bare ASGI {bare_rate:,.0f}/s; tidings ingest {rate:,.0f}/s"
+                      f" (p99 {p99s[-1]:.1f} ms)", file=sys.stderr)
+        finally:
+            for proc in servers:
+                proc.send_signal(signal.SIGTERM)
+            for proc in servers:
+                proc.wait(30)
+        with sqlite3.connect(db) as conn:
+            stored = conn.execute("SELECT count(*) FROM events WHERE integration = 'gh'").fetchone()[0]
+        if stored != total_ok:
+            raise SystemExit(f"the database holds {stored} events for {total_ok} deliveries answered 200")
+    ingest, bare_rate = median(ingests), median(bares)
+    print(json.dumps({
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "ingest_per_s": round(ingest, 1),
+        "bare_asgi_per_s": round(bare_rate, 1),
+        "ratio": round(ingest / bare_rate, 3),
+        "p99_ms": round(median(p99s), 2),
+    }))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
