@@ -6,8 +6,9 @@ certificate made by :func:`make_certificate`:
 
 STARTTLS is required before MAIL (``require_starttls``), AUTH only after TLS, and only
 ``USER``/``PASSWORD`` pass (others get 535). What it accepted is in ``server.mails``, parsed with
-``email.policy.default``. Script trouble with ``server.data_replies`` (answers to DATA, e.g.
-``"451 4.3.0 try later"``), ``server.refuse`` (address -> RCPT answer) and ``server.delay``.
+``email.policy.default``; every message offered in DATA (accepted or not) in ``server.seen``.
+Script trouble with ``server.data_replies`` (answers to DATA, e.g. ``"451 4.3.0 try later"``),
+``server.refuse`` (address -> RCPT answer) and ``server.delay``.
 """
 
 from __future__ import annotations
@@ -102,13 +103,14 @@ class _Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.server.delay:
             await asyncio.sleep(self.server.delay)
-        if self.server.data_replies:
-            reply = self.server.data_replies.popleft()
-            if reply:
-                return reply
+        self.server.seen.append(envelope.content)
+        reply = self.server.data_replies.popleft() if self.server.data_replies else None
+        if reply:
+            return reply
+        # session.ssl is set by STARTTLS; an SMTPS session is TLS from its first byte.
+        tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
         self.server.mails.append(
-            Mail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session.ssl is not None,
-                 bool(session.authenticated))
+            Mail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, tls, bool(session.authenticated))
         )
         return "250 2.0.0 Message accepted"
 
@@ -117,6 +119,7 @@ class SmtpServer:
     def __init__(self, certs: Certificate | None, security: str = "starttls", auth: bool = True) -> None:
         self.port = free_port()
         self.mails: list[Mail] = []
+        self.seen: list[bytes] = []  # every message offered in DATA, accepted or not
         self.refuse: dict[str, str] = {}
         self.data_replies: deque[str | None] = deque()
         self.delay = 0.0
@@ -138,7 +141,7 @@ class SmtpServer:
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
         self.logins.append((auth_data.login.decode(), ok))
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     def start(self) -> SmtpServer:
         self.controller.start()

@@ -333,7 +333,7 @@ def test_problems_inside_an_integration_have_its_path() -> None:
     problem = one_problem({"integrations": {"ops": {"kind": "webhook", "url": "http://x/", "colour": 1}}})
     assert problem == "integrations.ops.colour: Extra inputs are not permitted"
     problem = one_problem({"integrations": {"ops": {"kind": "webhook"}}})
-    assert problem == "integrations.ops.url: Field required"
+    assert problem == "integrations.ops: set url (to send), receive (to receive), or both"
 
 
 @pytest.mark.parametrize(

@@ -282,10 +282,10 @@ def test_plain_text_cannot_make_links_or_formatting() -> None:
     title, body, *_ = texts(notifier().card(notifier().render(m)))
     assert title == "\\[click\\](https://evil.example.com) \\*\\*now\\*\\*"
     assert "\\[phish\\](https://evil.example.com)" in body
-    assert "\\- item" in body and "\\# big" in body and "\\1. one" in body
+    assert "\\- item" in body and "\\# big" in body and "1\\. one" in body
     assert "[phish](" not in body.replace("\\[phish\\](", "")
     assert body.split("\n\n") == [
-        "\\[phish\\](https://evil.example.com)", "\\- item", "\\# big", "\\1. one"
+        "\\[phish\\](https://evil.example.com)", "\\- item", "\\# big", "1\\. one"
     ], "each line its own paragraph: Teams joins lines split by one newline"
 
 
@@ -761,3 +761,10 @@ async def test_the_webhook_url_never_leaks(make_hub: Any, teams: FakeTeams, log_
         assert sig not in text, text
         assert "c0ffee00c0ffee00c0ffee00c0ffee00" not in text, text
     assert any("…" in e for e in errors)
+
+
+def test_fields_cannot_make_links_either() -> None:
+    m = Message("t", fields={"[x](https://evil.example.com)": "**bold** [y](https://evil.example.com)"})
+    (fact,) = facts(notifier().card(notifier().render(m)))
+    assert fact == {"title": "\\[x\\](https://evil.example.com)",
+                    "value": "\\*\\*bold\\*\\* \\[y\\](https://evil.example.com)"}

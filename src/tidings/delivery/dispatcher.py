@@ -377,7 +377,8 @@ class Dispatcher:
         attempts = c.attempts + 1
         latency_ms = latency * 1000 if latency is not None else None
         if outcome.status is OutcomeStatus.DELIVERED:
-            return Result(c.id, c.integration, "delivered", attempts, now, None, outcome.remote_id, latency_ms, now)
+            warning = redact(outcome.error) if outcome.error else None
+            return Result(c.id, c.integration, "delivered", attempts, now, warning, outcome.remote_id, latency_ms, now)
         error = redact(outcome.error or "failed")
         if outcome.status is OutcomeStatus.PERMANENT:
             return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)

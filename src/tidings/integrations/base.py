@@ -114,8 +114,10 @@ class Outcome:
     disable: bool = False
 
     @classmethod
-    def delivered(cls, remote_id: str | None = None) -> Outcome:
-        return cls(OutcomeStatus.DELIVERED, remote_id=remote_id)
+    def delivered(cls, remote_id: str | None = None, warning: str | None = None) -> Outcome:
+        """``warning``: delivered, but not entirely (recipients an email server refused...);
+        shown as the delivery's last error."""
+        return cls(OutcomeStatus.DELIVERED, remote_id=remote_id, error=warning)
 
     @classmethod
     def retry(cls, error: str, after: float | None = None) -> Outcome:

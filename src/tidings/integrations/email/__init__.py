@@ -420,6 +420,8 @@ class EmailNotifier(Notifier):
             msg[name] = value
         msg.set_content(payload.text.replace(_SLOT, when))
         msg.add_alternative(payload.html.replace(_SLOT, html.escape(when)), subtype="html")
+        # A boundary of the delivery's own, so that a retry sends the same bytes.
+        msg.set_boundary(f"==tidings-{hashlib.sha256(attempt.delivery_id.encode()).hexdigest()[:32]}==")
         return msg
 
     # -- sending ---------------------------------------------------------------------------------
@@ -471,9 +473,7 @@ class EmailNotifier(Notifier):
                     smtp.close()
                     raise
                 await _quit(smtp)
-        except ssl.SSLError as exc:  # raised by the TLS handshake itself
-            return self._scrub(self._failure(exc))
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             return self._scrub(self._failure(exc))
         message_id = str(msg["Message-ID"])
         if not refused:
@@ -482,7 +482,7 @@ class EmailNotifier(Notifier):
         # would mail the others twice); the refusals are listed with the Message-ID.
         listed = "; ".join(f"{rcpt}: {r.code} {_one_line(r.message)}" for rcpt, r in refused.items())
         total = len(payload.recipients)
-        return Outcome.delivered(self._scrub_text(f"{message_id} (refused {len(refused)} of {total}: {listed})"))
+        return Outcome.delivered(message_id, warning=self._scrub_text(f"refused {len(refused)} of {total}: {listed}"))
 
     async def test(self) -> Outcome:
         """Connect, STARTTLS or TLS, authenticate, QUIT: checks everything but sends no mail."""
@@ -490,8 +490,6 @@ class EmailNotifier(Notifier):
             async with asyncio.timeout(self.effective_timeout):
                 smtp = await self._connect()
                 await _quit(smtp)
-        except ssl.SSLError as exc:
-            return self._scrub(self._failure(exc))
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return self._scrub(self._failure(exc))
         how = {"starttls": "STARTTLS", "tls": "TLS", "none": "no TLS"}[self.settings.security]

@@ -240,7 +240,8 @@ class TeamsNotifier(Notifier):
     def _fit(self, message: Message, budget: int) -> dict[str, Any]:
         title = _escape(" ".join(message.title.split()))  # a title is one line
         body = _body_text(message)
-        facts = [(name, _escape(value)) for name, value in message.fields]
+        # Renderers show both sides of a fact as TextBlocks, markdown included: escape both.
+        facts = [(_escape(name), _escape(value)) for name, value in message.fields]
         links = [(link.label, link.url) for link in message.links]
         context = _context(message)
         for level in _LEVELS:
@@ -388,13 +389,21 @@ def _answer(status: int, headers: Any, snippet: str) -> Outcome:
 
 # -- text for Adaptive Cards' markdown subset (bold, italic, lists, links) -------------------------
 _SPECIAL = re.compile(r"([\\*_\[\]`~])")
-_LINE_START = re.compile(r"^([ \t]*)([-+>#]|\d+[.)])(?=\s|$)", re.MULTILINE)
+_LINE_START = re.compile(r"^([ \t]*)(\d*)([-+>#.)])(?=\s|$)", re.MULTILINE)
 
 
 def _escape(text: str) -> str:
     """Plain text that Teams shows as written: markdown characters escaped, so that nobody can
     make a disguised link or bold text out of a message."""
-    return _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), _SPECIAL.sub(r"\\\1", text))
+    return _LINE_START.sub(_escape_marker, _SPECIAL.sub(r"\\\1", text))
+
+
+def _escape_marker(m: re.Match[str]) -> str:
+    """``- x`` -> ``\\- x``, ``1. x`` -> ``1\\. x`` (CommonMark escapes punctuation, not digits)."""
+    indent, digits, mark = m.group(1), m.group(2), m.group(3)
+    if not digits and mark in ".)":
+        return m.group(0)
+    return f"{indent}{digits}\\{mark}"
 
 
 def _plain(text: str) -> str:
