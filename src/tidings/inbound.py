@@ -208,8 +208,9 @@ class EventProcessor:
                 claimed = 0
             if claimed >= self._batch:
                 continue
+            idle = await self._idle()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._idle())
+                await asyncio.wait_for(self._wake.wait(), idle)
             self._wake.clear()
 
     async def _idle(self) -> float:
@@ -276,7 +277,8 @@ class EventProcessor:
                 else:
                     outcome = _Outcome(event.id, "received", attempts, now + next_delay(policy, attempts), error, None, None)
             else:
-                status = "unsupported" if result.get("status") == "unsupported" else "processed"
+                # A handler may decide from the payload that the event is not news ("ignored").
+                status = result["status"] if result.get("status") in ("unsupported", "ignored") else "processed"
                 outcome = _Outcome(event.id, status, attempts, time.time(), None, result, time.time())
         await self.hub.require_store().submit(RECORD_EVENTS, (self.owner, outcome))
 

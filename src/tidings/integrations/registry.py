@@ -13,6 +13,9 @@ KINDS: dict[str, str] = {
     "webhook": "tidings.integrations.webhook:WebhookIntegration",
     "teams": "tidings.integrations.teams:TeamsNotifier",
     "email": "tidings.integrations.email:EmailNotifier",
+    "jira": "tidings.integrations.jira:JiraReceiver",
+    "alertmanager": "tidings.integrations.alertmanager:AlertmanagerReceiver",
+    "github": "tidings.integrations.github:GitHubReceiver",
 }
 
 

@@ -214,6 +214,10 @@ class SlackNotifier(Notifier):
             payload["icon_url"] = s.icon_url
         return payload
 
+    def preview(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The JSON that would be posted (the Acknowledge value and the time are filled in when sent)."""
+        return payload
+
     def rate_key(self, payload: Any) -> str:
         """Slack allows about one message per second per channel: count each channel alone."""
         channel = payload.get("channel") if isinstance(payload, Mapping) else None
@@ -329,7 +333,7 @@ class SlackNotifier(Notifier):
             async with session.post(
                 url, data=orjson.dumps(body), headers=headers, allow_redirects=False, timeout=self._timeout(deadline)
             ) as resp:
-                raw = await resp.content.read(_ANSWER_MAX)
+                raw = await _read_capped(resp, _ANSWER_MAX)
                 status, resp_headers = resp.status, resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return connection_error(exc), None
@@ -379,6 +383,18 @@ class SlackNotifier(Notifier):
         if not outcome.ok or data is None:
             return Outcome(outcome.status, error=outcome.error, retry_after=outcome.retry_after)
         return Outcome.delivered(f"{data.get('team')}/{data.get('user')}")
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The whole answer (Slack's echo of a long message spans many chunks), up to ``cap``."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= cap:
+            break
+    return b"".join(chunks)
 
 
 def channel_of(message: Message, default: str | None) -> str:

@@ -73,6 +73,8 @@ ACK_SLOT = "{message_id}"
 """The Acknowledge button's value in a rendered payload; :func:`finalize` puts the message id
 there when it is known (at send time)."""
 LINK_ACTION = "tidings_link_{}"
+LINK_URL_MAX = 2000
+"""A longer URL in a body stays text: a link token must fit whole in one section."""
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _ESCAPE = re.compile(r"[&<>]")
@@ -184,7 +186,7 @@ def _break_at(text: str, p: int) -> int:
 
 def link(url: str, label: str | None = None) -> str:
     """A Slack link token for an http(s) or mailto URL (anything else stays text)."""
-    if not re.match(r"^(https?://|mailto:)", url, re.IGNORECASE):
+    if not re.match(r"^(https?://|mailto:)", url, re.IGNORECASE) or len(url) > LINK_URL_MAX:
         text = escape(label or url)
         return f"{text} ({escape(url)})" if label and label != url else text
     safe_url = (
