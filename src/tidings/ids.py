@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import random
 import time
-import uuid
+
+_random = random.Random()  # seeded from os.urandom
+os.register_at_fork(after_in_child=_random.seed)  # a child must not repeat its parent's ids
 
 
 def new_id() -> str:
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+    """A UUIDv7: 48 bits of Unix milliseconds, then 74 random bits (seeded from ``os.urandom``;
+    ids need to be unique, not secret). Formatted directly: ``uuid.UUID`` costs several µs."""
+    value = (time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | _random.getrandbits(12) << 64
+    value |= 0x2 << 62 | _random.getrandbits(62)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
