@@ -181,7 +181,9 @@ class AlertmanagerReceiver(Receiver):
         dropped = sorted({name for _, d in built for name in d["dropped"]})
         clipped = sorted({name for _, d in built for name in d["clipped"]})
         truncated = payload.get("truncatedAlerts")
-        if isinstance(truncated, int) and truncated > 0:
+        if isinstance(truncated, bool) or not isinstance(truncated, int):
+            truncated = 0
+        if truncated > 0:
             messages.append(self._truncated_message(payload, truncated, messages))
         ids = await asyncio.gather(*(self.emit(hub, event, m, index=i) for i, m in enumerate(messages)))
         result: dict[str, Any] = {"messages": list(ids)}
@@ -189,7 +191,7 @@ class AlertmanagerReceiver(Receiver):
             result["dropped_labels"] = dropped
         if clipped:
             result["clipped_labels"] = clipped
-        if isinstance(truncated, int) and truncated > 0:
+        if truncated > 0:
             result["truncated_alerts"] = truncated
         return result
 
@@ -205,8 +207,8 @@ class AlertmanagerReceiver(Receiver):
         status = alert.get("status") if alert.get("status") in ("firing", "resolved") else payload.get("status")
         resolved = status == "resolved"
         fp = fingerprint(alert)
-        alertname = labels.get("alertname") or "alert"
-        title = annotations.get("summary") or alertname
+        alertname = labels.get("alertname", "").strip() or "alert"
+        title = annotations.get("summary", "").strip() or alertname
         if resolved:
             title = RESOLVED_PREFIX + title
         ordered = sorted(labels, key=lambda k: (k != "alertname", k))
@@ -232,7 +234,7 @@ class AlertmanagerReceiver(Receiver):
             title=_clip(title, TITLE_MAX),
             body=_clip(annotations.get("description") or annotations.get("message") or "", BODY_MAX),
             priority=self.priority_of(labels),
-            fields=[(_clip(n, 200), _clip(v, FIELD_VALUE_MAX)) for n, v in fields[:FIELDS_MAX]],
+            fields=[(_clip(n, 200), _clip(v, FIELD_VALUE_MAX)) for n, v in fields if n.strip()][:FIELDS_MAX],
             links=[{"label": label, "url": url} for label, url in links],
             labels=own,
             thread_key=_clip(f"alertmanager:{fp}", 500),
@@ -247,9 +249,10 @@ class AlertmanagerReceiver(Receiver):
         priority = min((m.priority for m in shown), key=lambda p: p.rank, default=self.settings.default_priority)
         own, _ = _message_labels(group, {"source": "alertmanager", "event_type": "alert.truncated"})
         external = str(payload.get("externalURL") or "")
+        alerts = "alert" if count == 1 else "alerts"
         return Message(
-            title=_clip(f"{count:,} more alerts not shown" + (f" ({scope})" if scope else ""), TITLE_MAX),
-            body=f"Alertmanager left {count:,} alerts of this group out of the notification (max_alerts in its "
+            title=_clip(f"{count:,} more {alerts} not shown" + (f" ({scope})" if scope else ""), TITLE_MAX),
+            body=f"Alertmanager left {count:,} {alerts} of this group out of the notification (max_alerts in its "
                  "webhook_config). See them in Alertmanager.",
             priority=priority,
             labels=own,
@@ -305,7 +308,10 @@ def _escape(value: str) -> str:
 def _linkable(url: str) -> bool:
     if not url or len(url) > _URL_MAX or any(c.isspace() or ord(c) < 32 for c in url):
         return False
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1": an unclosed IPv6 address
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
