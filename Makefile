@@ -25,6 +25,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/middleware.py
 
 lint: install
 	$(BIN)/ruff check src tests bench

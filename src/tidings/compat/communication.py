@@ -109,11 +109,11 @@ class MessageResponse:
     when the workflow gives one. ``error_message`` says why when ``success`` is false."""
 
     success: bool
-    platform: str = ""
     message_id: str | None = None
     channel: str | None = None
-    timestamp: dt.datetime = dataclasses.field(default_factory=dt.datetime.now)
     error_message: str | None = None
+    platform: str = ""
+    timestamp: dt.datetime = dataclasses.field(default_factory=dt.datetime.now)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -215,7 +215,7 @@ class CommunicationIntegration:
             self.messages_sent += 1
             self.consecutive_failures = 0
             message_id, where = self._identify(outcome, channel)
-            return MessageResponse(True, self.platform, message_id=message_id, channel=where)
+            return MessageResponse(True, message_id=message_id, channel=where, platform=self.platform)
         return self._failed(outcome.error or outcome.status.value, channel, attempts)
 
     async def send_batch(self, messages: Sequence[Message], *, concurrency: int | None = None) -> list[MessageResponse]:
@@ -310,7 +310,7 @@ class CommunicationIntegration:
         self.consecutive_failures += 1
         self.last_error = error
         log.warning("compat.send_failed", platform=self.platform, error=error, attempts=attempts)
-        return MessageResponse(False, self.platform, channel=channel, error_message=error)
+        return MessageResponse(False, channel=channel, error_message=error, platform=self.platform)
 
     def _to_tidings(self, message: Message) -> TidingsMessage:
         fmt = _format_of(message.format)

@@ -26,7 +26,7 @@ import asyncio
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import structlog
@@ -58,7 +58,8 @@ class AlertingMiddleware:
     - ``dispatcher`` (alias ``alert_dispatcher``): anything with ``dispatch(payload)``; default
       ``AlertDispatcher()`` (from the environment). Or ``hub``: a started :class:`tidings.Hub`
       on the app's event loop (``hub_targets``: integration names, else the hub's routes);
-    - ``window_seconds`` (60), ``alert_cooldown`` (300): also attributes, changeable later;
+    - ``window_seconds`` (60), ``cooldown`` (alias ``alert_cooldown``, 300 s): how long an event
+      type stays quiet after its alert; also attributes, changeable later;
     - ``trust_forwarded_for``: False (default) uses the connection's peer address; True or a
       number of trusted proxy hops takes the client from ``X-Forwarded-For``, counting from the
       right (True = 1 hop: the address your own proxy saw), so a client can't forge it;
@@ -77,6 +78,7 @@ class AlertingMiddleware:
         hub_targets: Sequence[str] | None = None,
         window_seconds: float = WINDOW_SECONDS,
         alert_cooldown: float = ALERT_COOLDOWN,
+        cooldown: float | None = None,
         trust_forwarded_for: bool | int = False,
         top_n: int = TOP_N,
         status_events: Mapping[int, str] | None = None,
@@ -93,7 +95,7 @@ class AlertingMiddleware:
         self.hub_targets = list(hub_targets) if hub_targets else None
         self.alert_dispatcher = dispatcher if dispatcher is not None or hub is not None else AlertDispatcher()
         self.window_seconds = float(window_seconds)
-        self.alert_cooldown = float(alert_cooldown)
+        self.alert_cooldown = float(alert_cooldown if cooldown is None else cooldown)
         self.forwarded_hops = int(trust_forwarded_for) if trust_forwarded_for is not False else 0
         self.top_n = top_n
         self.status_events: dict[int, str] = dict(status_events or STATUS_EVENTS)
@@ -112,12 +114,15 @@ class AlertingMiddleware:
             return
         events = self.status_events
 
-        async def watch(message: MutableMapping[str, Any]) -> None:
+        # Not a coroutine function: ``watch`` hands back the awaitable of the ``send`` it wraps,
+        # so it adds no coroutine frame to any send; only this small closure is allocated per
+        # request. (``__call__`` itself stays ``async def``: servers tell ASGI 3 apps by that.)
+        def watch(message: MutableMapping[str, Any]) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 event = events.get(message["status"])
                 if event is not None:
                     self._seen(event, scope)
-            await send(message)
+            return send(message)  # type: ignore[no-any-return]
 
         await self.app(scope, receive, watch)
 
@@ -152,6 +157,15 @@ class AlertingMiddleware:
         if now < self._quiet_until.get(event, float("-inf")):
             return
         self._alert(event, window, now, client, path, method)
+
+    @property
+    def cooldown(self) -> float:
+        """Seconds an event type stays quiet after it alerted (``alert_cooldown``)."""
+        return self.alert_cooldown
+
+    @cooldown.setter
+    def cooldown(self, value: float) -> None:
+        self.alert_cooldown = float(value)
 
     @property
     def counters(self) -> Counter[str]:
