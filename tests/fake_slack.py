@@ -61,8 +61,10 @@ VISIBLE_TEXT_MAX = 12_000
 _BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
 _TOKEN = re.compile(r"<([^<>]*)>")
 _ALLOWED_TOKEN = re.compile(
-    r"^(?:!here|!channel|!date\^\d+\^[^|^]*\|[^|]*|(?:https?://|mailto:)[^\s|<>]+(?:\|[^|]*)?)$"
+    r"^(?:!here|!channel|!date\^\d+\^[^|^]*\|[^|]*|(?:https?://|mailto:)[^\s|<>]+(?:\|[^|]*)?|@[UW][A-Z0-9]{2,30})$"
 )
+"""Markup tidings itself writes: mentions from routes, dates, links, and a user mention (who
+acknowledged an alert: an id taken from Slack's own signed request, never from user text)."""
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -224,6 +226,9 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         """(channel id, ts) -> the message as Slack keeps it (updated in place by chat.update)."""
         self.hook_messages: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []
+        """What was posted to response_url (the result of a slash command)."""
+        self._responses = 0
         self.arrived = asyncio.Event()
         self._script: dict[str, deque[Scripted]] = defaultdict(deque)
         self._seq = 0
@@ -236,6 +241,11 @@ class FakeSlack:
     @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/services/T0ACME/B0HOOK/{HOOK_SECRET}"
+
+    def response_url(self, kind: str = "commands") -> str:
+        """A fresh response_url like Slack's (``/commands/...`` or ``/actions/...``) on this fake."""
+        self._responses += 1
+        return f"http://127.0.0.1:{self.port}/{kind}/T0ACME/{self._responses}/respsecret{self._responses:04d}"
 
     def script(self, method: str, *replies: Scripted) -> None:
         """Answers for the next calls of ``method`` ("chat.postMessage", "chat.update",
@@ -252,6 +262,8 @@ class FakeSlack:
         app = web.Application(client_max_size=10 * 1024 * 1024)
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/services/{path:.*}", self._hook)
+        app.router.add_post("/commands/{path:.*}", self._respond)
+        app.router.add_post("/actions/{path:.*}", self._respond)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.bind_port)
@@ -301,7 +313,7 @@ class FakeSlack:
         except ValueError:
             self.violations.append(f"{method}: the body is not JSON")
             return None
-        if method in ("chat.postMessage", "chat.update", "webhook"):
+        if method in ("chat.postMessage", "chat.update", "webhook", "response_url"):
             self.violations += [f"{method}: {p}" for p in check_payload(body)]
         return body
 
@@ -407,4 +419,20 @@ class FakeSlack:
         if "thread_ts" in body or "channel" in body:
             self.violations.append("webhook: channel/thread_ts sent to an incoming webhook")
         self.hook_messages.append(body)
+        return web.Response(status=200, text="ok")
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
+        """response_url: Slack takes JSON (``text``, ``response_type``...), no token."""
+        raw = await request.read()
+        body = self._record("response_url", request, raw)
+        scripted = await self._scripted(request, "response_url")
+        if scripted is not None:
+            return scripted
+        if "Authorization" in request.headers:
+            self.violations.append("response_url: a token was sent to response_url")
+        if body is None:
+            return web.Response(status=400, text="invalid_payload")
+        if check_payload(body):  # recorded as violations by _record
+            return web.Response(status=400, text="invalid_payload")
+        self.responses.append({"path": request.path, **body})
         return web.Response(status=200, text="ok")

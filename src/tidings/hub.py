@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
+from .acks import record_ack
 from .config import Config, config_path, load_config
 from .delivery import queries
 from .delivery.digest import Grouper
@@ -39,6 +40,7 @@ from .metrics import Metrics
 from .routing import Router
 from .security.redact import register
 from .security.vault import Vault, load_keys
+from .silences import Silence, Silences
 from .store.batch import Batch
 from .store.engine import Store
 from .templates import apply_templates
@@ -81,6 +83,8 @@ class Hub:
         """Inbound requests refused (bad signature...) per integration, since this process started."""
         self.dispatcher: Dispatcher | None = None
         self.grouper: Grouper | None = None
+        self.silences: Silences | None = None
+        """Active silences, in memory (checked on every notify without a query)."""
         self._writer = _WriteMessages(self)
         self._flushed: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,10 +110,14 @@ class Hub:
             self._integrations = await self._build_integrations()
             self.notifiers = {n: i for n, i in self._integrations.items() if isinstance(i, Notifier) and i.can_send(i.settings)}
             self.receivers = {n: i for n, i in self._integrations.items() if isinstance(i, Receiver) and i.can_receive(i.settings)}
+            self.silences = Silences(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))
+            await self.silences.load()
         except BaseException:
             await self.store.close()
             raise
         self._flushed = asyncio.Condition()
+        if self.silences is not None:
+            self.silences.start()
         if self.dispatch:
             self.dispatcher = Dispatcher(
                 self.store,
@@ -143,6 +151,8 @@ class Hub:
             await self.grouper.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)
+        if self.silences is not None:
+            await self.silences.stop()
         for integration in self._integrations.values():
             try:
                 await integration.close()
@@ -185,11 +195,13 @@ class Hub:
         """Route ``message`` and store it with its deliveries; returns once they are committed.
         ``to`` names integrations directly and skips the routes."""
         self.require_store()
+        silence = self.silences.match(message.labels) if self.silences is not None else None
         planned = Planned(
             message,
             self.router.targets(message, to),
             idempotency_key,
             request_fingerprint(message, to) if idempotency_key else None,
+            silenced=silence.id if silence is not None else None,
         )
         receipt = await self.require_store().submit(self._writer, planned)
         if not receipt.replay:
@@ -267,6 +279,36 @@ class Hub:
                     await asyncio.wait_for(self._flushed.wait(), min(left, 0.25))
                 except TimeoutError:
                     pass
+
+    # -- silences and acknowledgements ---------------------------------------------------------
+    async def silence(
+        self, matchers: dict[str, str], seconds: float, *, by: str, reason: str | None = None,
+        silence_id: str | None = None,
+    ) -> tuple[Silence, bool]:
+        """Suppress messages whose labels match all ``matchers`` for ``seconds`` (see
+        :mod:`tidings.silences`); (the silence, whether it is new)."""
+        self.require_store()
+        assert self.silences is not None
+        return await self.silences.create(matchers, seconds, by=by, reason=reason, silence_id=silence_id)
+
+    async def unsilence(self, silence_id: str) -> Silence | None:
+        """End a silence now (by id or a unique id prefix); None when no active one has it."""
+        self.require_store()
+        assert self.silences is not None
+        return await self.silences.expire(silence_id)
+
+    async def active_silences(self) -> list[Silence]:
+        self.require_store()
+        assert self.silences is not None
+        await self.silences.load()
+        return self.silences.active
+
+    async def ack(
+        self, message_id: str, *, by: str, via: str, integration: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Acknowledge a message (once: a later ack returns the first); (the ack, whether it is new)."""
+        async with self.require_store().write() as conn:
+            return await record_ack(conn, message_id, by=by, via=via, integration=integration)
 
     # -- reading and managing ------------------------------------------------------------------
     async def message(self, message_id: str) -> dict[str, Any]:

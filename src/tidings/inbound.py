@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .delivery.retry import gives_up, next_delay
 from .errors import MessageError, NotFound, TidingsError
 from .ids import new_id
-from .integrations.receiver import InboundEvent, InboundRequest, Receiver, Rejected
+from .integrations.receiver import ANSWER_TIMEOUT, Inbound, InboundEvent, InboundRequest, Receiver, Rejected, Reply
 from .security.redact import redact
 from .store.batch import Batch
 from .store.engine import Conn
@@ -69,7 +69,7 @@ async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answe
         return refusal(exc.status, "malformed" if exc.status == 400 else "rejected", exc.reason)
     if not inbound.store:
         hub.count_inbound(receiver.name, "answered")
-        reply = inbound.reply
+        reply = await _answer(hub, inbound)
         assert reply is not None
         return Answer(reply.status, reply.body, reply.content_type)
     status = receiver.status_for(inbound.event_type)
@@ -91,9 +91,22 @@ async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answe
     hub.count_inbound(receiver.name, outcome)
     if outcome != "duplicate" and status == "received":
         hub.wake_events()
-    if inbound.reply is not None:
-        return Answer(inbound.reply.status, inbound.reply.body, inbound.reply.content_type)
+    reply = await _answer(hub, inbound) if inbound.answer is not None else inbound.reply
+    if reply is not None:
+        return Answer(reply.status, reply.body, reply.content_type)
     return _json(200, {"id": event_id, "status": "duplicate" if outcome == "duplicate" else status})
+
+
+async def _answer(hub: Hub, inbound: Inbound) -> Reply | None:
+    """The reply to send: computed by ``inbound.answer`` when it has one (within
+    ``ANSWER_TIMEOUT``; else, or when it fails, the plain ``inbound.reply``)."""
+    if inbound.answer is None:
+        return inbound.reply
+    try:
+        return await asyncio.wait_for(inbound.answer(hub), ANSWER_TIMEOUT)
+    except Exception as exc:
+        log.warning("events.answer_failed", error=redact(f"{type(exc).__name__}: {exc}"))
+        return inbound.reply
 
 
 class _StoreEvents(Batch[dict[str, Any], tuple[str, str]]):

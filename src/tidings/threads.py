@@ -55,6 +55,17 @@ class Threads:
             )
 
 
+    async def update_ref(self, integration: str, thread_key: str, ref: dict[str, Any]) -> None:
+        """Replace what is kept of the thread's first message (its content after an in-place edit,
+        so that a later resolve starts from what the channel shows)."""
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(threads)
+                .where(threads.c.integration == integration, threads.c.key == thread_hash(thread_key))
+                .values(ref=ref, updated_at=time.time())
+            )
+
+
 class _StartThreads(Batch[tuple[str, str, dict[str, Any], str], Thread]):
     async def apply(self, conn: Conn, items: list[tuple[str, str, dict[str, Any], str]]) -> list[Thread | BaseException]:
         now = time.time()

@@ -49,6 +49,8 @@ class Planned:
     request_hash: str | None = None
     leased: list[Claimed] = field(default_factory=list)
     """Deliveries written already leased to this process, to hand to its dispatcher after commit."""
+    silenced: str | None = None
+    """The id of the silence covering the message: every delivery is stored ``suppressed``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,8 @@ async def write_messages(
     conn: Conn, planned: Sequence[Planned], now: float, lease: Lease | None = None
 ) -> list[Receipt | BaseException]:
     """Store messages and their deliveries. Replays and conflicts of idempotency keys are answered
-    per item; suppressed duplicates (same ``dedup_key`` inside the cooldown) get a ``suppressed`` row."""
+    per item; suppressed duplicates (same ``dedup_key`` inside the cooldown) and silenced messages
+    get ``suppressed`` rows."""
     out: list[Receipt | BaseException | None] = [None] * len(planned)
     keys = {p.idempotency_key for p in planned if p.idempotency_key}
     existing: dict[str, tuple[str, str | None]] = {}
@@ -150,7 +153,9 @@ async def write_messages(
         refs = []
         for t in p.targets:
             status = "pending"
-            if t.group is not None:
+            if p.silenced is not None:
+                status = "suppressed"
+            elif t.group is not None:
                 # Folded into its route's digest; the route joins the group once for all its targets.
                 status = "grouped"
                 if (msg_id, t.route) not in joined:

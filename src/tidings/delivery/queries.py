@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 
+from ..acks import acks_of
 from ..errors import NotFound, TidingsError
 from ..message import Message
 from ..store.engine import Conn
@@ -55,6 +56,7 @@ async def get_message(conn: Conn, message_id: str) -> dict[str, Any]:
         **Message.from_stored(row.data).to_dict(),
         "idempotency_key": row.idempotency_key,
         "deliveries": [_delivery(d) for d in rows],
+        "acks": await acks_of(conn, message_id),
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 MAX_BODY = 5 * 1024 * 1024
 REPLAY_WINDOW = 300.0
+ANSWER_TIMEOUT = 2.0
+"""How long an :attr:`Inbound.answer` may take: Slack wants every answer within 3 s."""
 
 
 class Rejected(Exception):
@@ -91,6 +93,10 @@ class Inbound:
     reply: Reply | None = None
     store: bool = True
     """False for requests that need only the reply (a URL verification challenge)."""
+    answer: Callable[[Hub], Awaitable[Reply]] | None = None
+    """A reply that needs the hub (a slash command's ``status``), computed after the event is
+    stored (or at once, when ``store`` is False); it replaces ``reply``, which stays the answer
+    when ``answer`` takes longer than :data:`ANSWER_TIMEOUT`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from ..base import (
 )
 from ..http import HttpUrl, check_http_url, classify_status, connection_error, parse_retry_after, read_snippet
 from .blocks import build, finalize, resolved_attachments
+from .inbound import SlackReceiver
 
 log = structlog.get_logger("tidings.slack")
 
@@ -49,6 +50,7 @@ _TOKEN = re.compile(r"^(xoxe\.)?xoxb-[A-Za-z0-9-]+$")
 _EMOJI_NAME = re.compile(r"^:[a-z0-9_+'\-]+:$")
 _CHANNEL = re.compile(r"^#?[^\s,<>&|]{1,80}$")
 _SLACK_ERROR = re.compile(r"^[a-z0-9_]{2,64}$")
+_COMMAND = re.compile(r"^/[a-z0-9_\-]{1,31}$")
 _ANSWER_MAX = 1024 * 1024
 
 RETRYABLE_ERRORS = frozenset(
@@ -93,6 +95,31 @@ class SlackSettings(IntegrationSettings):
     icon_emoji: str | None = Field(None, description="e.g. ':rotating_light:'; needs chat:write.customize")
     icon_url: HttpUrl | None = Field(None, description="needs chat:write.customize")
     unfurl: bool = Field(False, description="let Slack unfurl links in the message")
+    signing_secret: SecretStr | None = Field(
+        None,
+        description="receive at POST /hooks/{name}: the app's Signing Secret (Basic Information), or ${vault:NAME}",
+    )
+    slash_command: str = Field("/tidings", description="the slash command this app answers")
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _signing_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        raw = v.get_secret_value()
+        if not is_vault_ref(raw) and (len(raw) < 16 or any(c.isspace() for c in raw)):
+            raise ValueError("the app's Signing Secret (Basic Information → App Credentials), 32 characters")
+        return v
+
+    @field_validator("slash_command")
+    @classmethod
+    def _slash_command(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not v.startswith("/"):
+            v = "/" + v
+        if not _COMMAND.match(v):
+            raise ValueError("a slash command like '/tidings' (letters, digits, - and _; at most 32 characters)")
+        return v
 
     @field_validator("token")
     @classmethod
@@ -135,8 +162,13 @@ class SlackSettings(IntegrationSettings):
 
     @model_validator(mode="after")
     def _mode(self) -> SlackSettings:
-        if (self.token is None) == (self.webhook_url is None):
+        if self.token is not None and self.webhook_url is not None:
             raise ValueError("set exactly one of token (bot mode, chat.postMessage) or webhook_url (incoming webhook)")
+        if self.token is None and self.webhook_url is None and self.signing_secret is None:
+            raise ValueError(
+                "set exactly one of token (bot mode, chat.postMessage) or webhook_url (incoming webhook); "
+                "or only signing_secret to only receive"
+            )
         if self.token is not None and not self.channel:
             raise ValueError("channel: required with token (the default channel; a message's `channel` label overrides it)")
         if self.webhook_url is not None and self.channel:
@@ -161,7 +193,10 @@ class SlackSettings(IntegrationSettings):
         return found
 
 
-class SlackNotifier(Notifier):
+class SlackNotifier(Notifier, SlackReceiver):
+    """Sends (bot token or incoming webhook) and, with ``signing_secret``, receives (slash
+    command, Acknowledge button, Events API; see :mod:`.inbound`)."""
+
     kind = "slack"
     Settings = SlackSettings
     rate_limit = "1/second"
@@ -190,6 +225,11 @@ class SlackNotifier(Notifier):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.close_receiver()
+
+    @classmethod
+    def can_send(cls, settings: IntegrationSettings) -> bool:
+        return getattr(settings, "token", None) is not None or getattr(settings, "webhook_url", None) is not None
 
     # -- rendering -------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
@@ -436,4 +476,6 @@ def classify_webhook(status: int, headers: Mapping[str, str], text: str) -> Outc
     return classify_status(status, headers, text)
 
 
-__all__ = ["SlackNotifier", "SlackSettings", "classify_error", "classify_webhook"]
+SlackIntegration = SlackNotifier
+
+__all__ = ["SlackIntegration", "SlackNotifier", "SlackSettings", "classify_error", "classify_webhook"]

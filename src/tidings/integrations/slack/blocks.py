@@ -578,3 +578,45 @@ def resolved_attachments(original: list[dict[str, Any]], resolved_at: float) -> 
         attachment["blocks"] = blocks
         attachment["fallback"] = title
     return title, attachments
+
+
+def acked_attachments(
+    original: list[dict[str, Any]], by: str, at: float
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """The message as acknowledged: no Acknowledge button, and ``✔️ Acknowledged by <@U…>``
+    with the time in its context line. ``by`` is Slack markup made by the caller (a user mention
+    from a verified request, or escaped text). Returns the header text (for the top-level
+    ``text``) and the attachments; only the keys Slack takes back in ``chat.update`` are kept."""
+    import copy
+
+    attachments = []
+    title: str | None = None
+    line = {"type": "mrkdwn", "text": f"✔️ Acknowledged by {by} " + date_token(at, "{date_short_pretty} at {time}")}
+    for source in original:
+        attachment: dict[str, Any] = {}
+        color = source.get("color")
+        if isinstance(color, str) and color:
+            # Slack hands a message back with its colour as bare hex ("d00000").
+            attachment["color"] = color if color.startswith("#") or not re.fullmatch(r"[0-9a-fA-F]{6}", color) else "#" + color
+        if isinstance(source.get("fallback"), str):
+            attachment["fallback"] = source["fallback"]
+        blocks = []
+        context_done = False
+        for block in copy.deepcopy(source.get("blocks") or []):
+            kind = block.get("type")
+            if kind == "header" and title is None:
+                title = block.get("text", {}).get("text")
+            elif kind == "actions":
+                block["elements"] = [e for e in block.get("elements", []) if e.get("action_id") != ACK_ACTION]
+                if not block["elements"]:
+                    continue
+            elif kind == "context" and not context_done:
+                elements = [e for e in block.get("elements", []) if "Acknowledged by" not in e.get("text", "")]
+                block["elements"] = [*elements[: CONTEXT_MAX - 1], line]
+                context_done = True
+            blocks.append(block)
+        if not context_done:
+            blocks.append({"type": "context", "elements": [line]})
+        attachment["blocks"] = blocks
+        attachments.append(attachment)
+    return title, attachments

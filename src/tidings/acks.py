@@ -1,0 +1,52 @@
+"""Acknowledgements: someone took an alert in hand.
+
+An alert is acknowledged once: the first acknowledgement is kept (who, through what, when) and
+any later one (a second click, a retried request, the same alert acknowledged from another
+channel) returns that first one instead of recording another. The ack's id is derived from the
+message id, so this holds across processes and databases without a lock.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .errors import NotFound
+from .store.engine import Conn
+from .store.tables import acks, messages
+
+
+def ack_id(message_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tidings:ack:{message_id}"))
+
+
+async def record_ack(
+    conn: Conn, message_id: str, *, by: str, via: str, integration: str | None = None, now: float | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Acknowledge ``message_id``: (the acknowledgement that holds, whether this call made it).
+    Raises NotFound for an unknown message."""
+    found = (await conn.execute(select(messages.c.id, messages.c.thread_key).where(messages.c.id == message_id))).first()
+    if found is None:
+        raise NotFound(f"no message {message_id}")
+    row = {
+        "id": ack_id(message_id), "message_id": message_id, "thread_key": found.thread_key,
+        "integration": integration, "by": by[:200], "via": via[:40], "at": time.time() if now is None else now,
+    }
+    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(acks)
+    stmt = ins.values(**row).on_conflict_do_nothing(index_elements=[acks.c.id]).returning(acks.c.id)
+    created = (await conn.execute(stmt)).first() is not None
+    held = (await conn.execute(select(acks).where(acks.c.id == row["id"]))).one()
+    return _ack(held), created
+
+
+async def acks_of(conn: Conn, message_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(select(acks).where(acks.c.message_id == message_id).order_by(acks.c.at))
+    return [_ack(r) for r in rows]
+
+
+def _ack(row: Any) -> dict[str, Any]:
+    return {"by": row.by, "via": row.via, "integration": row.integration, "at": row.at, "thread_key": row.thread_key}
