@@ -396,9 +396,16 @@ async def test_a_silence_made_elsewhere_applies_after_the_refresh(make_hub: Any)
     data = {"integrations": {"box": {"kind": "inbox"}}, "default": {"to": ["box"]}}
     writer = await make_hub(data, dispatch=False)
     reader = await make_hub(data, dispatch=False)
+    await reader.silences.stop()
     await writer.silence({"source": "github"}, 60, by="test")
     assert reader.silences.match({"source": "github"}) is None, "not yet: the cache has no query per message"
-    await reader.silences.load()
+    reader.silences.refresh = 0.05
+    reader.silences.start()
+
+    async def seen() -> bool:
+        return reader.silences.match({"source": "github"}) is not None
+
+    await eventually(seen, timeout=5)
     receipt = await reader.notify(Message("Push", labels={"source": "github"}))
     assert [d.status for d in receipt.deliveries] == ["suppressed"]
 

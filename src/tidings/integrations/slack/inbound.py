@@ -230,8 +230,8 @@ class SlackReceiver(Receiver):
             prefix = "" if name in READ_ONLY else f"Unknown command `{escape(name)}`.\n"
             if name == "help" or name not in CHANGES | READ_ONLY:
                 return Inbound("command.help", "", _ephemeral(prefix + self._help()), store=False)
-            return Inbound(f"command.{name}", "", _ephemeral("Working on it…"), store=False,
-                           answer=self._read_only(name))
+            slow = _ephemeral("That took too long to look up; try again in a moment.")
+            return Inbound(f"command.{name}", "", slow, store=False, answer=self._read_only(name))
         try:
             immediate = self._check(name, words)
         except SilenceError as exc:
