@@ -68,7 +68,12 @@ wrapped = AlertingMiddleware(bare, dispatcher=AlertDispatcher(env={}))
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used (Linux /proc; 0 elsewhere)."""
+    """CPU time a process has used, in seconds: /proc/<pid>/schedstat (nanoseconds, summed over its
+    threads), else user + system time from /proc/<pid>/stat (clock ticks); 0 without /proc."""
+    try:
+        return sum(int(Path(t, "schedstat").read_text().split()[0]) for t in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -140,6 +145,8 @@ async def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds; medians are reported")
+    ap.add_argument("--aa", action="store_true",
+                    help="A/A check: serve the bare app on both sides (the ratio shows the bench's own bias)")
     ap.add_argument("--error-every", type=int, default=20, help="every n-th request is answered 401 (0: none)")
     args = ap.parse_args()
     uvicorn = str(Path(sys.executable).parent / "uvicorn")
@@ -147,7 +154,7 @@ async def main() -> None:
         (Path(tmp) / "bench_app.py").write_text(APP)
         ports = {"without": free_port(), "with": free_port()}
         servers = [
-            subprocess.Popen([uvicorn, f"bench_app:{'wrapped' if name == 'with' else 'bare'}", "--host", "127.0.0.1",
+            subprocess.Popen([uvicorn, f"bench_app:{'wrapped' if name == 'with' and not args.aa else 'bare'}", "--host", "127.0.0.1",
                               "--port", str(port), "--log-level", "warning", "--no-access-log"],
                              cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for name, port in ports.items()
