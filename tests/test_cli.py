@@ -6,6 +6,7 @@ traceback. ``serve`` and ``worker`` run as long-lived processes and stop cleanly
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -707,3 +708,73 @@ def test_worker_delivers_what_send_no_wait_stored_and_stops_on_sigterm(
     assert "worker" in err and "started" in err
     titles = [i["message"]["title"] for i in tidings(p, "inbox", "--json").ok().json["items"]]
     assert sorted(titles) == sorted(["Welcome to tidings", "queued 0", "queued 1", "queued 2", "while running"])
+
+
+# -- preview, silences, events ---------------------------------------------------------------
+def test_preview_renders_each_target_without_sending(project: Project) -> None:
+    p = project.path
+    ran = tidings(p, "preview", "--title", "Disk full", "--priority", "critical", "--field", "host=web-01").ok()
+    [target] = ran.json
+    assert target["integration"] == "inbox" and target["kind"] == "inbox"
+    assert "Disk full" in json.dumps(target["payload"])
+    assert db_rows(p, "SELECT count(*) FROM messages WHERE title = 'Disk full'") == [(0,)], "nothing stored"
+    tidings(p, "preview", "--title", "x", "--to", "nowhere").one_line_error("nowhere", code=1)
+
+
+def test_silences_add_list_end(project: Project) -> None:
+    p = project.path
+    made = tidings(p, "silences", "add", "alertname=DiskFull", "instance=web-01", "--for", "2h",
+                   "--reason", "replacing the disk", "--json").ok().json
+    assert made["matchers"] == {"alertname": "DiskFull", "instance": "web-01"}
+    assert made["created_by"].startswith("cli:") and made["reason"] == "replacing the disk"
+    assert [s["id"] for s in tidings(p, "silences", "--json").ok().json] == [made["id"]]
+    table = tidings(p, "silences").ok().out
+    assert made["id"] in table and "alertname=DiskFull,instance=web-01" in table
+    silenced = tidings(p, "send", "--title", "disk", "--label", "alertname=DiskFull", "--label", "instance=web-01",
+                       "--no-wait", "--json").ok().json
+    assert [d["status"] for d in silenced["deliveries"]] == ["suppressed"]
+    assert tidings(p, "silences", "end", made["id"][:13]).ok().out.strip() == f"ended silence {made['id'][:13]}"
+    assert tidings(p, "silences", "--json").ok().json == []
+    tidings(p, "silences", "end", made["id"]).one_line_error("no active silence", code=1)
+    tidings(p, "silences", "add", "service=api", "--for", "2").one_line_error("not a duration", code=1)
+
+
+def test_events_list_show_and_replay(project: Project, processes: list[subprocess.Popen[bytes]]) -> None:
+    from standardwebhooks import Webhook
+
+    p = project.path
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    config = yaml.safe_load((p / "tidings.yaml").read_text())
+    config["integrations"]["partner"] = {
+        "kind": "webhook", "receive_secret": secret,
+        "receive": {"mapping": {"title": "{{ payload.title }}"}, "to": ["inbox"]},
+    }
+    (p / "tidings.yaml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = start(processes, p, "serve", log="serve", TIDINGS_PORT=str(port))
+    body = json.dumps({"type": "order.failed", "title": "Order 42 failed"})
+    now = time.time()
+    signature = Webhook(secret).sign("msg_1", dt.datetime.fromtimestamp(now, dt.UTC), body)
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now)), "webhook-signature": signature,
+               "content-type": "application/json"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        wait_until(lambda: proc.poll() is None and client.get("/readyz").status_code == 200, what="/readyz")
+        r = client.post("/hooks/partner", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["status"] == "received", r.text
+        event_id = r.json()["id"]
+        wait_until(lambda: db_rows(p, "SELECT status FROM events WHERE id = ?", event_id) == [("processed",)],
+                   what="processing")
+    stop(proc)
+
+    [listed] = tidings(p, "events", "--json").ok().json["items"]
+    assert listed["id"] == event_id and listed["event_type"] == "order.failed" and listed["status"] == "processed"
+    table = tidings(p, "events", "--integration", "partner").ok().out
+    assert event_id in table and "processed" in table
+    assert tidings(p, "events", "--status", "failed", "--json").ok().json["items"] == []
+    tidings(p, "events", "--status", "nope").one_line_error("unknown status 'nope'", code=1)
+    shown = tidings(p, "events", "show", event_id).ok().json
+    assert "Order 42 failed" in json.dumps(shown) and "webhook-signature" not in json.dumps(shown)
+    replayed = tidings(p, "events", "replay", event_id, "--json").ok().json
+    assert replayed["status"] == "received"
+    assert db_rows(p, "SELECT status FROM events WHERE id = ?", event_id) == [("received",)]
+    tidings(p, "events", "show", "nope").one_line_error("nope", code=1)

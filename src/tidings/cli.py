@@ -44,6 +44,8 @@ app.add_typer(secret_app, name="secret")
 app.add_typer(db_app, name="db")
 app.add_typer(integrations_app, name="integrations")
 app.add_typer(events_app, name="events")
+silences_app = typer.Typer(help="Silences: suppress matching messages for a while.", invoke_without_command=True)
+app.add_typer(silences_app, name="silences")
 
 out = Console()
 err = Console(stderr=True)
@@ -241,6 +243,7 @@ def serve(
     hub = _hub(config, dispatch=None if dispatch else False)
     s = hub.config.server
     err.print(f"tidings {__version__} on http://{host or s.host}:{port or s.port} (docs at /docs)", highlight=False)
+    _freeze_heap()
     uvicorn.run(
         create_app(hub),
         host=host or s.host,
@@ -249,6 +252,16 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=int(hub.config.dispatcher.shutdown_timeout) + 1,
     )
+
+
+def _freeze_heap() -> None:
+    """Exempt what start-up built (modules, models, compiled SQL) from the cyclic garbage
+    collector. A full collection scans the whole heap: measured here, 60-230 ms with the loop
+    stopped, the worst latency of a busy server. Afterwards it scans only what came later."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 @app.command()
@@ -260,6 +273,7 @@ def worker(config: ConfigOpt = None) -> None:
     from .logs import configure
 
     configure()
+    _freeze_heap()
 
     async def _main() -> None:
         hub = _hub(config, dispatch=True)
@@ -587,6 +601,70 @@ def events_replay(event_id: str, config: ConfigOpt = None, as_json: JsonOpt = Fa
         _print_json(e)
     else:
         out.print(f"event {e['id']} ({e['event_type']}) is {e['status']} again", highlight=False)
+
+
+@silences_app.callback()
+@handled
+def silences_list(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The active silences."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def _list() -> list[dict[str, Any]]:
+        async with _hub(config, dispatch=False) as hub:
+            return [s.to_dict() for s in await hub.active_silences()]
+
+    items = run(_list())
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("id", "matchers", "until", "by", "reason")
+    for s in items:
+        matchers = ",".join(f"{k}={v}" for k, v in s["matchers"].items())
+        table.add_row(s["id"], matchers, _when(s["until"]), s["created_by"], s["reason"] or "")
+    out.print(table)
+
+
+@silences_app.command("add")
+@handled
+def silences_add(
+    matchers: Annotated[list[str], typer.Argument(help="label=value (all must match); one bare word means source=WORD")],
+    duration: Annotated[str, typer.Option("--for", help="how long: 30m, 2h, 1d (at most 30d)")],
+    reason: Annotated[str | None, typer.Option(help="shown beside the silence")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Suppress new messages whose labels match for a while (a running server applies it within seconds)."""
+    from .silences import parse_matchers, parse_silence_duration
+
+    parsed, seconds = parse_matchers(matchers), parse_silence_duration(duration)
+    by = f"cli:{os.environ.get('USER') or 'unknown'}"
+
+    async def _add() -> dict[str, Any]:
+        async with _hub(config, dispatch=False) as hub:
+            silence, _ = await hub.silence(parsed, seconds, by=by, reason=reason)
+            return silence.to_dict()
+
+    s = run(_add())
+    if as_json:
+        _print_json(s)
+    else:
+        out.print(f"silence {s['id']} until {_when(s['until'])}", highlight=False)
+
+
+@silences_app.command("end")
+@handled
+def silences_end(silence_id: str, config: ConfigOpt = None) -> None:
+    """End a silence now (its id, or a unique start of it)."""
+
+    async def _end() -> dict[str, Any] | None:
+        async with _hub(config, dispatch=False) as hub:
+            s = await hub.unsilence(silence_id)
+            return s.to_dict() if s is not None else None
+
+    if run(_end()) is None:
+        _fail(f"no active silence {silence_id!r}")
+    out.print(f"ended silence {silence_id}", highlight=False)
 
 
 # -- configuration ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -75,7 +76,7 @@ def api_routes() -> list[tuple[str, str]]:
     out = []
     for path, operations in spec["paths"].items():
         if path.startswith("/api"):
-            path = path.replace("{message_id}", "x").replace("{delivery_id}", "x").replace("{name}", "inbox")
+            path = re.sub(r"\{\w+_id\}", "x", path).replace("{name}", "inbox")
             out += [(method.upper(), path) for method in sorted(operations)]
     return out
 
@@ -93,6 +94,12 @@ def test_the_route_table_covers_the_documented_api() -> None:
         ("POST", "/api/v1/integrations/inbox/disable"),
         ("GET", "/api/v1/inbox"),
         ("POST", "/api/v1/preview"),
+        ("GET", "/api/v1/events"),
+        ("GET", "/api/v1/events/x"),
+        ("POST", "/api/v1/events/x/replay"),
+        ("GET", "/api/v1/silences"),
+        ("POST", "/api/v1/silences"),
+        ("DELETE", "/api/v1/silences/x"),
     }
     assert expected <= routes
 

@@ -1,4 +1,4 @@
-"""``/api/v1``: messages, deliveries, integrations, the inbox, previews."""
+"""``/api/v1``: messages, deliveries, integrations, events, silences, the inbox, previews."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..errors import NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
 from ..message import Message
+from ..silences import MAX_DURATION, parse_matchers, parse_silence_duration
 from .auth import require_token
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
@@ -152,6 +153,38 @@ async def get_event(event_id: str, hub: HubDep) -> dict[str, Any]:
 async def replay_event(event_id: str, hub: HubDep) -> dict[str, Any]:
     """Process an event again (what it already sent is not sent twice)."""
     return await hub.replay(event_id)
+
+
+class SilenceIn(BaseModel):
+    matchers: dict[str, str] = Field(description="label -> value; a message must carry all of them", min_length=1)
+    duration: str = Field(description=f"how long, with its unit: 30m, 2h, 1d (at most {MAX_DURATION / 86400:.0f}d)")
+    reason: str | None = Field(None, max_length=1000)
+    created_by: str = Field("api", max_length=200)
+
+
+@router.get("/silences")
+async def list_silences(hub: HubDep) -> dict[str, Any]:
+    """The active silences, soonest to end first."""
+    return {"items": [s.to_dict() for s in await hub.active_silences()]}
+
+
+@router.post("/silences", status_code=201)
+async def create_silence(payload: SilenceIn, hub: HubDep) -> dict[str, Any]:
+    """Suppress new messages whose labels match all ``matchers`` for ``duration``."""
+    matchers = parse_matchers([f"{k}={v}" for k, v in payload.matchers.items()])
+    silence, _ = await hub.silence(
+        matchers, parse_silence_duration(payload.duration), by=payload.created_by, reason=payload.reason
+    )
+    return silence.to_dict()
+
+
+@router.delete("/silences/{silence_id}")
+async def end_silence(silence_id: str, hub: HubDep) -> dict[str, Any]:
+    """End a silence now (its id, or a unique start of it)."""
+    silence = await hub.unsilence(silence_id)
+    if silence is None:
+        raise NotFound(f"no active silence {silence_id!r}")
+    return silence.to_dict()
 
 
 @router.get("/inbox")

@@ -15,6 +15,7 @@ from ..delivery.queries import RetryRefused
 from ..errors import IdempotencyConflict, MessageError, NotFound, UnknownIntegration
 from ..inbound import ReplayRefused
 from ..message import format_error
+from ..silences import SilenceError
 
 log = structlog.get_logger("tidings.server")
 
@@ -55,6 +56,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(IdempotencyConflict)
     async def _conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
         return error(422, "idempotency key reused", str(exc))
+
+    @app.exception_handler(SilenceError)
+    async def _silence(_: Request, exc: SilenceError) -> JSONResponse:
+        return error(422, "invalid silence", str(exc))
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
