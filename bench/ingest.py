@@ -64,6 +64,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else [pid]
+
+
 def payload() -> bytes:
     if FIXTURE.exists():
         return FIXTURE.read_bytes()
@@ -101,9 +106,14 @@ async def drive(url: str, body: bytes, n: int, concurrency: int, github: bool) -
     return n / elapsed, latencies, ok
 
 
-def p99(values: list[float]) -> float:
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (seconds), in milliseconds."""
     values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * 0.99))] * 1000 if values else 0.0
+    return values[min(len(values) - 1, int(len(values) * q))] * 1000 if values else 0.0
+
+
+def p99(values: list[float]) -> float:
+    return pct(values, 0.99)
 
 
 async def main() -> None:
@@ -111,6 +121,9 @@ async def main() -> None:
     ap.add_argument("--requests", type=int, default=5_000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-process", action="store_true",
+                    help="serve with --no-dispatch: events are stored but not processed (ingest alone, for diagnosis)")
+    ap.add_argument("--profile", metavar="SVG", help="run tidings under py-spy record; a flame graph (.svg) or collapsed stacks (other names)")
     args = ap.parse_args()
     body = payload()
     bin_dir = Path(sys.executable).parent
@@ -130,9 +143,14 @@ async def main() -> None:
         tidings_port, bare_port = free_port(), free_port()
         env = {**os.environ, "TIDINGS_CONFIG": str(config), "TIDINGS_KEY_FILE": str(tmpdir / "key"),
                "TIDINGS_PORT": str(tidings_port), "TIDINGS_LOG_LEVEL": "WARNING"}
+        server_log = (tmpdir / "tidings.log").open("w")
+        tidings_cmd = [str(bin_dir / "tidings"), "serve", *(["--no-dispatch"] if args.no_process else [])]
+        if args.profile:
+            tidings_cmd = [str(bin_dir / "py-spy"), "record", "--rate", "200", "--subprocesses",
+                           "--format", "flamegraph" if args.profile.endswith(".svg") else "raw",
+                           "-o", str(Path(args.profile).resolve()), "--", *tidings_cmd]
         servers = [
-            subprocess.Popen([str(bin_dir / "tidings"), "serve"], env=env, cwd=tmp,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen(tidings_cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=server_log),
             subprocess.Popen([str(bin_dir / "uvicorn"), "bare_app:app", "--port", str(bare_port), "--log-level",
                               "warning", "--no-access-log"], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         ]
@@ -143,10 +161,10 @@ async def main() -> None:
             bare = f"http://127.0.0.1:{bare_port}/"
             await drive(bare, body, 500, args.concurrency, github=False)  # warm up
             await drive(hook, body, 500, args.concurrency, github=True)
-            ingests, bares, p99s = [], [], []
+            ingests, bares, p99s, bare_p99s, p50s = [], [], [], [], []
             total_ok = 500
             for r in range(args.rounds):
-                bare_rate, _, _ = await drive(bare, body, args.requests, args.concurrency, github=False)
+                bare_rate, bare_latencies, _ = await drive(bare, body, args.requests, args.concurrency, github=False)
                 rate, latencies, ok = await drive(hook, body, args.requests, args.concurrency, github=True)
                 if ok != args.requests:
                     raise SystemExit(f"tidings answered 200 to {ok} of {args.requests} deliveries")
@@ -154,13 +172,25 @@ async def main() -> None:
                 bares.append(bare_rate)
                 ingests.append(rate)
                 p99s.append(p99(latencies))
-                print(f"round {r + 1}: bare ASGI {bare_rate:,.0f}/s; tidings ingest {rate:,.0f}/s"
-                      f" (p99 {p99s[-1]:.1f} ms)", file=sys.stderr)
+                p50s.append(pct(latencies, 0.5))
+                bare_p99s.append(p99(bare_latencies))
+                print(f"round {r + 1}: bare ASGI {bare_rate:,.0f}/s (p99 {bare_p99s[-1]:.1f} ms);"
+                      f" tidings ingest {rate:,.0f}/s (p50 {p50s[-1]:.1f} ms, p90 {pct(latencies, 0.9):.1f} ms,"
+                      f" p99 {p99s[-1]:.1f} ms, max {pct(latencies, 1.0):.1f} ms)", file=sys.stderr)
         finally:
             for proc in servers:
-                proc.send_signal(signal.SIGTERM)
+                # py-spy writes its profile once the process it runs has exited: stop that one.
+                for pid in _children(proc.pid) if args.profile and proc is servers[0] else [proc.pid]:
+                    os.kill(pid, signal.SIGTERM)
             for proc in servers:
-                proc.wait(30)
+                proc.wait(60)
+        server_log.close()
+        log_text = (tmpdir / "tidings.log").read_text(errors="replace")
+        lines = log_text.splitlines()
+        errors = [i for i, line in enumerate(lines) if '"level": "error"' in line or line.startswith("Traceback")]
+        if errors:
+            first = "\n".join(lines[max(0, errors[0] - 1):errors[0] + 30])
+            print(f"tidings logged {len(errors)} errors; the first:\n{first}", file=sys.stderr)
         with sqlite3.connect(db) as conn:
             stored = conn.execute("SELECT count(*) FROM events WHERE integration = 'gh'").fetchone()[0]
         if stored != total_ok:
@@ -174,6 +204,9 @@ async def main() -> None:
         "bare_asgi_per_s": round(bare_rate, 1),
         "ratio": round(ingest / bare_rate, 3),
         "p99_ms": round(median(p99s), 2),
+        "p50_ms": round(median(p50s), 2),
+        "bare_p99_ms": round(median(bare_p99s), 2),
+        "processing": not args.no_process,
     }))
 
 

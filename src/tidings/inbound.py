@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .delivery.retry import gives_up, next_delay
@@ -115,9 +115,14 @@ class _StoreEvents(Batch[dict[str, Any], tuple[str, str]]):
 
     async def apply(self, conn: Conn, rows: list[dict[str, Any]]) -> list[tuple[str, str] | BaseException]:
         ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(events)
-        await conn.execute(ins.on_conflict_do_nothing(index_elements=[events.c.integration, events.c.delivery_key]), rows)
+        ins = ins.on_conflict_do_nothing(index_elements=[events.c.integration, events.c.delivery_key])
+        # The rows that went in come back; only the others (redeliveries) need a look-up.
+        stored = set((await conn.execute(ins.returning(events.c.id), rows)).scalars())
         out: list[tuple[str, str] | BaseException] = []
         for row in rows:
+            if row["id"] in stored:
+                out.append((row["id"], "stored"))
+                continue
             found = (
                 await conn.execute(
                     select(events.c.id, events.c.status).where(
@@ -154,20 +159,57 @@ class _Outcome:
 
 
 class _RecordEvents(Batch[tuple[str, _Outcome], None]):
+    # One statement for the whole batch (executemany): building one per item cost more than running it.
+    _stmt = (
+        update(events)
+        .where(events.c.id == bindparam("o_id"), events.c.lease_owner == bindparam("o_owner"), events.c.status == "processing")
+        .values(
+            status=bindparam("o_status"), attempts=bindparam("o_attempts"), next_attempt_at=bindparam("o_next"),
+            last_error=bindparam("o_error"), result=bindparam("o_result", type_=events.c.result.type),
+            processed_at=bindparam("o_processed"), lease_owner=None,
+        )
+    )
+
     async def apply(self, conn: Conn, items: list[tuple[str, _Outcome]]) -> list[None | BaseException]:
-        for owner, o in items:
-            await conn.execute(
-                update(events)
-                .where(events.c.id == o.id, events.c.lease_owner == owner, events.c.status == "processing")
-                .values(
-                    status=o.status, attempts=o.attempts, next_attempt_at=o.next_attempt_at, last_error=o.last_error,
-                    result=o.result, processed_at=o.processed_at, lease_owner=None,
-                )
-            )
+        await conn.execute(
+            self._stmt,
+            [
+                {
+                    "o_id": o.id, "o_owner": owner, "o_status": o.status, "o_attempts": o.attempts,
+                    "o_next": o.next_attempt_at, "o_error": o.last_error, "o_result": o.result,
+                    "o_processed": o.processed_at,
+                }
+                for owner, o in items
+            ],
+        )
         return [None] * len(items)
 
 
 RECORD_EVENTS = _RecordEvents()
+
+
+# SQLite plans the due-event queries on the unique (integration, delivery_key) index unless told
+# otherwise: a scan of every event ever received, on every wake-up, slower the longer tidings runs.
+# The partial index on due events serves them in order, and it is usable only when the statuses
+# are literals in the query.
+_SQLITE_DUE = (
+    "FROM events INDEXED BY ix_events_due WHERE status IN ({}) AND integration IN :names".format(
+        ", ".join(f"'{s}'" for s in EVENT_ACTIVE)
+    )
+)
+_SQLITE_NEXT_DUE = text(f"SELECT min(next_attempt_at) {_SQLITE_DUE}").bindparams(bindparam("names", expanding=True))
+_SQLITE_CLAIM = (
+    text(
+        "UPDATE events SET status = 'processing', lease_owner = :owner, next_attempt_at = :until WHERE id IN"
+        f" (SELECT id {_SQLITE_DUE} AND next_attempt_at <= :now ORDER BY next_attempt_at LIMIT :limit)"
+        " RETURNING id, integration, kind, event_type, delivery_key, received_at, headers, body, attempts"
+    )
+    .bindparams(bindparam("names", expanding=True))
+    .columns(
+        events.c.id, events.c.integration, events.c.kind, events.c.event_type, events.c.delivery_key,
+        events.c.received_at, events.c.headers, events.c.body, events.c.attempts,
+    )
+)
 
 
 class EventProcessor:
@@ -231,13 +273,16 @@ class EventProcessor:
         if not names:
             return self._poll
         async with self.hub.require_store().read() as conn:
-            due = (
-                await conn.execute(
-                    select(func.min(events.c.next_attempt_at)).where(
-                        events.c.status.in_(EVENT_ACTIVE), events.c.integration.in_(names)
+            if conn.dialect.name == "sqlite":
+                due = (await conn.execute(_SQLITE_NEXT_DUE, {"names": names})).scalar()
+            else:
+                due = (
+                    await conn.execute(
+                        select(func.min(events.c.next_attempt_at)).where(
+                            events.c.status.in_(EVENT_ACTIVE), events.c.integration.in_(names)
+                        )
                     )
-                )
-            ).scalar()
+                ).scalar()
         return self._poll if due is None else max(0.0, min(self._poll, due - time.time()))
 
     async def _claim(self) -> int:
@@ -245,6 +290,12 @@ class EventProcessor:
         if not names:
             return 0
         now = time.time()
+        store = self.hub.require_store()
+        if store.is_sqlite:
+            params = {"owner": self.owner, "until": now + self._lease, "names": names, "now": now, "limit": self._batch}
+            async with store.write() as conn:
+                rows = (await conn.execute(_SQLITE_CLAIM, params)).all()
+            return self._start(rows)
         due = (
             select(events.c.id)
             .where(events.c.status.in_(EVENT_ACTIVE), events.c.next_attempt_at <= now, events.c.integration.in_(names))
@@ -261,8 +312,11 @@ class EventProcessor:
                 events.c.received_at, events.c.headers, events.c.body, events.c.attempts,
             )
         )
-        async with self.hub.require_store().write() as conn:
+        async with store.write() as conn:
             rows = (await conn.execute(stmt)).all()
+        return self._start(rows)
+
+    def _start(self, rows: list[Any]) -> int:
         for r in rows:
             event = InboundEvent(
                 r.id, r.integration, r.kind, r.event_type, r.delivery_key, r.received_at, dict(r.headers),
