@@ -212,6 +212,40 @@ _SQLITE_CLAIM = (
 )
 
 
+class _ClaimEvents(Batch[tuple[str, float, tuple[str, ...], int], list[Any]]):
+    """Lease due events: (owner, lease seconds, integrations, how many) -> the leased rows."""
+
+    async def apply(self, conn: Conn, items: list[tuple[str, float, tuple[str, ...], int]]) -> list[list[Any] | BaseException]:
+        out: list[list[Any] | BaseException] = []
+        for owner, lease, names, limit in items:
+            now = time.time()
+            if conn.dialect.name == "sqlite":
+                params = {"owner": owner, "until": now + lease, "names": list(names), "now": now, "limit": limit}
+                out.append(list((await conn.execute(_SQLITE_CLAIM, params)).all()))
+                continue
+            due = (
+                select(events.c.id)
+                .where(events.c.status.in_(EVENT_ACTIVE), events.c.next_attempt_at <= now, events.c.integration.in_(names))
+                .order_by(events.c.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            stmt = (
+                update(events)
+                .where(events.c.id.in_(due.scalar_subquery()))
+                .values(status="processing", lease_owner=owner, next_attempt_at=now + lease)
+                .returning(
+                    events.c.id, events.c.integration, events.c.kind, events.c.event_type, events.c.delivery_key,
+                    events.c.received_at, events.c.headers, events.c.body, events.c.attempts,
+                )
+            )
+            out.append(list((await conn.execute(stmt)).all()))
+        return out
+
+
+CLAIM_EVENTS = _ClaimEvents()
+
+
 class EventProcessor:
     """Processes stored events in the background of every process that dispatches."""
 
@@ -289,31 +323,9 @@ class EventProcessor:
         names = list(self.receivers)
         if not names:
             return 0
-        now = time.time()
-        store = self.hub.require_store()
-        if store.is_sqlite:
-            params = {"owner": self.owner, "until": now + self._lease, "names": names, "now": now, "limit": self._batch}
-            async with store.write() as conn:
-                rows = (await conn.execute(_SQLITE_CLAIM, params)).all()
-            return self._start(rows)
-        due = (
-            select(events.c.id)
-            .where(events.c.status.in_(EVENT_ACTIVE), events.c.next_attempt_at <= now, events.c.integration.in_(names))
-            .order_by(events.c.next_attempt_at)
-            .limit(self._batch)
-            .with_for_update(skip_locked=True)
-        )
-        stmt = (
-            update(events)
-            .where(events.c.id.in_(due.scalar_subquery()))
-            .values(status="processing", lease_owner=self.owner, next_attempt_at=now + self._lease)
-            .returning(
-                events.c.id, events.c.integration, events.c.kind, events.c.event_type, events.c.delivery_key,
-                events.c.received_at, events.c.headers, events.c.body, events.c.attempts,
-            )
-        )
-        async with store.write() as conn:
-            rows = (await conn.execute(stmt)).all()
+        # In the transaction of the next group commit, with the events being stored meanwhile:
+        # no commit (and fsync) of its own, and no wait for the write lock.
+        rows = await self.hub.require_store().submit(CLAIM_EVENTS, (self.owner, self._lease, tuple(names), self._batch))
         return self._start(rows)
 
     def _start(self, rows: list[Any]) -> int:
