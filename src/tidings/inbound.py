@@ -87,7 +87,7 @@ async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answe
         "attempts": 0,
         "next_attempt_at": request.received_at or time.time(),
     }
-    event_id, outcome = await hub.require_store().submit(STORE_EVENTS, row)
+    event_id, outcome = await hub.require_store().submit(STORE_EVENTS, (row, receiver.repeat_after))
     hub.count_inbound(receiver.name, outcome)
     if outcome != "duplicate" and status == "received":
         hub.wake_events()
@@ -109,27 +109,26 @@ async def _answer(hub: Hub, inbound: Inbound) -> Reply | None:
         return inbound.reply
 
 
-class _StoreEvents(Batch[dict[str, Any], tuple[str, str]]):
-    """Insert events; a delivery id seen before is a duplicate, unless that event failed: then
-    it is queued again (the sender's redelivery is a retry)."""
+class _StoreEvents(Batch[tuple[dict[str, Any], float | None], tuple[str, str]]):
+    """Insert events (each with its receiver's ``repeat_after``); a delivery id seen before is a
+    duplicate, unless that event failed (the sender's redelivery is a retry: it is queued again)
+    or it was done with longer than ``repeat_after`` ago (a repeat: stored as a new event, the old
+    one keeping its history under ``<delivery id>@<its id>``)."""
 
-    async def apply(self, conn: Conn, rows: list[dict[str, Any]]) -> list[tuple[str, str] | BaseException]:
+    async def apply(
+        self, conn: Conn, items: list[tuple[dict[str, Any], float | None]]
+    ) -> list[tuple[str, str] | BaseException]:
         ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(events)
         ins = ins.on_conflict_do_nothing(index_elements=[events.c.integration, events.c.delivery_key])
         # The rows that went in come back; only the others (redeliveries) need a look-up.
-        stored = set((await conn.execute(ins.returning(events.c.id), rows)).scalars())
+        stored = set((await conn.execute(ins.returning(events.c.id), [row for row, _ in items])).scalars())
         out: list[tuple[str, str] | BaseException] = []
-        for row in rows:
+        for row, repeat_after in items:
             if row["id"] in stored:
                 out.append((row["id"], "stored"))
                 continue
-            found = (
-                await conn.execute(
-                    select(events.c.id, events.c.status).where(
-                        events.c.integration == row["integration"], events.c.delivery_key == row["delivery_key"]
-                    )
-                )
-            ).one()
+            same_key = (events.c.integration == row["integration"], events.c.delivery_key == row["delivery_key"])
+            found = (await conn.execute(select(events.c.id, events.c.status, events.c.received_at).where(*same_key))).one()
             if found.id == row["id"]:
                 out.append((found.id, "stored"))
             elif found.status == "failed":
@@ -139,6 +138,15 @@ class _StoreEvents(Batch[dict[str, Any], tuple[str, str]]):
                     .values(status="received", attempts=0, next_attempt_at=row["received_at"], last_error=None)
                 )
                 out.append((found.id, "requeued"))
+            elif (
+                repeat_after is not None
+                and found.status not in EVENT_ACTIVE
+                and found.received_at < row["received_at"] - repeat_after
+            ):
+                archived = f"{row['delivery_key'][: 300 - 1 - len(found.id)]}@{found.id}"
+                await conn.execute(update(events).where(events.c.id == found.id).values(delivery_key=archived))
+                await conn.execute(events.insert(), row)
+                out.append((row["id"], "stored"))
             else:
                 out.append((found.id, "duplicate"))
         return out

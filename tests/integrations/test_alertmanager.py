@@ -9,6 +9,7 @@ Tests through a hub run on SQLite and PostgreSQL; the others need no database.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -20,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fake_slack import FakeSlack
 from helpers import eventually
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tidings import ConfigError, Message
 from tidings.config import parse_config
@@ -485,6 +486,30 @@ async def test_a_redelivery_of_a_failed_notification_is_processed_again(make_api
     assert len(await inbox_titles(api.hub)) == 3
     duplicate = await post(api, raw("firing"))
     assert duplicate.json() == {"id": first["id"], "status": "duplicate"}, "processed: a duplicate again"
+
+
+async def test_an_unchanged_notification_after_repeat_after_is_a_reminder(make_api: Any) -> None:
+    """Alertmanager repeats an unchanged group every repeat_interval with the same bytes: past
+    ``repeat_after`` that is news (a reminder), sooner it is a retry."""
+    api = await make_api({**config(), "default": {"to": ["inbox"], "cooldown": "1s"}})
+    first, made = await deliver(api, raw("firing"))
+    assert (await post(api, raw("firing"))).json() == {"id": first["id"], "status": "duplicate"}
+    async with api.hub.store.write() as conn:  # the first one came in 16 minutes ago
+        await conn.execute(update(events).where(events.c.id == first["id"]).values(received_at=first["received_at"] - 960))
+    await asyncio.sleep(1.1)  # past the route's cooldown, as four hours later would be
+    reminder, again = await deliver(api, raw("firing"))
+    assert reminder["id"] != first["id"] and reminder["delivery_key"] == first["delivery_key"]
+    assert [m["thread_key"] for m in again] == [m["thread_key"] for m in made], "it replies in the alerts' threads"
+
+    async def six() -> bool:
+        return len(await inbox_titles(api.hub)) == 6
+
+    await eventually(six)
+    old = await api.hub.event(first["id"])
+    assert old["status"] == "processed" and old["delivery_key"] == f"{first['delivery_key']}@{first['id']}"
+    # Alertmanager retrying the reminder is a duplicate of the reminder.
+    assert (await post(api, raw("firing"))).json() == {"id": reminder["id"], "status": "duplicate"}
+    assert receiver().repeat_after == 900 and receiver(repeat_after="2h").repeat_after == 7200
 
 
 def test_delivery_keys_and_fingerprints() -> None:

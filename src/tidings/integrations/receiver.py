@@ -137,6 +137,13 @@ class Receiver(Integration):
         return True
 
     @property
+    def repeat_after(self) -> float | None:
+        """A delivery id seen longer ago than this (and done with) is news again, not a retry:
+        for senders that repeat an unchanged notification on purpose (Alertmanager's
+        ``repeat_interval``). None: a delivery id is processed once, ever."""
+        return None
+
+    @property
     def effective_max_body(self) -> int:
         return getattr(self.settings, "max_body", None) or self.max_body
 

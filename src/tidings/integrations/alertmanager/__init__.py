@@ -16,7 +16,10 @@ threads (Slack) updates the firing message in place and replies in its thread.
 Alertmanager retries a notification it couldn't deliver with the same content: the delivery key
 is a digest of the group key, the status and each alert's (fingerprint, status, start), so a
 retry is answered 200 as a duplicate and processed once, while any change in the group (an alert
-resolving, a new one firing, one firing again) is a new delivery.
+resolving, a new one firing, one firing again) is a new delivery. Alertmanager also repeats an
+unchanged notification every ``repeat_interval``: one that arrives ``repeat_after`` (15 min) or
+more after the first is such a reminder and is processed again (its messages reply in the
+alert's thread).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import orjson
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ...message import BODY_MAX, FIELD_VALUE_MAX, FIELDS_MAX, LABEL_VALUE_MAX, LABELS_MAX, TITLE_MAX, Message, Priority
+from ...units import Duration
 from ..base import IntegrationSettings
 from ..receiver import Inbound, InboundEvent, InboundRequest, Receiver, Rejected, same
 
@@ -73,6 +77,13 @@ class AlertmanagerSettings(IntegrationSettings):
     )
     default_priority: Priority = Field(Priority.MEDIUM, description="for alerts without a severity, or one not mapped")
     severity_label: str = Field("severity", min_length=1, description="the alert label that holds the severity")
+    repeat_after: Duration = Field(
+        900.0,
+        gt=0,
+        description="an unchanged notification received this long after the first is Alertmanager's "
+        "repeat_interval reminder and is processed again; sooner, it is a retry (answered as a duplicate). "
+        "Keep it above group_interval and below repeat_interval",
+    )
 
     @model_validator(mode="after")
     def _authenticated(self) -> AlertmanagerSettings:
@@ -130,6 +141,10 @@ class AlertmanagerReceiver(Receiver):
 
     kept_headers = ("user-agent",)
     handlers: ClassVar[dict[str, str]] = {"alert.firing": "_alerts", "alert.resolved": "_alerts"}
+
+    @property
+    def repeat_after(self) -> float | None:
+        return self.settings.repeat_after
 
     # -- the request ---------------------------------------------------------------------------
     def verify(self, request: InboundRequest) -> None:
