@@ -278,3 +278,15 @@ async def test_worker_restart_after_crash_loses_nothing(make_hub: Any, peer: Pee
     titles = sorted(x.json()["data"]["title"] for x in peer.received)
     assert titles == [f"m{i}" for i in range(6)]
 
+
+
+# -- the claim threshold -------------------------------------------------------------------------
+async def test_a_small_max_inflight_still_claims(make_hub: Any, peer: Peer) -> None:
+    """The least worth a claim query never exceeds what max_inflight leaves room for (it used to
+    be a quarter of every lane's capacity: with max_inflight 8, pending deliveries waited forever)."""
+    config = routed(hook(peer, concurrency=4), dispatcher={"max_inflight": 8, "batch": 500})
+    writer = await make_hub(config, dispatch=False)
+    receipts = [await writer.notify(Message(f"m{i}")) for i in range(20)]
+    await writer.stop()
+    worker = await make_hub(config)
+    await all_delivered(worker, [r.id for r in receipts])

@@ -210,7 +210,8 @@ class Dispatcher:
                 capacity += lane.capacity
                 free += lane.capacity - lane.active
         room = min(self.settings.max_inflight - self.inflight, free)
-        return room, max(1, min(self.settings.batch, capacity) // 4)
+        # Never above what max_inflight can ever leave room for: the claim loop would wait forever.
+        return room, max(1, min(self.settings.batch, capacity, self.settings.max_inflight) // 4)
 
     async def _claim_once(self, limit: int) -> int:
         await self._refresh_disabled()
