@@ -152,12 +152,12 @@ class Store:
                 yield InlineConnection(sync_conn)
             except BaseException:
                 sync_conn.rollback()
-                raise
-            else:
-                # The commit's fsync releases the GIL: let the loop run meanwhile.
-                await asyncio.to_thread(sync_conn.commit)
-            finally:
                 sync_conn.close()
+                raise
+            # The commit's fsync releases the GIL: let the loop run meanwhile. Shielded, and the
+            # connection closed by the same thread: a cancelled caller must not close it under a
+            # commit still running.
+            await asyncio.shield(asyncio.to_thread(_commit_and_close, sync_conn))
 
     @staticmethod
     async def _begin_immediate(engine: Engine) -> Connection:
@@ -224,3 +224,10 @@ def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
     def _begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("tidings_write")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _commit_and_close(conn: Connection) -> None:
+    try:
+        conn.commit()
+    finally:
+        conn.close()
