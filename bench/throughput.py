@@ -1,6 +1,7 @@
 """Throughput of tidings end to end against the same local sink as the baselines, in one run.
 
     python bench/throughput.py [--messages 20000] [--concurrency 64] [--via hub|api]
+                               [--channels webhook,slack,teams,email]
 
 Measures, against one HTTP sink process on 127.0.0.1:
   ceiling  a bare aiohttp client posting the same payloads with the same concurrency;
@@ -8,13 +9,20 @@ Measures, against one HTTP sink process on 127.0.0.1:
   hub      N messages through Hub.notify (or POST /api/v1/messages with --via api) -> outbox
            (SQLite) -> webhook integration -> sink, counting only deliveries the sink received
            and the database marks delivered.
-The last line is one JSON object with the figures and their ratios.
+and per channel, each against a minimal local peer in its own process (bench/_peers.py), beside
+a baseline sending the same kind of payload straight to that peer in the same round:
+  slack    bot mode (chat.postMessage) vs bare aiohttp posts and vs slack_sdk's AsyncWebClient;
+  teams    a Workflows webhook (Adaptive Card) vs bare aiohttp posts;
+  email    plain SMTP to aiosmtpd, one connection per mail as tidings does, vs aiosmtplib.send.
+The per-integration rate limits (Slack 1/s, Teams 4/s) are raised for these runs, or they alone
+would set the figures. The last line is one JSON object with the figures and their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -32,6 +40,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _peers import SLACK_TOKEN, PeerProcess, marker  # noqa: E402
 from _sink import SinkProcess, wait_ok, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +56,17 @@ def payload(i: int) -> dict[str, Any]:
     }
 
 
+CHANNELS = ("webhook", "slack", "teams", "email")
+RAISED_RATE = "1000000/second"
+"""The bench's rate limit for every channel: far above what one process sends."""
+
+
+def channel_payload(i: int) -> dict[str, Any]:
+    """``payload(i)`` with a marker in the title, by which the peer counts distinct messages."""
+    p = payload(i)
+    return {**p, "title": f"{p['title']} {marker(i)}"}
+
+
 async def sink_stats(url: str) -> dict[str, int]:
     base = url.rsplit("/", 1)[0]
     async with aiohttp.ClientSession() as s, s.get(base + "/stats") as r:
@@ -55,11 +75,6 @@ async def sink_stats(url: str) -> dict[str, int]:
 
 async def wait_done(url: str, db_url: str, n: int) -> None:
     """Until the sink holds ``n`` distinct deliveries and the database marks ``n`` delivered."""
-    from sqlalchemy import func, select
-
-    from tidings.store.engine import Store
-    from tidings.store.tables import deliveries
-
     base = url.rsplit("/", 1)[0]
     async with aiohttp.ClientSession() as s:
         while True:
@@ -67,6 +82,16 @@ async def wait_done(url: str, db_url: str, n: int) -> None:
                 if (await r.json())["distinct"] >= n:
                     break
             await asyncio.sleep(0.02)
+    await wait_delivered(db_url, n)
+
+
+async def wait_delivered(db_url: str, n: int) -> None:
+    """Until the database marks ``n`` deliveries delivered."""
+    from sqlalchemy import func, select
+
+    from tidings.store.engine import Store
+    from tidings.store.tables import deliveries
+
     store = Store(db_url)
     try:
         while True:
@@ -190,18 +215,197 @@ async def api_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float
     return n / elapsed, _p99(latencies)
 
 
+# -- per channel ---------------------------------------------------------------------------------
+def _channel_config(tmp: Path, kind: str, peer: PeerProcess, concurrency: int, db: str) -> Path:
+    integration: dict[str, Any] = {
+        "slack": {"kind": "slack", "token": SLACK_TOKEN, "channel": "#bench", "api_url": peer.slack_api},
+        "teams": {"kind": "teams", "webhook_url": peer.teams_url, "mode": "workflows"},
+        "email": {"kind": "email", "host": "127.0.0.1", "port": peer.port, "security": "none", "allow_insecure": True,
+                  "from_address": "tidings@bench.example", "to": ["ops@bench.example"]},
+    }[kind]
+    integration |= {"rate_limit": RAISED_RATE, "burst": 10_000, "concurrency": concurrency}
+    path = tmp / f"{kind}.yaml"
+    path.write_text(json.dumps({
+        "server": {"database": db},
+        "dispatcher": {"batch": 500, "max_inflight": 4 * concurrency},
+        "integrations": {kind: integration},
+        "default": {"to": [kind]},
+    }))
+    return path
+
+
+async def wait_peer(peer: PeerProcess, n: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while peer.distinct < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the {peer.kind} peer received {peer.distinct} of {n} messages")
+        await asyncio.sleep(0.02)
+
+
+async def hub_channel_rate(kind: str, peer: PeerProcess, n: int, concurrency: int, tmp: Path) -> float:
+    """N messages through Hub.notify -> outbox (SQLite) -> the channel's integration -> its peer,
+    counting only messages the peer received and the database marks delivered."""
+    from tidings import Hub, Message
+
+    db = f"sqlite:///{tmp / f'{kind}.db'}"
+    hub = Hub.from_config(_channel_config(tmp, kind, peer, concurrency, db))
+    messages = [Message(**channel_payload(i)) for i in range(n)]
+    async with hub:
+        it = iter(messages)
+
+        async def producer() -> None:
+            for m in it:
+                await hub.notify(m)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(producer() for _ in range(concurrency)))
+        await wait_peer(peer, n)
+        await wait_delivered(db, n)
+        elapsed = time.perf_counter() - started
+    return n / elapsed
+
+
+def _slack_body(i: int) -> dict[str, Any]:
+    """A Block Kit message like the ones tidings renders: header, text, fields, context."""
+    p = channel_payload(i)
+    return {
+        "channel": "#bench",
+        "text": p["title"],
+        "unfurl_links": False,
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": p["title"]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": p["body"]}},
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in p["fields"].items()]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"priority {p['priority']} · source bench"}]},
+        ],
+    }
+
+
+def _teams_body(i: int) -> dict[str, Any]:
+    p = channel_payload(i)
+    card = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.5",
+        "msteams": {"width": "Full"},
+        "body": [
+            {"type": "TextBlock", "text": p["title"], "weight": "Bolder", "size": "Medium", "wrap": True},
+            {"type": "TextBlock", "text": p["body"], "wrap": True},
+            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in p["fields"].items()]},
+        ],
+    }
+    return {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+
+
+async def _post_loop(url: str, bodies: list[bytes], concurrency: int, headers: dict[str, str]) -> float:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        it = iter(bodies)
+
+        async def worker() -> None:
+            for body in it:
+                async with session.post(url, data=body) as r:
+                    await r.read()
+                    assert 200 <= r.status < 300, r.status
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(bodies) / (time.perf_counter() - started)
+
+
+async def slack_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
+    """Bare aiohttp posting chat.postMessage bodies, bearer token, same concurrency."""
+    bodies = [orjson.dumps(_slack_body(i)) for i in range(n)]
+    headers = {"Authorization": f"Bearer {SLACK_TOKEN}", "Content-Type": "application/json; charset=utf-8"}
+    rate = await _post_loop(peer.slack_api + "/chat.postMessage", bodies, concurrency, headers)
+    await wait_peer(peer, n)
+    return rate
+
+
+async def slack_sdk_rate(peer: PeerProcess, n: int, concurrency: int) -> float:
+    """slack_sdk's AsyncWebClient.chat_postMessage, the way an application calls it."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    client = AsyncWebClient(token=SLACK_TOKEN, base_url=peer.slack_api + "/")
+    it = iter(range(n))
+
+    async def worker() -> None:
+        for i in it:
+            body = _slack_body(i)
+            r = await client.chat_postMessage(channel=body["channel"], text=body["text"], blocks=body["blocks"])
+            assert r["ok"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rate = n / (time.perf_counter() - started)
+    await wait_peer(peer, n)
+    return rate
+
+
+async def teams_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
+    """Bare aiohttp posting Adaptive Card messages, same concurrency."""
+    bodies = [orjson.dumps(_teams_body(i)) for i in range(n)]
+    rate = await _post_loop(peer.teams_url, bodies, concurrency, {"Content-Type": "application/json"})
+    await wait_peer(peer, n)
+    return rate
+
+
+async def email_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
+    """aiosmtplib.send of a multipart/alternative mail, one connection per mail (as tidings
+    sends), same concurrency."""
+    from email.message import EmailMessage
+
+    import aiosmtplib
+
+    it = iter(range(n))
+
+    async def worker() -> None:
+        for i in it:
+            p = channel_payload(i)
+            msg = EmailMessage()
+            msg["From"] = "tidings@bench.example"
+            msg["To"] = "ops@bench.example"
+            msg["Subject"] = p["title"]
+            msg["Message-ID"] = f"<{uuid.uuid4()}@bench.example>"
+            msg.set_content(p["body"])
+            msg.add_alternative(f"<p>{p['body']}</p>", subtype="html")
+            await aiosmtplib.send(msg, hostname="127.0.0.1", port=peer.port, start_tls=False, use_tls=False)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rate = n / (time.perf_counter() - started)
+    await wait_peer(peer, n)
+    return rate
+
+
+BASELINES = {"slack": slack_baseline, "teams": teams_baseline, "email": email_baseline}
+
+
 def _p99(values: list[float]) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * 0.99))] * 1000 if values else 0.0
 
 
+def _channels(value: str) -> list[str]:
+    chosen = [c.strip() for c in value.split(",") if c.strip()]
+    unknown = sorted(set(chosen) - set(CHANNELS))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose among {', '.join(CHANNELS)}")
+    return chosen
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=20_000)
+    ap.add_argument("--messages", type=int, default=20_000, help="webhook channel")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--apprise-messages", type=int, default=1_000, help="Apprise is slow; a smaller sample suffices")
     ap.add_argument("--via", choices=("hub", "api"), default="hub")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    ap.add_argument("--channels", type=_channels, default=list(CHANNELS),
+                    help=f"comma-separated, among {','.join(CHANNELS)} (default: all)")
+    ap.add_argument("--channel-messages", type=int, default=3_000, help="per round, for slack and teams")
+    ap.add_argument("--email-messages", type=int, default=1_000, help="per round (a connection per mail is slow)")
+    ap.add_argument("--email-concurrency", type=int, default=16, help="SMTP connections at once, both sides")
     args = ap.parse_args()
     os.environ.setdefault("TIDINGS_LOG_LEVEL", "WARNING")
     from tidings.logs import configure
@@ -213,40 +417,91 @@ async def main() -> None:
     apprises: list[float] = []
     hubs: list[float] = []
     p99s: list[float] = []
-    with SinkProcess() as sink, tempfile.TemporaryDirectory() as tmpdir:
-        await wait_ready(sink.url)
-        await ceiling(sink.url, min(n, 2_000), c)  # warm up both sides
+    others = [ch for ch in args.channels if ch != "webhook"]
+    figures: dict[str, dict[str, list[float]]] = {ch: {"hub": [], "baseline": [], "sdk": []} for ch in others}
+    if others:
+        print(f"channels {', '.join(others)}: rate limits raised to {RAISED_RATE} (burst 10000) for the bench;"
+              " Slack allows about 1 message/s per channel and Teams 4/s", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        tmpdir = stack.enter_context(tempfile.TemporaryDirectory())
+        sink = stack.enter_context(SinkProcess()) if "webhook" in args.channels else None
+        peers = {ch: stack.enter_context(PeerProcess("smtp" if ch == "email" else ch)) for ch in others}
+        if sink is not None:
+            await wait_ready(sink.url)
+            await ceiling(sink.url, min(n, 2_000), c)  # warm up both sides
+        for ch, peer in peers.items():
+            peer.wait_ready()
+            warm = min(200, args.email_messages if ch == "email" else args.channel_messages)
+            await BASELINES[ch](peer, warm, args.email_concurrency if ch == "email" else c)
+            peer.reset()
         # This machine's speed drifts; interleaving the measurements and taking medians keeps a
         # drift from landing on one side of the ratio only.
         for r in range(args.rounds):
-            await sink_reset(sink.url)
-            ceilings.append(await ceiling(sink.url, n, c))
-            await sink_reset(sink.url)
-            apprises.append(await asyncio.to_thread(apprise_rate, sink.url, args.apprise_messages))
-            await sink_reset(sink.url)
             round_dir = Path(tmpdir) / f"round{r}"
             round_dir.mkdir()
-            hub_per_s, p99 = await runner(sink.url, n, c, round_dir)
-            hubs.append(hub_per_s)
-            p99s.append(p99)
-            print(
-                f"round {r + 1}: ceiling (bare aiohttp, concurrency {c}) {ceilings[-1]:,.0f}/s;"
-                f" apprise json:// {apprises[-1]:,.0f}/s; tidings via {args.via} {hub_per_s:,.0f}/s"
-                f" (enqueue p99 {p99:.1f} ms)",
-                file=sys.stderr,
-            )
-    ceiling_per_s, apprise_per_s, hub_per_s = median(ceilings), median(apprises), median(hubs)
-    result = {
+            if sink is not None:
+                await sink_reset(sink.url)
+                ceilings.append(await ceiling(sink.url, n, c))
+                await sink_reset(sink.url)
+                apprises.append(await asyncio.to_thread(apprise_rate, sink.url, args.apprise_messages))
+                await sink_reset(sink.url)
+                hub_per_s, p99 = await runner(sink.url, n, c, round_dir)
+                hubs.append(hub_per_s)
+                p99s.append(p99)
+                print(
+                    f"round {r + 1}: ceiling (bare aiohttp, concurrency {c}) {ceilings[-1]:,.0f}/s;"
+                    f" apprise json:// {apprises[-1]:,.0f}/s; tidings via {args.via} {hub_per_s:,.0f}/s"
+                    f" (enqueue p99 {p99:.1f} ms)",
+                    file=sys.stderr,
+                )
+            for ch, peer in peers.items():
+                m, cc = (args.email_messages, args.email_concurrency) if ch == "email" else (args.channel_messages, c)
+                f = figures[ch]
+                peer.reset()
+                f["baseline"].append(await BASELINES[ch](peer, m, cc))
+                line = f"round {r + 1}: {ch}: baseline {f['baseline'][-1]:,.0f}/s"
+                if ch == "slack":
+                    peer.reset()
+                    f["sdk"].append(await slack_sdk_rate(peer, m, cc))
+                    line += f"; slack_sdk {f['sdk'][-1]:,.0f}/s"
+                peer.reset()
+                f["hub"].append(await hub_channel_rate(ch, peer, m, cc, round_dir))
+                print(f"{line}; tidings {f['hub'][-1]:,.0f}/s (concurrency {cc})", file=sys.stderr)
+    result: dict[str, Any] = {
         "messages": n,
         "via": args.via,
         "rounds": args.rounds,
-        "hub_per_s": round(hub_per_s, 1),
-        "ceiling_per_s": round(ceiling_per_s, 1),
-        "apprise_per_s": round(apprise_per_s, 1),
-        "hub_vs_ceiling": round(hub_per_s / ceiling_per_s, 3),
-        "hub_vs_apprise": round(hub_per_s / apprise_per_s, 2),
-        "enqueue_p99_ms": round(median(p99s), 2),
+        "hub_per_s": None,
+        "ceiling_per_s": None,
+        "apprise_per_s": None,
+        "hub_vs_ceiling": None,
+        "hub_vs_apprise": None,
+        "enqueue_p99_ms": None,
     }
+    if sink is not None:
+        ceiling_per_s, apprise_per_s, hub_per_s = median(ceilings), median(apprises), median(hubs)
+        result |= {
+            "hub_per_s": round(hub_per_s, 1),
+            "ceiling_per_s": round(ceiling_per_s, 1),
+            "apprise_per_s": round(apprise_per_s, 1),
+            "hub_vs_ceiling": round(hub_per_s / ceiling_per_s, 3),
+            "hub_vs_apprise": round(hub_per_s / apprise_per_s, 2),
+            "enqueue_p99_ms": round(median(p99s), 2),
+        }
+    if others:
+        result["rate_limits"] = RAISED_RATE
+    baseline_names = {"slack": "aiohttp", "teams": "aiohttp", "email": "aiosmtplib"}
+    for ch, f in figures.items():
+        hub_ch, base_ch = median(f["hub"]), median(f["baseline"])
+        result |= {
+            f"{ch}_messages": args.email_messages if ch == "email" else args.channel_messages,
+            f"{ch}_hub_per_s": round(hub_ch, 1),
+            f"{ch}_{baseline_names[ch]}_per_s": round(base_ch, 1),
+            f"{ch}_hub_vs_{baseline_names[ch]}": round(hub_ch / base_ch, 3),
+        }
+        if f["sdk"]:
+            sdk = median(f["sdk"])
+            result |= {f"{ch}_slack_sdk_per_s": round(sdk, 1), f"{ch}_hub_vs_slack_sdk": round(hub_ch / sdk, 3)}
     print(json.dumps(result))
 
 
