@@ -1,14 +1,16 @@
 """Inbound throughput: signed GitHub deliveries at a running `tidings serve`, against a bare ASGI
 app served the same way, in one run.
 
-    python bench/ingest.py [--requests 5000] [--concurrency 32] [--rounds 3]
+    python bench/ingest.py [--requests 5000] [--concurrency 32] [--rounds 3] [--no-process] [--profile out.txt]
 
 Both servers are uvicorn subprocesses with the same settings. The bare app reads the body and
 answers 200 (the ceiling of the server stack); tidings verifies the signature over the raw
 body, stores the event (group commit on SQLite, FULL sync) and answers, while its event processor
 turns the stored events into messages in the background. Only requests that tidings answered 200
 and that its database holds count. The last line is one JSON object:
-{"ingest_per_s", "bare_asgi_per_s", "ratio", "p99_ms"}.
+{"ingest_per_s", "bare_asgi_per_s", "ratio", "p99_ms"} (plus p50_ms, bare_p99_ms, processing).
+--no-process serves with --no-dispatch (ingest alone); --profile runs tidings under py-spy.
+Errors tidings logged are printed after the run.
 """
 
 from __future__ import annotations
