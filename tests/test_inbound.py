@@ -16,6 +16,7 @@ from helpers import eventually
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
+from tidings.store.engine import Store
 from tidings.store.tables import events
 
 SECRET = "whsec_" + base64.b64encode(b"inbound-test-secret-bytes-32....").decode()
@@ -258,3 +259,29 @@ def test_receiving_needs_a_secret_and_a_receive_only_integration_is_no_target() 
     with pytest.raises(ConfigError) as exc:
         parse_config({**config(), "routes": [{"to": ["partner"]}]})
     assert exc.value.problems == ["routes[0].to[0]: integration 'partner' only receives; it can't be a target"]
+
+
+async def test_stopping_the_hub_lets_running_handlers_finish_their_messages(make_api: Any, db_url: str) -> None:
+    api = await make_api(config())
+    receiver = api.hub.receivers["partner"]
+    real = type(receiver).process
+    started = asyncio.Event()
+
+    async def slow(self: Any, event: Any, hub: Any) -> Any:
+        started.set()
+        await asyncio.sleep(0.3)
+        return await real(self, event, hub)  # notifies: the hub must still take the message
+
+    receiver.process = slow.__get__(receiver)
+    body, headers = signed(EVENT)
+    event_id = (await api.post(HOOK, content=body, headers=headers, auth=False)).json()["id"]
+    await asyncio.wait_for(started.wait(), 10)
+    await api.hub.stop(timeout=5)
+    store = Store(db_url)
+    try:
+        async with store.read() as conn:
+            row = (await conn.execute(select(events).where(events.c.id == event_id))).one()
+    finally:
+        await store.close()
+    assert row.status == "processed", row.last_error
+    assert row.result["message"], "its message was stored"

@@ -90,6 +90,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.started = False
+        self._stopping = False
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **kwargs: Any) -> Hub:
@@ -145,13 +146,17 @@ class Hub:
         log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
 
     async def stop(self, timeout: float | None = None) -> None:
-        if not self.started:
+        if not self.started or self._stopping:
             return
-        self.started = False
+        self._stopping = True
+        # The event processor's handlers and the grouper notify: they stop while the hub still
+        # takes messages, then the hub stops taking them.
         if self.events is not None:
             await self.events.stop()
         if self.grouper is not None:
             await self.grouper.stop()
+        self.started = False
+        self._stopping = False
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)
         if self.silences is not None:
