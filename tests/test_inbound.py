@@ -285,3 +285,57 @@ async def test_stopping_the_hub_lets_running_handlers_finish_their_messages(make
         await store.close()
     assert row.status == "processed", row.last_error
     assert row.result["message"], "its message was stored"
+
+
+async def test_processing_yields_to_arriving_webhooks_then_drains_at_full_concurrency(make_api: Any) -> None:
+    from tidings.inbound import BUSY_SHARE
+
+    api = await make_api(config())
+    receiver = api.hub.receivers["partner"]
+    real = type(receiver).process
+    running = peak = 0
+    peaks: list[int] = []
+
+    async def slow(self: Any, event: Any, hub: Any) -> Any:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.sleep(0.05)
+            return await real(self, event, hub)
+        finally:
+            running -= 1
+
+    receiver.process = slow.__get__(receiver)
+    arriving = True
+
+    async def keep_arriving() -> None:  # a sender that keeps posting
+        while arriving:
+            api.hub.events.arrived()
+            await asyncio.sleep(0.01)
+
+    sender = asyncio.create_task(keep_arriving())
+    ids = []
+    for i in range(12):
+        body, headers = signed({**EVENT, "n": i})
+        ids.append((await api.post(HOOK, content=body, headers=headers, auth=False)).json()["id"])
+
+    async def some_done() -> bool:
+        return sum([(await api.hub.event(i))["status"] == "processed" for i in ids]) >= 6
+
+    await eventually(some_done)
+    peaks.append(peak)
+    arriving = False
+    await sender
+    peak = 0
+
+    async def all_done() -> bool:
+        return all([(await api.hub.event(i))["status"] == "processed" for i in ids])
+
+    for i in range(12, 40):  # posted in one burst, then quiet: the backlog drains at full concurrency
+        body, headers = signed({**EVENT, "n": i})
+        ids.append((await api.post(HOOK, content=body, headers=headers, auth=False)).json()["id"])
+    await eventually(all_done)
+    peaks.append(peak)
+    assert peaks[0] <= BUSY_SHARE, peaks
+    assert peaks[1] > BUSY_SHARE, peaks

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("tidings.inbound")
 
+BUSY_WINDOW = 0.05
+"""Seconds after a webhook arrived during which processing yields to ingest."""
+BUSY_SHARE = 2
+"""Handlers that run at once while webhooks keep arriving."""
 EVENT_STATUSES = ("received", "processing", "processed", "ignored", "unsupported", "failed")
 
 
@@ -91,6 +95,8 @@ async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answe
     hub.count_inbound(receiver.name, outcome)
     if outcome != "duplicate" and status == "received":
         hub.wake_events()
+    if hub.events is not None:
+        hub.events.arrived()
     reply = await _answer(hub, inbound) if inbound.answer is not None else inbound.reply
     if reply is not None:
         return Answer(reply.status, reply.body, reply.content_type)
@@ -270,8 +276,9 @@ class EventProcessor:
         self.hub = hub
         self.receivers = receivers
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}:events"
-        self._concurrency = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
         self._batch = batch
+        self._last_arrival = 0.0
         self._lease = lease
         self._poll = poll_interval
         self._wake = asyncio.Event()
@@ -283,6 +290,17 @@ class EventProcessor:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def arrived(self) -> None:
+        """A webhook was just answered: while they keep coming, processing takes a smaller share."""
+        self._last_arrival = time.monotonic()
+
+    def _slots(self) -> int:
+        """Handlers that may run now. Answering senders comes first (Slack wants an answer in 3 s,
+        GitHub in 10 s): while requests arrive, at most BUSY_SHARE handlers share the loop with
+        them; the backlog, stored and leased, drains once the burst is over."""
+        busy = time.monotonic() - self._last_arrival < BUSY_WINDOW
+        return (min(BUSY_SHARE, self._concurrency) if busy else self._concurrency) - len(self._running)
 
     async def stop(self, timeout: float = 5.0) -> None:
         if self._task is not None:
@@ -298,17 +316,20 @@ class EventProcessor:
 
     async def _run(self) -> None:
         while True:
-            try:
-                claimed = await self._claim()
-            except Exception as exc:
-                log.error("events.claim_failed", error=str(exc))
-                claimed = 0
-            if claimed >= self._batch:
-                continue
-            idle = await self._idle()
+            self._wake.clear()
+            free = min(self._slots(), self._batch)
+            claimed = 0
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except Exception as exc:
+                    log.error("events.claim_failed", error=str(exc))
+            if free > 0 and claimed >= free:
+                continue  # maybe more are due
+            # Wait for a new event, a handler to finish, the next due retry, or the poll.
+            idle = BUSY_WINDOW if free <= 0 else await self._idle()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), idle)
-            self._wake.clear()
 
     async def _idle(self) -> float:
         names = list(self.receivers)
@@ -327,13 +348,13 @@ class EventProcessor:
                 ).scalar()
         return self._poll if due is None else max(0.0, min(self._poll, due - time.time()))
 
-    async def _claim(self) -> int:
+    async def _claim(self, limit: int) -> int:
         names = list(self.receivers)
         if not names:
             return 0
         # In the transaction of the next group commit, with the events being stored meanwhile:
         # no commit (and fsync) of its own, and no wait for the write lock.
-        rows = await self.hub.require_store().submit(CLAIM_EVENTS, (self.owner, self._lease, tuple(names), self._batch))
+        rows = await self.hub.require_store().submit(CLAIM_EVENTS, (self.owner, self._lease, tuple(names), limit))
         return self._start(rows)
 
     def _start(self, rows: list[Any]) -> int:
@@ -344,29 +365,32 @@ class EventProcessor:
             )
             task = asyncio.create_task(self._process(event))
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._finished)
         return len(rows)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()
 
     async def _process(self, event: InboundEvent) -> None:
         receiver = self.receivers[event.integration]
         attempts = event.attempts + 1
-        async with self._concurrency:
-            try:
-                result = await receiver.process(event, self.hub)
-            except Exception as exc:
-                error = redact(f"{type(exc).__name__}: {exc}")
-                log.warning("events.handler_failed", integration=event.integration, event_id=event.id, error=error)
-                now = time.time()
-                policy = receiver.settings.retry
-                # Bad content (a payload the mapping can't make a message of) won't improve with retries.
-                if isinstance(exc, (MessageError, TemplateError)) or gives_up(policy, attempts, event.received_at, now):
-                    outcome = _Outcome(event.id, "failed", attempts, now, error, None, now)
-                else:
-                    outcome = _Outcome(event.id, "received", attempts, now + next_delay(policy, attempts), error, None, None)
+        try:
+            result = await receiver.process(event, self.hub)
+        except Exception as exc:
+            error = redact(f"{type(exc).__name__}: {exc}")
+            log.warning("events.handler_failed", integration=event.integration, event_id=event.id, error=error)
+            now = time.time()
+            policy = receiver.settings.retry
+            # Bad content (a payload the mapping can't make a message of) won't improve with retries.
+            if isinstance(exc, (MessageError, TemplateError)) or gives_up(policy, attempts, event.received_at, now):
+                outcome = _Outcome(event.id, "failed", attempts, now, error, None, now)
             else:
-                # A handler may decide from the payload that the event is not news ("ignored").
-                status = result["status"] if result.get("status") in ("unsupported", "ignored") else "processed"
-                outcome = _Outcome(event.id, status, attempts, time.time(), None, result, time.time())
+                outcome = _Outcome(event.id, "received", attempts, now + next_delay(policy, attempts), error, None, None)
+        else:
+            # A handler may decide from the payload that the event is not news ("ignored").
+            status = result["status"] if result.get("status") in ("unsupported", "ignored") else "processed"
+            outcome = _Outcome(event.id, status, attempts, time.time(), None, result, time.time())
         await self.hub.require_store().submit(RECORD_EVENTS, (self.owner, outcome))
 
 
