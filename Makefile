@@ -26,6 +26,7 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/middleware.py
+	$(BIN)/python bench/ingest.py
 
 lint: install
 	$(BIN)/ruff check src tests bench
