@@ -12,12 +12,13 @@ schema: that costs more per request than the senders being measured.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import re
 import socket
 import time
 import uuid
 from typing import Any
+
+from _sink import ServedProcess
 
 SLACK_TOKEN = "xoxb-bench-0000-benchtokenvalue"
 MARKER = re.compile(rb"benchref(\d+)x")
@@ -116,17 +117,13 @@ def _serve_smtp(port: int, counts: Any) -> None:
         controller.stop()
 
 
-class PeerProcess:
+class PeerProcess(ServedProcess):
     """``kind``: slack, teams or smtp."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        ctx = mp.get_context("fork")
+        ctx = self._bind()
         self.counts = ctx.Array("q", 3, lock=False)
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         if kind == "smtp":
             self.sock.close()  # aiosmtpd binds the port itself
             self.proc = ctx.Process(target=_serve_smtp, args=(self.port, self.counts), daemon=True)
@@ -145,23 +142,6 @@ class PeerProcess:
     @property
     def teams_url(self) -> str:
         return f"{self.base}/workflows/0123456789abcdef/triggers/manual/paths/invoke?api-version=1&sig=benchsig"
-
-    def __enter__(self) -> PeerProcess:
-        self.proc.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.join(5)
-        self.sock.close()
-
-    @property
-    def total(self) -> int:
-        return int(self.counts[0])
-
-    @property
-    def distinct(self) -> int:
-        return int(self.counts[1])
 
     def reset(self) -> None:
         self.counts[0] = self.counts[1] = 0

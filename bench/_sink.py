@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import socket
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
@@ -47,22 +47,22 @@ def _serve(sock: socket.socket, counts: Any) -> None:
     web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True)
 
 
-class SinkProcess:
-    def __init__(self) -> None:
+class ServedProcess:
+    """A server in a forked process on a socket bound here, with counters it shares:
+    ``counts[0]`` requests received, ``counts[1]`` distinct ones."""
+
+    sock: socket.socket
+    proc: Any
+    counts: Any
+
+    def _bind(self) -> mp.context.ForkContext:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
-        ctx = mp.get_context("fork")
-        self.counts = ctx.Array("q", 2, lock=False)
-        self.proc = ctx.Process(target=_serve, args=(self.sock, self.counts), daemon=True)
+        self.port: int = self.sock.getsockname()[1]
+        return mp.get_context("fork")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def __enter__(self) -> SinkProcess:
+    def __enter__(self) -> Self:
         self.proc.start()
         return self
 
@@ -78,6 +78,18 @@ class SinkProcess:
     @property
     def distinct(self) -> int:
         return int(self.counts[1])
+
+
+class SinkProcess(ServedProcess):
+    def __init__(self) -> None:
+        ctx = self._bind()
+        self.sock.listen(1024)
+        self.counts = ctx.Array("q", 2, lock=False)
+        self.proc = ctx.Process(target=_serve, args=(self.sock, self.counts), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
 
     def reset(self) -> None:
         self.counts[0] = self.counts[1] = 0

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from apiserver import make_api, serve  # noqa: F401  (fixtures)
+from fake_slack import FakeSlack
+from fake_teams import FakeTeams
 from helpers import PG_URL, pg_available, services_required
 from peer import Peer
 from sink import Sink
@@ -123,3 +125,22 @@ def _no_secret_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("TIDINGS_SECRET_KEY", "TIDINGS_KEY_FILE", "TIDINGS_CONFIG", "TIDINGS_DATABASE_URL", "TIDINGS_PORT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TIDINGS_KEY_FILE", str(tmp_path / "tidings.key"))
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """A local Slack Web API; at the end, every payload the test sent must have kept Slack's rules."""
+    s = FakeSlack()
+    await s.start()
+    yield s
+    await s.stop()
+    assert not s.violations, s.violations
+
+
+@pytest.fixture
+async def teams() -> AsyncIterator[FakeTeams]:
+    """A local Teams webhook (Workflows and connector URLs)."""
+    t = FakeTeams()
+    await t.start()
+    yield t
+    await t.stop()

@@ -13,31 +13,12 @@ from typing import Any
 import pytest
 import structlog
 import uvicorn
-from fake_slack import FakeSlack
 from fake_smtp import Certificate, SmtpServer, make_certificate
-from fake_teams import FakeTeams
 
 import tidings.compat._channels
 import tidings.compat.alerting
 import tidings.compat.communication
 import tidings.compat.middleware
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    s = FakeSlack()
-    await s.start()
-    yield s
-    await s.stop()
-    assert not s.violations, s.violations  # every payload the facade sent kept Slack's rules
-
-
-@pytest.fixture
-async def teams() -> AsyncIterator[FakeTeams]:
-    t = FakeTeams()
-    await t.start()
-    yield t
-    await t.stop()
 
 
 @pytest.fixture(scope="module")

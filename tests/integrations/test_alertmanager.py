@@ -13,7 +13,6 @@ import asyncio
 import base64
 import copy
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -531,15 +530,6 @@ def test_delivery_keys_and_fingerprints() -> None:
 
 
 # -- end to end: Slack threads, storms -----------------------------------------------------------------
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    s = FakeSlack()
-    await s.start()
-    yield s
-    await s.stop()
-    assert not s.violations, s.violations
-
-
 async def test_a_resolved_alert_updates_its_slack_message_and_replies_in_its_thread(make_api: Any,
                                                                                     slack: FakeSlack) -> None:
     data = config()

@@ -45,15 +45,6 @@ CREATED = 1_700_000_000.25
 
 
 # -- helpers -----------------------------------------------------------------------------------
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    s = FakeSlack()
-    await s.start()
-    yield s
-    await s.stop()
-    assert not s.violations, s.violations  # every payload any test sent kept Slack's rules
-
-
 def bot(slack: FakeSlack, **extra: Any) -> dict[str, Any]:
     """Bot-mode settings against the fake, with quick retries and a breaker out of the way."""
     return {

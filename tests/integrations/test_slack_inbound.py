@@ -15,7 +15,6 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,15 +39,6 @@ USER = {"id": "UA8RXUSPL", "username": "jtorrance", "name": "jtorrance", "team_i
 
 
 # -- helpers -----------------------------------------------------------------------------------
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    s = FakeSlack()
-    await s.start()
-    yield s
-    await s.stop()
-    assert not s.violations, s.violations
-
-
 def settings(slack: FakeSlack, **extra: Any) -> dict[str, Any]:
     return {
         "kind": "slack", "token": slack.token, "channel": "#alerts", "api_url": slack.api_url,

@@ -117,14 +117,6 @@ def notifier(url: str = WORKFLOW_URL, **extra: Any) -> TeamsNotifier:
 
 
 @pytest.fixture
-async def teams() -> AsyncIterator[FakeTeams]:
-    t = FakeTeams()
-    await t.start()
-    yield t
-    await t.stop()
-
-
-@pytest.fixture
 async def make_notifier() -> AsyncIterator[Callable[..., TeamsNotifier]]:
     made: list[TeamsNotifier] = []
 
