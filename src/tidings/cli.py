@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import inspect
 import json
 import os
 import sys
@@ -94,6 +95,17 @@ def run(coro: Awaitable[T]) -> T:
 
 def _hub(config: Path | None, **kwargs: Any) -> Hub:
     return Hub.from_config(config, **kwargs)
+
+
+def _on_hub(config: Path | None, call: Callable[[Hub], Awaitable[T] | T]) -> T:
+    """``call(hub)`` on a hub started for this command without dispatching, stopped after."""
+
+    async def _call() -> T:
+        async with _hub(config, dispatch=False) as hub:
+            result = call(hub)
+            return await result if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
+
+    return run(_call())
 
 
 @contextlib.asynccontextmanager
@@ -390,11 +402,7 @@ def preview(
     text and HTML...), as JSON."""
     message = _message(title, body, priority, format, field, label, link, thread_key, dedup_key)
 
-    async def _preview() -> list[dict[str, Any]]:
-        async with _hub(config, dispatch=False) as hub:
-            return hub.preview(message, to)
-
-    _print_json(run(_preview()))
+    _print_json(_on_hub(config, lambda hub: hub.preview(message, to)))
 
 
 @app.command()
@@ -413,11 +421,7 @@ def deliveries(
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
 
-    async def _list() -> dict[str, Any]:
-        async with _hub(config, dispatch=False) as hub:
-            return await hub.deliveries(status=status, integration=integration, limit=limit, before=before)
-
-    page = run(_list())
+    page = _on_hub(config, lambda hub: hub.deliveries(status=status, integration=integration, limit=limit, before=before))
     if as_json:
         _print_json(page)
         return
@@ -437,11 +441,7 @@ def deliveries(
 def retry(delivery_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Queue a dead (or waiting) delivery again now, with a fresh retry budget."""
 
-    async def _retry() -> dict[str, Any]:
-        async with _hub(config, dispatch=False) as hub:
-            return await hub.retry(delivery_id)
-
-    d = run(_retry())
+    d = _on_hub(config, lambda hub: hub.retry(delivery_id))
     if as_json:
         _print_json(d)
     else:
@@ -453,11 +453,7 @@ def retry(delivery_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) 
 def inbox(limit: Annotated[int, typer.Option(min=1, max=500)] = 20, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """What the inbox received, newest first."""
 
-    async def _list() -> dict[str, Any]:
-        async with _hub(config, dispatch=False) as hub:
-            return await hub.inbox(limit=limit)
-
-    page = run(_list())
+    page = _on_hub(config, lambda hub: hub.inbox(limit=limit))
     if as_json:
         _print_json(page)
         return
@@ -476,11 +472,7 @@ def integrations(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt 
     if ctx.invoked_subcommand is not None:
         return
 
-    async def _list() -> list[dict[str, Any]]:
-        async with _hub(config, dispatch=False) as hub:
-            return await hub.integrations()
-
-    items = run(_list())
+    items = _on_hub(config, lambda hub: hub.integrations())
     if as_json:
         _print_json(items)
         return
@@ -499,11 +491,7 @@ def integrations(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt 
 def integrations_test(name: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Check an integration now and print what its peer answered."""
 
-    async def _test() -> Any:
-        async with _hub(config, dispatch=False) as hub:
-            return await hub.test(name)
-
-    outcome = run(_test())
+    outcome = _on_hub(config, lambda hub: hub.test(name))
     data = {"integration": name, "ok": outcome.ok, "status": outcome.status.value, "remote_id": outcome.remote_id, "error": outcome.error}
     if as_json:
         _print_json(data)
@@ -514,11 +502,7 @@ def integrations_test(name: str, config: ConfigOpt = None, as_json: JsonOpt = Fa
 
 
 def _set_enabled(name: str, enabled: bool, config: Path | None) -> None:
-    async def _set() -> None:
-        async with _hub(config, dispatch=False) as hub:
-            await hub.set_enabled(name, enabled)
-
-    run(_set())
+    _on_hub(config, lambda hub: hub.set_enabled(name, enabled))
     out.print(f"{name} {'enabled' if enabled else 'disabled'}")
 
 
@@ -555,11 +539,7 @@ def events(
     if status is not None and status not in EVENT_STATUSES:
         raise ValueError(f"unknown status {status!r}; use one of {', '.join(EVENT_STATUSES)}")
 
-    async def _list() -> dict[str, Any]:
-        async with _hub(config, dispatch=False) as hub:
-            return await hub.event_list(integration=integration, status=status, limit=limit, before=before)
-
-    page = run(_list())
+    page = _on_hub(config, lambda hub: hub.event_list(integration=integration, status=status, limit=limit, before=before))
     if as_json:
         _print_json(page)
         return
@@ -580,11 +560,7 @@ def events(
 def events_show(event_id: str, config: ConfigOpt = None) -> None:
     """One event with the headers and body received (as JSON)."""
 
-    async def _show() -> dict[str, Any]:
-        async with _hub(config, dispatch=False) as hub:
-            return await hub.event(event_id)
-
-    _print_json(run(_show()))
+    _print_json(_on_hub(config, lambda hub: hub.event(event_id)))
 
 
 @events_app.command("replay")
@@ -592,11 +568,7 @@ def events_show(event_id: str, config: ConfigOpt = None) -> None:
 def events_replay(event_id: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Process an event again (a running server or worker picks it up)."""
 
-    async def _replay() -> dict[str, Any]:
-        async with _hub(config, dispatch=False) as hub:
-            return await hub.replay(event_id)
-
-    e = run(_replay())
+    e = _on_hub(config, lambda hub: hub.replay(event_id))
     if as_json:
         _print_json(e)
     else:
@@ -610,11 +582,7 @@ def silences_list(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt
     if ctx.invoked_subcommand is not None:
         return
 
-    async def _list() -> list[dict[str, Any]]:
-        async with _hub(config, dispatch=False) as hub:
-            return [s.to_dict() for s in await hub.active_silences()]
-
-    items = run(_list())
+    items = [s.to_dict() for s in _on_hub(config, lambda hub: hub.active_silences())]
     if as_json:
         _print_json(items)
         return
@@ -640,12 +608,8 @@ def silences_add(
     parsed, seconds = parse_matchers(matchers), parse_silence_duration(duration)
     by = f"cli:{os.environ.get('USER') or 'unknown'}"
 
-    async def _add() -> dict[str, Any]:
-        async with _hub(config, dispatch=False) as hub:
-            silence, _ = await hub.silence(parsed, seconds, by=by, reason=reason)
-            return silence.to_dict()
-
-    s = run(_add())
+    silence, _ = _on_hub(config, lambda hub: hub.silence(parsed, seconds, by=by, reason=reason))
+    s = silence.to_dict()
     if as_json:
         _print_json(s)
     else:
@@ -657,12 +621,7 @@ def silences_add(
 def silences_end(silence_id: str, config: ConfigOpt = None) -> None:
     """End a silence now (its id, or a unique start of it)."""
 
-    async def _end() -> dict[str, Any] | None:
-        async with _hub(config, dispatch=False) as hub:
-            s = await hub.unsilence(silence_id)
-            return s.to_dict() if s is not None else None
-
-    if run(_end()) is None:
+    if _on_hub(config, lambda hub: hub.unsilence(silence_id)) is None:
         _fail(f"no active silence {silence_id!r}")
     out.print(f"ended silence {silence_id}", highlight=False)
 
