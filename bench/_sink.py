@@ -1,5 +1,6 @@
 """A fast local HTTP sink for benchmarks, run in its own process: answers 200 to every POST and
-counts what arrived (total and distinct delivery ids)."""
+counts what arrived (total and distinct delivery ids). Also the small helpers every benchmark
+uses (free ports, quantiles, waiting for a server)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,18 @@ class SinkProcess(ServedProcess):
 
     def reset(self) -> None:
         self.counts[0] = self.counts[1] = 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (seconds), in milliseconds."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))] * 1000 if values else 0.0
 
 
 async def wait_ok(url: str, session: aiohttp.ClientSession | None = None, tries: int = 200) -> None:

@@ -22,7 +22,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,36 +34,12 @@ from statistics import median
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sink import wait_ok  # noqa: E402
+from _sink import free_port, pct, wait_ok  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "github" / "issues__opened.json"
 SECRET = "bench-github-secret"
-
-BARE_APP = '''
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b'{"ok": true}'})
-'''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
@@ -108,12 +83,6 @@ async def drive(url: str, body: bytes, n: int, concurrency: int, github: bool) -
     return n / elapsed, latencies, ok
 
 
-def pct(values: list[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` (seconds), in milliseconds."""
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * q))] * 1000 if values else 0.0
-
-
 def p99(values: list[float]) -> float:
     return pct(values, 0.99)
 
@@ -131,7 +100,6 @@ async def main() -> None:
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        (tmpdir / "bare_app.py").write_text(BARE_APP)
         config = tmpdir / "tidings.yaml"
         db = tmpdir / "tidings.db"
         config.write_text(
@@ -153,7 +121,7 @@ async def main() -> None:
                            "-o", str(Path(args.profile).resolve()), "--", *tidings_cmd]
         servers = [
             subprocess.Popen(tidings_cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=server_log),
-            subprocess.Popen([str(bin_dir / "uvicorn"), "bare_app:app", "--port", str(bare_port), "--log-level",
+            subprocess.Popen([str(bin_dir / "uvicorn"), "_bare:bare", "--app-dir", str(BENCH), "--port", str(bare_port), "--log-level",
                               "warning", "--no-access-log"], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         ]
         try:

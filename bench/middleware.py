@@ -24,10 +24,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from statistics import median
@@ -36,35 +34,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sink import wait_ok  # noqa: E402
-
-APP = '''
-from tidings.compat import AlertDispatcher, AlertingMiddleware
-
-HEADERS = [(b"content-type", b"application/json")]
-BODY = b'{"ok": true}'
-
-
-async def bare(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    status = 401 if scope["path"] == "/private" else 200
-    await send({"type": "http.response.start", "status": status, "headers": HEADERS})
-    await send({"type": "http.response.body", "body": BODY})
-
-
-wrapped = AlertingMiddleware(bare, dispatcher=AlertDispatcher(env={}))
-'''
+from _sink import free_port, wait_ok  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -114,12 +84,6 @@ async def overhead_us(repeats: int = 15, calls: int = 20_000) -> tuple[float, fl
     return best["bare"], best["wrapped"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def drive(base: str, n: int, concurrency: int, error_every: int) -> tuple[float, int]:
     """``n`` GETs with ``concurrency`` connections; requests/s and how many got the expected status."""
     ok = 0
@@ -150,44 +114,43 @@ async def main() -> None:
     ap.add_argument("--error-every", type=int, default=20, help="every n-th request is answered 401 (0: none)")
     args = ap.parse_args()
     uvicorn = str(Path(sys.executable).parent / "uvicorn")
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "bench_app.py").write_text(APP)
-        ports = {"without": free_port(), "with": free_port()}
-        servers = [
-            subprocess.Popen([uvicorn, f"bench_app:{'wrapped' if name == 'with' and not args.aa else 'bare'}", "--host", "127.0.0.1",
-                              "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                             cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for name, port in ports.items()
-        ]
-        pids = {name: proc.pid for name, proc in zip(ports, servers, strict=True)}
-        rates: dict[str, list[float]] = {"without": [], "with": []}
-        cpu: dict[str, list[float]] = {"without": [], "with": []}  # server CPU µs per request
-        ratios: list[float] = []
-        try:
-            urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-            for url in urls.values():
-                await wait_ok(url + "/")
-            for url in urls.values():  # warm up both
-                await drive(url, 1_000, args.concurrency, args.error_every)
-            for r in range(args.rounds):
-                # This machine's speed drifts: alternate which side goes first, report medians.
-                order = ["without", "with"] if r % 2 == 0 else ["with", "without"]
-                for name in order:
-                    before = cpu_seconds(pids[name])
-                    rate, ok = await drive(urls[name], args.requests, args.concurrency, args.error_every)
-                    cpu[name].append((cpu_seconds(pids[name]) - before) / args.requests * 1e6)
-                    if ok != args.requests:
-                        raise SystemExit(f"{name}: {ok} of {args.requests} requests got the expected status")
-                    rates[name].append(rate)
-                ratios.append(rates["with"][-1] / rates["without"][-1])
-                print(f"round {r + 1}: without {rates['without'][-1]:,.0f}/s ({cpu['without'][-1]:.0f} µs CPU/request);"
-                      f" with AlertingMiddleware {rates['with'][-1]:,.0f}/s ({cpu['with'][-1]:.0f} µs);"
-                      f" ratio {ratios[-1]:.3f}", file=sys.stderr)
-        finally:
-            for proc in servers:
-                proc.send_signal(signal.SIGTERM)
-            for proc in servers:
-                proc.wait(30)
+    ports = {"without": free_port(), "with": free_port()}
+    servers = [
+        subprocess.Popen([uvicorn, *(["--factory", "_bare:with_alerting"] if name == "with" and not args.aa else ["_bare:bare"]),
+                          "--app-dir", str(Path(__file__).resolve().parent), "--host", "127.0.0.1",
+                          "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name, port in ports.items()
+    ]
+    pids = {name: proc.pid for name, proc in zip(ports, servers, strict=True)}
+    rates: dict[str, list[float]] = {"without": [], "with": []}
+    cpu: dict[str, list[float]] = {"without": [], "with": []}  # server CPU µs per request
+    ratios: list[float] = []
+    try:
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        for url in urls.values():
+            await wait_ok(url + "/")
+        for url in urls.values():  # warm up both
+            await drive(url, 1_000, args.concurrency, args.error_every)
+        for r in range(args.rounds):
+            # This machine's speed drifts: alternate which side goes first, report medians.
+            order = ["without", "with"] if r % 2 == 0 else ["with", "without"]
+            for name in order:
+                before = cpu_seconds(pids[name])
+                rate, ok = await drive(urls[name], args.requests, args.concurrency, args.error_every)
+                cpu[name].append((cpu_seconds(pids[name]) - before) / args.requests * 1e6)
+                if ok != args.requests:
+                    raise SystemExit(f"{name}: {ok} of {args.requests} requests got the expected status")
+                rates[name].append(rate)
+            ratios.append(rates["with"][-1] / rates["without"][-1])
+            print(f"round {r + 1}: without {rates['without'][-1]:,.0f}/s ({cpu['without'][-1]:.0f} µs CPU/request);"
+                  f" with AlertingMiddleware {rates['with'][-1]:,.0f}/s ({cpu['with'][-1]:.0f} µs);"
+                  f" ratio {ratios[-1]:.3f}", file=sys.stderr)
+    finally:
+        for proc in servers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in servers:
+            proc.wait(30)
     without, with_ = median(rates["without"]), median(rates["with"])
     cpu_without, cpu_with = median(cpu["without"]), median(cpu["with"])
     # Each round measures both sides back to back: the median of those paired ratios is steadier

@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _peers import SLACK_TOKEN, PeerProcess, marker  # noqa: E402
-from _sink import SinkProcess, wait_ok, wait_ready  # noqa: E402
+from _sink import SinkProcess, free_port, pct, wait_ok, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,15 +174,13 @@ async def hub_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float
         await asyncio.gather(*(producer() for _ in range(concurrency)))
         await wait_done(url, db, n)
         elapsed = time.perf_counter() - started
-    return n / elapsed, _p99(latencies)
+    return n / elapsed, pct(latencies, 0.99)
 
 
 async def api_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float, float]:
     db = f"sqlite:///{tmp / 'api.db'}"
     config = _config(tmp, url, concurrency, db)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "TIDINGS_CONFIG": str(config), "TIDINGS_KEY_FILE": str(tmp / "tidings.key"), "TIDINGS_PORT": str(port)}
     tidings = str(Path(sys.executable).parent / "tidings")
     token = subprocess.run([tidings, "token", "create", "--name", "bench"], env=env, check=True, capture_output=True, text=True).stdout.strip()
@@ -212,7 +209,7 @@ async def api_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
-    return n / elapsed, _p99(latencies)
+    return n / elapsed, pct(latencies, 0.99)
 
 
 # -- per channel ---------------------------------------------------------------------------------
@@ -379,11 +376,6 @@ async def email_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
 
 
 BASELINES = {"slack": slack_baseline, "teams": teams_baseline, "email": email_baseline}
-
-
-def _p99(values: list[float]) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * 0.99))] * 1000 if values else 0.0
 
 
 def _channels(value: str) -> list[str]:
