@@ -1,5 +1,5 @@
 """A real uvicorn server on 127.0.0.1 around a hub, and an httpx client that talks to it
-(fixtures ``serve`` and ``make_api``, imported by conftest.py)."""
+(fixtures ``serve_asgi``, ``serve`` and ``make_api``, imported by conftest.py)."""
 
 from __future__ import annotations
 
@@ -51,22 +51,18 @@ class Api:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., Any]]:
-    """``await serve(hub)`` starts ``create_app(hub)`` under uvicorn on a free port."""
-    running: list[tuple[_Server, asyncio.Task[None], httpx.AsyncClient]] = []
+async def serve_asgi() -> AsyncIterator[Callable[..., Any]]:
+    """``url = await serve_asgi(app, **uvicorn_config)``: ``app`` under uvicorn on 127.0.0.1 in this
+    event loop, stopped at the end of the test."""
+    running: list[tuple[_Server, asyncio.Task[None]]] = []
 
-    async def start(hub: Hub, *, token: bool = True) -> Api:
+    async def start(app: Any, **options: Any) -> str:
         # Port 0: the system picks a free port. (A socket bound here and handed to uvicorn
         # would lack TCP_NODELAY and add a 40 ms delayed-ACK stall to every request.)
-        config = uvicorn.Config(
-            create_app(hub),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
+        # proxy_headers off: the app sees the real peer (tests of X-Forwarded-For handling need it).
+        options = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 2,
+                   "proxy_headers": False, **options}
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, **options)
         server = _Server(config)
         task = asyncio.create_task(server.serve())
         for _ in range(500):
@@ -76,19 +72,32 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
         if task.done():
             task.result()
         assert server.started, "uvicorn did not start"
+        running.append((server, task))
         port = server.servers[0].sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, task in reversed(running):
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def serve(serve_asgi: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
+    """``await serve(hub)`` starts ``create_app(hub)`` under uvicorn on a free port."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def start(hub: Hub, *, token: bool = True) -> Api:
+        url = await serve_asgi(create_app(hub), lifespan="on")
         client = httpx.AsyncClient(base_url=url, timeout=15.0)
-        running.append((server, task, client))
+        clients.append(client)
         value = await create_token(hub.store, "test") if token else ""
         return Api(hub, url, value, client)
 
     yield start
-    for server, task, client in reversed(running):
+    for client in clients:
         await client.aclose()
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture

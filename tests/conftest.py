@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from apiserver import make_api, serve  # noqa: F401  (fixtures)
+from apiserver import make_api, serve, serve_asgi  # noqa: F401  (fixtures)
 from fake_slack import FakeSlack
+from fake_smtp import Certificate, SmtpServer, make_certificate
 from fake_teams import FakeTeams
 from helpers import PG_URL, pg_available, services_required
 from peer import Peer
@@ -144,3 +145,24 @@ async def teams() -> AsyncIterator[FakeTeams]:
     await t.start()
     yield t
     await t.stop()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for the local SMTP servers (and the CA file that trusts it)."""
+    return make_certificate(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def smtp(certs: Certificate) -> Iterator[Callable[..., SmtpServer]]:
+    """Start aiosmtpd servers: ``smtp()`` STARTTLS + AUTH, ``smtp("tls")`` SMTPS, ``smtp("none")`` plain."""
+    started: list[SmtpServer] = []
+
+    def start(security: str = "starttls", auth: bool = True) -> SmtpServer:
+        server = SmtpServer(certs, security, auth=auth and security != "none").start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

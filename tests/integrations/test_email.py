@@ -13,14 +13,14 @@ import hashlib
 import importlib.resources
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_smtp import PASSWORD, USER, Certificate, SmtpServer, make_certificate
+from fake_smtp import PASSWORD, USER, Certificate, SmtpServer
 from helpers import eventually
 from peer import free_port
 
@@ -43,26 +43,6 @@ OPS = "Ops Team <ops@example.com>"
 
 
 # -- fixtures ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    return make_certificate(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def smtp(certs: Certificate) -> Iterator[Callable[..., SmtpServer]]:
-    """Start SMTP servers: ``smtp()`` STARTTLS + AUTH, ``smtp("tls")`` SMTPS, ``smtp("none")`` plain."""
-    started: list[SmtpServer] = []
-
-    def start(security: str = "starttls", auth: bool = True) -> SmtpServer:
-        server = SmtpServer(certs, security, auth=auth and security != "none").start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def email_config(server: SmtpServer | None, certs: Certificate, security: str = "starttls", **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "kind": "email",
