@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
+from . import gc_tuning
 from .acks import record_ack
 from .config import Config, config_path, load_config
 from .delivery import queries
@@ -91,6 +92,7 @@ class Hub:
         self._thread: threading.Thread | None = None
         self.started = False
         self._stopping = False
+        self._gc_tuned = False
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **kwargs: Any) -> Hub:
@@ -120,6 +122,7 @@ class Hub:
             await self.store.close()
             raise
         self._flushed = asyncio.Condition()
+        self._gc_tuned = gc_tuning.tune(s.gc_threshold)
         if self.silences is not None:
             self.silences.start()
         if self.dispatch:
@@ -168,6 +171,9 @@ class Hub:
                 log.warning("hub.close_failed", integration=integration.name, error=str(exc))
         if self.store is not None:
             await self.store.close()
+        if self._gc_tuned:
+            gc_tuning.restore()
+            self._gc_tuned = False
         log.info("hub.stopped")
 
     async def __aenter__(self) -> Hub:

@@ -39,6 +39,12 @@ class ServerSettings(_Strict):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="FULL survives power loss; NORMAL survives process crashes only"
     )
+    gc_threshold: int | None = Field(
+        20_000,
+        ge=700,
+        description="while the hub runs, the garbage collector's young-generation threshold (CPython's"
+        " default is 700) and the start-up heap frozen; null leaves the collector alone",
+    )
 
 
 class DispatcherSettings(_Strict):
