@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, TextClause, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import IdempotencyConflict
@@ -21,7 +21,7 @@ from ..ids import new_id
 from ..message import Message
 from ..routing import Grouping, Target
 from ..store.engine import Conn
-from ..store.tables import ACTIVE, dedup, deliveries, messages
+from ..store.tables import dedup, deliveries, from_active_deliveries, messages
 from .digest import join_groups
 
 
@@ -218,33 +218,8 @@ async def claim(
     """Lease up to ``limit`` due deliveries, most urgent first, then oldest."""
     if not integrations or limit <= 0:
         return []
-    due = (
-        select(deliveries.c.id)
-        .where(
-            deliveries.c.status.in_(ACTIVE),
-            deliveries.c.next_attempt_at <= now,
-            deliveries.c.integration.in_(list(integrations)),
-        )
-        .order_by(deliveries.c.priority, deliveries.c.created_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    stmt = (
-        update(deliveries)
-        .where(deliveries.c.id.in_(due.scalar_subquery()))
-        .values(status="sending", lease_owner=owner, next_attempt_at=now + lease, updated_at=now)
-        .returning(
-            deliveries.c.id,
-            deliveries.c.message_id,
-            deliveries.c.integration,
-            deliveries.c.attempts,
-            deliveries.c.created_at,
-            deliveries.c.queued_at,
-            deliveries.c.priority,
-            deliveries.c.route,
-        )
-    )
-    rows = (await conn.execute(stmt)).all()
+    params = {"owner": owner, "until": now + lease, "now": now, "names": list(integrations), "limit": limit}
+    rows = (await conn.execute(_CLAIM[conn.dialect.name], params)).all()
     if not rows:
         return []
     ids = list({r.message_id for r in rows})
@@ -303,10 +278,21 @@ _RECORD = _by_paramstyle(
 async def next_due(conn: Conn, integrations: Sequence[str]) -> float | None:
     if not integrations:
         return None
-    return (
-        await conn.execute(
-            select(func.min(deliveries.c.next_attempt_at)).where(
-                deliveries.c.status.in_(ACTIVE), deliveries.c.integration.in_(list(integrations))
-            )
-        )
-    ).scalar()
+    return (await conn.execute(_NEXT_DUE[conn.dialect.name], {"names": list(integrations)})).scalar()
+
+
+def _due(dialect: str) -> str:
+    return f"{from_active_deliveries(dialect)} AND integration IN :names"
+
+
+def _by_dialect(build: Callable[[str], str]) -> dict[str, TextClause]:
+    return {d: text(build(d)).bindparams(bindparam("names", expanding=True)) for d in ("sqlite", "postgresql")}
+
+
+_CLAIM = _by_dialect(
+    lambda d: "UPDATE deliveries SET status = 'sending', lease_owner = :owner, next_attempt_at = :until, updated_at = :now"
+    f" WHERE id IN (SELECT id {_due(d)} AND next_attempt_at <= :now ORDER BY priority, created_at LIMIT :limit"
+    f"{' FOR UPDATE SKIP LOCKED' if d == 'postgresql' else ''})"
+    " RETURNING id, message_id, integration, attempts, created_at, queued_at, priority, route"
+)
+_NEXT_DUE = _by_dialect(lambda d: f"SELECT min(next_attempt_at) {_due(d)}")

@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 
 from ..acks import acks_of
 from ..errors import NotFound, TidingsError
 from ..message import Message
 from ..store.engine import Conn
-from ..store.tables import ACTIVE, deliveries, inbox, integration_state, messages
+from ..store.tables import ACTIVE, deliveries, from_active_deliveries, inbox, integration_state, messages
 
 STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped")
 RETRYABLE_BY_HAND = ("dead", "retrying")
@@ -242,14 +242,13 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
 async def queue_gauges(conn: Conn, now: float | None = None) -> tuple[dict[str, int], float]:
     """Deliveries waiting per integration, and the age of the oldest one (0 when none waits)."""
     now = time.time() if now is None else now
-    depth = {
-        name: n
-        for name, n in await conn.execute(
-            select(deliveries.c.integration, func.count()).where(deliveries.c.status.in_(ACTIVE)).group_by(deliveries.c.integration)
+    rows = (
+        await conn.execute(
+            text(f"SELECT integration, count(*), min(created_at) {from_active_deliveries(conn.dialect.name)} GROUP BY integration")
         )
-    }
-    oldest = (await conn.execute(select(func.min(deliveries.c.created_at)).where(deliveries.c.status.in_(ACTIVE)))).scalar()
-    return depth, (now - oldest if oldest is not None else 0.0)
+    ).all()
+    oldest = min((r[2] for r in rows), default=None)
+    return {r[0]: r[1] for r in rows}, (now - oldest if oldest is not None else 0.0)
 
 
 async def settled(conn: Conn, message_id: str) -> bool:
