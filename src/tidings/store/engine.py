@@ -113,6 +113,7 @@ class Store:
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **json_args
             )
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._write_conn: Connection | None = None
         self._writer: GroupCommit | None = None
 
     @property
@@ -145,36 +146,68 @@ class Store:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        assert self._write_lock is not None
-        async with self._write_lock:
-            sync_conn = await self._begin_immediate(self.sync_engine)
+        lock = self._write_lock
+        assert lock is not None
+        await lock.acquire()
+        held = True
+        try:
+            sync_conn = await self._begin_immediate()
             try:
                 yield InlineConnection(sync_conn)
             except BaseException:
-                sync_conn.rollback()
-                sync_conn.close()
+                self._discard_on_error(sync_conn.rollback)
                 raise
-            # The commit's fsync releases the GIL: let the loop run meanwhile. Shielded, and the
-            # connection closed by the same thread: a cancelled caller must not close it under a
-            # commit still running.
-            await asyncio.shield(asyncio.to_thread(_commit_and_close, sync_conn))
+            # The commit's fsync releases the GIL: let the loop run meanwhile. The lock is held
+            # until the commit is over, even for a caller cancelled meanwhile: the next
+            # transaction must not begin on this connection under a commit still running.
+            commit = asyncio.get_running_loop().run_in_executor(None, self._commit, sync_conn)
+            commit.add_done_callback(lambda _: lock.release())
+            held = False
+            await asyncio.shield(commit)
+        finally:
+            if held:
+                lock.release()
 
-    @staticmethod
-    async def _begin_immediate(engine: Engine) -> Connection:
-        """Take SQLite's write lock, waiting for other processes without blocking the loop."""
+    async def _begin_immediate(self) -> Connection:
+        """Begin on this process's write connection, taking SQLite's write lock up front and
+        waiting for other processes without blocking the loop. The connection is kept from one
+        transaction to the next: a pool checkout and reset each time cost more than the commit's
+        own work."""
+        assert self.sync_engine is not None
         deadline = time.monotonic() + LOCK_WAIT
         delay = 0.001
         while True:
-            conn = engine.connect().execution_options(tidings_write=True)
+            if self._write_conn is None:
+                self._write_conn = self.sync_engine.connect().execution_options(tidings_write=True)
             try:
-                conn.begin()
-                return conn
+                self._write_conn.begin()
+                return self._write_conn
             except OperationalError as exc:
-                conn.close()
+                self._close_write_conn()
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def _commit(self, conn: Connection) -> None:
+        try:
+            conn.commit()
+        except BaseException:
+            self._discard_on_error(conn.rollback)
+            raise
+
+    def _discard_on_error(self, rollback: Callable[[], None]) -> None:
+        """Roll back; a connection that can't even do that is replaced."""
+        try:
+            rollback()
+        except Exception:
+            self._close_write_conn()
+
+    def _close_write_conn(self) -> None:
+        conn, self._write_conn = self._write_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     async def submit(self, op: Batch[T, R], item: T) -> R:
         """Write ``item`` with ``op`` in a transaction shared with every concurrent writer
@@ -194,6 +227,9 @@ class Store:
         if self.engine is not None:
             await self.engine.dispose()
         if self.sync_engine is not None:
+            assert self._write_lock is not None
+            async with self._write_lock:
+                self._close_write_conn()
             self.sync_engine.dispose()
 
     async def migrate(self) -> None:
@@ -224,10 +260,3 @@ def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
     def _begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("tidings_write")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def _commit_and_close(conn: Connection) -> None:
-    try:
-        conn.commit()
-    finally:
-        conn.close()
