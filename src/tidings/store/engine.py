@@ -179,6 +179,9 @@ class Store:
         while True:
             if self._write_conn is None:
                 self._write_conn = self.sync_engine.connect().execution_options(tidings_write=True)
+                # Fail at once when another process holds the lock: waiting happens here, in
+                # asyncio.sleep, not in SQLite's busy handler with the loop stopped.
+                self._write_conn.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
             try:
                 self._write_conn.begin()
                 return self._write_conn
@@ -204,9 +207,11 @@ class Store:
             self._close_write_conn()
 
     def _close_write_conn(self) -> None:
+        """Close the write connection for good (its busy_timeout is not for the pool's readers)."""
         conn, self._write_conn = self._write_conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
+                conn.invalidate()
                 conn.close()
 
     async def submit(self, op: Batch[T, R], item: T) -> R:
