@@ -217,10 +217,7 @@ class Hub:
             request_fingerprint(message, to) if idempotency_key else None,
             silenced=silence.id if silence is not None else None,
         )
-        receipt = await self.require_store().submit(self._writer, planned)
-        if not receipt.replay:
-            self.metrics.enqueued.inc()
-        return receipt
+        return await self.require_store().submit(self._writer, planned)
 
     async def notify_many(self, messages: Sequence[Message], *, to: Sequence[str] | None = None) -> list[Receipt]:
         return list(await asyncio.gather(*(self.notify(m, to=to) for m in messages)))
@@ -491,6 +488,7 @@ class _WriteMessages(Batch[Planned, Receipt]):
         return await write_messages(conn, items, time.time(), dispatcher.lease() if dispatcher else None)
 
     def committed(self, items: list[Planned], results: list[Receipt | BaseException]) -> None:
+        self.hub.metrics.enqueued.inc(sum(1 for r in results if isinstance(r, Receipt) and not r.replay))
         dispatcher = self.hub.dispatcher
         if dispatcher is None:
             return
