@@ -160,6 +160,58 @@ def test_lanes_take_their_limits_from_the_settings() -> None:
     assert lane(rate_limit="1/minute").capacity == 1
 
 
+def _bare_lane() -> Any:
+    from tidings.config import parse_config
+    from tidings.delivery.dispatcher import lane_for
+    from tidings.integrations.base import Context
+    from tidings.integrations.webhook import WebhookIntegration
+
+    settings = parse_config({"integrations": {"ops": {"kind": "webhook", "url": "https://x.example.com"}}})
+    return lane_for(WebhookIntegration("ops", settings.integrations["ops"], Context(store=None, threads=None)))  # type: ignore[arg-type]
+
+
+async def test_a_lane_hands_each_delivery_to_one_waiting_worker_in_order() -> None:
+    import asyncio
+
+    lane = _bare_lane()
+    got: list[str] = []
+
+    async def worker() -> None:
+        while True:
+            got.append((await lane.get()).id)
+
+    workers = [asyncio.create_task(worker()) for _ in range(3)]
+    await asyncio.sleep(0)
+    for i in range(5):
+        lane.put(outbox.Claimed(f"d{i}", "m", "ops", 0, 0.0, 0.0, Message("t")))
+    await asyncio.sleep(0.01)
+    assert got == ["d0", "d1", "d2", "d3", "d4"]
+    assert not lane.queue and len(lane.idle) == 3
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    assert not lane.idle, "cancelled waiters leave the idle list"
+
+
+async def test_a_worker_cancelled_after_its_wake_up_hands_the_delivery_on() -> None:
+    import asyncio
+
+    lane = _bare_lane()
+    got: list[str] = []
+
+    async def worker() -> None:
+        got.append((await lane.get()).id)
+
+    first = asyncio.create_task(worker())
+    await asyncio.sleep(0)
+    second = asyncio.create_task(worker())
+    await asyncio.sleep(0)
+    lane.put(outbox.Claimed("d0", "m", "ops", 0, 0.0, 0.0, Message("t")))  # wakes `second` (last to wait)
+    second.cancel()  # before it runs: the delivery must reach `first`
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert got == ["d0"] and first.done() and not lane.queue
+
+
 async def test_concurrency_cap(make_hub: Any, peer: Peer) -> None:
     peer.default = Reply(delay=0.25)
     hub = await make_hub(routed(hook(peer, concurrency=3)))

@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -58,7 +59,11 @@ class Lane:
     limiter: RateLimiter | None
     concurrency: int
     capacity: int
-    queue: asyncio.Queue[Claimed] = field(default_factory=asyncio.Queue)
+    queue: deque[Claimed] = field(default_factory=deque)
+    """Deliveries waiting for a worker."""
+    idle: list[asyncio.Future[None]] = field(default_factory=list)
+    """Workers waiting for a delivery (a plain deque and futures: asyncio.Queue's bookkeeping
+    cost more than the handoff itself on the hot path)."""
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     sending: dict[asyncio.Task[None], float] = field(default_factory=dict)
     """Worker -> when its current send must be over."""
@@ -69,6 +74,31 @@ class Lane:
     @property
     def accepting(self) -> bool:
         return not self.disabled and self.active < self.capacity and self.breaker.state != "open"
+
+    def put(self, c: Claimed) -> None:
+        self.queue.append(c)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self.idle:
+            waiter = self.idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def get(self) -> Claimed:
+        while not self.queue:
+            waiter = asyncio.get_running_loop().create_future()
+            self.idle.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self.idle:
+                    self.idle.remove(waiter)
+                elif self.queue:
+                    self._wake_one()  # woken for a delivery it won't take: hand the wake-up on
+                raise
+        return self.queue.popleft()
 
 
 def lane_for(notifier: Notifier) -> Lane:
@@ -128,6 +158,7 @@ class Dispatcher:
         self._starved = False
         self._disabled_checked = 0.0
         self._recorder = _Record(self)
+        self._inflight = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -146,8 +177,8 @@ class Dispatcher:
             await self._loop_task
         now = self._clock()
         for lane in self.lanes.values():
-            while not lane.queue.empty():
-                self._done(lane, self._release(lane.queue.get_nowait(), now, None))
+            while lane.queue:
+                self._done(lane, self._release(lane.queue.popleft(), now, None))
         deadline = time.monotonic() + timeout
         while any(lane.sending for lane in self.lanes.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -178,7 +209,8 @@ class Dispatcher:
 
     @property
     def inflight(self) -> int:
-        return sum(lane.active for lane in self.lanes.values())
+        """Deliveries held by all lanes: queued or being sent."""
+        return self._inflight
 
     # -- claiming --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
@@ -242,7 +274,8 @@ class Dispatcher:
         for c in claimed:
             lane = self.lanes[c.integration]
             lane.active += 1
-            lane.queue.put_nowait(c)
+            self._inflight += 1
+            lane.put(c)
             if not lane.workers:
                 lane.workers = [
                     asyncio.create_task(self._work(lane), name=f"tidings-{lane.notifier.name}-{i}")
@@ -251,6 +284,7 @@ class Dispatcher:
 
     def _done(self, lane: Lane, result: Result) -> None:
         lane.active -= 1
+        self._inflight -= 1
         self._queue(result)
         if self._starved:
             room, threshold = self._room()
@@ -298,7 +332,7 @@ class Dispatcher:
         me = asyncio.current_task()
         assert me is not None
         while True:
-            c = await lane.queue.get()
+            c = await lane.get()
             try:
                 result = await self._attempt(lane, c, me)
             except asyncio.CancelledError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -44,7 +45,9 @@ class GroupCommit:
     def __init__(self, store: Store, *, max_batch: int = 1000) -> None:
         self._store = store
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
+        self._queue: deque[_Entry] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        """Set while the writer waits for work."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -59,7 +62,7 @@ class GroupCommit:
         """Commit what is queued, then stop."""
         if self._task is None:
             return
-        while not self._queue.empty():
+        while self._queue:
             await asyncio.sleep(0.001)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -70,17 +73,25 @@ class GroupCommit:
         if self._task is None:
             raise RuntimeError("the writer is not running (start the hub first)")
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, item, fut))
+        self._queue.append((op, item, fut))
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         return await fut
 
     async def submit_many(self, op: Batch[T, R], items: list[T]) -> list[R]:
         return list(await asyncio.gather(*(self.submit(op, i) for i in items)))
 
     async def _run(self) -> None:
+        queue = self._queue
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            while not queue:
+                self._wakeup = asyncio.get_running_loop().create_future()
+                try:
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
+            batch = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:
