@@ -208,7 +208,7 @@ async def test_a_worker_cancelled_after_its_wake_up_hands_the_delivery_on() -> N
     await asyncio.sleep(0)
     lane.put(outbox.Claimed("d0", "m", "ops", 0, 0.0, 0.0, Message("t")))  # wakes `second` (last to wait)
     second.cancel()  # before it runs: the delivery must reach `first`
-    await asyncio.gather(first, second, return_exceptions=True)
+    await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 2)
     assert got == ["d0"] and first.done() and not lane.queue
 
 
