@@ -301,6 +301,30 @@ async def test_group_commit_batches_concurrent_submits(store: Store) -> None:
     assert await keys_in_db(store) == {f"k{i}" for i in range(n)}
 
 
+async def test_callers_woken_by_a_commit_join_the_next_transaction(store: Store) -> None:
+    """Writers that submit again as soon as their commit returns (a busy API, many producers)
+    share the next transaction instead of splitting into two alternating halves."""
+    apply = Recorder()
+    writer = GroupCommit(store)
+    writer.start()
+    callers, rounds = 32, 10
+
+    async def caller(c: int) -> None:
+        for r in range(rounds):
+            await writer.submit(apply, {"key": f"k{c}-{r}"})
+
+    async def late(c: int) -> None:
+        await asyncio.sleep(0.001)  # while the first half's transaction runs
+        await caller(c)
+
+    try:
+        await asyncio.gather(*(caller(c) for c in range(callers // 2)), *(late(c) for c in range(callers // 2, callers)))
+    finally:
+        await writer.stop()
+    assert sum(apply.transactions) == callers * rounds
+    assert len(apply.transactions) <= rounds + 3, apply.transactions
+
+
 async def test_group_commit_respects_max_batch(store: Store) -> None:
     apply = Recorder()
     writer = GroupCommit(store, max_batch=10)

@@ -91,6 +91,8 @@ class GroupCommit:
                     await self._wakeup
                 finally:
                     self._wakeup = None
+            # Let writers woken by the last commit add to this one (fewer, larger transactions).
+            await asyncio.sleep(0)
             batch = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
             try:
                 await self._commit(batch)
