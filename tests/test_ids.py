@@ -39,3 +39,16 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     os.waitpid(pid, 0)
     rand = {i[15:] for i in parent}  # the random part, past the timestamp and version
     assert len(child) == 100 and not rand & {i[15:] for i in child}
+
+
+def test_id_floor_bounds_the_ids_of_a_moment() -> None:
+    from tidings.ids import id_floor
+
+    before = time.time()
+    time.sleep(0.002)
+    made = new_id()
+    time.sleep(0.002)
+    after = time.time()
+    assert id_floor(before) <= made < id_floor(after)
+    assert id_floor(before) < id_floor(before + 0.001)
+    assert uuid.UUID(id_floor(before)), "a floor is itself a well-formed id"

@@ -17,3 +17,10 @@ def new_id() -> str:
     value |= 0x2 << 62 | _random.getrandbits(62)
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def id_floor(when: float) -> str:
+    """The smallest id :func:`new_id` can make at or after ``when`` (epoch seconds): ids compare
+    as text in time order, so ``id >= id_floor(t)`` selects what was created since ``t``."""
+    h = f"{(int(when * 1000) & 0xFFFFFFFFFFFF) << 80:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

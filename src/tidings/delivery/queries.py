@@ -6,13 +6,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 
 from ..acks import acks_of
 from ..errors import NotFound, TidingsError
+from ..ids import id_floor
 from ..message import Message
 from ..store.engine import Conn
-from ..store.tables import ACTIVE, deliveries, from_active_deliveries, inbox, integration_state, messages
+from ..store.tables import deliveries, from_active_deliveries, inbox, integration_state, messages
 
 STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped")
 RETRYABLE_BY_HAND = ("dead", "retrying")
@@ -71,7 +72,10 @@ async def list_deliveries(
     """Newest first, ``limit`` at a time; pass the returned ``next`` as ``before`` for the next page."""
     q = select(deliveries, messages.c.title).join(messages, messages.c.id == deliveries.c.message_id)
     if status:
-        q = q.where(deliveries.c.status == status)
+        if status not in STATUSES:
+            raise TidingsError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+        # A literal, so the planner sees the partial index of held states applies.
+        q = q.where(deliveries.c.status == bindparam("status", status, literal_execute=True))
     if integration:
         q = q.where(deliveries.c.integration == integration)
     if before:
@@ -164,28 +168,37 @@ class IntegrationStats:
 
 
 async def integration_stats(conn: Conn, names: list[str], now: float | None = None) -> dict[str, IntegrationStats]:
-    """Counts over the last 24 hours; health from the last 100 attempted deliveries."""
+    """Counts over the last 24 hours (and whatever is still waiting, however old); health from
+    the last 100 attempted deliveries. Every query reads an index range, never the history."""
     now = time.time() if now is None else now
     out = {n: IntegrationStats(n) for n in names}
-    counts = await conn.execute(
+    if not names:
+        return out
+    floor = id_floor(now - STATS_WINDOW)
+    recent = (
         select(deliveries.c.integration, deliveries.c.status, func.count())
-        .where(or_(deliveries.c.created_at >= now - STATS_WINDOW, deliveries.c.status.in_(ACTIVE)))
+        .where(deliveries.c.integration.in_(names), deliveries.c.id >= floor)
         .group_by(deliveries.c.integration, deliveries.c.status)
     )
-    for integration, status, n in counts:
+    older_waiting = text(
+        f"SELECT integration, status, count(*) {from_active_deliveries(conn.dialect.name)}"
+        " AND integration IN :names AND id < :floor GROUP BY integration, status"
+    ).bindparams(bindparam("names", expanding=True))
+    rows = [*(await conn.execute(recent)), *(await conn.execute(older_waiting, {"names": names, "floor": floor}))]
+    for integration, status, n in rows:
         s = out.get(integration)
         if s is None:
             continue
         if status == "delivered":
-            s.sent = n
+            s.sent += n
         elif status == "dead":
-            s.failed = n
+            s.failed += n
         elif status == "retrying":
-            s.retrying = n
+            s.retrying += n
         elif status in ("pending", "sending"):
             s.pending += n
         elif status == "suppressed":
-            s.suppressed = n
+            s.suppressed += n
     for s in out.values():
         done = s.sent + s.failed
         s.success_rate = round(100.0 * s.sent / done, 2) if done else None
@@ -199,9 +212,9 @@ async def integration_stats(conn: Conn, names: list[str], now: float | None = No
 async def _recent(conn: Conn, s: IntegrationStats) -> None:
     recent = (
         await conn.execute(
-            select(deliveries.c.status, deliveries.c.last_error, deliveries.c.updated_at)
+            select(deliveries.c.status)
             .where(deliveries.c.integration == s.name, deliveries.c.attempts > 0, deliveries.c.status != "sending")
-            .order_by(deliveries.c.updated_at.desc())
+            .order_by(deliveries.c.id.desc())
             .limit(HEALTH_SAMPLE)
         )
     ).all()

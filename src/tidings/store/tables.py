@@ -29,6 +29,13 @@ ACTIVE_SQL = "status IN ('pending', 'retrying', 'sending')"
 when its WHERE states these statuses literally (bound parameters hide them from the planner)."""
 
 
+HELD = ("pending", "retrying", "dead", "suppressed", "grouped")
+"""States a delivery can stay in and people list: every state but ``sending`` and ``delivered``,
+the two a delivery passes through on the hot path, which so never touch ``ix_deliveries_held``."""
+HELD_SQL = " OR ".join(f"status = '{s}'" for s in HELD)
+"""As OR-ed equalities: the form that lets SQLite use the partial index for ``status = 'dead'``."""
+
+
 def from_active_deliveries(dialect: str) -> str:
     """``FROM deliveries WHERE <active>`` read through the partial index of active deliveries,
     which holds only the work left. Left to itself, SQLite planned such queries on another index
@@ -50,7 +57,6 @@ messages = Table(
     Column("data", JSON, nullable=False),
     Column("idempotency_key", String(300), unique=True),
     Column("request_hash", String(64)),
-    Index("ix_messages_created", "created_at"),
 )
 
 deliveries = Table(
@@ -81,8 +87,16 @@ deliveries = Table(
         postgresql_where=text(ACTIVE_SQL),
     ),
     Index("ix_deliveries_message", "message_id"),
-    Index("ix_deliveries_status", "status", "created_at"),
-    Index("ix_deliveries_integration", "integration", "created_at"),
+    # Ids are time-ordered (UUIDv7): (x, id) serves "newest first" and time windows alike.
+    Index("ix_deliveries_integration_id", "integration", "id"),
+    Index("ix_deliveries_held", "status", "id", sqlite_where=text(HELD_SQL), postgresql_where=text(HELD_SQL)),
+    Index(
+        "ix_deliveries_errors",
+        "integration",
+        "updated_at",
+        sqlite_where=text("last_error IS NOT NULL"),
+        postgresql_where=text("last_error IS NOT NULL"),
+    ),
 )
 
 inbox = Table(
