@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import functools
 import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -39,6 +40,12 @@ from ..receiver import Inbound, InboundEvent, InboundRequest, Receiver, Rejected
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|signature|cookie|password", re.IGNORECASE)
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP token (RFC 9110)
 _RESERVED_HEADERS = {"content-type", "content-length", "webhook-id", "webhook-timestamp", "webhook-signature", "host"}
+
+
+@functools.lru_cache(maxsize=256)
+def _iso_time(epoch: float) -> str:
+    """Deliveries written together share their creation time: format it once (1 µs each)."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
 
 
 class Mapping(BaseModel):
@@ -210,7 +217,7 @@ class WebhookIntegration(Notifier, Receiver):
         envelope = {
             "id": attempt.delivery_id,
             "message_id": attempt.message_id,
-            "timestamp": dt.datetime.fromtimestamp(attempt.created_at, dt.UTC).isoformat(),
+            "timestamp": _iso_time(attempt.created_at),
             **payload,
         }
         return orjson.dumps(envelope)
