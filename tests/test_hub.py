@@ -62,6 +62,8 @@ async def test_same_dedup_key_inside_cooldown_is_suppressed(make_hub: Any, sink:
     assert first.deliveries[0].status in ("pending", "sending")
     assert second.deliveries[0].status == "suppressed"
     assert other.deliveries[0].status in ("pending", "sending")
+    why = (await hub.message(second.id))["deliveries"][0]["last_error"]
+    assert why == "a duplicate: dedup_key 'disk:web-01' already sent within the 3600s cooldown"
     # The window ends (moved into the past here rather than waited for): the next one is sent.
     async with hub.store.write() as conn:
         await conn.execute(update(dedup).values(expires_at=time.time() - 1))
@@ -73,6 +75,7 @@ async def test_same_dedup_key_inside_cooldown_is_suppressed(make_hub: Any, sink:
     stats = {i["name"]: i["stats"] for i in await hub.integrations()}
     assert stats["ops"]["suppressed"] == 1
     assert stats["ops"]["sent"] == 3
+    assert stats["ops"]["last_error"] is None, "why a delivery was suppressed is not an error"
 
 
 async def test_idempotency_key_replays_and_conflicts(make_hub: Any) -> None:

@@ -215,7 +215,7 @@ class Hub:
             self.router.targets(message, to),
             idempotency_key,
             request_fingerprint(message, to) if idempotency_key else None,
-            silenced=silence.id if silence is not None else None,
+            silenced=f"silence {silence.id} ({silence.describe()})" if silence is not None else None,
         )
         return await self.require_store().submit(self._writer, planned)
 

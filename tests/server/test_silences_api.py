@@ -30,6 +30,11 @@ async def test_a_silence_suppresses_matching_messages_until_it_ends(make_api: An
     assert [s["id"] for s in listed] == [silence["id"]]
 
     assert await statuses(api, {"alertname": "DiskFull", "instance": "web-01", "env": "prod"}) == ["suppressed"]
+    r = await api.post(MESSAGES, json={"title": "disk full", "labels": {"alertname": "DiskFull", "instance": "web-01"}})
+    stored = (await api.get(f"{MESSAGES}/{r.json()['id']}")).json()
+    assert stored["deliveries"][0]["last_error"] == (
+        f"silenced by silence {silence['id']} (alertname=DiskFull,instance=web-01)"
+    ), "a suppressed delivery says which silence held it"
     assert await statuses(api, {"alertname": "DiskFull", "instance": "web-02"}) == ["pending"], "all matchers must match"
     assert await statuses(api, {"alertname": "DiskFull"}) == ["pending"]
 

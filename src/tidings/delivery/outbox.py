@@ -50,7 +50,8 @@ class Planned:
     leased: list[Claimed] = field(default_factory=list)
     """Deliveries written already leased to this process, to hand to its dispatcher after commit."""
     silenced: str | None = None
-    """The id of the silence covering the message: every delivery is stored ``suppressed``."""
+    """The silence covering the message (its id and matchers): every delivery is stored
+    ``suppressed``, with this as the reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +153,9 @@ async def write_messages(
         )
         refs = []
         for t in p.targets:
-            status = "pending"
+            status, reason = "pending", None
             if p.silenced is not None:
-                status = "suppressed"
+                status, reason = "suppressed", f"silenced by {p.silenced}"
             elif t.group is not None:
                 # Folded into its route's digest; the route joins the group once for all its targets.
                 status = "grouped"
@@ -162,14 +163,14 @@ async def write_messages(
                     joined.add((msg_id, t.route))
                     joins.append((t.route or "default", t.group, m, msg_id))
             elif m.dedup_key is not None and not await _first_in_window(conn, t.integration, m.dedup_key, t.cooldown, now):
-                status = "suppressed"
+                status, reason = "suppressed", f"a duplicate: dedup_key {m.dedup_key!r} already sent within the {t.cooldown:g}s cooldown"
             d_id = new_id()
             owner, due = None, now
             if status == "pending" and lease is not None and lease.wants(t.integration):
                 status, owner, due = "sending", lease.owner, now + lease.seconds
                 p.leased.append(Claimed(d_id, msg_id, t.integration, 0, now, now, m, t.route))
             delivery_rows.append(
-                (d_id, msg_id, t.integration, t.route, status, m.priority.rank, 0, now, now, now, due, owner)
+                (d_id, msg_id, t.integration, t.route, status, m.priority.rank, 0, now, now, now, due, owner, reason)
             )
             refs.append(DeliveryRef(d_id, t.integration, status))
         out[i] = Receipt(msg_id, refs)
@@ -266,7 +267,7 @@ _INSERT_MESSAGE = _insert_sql(
 _INSERT_DELIVERY = _insert_sql(
     deliveries,
     ("id", "message_id", "integration", "route", "status", "priority", "attempts", "created_at", "updated_at",
-     "queued_at", "next_attempt_at", "lease_owner"),
+     "queued_at", "next_attempt_at", "lease_owner", "last_error"),
 )
 _RECORD = _by_paramstyle(
     "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"

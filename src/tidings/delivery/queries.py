@@ -13,7 +13,7 @@ from ..errors import NotFound, TidingsError
 from ..ids import id_floor
 from ..message import Message
 from ..store.engine import Conn
-from ..store.tables import deliveries, from_active_deliveries, inbox, integration_state, messages
+from ..store.tables import ERRORS_SQL, deliveries, from_active_deliveries, inbox, integration_state, messages
 
 STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped")
 RETRYABLE_BY_HAND = ("dead", "retrying")
@@ -225,7 +225,7 @@ async def _recent(conn: Conn, s: IntegrationStats) -> None:
     err = (
         await conn.execute(
             select(deliveries.c.last_error, deliveries.c.updated_at)
-            .where(deliveries.c.integration == s.name, deliveries.c.last_error.is_not(None))
+            .where(deliveries.c.integration == s.name, text(ERRORS_SQL))
             .order_by(deliveries.c.updated_at.desc())
             .limit(1)
         )

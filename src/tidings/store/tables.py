@@ -36,6 +36,10 @@ HELD_SQL = " OR ".join(f"status = '{s}'" for s in HELD)
 """As OR-ed equalities: the form that lets SQLite use the partial index for ``status = 'dead'``."""
 
 
+ERRORS_SQL = "last_error IS NOT NULL AND status <> 'suppressed'"
+"""Deliveries with an error to show (a suppressed one's last_error says why it was suppressed)."""
+
+
 def from_active_deliveries(dialect: str) -> str:
     """``FROM deliveries WHERE <active>`` read through the partial index of active deliveries,
     which holds only the work left. Left to itself, SQLite planned such queries on another index
@@ -94,8 +98,8 @@ deliveries = Table(
         "ix_deliveries_errors",
         "integration",
         "updated_at",
-        sqlite_where=text("last_error IS NOT NULL"),
-        postgresql_where=text("last_error IS NOT NULL"),
+        sqlite_where=text(ERRORS_SQL),
+        postgresql_where=text(ERRORS_SQL),
     ),
 )
 

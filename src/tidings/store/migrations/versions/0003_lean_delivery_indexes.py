@@ -18,6 +18,7 @@ down_revision = '0002'
 branch_labels = None
 depends_on = None
 
+ERRORS_SQL = "last_error IS NOT NULL AND status <> 'suppressed'"
 HELD_SQL = "status = 'pending' OR status = 'retrying' OR status = 'dead' OR status = 'suppressed' OR status = 'grouped'"
 
 
@@ -31,8 +32,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_deliveries_held', ['status', 'id'], unique=False,
                               sqlite_where=sa.text(HELD_SQL), postgresql_where=sa.text(HELD_SQL))
         batch_op.create_index('ix_deliveries_errors', ['integration', 'updated_at'], unique=False,
-                              sqlite_where=sa.text('last_error IS NOT NULL'),
-                              postgresql_where=sa.text('last_error IS NOT NULL'))
+                              sqlite_where=sa.text(ERRORS_SQL), postgresql_where=sa.text(ERRORS_SQL))
 
 
 def downgrade() -> None:
