@@ -566,6 +566,19 @@ def test_db_upgrade_prints_the_revision(project: Project, tmp_path: Path) -> Non
     assert db_rows(project.path, "SELECT version_num FROM alembic_version") == [(head(),)]
 
 
+def test_db_prune_counts_then_removes_what_retention_no_longer_keeps(project: Project) -> None:
+    p = project.path
+    config = p / "tidings.yaml"
+    text = config.read_text()
+    assert "retention:" in text and "  messages: 30d" in text, "tidings init documents retention"
+    config.write_text(text.replace("30d", "0s"))
+    dry = tidings(p, "db", "prune", "--dry-run", "--json").ok().json
+    assert dry["messages"] == 1 and dry["inbox"] == 1  # the demo notification, delivered
+    assert db_rows(p, "SELECT count(*) FROM messages") == [(1,)]
+    assert tidings(p, "db", "prune").ok().out.strip().startswith("removed: messages 1, events 0, inbox 1")
+    assert db_rows(p, "SELECT count(*) FROM messages") == [(0,)]
+
+
 def test_integrations_json_table_and_test(project: Project) -> None:
     p = project.path
     items = tidings(p, "integrations", "--json").ok().json

@@ -173,6 +173,11 @@ routes:
 
 default:
   to: [inbox]
+
+retention:                          # null keeps rows forever; nothing unsent is ever removed
+  messages: 30d                     # sent messages, their deliveries, ended silences
+  events: 30d                       # inbound webhooks once processed
+  inbox: 30d
 """
 
 
@@ -774,6 +779,25 @@ def db_upgrade(config: ConfigOpt = None) -> None:
             return await current(store)
 
     out.print(f"database at revision {run(_upgrade())}", highlight=False)
+
+
+@db_app.command("prune")
+@handled
+def db_prune(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would go, delete nothing")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove now what `retention` no longer keeps (a dispatching hub also does it every hour)."""
+    counts = _on_hub(config, lambda hub: hub.prune(dry_run=dry_run))
+    if as_json:
+        _print_json(counts)
+        return
+    if not counts:
+        out.print("retention keeps everything (every period is null)")
+        return
+    verb = "would remove" if dry_run else "removed"
+    out.print(f"{verb}: " + ", ".join(f"{table} {n:,}" for table, n in counts.items()), highlight=False)
 
 
 @app.command()

@@ -38,6 +38,7 @@ from .integrations.receiver import InboundRequest, Receiver
 from .integrations.registry import integration_class
 from .message import Message
 from .metrics import Metrics
+from .retention import Pruner, prune
 from .routing import Router
 from .security.redact import register
 from .security.vault import Vault, load_keys
@@ -84,6 +85,7 @@ class Hub:
         """Inbound requests refused (bad signature...) per integration, since this process started."""
         self.dispatcher: Dispatcher | None = None
         self.grouper: Grouper | None = None
+        self.pruner: Pruner | None = None
         self.silences: Silences | None = None
         """Active silences, in memory (checked on every notify without a query)."""
         self._writer = _WriteMessages(self)
@@ -145,6 +147,8 @@ class Hub:
             self.grouper.start()
             self.events = EventProcessor(self, self.receivers, poll_interval=self.config.dispatcher.poll_interval)
             self.events.start()
+            self.pruner = Pruner(self.store, self.config.retention, self.metrics)
+            self.pruner.start()
         self.started = True
         log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
 
@@ -160,6 +164,8 @@ class Hub:
             await self.grouper.stop()
         self.started = False
         self._stopping = False
+        if self.pruner is not None:
+            await self.pruner.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)
         if self.silences is not None:
@@ -418,6 +424,14 @@ class Hub:
                 }
             )
         return out
+
+    async def prune(self, *, dry_run: bool = False) -> dict[str, int]:
+        """Remove now what ``retention`` no longer keeps (or count it); rows per table."""
+        counts = await prune(self.require_store(), self.config.retention, dry_run=dry_run)
+        if not dry_run:
+            for table, n in counts.items():
+                self.metrics.pruned.labels(table).inc(n)
+        return counts
 
     async def queue_gauges(self) -> tuple[dict[str, int], float]:
         async with self.require_store().read() as conn:

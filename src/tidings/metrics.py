@@ -76,6 +76,12 @@ class Metrics:
             ["integration", "result"],
             registry=self.registry,
         )
+        self.pruned = Counter(
+            "tidings_pruned_rows",
+            "Rows removed by retention, by table",
+            ["table"],
+            registry=self.registry,
+        )
         self.oldest_pending = Gauge(
             "tidings_oldest_pending_age_seconds",
             "Age of the oldest delivery still waiting to be sent",

@@ -56,6 +56,22 @@ class DispatcherSettings(_Strict):
     shutdown_timeout: Duration = 10.0
 
 
+DAY = 86400.0
+
+
+class RetentionSettings(_Strict):
+    """How long finished rows are kept (null: forever). Nothing still to send or process goes."""
+
+    messages: Duration | None = Field(
+        30 * DAY, description="sent messages with their deliveries; also ended silences, idle threads, old digests"
+    )
+    events: Duration | None = Field(30 * DAY, description="inbound webhook events, once processed")
+    inbox: Duration | None = Field(30 * DAY, description="what the inbox integration received")
+    interval: Duration | None = Field(
+        3600.0, description="how often a dispatching hub prunes; null: only `tidings db prune`"
+    )
+
+
 class RegexMatch(_Strict):
     regex: str
 
@@ -151,6 +167,7 @@ class DefaultRoute(_Deliveries):
 class ConfigBase(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     integrations: dict[str, IntegrationSettings] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     default: DefaultRoute = Field(default_factory=DefaultRoute)

@@ -192,6 +192,7 @@ group_members = Table(
     Column("created_at", Float, nullable=False),
     Column("flushed_at", Float),
     Index("ix_group_members_pending", "group_id", "flushed_at"),
+    Index("ix_group_members_message", "message_id"),  # deleting a message looks its memberships up
 )
 
 EVENT_ACTIVE = ("received", "processing")

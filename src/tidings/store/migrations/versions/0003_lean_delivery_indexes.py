@@ -1,9 +1,10 @@
-"""indexes the hot path doesn't pay for; reads that don't scan the history
+"""indexes the hot path doesn't pay for; reads that don't scan the history; retention
 
 The delivered path (inserted as sending, updated to delivered) no longer maintains a full index on
 status, nor one on messages.created_at (unused: ids are time-ordered). Listing by integration,
 health, latency and error queries read (integration, id) and two partial indexes instead of
-sorting an integration's whole history.
+sorting an integration's whole history. Deleting old messages (retention) finds their digest
+memberships by message.
 
 Revision ID: 0003
 Revises: 0002
@@ -33,9 +34,13 @@ def upgrade() -> None:
                               sqlite_where=sa.text(HELD_SQL), postgresql_where=sa.text(HELD_SQL))
         batch_op.create_index('ix_deliveries_errors', ['integration', 'updated_at'], unique=False,
                               sqlite_where=sa.text(ERRORS_SQL), postgresql_where=sa.text(ERRORS_SQL))
+    with op.batch_alter_table('group_members', schema=None) as batch_op:
+        batch_op.create_index('ix_group_members_message', ['message_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('group_members', schema=None) as batch_op:
+        batch_op.drop_index('ix_group_members_message')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_errors')
         batch_op.drop_index('ix_deliveries_held')

@@ -1,0 +1,177 @@
+"""Retention: what tidings keeps, and for how long (``retention:`` in tidings.yaml).
+
+A hub that dispatches prunes once per ``retention.interval``; ``tidings db prune`` does it now.
+What goes, oldest first, in small batches so that no transaction holds SQLite's write lock for
+long (the rows to delete are found in a read transaction, then deleted by key):
+
+- messages older than ``retention.messages`` whose deliveries are all finished (delivered, dead,
+  suppressed, folded into a digest), with their deliveries and acknowledgements;
+- inbound events older than ``retention.events`` whose processing is over;
+- inbox items older than ``retention.inbox``;
+- dedup windows that have closed, silences that ended ``retention.messages`` ago, threads and
+  flushed digest groups nobody wrote to for that long.
+
+Nothing still to send or to process is ever removed, however old. Each period is optional:
+``null`` keeps those rows forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import Table, delete, exists, func, not_, select, tuple_
+
+from .config.models import RetentionSettings
+from .ids import id_floor
+from .metrics import Metrics
+from .store.engine import Store
+from .store.tables import ACTIVE, EVENT_ACTIVE, dedup, deliveries, events, groups, inbox, messages, silences, threads
+
+log = structlog.get_logger("tidings.retention")
+
+BATCH = 500
+"""Rows deleted per transaction."""
+PAUSE = 0.05
+"""Between two batches, so that the hot path's writers are never kept waiting long."""
+
+@dataclass(frozen=True)
+class _Rule:
+    table: Table
+    keep: str | None
+    """The retention setting that sets the age, or None for rows that expire by themselves."""
+    select_due: Callable[[float, int], Any]
+    """(now, limit) -> a SELECT of the primary keys to delete, oldest first where it matters."""
+
+
+def _rules(settings: RetentionSettings) -> list[_Rule]:
+    def before(seconds: float | None, now: float) -> float:
+        return now - (seconds or 0.0)
+
+    def old_messages(now: float, limit: int) -> Any:
+        waiting = exists().where(deliveries.c.message_id == messages.c.id, deliveries.c.status.in_(ACTIVE))
+        return (
+            select(messages.c.id)
+            .where(messages.c.id < id_floor(before(settings.messages, now)), not_(waiting))
+            .order_by(messages.c.id)
+            .limit(limit)
+        )
+
+    def old_events(now: float, limit: int) -> Any:
+        return (
+            select(events.c.id)
+            .where(events.c.id < id_floor(before(settings.events, now)), events.c.status.not_in(EVENT_ACTIVE))
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+
+    def old_inbox(now: float, limit: int) -> Any:
+        return (
+            select(inbox.c.id).where(inbox.c.received_at < before(settings.inbox, now)).order_by(inbox.c.id).limit(limit)
+        )
+
+    def closed_windows(now: float, limit: int) -> Any:
+        return select(dedup.c.key).where(dedup.c.expires_at < now).limit(limit)
+
+    def ended_silences(now: float, limit: int) -> Any:
+        return select(silences.c.id).where(silences.c.until < before(settings.messages, now)).limit(limit)
+
+    def idle_threads(now: float, limit: int) -> Any:
+        return select(threads.c.integration, threads.c.key).where(threads.c.updated_at < before(settings.messages, now)).limit(limit)
+
+    def flushed_groups(now: float, limit: int) -> Any:
+        return (
+            select(groups.c.id)
+            .where(groups.c.updated_at < before(settings.messages, now), groups.c.pending == 0, groups.c.flush_at.is_(None))
+            .limit(limit)
+        )
+
+    rules = [
+        _Rule(messages, "messages", old_messages),
+        _Rule(events, "events", old_events),
+        _Rule(inbox, "inbox", old_inbox),
+        _Rule(dedup, None, closed_windows),
+        _Rule(silences, "messages", ended_silences),
+        _Rule(threads, "messages", idle_threads),
+        _Rule(groups, "messages", flushed_groups),
+    ]
+    return [r for r in rules if r.keep is None or getattr(settings, r.keep) is not None]
+
+
+async def prune(
+    store: Store, settings: RetentionSettings, *, dry_run: bool = False, now: float | None = None,
+    batch: int = BATCH, pause: float = PAUSE,
+) -> dict[str, int]:
+    """Delete (or with ``dry_run``, count) what the settings no longer keep; rows per table."""
+    now = time.time() if now is None else now
+    counts: dict[str, int] = {}
+    for rule in _rules(settings):
+        counts[rule.table.name] = await (_count(store, rule, now) if dry_run else _delete(store, rule, now, batch, pause))
+    return counts
+
+
+async def _count(store: Store, rule: _Rule, now: float) -> int:
+    async with store.read() as conn:
+        due = rule.select_due(now, 2**31 - 1).subquery()
+        return int((await conn.execute(select(func.count()).select_from(due))).scalar() or 0)
+
+
+async def _delete(store: Store, rule: _Rule, now: float, batch: int, pause: float) -> int:
+    pk = list(rule.table.primary_key.columns)
+    done = 0
+    while True:
+        async with store.read() as conn:
+            keys = [tuple(r) for r in (await conn.execute(rule.select_due(now, batch))).all()]
+        if not keys:
+            return done
+        match = pk[0].in_([k[0] for k in keys]) if len(pk) == 1 else tuple_(*pk).in_(keys)
+        async with store.write() as conn:
+            await conn.execute(delete(rule.table).where(match))
+        done += len(keys)
+        if len(keys) < batch:
+            return done
+        await asyncio.sleep(pause)
+
+
+class Pruner:
+    """Prunes in the background, once per ``retention.interval`` (the first time a minute after
+    start, so that starting never waits for it)."""
+
+    FIRST_RUN = 60.0
+
+    def __init__(self, store: Store, settings: RetentionSettings, metrics: Metrics | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self.settings.interval is not None:
+            self._task = asyncio.create_task(self._run(), name="tidings-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        assert self.settings.interval is not None
+        await asyncio.sleep(min(self.FIRST_RUN, self.settings.interval))
+        while True:
+            try:
+                counts = await prune(self.store, self.settings)
+                if self.metrics is not None:
+                    for table, n in counts.items():
+                        self.metrics.pruned.labels(table).inc(n)
+                if any(counts.values()):
+                    log.info("retention.pruned", **counts)
+            except Exception as exc:  # the next interval tries again; nothing is lost by waiting
+                log.warning("retention.failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            await asyncio.sleep(self.settings.interval)

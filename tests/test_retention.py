@@ -1,0 +1,141 @@
+"""Retention on SQLite and PostgreSQL: finished rows older than their period go (in batches, with
+what hangs off them); anything still to send or process stays, however old."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from sink import Sink
+from sqlalchemy import func, insert, select
+
+from tidings import Message
+from tidings.config.models import RetentionSettings
+from tidings.ids import new_id
+from tidings.retention import Pruner, prune
+from tidings.store.tables import acks, dedup, deliveries, events, groups, inbox, messages, silences, threads
+
+DAY = 86400.0
+LATER = 31 * DAY
+"""Prune as if this much time had passed: everything written by the test is then 31 days old."""
+
+
+async def count(hub: Any, table: Any) -> int:
+    async with hub.store.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar())
+
+
+async def finished_and_waiting(make_hub: Any, sink: Sink) -> tuple[Any, list[str], str]:
+    """Two finished messages (delivered and acknowledged; dead) and one still waiting."""
+    config = {
+        "integrations": {"ops": {"kind": "webhook", "url": sink.url + "/hook", "retry": {"max_attempts": 1}}},
+        "default": {"to": ["inbox"]},
+    }
+    hub = await make_hub(config)
+    sink.script(400)
+    done = [await hub.notify(Message("delivered")), await hub.notify(Message("refused"), to=["ops"])]
+    for r in done:
+        await hub.wait(r.id)
+    await hub.ack(done[0].id, by="alice", via="api")
+    writer = await make_hub(config, dispatch=False)  # stores without sending: the delivery waits
+    waiting = await writer.notify(Message("still to send"), to=["ops"])
+    return hub, [r.id for r in done], waiting.id
+
+
+async def test_finished_messages_go_with_their_deliveries_acks_and_inbox_items(make_hub: Any, sink: Sink) -> None:
+    hub, done, waiting = await finished_and_waiting(make_hub, sink)
+    assert (await count(hub, messages), await count(hub, deliveries), await count(hub, acks)) == (3, 3, 1)
+    settings = hub.config.retention
+
+    dry = await prune(hub.store, settings, dry_run=True, now=time.time() + LATER)
+    assert dry["messages"] == 2 and dry["inbox"] == 1
+    assert await count(hub, messages) == 3, "a dry run deletes nothing"
+
+    pruned = await prune(hub.store, settings, now=time.time() + LATER, batch=1)  # one row per transaction
+    assert pruned["messages"] == 2 and pruned["inbox"] == 1
+    async with hub.store.read() as conn:
+        left = [r.id for r in await conn.execute(select(messages.c.id))]
+        left_deliveries = [r.message_id for r in await conn.execute(select(deliveries.c.message_id))]
+    assert left == [waiting] and left_deliveries == [waiting], "the waiting delivery stays, however old"
+    assert await count(hub, acks) == 0 and await count(hub, inbox) == 0
+    with pytest.raises(Exception, match="no message"):
+        await hub.message(done[0])
+
+
+async def test_rows_younger_than_their_period_stay(make_hub: Any, sink: Sink) -> None:
+    hub, _, _ = await finished_and_waiting(make_hub, sink)
+    assert await prune(hub.store, hub.config.retention) == dict.fromkeys(
+        ["messages", "events", "inbox", "dedup", "silences", "threads", "groups"], 0
+    )
+    ten_days = await prune(hub.store, RetentionSettings(messages=60 * DAY, inbox=5 * DAY), now=time.time() + 10 * DAY)
+    assert ten_days["messages"] == 0 and ten_days["inbox"] == 1
+    assert await count(hub, messages) == 3
+
+
+async def test_null_keeps_forever(make_hub: Any, sink: Sink) -> None:
+    hub, _, _ = await finished_and_waiting(make_hub, sink)
+    forever = RetentionSettings(messages=None, events=None, inbox=None)
+    assert await prune(hub.store, forever, now=time.time() + 1000 * DAY) == {"dedup": 0}
+    assert await count(hub, messages) == 3 and await count(hub, inbox) == 1
+
+
+async def test_events_windows_silences_threads_and_groups(make_hub: Any) -> None:
+    hub = await make_hub(dispatch=False)
+    now = time.time()
+    event = {"integration": "gh", "kind": "github", "event_type": "ping", "received_at": now, "headers": {},
+             "body": b"{}", "attempts": 0, "next_attempt_at": now}
+    async with hub.store.write() as conn:
+        await conn.execute(insert(events), [
+            {**event, "id": new_id(), "delivery_key": "done", "status": "processed"},
+            {**event, "id": new_id(), "delivery_key": "failed", "status": "failed"},
+            {**event, "id": new_id(), "delivery_key": "waiting", "status": "received"},
+        ])
+        await conn.execute(insert(dedup), [
+            {"key": "closed", "seen_at": now - 600, "expires_at": now - 300},
+            {"key": "open", "seen_at": now, "expires_at": now + 300},
+        ])
+        await conn.execute(insert(silences), [
+            {"id": new_id(), "matchers": {"a": "b"}, "until": now + 60, "created_at": now, "created_by": "t"},
+        ])
+        await conn.execute(insert(threads), [
+            {"integration": "slack", "key": "k1", "thread_key": "t1", "ref": {}, "message_id": "m",
+             "created_at": now, "updated_at": now},
+        ])
+        await conn.execute(insert(groups), [
+            {"id": new_id(), "route": "r", "key": "flushed", "labels": {}, "created_at": now, "updated_at": now,
+             "flush_at": None, "pending": 0, "total": 3, "firing": False},
+            {"id": new_id(), "route": "r", "key": "due", "labels": {}, "created_at": now, "updated_at": now,
+             "flush_at": now + 30, "pending": 2, "total": 2, "firing": True},
+        ])
+    assert (await prune(hub.store, hub.config.retention))["dedup"] == 1, "a closed window goes at once"
+    async with hub.store.read() as conn:
+        assert [r.key for r in await conn.execute(select(dedup.c.key))] == ["open"]
+    pruned = await prune(hub.store, hub.config.retention, now=now + LATER)
+    assert pruned == {"messages": 0, "events": 2, "inbox": 0, "dedup": 1, "silences": 1, "threads": 1, "groups": 1}
+    async with hub.store.read() as conn:
+        assert [r.status for r in await conn.execute(select(events.c.status))] == ["received"]
+        assert [r.key for r in await conn.execute(select(groups.c.key))] == ["due"]
+
+
+async def test_a_dispatching_hub_prunes_in_the_background(
+    make_hub: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Pruner, "FIRST_RUN", 0.0)
+    hub = await make_hub({"retention": {"messages": 0.2, "inbox": 0.2, "interval": 0.1}})
+    receipt = await hub.notify(Message("soon gone"))
+    await hub.wait(receipt.id)
+    deadline = time.monotonic() + 10
+    while await count(hub, messages) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert await count(hub, messages) == 0 and await count(hub, inbox) == 0
+    assert "tidings_pruned_rows_total" in hub.metrics.render().decode()
+
+
+def test_retention_settings_parse_durations_and_null() -> None:
+    from tidings.config import parse_config
+
+    cfg = parse_config({"retention": {"messages": "90d", "events": None, "interval": "15m"}})
+    assert cfg.retention.messages == 90 * DAY and cfg.retention.events is None
+    assert cfg.retention.inbox == 30 * DAY and cfg.retention.interval == 900.0
