@@ -253,6 +253,32 @@ async def test_idempotency_key_replays_the_same_request_and_refuses_a_different_
 
 
 @SQLITE_ONLY
+async def test_the_documented_route_answers_like_the_fast_path(make_hub: Any, serve_asgi: Any) -> None:
+    """``POST /api/v1/messages`` is served before FastAPI (server/messages.py); the FastAPI route
+    that documents it must still answer the same way for what the fast path leaves to it."""
+    from fastapi import FastAPI
+
+    from tidings.security.tokens import create_token
+
+    hub = await make_hub(dispatch=False)
+    app = create_app(hub)
+
+    async def framework_only(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    url = await serve_asgi(framework_only, lifespan="off")
+    headers = {"Authorization": f"Bearer {await create_token(hub.store, 'test')}"}
+    async with httpx.AsyncClient(base_url=url) as client:
+        first = await client.post(MESSAGES, json={"title": "once"}, headers={**headers, "Idempotency-Key": "k1"})
+        assert first.status_code == 202 and set(first.json()) == {"id", "deliveries"}
+        again = await client.post(MESSAGES, json={"title": "once"}, headers={**headers, "Idempotency-Key": "k1"})
+        assert again.status_code == 200 and again.headers["idempotency-replay"] == "true"
+        assert again.json() == first.json()
+        assert_error(await client.post(MESSAGES, json={"title": ""}, headers=headers), 422, "invalid request")
+        assert_error(await client.post(MESSAGES, json={"title": "x"}), 401, "unauthorized")
+
+
+@SQLITE_ONLY
 async def test_malformed_json_is_400(make_api: Any) -> None:
     api = await make_api(dispatch=False)
     for raw in (b"{bad", b'{"title": "x",}', b'{"title": "x"', b"{'title': 'x'}"):

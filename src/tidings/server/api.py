@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..delivery.outbox import Receipt
 from ..delivery.queries import STATUSES
 from ..errors import NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
 from ..message import Message
 from ..silences import MAX_DURATION, parse_matchers, parse_silence_duration
+from . import messages
 from .auth import require_token
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
@@ -48,10 +47,6 @@ class Accepted(BaseModel):
     deliveries: list[DeliveryOut]
 
 
-def _accepted(receipt: Receipt) -> dict[str, Any]:
-    return {"id": receipt.id, "deliveries": [{"id": d.id, "integration": d.integration, "status": d.status} for d in receipt.deliveries]}
-
-
 @router.post(
     "/messages",
     status_code=202,
@@ -61,13 +56,15 @@ def _accepted(receipt: Receipt) -> dict[str, Any]:
 async def post_message(
     payload: MessageIn,
     hub: HubDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=messages.IDEMPOTENCY_KEY_MAX)] = None,
 ) -> Response:
-    """Store and route a message. Answers 202 once it and its deliveries are committed."""
+    """Store and route a message. Answers 202 once it and its deliveries are committed.
+
+    Served by :mod:`.messages` before the framework; this route documents it and answers only
+    what that one leaves to the router."""
     receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key)
-    if receipt.replay:
-        return JSONResponse(_accepted(receipt), status_code=200, headers={"Idempotency-Replay": "true"})
-    return JSONResponse(_accepted(receipt), status_code=202)
+    status, body, headers = messages.accepted(receipt)
+    return Response(body, status_code=status, media_type="application/json", headers={k.decode(): v.decode() for k, v in headers})
 
 
 @router.get("/messages/{message_id}")

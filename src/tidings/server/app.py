@@ -14,17 +14,22 @@ from starlette.types import Receive, Scope, Send
 
 from .. import __version__
 from ..hub import Hub
-from . import errors, hooks
+from . import errors, hooks, messages
 from .api import router as api_router
 from .auth import TokenCache
 from .guard import RequestGuard
 
 
 class _App(FastAPI):
-    """FastAPI, except that ``POST /hooks/{name}`` goes straight to :mod:`.hooks`, the hot
-    path of a server receiving webhooks (and the one place that needs none of the framework)."""
+    """FastAPI, except for the two hot paths, which need none of the framework:
+    ``POST /hooks/{name}`` goes straight to :mod:`.hooks` (a server receiving webhooks) and
+    ``POST /api/v1/messages`` to :mod:`.messages` (a server taking messages)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if messages.takes(scope):
+            scope["app"] = self
+            await messages.serve(self, scope, receive, send)
+            return
         name = hooks.takes(scope)
         if name is None:
             await super().__call__(scope, receive, send)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import HTTPException, Request
 
@@ -32,12 +33,15 @@ class TokenCache:
 
 
 async def require_token(request: Request) -> TokenInfo:
-    header = request.headers.get("authorization", "")
+    return await authenticate(request.app.state, request.headers.get("authorization", ""))
+
+
+async def authenticate(state: Any, header: str) -> TokenInfo:
+    """The token of an ``Authorization`` header, or HTTPException(401)."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "send `Authorization: Bearer <token>` (create one with `tidings token create`)", _UNAUTHORIZED)
     token = token.strip()
-    state = request.app.state
     digest = hash_token(token)
     info = state.tokens.get(digest)
     if info is None:

@@ -1,0 +1,143 @@
+"""``POST /api/v1/messages``: the API's hot path.
+
+Pure ASGI, taken by the app before FastAPI's middleware and router like ``/hooks`` (see
+``app.py``): measured with ``bench/throughput.py --via api``, the framework's layers cost more
+than storing the message. It applies the same checks as the rest of the API (request guard,
+bearer token, body limit, validation) and answers the same JSON; the FastAPI route of the same
+path documents it in the OpenAPI schema and serves whatever :func:`takes` leaves to the router.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import HTTPException
+from starlette.types import Receive, Scope, Send
+
+from ..errors import IdempotencyConflict, MessageError, UnknownIntegration
+from ..hub import Hub
+from ..message import Message
+from .auth import authenticate
+from .guard import is_json
+
+log = structlog.get_logger("tidings.server")
+
+PATH = "/api/v1/messages"
+IDEMPOTENCY_KEY_MAX = 255
+_JSON = (b"content-type", b"application/json")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, error: str, detail: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers or []
+
+
+def takes(scope: Scope) -> bool:
+    """A POST to exactly this path; anything odd (a root path, a trailing slash) goes to the router."""
+    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH and not scope.get("root_path")
+
+
+def accepted(receipt: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The answer to a stored (202) or replayed (200, ``Idempotency-Replay: true``) message."""
+    body = orjson.dumps(
+        {"id": receipt.id, "deliveries": [{"id": d.id, "integration": d.integration, "status": d.status} for d in receipt.deliveries]}
+    )
+    if receipt.replay:
+        return 200, body, [(b"idempotency-replay", b"true")]
+    return 202, body, []
+
+
+def parse(body: bytes) -> tuple[Message, list[str] | None]:
+    """The message and its explicit targets from a request body, or :class:`_Refused`."""
+    from .api import MessageIn
+
+    if not body.strip():
+        raise _Refused(422, "invalid request", ["body: Field required"])
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _Refused(400, "malformed JSON", str(exc)) from None
+    if not isinstance(data, dict):
+        raise _Refused(422, "invalid request", ["body: Input should be a valid dictionary or object to extract fields from"])
+    try:
+        payload = MessageIn(**data)
+    except MessageError as exc:
+        raise _Refused(422, "invalid request", exc.problems) from None
+    return payload.message(), payload.to
+
+
+async def serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one request that :func:`takes` accepted."""
+    started = False
+
+    async def respond(status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        nonlocal started
+        started = True
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers]})
+        await send({"type": "http.response.body", "body": body})
+
+    try:
+        await respond(*await _accept(app, scope, receive))
+    except _Refused as no:
+        await respond(no.status, orjson.dumps({"error": no.error, "detail": no.detail}), no.headers)
+    except Exception:
+        log.exception("server.unhandled", path=scope["path"])
+        if not started:
+            await respond(500, orjson.dumps({"error": "internal error", "detail": "see the server log"}), [])
+
+
+async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    hub: Hub = app.state.hub
+    limit = hub.config.server.body_limit
+    query: bytes = scope.get("query_string", b"")
+    if b"\x00" in query or b"%00" in query:
+        raise _Refused(400, "bad request", "NUL characters are not allowed in the URL", [(b"connection", b"close")])
+    headers = dict(scope["headers"])  # lower-case names; the last of repeated headers wins
+    # In the order the request guard and the router check them for every other route.
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise _Refused(400, "bad request", "invalid Content-Length", [(b"connection", b"close")])
+        if int(declared) > limit:
+            raise _Refused(413, "payload too large", f"the body limit is {limit} bytes", [(b"connection", b"close")])
+    if not is_json(headers.get(b"content-type", b"")):
+        raise _Refused(415, "unsupported media type", "send the body as Content-Type: application/json", [(b"connection", b"close")])
+    try:
+        await authenticate(app.state, headers.get(b"authorization", b"").decode("latin-1"))
+    except HTTPException as exc:
+        raise _Refused(401, "unauthorized", exc.detail, [(b"www-authenticate", b"Bearer")]) from None
+    key = headers.get(b"idempotency-key")
+    idempotency_key = key.decode("latin-1") if key is not None else None
+    if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+        raise _Refused(422, "invalid request", [f"header.idempotency-key: String should have at most {IDEMPOTENCY_KEY_MAX} characters"])
+    body = await _read(receive, limit)
+    message, to = parse(body)
+    try:
+        receipt = await hub.notify(message, to=to, idempotency_key=idempotency_key)
+    except MessageError as exc:
+        raise _Refused(422, "invalid message", exc.problems) from None
+    except UnknownIntegration as exc:
+        raise _Refused(422, "unknown integration", str(exc)) from None
+    except IdempotencyConflict as exc:
+        raise _Refused(422, "idempotency key reused", str(exc)) from None
+    return accepted(receipt)
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Refused(400, "bad request", "the client went away")
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:  # the connection stays open: the client may still be sending; uvicorn drops the rest
+                raise _Refused(413, "payload too large", f"the body limit is {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
