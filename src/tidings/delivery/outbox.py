@@ -7,7 +7,9 @@ workers share the queue); ``record`` writes many outcomes in one ``executemany``
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,10 +177,8 @@ async def write_messages(
             refs.append(DeliveryRef(d_id, t.integration, status))
         out[i] = Receipt(msg_id, refs)
 
-    if message_rows:
-        await conn.exec_driver_sql(_INSERT_MESSAGE[conn.dialect.paramstyle], message_rows)
-    if delivery_rows:
-        await conn.exec_driver_sql(_INSERT_DELIVERY[conn.dialect.paramstyle], delivery_rows)
+    await _INSERT_MESSAGE.run(conn, message_rows)
+    await _INSERT_DELIVERY.run(conn, delivery_rows)
     if joins:
         await join_groups(conn, joins, now)
     for i, msg_id in replays.items():
@@ -238,41 +238,74 @@ async def claim(
 async def record(conn: Conn, owner: str, results: Sequence[Result], now: float) -> None:
     """Write many outcomes at once. A result whose lease was lost (another worker took the
     delivery after the lease expired) changes nothing."""
-    if not results:
-        return
-    await conn.exec_driver_sql(
-        _RECORD[conn.dialect.paramstyle],
+    # One row per delivery (the last result wins): a statement over many rows must not name a
+    # row twice.
+    latest = {r.id: r for r in results}
+    await _RECORD.run(
+        conn,
         [
             (r.status, r.attempts, r.next_attempt_at, r.last_error, r.remote_id, r.latency_ms, r.delivered_at, now, r.id, owner)
-            for r in results
+            for r in latest.values()
         ],
     )
 
 
-# The hot statements run at driver level with positional rows: SQLAlchemy's per-row parameter
-# processing cost more than the database's own work for them. Keep them in step with tables.py.
-def _by_paramstyle(sql: str) -> dict[str, str]:
-    return {"qmark": sql, "format": sql.replace("?", "%s"), "pyformat": sql.replace("?", "%s")}
+class _Rows:
+    """A hot statement over many positional rows, run at driver level: SQLAlchemy's per-row
+    parameter processing cost more than the database's own work for them. PostgreSQL gets an
+    executemany (psycopg pipelines it); SQLite one statement per chunk of rows
+    (``VALUES (...), (...), ...``), because sqlite3's executemany binds and steps row by row:
+    measured, 13-15 µs per message for its three rows, 8.5 µs in chunks. Chunks of a few fixed
+    sizes keep the prepared statements few. Keep the columns in step with tables.py."""
+
+    CHUNKS = (256, 64, 16, 4, 1)
+
+    def __init__(self, one: str, many: Callable[[int], str]) -> None:
+        self._one = {"qmark": one, "format": one.replace("?", "%s"), "pyformat": one.replace("?", "%s")}
+        self._many = functools.cache(many)
+
+    async def run(self, conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if conn.dialect.name != "sqlite":
+            await conn.exec_driver_sql(self._one[conn.dialect.paramstyle], list(rows))
+            return
+        done = 0
+        for size in self.CHUNKS:
+            while len(rows) - done >= size:
+                await conn.exec_driver_sql(self._many(size), tuple(itertools.chain.from_iterable(rows[done:done + size])))
+                done += size
 
 
-def _insert_sql(table: Table, columns: tuple[str, ...]) -> dict[str, str]:
+def _placeholders(width: int, count: int) -> str:
+    row = f"({', '.join('?' * width)})"
+    return ", ".join([row] * count)
+
+
+def _insert(table: Table, columns: tuple[str, ...]) -> _Rows:
     assert set(columns) <= set(table.columns.keys()), columns
-    return _by_paramstyle(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})")
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+    return _Rows(head + _placeholders(len(columns), 1), lambda n: head + _placeholders(len(columns), n))
 
 
-_INSERT_MESSAGE = _insert_sql(
+_INSERT_MESSAGE = _insert(
     messages,
     ("id", "created_at", "title", "priority", "source", "thread_key", "dedup_key", "data", "idempotency_key", "request_hash"),
 )
-_INSERT_DELIVERY = _insert_sql(
+_INSERT_DELIVERY = _insert(
     deliveries,
     ("id", "message_id", "integration", "route", "status", "priority", "attempts", "created_at", "updated_at",
      "queued_at", "next_attempt_at", "lease_owner", "last_error"),
 )
-_RECORD = _by_paramstyle(
+_RECORD = _Rows(
     "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
     " remote_id = COALESCE(?, remote_id), latency_ms = COALESCE(?, latency_ms), delivered_at = ?,"
-    " updated_at = ?, lease_owner = NULL WHERE id = ? AND lease_owner = ? AND status = 'sending'"
+    " updated_at = ?, lease_owner = NULL WHERE id = ? AND lease_owner = ? AND status = 'sending'",
+    lambda n: "UPDATE deliveries SET status = v.column1, attempts = v.column2, next_attempt_at = v.column3,"
+    " last_error = v.column4, remote_id = COALESCE(v.column5, deliveries.remote_id),"
+    " latency_ms = COALESCE(v.column6, deliveries.latency_ms), delivered_at = v.column7, updated_at = v.column8,"
+    f" lease_owner = NULL FROM (VALUES {_placeholders(10, n)}) AS v"
+    " WHERE deliveries.id = v.column9 AND deliveries.lease_owner = v.column10 AND deliveries.status = 'sending'",
 )
 
 

@@ -82,11 +82,14 @@ class InlineConnection:
         return self.sync_connection.execute(statement, parameters)
 
     async def exec_driver_sql(self, statement: str, parameters: Any = None) -> Any:
+        """Positional parameters go straight to sqlite3, in this connection's transaction (the
+        outbox's hot statements: SQLAlchemy's execution context cost more per call than binding
+        them): a tuple for one statement, a list of tuples for an executemany."""
+        driver = self.sync_connection.connection.driver_connection
+        if isinstance(parameters, tuple):
+            return driver.execute(statement, parameters)  # type: ignore[union-attr]
         if isinstance(parameters, list):
-            # Many positional rows (the outbox's hot statements): straight to sqlite3's
-            # executemany, in this connection's transaction. SQLAlchemy's execution context
-            # cost more per call than binding the rows.
-            return self.sync_connection.connection.driver_connection.executemany(statement, parameters)  # type: ignore[union-attr]
+            return driver.executemany(statement, parameters)  # type: ignore[union-attr]
         return self.sync_connection.exec_driver_sql(statement, parameters)
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
