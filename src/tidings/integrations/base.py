@@ -7,6 +7,7 @@ a peer's failure: it classifies it as an :class:`Outcome`.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import re
 from dataclasses import dataclass, field
@@ -260,6 +261,38 @@ class Notifier(Integration):
 
     def truncate_body(self, text: str) -> str:
         return truncate(text, self.body_max)
+
+
+class HttpNotifier(Notifier):
+    """A notifier that speaks HTTP: one pooled aiohttp session for its lifetime (DESIGN rule 8),
+    opened on first use (once, even when the first sends start together) and closed with it."""
+
+    _session: aiohttp.ClientSession | None = None
+    _opening: asyncio.Lock | None = None
+
+    def session_headers(self) -> dict[str, str]:
+        """Headers on every request (credentials that never change belong here)."""
+        from .. import __version__
+
+        return {"User-Agent": f"tidings/{__version__}"}
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is not None:
+            return self._session
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._session is None:
+                self._session = http_session(self.effective_concurrency, self.effective_timeout, self.session_headers())
+        return self._session
+
+    async def open(self) -> None:
+        await self.session()
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 def truncate(text: str, limit: int | None, marker: str = TRUNCATED) -> str:

@@ -26,17 +26,15 @@ import orjson
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ... import __version__
 from ...message import Message, Priority
 from ..base import (
     NO_OPTIONS,
     Attempt,
+    HttpNotifier,
     IntegrationSettings,
-    Notifier,
     Outcome,
     OutcomeStatus,
     RenderOptions,
-    http_session,
     is_vault_ref,
 )
 from ..http import HttpUrl, check_http_url, classify_status, connection_error, parse_retry_after, read_snippet
@@ -193,7 +191,7 @@ class SlackSettings(IntegrationSettings):
         return found
 
 
-class SlackNotifier(Notifier, SlackReceiver):
+class SlackNotifier(HttpNotifier, SlackReceiver):
     """Sends (bot token or incoming webhook) and, with ``signing_secret``, receives (slash
     command, Acknowledge button, Events API; see :mod:`.inbound`)."""
 
@@ -207,24 +205,17 @@ class SlackNotifier(Notifier, SlackReceiver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._session: aiohttp.ClientSession | None = None
-        self._opening = asyncio.Lock()
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
-    async def open(self) -> None:
-        async with self._opening:
-            if self._session is not None:
-                return
-            headers = {"User-Agent": f"tidings/{__version__}"}
-            if self.settings.token is not None:
-                headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
-            self._session = http_session(self.effective_concurrency, self.effective_timeout, headers)
+    def session_headers(self) -> dict[str, str]:
+        headers = super().session_headers()
+        if self.settings.token is not None:
+            headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
+        return headers
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await super().close()
         await self.close_receiver()
 
     @classmethod
@@ -354,19 +345,13 @@ class SlackNotifier(Notifier, SlackReceiver):
                 self._locks.pop(key, None)
 
     # -- talking to Slack --------------------------------------------------------------------
-    async def _session_ready(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            await self.open()
-        assert self._session is not None
-        return self._session
-
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
         left = max(0.5, min(self.effective_timeout, deadline - time.monotonic()))
         return aiohttp.ClientTimeout(total=left, connect=min(left, 10.0))
 
     async def _call(self, method: str, body: dict[str, Any], deadline: float) -> tuple[Outcome, dict[str, Any] | None]:
         """POST a Web API method; the Outcome and, when Slack said ok, its answer."""
-        session = await self._session_ready()
+        session = await self.session()
         url = f"{self.settings.api_url}/{method}"
         headers = {"Content-Type": "application/json; charset=utf-8"}
         try:
@@ -397,7 +382,7 @@ class SlackNotifier(Notifier, SlackReceiver):
 
     async def _post_webhook(self, body: dict[str, Any], deadline: float) -> Outcome:
         assert self.settings.webhook_url is not None
-        session = await self._session_ready()
+        session = await self.session()
         headers = {"Content-Type": "application/json; charset=utf-8"}
         try:
             async with session.post(

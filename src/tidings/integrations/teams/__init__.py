@@ -33,7 +33,6 @@ import aiohttp
 import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ... import __version__
 from ...message import Format, Message, Priority
 from ...security.redact import mask
 from ...units import Size
@@ -41,11 +40,10 @@ from ..base import (
     NO_OPTIONS,
     TRUNCATED,
     Attempt,
+    HttpNotifier,
     IntegrationSettings,
-    Notifier,
     Outcome,
     RenderOptions,
-    http_session,
     is_vault_ref,
 )
 from ..http import check_http_url, classify_status, connection_error, read_snippet
@@ -184,7 +182,7 @@ class _Parts:
     context: str
 
 
-class TeamsNotifier(Notifier):
+class TeamsNotifier(HttpNotifier):
     kind = "teams"
     Settings = TeamsSettings
     rate_limit = "4/second"  # Teams throttles a connector at 4 requests per second
@@ -195,18 +193,8 @@ class TeamsNotifier(Notifier):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._session: aiohttp.ClientSession | None = None
         self.mode: Mode = self.settings.resolved_mode
         self._secrets = sorted(set(self.settings.secret_values()), key=len, reverse=True)
-
-    async def open(self) -> None:
-        headers = {"User-Agent": f"tidings/{__version__}"}
-        self._session = http_session(self.effective_concurrency, self.effective_timeout, headers)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # -- the card ----------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
@@ -329,12 +317,10 @@ class TeamsNotifier(Notifier):
         body = self.body(payload, attempt)
         if len(body) > TEAMS_LIMIT:  # render keeps below max_bytes; this guards a payload built elsewhere
             return Outcome.permanent(f"the card is {len(body)} bytes; Teams accepts at most {TEAMS_LIMIT}")
-        if self._session is None:
-            await self.open()
-        assert self._session is not None
+        session = self._session or await self.session()
         url = self.settings.webhook_url.get_secret_value()
         try:
-            async with self._session.post(
+            async with session.post(
                 url, data=body, headers={"Content-Type": "application/json"}, allow_redirects=False
             ) as resp:
                 if 200 <= resp.status < 300:

@@ -21,17 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from ... import __version__
 from ...message import Message
 from ...templates import check_template, render_text
 from ..base import (
     NO_OPTIONS,
     Attempt,
+    HttpNotifier,
     IntegrationSettings,
-    Notifier,
     Outcome,
     RenderOptions,
-    http_session,
     is_vault_ref,
 )
 from ..http import HttpUrl, classify_status, connection_error, read_snippet
@@ -135,7 +133,7 @@ class WebhookSettings(IntegrationSettings):
         return found
 
 
-class WebhookIntegration(Notifier, Receiver):
+class WebhookIntegration(HttpNotifier, Receiver):
     kind = "webhook"
     Settings = WebhookSettings
     concurrency = 16
@@ -146,7 +144,6 @@ class WebhookIntegration(Notifier, Receiver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._session: aiohttp.ClientSession | None = None
         secret = self.settings.secret.get_secret_value() if self.settings.secret else None
         self._signer = Webhook(secret) if secret else None
         received = self.settings.receive_secret.get_secret_value() if self.settings.receive_secret else None
@@ -199,14 +196,8 @@ class WebhookIntegration(Notifier, Receiver):
         )
         return {"message": await self.emit(hub, event, message, to=self.settings.receive.to)}
 
-    async def open(self) -> None:
-        headers = {"User-Agent": f"tidings/{__version__}", **self.settings.headers}
-        self._session = http_session(self.effective_concurrency, self.effective_timeout, headers)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    def session_headers(self) -> dict[str, str]:
+        return {**super().session_headers(), **self.settings.headers}
 
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
         fields = [{"name": name, "value": value} for name, value in message.fields]
@@ -223,9 +214,7 @@ class WebhookIntegration(Notifier, Receiver):
         return orjson.dumps(envelope)
 
     async def send(self, payload: dict[str, Any], attempt: Attempt) -> Outcome:
-        if self._session is None:
-            await self.open()
-        assert self._session is not None
+        session = self._session or await self.session()
         body = self.body(payload, attempt)
         headers = {"Content-Type": "application/json", "Idempotency-Key": attempt.delivery_id}
         if self._signer is not None:
@@ -234,7 +223,7 @@ class WebhookIntegration(Notifier, Receiver):
             headers["webhook-timestamp"] = str(int(now.timestamp()))
             headers["webhook-signature"] = self._signer.sign(attempt.delivery_id, now, body.decode())
         try:
-            async with self._session.request(
+            async with session.request(
                 self.settings.method, self.settings.url, data=body, headers=headers, allow_redirects=False
             ) as resp:
                 snippet = "" if 200 <= resp.status < 300 else await read_snippet(resp)
