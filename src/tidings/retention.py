@@ -18,7 +18,6 @@ Nothing still to send or to process is ever removed, however old. Each period is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Table, delete, exists, func, not_, select, tuple_
 
+from .background import Background
 from .config.models import RetentionSettings
 from .ids import id_floor
 from .metrics import Metrics
@@ -138,28 +138,21 @@ async def _delete(store: Store, rule: _Rule, now: float, batch: int, pause: floa
         await asyncio.sleep(pause)
 
 
-class Pruner:
+class Pruner(Background):
     """Prunes in the background, once per ``retention.interval`` (the first time a minute after
     start, so that starting never waits for it)."""
 
     FIRST_RUN = 60.0
+    task_name = "tidings-retention"
 
     def __init__(self, store: Store, settings: RetentionSettings, metrics: Metrics | None = None) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None and self.settings.interval is not None:
-            self._task = asyncio.create_task(self._run(), name="tidings-retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self.settings.interval is not None:
+            super().start()
 
     async def _run(self) -> None:
         assert self.settings.interval is not None

@@ -15,7 +15,6 @@ keeps the active ones in memory, reloaded when this process changes one and ever
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shlex
 import time
@@ -28,6 +27,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .background import Background
 from .errors import TidingsError
 from .ids import new_id
 from .store.engine import Store
@@ -142,14 +142,15 @@ def silence_id_for(seed: str) -> str:
 
 
 # -- the in-memory view ---------------------------------------------------------------------------
-class Silences:
-    """The active silences of one store, in memory."""
+class Silences(Background):
+    """The active silences of one store, in memory, reloaded every ``refresh`` seconds."""
+
+    task_name = "tidings-silences"
 
     def __init__(self, store: Store, *, refresh: float = 5.0) -> None:
         self.store = store
         self.refresh = refresh
         self._active: tuple[Silence, ...] = ()
-        self._task: asyncio.Task[None] | None = None
 
     def match(self, labels: Mapping[str, str], now: float | None = None) -> Silence | None:
         """The active silence covering these labels, if any. No I/O."""
@@ -171,17 +172,6 @@ class Silences:
         async with self.store.read() as conn:
             rows = (await conn.execute(select(silences).where(silences.c.until > now).order_by(silences.c.until))).all()
         self._active = tuple(_silence(r) for r in rows)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tidings-silences")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:

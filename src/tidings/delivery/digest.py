@@ -12,7 +12,6 @@ database: a restart mid-window loses nothing, and on PostgreSQL many workers sha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import time
@@ -25,6 +24,7 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..background import Background
 from ..ids import new_id
 from ..message import TITLE_MAX, Format, Message, Priority
 from ..store.engine import Conn, Store
@@ -134,8 +134,10 @@ def build_reminder(route: str, labels: dict[str, str], total: int, first_at: flo
     )
 
 
-class Grouper:
+class Grouper(Background):
     """Sends the digests that are due. Runs in every process that dispatches."""
+
+    task_name = "tidings-grouper"
 
     def __init__(
         self,
@@ -153,16 +155,6 @@ class Grouper:
         self._take = take
         self._poll = poll_interval
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tidings-grouper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:
