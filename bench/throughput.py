@@ -4,7 +4,8 @@
                                [--channels webhook,slack,teams,email]
 
 Measures, against one HTTP sink process on 127.0.0.1:
-  ceiling  a bare aiohttp client posting the same payloads with the same concurrency;
+  ceiling  a bare aiohttp client posting the same payloads with the same concurrency, just before
+           and just after tidings' run in each round (their mean is the round's ceiling);
   apprise  Apprise's json:// notify(), called the way scripts call it;
   hub      N messages through Hub.notify (or POST /api/v1/messages with --via api) -> outbox
            (SQLite) -> webhook integration -> sink, counting only deliveries the sink received
@@ -433,17 +434,23 @@ async def main() -> None:
             round_dir.mkdir()
             if sink is not None:
                 await sink_reset(sink.url)
-                ceilings.append(await ceiling(sink.url, n, c))
+                before = await ceiling(sink.url, n, c)
                 await sink_reset(sink.url)
                 apprises.append(await asyncio.to_thread(apprise_rate, sink.url, args.apprise_messages))
                 await sink_reset(sink.url)
                 hub_per_s, p99 = await runner(sink.url, n, c, round_dir)
+                await sink_reset(sink.url)
+                after = await ceiling(sink.url, n, c)
+                # The round's ceiling brackets tidings' run, measured just before and just after
+                # it: a drift of the machine's speed within the round lands on both sides.
+                ceilings.append((before + after) / 2)
                 hubs.append(hub_per_s)
                 p99s.append(p99)
                 print(
-                    f"round {r + 1}: ceiling (bare aiohttp, concurrency {c}) {ceilings[-1]:,.0f}/s;"
-                    f" apprise json:// {apprises[-1]:,.0f}/s; tidings via {args.via} {hub_per_s:,.0f}/s"
-                    f" (enqueue p99 {p99:.1f} ms)",
+                    f"round {r + 1}: ceiling (bare aiohttp, concurrency {c}) {ceilings[-1]:,.0f}/s"
+                    f" ({before:,.0f} before, {after:,.0f} after); apprise json:// {apprises[-1]:,.0f}/s;"
+                    f" tidings via {args.via} {hub_per_s:,.0f}/s (enqueue p99 {p99:.1f} ms);"
+                    f" ratio {hub_per_s / ceilings[-1]:.3f}",
                     file=sys.stderr,
                 )
             for ch, peer in peers.items():
@@ -467,6 +474,7 @@ async def main() -> None:
         "ceiling_per_s": None,
         "apprise_per_s": None,
         "hub_vs_ceiling": None,
+        "hub_vs_ceiling_by_round": None,
         "hub_vs_apprise": None,
         "enqueue_p99_ms": None,
     }
@@ -477,6 +485,7 @@ async def main() -> None:
             "ceiling_per_s": round(ceiling_per_s, 1),
             "apprise_per_s": round(apprise_per_s, 1),
             "hub_vs_ceiling": round(hub_per_s / ceiling_per_s, 3),
+            "hub_vs_ceiling_by_round": [round(h / c_, 3) for h, c_ in zip(hubs, ceilings, strict=True)],
             "hub_vs_apprise": round(hub_per_s / apprise_per_s, 2),
             "enqueue_p99_ms": round(median(p99s), 2),
         }
