@@ -39,9 +39,10 @@ async def finished_and_waiting(make_hub: Any, sink: Sink) -> tuple[Any, list[str
     for r in done:
         await hub.wait(r.id)
     await hub.ack(done[0].id, by="alice", via="api")
-    writer = await make_hub(config, dispatch=False)  # stores without sending: the delivery waits
+    await hub.stop()  # nobody sends from here on: the next delivery keeps waiting
+    writer = await make_hub(config, dispatch=False)
     waiting = await writer.notify(Message("still to send"), to=["ops"])
-    return hub, [r.id for r in done], waiting.id
+    return writer, [r.id for r in done], waiting.id
 
 
 async def test_finished_messages_go_with_their_deliveries_acks_and_inbox_items(make_hub: Any, sink: Sink) -> None:
