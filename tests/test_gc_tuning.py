@@ -80,3 +80,15 @@ async def test_gc_threshold_null_in_the_config_leaves_it_alone(make_hub: Any) ->
     assert gc.get_threshold() == (700, 10, 10)
     await hub.stop()
     assert gc.get_threshold() == (700, 10, 10)
+
+
+async def test_a_hub_that_fails_to_start_leaves_the_collector_alone(make_config: Any, tmp_path: Any) -> None:
+    from tidings import Hub
+
+    hub = Hub(make_config(), config_dir=tmp_path, migrate=False)  # no tables: the dispatcher can't start
+    with pytest.raises(Exception):  # noqa: B017 (whatever the database says)
+        await hub.start()
+    assert not hub.started
+    assert gc.get_threshold() == (700, 10, 10)
+    assert gc.get_freeze_count() == 0
+    await hub.stop()  # harmless

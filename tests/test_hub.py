@@ -155,3 +155,10 @@ async def test_a_restart_resumes_from_the_rows(make_hub: Any, sink: Sink) -> Non
         m = await worker.wait(r.id)
         assert m["deliveries"][0]["status"] == "delivered"
     assert sorted(x.json()["data"]["title"] for x in sink.received) == [f"m{i}" for i in range(5)]
+
+
+async def test_an_empty_idempotency_key_is_no_key(make_hub: Any) -> None:
+    hub = await make_hub(dispatch=False)
+    first = await hub.notify(Message("one"), idempotency_key="")
+    second = await hub.notify(Message("two"), idempotency_key="")
+    assert first.id != second.id and not second.replay

@@ -124,11 +124,11 @@ async def test_a_dispatching_hub_prunes_in_the_background(
     make_hub: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(Pruner, "FIRST_RUN", 0.0)
-    hub = await make_hub({"retention": {"messages": 0.2, "inbox": 0.2, "interval": 0.1}})
+    hub = await make_hub({"retention": {"messages": 1.0, "inbox": 1.0, "interval": 0.1}})
     receipt = await hub.notify(Message("soon gone"))
-    await hub.wait(receipt.id)
+    await hub.wait(receipt.id)  # delivered well within the second it is kept
     deadline = time.monotonic() + 10
-    while await count(hub, messages) and time.monotonic() < deadline:
+    while (await count(hub, messages) or await count(hub, inbox)) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert await count(hub, messages) == 0 and await count(hub, inbox) == 0
     assert "tidings_pruned_rows_total" in hub.metrics.render().decode()
@@ -140,3 +140,50 @@ def test_retention_settings_parse_durations_and_null() -> None:
     cfg = parse_config({"retention": {"messages": "90d", "events": None, "interval": "15m"}})
     assert cfg.retention.messages == 90 * DAY and cfg.retention.events is None
     assert cfg.retention.inbox == 30 * DAY and cfg.retention.interval == 900.0
+
+
+async def test_a_row_that_changed_after_it_was_found_stays(
+    make_hub: Any, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dead message is found; before it is deleted its delivery is retried by hand: it stays."""
+    import tidings.retention as retention
+
+    hub, done, _ = await finished_and_waiting(make_hub, sink)
+    dead = done[1]
+    delivery_id = (await hub.message(dead))["deliveries"][0]["id"]
+    found = retention._select_due
+
+    def found_then_retried(rule: Any, now: float, limit: int | None) -> Any:
+        query = found(rule, now, limit)
+        if rule.table is messages:
+            # Found while finished, as the read transaction saw it; retried right after.
+            query = select(messages.c.id).where(messages.c.id == dead)
+        return query
+
+    monkeypatch.setattr(retention, "_select_due", found_then_retried)
+    await hub.retry(delivery_id)
+    pruned = await prune(hub.store, hub.config.retention, now=time.time() + LATER)
+    assert pruned["messages"] == 0
+    assert (await hub.message(dead))["deliveries"][0]["status"] == "pending"
+
+
+async def test_a_message_still_waiting_in_a_digest_stays(make_hub: Any) -> None:
+    from tidings.store.tables import group_members
+
+    hub = await make_hub(dispatch=False)
+    receipt = await hub.notify(Message("folded"))
+    now = time.time()
+    group_id = new_id()
+    async with hub.store.write() as conn:
+        await conn.execute(update_deliveries_to("grouped", receipt.id))
+        await conn.execute(insert(groups), [{"id": group_id, "route": "r", "key": "k", "labels": {}, "created_at": now,
+                                            "updated_at": now, "flush_at": now + 30, "pending": 1, "total": 1}])
+        await conn.execute(insert(group_members), [{"group_id": group_id, "message_id": receipt.id, "created_at": now}])
+    assert (await prune(hub.store, hub.config.retention, now=now + LATER))["messages"] == 0
+    async with hub.store.write() as conn:
+        await conn.execute(group_members.update().values(flushed_at=now))
+    assert (await prune(hub.store, hub.config.retention, now=now + LATER))["messages"] == 1
+
+
+def update_deliveries_to(status: str, message_id: str) -> Any:
+    return deliveries.update().where(deliveries.c.message_id == message_id).values(status=status)

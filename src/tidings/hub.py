@@ -124,7 +124,19 @@ class Hub:
             await self.store.close()
             raise
         self._flushed = asyncio.Condition()
+        try:
+            await self._start_components()
+        except BaseException:
+            self.started = True  # stop() undoes whatever did start
+            await self.stop()
+            raise
+        # Last: a start that fails has nothing of it to undo.
         self._gc_tuned = gc_tuning.tune(s.gc_threshold)
+        self.started = True
+        log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
+
+    async def _start_components(self) -> None:
+        assert self.store is not None
         if self.silences is not None:
             self.silences.start()
         if self.dispatch:
@@ -149,37 +161,38 @@ class Hub:
             self.events.start()
             self.pruner = Pruner(self.store, self.config.retention, self.metrics)
             self.pruner.start()
-        self.started = True
-        log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
 
     async def stop(self, timeout: float | None = None) -> None:
         if not self.started or self._stopping:
             return
         self._stopping = True
-        # The event processor's handlers and the grouper notify: they stop while the hub still
-        # takes messages, then the hub stops taking them.
-        if self.events is not None:
-            await self.events.stop()
-        if self.grouper is not None:
-            await self.grouper.stop()
-        self.started = False
-        self._stopping = False
-        if self.pruner is not None:
-            await self.pruner.stop()
-        if self.dispatcher is not None:
-            await self.dispatcher.stop(timeout)
-        if self.silences is not None:
-            await self.silences.stop()
-        for integration in self._integrations.values():
-            try:
-                await integration.close()
-            except Exception as exc:  # closing must not hide the rest of shutdown
-                log.warning("hub.close_failed", integration=integration.name, error=str(exc))
-        if self.store is not None:
-            await self.store.close()
-        if self._gc_tuned:
-            gc_tuning.restore()
-            self._gc_tuned = False
+        try:
+            # The event processor's handlers and the grouper notify: they stop while the hub
+            # still takes messages, then the hub stops taking them.
+            if self.events is not None:
+                await self.events.stop()
+            if self.grouper is not None:
+                await self.grouper.stop()
+            self.started = False
+            self._stopping = False
+            if self.pruner is not None:
+                await self.pruner.stop()
+            if self.dispatcher is not None:
+                await self.dispatcher.stop(timeout)
+            if self.silences is not None:
+                await self.silences.stop()
+            for integration in self._integrations.values():
+                try:
+                    await integration.close()
+                except Exception as exc:  # closing must not hide the rest of shutdown
+                    log.warning("hub.close_failed", integration=integration.name, error=str(exc))
+            if self.store is not None:
+                await self.store.close()
+        finally:
+            self.started = self._stopping = False
+            if self._gc_tuned:
+                gc_tuning.restore()
+                self._gc_tuned = False
         log.info("hub.stopped")
 
     async def __aenter__(self) -> Hub:

@@ -5,13 +5,14 @@ What goes, oldest first, in small batches so that no transaction holds SQLite's 
 long (the rows to delete are found in a read transaction, then deleted by key):
 
 - messages older than ``retention.messages`` whose deliveries are all finished (delivered, dead,
-  suppressed, folded into a digest), with their deliveries and acknowledgements;
+  suppressed, folded into a digest already sent), with their deliveries and acknowledgements;
 - inbound events older than ``retention.events`` whose processing is over;
 - inbox items older than ``retention.inbox``;
 - dedup windows that have closed, silences that ended ``retention.messages`` ago, threads and
   flushed digest groups nobody wrote to for that long.
 
-Nothing still to send or to process is ever removed, however old. Each period is optional:
+Nothing still to send or to process is ever removed, however old: the DELETE states the condition
+again, so a row that changed after it was found (a delivery retried by hand) stays. Each period is optional:
 ``null`` keeps those rows forever.
 """
 
@@ -24,14 +25,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, delete, exists, func, not_, select, tuple_
+from sqlalchemy import Table, and_, delete, exists, func, not_, select, tuple_
 
 from .background import Background
 from .config.models import RetentionSettings
 from .ids import id_floor
 from .metrics import Metrics
 from .store.engine import Store
-from .store.tables import ACTIVE, EVENT_ACTIVE, dedup, deliveries, events, groups, inbox, messages, silences, threads
+from .store.tables import (
+    ACTIVE,
+    EVENT_ACTIVE,
+    dedup,
+    deliveries,
+    events,
+    group_members,
+    groups,
+    inbox,
+    messages,
+    silences,
+    threads,
+)
 
 log = structlog.get_logger("tidings.retention")
 
@@ -45,62 +58,58 @@ class _Rule:
     table: Table
     keep: str | None
     """The retention setting that sets the age, or None for rows that expire by themselves."""
-    select_due: Callable[[float, int], Any]
-    """(now, limit) -> a SELECT of the primary keys to delete, oldest first where it matters."""
+    due: Callable[[float], Any]
+    """now -> the condition a row must meet to go. Checked again in the DELETE itself: a row may
+    have changed since it was found (a delivery retried by hand, a group joined again)."""
+    oldest_first: bool = True
+    """Find rows in key order (time order, for tables keyed by time-ordered ids)."""
 
 
 def _rules(settings: RetentionSettings) -> list[_Rule]:
     def before(seconds: float | None, now: float) -> float:
         return now - (seconds or 0.0)
 
-    def old_messages(now: float, limit: int) -> Any:
+    def old_messages(now: float) -> Any:
         waiting = exists().where(deliveries.c.message_id == messages.c.id, deliveries.c.status.in_(ACTIVE))
-        return (
-            select(messages.c.id)
-            .where(messages.c.id < id_floor(before(settings.messages, now)), not_(waiting))
-            .order_by(messages.c.id)
-            .limit(limit)
-        )
+        in_digest = exists().where(group_members.c.message_id == messages.c.id, group_members.c.flushed_at.is_(None))
+        return and_(messages.c.id < id_floor(before(settings.messages, now)), not_(waiting), not_(in_digest))
 
-    def old_events(now: float, limit: int) -> Any:
-        return (
-            select(events.c.id)
-            .where(events.c.id < id_floor(before(settings.events, now)), events.c.status.not_in(EVENT_ACTIVE))
-            .order_by(events.c.id)
-            .limit(limit)
-        )
+    def old_events(now: float) -> Any:
+        return and_(events.c.id < id_floor(before(settings.events, now)), events.c.status.not_in(EVENT_ACTIVE))
 
-    def old_inbox(now: float, limit: int) -> Any:
-        return (
-            select(inbox.c.id).where(inbox.c.received_at < before(settings.inbox, now)).order_by(inbox.c.id).limit(limit)
-        )
+    def old_inbox(now: float) -> Any:
+        return inbox.c.received_at < before(settings.inbox, now)
 
-    def closed_windows(now: float, limit: int) -> Any:
-        return select(dedup.c.key).where(dedup.c.expires_at < now).limit(limit)
+    def closed_windows(now: float) -> Any:
+        return dedup.c.expires_at < now
 
-    def ended_silences(now: float, limit: int) -> Any:
-        return select(silences.c.id).where(silences.c.until < before(settings.messages, now)).limit(limit)
+    def ended_silences(now: float) -> Any:
+        return silences.c.until < before(settings.messages, now)
 
-    def idle_threads(now: float, limit: int) -> Any:
-        return select(threads.c.integration, threads.c.key).where(threads.c.updated_at < before(settings.messages, now)).limit(limit)
+    def idle_threads(now: float) -> Any:
+        return threads.c.updated_at < before(settings.messages, now)
 
-    def flushed_groups(now: float, limit: int) -> Any:
-        return (
-            select(groups.c.id)
-            .where(groups.c.updated_at < before(settings.messages, now), groups.c.pending == 0, groups.c.flush_at.is_(None))
-            .limit(limit)
-        )
+    def flushed_groups(now: float) -> Any:
+        return and_(groups.c.updated_at < before(settings.messages, now), groups.c.pending == 0, groups.c.flush_at.is_(None))
 
     rules = [
         _Rule(messages, "messages", old_messages),
         _Rule(events, "events", old_events),
         _Rule(inbox, "inbox", old_inbox),
-        _Rule(dedup, None, closed_windows),
-        _Rule(silences, "messages", ended_silences),
-        _Rule(threads, "messages", idle_threads),
-        _Rule(groups, "messages", flushed_groups),
+        _Rule(dedup, None, closed_windows, oldest_first=False),
+        _Rule(silences, "messages", ended_silences, oldest_first=False),
+        _Rule(threads, "messages", idle_threads, oldest_first=False),
+        _Rule(groups, "messages", flushed_groups, oldest_first=False),
     ]
     return [r for r in rules if r.keep is None or getattr(settings, r.keep) is not None]
+
+
+def _select_due(rule: _Rule, now: float, limit: int | None) -> Any:
+    pk = list(rule.table.primary_key.columns)
+    query = select(*pk).where(rule.due(now))
+    if rule.oldest_first:
+        query = query.order_by(*pk)
+    return query.limit(limit) if limit is not None else query
 
 
 async def prune(
@@ -117,22 +126,24 @@ async def prune(
 
 async def _count(store: Store, rule: _Rule, now: float) -> int:
     async with store.read() as conn:
-        due = rule.select_due(now, 2**31 - 1).subquery()
+        due = _select_due(rule, now, None).subquery()
         return int((await conn.execute(select(func.count()).select_from(due))).scalar() or 0)
 
 
 async def _delete(store: Store, rule: _Rule, now: float, batch: int, pause: float) -> int:
+    """Rows are found in a read transaction (no write lock while searching), then deleted by key
+    if they still meet the condition; only what was deleted is counted (with several workers
+    pruning, each row once)."""
     pk = list(rule.table.primary_key.columns)
     done = 0
     while True:
         async with store.read() as conn:
-            keys = [tuple(r) for r in (await conn.execute(rule.select_due(now, batch))).all()]
+            keys = [tuple(r) for r in (await conn.execute(_select_due(rule, now, batch))).all()]
         if not keys:
             return done
         match = pk[0].in_([k[0] for k in keys]) if len(pk) == 1 else tuple_(*pk).in_(keys)
         async with store.write() as conn:
-            await conn.execute(delete(rule.table).where(match))
-        done += len(keys)
+            done += (await conn.execute(delete(rule.table).where(match, rule.due(now)))).rowcount
         if len(keys) < batch:
             return done
         await asyncio.sleep(pause)

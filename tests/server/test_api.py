@@ -247,9 +247,12 @@ async def test_idempotency_key_replays_the_same_request_and_refuses_a_different_
     assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
     assert (await api.post(MESSAGES, json=payload)).status_code == 202
     assert len((await api.get("/api/v1/deliveries")).json()["items"]) == 3
-    # An absurd key is a validation problem, not a database error.
+    # An absurd key is a validation problem, not a database error; so is an empty one, twice.
     detail = assert_error(await api.post(MESSAGES, json=payload, headers={"Idempotency-Key": "k" * 300}), 422)
     assert any("idempotency-key" in line for line in detail)
+    for _ in range(2):
+        detail = assert_error(await api.post(MESSAGES, json=payload, headers={"Idempotency-Key": ""}), 422)
+        assert any("idempotency-key" in line and "at least 1" in line for line in detail)
 
 
 @SQLITE_ONLY
@@ -275,7 +278,16 @@ async def test_the_documented_route_answers_like_the_fast_path(make_hub: Any, se
         assert again.status_code == 200 and again.headers["idempotency-replay"] == "true"
         assert again.json() == first.json()
         assert_error(await client.post(MESSAGES, json={"title": ""}, headers=headers), 422, "invalid request")
+        detail = assert_error(await client.post(MESSAGES, json={"title": "x"}, headers={**headers, "Idempotency-Key": ""}), 422)
+        assert any("at least 1" in line for line in detail)
         assert_error(await client.post(MESSAGES, json={"title": "x"}), 401, "unauthorized")
+
+
+@SQLITE_ONLY
+async def test_a_byte_order_mark_before_the_json_is_skipped(make_api: Any) -> None:
+    api = await make_api(dispatch=False)
+    r = await api.post(MESSAGES, content=b"\xef\xbb\xbf" + json.dumps({"title": "bom"}).encode(), headers=JSON)
+    assert r.status_code == 202, r.text
 
 
 @SQLITE_ONLY

@@ -34,7 +34,7 @@ async def test_any_number_of_rows_is_written_once(store: Store, count: int) -> N
     assert ids == sorted(r[0] for r in rows)
 
 
-async def test_outcomes_land_on_their_own_lease_only_and_the_last_result_wins(store: Store) -> None:
+async def test_outcomes_land_on_their_own_lease_only_and_the_first_result_wins(store: Store) -> None:
     now = time.time()
     message = _message_row(now)
     mine = [_delivery_row(str(message[0]), now) for _ in range(70)]
@@ -44,8 +44,8 @@ async def test_outcomes_land_on_their_own_lease_only_and_the_last_result_wins(st
         await outbox._INSERT_DELIVERY.run(conn, [*mine, theirs])
     results = [Result(str(r[0]), "ops", "delivered", 1, now, None, f"remote-{i}", 12.5, now) for i, r in enumerate(mine)]
     results.append(Result(str(theirs[0]), "ops", "delivered", 1, now, None, "stolen", 1.0, now))
-    # The same delivery twice in one batch: the later result is the one kept.
-    results.append(Result(str(mine[0][0]), "ops", "dead", 1, now, "HTTP 400", None, 3.0))
+    # The same delivery twice in one batch: the first result ends the lease and is the one kept.
+    results.insert(0, Result(str(mine[0][0]), "ops", "dead", 1, now, "HTTP 400", None, 3.0))
     async with store.write() as conn:
         await outbox.record(conn, "me", results, now)
     async with store.read() as conn:

@@ -325,6 +325,24 @@ async def test_callers_woken_by_a_commit_join_the_next_transaction(store: Store)
     assert len(apply.transactions) <= rounds + 3, apply.transactions
 
 
+async def test_stop_commits_and_answers_what_was_submitted_and_refuses_the_rest(store: Store) -> None:
+    apply = Recorder()
+    writer = GroupCommit(store)
+    writer.start()
+    pending = [asyncio.create_task(writer.submit(apply, {"key": f"k{i}"})) for i in range(50)]
+    await asyncio.sleep(0)  # submitted; the writer may be in the middle of committing some
+    stopping = asyncio.create_task(writer.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="stopping"):
+        await writer.submit(apply, {"key": "late"})
+    await stopping
+    assert [await p for p in pending] == [f"k{i}" for i in range(50)], "every caller is told its write went through"
+    assert await keys_in_db(store) == {f"k{i}" for i in range(50)}
+    assert apply.commits == len(apply.transactions), "the committed hooks ran for every transaction"
+    with pytest.raises(RuntimeError, match="not running"):
+        await writer.submit(apply, {"key": "after"})
+
+
 async def test_group_commit_respects_max_batch(store: Store) -> None:
     apply = Recorder()
     writer = GroupCommit(store, max_batch=10)

@@ -124,7 +124,7 @@ async def write_messages(
     joined: set[tuple[str, str | None]] = set()
     for i, p in enumerate(planned):
         p.leased = []
-        key = p.idempotency_key
+        key = p.idempotency_key or None  # an empty key is no key
         if key and key in existing:
             original_id, original_hash = existing[key]
             if original_hash != p.request_hash:
@@ -238,14 +238,16 @@ async def claim(
 async def record(conn: Conn, owner: str, results: Sequence[Result], now: float) -> None:
     """Write many outcomes at once. A result whose lease was lost (another worker took the
     delivery after the lease expired) changes nothing."""
-    # One row per delivery (the last result wins): a statement over many rows must not name a
-    # row twice.
-    latest = {r.id: r for r in results}
+    # One row per delivery, the first result (as a row-by-row update would leave it: the first
+    # one ends the lease): a statement over many rows must not name a row twice.
+    first: dict[str, Result] = {}
+    for r in results:
+        first.setdefault(r.id, r)
     await _RECORD.run(
         conn,
         [
             (r.status, r.attempts, r.next_attempt_at, r.last_error, r.remote_id, r.latency_ms, r.delivered_at, now, r.id, owner)
-            for r in latest.values()
+            for r in first.values()
         ],
     )
 

@@ -56,7 +56,7 @@ class Accepted(BaseModel):
 async def post_message(
     payload: MessageIn,
     hub: HubDep,
-    idempotency_key: Annotated[str | None, Header(max_length=messages.IDEMPOTENCY_KEY_MAX)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=messages.IDEMPOTENCY_KEY_MAX)] = None,
 ) -> Response:
     """Store and route a message. Answers 202 once it and its deliveries are committed.
 

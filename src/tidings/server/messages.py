@@ -53,6 +53,7 @@ def parse(body: bytes) -> tuple[Message, list[str] | None]:
     """The message and its explicit targets from a request body, or :class:`_Refused`."""
     from .api import MessageIn
 
+    body = body.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as json.loads would skip it
     if not body.strip():
         raise _Refused(422, "invalid request", ["body: Field required"])
     try:
@@ -95,7 +96,9 @@ async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes,
     query: bytes = scope.get("query_string", b"")
     if b"\x00" in query or b"%00" in query:
         raise _Refused(400, "bad request", "NUL characters are not allowed in the URL", [(b"connection", b"close")])
-    headers = dict(scope["headers"])  # lower-case names; the last of repeated headers wins
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:  # lower-case names; the first of repeated headers counts, as in Starlette
+        headers.setdefault(name, value)
     # In the order the request guard and the router check them for every other route.
     declared = headers.get(b"content-length")
     if declared is not None:
@@ -113,6 +116,8 @@ async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes,
     idempotency_key = key.decode("latin-1") if key is not None else None
     if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         raise _Refused(422, "invalid request", [f"header.idempotency-key: String should have at most {IDEMPOTENCY_KEY_MAX} characters"])
+    if idempotency_key == "":
+        raise _Refused(422, "invalid request", ["header.idempotency-key: String should have at least 1 character"])
     body = await _read(receive, limit)
     message, to = parse(body)
     try:

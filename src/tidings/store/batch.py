@@ -49,6 +49,7 @@ class GroupCommit:
         self._wakeup: asyncio.Future[None] | None = None
         """Set while the writer waits for work."""
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def running(self) -> bool:
@@ -56,28 +57,45 @@ class GroupCommit:
 
     def start(self) -> None:
         if self._task is None:
+            self._closing = False
             self._task = asyncio.create_task(self._run(), name="tidings-group-commit")
 
     async def stop(self) -> None:
-        """Commit what is queued, then stop."""
-        if self._task is None:
+        """Refuse new writes, commit (and answer) everything already submitted, then stop.
+        Cancelling the writer instead could cut a commit short: its callers would be told it
+        failed while it went through."""
+        task = self._task
+        if task is None:
             return
-        while self._queue:
-            await asyncio.sleep(0.001)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        self._closing = True
+        self._wake()
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise
+        finally:
+            self._task = None
+            while self._queue:  # only when the writer died: nothing may wait forever
+                _, _, fut = self._queue.popleft()
+                _settle(fut, RuntimeError("the writer stopped before committing"))
 
     async def submit(self, op: Batch[T, R], item: T) -> R:
         if self._task is None:
             raise RuntimeError("the writer is not running (start the hub first)")
+        if self._closing:
+            raise RuntimeError("the writer is stopping")
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((op, item, fut))
+        self._wake()
+        return await fut
+
+    def _wake(self) -> None:
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
-        return await fut
 
     async def submit_many(self, op: Batch[T, R], items: list[T]) -> list[R]:
         return list(await asyncio.gather(*(self.submit(op, i) for i in items)))
@@ -86,6 +104,8 @@ class GroupCommit:
         queue = self._queue
         while True:
             while not queue:
+                if self._closing:
+                    return
                 self._wakeup = asyncio.get_running_loop().create_future()
                 try:
                     await self._wakeup

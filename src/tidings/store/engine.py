@@ -168,7 +168,11 @@ class Store:
             # The commit's fsync releases the GIL: let the loop run meanwhile. The lock is held
             # until the commit is over, even for a caller cancelled meanwhile: the next
             # transaction must not begin on this connection under a commit still running.
-            commit = asyncio.get_running_loop().run_in_executor(None, self._commit, sync_conn)
+            try:
+                commit = asyncio.get_running_loop().run_in_executor(None, self._commit, sync_conn)
+            except BaseException:  # no thread to commit in (the executor is shut down)
+                self._discard_on_error(sync_conn.rollback)
+                raise
             commit.add_done_callback(lambda _: lock.release())
             held = False
             await asyncio.shield(commit)
