@@ -12,7 +12,7 @@ from apiserver import make_api, serve, serve_asgi  # noqa: F401  (fixtures)
 from fake_slack import FakeSlack
 from fake_smtp import Certificate, SmtpServer, make_certificate
 from fake_teams import FakeTeams
-from helpers import PG_URL, pg_available, services_required
+from helpers import PG_URL, REDIS_URL, pg_available, redis_available, services_required
 from peer import Peer
 from sink import Sink
 
@@ -40,6 +40,16 @@ def db_url(db: str, tmp_path: Path) -> Any:
         yield f"sqlite:///{tmp_path / 'tidings.db'}"
         return
     yield from _pg_schema()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis on 127.0.0.1:6379 (``TIDINGS_TEST_REDIS`` to change it)."""
+    if not redis_available():
+        if services_required():
+            pytest.fail(f"Redis is required (TIDINGS_REQUIRE_SERVICES=1) but {REDIS_URL} does not answer")
+        pytest.skip(f"Redis at {REDIS_URL} does not answer; set TIDINGS_REQUIRE_SERVICES=1 to fail instead")
+    return REDIS_URL
 
 
 @pytest.fixture

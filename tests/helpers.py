@@ -22,6 +22,23 @@ def pg_available() -> bool:
         return False
 
 
+REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@functools.cache
+def redis_available() -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(REDIS_URL)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def services_required() -> bool:
     return os.environ.get("TIDINGS_REQUIRE_SERVICES") == "1"
 

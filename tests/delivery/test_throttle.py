@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Any
 
 import pytest
 
@@ -177,3 +179,73 @@ async def test_refused_acquire_takes_no_slot() -> None:
     assert all(w > 0.0 for w in refused)
     await asyncio.sleep(refused[-1] + 0.01)
     assert await limiter.acquire("k") == 0.0, "ten refusals did not push the next slot back"
+
+
+# -- limits shared through Redis ----------------------------------------------------------------
+async def test_workers_sharing_redis_share_the_limit(redis_url: str) -> None:
+    """Two dispatchers (two workers) on one Redis: 5 sends a minute in all, not 5 each."""
+    from tidings.delivery.throttle import SharedLimits
+
+    key = f"ops-{uuid.uuid4().hex}"
+    first, second = SharedLimits(redis_url), SharedLimits(redis_url)
+    try:
+        a, b = RateLimiter("5/minute", shared=first), RateLimiter("5/minute", shared=second)
+        assert [await a.acquire(key) for _ in range(3)] == [0.0] * 3
+        assert [await b.acquire(key) for _ in range(2)] == [0.0] * 2
+        assert await a.acquire(key) > 0.0 and await b.acquire(key) > 0.0
+        wait = await b.acquire(key)
+        assert 0.0 < wait <= 60.0
+        assert await a.acquire(f"{key}-other") == 0.0, "keys count separately"
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_without_redis_each_process_counts_alone_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from tidings.delivery import throttle
+    from tidings.delivery.throttle import SharedLimits
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    shared = SharedLimits(f"redis://127.0.0.1:{port}/0")
+    try:
+        limiter = RateLimiter("2/minute", shared=shared)
+        assert [await limiter.acquire("k") for _ in range(2)] == [0.0, 0.0], "sends go on"
+        assert await limiter.acquire("k") > 0.0, "within the limit, counted in this process"
+        assert not shared.up
+        shared.down_until = 0.0  # the retry interval has passed: Redis is asked again
+        assert await limiter.acquire("k") > 0.0
+        assert not shared.up
+        assert throttle.SHARED_RETRY > 0
+    finally:
+        await shared.close()
+
+
+def test_rate_limit_storage_is_memory_or_redis() -> None:
+    from tidings.config import parse_config
+    from tidings.errors import ConfigError
+
+    assert parse_config({}).dispatcher.rate_limit_storage == "memory://"
+    assert parse_config({"dispatcher": {"rate_limit_storage": "redis://127.0.0.1:6379/1"}}).dispatcher.rate_limit_storage
+    with pytest.raises(ConfigError, match="rate_limit_storage"):
+        parse_config({"dispatcher": {"rate_limit_storage": "memcached://x"}})
+
+
+async def test_a_hub_with_shared_limits_sends_through_redis(make_hub: Any, sink: Any, redis_url: str) -> None:
+    from tidings import Message
+
+    name = f"ops{uuid.uuid4().hex[:8]}"
+    hub = await make_hub({
+        "dispatcher": {"rate_limit_storage": redis_url},
+        "integrations": {name: {"kind": "webhook", "url": sink.url + "/hook", "rate_limit": "50/second"}},
+        "default": {"to": [name]},
+    })
+    lane = hub.dispatcher.lanes[name]
+    assert lane.limiter is not None and lane.limiter._shared is hub.dispatcher.shared_limits
+    receipts = [await hub.notify(Message(f"m{i}")) for i in range(5)]
+    for r in receipts:
+        assert (await hub.wait(r.id))["deliveries"][0]["status"] == "delivered"
+    assert hub.dispatcher.shared_limits is not None and hub.dispatcher.shared_limits.up

@@ -54,6 +54,18 @@ class DispatcherSettings(_Strict):
     lease: Duration = Field(120.0, description="a claimed delivery returns to the queue after this")
     poll_interval: Duration = Field(1.0, description="how often to look for work written by others")
     shutdown_timeout: Duration = 10.0
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="where rate limits are counted: memory:// (each process alone) or redis://host:6379/0"
+        " (every worker sharing the Redis shares each integration's limit)",
+    )
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage(cls, v: str) -> str:
+        if v != "memory://" and not v.startswith(("redis://", "rediss://")):
+            raise ValueError("use memory:// or a redis:// (rediss://) URL")
+        return v
 
 
 DAY = 86400.0

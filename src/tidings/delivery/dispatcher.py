@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -25,7 +26,7 @@ from ..config.models import DispatcherSettings
 from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
 from ..metrics import Metrics
 from ..routing import NO_ROUTE, RouteOptions
-from ..security.redact import redact
+from ..security.redact import redact, register
 from ..store.batch import Batch
 from ..store.engine import Conn, Store
 from ..store.tables import integration_state
@@ -33,7 +34,7 @@ from ..templates import TemplateError, apply_templates
 from . import outbox
 from .outbox import Claimed, Result
 from .retry import gives_up, next_delay
-from .throttle import Breaker, RateLimiter
+from .throttle import Breaker, RateLimiter, SharedLimits
 
 log = structlog.get_logger("tidings.dispatcher")
 
@@ -101,10 +102,10 @@ class Lane:
         return self.queue.popleft()
 
 
-def lane_for(notifier: Notifier) -> Lane:
+def lane_for(notifier: Notifier, shared: SharedLimits | None = None) -> Lane:
     concurrency = notifier.effective_concurrency
     rate = notifier.effective_rate_limit
-    limiter = RateLimiter(rate, notifier.effective_burst) if rate else None
+    limiter = RateLimiter(rate, notifier.effective_burst, shared) if rate else None
     # Claim no more than the lane can start within a couple of seconds.
     capacity = concurrency * 4
     if limiter is not None:
@@ -142,7 +143,14 @@ class Dispatcher:
         self.settings = settings or DispatcherSettings()
         self.metrics = metrics or Metrics()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-        self.lanes: dict[str, Lane] = {n.name: lane_for(n) for n in notifiers}
+        storage = self.settings.rate_limit_storage
+        self.shared_limits = None
+        if storage.startswith(("redis://", "rediss://")):
+            password = urlsplit(storage).password
+            if password:
+                register([password])  # never in a log line
+            self.shared_limits = SharedLimits(storage)
+        self.lanes: dict[str, Lane] = {n.name: lane_for(n, self.shared_limits) for n in notifiers}
         self.routes = routes
         """Route name -> what the route adds (a template applied before the integration's own...)."""
         self._on_flush = on_flush
@@ -198,6 +206,8 @@ class Dispatcher:
             except Exception as exc:  # the leases bring the deliveries back; nothing is lost
                 log.warning("dispatcher.final_flush_failed", error=str(exc))
                 await asyncio.sleep(0.2)
+        if self.shared_limits is not None:
+            await self.shared_limits.close()
 
     def wake(self) -> None:
         """Look for work now (called after this process stored new deliveries)."""

@@ -6,11 +6,50 @@ import math
 import time
 from collections.abc import Callable
 
+import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
-from limits.storage import MemoryStorage, Storage
+from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from ..integrations.base import BreakerPolicy
+
+log = structlog.get_logger("tidings.dispatcher")
+
+
+SHARED_RETRY = 10.0
+"""After Redis failed, count in this process for this long before trying Redis again."""
+
+
+class SharedLimits:
+    """Rate limits counted in Redis (``dispatcher.rate_limit_storage: redis://...``), so that
+    every worker sharing it shares each integration's limit: two workers on PostgreSQL must not
+    send Slack two messages a second to one channel. The same moving windows as in memory, kept
+    by limits' Lua scripts, one round trip per send. When Redis can't be reached each process
+    counts alone meanwhile (logged): sends go on, within the limit per process."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import MovingWindowRateLimiter as SharedWindow
+
+        self.url = url
+        self._pool = redis.asyncio.ConnectionPool.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        storage = RedisStorage(f"async+{url}", implementation="redispy", key_prefix="tidings", connection_pool=self._pool)
+        self.limiter = SharedWindow(storage)
+        self.down_until = 0.0
+
+    @property
+    def up(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def failed(self, exc: BaseException) -> None:
+        if self.up:
+            log.warning("rate_limit.redis_unavailable", error=f"{type(exc).__name__}: {exc}"[:300],
+                        meanwhile="each process counts its own sends", retry_in_s=SHARED_RETRY)
+        self.down_until = time.monotonic() + SHARED_RETRY
+
+    async def close(self) -> None:
+        await self._pool.disconnect()
 
 
 class RateLimiter:
@@ -21,18 +60,29 @@ class RateLimiter:
     In memory it uses limits' synchronous storage (a dictionary: nothing blocks). The asyncio
     one starts an expiry task, and a thread hop, for nearly every hit: under load that machinery
     cost more than the sends it limited (bench/throughput.py, Teams 3,400 -> 5,500 messages/s
-    with the synchronous one)."""
+    with the synchronous one). With ``shared``, Redis counts for every worker (see
+    :class:`SharedLimits`), and memory only while Redis is away."""
 
-    def __init__(self, rate: str, burst: int = 1, storage: Storage | None = None) -> None:
+    def __init__(self, rate: str, burst: int = 1, shared: SharedLimits | None = None) -> None:
         item = parse(rate)
         amount, seconds = item.amount, item.get_expiry()
         windows = max(1, math.ceil(burst / amount))
         self.item: RateLimitItem = RateLimitItemPerSecond(amount * windows, seconds * windows)
         self.per_second = amount / seconds
-        self._limiter = MovingWindowRateLimiter(storage or MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._shared = shared
 
     async def acquire(self, key: str) -> float:
         """Take a slot now and return 0, or take nothing and return the seconds until one frees."""
+        shared = self._shared
+        if shared is not None and shared.up:
+            try:
+                if await shared.limiter.hit(self.item, key):
+                    return 0.0
+                stats = await shared.limiter.get_window_stats(self.item, key)
+                return max(0.001, stats.reset_time - time.time())
+            except Exception as exc:  # Redis away: count here meanwhile
+                shared.failed(exc)
         if self._limiter.hit(self.item, key):
             return 0.0
         stats = self._limiter.get_window_stats(self.item, key)
