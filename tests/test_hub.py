@@ -162,3 +162,31 @@ async def test_an_empty_idempotency_key_is_no_key(make_hub: Any) -> None:
     first = await hub.notify(Message("one"), idempotency_key="")
     second = await hub.notify(Message("two"), idempotency_key="")
     assert first.id != second.id and not second.replay
+
+
+async def test_a_message_accepted_while_the_hub_stops_is_sent_or_handed_back(make_hub: Any, sink: Sink) -> None:
+    """Its transaction may end after the dispatcher stopped taking work: the delivery must not stay
+    leased to a process that is gone (it would wait for the lease to run out)."""
+    from sqlalchemy import select
+
+    from tidings.store.tables import deliveries
+
+    hub = await make_hub({"integrations": {"ops": webhook(sink)}, "default": {"to": ["ops"]}})
+    apply = hub._writer.apply
+
+    async def slow_apply(conn: Any, items: Any) -> Any:  # a slow database
+        results = await apply(conn, items)
+        await asyncio.sleep(0.5)
+        return results
+
+    hub._writer.apply = slow_apply  # type: ignore[method-assign]
+    late = [asyncio.create_task(hub.notify(Message(f"late {i}"))) for i in range(20)]
+    await asyncio.sleep(0.05)  # submitted and leased; the transaction is still open
+    await hub.stop(timeout=0.05)
+    receipts = [await t for t in late]
+    db = await make_hub(dispatch=False)
+    async with db.store.read() as conn:
+        rows = (await conn.execute(select(deliveries.c.status, deliveries.c.lease_owner))).all()
+    assert len(rows) == len(receipts) == 20
+    for status, owner in rows:
+        assert status in ("delivered", "pending", "retrying") and owner is None, (status, owner)

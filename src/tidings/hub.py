@@ -177,6 +177,10 @@ class Hub:
             self._stopping = False
             if self.pruner is not None:
                 await self.pruner.stop()
+            if self.store is not None:
+                # Messages already accepted finish their transaction first: the dispatcher then
+                # sends or hands back their deliveries instead of leaving them leased to nobody.
+                await self.store.drain(self.config.dispatcher.shutdown_timeout)
             if self.dispatcher is not None:
                 await self.dispatcher.stop(timeout)
             if self.silences is not None:

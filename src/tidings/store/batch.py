@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from typing import Any, Generic, TypeVar
 
@@ -50,6 +51,8 @@ class GroupCommit:
         """Set while the writer waits for work."""
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._busy = False
+        """A batch is being written (taken off the queue, not yet answered)."""
 
     @property
     def running(self) -> bool:
@@ -82,6 +85,13 @@ class GroupCommit:
                 _, _, fut = self._queue.popleft()
                 _settle(fut, RuntimeError("the writer stopped before committing"))
 
+    async def drain(self, timeout: float) -> None:
+        """Until nothing submitted waits to be written and answered (its ``committed`` hooks
+        run), or ``timeout``. New writes are still taken."""
+        deadline = time.monotonic() + timeout
+        while self._task is not None and (self._queue or self._busy) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
     async def submit(self, op: Batch[T, R], item: T) -> R:
         if self._task is None:
             raise RuntimeError("the writer is not running (start the hub first)")
@@ -112,6 +122,7 @@ class GroupCommit:
                 finally:
                     self._wakeup = None
             # Let writers woken by the last commit add to this one (fewer, larger transactions).
+            self._busy = True
             await asyncio.sleep(0)
             batch = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
             try:
@@ -125,6 +136,8 @@ class GroupCommit:
                 log.exception("group_commit.failed", size=len(batch))
                 for _, _, fut in batch:
                     _settle(fut, RuntimeError("the write failed; see the log"))
+            finally:
+                self._busy = False
 
     async def _commit(self, batch: list[_Entry]) -> None:
         groups: dict[Batch[Any, Any], list[_Entry]] = {}

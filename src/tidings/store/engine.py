@@ -236,6 +236,11 @@ class Store:
             self._writer.start()
         return await self._writer.submit(op, item)
 
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Until every write submitted so far is committed and answered (at most ``timeout``)."""
+        if self._writer is not None:
+            await self._writer.drain(timeout)
+
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.stop()
