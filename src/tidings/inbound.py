@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .background import Background
 from .delivery.retry import gives_up, next_delay
 from .errors import MessageError, NotFound, TidingsError
 from .ids import new_id
@@ -260,8 +261,10 @@ class _ClaimEvents(Batch[tuple[str, float, tuple[str, ...], int], list[Any]]):
 CLAIM_EVENTS = _ClaimEvents()
 
 
-class EventProcessor:
+class EventProcessor(Background):
     """Processes stored events in the background of every process that dispatches."""
+
+    task_name = "tidings-events"
 
     def __init__(
         self,
@@ -282,11 +285,7 @@ class EventProcessor:
         self._lease = lease
         self._poll = poll_interval
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tidings-events")
 
     def wake(self) -> None:
         self._wake.set()
@@ -303,10 +302,7 @@ class EventProcessor:
         return (min(BUSY_SHARE, self._concurrency) if busy else self._concurrency) - len(self._running)
 
     async def stop(self, timeout: float = 5.0) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         if self._running:
             # Unfinished handlers keep their lease; another worker takes them when it ends.
             _, still = await asyncio.wait(set(self._running), timeout=timeout)
