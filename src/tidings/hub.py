@@ -444,11 +444,7 @@ class Hub:
 
     async def prune(self, *, dry_run: bool = False) -> dict[str, int]:
         """Remove now what ``retention`` no longer keeps (or count it); rows per table."""
-        counts = await prune(self.require_store(), self.config.retention, dry_run=dry_run)
-        if not dry_run:
-            for table, n in counts.items():
-                self.metrics.pruned.labels(table).inc(n)
-        return counts
+        return await prune(self.require_store(), self.config.retention, dry_run=dry_run, metrics=self.metrics)
 
     async def queue_gauges(self) -> tuple[dict[str, int], float]:
         async with self.require_store().read() as conn:

@@ -114,13 +114,19 @@ def _select_due(rule: _Rule, now: float, limit: int | None) -> Any:
 
 async def prune(
     store: Store, settings: RetentionSettings, *, dry_run: bool = False, now: float | None = None,
-    batch: int = BATCH, pause: float = PAUSE,
+    batch: int = BATCH, pause: float = PAUSE, metrics: Metrics | None = None,
 ) -> dict[str, int]:
-    """Delete (or with ``dry_run``, count) what the settings no longer keep; rows per table."""
+    """Delete (or with ``dry_run``, count) what the settings no longer keep; rows per table.
+    What is deleted is counted in ``metrics`` (``tidings_pruned_rows_total``)."""
     now = time.time() if now is None else now
     counts: dict[str, int] = {}
     for rule in _rules(settings):
-        counts[rule.table.name] = await (_count(store, rule, now) if dry_run else _delete(store, rule, now, batch, pause))
+        if dry_run:
+            counts[rule.table.name] = await _count(store, rule, now)
+            continue
+        counts[rule.table.name] = n = await _delete(store, rule, now, batch, pause)
+        if metrics is not None:
+            metrics.pruned.labels(rule.table.name).inc(n)
     return counts
 
 
@@ -170,10 +176,7 @@ class Pruner(Background):
         await asyncio.sleep(min(self.FIRST_RUN, self.settings.interval))
         while True:
             try:
-                counts = await prune(self.store, self.settings)
-                if self.metrics is not None:
-                    for table, n in counts.items():
-                        self.metrics.pruned.labels(table).inc(n)
+                counts = await prune(self.store, self.settings, metrics=self.metrics)
                 if any(counts.values()):
                     log.info("retention.pruned", **counts)
             except Exception as exc:  # the next interval tries again; nothing is lost by waiting
