@@ -22,6 +22,29 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the body limit is {limit} bytes")
 
 
+class ClientGone(Exception):
+    """The client went away before its whole body arrived."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body for the pure-ASGI endpoints; :class:`BodyTooLarge` as soon as it
+    crosses ``limit`` (before the rest is read), :class:`ClientGone` on a disconnect."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 

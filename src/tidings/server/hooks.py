@@ -19,20 +19,13 @@ from starlette.types import Receive, Scope, Send
 from ..hub import Hub
 from ..inbound import Answer, refusal
 from ..integrations.receiver import InboundRequest
+from .guard import BodyTooLarge, ClientGone, read_body
 
 log = structlog.get_logger("tidings.server")
 
 PREFIX = "/hooks/"
 
 _Respond = Callable[[Answer], Awaitable[None]]
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
 
 
 def takes(scope: Scope) -> str | None:
@@ -94,12 +87,12 @@ async def _hook(hub: Hub, name: str, scope: Scope, receive: Receive, respond: _R
             await respond(refusal(413, "payload too large", f"this integration accepts at most {limit} bytes"))
             return
     try:
-        body = await _read(receive, limit)
-    except _TooLarge:
+        body = await read_body(receive, limit)
+    except BodyTooLarge:
         hub.count_inbound(name, "too_large")
         await respond(refusal(413, "payload too large", f"this integration accepts at most {limit} bytes"))
         return
-    except _Disconnected:
+    except ClientGone:
         await respond(Answer(400, b"", "text/plain"))
         return
     query: bytes = scope.get("query_string", b"")
@@ -111,23 +104,6 @@ async def _hook(hub: Hub, name: str, scope: Scope, receive: Receive, respond: _R
         received_at=time.time(),
     )
     await respond(await hub.receive(name, inbound))
-
-
-async def _read(receive: Receive, limit: int) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _send(send: Send, answer: Answer) -> None:

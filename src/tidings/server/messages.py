@@ -20,7 +20,7 @@ from ..errors import IdempotencyConflict, MessageError, UnknownIntegration
 from ..hub import Hub
 from ..message import Message
 from .auth import authenticate
-from .guard import is_json
+from .guard import BodyTooLarge, ClientGone, is_json, read_body
 
 log = structlog.get_logger("tidings.server")
 
@@ -118,7 +118,12 @@ async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes,
         raise _Refused(422, "invalid request", [f"header.idempotency-key: String should have at most {IDEMPOTENCY_KEY_MAX} characters"])
     if idempotency_key == "":
         raise _Refused(422, "invalid request", ["header.idempotency-key: String should have at least 1 character"])
-    body = await _read(receive, limit)
+    try:
+        body = await read_body(receive, limit)
+    except BodyTooLarge:  # the connection stays open: the client may still be sending; uvicorn drops the rest
+        raise _Refused(413, "payload too large", f"the body limit is {limit} bytes") from None
+    except ClientGone:
+        raise _Refused(400, "bad request", "the client went away") from None
     message, to = parse(body)
     try:
         receipt = await hub.notify(message, to=to, idempotency_key=idempotency_key)
@@ -129,20 +134,3 @@ async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes,
     except IdempotencyConflict as exc:
         raise _Refused(422, "idempotency key reused", str(exc)) from None
     return accepted(receipt)
-
-
-async def _read(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Refused(400, "bad request", "the client went away")
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:  # the connection stays open: the client may still be sending; uvicorn drops the rest
-                raise _Refused(413, "payload too large", f"the body limit is {limit} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
