@@ -2,7 +2,7 @@
 
 ``write_messages`` stores messages with their delivery rows in the caller's transaction;
 ``claim`` leases due deliveries (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of
-workers share the queue); ``record`` writes many outcomes in one ``executemany``.
+workers share the queue); ``record`` writes many outcomes at once (see :class:`_Rows`).
 """
 
 from __future__ import annotations
@@ -317,18 +317,14 @@ async def next_due(conn: Conn, integrations: Sequence[str]) -> float | None:
     return (await conn.execute(_NEXT_DUE[conn.dialect.name], {"names": list(integrations)})).scalar()
 
 
-def _due(dialect: str) -> str:
-    return f"{from_active_deliveries(dialect)} AND integration IN :names"
-
-
 def _by_dialect(build: Callable[[str], str]) -> dict[str, TextClause]:
     return {d: text(build(d)).bindparams(bindparam("names", expanding=True)) for d in ("sqlite", "postgresql")}
 
 
 _CLAIM = _by_dialect(
     lambda d: "UPDATE deliveries SET status = 'sending', lease_owner = :owner, next_attempt_at = :until, updated_at = :now"
-    f" WHERE id IN (SELECT id {_due(d)} AND next_attempt_at <= :now ORDER BY priority, created_at LIMIT :limit"
+    f" WHERE id IN (SELECT id {from_active_deliveries(d, of_integrations=True)} AND next_attempt_at <= :now ORDER BY priority, created_at LIMIT :limit"
     f"{' FOR UPDATE SKIP LOCKED' if d == 'postgresql' else ''})"
     " RETURNING id, message_id, integration, attempts, created_at, queued_at, priority, route"
 )
-_NEXT_DUE = _by_dialect(lambda d: f"SELECT min(next_attempt_at) {_due(d)}")
+_NEXT_DUE = _by_dialect(lambda d: f"SELECT min(next_attempt_at) {from_active_deliveries(d, of_integrations=True)}")

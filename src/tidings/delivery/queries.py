@@ -181,8 +181,8 @@ async def integration_stats(conn: Conn, names: list[str], now: float | None = No
         .group_by(deliveries.c.integration, deliveries.c.status)
     )
     older_waiting = text(
-        f"SELECT integration, status, count(*) {from_active_deliveries(conn.dialect.name)}"
-        " AND integration IN :names AND id < :floor GROUP BY integration, status"
+        f"SELECT integration, status, count(*) {from_active_deliveries(conn.dialect.name, of_integrations=True)}"
+        " AND id < :floor GROUP BY integration, status"
     ).bindparams(bindparam("names", expanding=True))
     rows = [*(await conn.execute(recent)), *(await conn.execute(older_waiting, {"names": names, "floor": floor}))]
     for integration, status, n in rows:

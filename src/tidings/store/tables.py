@@ -24,7 +24,7 @@ metadata = MetaData()
 
 ACTIVE = ("pending", "retrying", "sending")
 """Delivery states the dispatcher still has work for."""
-ACTIVE_SQL = "status IN ('pending', 'retrying', 'sending')"
+ACTIVE_SQL = f"status IN ({', '.join(repr(s) for s in ACTIVE)})"
 """The same as a literal condition: the partial index ``ix_deliveries_due`` serves a query only
 when its WHERE states these statuses literally (bound parameters hide them from the planner)."""
 
@@ -40,13 +40,15 @@ ERRORS_SQL = "last_error IS NOT NULL AND status <> 'suppressed'"
 """Deliveries with an error to show (a suppressed one's last_error says why it was suppressed)."""
 
 
-def from_active_deliveries(dialect: str) -> str:
+def from_active_deliveries(dialect: str, *, of_integrations: bool = False) -> str:
     """``FROM deliveries WHERE <active>`` read through the partial index of active deliveries,
-    which holds only the work left. Left to itself, SQLite planned such queries on another index
-    and read every delivery ever made, on every claim: slower the longer tidings ran. INDEXED BY
-    makes SQLite use the due index (or fail loudly)."""
+    which holds only the work left (with ``of_integrations``: ``AND integration IN :names``, an
+    expanding parameter). Left to itself, SQLite planned such queries on another index and read
+    every delivery ever made, on every claim: slower the longer tidings ran. INDEXED BY makes
+    SQLite use the due index (or fail loudly)."""
     hint = " INDEXED BY ix_deliveries_due" if dialect == "sqlite" else ""
-    return f"FROM deliveries{hint} WHERE {ACTIVE_SQL}"
+    names = " AND integration IN :names" if of_integrations else ""
+    return f"FROM deliveries{hint} WHERE {ACTIVE_SQL}{names}"
 
 messages = Table(
     "messages",
