@@ -10,6 +10,7 @@ import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from limits.util import WindowStats
 
 from ..integrations.base import BreakerPolicy
 
@@ -79,14 +80,17 @@ class RateLimiter:
             try:
                 if await shared.limiter.hit(self.item, key):
                     return 0.0
-                stats = await shared.limiter.get_window_stats(self.item, key)
-                return max(0.001, stats.reset_time - time.time())
+                return _until(await shared.limiter.get_window_stats(self.item, key))
             except Exception as exc:  # Redis away: count here meanwhile
                 shared.failed(exc)
         if self._limiter.hit(self.item, key):
             return 0.0
-        stats = self._limiter.get_window_stats(self.item, key)
-        return max(0.001, stats.reset_time - time.time())
+        return _until(self._limiter.get_window_stats(self.item, key))
+
+
+def _until(stats: WindowStats) -> float:
+    """Seconds until the window of a refused hit frees a slot."""
+    return max(0.001, stats.reset_time - time.time())
 
 
 class Breaker:
