@@ -53,6 +53,29 @@ def is_json(content_type: bytes) -> bool:
     return ctype == b"application/json" or (ctype.startswith(b"application/") and ctype.endswith(b"+json"))
 
 
+def refusal(scope: Scope, limit: int) -> tuple[int, str, str] | None:
+    """What a request is refused for before anything reads it: (status, error, detail), or None.
+    ``/hooks/`` bodies are limited per receiver, not by ``limit``."""
+    query: bytes = scope.get("query_string", b"")
+    if "\x00" in scope["path"] or b"\x00" in query or b"%00" in query:
+        return 400, "bad request", "NUL characters are not allowed in the URL"
+    content_type = b""
+    hook = scope["path"].startswith("/hooks/")
+    for name, value in scope["headers"]:
+        if name == b"content-length" and not hook:
+            try:
+                too_big = int(value) > limit
+            except ValueError:
+                return 400, "bad request", "invalid Content-Length"
+            if too_big:
+                return 413, "payload too large", f"the body limit is {limit} bytes"
+        elif name == b"content-type":
+            content_type = value
+    if scope["method"] in _BODY_METHODS and scope["path"].startswith("/api/") and not _bodiless(scope) and not is_json(content_type):
+        return 415, "unsupported media type", "send the body as Content-Type: application/json"
+    return None
+
+
 class RequestGuard:
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -62,27 +85,11 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if "\x00" in scope["path"] or b"\x00" in scope.get("query_string", b"") or b"%00" in scope.get("query_string", b""):
-            await _reply(send, 400, "bad request", "NUL characters are not allowed in the URL")
+        refused = refusal(scope, self.limit)
+        if refused is not None:
+            await _reply(send, *refused)
             return
-        content_type = b""
-        hook = scope["path"].startswith("/hooks/")  # each receiver has its own body limit
-        for name, value in scope["headers"]:
-            if name == b"content-length" and not hook:
-                try:
-                    too_big = int(value) > self.limit
-                except ValueError:
-                    await _reply(send, 400, "bad request", "invalid Content-Length")
-                    return
-                if too_big:
-                    await _reply(send, 413, "payload too large", f"the body limit is {self.limit} bytes")
-                    return
-            elif name == b"content-type":
-                content_type = value
-        if scope["method"] in _BODY_METHODS and scope["path"].startswith("/api/") and not _bodiless(scope) and not is_json(content_type):
-            await _reply(send, 415, "unsupported media type", "send the body as Content-Type: application/json")
-            return
-        if hook:
+        if scope["path"].startswith("/hooks/"):  # each receiver has its own body limit
             await self.app(scope, receive, send)
             return
         seen = 0

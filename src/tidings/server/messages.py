@@ -20,7 +20,7 @@ from ..errors import IdempotencyConflict, MessageError, UnknownIntegration
 from ..hub import Hub
 from ..message import Message
 from .auth import authenticate
-from .guard import BodyTooLarge, ClientGone, is_json, read_body
+from .guard import BodyTooLarge, ClientGone, read_body, refusal
 
 log = structlog.get_logger("tidings.server")
 
@@ -93,21 +93,13 @@ async def serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
 async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     hub: Hub = app.state.hub
     limit = hub.config.server.body_limit
-    query: bytes = scope.get("query_string", b"")
-    if b"\x00" in query or b"%00" in query:
-        raise _Refused(400, "bad request", "NUL characters are not allowed in the URL", [(b"connection", b"close")])
+    # The request guard's checks, then the router's, in their order for every other route.
+    refused = refusal(scope, limit)
+    if refused is not None:
+        raise _Refused(*refused, [(b"connection", b"close")])
     headers: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:  # lower-case names; the first of repeated headers counts, as in Starlette
         headers.setdefault(name, value)
-    # In the order the request guard and the router check them for every other route.
-    declared = headers.get(b"content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise _Refused(400, "bad request", "invalid Content-Length", [(b"connection", b"close")])
-        if int(declared) > limit:
-            raise _Refused(413, "payload too large", f"the body limit is {limit} bytes", [(b"connection", b"close")])
-    if not is_json(headers.get(b"content-type", b"")):
-        raise _Refused(415, "unsupported media type", "send the body as Content-Type: application/json", [(b"connection", b"close")])
     try:
         await authenticate(app.state, headers.get(b"authorization", b"").decode("latin-1"))
     except HTTPException as exc:
