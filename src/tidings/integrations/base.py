@@ -118,6 +118,8 @@ class Outcome:
     def delivered(cls, remote_id: str | None = None, warning: str | None = None) -> Outcome:
         """``warning``: delivered, but not entirely (recipients an email server refused...);
         shown as the delivery's last error."""
+        if remote_id is None and warning is None and cls is Outcome:
+            return _DELIVERED  # frozen, so one instance serves every plain success
         return cls(OutcomeStatus.DELIVERED, remote_id=remote_id, error=warning)
 
     @classmethod
@@ -132,6 +134,9 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status is OutcomeStatus.DELIVERED
+
+
+_DELIVERED = Outcome(OutcomeStatus.DELIVERED)
 
 
 @dataclass(frozen=True, slots=True)
