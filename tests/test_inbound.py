@@ -9,6 +9,7 @@ import base64
 import datetime as dt
 import json
 import os
+import time
 from typing import Any
 
 import pytest
@@ -285,6 +286,21 @@ async def test_stopping_the_hub_lets_running_handlers_finish_their_messages(make
         await store.close()
     assert row.status == "processed", row.last_error
     assert row.result["message"], "its message was stored"
+
+
+async def test_the_hub_stops_when_a_wake_up_meets_the_stop(make_api: Any) -> None:
+    """A handler that finishes wakes the processor; when that met the stop's cancellation in one
+    turn of the loop, Python 3.11's wait_for lost the cancellation and ``tidings serve`` never
+    exited on SIGTERM (seen in bench/ingest.py)."""
+    api = await make_api(config())
+    processor = api.hub.events
+    assert processor is not None
+    await asyncio.sleep(0.3)  # the processor has found nothing and waits for a wake-up
+    processor.wake()
+    started = time.monotonic()
+    async with asyncio.timeout(10):  # the old stop swallowed even this: hence the clock below
+        await api.hub.stop(timeout=5)
+    assert time.monotonic() - started < 5, "stop waited on a loop that had lost its cancellation"
 
 
 async def test_processing_yields_to_arriving_webhooks_then_drains_at_full_concurrency(make_api: Any) -> None:

@@ -4,7 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import ClassVar
+
+STOP_RECHECK = 0.5
+"""How long :meth:`Background.stop` waits for a cancelled task before cancelling it again."""
+
+
+async def wait_at_most(awaitable: Awaitable[object], seconds: float) -> bool:
+    """Await ``awaitable`` for at most ``seconds``; True if it finished in time.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it returns normally when the caller is cancelled just
+    as the awaited wait ends (the cancellation is lost), so a loop stopped by cancelling its task ran
+    on, and ``tidings serve`` did not exit on SIGTERM. ``asyncio.timeout`` keeps the cancellation."""
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+    except TimeoutError:
+        return False
+    return True
 
 
 class Background:
@@ -21,9 +39,14 @@ class Background:
             self._task = asyncio.create_task(self._run(), name=self.task_name)
 
     async def stop(self) -> None:
-        """Cancel the task and wait until it has ended."""
+        """Cancel the task and wait until it has ended. A cancellation that code below ``_run``
+        swallows (a library's, or Python 3.11's ``wait_for``) is sent again, so stopping never
+        hangs on one."""
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        while not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=STOP_RECHECK)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -26,6 +26,7 @@ import structlog
 
 from . import gc_tuning
 from .acks import record_ack
+from .background import wait_at_most
 from .config import Config, config_path, load_config
 from .delivery import queries
 from .delivery.digest import Grouper
@@ -309,10 +310,7 @@ class Hub:
                 raise TimeoutError(f"message {message_id} still has deliveries in flight after {timeout:g}s")
             assert self._flushed is not None
             async with self._flushed:
-                try:
-                    await asyncio.wait_for(self._flushed.wait(), min(left, 0.25))
-                except TimeoutError:
-                    pass
+                await wait_at_most(self._flushed.wait(), min(left, 0.25))
 
     # -- silences and acknowledgements ---------------------------------------------------------
     async def silence(

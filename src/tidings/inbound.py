@@ -10,7 +10,6 @@ redelivery of a failed event, or ``replay``, processes it again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -22,7 +21,7 @@ import structlog
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .background import Background
+from .background import Background, wait_at_most
 from .delivery.retry import gives_up, next_delay
 from .errors import MessageError, NotFound, TidingsError
 from .ids import new_id
@@ -324,8 +323,7 @@ class EventProcessor(Background):
                 continue  # maybe more are due
             # Wait for a new event, a handler to finish, the next due retry, or the poll.
             idle = BUSY_WINDOW if free <= 0 else await self._idle()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), idle)
+            await wait_at_most(self._wake.wait(), idle)
 
     async def _idle(self) -> float:
         names = list(self.receivers)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from ..background import wait_at_most
 from ..config.models import DispatcherSettings
 from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
 from ..metrics import Metrics
@@ -319,8 +320,7 @@ class Dispatcher:
         if seconds <= 0 or self._stopping:
             self._wake.clear()
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        await wait_at_most(self._wake.wait(), seconds)
         self._wake.clear()
 
     async def _refresh_disabled(self, force: bool = False) -> None:
