@@ -105,3 +105,14 @@ async def test_stop_itself_can_be_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_the_code_waits_with_asyncio_timeout_not_wait_for() -> None:
+    """``asyncio.wait_for`` loses cancellations on Python 3.11 (see ``wait_at_most``)."""
+    from pathlib import Path
+
+    import tidings
+
+    src = Path(tidings.__file__).parent
+    users = [str(p.relative_to(src)) for p in src.rglob("*.py") if "wait_for(" in p.read_text()]
+    assert users == []

@@ -416,7 +416,8 @@ class Hub:
             raise UnknownIntegration(f"unknown integration {name!r}")
         started = time.perf_counter()
         try:
-            outcome = await asyncio.wait_for(notifier.test(), notifier.effective_timeout + 5)
+            async with asyncio.timeout(notifier.effective_timeout + 5):
+                outcome = await notifier.test()
         except TimeoutError:
             outcome = Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")
         log.info("hub.integration_tested", integration=name, status=outcome.status.value,

@@ -109,7 +109,8 @@ async def _answer(hub: Hub, inbound: Inbound) -> Reply | None:
     if inbound.answer is None:
         return inbound.reply
     try:
-        return await asyncio.wait_for(inbound.answer(hub), ANSWER_TIMEOUT)
+        async with asyncio.timeout(ANSWER_TIMEOUT):
+            return await inbound.answer(hub)
     except Exception as exc:
         log.warning("events.answer_failed", error=redact(f"{type(exc).__name__}: {exc}"))
         return inbound.reply

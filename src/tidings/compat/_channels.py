@@ -170,7 +170,8 @@ async def deliver(
         attempt = Attempt(delivery_id=delivery_id, message_id=delivery_id, number=attempts, created_at=created,
                           message=message)
         try:
-            outcome = await asyncio.wait_for(notifier.send(payload, attempt), notifier.effective_timeout + 5.0)
+            async with asyncio.timeout(notifier.effective_timeout + 5.0):
+                outcome = await notifier.send(payload, attempt)
         except TimeoutError:
             outcome = Outcome.retry(f"no answer within {notifier.effective_timeout + 5.0:g} s")
         except Exception as exc:  # a bug in a channel must not reach the caller
@@ -192,7 +193,8 @@ def run_sync(factory: Callable[[], Awaitable[T]], timeout: float) -> T:
     Raises TimeoutError when it takes longer."""
 
     async def bounded() -> T:
-        return await asyncio.wait_for(factory(), timeout)
+        async with asyncio.timeout(timeout):
+            return await factory()
 
     try:
         asyncio.get_running_loop()

@@ -272,7 +272,8 @@ class CommunicationIntegration:
             report["probe"] = "not available: this channel can only be checked by posting a message"
             return report
         try:
-            outcome = await asyncio.wait_for(self.notifier.test(), self.notifier.effective_timeout + 5.0)
+            async with asyncio.timeout(self.notifier.effective_timeout + 5.0):
+                outcome = await self.notifier.test()
         except Exception as exc:
             outcome = Outcome.retry(f"{type(exc).__name__}: {redact(str(exc))}")
         report["checked"] = "live"
