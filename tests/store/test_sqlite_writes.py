@@ -102,3 +102,18 @@ async def test_close_then_reopen_sees_every_commit(tmp_path: Path) -> None:
         assert await _names(again) == ["kept"]
     finally:
         await again.close()
+
+
+@pytest.mark.parametrize("statement", ["_INSERT_MESSAGE", "_INSERT_DELIVERY", "_RECORD"])
+async def test_the_outbox_statements_build_no_temporary_table_per_row(lite: Store, statement: str) -> None:
+    """SQLite opens a temporary b-tree for an IN list of three or more values each time it tests
+    it; a partial index's condition is tested on every row written, so the migrated schema states
+    it as OR-ed equalities. A temporary table opened once per statement sits behind a ``Once``."""
+    from tidings.delivery import outbox
+
+    sql = getattr(outbox, statement)._many(4)
+    path = lite.sqlite_path
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        ops = [row[1] for row in conn.execute("EXPLAIN " + sql, [None] * sql.count("?"))]
+    assert ops.count("OpenEphemeral") <= ops.count("Once"), ops

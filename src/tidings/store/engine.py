@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -263,6 +264,14 @@ class Store:
         from .migrate import is_current
 
         return await is_current(self)
+
+
+# sqlite3 binds str, int and float directly but sends every None through its adapter search: a
+# tuple built, a registry lookup, two attribute lookups, one of them raising AttributeError inside
+# (3.3k instructions each, measured with callgrind; the outbox binds ~8 NULLs per message). With an
+# adapter registered for None the search ends at the registry; ``{}.get`` gives None back, so None
+# still binds as NULL, for every user of sqlite3 in the process.
+sqlite3.register_adapter(type(None), {}.get)
 
 
 def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:

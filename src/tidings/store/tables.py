@@ -24,9 +24,12 @@ metadata = MetaData()
 
 ACTIVE = ("pending", "retrying", "sending")
 """Delivery states the dispatcher still has work for."""
-ACTIVE_SQL = f"status IN ({', '.join(repr(s) for s in ACTIVE)})"
+ACTIVE_SQL = " OR ".join(f"status = '{s}'" for s in ACTIVE)
 """The same as a literal condition: the partial index ``ix_deliveries_due`` serves a query only
-when its WHERE states these statuses literally (bound parameters hide them from the planner)."""
+when its WHERE states these statuses literally (bound parameters hide them from the planner).
+OR-ed equalities, not ``status IN (...)``: SQLite tests a partial index's condition on every row
+written, and for an IN list of three or more it builds a temporary b-tree each time (measured
+with callgrind: 23k of the 141k instructions the outbox's SQLite work costs per message)."""
 
 
 HELD = ("pending", "retrying", "dead", "suppressed", "grouped")
@@ -48,7 +51,7 @@ def from_active_deliveries(dialect: str, *, of_integrations: bool = False) -> st
     SQLite use the due index (or fail loudly)."""
     hint = " INDEXED BY ix_deliveries_due" if dialect == "sqlite" else ""
     names = " AND integration IN :names" if of_integrations else ""
-    return f"FROM deliveries{hint} WHERE {ACTIVE_SQL}{names}"
+    return f"FROM deliveries{hint} WHERE ({ACTIVE_SQL}){names}"
 
 messages = Table(
     "messages",
