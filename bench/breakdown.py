@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _sink import SinkProcess, wait_ready  # noqa: E402
-from throughput import _config, payload, wait_delivered, wait_done  # noqa: E402
+from throughput import _config, opened, payload, sink_reset, wait_delivered, wait_done  # noqa: E402
 
 from tidings.integrations import registry  # noqa: E402
 from tidings.integrations.base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome  # noqa: E402
@@ -100,17 +100,18 @@ async def send(url: str, n: int, c: int) -> float:
         await hook.close()
 
 
-async def hub(url: str, n: int, c: int, tmp: Path, noop: bool) -> float:
+async def hub(sink: SinkProcess, n: int, c: int, tmp: Path, noop: bool) -> float:
     from tidings import Hub, Message
 
     db = f"sqlite:///{tmp / 'hub.db'}"
-    config = _config(tmp, url, c, db)
+    config = _config(tmp, sink.url, c, db)
     if noop:
         data = json.loads(config.read_text())
         data["integrations"] = {"sink": {"kind": "noop", "concurrency": c}}
         config.write_text(json.dumps(data))
     messages = [Message(**payload(i)) for i in range(n)]
-    async with Hub.from_config(config) as h:
+    await sink_reset(sink.url)
+    async with Hub.from_config(config) as h, opened(db) as store:
         it = iter(messages)
 
         async def producer() -> None:
@@ -119,7 +120,7 @@ async def hub(url: str, n: int, c: int, tmp: Path, noop: bool) -> float:
 
         async def run() -> None:
             await asyncio.gather(*(producer() for _ in range(c)))
-            await (wait_delivered(db, n) if noop else wait_done(url, db, n))
+            await (wait_delivered(store, n) if noop else wait_done(sink, store, n))
 
         return await _timed(run, n)
 
@@ -144,8 +145,8 @@ async def main() -> None:
             (round_dir / "noop").mkdir()
             parts["ceiling"].append(await ceiling(sink.url, n, c))
             parts["send"].append(await send(sink.url, n, c))
-            parts["pipeline"].append(await hub(sink.url, n, c, round_dir / "noop", noop=True))
-            parts["full"].append(await hub(sink.url, n, c, round_dir, noop=False))
+            parts["pipeline"].append(await hub(sink, n, c, round_dir / "noop", noop=True))
+            parts["full"].append(await hub(sink, n, c, round_dir, noop=False))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} µs" for k, v in parts.items()), file=sys.stderr)
     m = {k: median(v) for k, v in parts.items()}
     together = m["full"] - m["send"] - m["pipeline"]

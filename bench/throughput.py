@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -39,9 +40,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from tidings.store.engine import Store
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _peers import SLACK_TOKEN, PeerProcess, marker  # noqa: E402
-from _sink import SinkProcess, free_port, pct, wait_ok, wait_ready  # noqa: E402
+from _sink import ServedProcess, SinkProcess, free_port, pct, wait_ok, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,39 +70,43 @@ def channel_payload(i: int) -> dict[str, Any]:
     return {**p, "title": f"{p['title']} {marker(i)}"}
 
 
-async def sink_stats(url: str) -> dict[str, int]:
-    base = url.rsplit("/", 1)[0]
-    async with aiohttp.ClientSession() as s, s.get(base + "/stats") as r:
-        return await r.json()  # type: ignore[no-any-return]
+async def wait_received(server: ServedProcess, n: int, timeout: float = 120.0) -> None:
+    """Until the sink or peer holds ``n`` distinct messages. Its count is read from memory it
+    shares with this process: asking it over HTTP every few milliseconds would cost the process
+    being measured (and the server) CPU of their own."""
+    deadline = time.monotonic() + timeout
+    while server.distinct < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{type(server).__name__} received {server.distinct} of {n} messages")
+        await asyncio.sleep(0.005)
 
 
-async def wait_done(url: str, db_url: str, n: int) -> None:
+async def wait_done(sink: SinkProcess, store: Store, n: int) -> None:
     """Until the sink holds ``n`` distinct deliveries and the database marks ``n`` delivered."""
-    base = url.rsplit("/", 1)[0]
-    async with aiohttp.ClientSession() as s:
-        while True:
-            async with s.get(base + "/stats") as r:
-                if (await r.json())["distinct"] >= n:
-                    break
-            await asyncio.sleep(0.02)
-    await wait_delivered(db_url, n)
+    await wait_received(sink, n)
+    await wait_delivered(store, n)
 
 
-async def wait_delivered(db_url: str, n: int) -> None:
-    """Until the database marks ``n`` deliveries delivered."""
+async def wait_delivered(store: Store, n: int) -> None:
+    """Until the database marks ``n`` deliveries delivered (``store`` opened before the clock
+    started, so that its setup isn't timed)."""
     from sqlalchemy import func, select
 
-    from tidings.store.engine import Store
     from tidings.store.tables import deliveries
 
+    while True:
+        async with store.read() as conn:
+            done = (await conn.execute(select(func.count()).where(deliveries.c.status == "delivered"))).scalar()
+        if done >= n:
+            return
+        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def opened(db_url: str) -> AsyncIterator[Store]:
     store = Store(db_url)
     try:
-        while True:
-            async with store.read() as conn:
-                done = (await conn.execute(select(func.count()).where(deliveries.c.status == "delivered"))).scalar()
-            if done >= n:
-                return
-            await asyncio.sleep(0.02)
+        yield store
     finally:
         await store.close()
 
@@ -155,14 +162,14 @@ def _config(tmp: Path, url: str, concurrency: int, db: str) -> Path:
     return path
 
 
-async def hub_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float, float]:
+async def hub_rate(sink: SinkProcess, n: int, concurrency: int, tmp: Path) -> tuple[float, float]:
     from tidings import Hub, Message
 
     db = f"sqlite:///{tmp / 'hub.db'}"
-    hub = Hub.from_config(_config(tmp, url, concurrency, db))
+    hub = Hub.from_config(_config(tmp, sink.url, concurrency, db))
     messages = [Message(**payload(i)) for i in range(n)]
     latencies: list[float] = []
-    async with hub:
+    async with hub, opened(db) as store:
         it = iter(messages)
 
         async def producer() -> None:
@@ -173,14 +180,14 @@ async def hub_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float
 
         started = time.perf_counter()
         await asyncio.gather(*(producer() for _ in range(concurrency)))
-        await wait_done(url, db, n)
+        await wait_done(sink, store, n)
         elapsed = time.perf_counter() - started
     return n / elapsed, pct(latencies, 0.99)
 
 
-async def api_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float, float]:
+async def api_rate(sink: SinkProcess, n: int, concurrency: int, tmp: Path) -> tuple[float, float]:
     db = f"sqlite:///{tmp / 'api.db'}"
-    config = _config(tmp, url, concurrency, db)
+    config = _config(tmp, sink.url, concurrency, db)
     port = free_port()
     env = {**os.environ, "TIDINGS_CONFIG": str(config), "TIDINGS_KEY_FILE": str(tmp / "tidings.key"), "TIDINGS_PORT": str(port)}
     tidings = str(Path(sys.executable).parent / "tidings")
@@ -189,7 +196,7 @@ async def api_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float
     base = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session, opened(db) as store:
             await wait_ok(base + "/readyz", session)
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             bodies = [orjson.dumps(payload(i)) for i in range(n)]
@@ -205,7 +212,7 @@ async def api_rate(url: str, n: int, concurrency: int, tmp: Path) -> tuple[float
 
             started = time.perf_counter()
             await asyncio.gather(*(producer() for _ in range(concurrency)))
-            await wait_done(url, db, n)
+            await wait_done(sink, store, n)
             elapsed = time.perf_counter() - started
     finally:
         server.send_signal(signal.SIGTERM)
@@ -232,14 +239,6 @@ def _channel_config(tmp: Path, kind: str, peer: PeerProcess, concurrency: int, d
     return path
 
 
-async def wait_peer(peer: PeerProcess, n: int, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while peer.distinct < n:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the {peer.kind} peer received {peer.distinct} of {n} messages")
-        await asyncio.sleep(0.02)
-
-
 async def hub_channel_rate(kind: str, peer: PeerProcess, n: int, concurrency: int, tmp: Path) -> float:
     """N messages through Hub.notify -> outbox (SQLite) -> the channel's integration -> its peer,
     counting only messages the peer received and the database marks delivered."""
@@ -248,7 +247,7 @@ async def hub_channel_rate(kind: str, peer: PeerProcess, n: int, concurrency: in
     db = f"sqlite:///{tmp / f'{kind}.db'}"
     hub = Hub.from_config(_channel_config(tmp, kind, peer, concurrency, db))
     messages = [Message(**channel_payload(i)) for i in range(n)]
-    async with hub:
+    async with hub, opened(db) as store:
         it = iter(messages)
 
         async def producer() -> None:
@@ -257,8 +256,8 @@ async def hub_channel_rate(kind: str, peer: PeerProcess, n: int, concurrency: in
 
         started = time.perf_counter()
         await asyncio.gather(*(producer() for _ in range(concurrency)))
-        await wait_peer(peer, n)
-        await wait_delivered(db, n)
+        await wait_received(peer, n)
+        await wait_delivered(store, n)
         elapsed = time.perf_counter() - started
     return n / elapsed
 
@@ -316,7 +315,7 @@ async def slack_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
     bodies = [orjson.dumps(_slack_body(i)) for i in range(n)]
     headers = {"Authorization": f"Bearer {SLACK_TOKEN}", "Content-Type": "application/json; charset=utf-8"}
     rate = await _post_loop(peer.slack_api + "/chat.postMessage", bodies, concurrency, headers)
-    await wait_peer(peer, n)
+    await wait_received(peer, n)
     return rate
 
 
@@ -336,7 +335,7 @@ async def slack_sdk_rate(peer: PeerProcess, n: int, concurrency: int) -> float:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     rate = n / (time.perf_counter() - started)
-    await wait_peer(peer, n)
+    await wait_received(peer, n)
     return rate
 
 
@@ -344,7 +343,7 @@ async def teams_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
     """Bare aiohttp posting Adaptive Card messages, same concurrency."""
     bodies = [orjson.dumps(_teams_body(i)) for i in range(n)]
     rate = await _post_loop(peer.teams_url, bodies, concurrency, {"Content-Type": "application/json"})
-    await wait_peer(peer, n)
+    await wait_received(peer, n)
     return rate
 
 
@@ -372,7 +371,7 @@ async def email_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     rate = n / (time.perf_counter() - started)
-    await wait_peer(peer, n)
+    await wait_received(peer, n)
     return rate
 
 
@@ -438,7 +437,7 @@ async def main() -> None:
                 await sink_reset(sink.url)
                 apprises.append(await asyncio.to_thread(apprise_rate, sink.url, args.apprise_messages))
                 await sink_reset(sink.url)
-                hub_per_s, p99 = await runner(sink.url, n, c, round_dir)
+                hub_per_s, p99 = await runner(sink, n, c, round_dir)
                 await sink_reset(sink.url)
                 after = await ceiling(sink.url, n, c)
                 # The round's ceiling brackets tidings' run, measured just before and just after
