@@ -19,7 +19,7 @@ from tidings.delivery.outbox import Result
 from tidings.message import Message, Priority
 from tidings.store.batch import Batch, GroupCommit
 from tidings.store.engine import Store, normalize_url
-from tidings.store.migrate import current, head
+from tidings.store.migrate import current, head, upgrade
 from tidings.store.tables import dedup, deliveries, messages, metadata
 
 
@@ -84,6 +84,30 @@ async def test_concurrent_migrations_of_a_fresh_database(db_url: str) -> None:
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_upgrading_from_0003_keeps_waiting_deliveries_claimable(db_url: str) -> None:
+    """0004 rewrites the due index's condition (OR-ed equalities, no IN list): deliveries stored
+    before it are still found through the index, and claimed most urgent first."""
+    s = Store(db_url)
+    try:
+        await upgrade(s, "0003")
+        ids = await add_deliveries(s, [("low", 1.0), ("high", 2.0)])
+        await s.migrate()
+        assert await current(s) == head()
+        assert await schema_diff(s) == []
+        async with s.read() as conn:
+            if s.is_sqlite:
+                query = "SELECT sql FROM sqlite_master WHERE name = 'ix_deliveries_due'"
+            else:
+                query = "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'ix_deliveries_due'"
+            definition = (await conn.execute(text(query))).scalar_one()
+        assert "sending" in definition and " IN " not in definition.upper() and "ANY" not in definition.upper(), definition
+        async with s.write() as conn:
+            claimed = await outbox.claim(conn, "worker", ["ops"], 10, time.time(), 60)
+        assert [c.id for c in claimed] == [ids[1], ids[0]]
+    finally:
+        await s.close()
 
 
 def test_urls_users_write_pick_the_async_drivers() -> None:
