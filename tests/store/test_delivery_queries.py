@@ -38,6 +38,35 @@ async def test_due_delivery_queries_use_the_partial_index(tmp_path: Path) -> Non
         await store.close()
 
 
+async def test_due_delivery_queries_use_the_partial_index_on_postgresql(pg_url: str) -> None:
+    """With 100,000 finished deliveries and 100 waiting, PostgreSQL claims and finds the next due
+    time through the partial index too (its condition, OR-ed equalities, is implied by the queries')."""
+    store = Store(pg_url)
+    try:
+        await store.migrate()
+        async with store.write() as conn:
+            await conn.execute(text("INSERT INTO messages (id, created_at, title, priority, data) VALUES ('m', 1, 't', 2, '{}')"))
+            await conn.execute(
+                text(
+                    "INSERT INTO deliveries (id, message_id, integration, status, priority, attempts, created_at,"
+                    " updated_at, queued_at, next_attempt_at) SELECT 'd' || g, 'm', 'ops',"
+                    " CASE WHEN g % 1000 = 0 THEN 'pending' ELSE 'delivered' END, 2, 0, g, g, g, g"
+                    " FROM generate_series(1, 100000) g"
+                )
+            )
+        async with store.write() as conn:
+            await conn.execute(text("ANALYZE deliveries"))
+        params = {"owner": "o", "until": 1.0, "names": ["ops", "slack"], "now": 1e9, "limit": 100}
+        for stmt in (_CLAIM["postgresql"], _NEXT_DUE["postgresql"]):
+            explain = text("EXPLAIN " + stmt.text).bindparams(bindparam("names", expanding=True))
+            async with store.read() as conn:
+                plan = " | ".join(row[0] for row in (await conn.execute(explain, params)).all())
+            assert "ix_deliveries_due" in plan, plan
+            assert "Seq Scan" not in plan, plan
+    finally:
+        await store.close()
+
+
 async def test_queue_gauges_count_only_active_deliveries(store: Store) -> None:
     rows = [
         ("d1", "ops", "pending", 100.0),
