@@ -81,9 +81,9 @@ async def wait_received(server: ServedProcess, n: int, timeout: float = 120.0) -
         await asyncio.sleep(0.005)
 
 
-async def wait_done(sink: SinkProcess, store: Store, n: int) -> None:
-    """Until the sink holds ``n`` distinct deliveries and the database marks ``n`` delivered."""
-    await wait_received(sink, n)
+async def wait_done(server: ServedProcess, store: Store, n: int) -> None:
+    """Until the sink or peer holds ``n`` distinct deliveries and the database marks ``n`` delivered."""
+    await wait_received(server, n)
     await wait_delivered(store, n)
 
 
@@ -256,8 +256,7 @@ async def hub_channel_rate(kind: str, peer: PeerProcess, n: int, concurrency: in
 
         started = time.perf_counter()
         await asyncio.gather(*(producer() for _ in range(concurrency)))
-        await wait_received(peer, n)
-        await wait_delivered(store, n)
+        await wait_done(peer, store, n)
         elapsed = time.perf_counter() - started
     return n / elapsed
 

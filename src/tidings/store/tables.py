@@ -22,9 +22,14 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def _any_status(states: tuple[str, ...]) -> str:
+    return " OR ".join(f"status = '{s}'" for s in states)
+
+
 ACTIVE = ("pending", "retrying", "sending")
 """Delivery states the dispatcher still has work for."""
-ACTIVE_SQL = " OR ".join(f"status = '{s}'" for s in ACTIVE)
+ACTIVE_SQL = _any_status(ACTIVE)
 """The same as a literal condition: the partial index ``ix_deliveries_due`` serves a query only
 when its WHERE states these statuses literally (bound parameters hide them from the planner).
 OR-ed equalities, not ``status IN (...)``: SQLite tests a partial index's condition on every row
@@ -35,7 +40,7 @@ with callgrind: 23k of the 141k instructions the outbox's SQLite work costs per 
 HELD = ("pending", "retrying", "dead", "suppressed", "grouped")
 """States a delivery can stay in and people list: every state but ``sending`` and ``delivered``,
 the two a delivery passes through on the hot path, which so never touch ``ix_deliveries_held``."""
-HELD_SQL = " OR ".join(f"status = '{s}'" for s in HELD)
+HELD_SQL = _any_status(HELD)
 """As OR-ed equalities: the form that lets SQLite use the partial index for ``status = 'dead'``."""
 
 
