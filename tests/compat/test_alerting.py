@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import pytest
 from fake_smtp import PASSWORD, USER, Certificate, SmtpServer
@@ -271,3 +274,105 @@ async def test_teams_failing_does_not_stop_real_email(
     await flush(d)
     assert len(server.mails) == 1
     assert [e["event"] for e in logs if e["event"].endswith("_failed")] == ["alerting.teams_failed"]
+
+
+# -- short scripts: the sends finish at interpreter exit ------------------------------------------
+SCRIPT = """
+import sys
+from tidings.compat import AlertDispatcher
+AlertDispatcher(**eval(sys.argv[1])).dispatch({"event_type": "rate_limit", "count": 3, "path": "/login",
+                                               "method": "POST", "client": "203.0.113.7"})
+"""
+
+
+async def run_script(kwargs: dict[str, Any]) -> tuple[int, str, float]:
+    """Run SCRIPT (which dispatches on its last line) in a fresh interpreter: exit code, output, seconds."""
+    started = asyncio.get_running_loop().time()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SCRIPT, repr(kwargs), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), asyncio.get_running_loop().time() - started
+
+
+async def test_a_script_that_dispatches_and_exits_still_sends(teams: FakeTeams, smtp: Callable[..., SmtpServer]) -> None:
+    server = smtp("none")
+    server.delay = 0.5  # the mail server takes its time: the script has long reached its end
+    teams.script(Reply(delay=0.5, status=202))
+    config = {"host": "127.0.0.1", "port": server.port, "use_tls": False, "from_address": "alerts@example.com",
+              "recipients": ["sec@example.com"]}
+    code, out, _ = await run_script({"teams_webhook_url": teams.workflow_url(), "email_config": config})
+    assert code == 0, out
+    assert len(server.mails) == 1, out
+    assert "rate_limit" in server.mails[0].message.get_body(("plain",)).get_content()
+    assert "alerting.teams_sent" in out and "alerting.email_sent" in out, out
+    assert len(teams.received) == 1
+
+
+async def test_a_hanging_peer_holds_the_exit_no_longer_than_the_bound() -> None:
+    hung: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never says a word
+    port = listener.getsockname()[1]
+    accept = threading.Thread(target=lambda: hung.append(listener.accept()[0]), daemon=True)
+    accept.start()
+    try:
+        config = {"host": "127.0.0.1", "port": port, "use_tls": False, "from_address": "alerts@example.com",
+                  "recipients": ["sec@example.com"]}
+        code, out, seconds = await run_script({"email_config": config, "email_timeout": 120, "exit_timeout": 1.0})
+        assert code == 0, out
+        assert "alerting.exit_timeout" in out, out
+        assert seconds < 20, seconds  # the send alone would take 120 s
+        assert hung, "the script never connected"
+    finally:
+        listener.close()
+        for conn in hung:
+            conn.close()
+
+
+def test_the_default_email_sender_uses_smtplib() -> None:
+    config = {"host": "smtp.example.com", "port": 2525, "username": "bot", "password": "hunter2hunter2",
+              "from_address": "alerts@example.com", "recipients": ["sec@example.com"], "use_tls": True}
+    with mock.patch("smtplib.SMTP") as smtp_class:
+        smtp_class.return_value.send_message.return_value = {}
+        d = AlertDispatcher(email_config=config)
+        d.dispatch(EVENT)
+        assert d.flush(15)
+    assert d.sent["email"] == 1, d.failed
+    assert smtp_class.call_args.args[:2] == ("smtp.example.com", 2525)
+    conn = smtp_class.return_value
+    conn.starttls.assert_called_once()
+    conn.login.assert_called_once_with("bot", "hunter2hunter2")
+    [call] = conn.send_message.call_args_list
+    msg = call.args[0]
+    assert msg["Subject"] == "[Security Alert] Rate Limit"
+    assert call.kwargs["to_addrs"] == ["sec@example.com"]
+    conn.quit.assert_called_once()
+
+
+async def test_smtps_with_a_refused_recipient_is_sent_to_the_others(
+    smtp: Callable[..., SmtpServer], certs: Certificate, logs: list[dict[str, Any]]
+) -> None:
+    server = smtp("tls")
+    server.refuse["gone@example.com"] = "550 5.1.1 no such user"
+    config = {"host": "127.0.0.1", "port": server.port, "username": USER, "password": PASSWORD, "use_ssl": True,
+              "from_address": "alerts@example.com", "recipients": ["sec@example.com", "gone@example.com"],
+              "ca_file": str(certs.cert)}
+    d = AlertDispatcher(email_config=config)
+    d.dispatch(EVENT)
+    await flush(d)
+    assert d.sent["email"] == 1, d.failed
+    [mail] = server.mails
+    assert mail.tls and mail.rcpt_tos == ["sec@example.com"]
+    [partial] = [e for e in logs if e["event"] == "alerting.email_partial"]
+    assert "gone@example.com" in partial["warning"]
+
+
+async def test_a_4xx_answer_to_data_is_retried(smtp: Callable[..., SmtpServer]) -> None:
+    server = smtp("none")
+    server.data_replies.append("451 4.3.0 try later")
+    d = AlertDispatcher(email_config={"host": "127.0.0.1", "port": server.port, "use_tls": False,
+                                      "from_address": "alerts@example.com", "recipients": ["sec@example.com"]})
+    d.dispatch(EVENT)
+    await flush(d)
+    assert d.sent["email"] == 1, d.failed
+    assert len(server.seen) == 2 and len(server.mails) == 1

@@ -9,7 +9,10 @@ call, sending through tidings' Teams and email channels.
 slow or failing channel never delays the caller nor stops the other channel, and nothing it does
 raises. Failures are logged as the structlog events ``alerting.teams_failed`` and
 ``alerting.email_failed`` (with secrets masked). ``flush(timeout)`` waits for the sends under way
-(tests, and a clean shutdown).
+(tests, and a clean shutdown). At interpreter exit the sends under way are waited for, as a
+thread pool's workers would be, for at most ``exit_timeout`` seconds (15): a script that
+dispatches on its last line still sends its alert, and a peer that hangs can't hold the exit
+longer than that. Email goes over the standard library's ``smtplib`` in the worker thread.
 
 Environment (read for whatever the constructor wasn't given):
 
@@ -27,23 +30,29 @@ middleware a :class:`tidings.Hub` instead (``AlertingMiddleware(app, hub=hub)``)
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures.thread  # noqa: F401 - imported first, so our exit hook runs before its own
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
-from ..integrations.base import OutcomeStatus, RetryPolicy
+from ..ids import new_id
+from ..integrations.base import Attempt, OutcomeStatus, RetryPolicy
 from ..message import Message as TidingsMessage
 from ..message import Priority
 from ._channels import Scrubber, as_bool, deliver, email_notifier, run_sync, teams_notifier, url_secrets
+from ._smtp import SmtpFailure, send_within
 
 log = structlog.get_logger("tidings.compat.alerting")
 
 TEAMS_TIMEOUT = 5.0
 EMAIL_TIMEOUT = 10.0
+EXIT_TIMEOUT = 15.0
 _SEND_RETRIES = RetryPolicy(base=0.25, factor=2.0, cap=2.0, max_attempts=3)
 
 TeamsSender = Callable[[str, str], Any]
@@ -96,6 +105,7 @@ class AlertDispatcher:
         email_sender: EmailSender | None = None,
         teams_timeout: float = TEAMS_TIMEOUT,
         email_timeout: float = EMAIL_TIMEOUT,
+        exit_timeout: float = EXIT_TIMEOUT,
         env: Mapping[str, str] | None = None,
     ) -> None:
         environ = os.environ if env is None else env
@@ -103,6 +113,7 @@ class AlertDispatcher:
         self.email_config: dict[str, Any] = dict(email_config) if email_config else _load_email_config(environ)
         self.teams_timeout = teams_timeout
         self.email_timeout = email_timeout
+        self.exit_timeout = exit_timeout
         self._teams_sender: TeamsSender = teams_sender or self._post_to_teams_webhook
         self._email_sender: EmailSender = email_sender or self._send_email_notification
         self._rich = {"teams": teams_sender is None, "email": email_sender is None}
@@ -154,6 +165,10 @@ class AlertDispatcher:
 
     join = flush
 
+    def _flush_at_exit(self) -> None:
+        if self.pending and not self.flush(self.exit_timeout):
+            log.warning("alerting.exit_timeout", pending=self.pending, seconds=self.exit_timeout)
+
     @property
     def pending(self) -> int:
         with self._lock:
@@ -165,6 +180,7 @@ class AlertDispatcher:
         )
         with self._lock:
             self._pending.add(thread)
+        _watch(self)
         try:
             thread.start()
         except BaseException:
@@ -249,31 +265,63 @@ class AlertDispatcher:
             raise TeamsWebhookError(f"Teams did not take the alert: {scrub(outcome.error or outcome.status.value)}")
 
     def _send_email_notification(self, config: dict[str, Any], subject: str, body: str) -> None:
-        """Mail ``body`` through tidings' email channel (text and HTML), within ``email_timeout``
-        seconds. Raises EmailDeliveryError."""
+        """Mail ``body`` (text and HTML, built by tidings' email channel) with ``smtplib``, within
+        ``email_timeout`` seconds. Raises EmailDeliveryError."""
         fields = getattr(body, "fields", [])
         alert = _alert_message(subject, str(body), fields)
         scrub = Scrubber([config.get("password")])
         try:
             notifier = email_notifier(config, timeout=self.email_timeout)
+            payload = notifier.render(alert)
+            if payload.problem:
+                raise ValueError(payload.problem)
+            delivery_id = new_id()
+            attempt = Attempt(delivery_id=delivery_id, message_id=delivery_id, number=1, created_at=time.time(),
+                              message=alert)
+            msg = notifier.build(payload, attempt)
         except ValueError as exc:
             raise EmailDeliveryError(f"the email settings are not usable: {scrub(str(exc))}") from None
-
-        async def send() -> Any:
-            deadline = time.monotonic() + self.email_timeout
-            return await deliver(notifier, notifier.render(alert), alert, policy=_SEND_RETRIES, max_delay=2.0,
-                                 deadline=deadline)
-
         try:
-            outcome, _ = run_sync(send, self.email_timeout)
-        except TimeoutError:
-            raise EmailDeliveryError(f"the mail server did not answer within {self.email_timeout:g} s") from None
-        except Exception as exc:
-            raise EmailDeliveryError(f"could not send the email: {scrub(f'{type(exc).__name__}: {exc}')}") from None
-        if outcome.status is not OutcomeStatus.DELIVERED:
-            raise EmailDeliveryError(f"the email was not sent: {scrub(outcome.error or outcome.status.value)}")
-        if outcome.error:  # delivered, but some recipients were refused
-            log.warning("alerting.email_partial", warning=scrub(outcome.error))
+            refused = send_within(notifier, msg, list(payload.recipients), seconds=self.email_timeout,
+                                  attempts=_SEND_RETRIES.max_attempts, first_delay=_SEND_RETRIES.base)
+        except SmtpFailure as exc:
+            raise EmailDeliveryError(f"the email was not sent: {scrub(str(exc))}") from None
+        if refused:  # delivered, but some recipients were refused
+            listed = "; ".join(f"{rcpt}: {answer}" for rcpt, answer in refused.items())
+            log.warning("alerting.email_partial", warning=scrub(f"refused {len(refused)}: {listed}"))
+
+
+# -- at interpreter exit -------------------------------------------------------------------------
+_live: weakref.WeakSet[AlertDispatcher] = weakref.WeakSet()
+_hooked = False
+_hook_lock = threading.Lock()
+
+
+def _watch(dispatcher: AlertDispatcher) -> None:
+    """Remember ``dispatcher`` for the exit hook, installed once. ``threading._register_atexit``
+    runs it before threads (and the thread pools asyncio resolves names with) shut down, as
+    concurrent.futures does for its workers; plain ``atexit`` is the fallback."""
+    global _hooked
+    with _hook_lock:
+        _live.add(dispatcher)
+        if _hooked:
+            return
+        _hooked = True
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("no threading._register_atexit")
+        register(_flush_all)
+    except RuntimeError:  # already shutting down, or another Python
+        atexit.register(_flush_all)
+
+
+def _flush_all() -> None:
+    for dispatcher in list(_live):
+        try:
+            dispatcher._flush_at_exit()
+        except Exception:  # noqa: S110 - an exit hook must not raise
+            pass
 
 
 def _load_email_config(environ: Mapping[str, str]) -> dict[str, Any]:
