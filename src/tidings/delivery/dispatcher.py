@@ -30,7 +30,7 @@ from ..routing import NO_ROUTE, RouteOptions
 from ..security.redact import redact, register
 from ..store.batch import Batch
 from ..store.engine import Conn, Store
-from ..store.tables import integration_state
+from ..store.tables import integration_state, nul_safe
 from ..templates import TemplateError, apply_templates
 from . import outbox
 from .outbox import Claimed, Result
@@ -421,10 +421,13 @@ class Dispatcher:
         now = self._clock()
         attempts = c.attempts + 1
         latency_ms = latency * 1000 if latency is not None else None
+        # The outbox writes results at driver level, past the tables' NUL-safe types: a peer's
+        # text (an error body, a remote id) is made storable here.
         if outcome.status is OutcomeStatus.DELIVERED:
-            warning = redact(outcome.error) if outcome.error else None
-            return Result(c.id, c.integration, "delivered", attempts, now, warning, outcome.remote_id, latency_ms, now)
-        error = redact(outcome.error or "failed")
+            warning = nul_safe(redact(outcome.error)) if outcome.error else None
+            remote_id = nul_safe(outcome.remote_id) if outcome.remote_id else outcome.remote_id
+            return Result(c.id, c.integration, "delivered", attempts, now, warning, remote_id, latency_ms, now)
+        error = nul_safe(redact(outcome.error or "failed"))
         if outcome.status is OutcomeStatus.PERMANENT:
             return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
         if gives_up(lane.policy, attempts, c.queued_at, now):

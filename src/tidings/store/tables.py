@@ -17,10 +17,38 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     text,
 )
 
 metadata = MetaData()
+
+_NUL = "\x00"
+
+
+def nul_safe(value: str) -> str:
+    """``value`` as every database can store it: PostgreSQL's text types refuse U+0000 (SQLite takes
+    it), so NUL is written as U+FFFD on both. Raw bodies are bytes (``LargeBinary``) and keep theirs."""
+    return value.replace(_NUL, "\ufffd") if _NUL in value else value
+
+
+class _NulSafe(TypeDecorator[str]):
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return value if value is None or _NUL not in value else nul_safe(value)
+
+
+class SafeString(_NulSafe):
+    """``String(n)`` for text that comes from outside (a request, a peer's answer): see :func:`nul_safe`."""
+
+    impl = String
+    cache_ok = True
+
+
+class SafeText(_NulSafe):
+    """``Text`` for text that comes from outside: see :func:`nul_safe`."""
+
+    impl = Text
+    cache_ok = True
 
 
 def _any_status(states: tuple[str, ...]) -> str:
@@ -63,13 +91,13 @@ messages = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("created_at", Float, nullable=False),
-    Column("title", Text, nullable=False),
+    Column("title", SafeText, nullable=False),
     Column("priority", SmallInteger, nullable=False),
-    Column("source", String(200)),
-    Column("thread_key", String(500)),
-    Column("dedup_key", String(500)),
+    Column("source", SafeString(200)),
+    Column("thread_key", SafeString(500)),
+    Column("dedup_key", SafeString(500)),
     Column("data", JSON, nullable=False),
-    Column("idempotency_key", String(300), unique=True),
+    Column("idempotency_key", SafeString(300), unique=True),
     Column("request_hash", String(64)),
 )
 
@@ -90,8 +118,8 @@ deliveries = Table(
     Column("lease_owner", String(64)),
     Column("delivered_at", Float),
     Column("latency_ms", Float),
-    Column("remote_id", Text),
-    Column("last_error", Text),
+    Column("remote_id", SafeText),
+    Column("last_error", SafeText),
     Index(
         "ix_deliveries_due",
         "priority",
@@ -129,7 +157,7 @@ api_tokens = Table(
     "api_tokens",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("name", String(100), nullable=False),
+    Column("name", SafeString(100), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("role", String(20), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -140,7 +168,7 @@ api_tokens = Table(
 secrets = Table(
     "secrets",
     metadata,
-    Column("name", String(200), primary_key=True),
+    Column("name", SafeString(200), primary_key=True),
     Column("ciphertext", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -149,9 +177,9 @@ secrets = Table(
 integration_state = Table(
     "integration_state",
     metadata,
-    Column("name", String(100), primary_key=True),
+    Column("name", SafeString(100), primary_key=True),
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
-    Column("reason", Text),
+    Column("reason", SafeText),
     Column("updated_at", Float, nullable=False),
 )
 
@@ -168,7 +196,7 @@ threads = Table(
     metadata,
     Column("integration", String(100), primary_key=True),
     Column("key", String(64), primary_key=True, comment="sha256 of thread_key"),
-    Column("thread_key", Text, nullable=False),
+    Column("thread_key", SafeText, nullable=False),
     Column("ref", JSON, nullable=False, comment="where the channel keeps the thread: Slack channel + ts..."),
     Column("message_id", String(36), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -214,17 +242,17 @@ events = Table(
     Column("id", String(36), primary_key=True),
     Column("integration", String(100), nullable=False),
     Column("kind", String(40), nullable=False),
-    Column("event_type", String(200), nullable=False),
-    Column("delivery_key", String(300), nullable=False, comment="the sender's delivery id, for dedup"),
+    Column("event_type", SafeString(200), nullable=False),
+    Column("delivery_key", SafeString(300), nullable=False, comment="the sender's delivery id, for dedup"),
     Column("received_at", Float, nullable=False),
-    Column("content_type", String(200)),
+    Column("content_type", SafeString(200)),
     Column("headers", JSON, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", Float, nullable=False),
     Column("lease_owner", String(64)),
-    Column("last_error", Text),
+    Column("last_error", SafeText),
     Column("result", JSON),
     Column("processed_at", Float),
     Index("ux_events_delivery", "integration", "delivery_key", unique=True),
@@ -243,9 +271,9 @@ acks = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("message_id", String(36), ForeignKey("messages.id", ondelete="CASCADE")),
-    Column("thread_key", String(500)),
+    Column("thread_key", SafeString(500)),
     Column("integration", String(100)),
-    Column("by", String(200), nullable=False),
+    Column("by", SafeString(200), nullable=False),
     Column("via", String(40), nullable=False),
     Column("at", Float, nullable=False),
     Index("ix_acks_message", "message_id"),
@@ -258,7 +286,7 @@ silences = Table(
     Column("matchers", JSON, nullable=False, comment="label -> value every silenced message carries"),
     Column("until", Float, nullable=False),
     Column("created_at", Float, nullable=False),
-    Column("created_by", String(200), nullable=False),
-    Column("reason", Text),
+    Column("created_by", SafeString(200), nullable=False),
+    Column("reason", SafeText),
     Index("ix_silences_until", "until"),
 )
