@@ -255,6 +255,7 @@ def serve(
 
     from .logs import configure
     from .server import create_app
+    from .server.access import with_access_log
 
     configure()
     hub = _hub(config, dispatch=None if dispatch else False)
@@ -262,10 +263,10 @@ def serve(
     err.print(f"tidings {__version__} on http://{host or s.host}:{port or s.port} (docs at /docs)", highlight=False)
     _freeze_heap()
     uvicorn.run(
-        create_app(hub),
+        with_access_log(create_app(hub), access_log),
         host=host or s.host,
         port=port or s.port,
-        access_log=access_log,
+        access_log=False,  # tidings' own (server/access.py): structured, on stderr, no query strings
         log_level="warning",
         timeout_graceful_shutdown=int(hub.config.dispatcher.shutdown_timeout) + 1,
     )

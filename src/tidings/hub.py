@@ -37,6 +37,7 @@ from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, l
 from .integrations.base import Context, Integration, Notifier, Outcome
 from .integrations.receiver import InboundRequest, Receiver
 from .integrations.registry import integration_class
+from .logs import library_default
 from .message import Message
 from .metrics import Metrics
 from .retention import Pruner, prune
@@ -68,6 +69,7 @@ class Hub:
         dispatch: bool | None = None,
         migrate: bool = True,
     ) -> None:
+        library_default()
         self.config = config
         self.config_dir = config_dir or Path.cwd()
         self.router = Router(config)

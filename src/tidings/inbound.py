@@ -26,6 +26,7 @@ from .delivery.retry import gives_up, next_delay
 from .errors import MessageError, NotFound, TidingsError
 from .ids import new_id
 from .integrations.receiver import ANSWER_TIMEOUT, Inbound, InboundEvent, InboundRequest, Receiver, Rejected, Reply
+from .logs import Throttle
 from .security.redact import redact
 from .store.batch import Batch
 from .store.engine import Conn
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .hub import Hub
 
 log = structlog.get_logger("tidings.inbound")
+noisy = Throttle()
 
 BUSY_WINDOW = 0.05
 """Seconds after a webhook arrived during which processing yields to ingest."""
@@ -65,12 +67,15 @@ async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answe
         receiver.verify(request)
     except Rejected as exc:
         hub.count_inbound(receiver.name, "rejected")
+        _log_refusal(receiver, request, exc, "rejected")
         return refusal(exc.status, "rejected", exc.reason)
     try:
         inbound = receiver.identify(request)
     except Rejected as exc:
         hub.count_inbound(receiver.name, "malformed")
-        return refusal(exc.status, "malformed" if exc.status == 400 else "rejected", exc.reason)
+        error = "malformed" if exc.status == 400 else "rejected"
+        _log_refusal(receiver, request, exc, error)
+        return refusal(exc.status, error, exc.reason)
     if not inbound.store:
         hub.count_inbound(receiver.name, "answered")
         reply = await _answer(hub, inbound)
@@ -101,6 +106,13 @@ async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answe
     if reply is not None:
         return Answer(reply.status, reply.body, reply.content_type)
     return _json(200, {"id": event_id, "status": "duplicate" if outcome == "duplicate" else status})
+
+
+def _log_refusal(receiver: Receiver, request: InboundRequest, exc: Rejected, error: str) -> None:
+    """One line per integration and answer a minute (a sender with a wrong secret, or a scanner,
+    retries a lot): the reason and where the request came from, never a credential it carried."""
+    noisy(log.warning, (receiver.name, exc.status), f"inbound.{error}", integration=receiver.name, status=exc.status,
+          reason=redact(exc.reason), client=request.client or None)
 
 
 async def _answer(hub: Hub, inbound: Inbound) -> Reply | None:
@@ -374,7 +386,8 @@ class EventProcessor(Background):
             result = await receiver.process(event, self.hub)
         except Exception as exc:
             error = redact(f"{type(exc).__name__}: {exc}")
-            log.warning("events.handler_failed", integration=event.integration, event_id=event.id, error=error)
+            noisy(log.warning, (event.integration, "handler_failed"), "events.handler_failed",
+                  integration=event.integration, event_id=event.id, error=error)
             now = time.time()
             policy = receiver.settings.retry
             # Bad content (a payload the mapping can't make a message of) won't improve with retries.

@@ -9,6 +9,7 @@ They send directly (with a few retries), not through the outbox; for durable del
 :class:`tidings.Hub` (the middleware takes ``hub=``). See README "Drop-in facades".
 """
 
+from ..logs import library_default
 from .alerting import AlertDispatcher, AlertDispatcherError, EmailDeliveryError, TeamsWebhookError
 from .communication import (
     CommunicationIntegration,
@@ -24,6 +25,8 @@ from .communication import (
     create_communication_integration,
 )
 from .middleware import AlertingMiddleware
+
+library_default()  # their logs go to stderr unless the application configured structlog
 
 COMMUNICATION_AVAILABLE = True
 """The old module's flag: the integrations are importable."""

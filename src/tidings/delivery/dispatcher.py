@@ -25,6 +25,7 @@ import structlog
 from ..background import wait_at_most
 from ..config.models import DispatcherSettings
 from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
+from ..logs import Throttle
 from ..metrics import Metrics
 from ..routing import NO_ROUTE, RouteOptions
 from ..security.redact import redact, register
@@ -38,6 +39,8 @@ from .retry import gives_up, next_delay
 from .throttle import Breaker, RateLimiter, SharedLimits
 
 log = structlog.get_logger("tidings.dispatcher")
+noisy = Throttle()
+"""Dead deliveries, retries and broken templates: one line per integration and kind a minute."""
 
 MAX_RATE_WAIT = 2.0
 """A delivery waits in memory for a rate-limit slot at most this long; beyond it goes back to the
@@ -386,6 +389,8 @@ class Dispatcher:
             message = apply_templates(c.message, route.template, notifier.settings.template)
         except TemplateError as exc:
             lane.breaker.release_trial()
+            noisy(log.error, (c.integration, c.route, "template"), "config.template_failed", integration=c.integration,
+                  route=c.route, error=redact(str(exc)))
             return self._finish(lane, c, Outcome.permanent(str(exc)), None)
         try:
             payload = notifier.render(message, route.render)
@@ -413,6 +418,8 @@ class Dispatcher:
         latency = time.perf_counter() - started
         lane.breaker.record(outcome.status is not OutcomeStatus.RETRY)
         if outcome.disable:
+            if not lane.disabled:
+                log.warning("integration.disabled", integration=notifier.name, reason=redact(outcome.error or "by the peer"))
             lane.disabled = True
             self._pending.disable[notifier.name] = redact(outcome.error or "disabled by the peer")
         return self._finish(lane, c, outcome, latency)
@@ -428,13 +435,16 @@ class Dispatcher:
             remote_id = nul_safe(outcome.remote_id) if outcome.remote_id else outcome.remote_id
             return Result(c.id, c.integration, "delivered", attempts, now, warning, remote_id, latency_ms, now)
         error = nul_safe(redact(outcome.error or "failed"))
-        if outcome.status is OutcomeStatus.PERMANENT:
-            return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
-        if gives_up(lane.policy, attempts, c.queued_at, now):
+        if outcome.status is not OutcomeStatus.PERMANENT and not gives_up(lane.policy, attempts, c.queued_at, now):
+            delay = next_delay(lane.policy, attempts, outcome.retry_after)
+            noisy(log.info, (c.integration, "retry"), "delivery.retry", integration=c.integration, delivery=c.id,
+                  attempt=attempts, retry_in=round(delay, 3), error=error)
+            return Result(c.id, c.integration, "retrying", attempts, now + delay, error, None, latency_ms)
+        if outcome.status is not OutcomeStatus.PERMANENT:
             error = f"gave up after {attempts} attempts: {error}"
-            return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
-        delay = next_delay(lane.policy, attempts, outcome.retry_after)
-        return Result(c.id, c.integration, "retrying", attempts, now + delay, error, None, latency_ms)
+        noisy(log.warning, (c.integration, "dead"), "delivery.dead", integration=c.integration, delivery=c.id,
+              message=c.message_id, attempts=attempts, error=error)
+        return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
 
     @staticmethod
     def _release(c: Claimed, due: float, error: str | None) -> Result:

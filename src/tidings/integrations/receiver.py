@@ -52,6 +52,8 @@ class InboundRequest:
     body: bytes
     query: Mapping[str, str] = field(default_factory=dict)
     received_at: float = 0.0
+    client: str = ""
+    """The address the request came from (for logs)."""
 
     @property
     def content_type(self) -> str:

@@ -102,6 +102,7 @@ async def _hook(hub: Hub, name: str, scope: Scope, receive: Receive, respond: _R
         body=body,
         query=dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {},
         received_at=time.time(),
+        client=(scope.get("client") or ("",))[0],
     )
     await respond(await hub.receive(name, inbound))
 
