@@ -2,34 +2,46 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 TEST_WORKERS ?= 2
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install install-test run test test-fast bench lint clean
 
+# `make run` installs what running needs (`pip install -e .`); the test tools, the PostgreSQL
+# driver and the Redis client come with `make test` (`.[test]`, which pulls in both extras).
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+install-test: $(TEST_STAMP)
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
+
+# `.[test]` includes everything `.` installs: the run stamp is fresh too afterwards.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP) $(TEST_STAMP)
 
 run: install
 	$(BIN)/tidings init --if-missing
 	$(BIN)/tidings serve
 
-test: install lint
+test: install-test lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
-test-fast: install
+test-fast: install-test
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/middleware.py
 	$(BIN)/python bench/ingest.py
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check src tests bench
 
 clean:

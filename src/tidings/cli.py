@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -64,7 +65,7 @@ def main() -> None:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -77,7 +78,7 @@ def handled(fn: Callable[..., T]) -> Callable[..., T]:
             return fn(*args, **kwargs)
         except ConfigError as exc:
             for problem in exc.problems:
-                err.print(f"[red]error:[/red] {(exc.source + ': ') if exc.source else ''}{problem}", highlight=False, soft_wrap=True)
+                err.print(f"[red]error:[/red] {escape((exc.source + ': ') if exc.source else '')}{escape(problem)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except (TidingsError, ValueError, OSError, TimeoutError) as exc:
             _fail(str(exc) or type(exc).__name__)

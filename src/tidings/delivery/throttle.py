@@ -12,6 +12,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from limits.util import WindowStats
 
+from ..extras import require
 from ..integrations.base import BreakerPolicy
 
 log = structlog.get_logger("tidings.dispatcher")
@@ -29,6 +30,7 @@ class SharedLimits:
     counts alone meanwhile (logged): sends go on, within the limit per process."""
 
     def __init__(self, url: str) -> None:
+        require("redis", "redis", "rate_limit_storage: redis://")
         import redis.asyncio
         from limits.aio.storage import RedisStorage
         from limits.aio.strategies import MovingWindowRateLimiter as SharedWindow

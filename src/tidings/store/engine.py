@@ -26,6 +26,8 @@ from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from ..extras import require
+
 DEFAULT_URL = "sqlite:///./tidings.db"
 LOCK_WAIT = 30.0
 """How long a SQLite writer waits for another process to release the database lock."""
@@ -118,6 +120,7 @@ class Store:
             self.sync_engine = create_engine(self.url, pool_size=pool_size, max_overflow=pool_size * 2, **json_args)
             _sqlite_pragmas(self.sync_engine, synchronous)
         else:
+            require("psycopg", "postgres", "a postgresql:// database")
             self.engine = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **json_args
             )
