@@ -165,10 +165,6 @@ class AlertDispatcher:
 
     join = flush
 
-    def _flush_at_exit(self) -> None:
-        if self.pending and not self.flush(self.exit_timeout):
-            log.warning("alerting.exit_timeout", pending=self.pending, seconds=self.exit_timeout)
-
     @property
     def pending(self) -> int:
         with self._lock:
@@ -317,9 +313,16 @@ def _watch(dispatcher: AlertDispatcher) -> None:
 
 
 def _flush_all() -> None:
-    for dispatcher in list(_live):
+    """Wait for every dispatcher's sends under way, all within the longest ``exit_timeout``."""
+    dispatchers = [d for d in list(_live) if d.pending]
+    if not dispatchers:
+        return
+    bound = max(d.exit_timeout for d in dispatchers)
+    deadline = time.monotonic() + bound
+    for dispatcher in dispatchers:
         try:
-            dispatcher._flush_at_exit()
+            if not dispatcher.flush(max(0.0, deadline - time.monotonic())):
+                log.warning("alerting.exit_timeout", pending=dispatcher.pending, seconds=bound)
         except Exception:  # noqa: S110 - an exit hook must not raise
             pass
 
