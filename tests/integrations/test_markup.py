@@ -172,3 +172,44 @@ HTML_TABLE = ("<table><thead><tr><th>Host</th><th>State</th></tr></thead><tbody>
 )
 def test_html_tables_keep_their_cells_apart(render: Any, expected: str) -> None:
     assert render(HTML_TABLE, "html") == expected
+
+
+DEEP = [
+    "<div>" * 19999 + "x", "<b>" * 5000 + "x", "<ul><li>" * 12000 + "x", "<blockquote>" * 3000 + "x",
+    "*" * 10000 + "x" + "*" * 10000, "[" * 5000 + "x" + "]" * 5000, "- " * 3000 + "x", "> " * 5000 + "x",
+    "".join("  " * i + "- x\n" for i in range(300)),
+]
+
+
+@pytest.mark.parametrize("source", DEEP, ids=lambda s: s[:12])
+def test_deep_nesting_never_exhausts_the_stack(source: str) -> None:
+    fmt = "html" if source.startswith("<") else "markdown"
+    for render in (slack, teams, email):
+        assert isinstance(render(source, fmt), str)
+    assert isinstance(html_to_text(source), str)
+
+
+def test_random_markup_never_raises_nor_makes_slack_tokens() -> None:
+    import random
+    import re
+
+    rng = random.Random(11)
+    pieces = ["*", "**", "_", "~~", "`", "```\n", "[", "](", ")", "(", "!", "<", ">", "|", "&", "#", "- ", "1. ",
+              "\n", "\n\n", "> ", "https://e.com/a_(b)", "<!channel>", "<b>", "</b>", "<td>", "<tr>", "<table>",
+              "<a href='https://e.com'>", "</a>", "<script>", "word", " ", "\\", "&amp;", "<@U1>", "|---|\n"]
+    for _ in range(300):
+        source = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
+        for fmt in ("markdown", "html"):
+            out = slack(source, fmt)
+            tokens = re.findall(r"<[^<>]*>", out)
+            assert all(t.startswith(("<https://", "<http://", "<mailto:")) for t in tokens), (source, out)
+            teams(source, fmt)
+            email(source, fmt)
+
+
+def test_nesting_deeper_than_the_guard_keeps_its_text_and_stays_sanitised() -> None:
+    source = ("<div>" * 300 + '<b onclick="x()">deep</b><script>steal()</script><style>p{steal:1}</style>'
+              "<svg><svg><text>steal</text></svg></svg>" + "</div>" * 300 + "<p>after</p>")
+    out = sanitize_html(source)
+    assert "deep" in out and "after" in out and "steal" not in out and "onclick" not in out
+    assert out.count("<div>") <= 200

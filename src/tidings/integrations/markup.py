@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from html.parser import HTMLParser
-from typing import Any, Protocol
+from typing import Any
 
 import nh3
 
@@ -64,7 +64,67 @@ def _cleaner() -> nh3.Cleaner:
 
 def sanitize_html(source: str) -> str:
     """HTML rebuilt from the allow-list: safe to place inside our own HTML."""
+    if source.count("<") > HTML_DEPTH_MAX:
+        source = _DepthGuard.flatten(source)
     return _cleaner().clean(source)
+
+
+HTML_DEPTH_MAX = 200
+"""Elements nested deeper than this are unwrapped (their text kept) before nh3 sees them: the
+HTML5 parser under nh3 takes time quadratic in nesting depth (100 kB of ``<div>`` took seconds)."""
+_SIBLINGS = frozenset("li p td th tr dt dd option".split())  # <li>a<li>b: the second closes the first
+_EMPTY = frozenset("area base br col embed hr img input link meta source track wbr".split())
+
+
+class _DepthGuard(HTMLParser):
+    """The HTML as it came, without start and end tags deeper than :data:`HTML_DEPTH_MAX`. Not a
+    sanitiser (nh3 runs after it): it only bounds the nesting."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.out: list[str] = []
+        self.open: list[str] = []
+        self.dropped: dict[str, int] = {}
+
+    @classmethod
+    def flatten(cls, source: str) -> str:
+        guard = cls()
+        guard.feed(source)
+        guard.close()
+        return "".join(guard.out)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _EMPTY:
+            if self.open and self.open[-1] == tag and tag in _SIBLINGS:
+                self.open.pop()
+            # A <script> (or <svg>...) is kept wherever it is, so that nh3 drops it with its content;
+            # within one, nothing needs keeping.
+            if len(self.open) >= HTML_DEPTH_MAX and (tag not in _DROP_CONTENT or _DROP_CONTENT & set(self.open)):
+                self.dropped[tag] = self.dropped.get(tag, 0) + 1
+                return
+            self.open.append(tag)
+        self.out.append(self.get_starttag_text() or "")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.out.append(self.get_starttag_text() or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.dropped.get(tag):
+            self.dropped[tag] -= 1
+            return
+        if tag in self.open:
+            while self.open.pop() != tag:
+                pass
+        self.out.append(f"</{tag}>")
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        self.out.append(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        self.out.append(f"&#{name};")
 
 
 @cache
@@ -92,32 +152,46 @@ def markdown_to_html(source: str) -> str:
 
 
 # -- one tree for Markdown and HTML ------------------------------------------------------------------
-class Node(Protocol):
-    """What writers read: markdown-it's ``SyntaxTreeNode`` has this shape, and so does :class:`Element`."""
-
-    type: str
-    children: Sequence[Node]
-    content: str
-    attrs: dict[str, Any]
-    markup: str
+MAX_DEPTH = 40
+"""Nesting kept in a tree (lists in lists, marks in marks...); what is deeper joins the deepest
+kept node, so that a hostile body can't exhaust the stack."""
 
 
 @dataclass(slots=True)
-class Element:
-    """A node read from HTML, named as markdown-it names its nodes."""
+class Node:
+    """One node of a body, named as markdown-it names its tokens (``paragraph``, ``strong``,
+    ``link``...), whether it was read from Markdown or from HTML."""
 
     type: str
-    children: list[Element] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
     content: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
     markup: str = ""
 
 
 def markdown_tree(source: str) -> Node:
-    from markdown_it.tree import SyntaxTreeNode
+    """Markdown parsed by markdown-it-py, as a :class:`Node` tree."""
+    root = Node("root")
+    _grow(root, _markdown().parse(source))
+    return root
 
-    tree: Node = SyntaxTreeNode(_markdown().parse(source))
-    return tree
+
+def _grow(root: Node, tokens: Sequence[Any]) -> None:
+    """markdown-it's flat token stream (``*_open``/``*_close`` pairs) as children of ``root``."""
+    stack = [root]
+    for tok in tokens:
+        if tok.nesting == -1:
+            stack.pop()
+            continue
+        node = Node(tok.type.removesuffix("_open"), content=tok.content, attrs=dict(tok.attrs), markup=tok.markup)
+        if tok.children:  # an inline run, or an image's alt text
+            _grow(node, tok.children)
+        if tok.nesting == 1 and len(stack) > MAX_DEPTH:
+            stack.append(stack[-1])
+            continue
+        stack[-1].children.append(node)
+        if tok.nesting == 1:
+            stack.append(node)
 
 
 _HTML_TYPES = {
@@ -131,15 +205,18 @@ _VOID = frozenset({"br", "hr"})
 
 
 class _TreeBuilder(HTMLParser):
-    """Sanitised HTML (only allow-listed tags, balanced by nh3) as :class:`Element` nodes."""
+    """Sanitised HTML (only allow-listed tags, balanced by nh3) as :class:`Node` nodes."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.root = Element("root")
-        self.stack: list[tuple[str, Element]] = [("", self.root)]
+        self.root = Node("root")
+        self.stack: list[tuple[str, Node]] = [("", self.root)]
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Element(_HTML_TYPES.get(tag, "span"))
+        if tag not in _VOID and len(self.stack) > MAX_DEPTH:
+            self.stack.append((tag, self.stack[-1][1]))  # too deep: its content joins the deepest node
+            return
+        node = Node(_HTML_TYPES.get(tag, "span"))
         if tag == "a" and (href := safe_href(dict(attrs).get("href"))):
             node.attrs["href"] = href
         self.stack[-1][1].children.append(node)
@@ -153,7 +230,7 @@ class _TreeBuilder(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         in_code = any(n.type in ("fence", "code_inline") for _, n in self.stack)
-        self.stack[-1][1].children.append(Element("text", content=data if in_code else re.sub(r"\s+", " ", data)))
+        self.stack[-1][1].children.append(Node("text", content=data if in_code else re.sub(r"\s+", " ", data)))
 
 
 def html_tree(source: str) -> Node:
@@ -205,6 +282,7 @@ class Writer:
     intraword_marks = True
     """False where marks inside a word don't show (``2*3*4`` is shown as typed, not ``2_3_4``)."""
     _marks = True
+    _open: frozenset[str] = frozenset()
 
     def render(self, root: Node) -> str:
         return self.blocks(root.children, 0).strip("\n")
@@ -337,8 +415,14 @@ class Writer:
                     after is not None and after.type == "text" and after.content[:1].isalnum())
                 if inside and not self.intraword_marks:
                     out.append(self.text(n.markup) + self.inline(n.children) + self.text(n.markup))
+                elif kind in self._open:  # bold inside bold: one mark is enough
+                    out.append(self.inline(n.children))
                 else:
-                    out.append(self._mark(kind, self.inline(n.children)))
+                    self._open = self._open | {kind}
+                    try:
+                        out.append(self._mark(kind, self.inline(n.children)))
+                    finally:
+                        self._open = self._open - {kind}
             elif kind == "link":
                 out.append(self.link(str(n.attrs.get("href") or ""), plain(n.children).strip()))
             elif kind == "image":
