@@ -21,8 +21,6 @@ from functools import cache
 from html.parser import HTMLParser
 from typing import Any
 
-import nh3
-
 _ALLOWED = frozenset(
     "a b strong i em u s del strike code pre blockquote p div span ul ol li h1 h2 h3 h4 h5 h6 hr br "
     "table thead tbody tfoot tr th td".split()
@@ -50,7 +48,9 @@ def _keep_attribute(tag: str, name: str, value: str) -> str | None:
 
 
 @cache
-def _cleaner() -> nh3.Cleaner:
+def _cleaner() -> Any:
+    import nh3
+
     return nh3.Cleaner(
         tags=set(_ALLOWED),
         clean_content_tags=set(_DROP_CONTENT),
