@@ -328,7 +328,7 @@ class Writer:
 
     def table(self, rows: list[list[str]], header: bool) -> str:
         """Each row on its own line, its cells separated."""
-        return "\n".join(" | ".join(cell for cell in row) for row in rows)
+        return "\n".join(" | ".join(row) for row in rows)
 
     # the walk
     def blocks(self, nodes: Sequence[Node], depth: int, sep: str | None = None) -> str:
@@ -388,7 +388,8 @@ class Writer:
     def _table(self, node: Node) -> str:
         rows: list[list[str]] = []
         header = False
-        for part in _walk(node):
+        sections = [node, *(n for n in node.children if n.type in ("thead", "tbody"))]
+        for part in (row for section in sections for row in section.children):
             if part.type == "tr":
                 cells = [self.inline(c.children).strip() for c in part.children if c.type in ("th", "td")]
                 if not rows and all(c.type == "th" for c in part.children if c.type in ("th", "td")):
