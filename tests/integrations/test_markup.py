@@ -213,3 +213,8 @@ def test_nesting_deeper_than_the_guard_keeps_its_text_and_stays_sanitised() -> N
     out = sanitize_html(source)
     assert "deep" in out and "after" in out and "steal" not in out and "onclick" not in out
     assert out.count("<div>") <= 200
+
+
+def test_a_table_in_a_cell_stays_in_its_cell() -> None:
+    source = "<table><tr><td>a</td><td><table><tr><td>x</td><td>y</td></tr></table></td></tr><tr><td>b</td></tr></table>"
+    assert slack(source, "html") == "a | x | y\nb"
