@@ -43,7 +43,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from ...message import Format, Message, Priority
 from ...security.redact import mask
 from ..base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
-from ..markup import html_to_text, sanitize_html
+from ..markup import html_to_text, markdown_to_html, sanitize_html
 
 COLOURS: dict[Priority, str] = {
     Priority.CRITICAL: "#d00000",
@@ -261,19 +261,11 @@ def _templates() -> Environment:
     )
 
 
-@cache
-def _markdown() -> Any:
-    from markdown_it import MarkdownIt
-
-    # Raw HTML in markdown is shown as text; images are not loaded (remote images track readers).
-    return MarkdownIt("commonmark", {"html": False}).disable("image")
-
-
 def _body_html(message: Message) -> str:
     if not message.body.strip():
         return ""
     if message.format is Format.MARKDOWN:
-        return sanitize_html(_markdown().render(message.body))
+        return markdown_to_html(message.body)
     if message.format is Format.HTML:
         return sanitize_html(message.body)
     return html.escape(message.body).replace("\n", "<br>\n")

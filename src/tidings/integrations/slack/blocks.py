@@ -3,7 +3,7 @@
 Everything here is pure: the same message gives the same payload. All user text is escaped
 (``&``, ``<``, ``>`` become entities) so that nobody can write ``<!channel>``, ``<@U123>`` or a
 disguised link; the only Slack markup in a payload is what this module writes itself: links from
-the message's Markdown/HTML, the route's ``<!here>``/``<!channel>`` and ``<!date^...>``.
+the message's Markdown/HTML (read by markdown-it-py and nh3, see :mod:`..markup`), the route's ``<!here>``/``<!channel>`` and ``<!date^...>``.
 
 Blocks are built with slack_sdk's models, whose ``to_dict()`` refuses what Slack would refuse;
 the fitting below makes sure it never has to: long text is cut at a safe place with a visible
@@ -14,10 +14,8 @@ JavaScript does, so an emoji counts twice.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable
-from html.parser import HTMLParser
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -34,6 +32,7 @@ from slack_sdk.models.blocks import (
 
 from ...message import Format, Message, Priority
 from ..base import TRUNCATED
+from ..markup import Writer, html_tree, markdown_tree
 
 COLORS: dict[Priority, str] = {
     Priority.CRITICAL: "#d00000",
@@ -206,173 +205,60 @@ def link(url: str, label: str | None = None) -> str:
 
 
 # -- Markdown and HTML to mrkdwn --------------------------------------------------------------------
-_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
-_MD_IMAGE_OR_LINK = re.compile(r"!?\[([^\]\n]*)\]\(\s*<?([^\s)>]+)>?(?:\s+\"[^\"\n]*\")?\s*\)")
-_AUTOLINK = re.compile(r"<((?:https?://|mailto:)[^\s<>]+)>", re.IGNORECASE)
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
-_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
-_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
-_BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
-_RULE = re.compile(r"^\s{0,3}([-*_])(?:\s*\1){2,}\s*$")
-_QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_BOLD_MARK = "\x01"
-_TOKEN = "\x02{}\x03"
-_TOKEN_RE = re.compile("\x02(\\d+)\x03")
+class _Mrkdwn(Writer):
+    """Slack's mrkdwn: ``*bold*``, ``_italic_``, ``~strike~``, code, ``<url|label>`` links, • bullets,
+    headings as bold lines, table rows on lines with their cells separated; all text escaped."""
 
+    bullet = "•"
+    marks_in_headings = False
+    intraword_marks = False
 
-def _inline(text: str) -> str:
-    """One line of Markdown (outside code blocks) as escaped mrkdwn."""
-    tokens: list[str] = []
+    def text(self, text: str) -> str:
+        return escape(text)
 
-    def keep(token: str) -> str:
-        tokens.append(token)
-        return _TOKEN.format(len(tokens) - 1)
+    def strong(self, inner: str) -> str:
+        return f"*{inner}*"
 
-    def code(m: re.Match[str]) -> str:
-        return keep("`" + escape(m.group(2).strip()) + "`")
+    def em(self, inner: str) -> str:
+        return f"_{inner}_"
 
-    def md_link(m: re.Match[str]) -> str:
-        label, url = m.group(1).strip(), m.group(2)
-        return keep(link(url, _strip_md(label) or url))
+    def strike(self, inner: str) -> str:
+        return f"~{inner}~"
 
-    parts = []
-    last = 0
-    for m in _CODE_SPAN.finditer(text):  # code spans first: nothing inside them is markup
-        parts.append(text[last : m.start()])
-        parts.append(code(m))
-        last = m.end()
-    parts.append(text[last:])
-    text = "".join(parts)
-    text = _MD_IMAGE_OR_LINK.sub(md_link, text)
-    text = _AUTOLINK.sub(lambda m: keep(link(m.group(1))), text)
-    text = _esc(text)
-    text = _BOLD.sub(lambda m: _BOLD_MARK + (m.group(1) or m.group(2)) + _BOLD_MARK, text)
-    text = _ITALIC.sub(lambda m: "_" + m.group(1) + "_", text)
-    text = _STRIKE.sub(lambda m: "~" + m.group(1) + "~", text)
-    text = text.replace(_BOLD_MARK, "*")
-    return _TOKEN_RE.sub(lambda m: tokens[int(m.group(1))], text)
+    def code(self, text: str) -> str:
+        return "`" + escape(text.replace("`", "\N{MODIFIER LETTER GRAVE ACCENT}")) + "`"
 
+    def link(self, url: str, label: str) -> str:
+        return link(url, label or url) if url else escape(label)
 
-def _strip_md(text: str) -> str:
-    return re.sub(r"[*_~`]+", "", text)
+    def heading(self, inline: str) -> str:
+        return f"*{inline}*"
+
+    def code_block(self, text: str) -> str:
+        return "```\n" + escape(text.rstrip("\n").replace("```", "`\N{ZERO WIDTH SPACE}``")) + "\n```"
+
+    def quote(self, inner: str) -> str:
+        return "\n".join("&gt; " + line for line in inner.split("\n"))
+
+    def rule(self) -> str:
+        return "──────────"
+
+    def table(self, rows: list[list[str]], header: bool) -> str:
+        lines = []
+        for i, row in enumerate(rows):
+            cells = [f"*{c}*" if header and i == 0 and c else c for c in row]
+            lines.append(" | ".join(cells))
+        return "\n".join(lines)
 
 
 def markdown_to_mrkdwn(markdown: str) -> str:
-    """Markdown as Slack mrkdwn: ``**bold**`` → ``*bold*``, ``*it*`` → ``_it_``, ``~~x~~`` →
-    ``~x~``, ``[label](url)`` → ``<url|label>``, headings → bold lines, bullets → •, code kept;
-    everything else escaped."""
-    out: list[str] = []
-    fence = False
-    for line in _clean(markdown).split("\n"):
-        if _FENCE.match(line):
-            fence = not fence
-            out.append("```")
-            continue
-        if fence:
-            out.append(escape(line))
-            continue
-        if m := _HEADING.match(line):
-            out.append("*" + _inline(_strip_md(m.group(1))) + "*")
-        elif _RULE.match(line):
-            out.append("──────────")
-        elif m := _BULLET.match(line):
-            out.append(m.group(1) + "• " + _inline(m.group(2)))
-        elif m := _QUOTE.match(line):
-            out.append("&gt; " + _inline(m.group(1)))
-        else:
-            out.append(_inline(line))
-    if fence:
-        out.append("```")
-    return "\n".join(out).strip("\n")
-
-
-_DROP_CONTENT = frozenset(
-    "script style head title iframe object embed template noscript svg math textarea select option".split()
-)
-
-
-class _HtmlToMrkdwn(HTMLParser):
-    _MARKS = {"b": "*", "strong": "*", "i": "_", "em": "_", "s": "~", "strike": "~", "del": "~", "code": "`"}
-    _BLOCKS = {"p", "div", "br", "tr", "ul", "ol", "table", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6",
-               "li", "pre", "hr"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self._href: list[tuple[str | None, int]] = []
-        self._skip = 0
-        self._pre = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _DROP_CONTENT:
-            self._skip += 1
-        elif self._skip:
-            return
-        elif tag in self._MARKS and not self._pre:
-            self.out.append(self._MARKS[tag])
-        elif tag == "a":
-            self._href.append((dict(attrs).get("href"), len(self.out)))
-        elif tag == "pre":
-            self.out.append("\n```\n")
-            self._pre += 1
-        elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
-            self.out.append("\n*")
-        elif tag == "li":
-            self.out.append("\n• ")
-        elif tag == "hr":
-            self.out.append("\n──────────\n")
-        elif tag in self._BLOCKS:
-            self.out.append("\n")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _DROP_CONTENT:
-            self._skip = max(0, self._skip - 1)
-        elif self._skip:
-            return
-        elif tag in self._MARKS and not self._pre:
-            self.out.append(self._MARKS[tag])
-        elif tag == "a" and self._href:
-            href, start = self._href.pop()
-            label = "".join(self.out[start:]).strip()
-            del self.out[start:]
-            if href:
-                self.out.append(link(html.unescape(href), html.unescape(_plain(label)) or None))
-            else:
-                self.out.append(label)
-        elif tag == "pre":
-            self._pre = max(0, self._pre - 1)
-            self.out.append("\n```\n")
-        elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
-            self.out.append("*\n")
-        elif tag == "li":
-            return
-        elif tag in self._BLOCKS:
-            self.out.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._skip:
-            return
-        if not self._pre:
-            data = re.sub(r"\s+", " ", data)
-        self.out.append(escape(data))
-
-
-def _plain(escaped: str) -> str:
-    return escaped.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    """Markdown (parsed by markdown-it-py) as Slack mrkdwn."""
+    return _Mrkdwn().render(markdown_tree(_clean(markdown)))
 
 
 def html_to_mrkdwn(source: str) -> str:
-    parser = _HtmlToMrkdwn()
-    parser.feed(_CONTROL.sub("", source))
-    parser.close()
-    text = "".join(parser.out)
-    text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    """HTML (sanitised by nh3) as Slack mrkdwn."""
+    return _Mrkdwn().render(html_tree(_clean(source)))
 
 
 def body_mrkdwn(message: Message) -> str:

@@ -47,7 +47,7 @@ from ..base import (
     is_vault_ref,
 )
 from ..http import check_http_url, classify_status, connection_error, read_snippet
-from ..markup import html_to_text
+from ..markup import Writer, html_tree, markdown_tree, safe_href
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -397,43 +397,37 @@ def _plain(text: str) -> str:
     return "\n\n".join(_escape(line.rstrip()) for line in text.splitlines() if line.strip())
 
 
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
-_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
-_BULLET = re.compile(r"^(\s*)[*+]\s+")
-_UNDERSCORE_BOLD = re.compile(r"__(\S(?:.*?\S)?)__")
+class _CardText(Writer):
+    """Markdown or HTML as what Adaptive Cards show (bold, italic, lists, links): headings become
+    bold lines, images links, code and tables escaped text (a row per paragraph); links keep
+    only http(s) and mailto targets; all text escaped."""
 
+    hardbreak = "\n\n"
+    marks_in_headings = False
+    intraword_marks = False
 
-def _markdown(text: str) -> str:
-    """Markdown rewritten to what Adaptive Cards show: headings become bold lines, images become
-    links, ``*``/``+`` bullets become ``-``; code blocks are shown as escaped text; links keep
-    only http(s) and mailto targets."""
-    out: list[str] = []
-    in_code = False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            in_code = not in_code
-            continue
-        if in_code:
-            if line.strip():
-                out.extend(("", _escape(line.rstrip())))
-            continue
-        if m := _HEADING.match(line):
-            line = f"**{m.group(1)}**" if m.group(1) else ""
-        line = _IMAGE.sub(r"[\1](\2)", line)
-        line = _LINK.sub(_safe_link, line)
-        line = _BULLET.sub(r"\1- ", line)
-        line = _UNDERSCORE_BOLD.sub(r"**\1**", line)
-        out.append(line.rstrip())
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
+    def text(self, text: str) -> str:
+        return _escape(text)
 
+    def strong(self, inner: str) -> str:
+        return f"**{inner}**"
 
-def _safe_link(m: re.Match[str]) -> str:
-    label, url = m.group(1), m.group(2)
-    if url.lower().startswith(("http://", "https://", "mailto:")):
-        return f"[{label}]({url})"
-    return label
+    def em(self, inner: str) -> str:
+        return f"_{inner}_"
+
+    def link(self, url: str, label: str) -> str:
+        if not safe_href(url):
+            return _escape(label)
+        return f"[{_escape(label or url)}]({_md_url(url)})"
+
+    def heading(self, inline: str) -> str:
+        return f"**{inline}**"
+
+    def code_block(self, text: str) -> str:
+        return "\n\n".join(_escape(line.rstrip()) for line in text.splitlines() if line.strip())
+
+    def table(self, rows: list[list[str]], header: bool) -> str:
+        return "\n\n".join(" | ".join(row) for row in rows)
 
 
 def _md_url(url: str) -> str:
@@ -444,9 +438,9 @@ def _body_text(message: Message) -> str:
     if not message.body.strip():
         return ""
     if message.format is Format.MARKDOWN:
-        return _markdown(message.body)
+        return _CardText().render(markdown_tree(message.body))
     if message.format is Format.HTML:
-        return _plain(html_to_text(message.body))
+        return _CardText().render(html_tree(message.body))
     return _plain(message.body)
 
 
