@@ -24,7 +24,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -101,22 +101,32 @@ def _embedded(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 def _kind(address: IPAddress) -> str | None:
     """What makes ``address`` unfit to connect to, or None for a public address."""
+    v6 = isinstance(address, ipaddress.IPv6Address)
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
-    checks = (
-        (address.is_unspecified, "an unspecified address"),
-        (address.is_loopback, "a loopback address"),
-        (address.is_link_local, "a link-local address"),
-        (address.is_multicast, "a multicast address"),
-        (address in _CGNAT, "a shared (CGNAT) address"),
-        (isinstance(address, ipaddress.IPv6Address) and address.is_site_local, "a site-local address"),
-        (address in _NAT64_LOCAL, "a local-use NAT64 address"),
-        (address in _UNIQUE_LOCAL, "a unique-local address"),
-        (any(address in n for n in _RFC1918), "a private address"),
-        (address.is_reserved, "a reserved address"),
-        (not address.is_global, "a special-purpose (non-public) address"),
-    )
-    return next((why for bad, why in checks if bad), None)
+    if address.is_unspecified:
+        return "an unspecified address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address in _CGNAT:
+        return "a shared (CGNAT) address"
+    if v6 and address.is_site_local:
+        return "a site-local address"
+    if address in _NAT64_LOCAL:
+        return "a local-use NAT64 address"
+    if address in _UNIQUE_LOCAL:
+        return "a unique-local address"
+    if any(address in n for n in _RFC1918):
+        return "a private address"
+    if address.is_reserved:
+        return "a reserved address"
+    if not address.is_global:
+        return "a special-purpose (non-public) address"
+    return None
 
 
 def check_entry(entry: str) -> str:
@@ -146,6 +156,7 @@ class Destinations:
 
     networks: tuple[IPNetwork, ...] = ()
     names: frozenset[str] = frozenset()
+    _memo: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
     def parse(cls, entries: Iterable[str]) -> Destinations:
@@ -193,7 +204,18 @@ class Destinations:
         return f"destination {shown}{meaning} is {kind}; {HINT}"
 
     def host_refusal(self, host: str) -> str | None:
-        """What can be refused without DNS: a metadata name, or an IP literal's address."""
+        """What can be refused without DNS: a metadata name, or an IP literal's address.
+        Checked on every request, so the answers are remembered (they never change)."""
+        try:
+            return self._memo[host]
+        except KeyError:
+            pass
+        reason = self._host_refusal(host)
+        if len(self._memo) < 4096:
+            self._memo[host] = reason
+        return reason
+
+    def _host_refusal(self, host: str) -> str | None:
         name = _name(host)
         if name in self.names:
             return None
