@@ -200,6 +200,13 @@ async def test_a_public_looking_name_that_resolves_to_a_private_address_is_refus
     assert len(sink.received) == 2
 
 
+async def test_an_allowed_name_still_may_not_resolve_to_a_metadata_address(hosts: dict[str, str]) -> None:
+    hosts["hooks.example.com"] = "169.254.169.254"
+    outcome = await post(webhook("http://hooks.example.com/hook", server_allow=["hooks.example.com"]))
+    assert outcome.status is OutcomeStatus.PERMANENT
+    assert outcome.error == f"destination hooks.example.com resolves to 169.254.169.254, a cloud metadata address; {HINT}"
+
+
 class Scripted(AbstractResolver):
     """A resolver answering from a list of answers, one per lookup (a rebinding DNS server)."""
 

@@ -188,12 +188,15 @@ class Destinations:
 
     def address_refusal(self, address: IPAddress, host: str | None = None) -> str | None:
         """Why connecting to ``address`` (which ``host`` resolved to, or spells) is refused, or None.
-        An IPv6 form of an IPv4 address (mapped, NAT64, 6to4) is judged by the IPv4 address."""
+        An IPv6 form of an IPv4 address (mapped, NAT64, 6to4) is judged by the IPv4 address. A
+        host name on the allow list may resolve anywhere but to a metadata address."""
         target = _embedded(address) or address
         kind = _kind(target)
         if kind is None:
             return None
         exact = target in METADATA_ADDRESSES
+        if not exact and host is not None and _name(host) in self.names:
+            return None
         if self._listed(address, exact) or self._listed(target, exact):
             return None
         if host is not None and literal_address(host) is None:
@@ -227,12 +230,14 @@ class Destinations:
     def filter(self, host: str, addresses: Sequence[str]) -> tuple[list[int], str | None]:
         """Indexes of the resolved ``addresses`` of ``host`` that may be connected to, and the
         first refusal (for the error when none may)."""
-        if _name(host) in self.names:
-            return list(range(len(addresses))), None
         kept: list[int] = []
         first: str | None = None
         for i, text in enumerate(addresses):
-            reason = self.address_refusal(ipaddress.ip_address(text), host)
+            try:
+                address = ipaddress.ip_address(text)
+            except ValueError:
+                continue
+            reason = self.address_refusal(address, host)
             if reason is None:
                 kept.append(i)
             elif first is None:
