@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _sink import SinkProcess, wait_ready  # noqa: E402
-from throughput import _config, opened, payload, sink_reset, wait_delivered, wait_done  # noqa: E402
+from throughput import LOCAL, _config, opened, payload, sink_reset, wait_delivered, wait_done  # noqa: E402
 
 from tidings.integrations import registry  # noqa: E402
 from tidings.integrations.base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome  # noqa: E402
@@ -81,9 +81,11 @@ async def send(url: str, n: int, c: int) -> float:
     from tidings.ids import new_id
     from tidings.integrations.base import Context
     from tidings.integrations.webhook import WebhookIntegration
+    from tidings.security.outbound import Destinations
 
     settings = parse_config({"integrations": {"sink": {"kind": "webhook", "url": url, "concurrency": c}}}).integrations["sink"]
-    hook = WebhookIntegration("sink", settings, Context(store=None, threads=None))  # type: ignore[arg-type]
+    context = Context(store=None, threads=None, destinations=Destinations.parse(LOCAL))  # type: ignore[arg-type]
+    hook = WebhookIntegration("sink", settings, context)
     items = []
     for i in range(n):
         m = Message(**payload(i))

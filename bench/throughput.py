@@ -61,6 +61,7 @@ def payload(i: int) -> dict[str, Any]:
 
 CHANNELS = ("webhook", "slack", "teams", "email")
 RAISED_RATE = "1000000/second"
+LOCAL = ["127.0.0.1/32", "::1/128"]  # the local peers: allowed past the outbound guard
 """The bench's rate limit for every channel: far above what one process sends."""
 
 
@@ -152,7 +153,7 @@ def _config(tmp: Path, url: str, concurrency: int, db: str) -> Path:
     path.write_text(
         json.dumps(
             {
-                "server": {"database": db},
+                "server": {"database": db, "allow_destinations": LOCAL},
                 "dispatcher": {"batch": 500, "max_inflight": 4 * concurrency},
                 "integrations": {"sink": {"kind": "webhook", "url": url, "concurrency": concurrency}},
                 "default": {"to": ["sink"]},
@@ -231,7 +232,7 @@ def _channel_config(tmp: Path, kind: str, peer: PeerProcess, concurrency: int, d
     integration |= {"rate_limit": RAISED_RATE, "burst": 10_000, "concurrency": concurrency}
     path = tmp / f"{kind}.yaml"
     path.write_text(json.dumps({
-        "server": {"database": db},
+        "server": {"database": db, "allow_destinations": LOCAL},
         "dispatcher": {"batch": 500, "max_inflight": 4 * concurrency},
         "integrations": {kind: integration},
         "default": {"to": [kind]},

@@ -12,7 +12,7 @@ from apiserver import make_api, serve, serve_asgi  # noqa: F401  (fixtures)
 from fake_slack import FakeSlack
 from fake_smtp import Certificate, SmtpServer, make_certificate
 from fake_teams import FakeTeams
-from helpers import PG_URL, REDIS_URL, pg_available, redis_available, services_required
+from helpers import LOCAL, PG_URL, REDIS_URL, pg_available, redis_available, services_required
 from peer import Peer
 from sink import Sink
 
@@ -77,11 +77,12 @@ def _pg_schema() -> Any:
 
 @pytest.fixture
 def make_config(db_url: str) -> Callable[..., Any]:
-    """Build a validated config on the test's database from a dict shaped like tidings.yaml."""
+    """Build a validated config on the test's database from a dict shaped like tidings.yaml.
+    The local peers tests send to (127.0.0.1, ::1) are allow-listed unless the test says otherwise."""
 
     def build(data: dict[str, Any] | None = None, **server: Any) -> Any:
         data = dict(data or {})
-        data["server"] = {"database": db_url, **data.get("server", {}), **server}
+        data["server"] = {"database": db_url, "allow_destinations": LOCAL, **data.get("server", {}), **server}
         data.setdefault("dispatcher", {}).setdefault("poll_interval", 0.2)
         return parse_config(data)
 

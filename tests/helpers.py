@@ -7,6 +7,19 @@ import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+LOCAL = ["127.0.0.1/32", "::1/128"]
+"""What every test allows the outbound guard to connect to: its local peers."""
+
+
+def local_context(store: Any = None, threads: Any = None) -> Any:
+    """An integration's context for tests that build integrations by hand: local peers allowed."""
+    from tidings.integrations.base import Context
+    from tidings.security.outbound import Destinations
+
+    return Context(store=store, threads=threads, destinations=Destinations.parse(LOCAL))
+
 
 PG_URL = os.environ.get("TIDINGS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

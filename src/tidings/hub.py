@@ -42,6 +42,7 @@ from .message import Message
 from .metrics import Metrics
 from .retention import Pruner, prune
 from .routing import Router
+from .security.outbound import Destinations
 from .security.redact import register
 from .security.vault import Vault, load_keys
 from .silences import Silence, Silences
@@ -211,7 +212,11 @@ class Hub:
 
     async def _build_integrations(self) -> dict[str, Integration]:
         assert self.store is not None and self.vault is not None
-        context = Context(store=self.store, threads=Threads(self.store))
+        context = Context(
+            store=self.store,
+            threads=Threads(self.store),
+            destinations=Destinations.parse(self.config.server.allow_destinations),
+        )
         out: dict[str, Integration] = {}
         for name, settings in self.config.integrations.items():
             refs = settings.vault_refs()

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 from fake_smtp import PASSWORD, USER, Certificate, SmtpServer
-from helpers import eventually
+from helpers import eventually, local_context
 from peer import free_port
 
 from tidings import Message
 from tidings.config import parse_config
 from tidings.errors import ConfigError
-from tidings.integrations.base import Attempt, Context, Outcome, OutcomeStatus
+from tidings.integrations.base import Attempt, Outcome, OutcomeStatus
 from tidings.integrations.email import (
     COLOURS,
     EmailNotifier,
@@ -68,7 +68,7 @@ def settings_of(config: dict[str, Any]) -> Any:
 
 
 def notifier_of(config: dict[str, Any]) -> EmailNotifier:
-    return EmailNotifier("mail", settings_of(config), Context(store=None, threads=None))  # type: ignore[arg-type]
+    return EmailNotifier("mail", settings_of(config), local_context())
 
 
 @pytest.fixture

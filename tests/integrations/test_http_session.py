@@ -7,17 +7,18 @@ import asyncio
 from typing import Any
 
 import pytest
+from helpers import local_context
 from sink import Sink
 
 from tidings import __version__
 from tidings.config import parse_config
-from tidings.integrations.base import Context, HttpNotifier
+from tidings.integrations.base import HttpNotifier
 from tidings.integrations.registry import integration_class
 
 
 def notifier(kind: str, **settings: Any) -> Any:
     config = parse_config({"integrations": {"x": {"kind": kind, **settings}}})
-    return integration_class(kind)("x", config.integrations["x"], Context(store=None, threads=None))  # type: ignore[arg-type]
+    return integration_class(kind)("x", config.integrations["x"], local_context())
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import structlog
 from fake_slack import HOOK_SECRET, FakeSlack, Scripted, blocks_of, check_payload, special_tokens, texts_of, ulen
-from helpers import eventually
+from helpers import eventually, local_context
 from peer import free_port
 
 from tidings import Message
@@ -68,7 +68,7 @@ OFFLINE_HOOK = {"kind": "slack", "webhook_url": "https://hooks.slack.com/service
 
 
 def notifier(data: dict[str, Any] = OFFLINE, context: Context | None = None) -> SlackNotifier:
-    return SlackNotifier("chat", settings_of(data), context or Context(store=None, threads=None))  # type: ignore[arg-type]
+    return SlackNotifier("chat", settings_of(data), context or local_context())
 
 
 @pytest.fixture
@@ -588,7 +588,7 @@ async def test_a_wrong_webhook_url_is_no_service(slack: FakeSlack, make_notifier
 async def test_resolving_when_the_original_is_gone_still_replies(slack: FakeSlack, make_notifier: Any,
                                                                  store: Store) -> None:
     threads = Threads(store)
-    n = make_notifier(context=Context(store=store, threads=threads))
+    n = make_notifier(context=local_context(store, threads))
     first = await send_once(n, a_message(thread_key="k1"), message_id="m1")
     assert first.ok
     thread = await threads.get("chat", "k1")
@@ -615,7 +615,7 @@ async def test_resolving_when_the_original_is_gone_still_replies(slack: FakeSlac
 async def test_concurrent_first_sends_of_a_key_start_one_thread(slack: FakeSlack, make_notifier: Any,
                                                                 store: Store) -> None:
     threads = Threads(store)
-    n = make_notifier(context=Context(store=store, threads=threads))
+    n = make_notifier(context=local_context(store, threads))
     messages = [a_message(thread_key="race") for _ in range(5)]
     outcomes = await asyncio.gather(*(n.send(n.render(m), attempt_of(m, f"m{i}")) for i, m in enumerate(messages)))
     assert all(o.ok for o in outcomes)

@@ -20,13 +20,12 @@ from urllib.parse import urlencode
 
 import pytest
 from fake_slack import FakeSlack, blocks_of
-from helpers import eventually
+from helpers import eventually, local_context
 from sqlalchemy import select
 
 from tidings import Message
 from tidings.config import parse_config
 from tidings.errors import ConfigError
-from tidings.integrations.base import Context
 from tidings.integrations.receiver import InboundRequest, Rejected
 from tidings.integrations.slack import SlackNotifier, SlackSettings
 from tidings.integrations.slack.inbound import parse_command
@@ -158,7 +157,7 @@ def contexts(payload: dict[str, Any]) -> str:
 
 def receiver(**extra: Any) -> SlackNotifier:
     s = parse_config({"integrations": {"slack": {"kind": "slack", "signing_secret": SIGNING, **extra}}}).integrations["slack"]
-    return SlackNotifier("slack", s, Context(store=None, threads=None))  # type: ignore[arg-type]
+    return SlackNotifier("slack", s, local_context())
 
 
 # -- signatures -----------------------------------------------------------------------------------

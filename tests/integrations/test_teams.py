@@ -23,7 +23,7 @@ import orjson
 import pytest
 import structlog
 from fake_teams import THROTTLED, FakeTeams
-from helpers import eventually
+from helpers import eventually, local_context
 from jsonschema import Draft6Validator
 from jsonschema.exceptions import best_match
 from peer import free_port
@@ -32,7 +32,7 @@ from sink import Reply
 from tidings import Message
 from tidings.config import parse_config
 from tidings.errors import ConfigError
-from tidings.integrations.base import TRUNCATED, Attempt, Context, Outcome, OutcomeStatus
+from tidings.integrations.base import TRUNCATED, Attempt, Outcome, OutcomeStatus
 from tidings.integrations.teams import (
     CARD_CONTENT_TYPE,
     CARD_SCHEMA,
@@ -113,7 +113,7 @@ def teams_settings(url: str = WORKFLOW_URL, **extra: Any) -> Any:
 
 
 def notifier(url: str = WORKFLOW_URL, **extra: Any) -> TeamsNotifier:
-    return TeamsNotifier("chat", teams_settings(url, **extra), Context(store=None, threads=None))  # type: ignore[arg-type]
+    return TeamsNotifier("chat", teams_settings(url, **extra), local_context())
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import structlog
-from helpers import eventually
+from helpers import eventually, local_context
 from peer import Peer, free_port
 from sink import Reply
 from sqlalchemy import select
@@ -28,7 +28,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from tidings import Message
 from tidings.config import parse_config
 from tidings.errors import ConfigError
-from tidings.integrations.base import Attempt, Context, Outcome, OutcomeStatus
+from tidings.integrations.base import Attempt, Outcome, OutcomeStatus
 from tidings.integrations.http import parse_retry_after
 from tidings.integrations.webhook import WebhookIntegration
 from tidings.store.tables import integration_state
@@ -51,7 +51,7 @@ async def make_notifier(peer: Peer) -> AsyncIterator[Callable[..., WebhookIntegr
     made: list[WebhookIntegration] = []
 
     def make(url: str | None = None, **extra: Any) -> WebhookIntegration:
-        n = WebhookIntegration("ops", webhook_settings(url or peer.url + "/hook", **extra), Context(store=None, threads=None))  # type: ignore[arg-type]
+        n = WebhookIntegration("ops", webhook_settings(url or peer.url + "/hook", **extra), local_context())
         made.append(n)
         return n
 
@@ -115,7 +115,7 @@ def delivered(d: dict[str, Any]) -> bool:
 
 # -- the request -------------------------------------------------------------------------------
 def test_body_is_the_message_as_json_with_its_ids() -> None:
-    n = WebhookIntegration("ops", webhook_settings("https://hooks.example.com/x"), Context(store=None, threads=None))  # type: ignore[arg-type]
+    n = WebhookIntegration("ops", webhook_settings("https://hooks.example.com/x"), local_context())
     m = a_message()
     payload = n.render(m)
     assert n.render(m) == payload, "render is pure"

@@ -24,6 +24,7 @@ from ..integrations.base import Attempt, Context, Notifier, Outcome, OutcomeStat
 from ..integrations.email import EmailNotifier
 from ..integrations.teams import TeamsNotifier, detect_mode
 from ..message import Message, describe
+from ..security.outbound import Destinations
 from ..security.redact import mask, register
 
 log = structlog.get_logger("tidings.compat")
@@ -69,8 +70,10 @@ def build(cls: type[Notifier], name: str, data: Mapping[str, Any]) -> Notifier:
         raise ValueError(f"{cls.kind}: {describe(exc)}") from None
     register(settings.secret_values())
     # The facades send without a hub: no store, and no thread table (threads are mapped by the
-    # facade itself onto the channel's payload), so the channel never needs them.
-    context = Context(store=None, threads=None)  # type: ignore[arg-type]
+    # facade itself onto the channel's payload), so the channel never needs them. Their URLs and
+    # SMTP hosts come from the embedding application's own code, as with the APIs they replace
+    # (internal relays included): the outbound guard refuses only cloud metadata services there.
+    context = Context(store=None, threads=None, destinations=Destinations.anywhere())  # type: ignore[arg-type]
     notifier = cls(name, settings, context)
     return notifier
 

@@ -1,6 +1,7 @@
 """Configuration: ``tidings.yaml`` with ``${ENV}`` values, validated into pydantic models."""
 
 from ..units import Duration, Size, parse_duration, parse_size
+from .destinations import destination_problems
 from .loader import config_path, config_schema, load_config, parse_config
 from .models import Config, DefaultRoute, DispatcherSettings, Match, Route, ServerSettings
 
@@ -15,6 +16,7 @@ __all__ = [
     "Size",
     "config_path",
     "config_schema",
+    "destination_problems",
     "load_config",
     "parse_config",
     "parse_duration",

@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from ..integrations.base import IntegrationSettings
+from ..integrations.base import AllowEntry, IntegrationSettings
 from ..integrations.registry import kinds, settings_model
 from ..message import format_error
 from ..store.engine import DEFAULT_URL
@@ -44,6 +44,11 @@ class ServerSettings(_Strict):
         ge=700,
         description="while the hub runs, the garbage collector's young-generation threshold (CPython's"
         " default is 700) and the start-up heap frozen; null leaves the collector alone",
+    )
+    allow_destinations: list[AllowEntry] = Field(
+        default_factory=list,
+        description="networks (10.0.0.0/8, 127.0.0.1) and host names integrations may connect to although"
+        " they are private, loopback, link-local or cloud metadata addresses; everything else must be public",
     )
 
 

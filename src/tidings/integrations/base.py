@@ -11,13 +11,14 @@ import asyncio
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import aiohttp
 from limits import parse as parse_rate
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ..message import Message, Priority
+from ..security.outbound import Destinations, check_entry, guarded_session
 from ..templates import Template
 from ..units import Duration, Size
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 VAULT_REF = re.compile(r"^\$\{vault:([A-Za-z0-9_.\-/]+)\}$")
 TRUNCATED = "…(truncated)"
+AllowEntry = Annotated[str, AfterValidator(check_entry)]
 
 
 def is_vault_ref(value: str) -> bool:
@@ -67,6 +69,14 @@ class IntegrationSettings(BaseModel):
     breaker: BreakerPolicy = BreakerPolicy()
     template: Template | None = Field(None, description="Jinja2 rewrite of title, body, fields")
     max_body: Size | None = Field(None, description="largest inbound webhook body accepted (default 5MiB)")
+    allow_destinations: list[AllowEntry] = Field(
+        default_factory=list,
+        description="networks (10.0.0.0/8) and host names this integration may connect to although they are"
+        " private, loopback or link-local; added to server.allow_destinations",
+    )
+
+    outbound: ClassVar[tuple[str, ...]] = ()
+    """The fields holding a URL or host this integration connects to (checked by `config validate`)."""
 
     @field_validator("rate_limit")
     @classmethod
@@ -170,6 +180,8 @@ class Context:
     store: Store
     threads: Threads
     secrets: set[str] = field(default_factory=set)
+    destinations: Destinations = Destinations()
+    """Where integrations may connect: public addresses plus ``server.allow_destinations``."""
 
 
 class Integration:
@@ -191,6 +203,11 @@ class Integration:
     @property
     def effective_timeout(self) -> float:
         return self.settings.timeout or self.timeout
+
+    @property
+    def destinations(self) -> Destinations:
+        """The outbound guard's allow list: the server's and this integration's own."""
+        return self.context.destinations.merged(self.settings.allow_destinations)
 
     @classmethod
     def can_send(cls, settings: IntegrationSettings) -> bool:
@@ -288,7 +305,12 @@ class HttpNotifier(Notifier):
             self._opening = asyncio.Lock()
         async with self._opening:
             if self._session is None:
-                self._session = http_session(self.effective_concurrency, self.effective_timeout, self.session_headers())
+                self._session = guarded_session(
+                    self.destinations,
+                    concurrency=self.effective_concurrency,
+                    timeout=self.effective_timeout,
+                    headers=self.session_headers(),
+                )
         return self._session
 
     async def open(self) -> None:
@@ -323,13 +345,3 @@ def _test_id() -> str:
 
     return new_id()
 
-
-def http_session(concurrency: int, timeout: float, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
-    """The pooled session an integration keeps for its lifetime (DESIGN rule 8)."""
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0)),
-        headers=headers,
-        raise_for_status=False,
-    )

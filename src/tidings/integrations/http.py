@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import AfterValidator
 
+from ..security.outbound import DestinationRefused
 from .base import Outcome
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -80,7 +81,10 @@ async def read_snippet(resp: aiohttp.ClientResponse, limit: int = ERROR_SNIPPET)
 
 
 def connection_error(exc: BaseException) -> Outcome:
-    """Timeouts, resets, refused connections, DNS failures: all worth another try."""
+    """Timeouts, resets, refused connections, DNS failures: all worth another try. A destination
+    the outbound guard refused is not: it would be refused again."""
+    if isinstance(exc, DestinationRefused):
+        return Outcome.permanent(str(exc))
     if isinstance(exc, TimeoutError):
         return Outcome.retry("timed out waiting for the peer")
     name = type(exc).__name__

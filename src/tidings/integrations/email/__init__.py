@@ -41,6 +41,7 @@ from markupsafe import Markup
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...message import Format, Message, Priority
+from ...security.outbound import DestinationRefused
 from ...security.redact import mask
 from ..base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
 from ..markup import html_to_text, markdown_to_html, sanitize_html
@@ -124,6 +125,7 @@ def _no_line_breaks(value: str, what: str) -> str:
 
 
 class EmailSettings(IntegrationSettings):
+    outbound = ("host",)
     kind: Literal["email"]
     host: str = Field(min_length=1, max_length=253, description="the SMTP server")
     port: int | None = Field(None, ge=1, le=65535, description="default: 587 starttls, 465 tls, 25 none")
@@ -429,16 +431,23 @@ class EmailNotifier(Notifier):
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
         tls = s.security != "none"
+        # Connect to an address the outbound guard checked; the host name still names the
+        # server for TLS (SNI and certificate verification).
+        sock = await self.destinations.connect(s.host, self.port)
         smtp = aiosmtplib.SMTP(
             hostname=s.host,
-            port=self.port,
+            sock=sock,
             use_tls=s.security == "tls",
             start_tls=s.security == "starttls",
             tls_context=self._tls_context() if tls else None,
             timeout=self.effective_timeout,
             local_hostname=self.domain,
         )
-        await smtp.connect()
+        try:
+            await smtp.connect()
+        except BaseException:
+            sock.close()
+            raise
         try:
             if s.username is not None and s.password is not None:
                 await smtp.login(s.username, s.password.get_secret_value())
@@ -465,7 +474,7 @@ class EmailNotifier(Notifier):
                     smtp.close()
                     raise
                 await _quit(smtp)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, DestinationRefused) as exc:  # SSLError: OSError
             return self._scrub(self._failure(exc))
         message_id = str(msg["Message-ID"])
         if not refused:
@@ -482,7 +491,7 @@ class EmailNotifier(Notifier):
             async with asyncio.timeout(self.effective_timeout):
                 smtp = await self._connect()
                 await _quit(smtp)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, DestinationRefused) as exc:
             return self._scrub(self._failure(exc))
         how = {"starttls": "STARTTLS", "tls": "TLS", "none": "no TLS"}[self.settings.security]
         who = f", authenticated as {self.settings.username}" if self.settings.username else ""
@@ -490,6 +499,8 @@ class EmailNotifier(Notifier):
 
     def _failure(self, exc: BaseException) -> Outcome:
         where = f"{self.settings.host}:{self.port}"
+        if isinstance(exc, DestinationRefused):
+            return Outcome.permanent(str(exc))
         if cert := _find(exc, ssl.SSLCertVerificationError):
             reason = getattr(cert, "verify_message", "") or str(cert)
             return Outcome.permanent(

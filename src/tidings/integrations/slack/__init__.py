@@ -82,6 +82,7 @@ _WEBHOOK_DISABLING = {(404, "no_service"), (404, "channel_not_found"), (410, "ch
 
 
 class SlackSettings(IntegrationSettings):
+    outbound = ("webhook_url", "api_url")
     kind: Literal["slack"]
     token: SecretStr | None = Field(None, description="bot token xoxb-... (or ${vault:NAME}); or use webhook_url")
     webhook_url: SecretStr | None = Field(None, description="incoming webhook URL (a secret); or use token")

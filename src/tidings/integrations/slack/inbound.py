@@ -41,11 +41,12 @@ from sqlalchemy import select
 
 from ...errors import NotFound
 from ...message import Message
+from ...security.outbound import guarded_session
 from ...security.redact import redact
 from ...silences import SilenceError, parse_silence, silence_id_for, split_words
 from ...store.tables import deliveries, messages
 from ...templates import apply_templates
-from ..base import Outcome, OutcomeStatus, http_session
+from ..base import Outcome, OutcomeStatus
 from ..receiver import (
     REPLAY_WINDOW,
     Inbound,
@@ -491,7 +492,9 @@ class SlackReceiver(Receiver):
             log.warning("slack.response_url_refused", integration=self.name, host=urlsplit(url).hostname)
             return
         if self._plain is None:
-            self._plain = http_session(2, self.effective_timeout, {"User-Agent": "tidings"})
+            self._plain = guarded_session(
+                self.destinations, concurrency=2, timeout=self.effective_timeout, headers={"User-Agent": "tidings"}
+            )
         body = {"response_type": "ephemeral", "replace_original": False, "text": text}
         try:
             async with self._plain.post(url, data=orjson.dumps(body), headers={"Content-Type": "application/json"},

@@ -96,6 +96,7 @@ def detect_mode(url: str) -> Mode | None:
 
 
 class TeamsSettings(IntegrationSettings):
+    outbound = ("webhook_url",)
     kind: Literal["teams"]
     webhook_url: SecretStr = Field(
         description="the Workflows (or connector) webhook URL; a credential, masked everywhere"

@@ -90,6 +90,7 @@ def _whsec(v: SecretStr | None) -> SecretStr | None:
 
 class WebhookSettings(IntegrationSettings):
     model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["receive"]}]})
+    outbound = ("url",)
     kind: Literal["webhook"]
     url: HttpUrl | None = Field(None, description="where to POST; http(s). Leave out to only receive")
     secret: SecretStr | None = Field(None, description="whsec_... to sign what is sent")
