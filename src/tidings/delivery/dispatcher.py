@@ -27,7 +27,7 @@ from ..config.models import DispatcherSettings
 from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
 from ..metrics import Metrics
 from ..routing import NO_ROUTE, RouteOptions
-from ..security.redact import redact, register
+from ..security.redact import clip, register
 from ..store.batch import Batch
 from ..store.engine import Conn, Store
 from ..store.tables import integration_state
@@ -45,6 +45,8 @@ queue with its due time set to when the slot frees."""
 
 FLUSH_RETRY = 1.0
 DISABLED_REFRESH = 5.0
+ERROR_MAX = 2000
+"""A delivery's last error is masked, then cut to this many characters."""
 
 
 TIMEOUT_GRACE = 5.0
@@ -414,7 +416,7 @@ class Dispatcher:
         lane.breaker.record(outcome.status is not OutcomeStatus.RETRY)
         if outcome.disable:
             lane.disabled = True
-            self._pending.disable[notifier.name] = redact(outcome.error or "disabled by the peer")
+            self._pending.disable[notifier.name] = clip(outcome.error or "disabled by the peer", ERROR_MAX)
         return self._finish(lane, c, outcome, latency)
 
     def _finish(self, lane: Lane, c: Claimed, outcome: Outcome, latency: float | None) -> Result:
@@ -422,9 +424,9 @@ class Dispatcher:
         attempts = c.attempts + 1
         latency_ms = latency * 1000 if latency is not None else None
         if outcome.status is OutcomeStatus.DELIVERED:
-            warning = redact(outcome.error) if outcome.error else None
+            warning = clip(outcome.error, ERROR_MAX) if outcome.error else None
             return Result(c.id, c.integration, "delivered", attempts, now, warning, outcome.remote_id, latency_ms, now)
-        error = redact(outcome.error or "failed")
+        error = clip(outcome.error or "failed", ERROR_MAX)
         if outcome.status is OutcomeStatus.PERMANENT:
             return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
         if gives_up(lane.policy, attempts, c.queued_at, now):
