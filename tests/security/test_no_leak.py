@@ -104,7 +104,7 @@ def test_no_form_of_a_secret_leaks(s: Secrets, status: int, pad: int, tmp_path_f
 TRICKY = Secrets(
     password="p@ss:w/rd?#%20&plus+more-k7q2xw9d",
     query="tok en/+=&?%41-m3v8zr5n2c",
-    bearer="b3arer-(x)*!$'~;,=-h8d1q0w5e7",
+    bearer="b3arer-(x)*!$'~;,=\"\\\\-h8d1q0w5e7",
     slack="xoxb-1234567890-abcdefghijklmnop",
     signing="whsec_" + base64.b64encode(b"signing key bytes, 24 by").decode(),
     receiving="whsec_" + base64.b64encode(b"receive key bytes, 24 by").decode(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Iterable, MutableMapping
 from typing import Any
@@ -44,9 +45,10 @@ def _b64(raw: bytes) -> set[str]:
 
 
 def _encoded(value: str) -> set[str]:
-    """``value`` percent-encoded and percent-decoded the usual ways, and base64-encoded."""
+    """``value`` percent-encoded and percent-decoded the usual ways, escaped in a JSON string (a
+    peer echoing a request as JSON), and base64-encoded."""
     out = {value, quote(value, safe=""), quote(value, safe=_URL_SAFE), quote_plus(value), unquote(value),
-           unquote_plus(value)}
+           unquote_plus(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     for text in (value, unquote(value)):
         for encoding in ("utf-8", "latin-1"):
             try:
@@ -98,7 +100,7 @@ def forms(secret: str) -> set[str]:
     """Every form of ``secret`` that tidings may send, so a peer may echo: the value, the credential
     after an auth scheme (``Bearer <token>``, and what a ``Basic`` value decodes to), a URL's
     password, ``user:password`` and query values, a ``whsec_`` key, each also percent-encoded,
-    percent-decoded and base64-encoded (``Authorization: Basic``)."""
+    percent-decoded, JSON-escaped and base64-encoded (``Authorization: Basic``)."""
     seeds = {secret, secret.strip()}
     words = secret.split()
     if len(words) == 2:
