@@ -27,7 +27,7 @@ from ..config.models import DispatcherSettings
 from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
 from ..metrics import Metrics
 from ..routing import NO_ROUTE, RouteOptions
-from ..security.redact import clip, register
+from ..security.redact import ERROR_MAX, clip, register
 from ..store.batch import Batch
 from ..store.engine import Conn, Store
 from ..store.tables import integration_state
@@ -45,8 +45,6 @@ queue with its due time set to when the slot frees."""
 
 FLUSH_RETRY = 1.0
 DISABLED_REFRESH = 5.0
-ERROR_MAX = 2000
-"""A delivery's last error is masked, then cut to this many characters."""
 
 
 TIMEOUT_GRACE = 5.0

@@ -19,6 +19,9 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
+ERROR_MAX = 2000
+"""A stored error (a delivery's or an event's last error, a disabled reason, a refusal's detail)
+is masked, then cut to this many characters."""
 _MIN_LEN = 6
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
