@@ -43,7 +43,7 @@ from .metrics import Metrics
 from .retention import Pruner, prune
 from .routing import Router
 from .security.outbound import Destinations
-from .security.redact import register
+from .security.redact import clip, register
 from .security.vault import Vault, load_keys
 from .silences import Silence, Silences
 from .store.batch import Batch
@@ -123,7 +123,7 @@ class Hub:
             try:
                 await self.silences.load()
             except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
-                log.warning("hub.silences_not_loaded", error=f"{type(exc).__name__}: {exc}"[:300])
+                log.warning("hub.silences_not_loaded", error=clip(f"{type(exc).__name__}: {exc}", 300))
         except BaseException:
             await self.store.close()
             raise
@@ -427,6 +427,7 @@ class Hub:
                 outcome = await notifier.test()
         except TimeoutError:
             outcome = Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")
+        outcome = outcome.as_test()
         log.info("hub.integration_tested", integration=name, status=outcome.status.value,
                  ms=round((time.perf_counter() - started) * 1000, 1))
         return outcome

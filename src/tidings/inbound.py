@@ -27,7 +27,7 @@ from .errors import MessageError, NotFound, TidingsError
 from .ids import new_id
 from .integrations.receiver import ANSWER_TIMEOUT, Inbound, InboundEvent, InboundRequest, Receiver, Rejected, Reply
 from .logs import Throttle
-from .security.redact import redact
+from .security.redact import ERROR_MAX, clip, redact
 from .store.batch import Batch
 from .store.engine import Conn
 from .store.tables import EVENT_ACTIVE, events
@@ -58,7 +58,7 @@ def _json(status: int, data: dict[str, Any]) -> Answer:
 
 
 def refusal(status: int, error: str, detail: str) -> Answer:
-    return _json(status, {"error": error, "detail": detail})
+    return _json(status, {"error": error, "detail": clip(detail, ERROR_MAX)})
 
 
 async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answer:
@@ -385,7 +385,7 @@ class EventProcessor(Background):
         try:
             result = await receiver.process(event, self.hub)
         except Exception as exc:
-            error = redact(f"{type(exc).__name__}: {exc}")
+            error = clip(f"{type(exc).__name__}: {exc}", ERROR_MAX)
             noisy(log.warning, (event.integration, "handler_failed"), "events.handler_failed",
                   integration=event.integration, event_id=event.id, error=error)
             now = time.time()

@@ -31,6 +31,7 @@ from .background import Background
 from .config.models import RetentionSettings
 from .ids import id_floor
 from .metrics import Metrics
+from .security.redact import clip
 from .store.engine import Store
 from .store.tables import (
     ACTIVE,
@@ -180,5 +181,5 @@ class Pruner(Background):
                 if any(counts.values()):
                     log.info("retention.pruned", **counts)
             except Exception as exc:  # the next interval tries again; nothing is lost by waiting
-                log.warning("retention.failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                log.warning("retention.failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
             await asyncio.sleep(self.settings.interval)

@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import secrets as pysecrets
 import sys
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 import structlog
+import yarl
 
+from tidings.config import parse_config
 from tidings.logs import configure
 from tidings.security import redact as redact_mod
-from tidings.security.redact import mask, redact, redact_value, register, structlog_processor
+from tidings.security.redact import clip, mask, redact, redact_value, register, structlog_processor
 
 
 def fresh(prefix: str = "s") -> str:
@@ -27,6 +31,7 @@ def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """An empty registry for tests that need to see the "nothing registered" path."""
     monkeypatch.setattr(redact_mod, "_known", set())
     monkeypatch.setattr(redact_mod, "_pattern", None)
+    monkeypatch.setattr(redact_mod, "_longest", 0)
     yield
 
 
@@ -185,3 +190,59 @@ def test_log_level_filters(captured_logs: io.StringIO) -> None:
     log.info("hidden")
     log.warning("shown")
     assert [line["event"] for line in _lines(captured_logs)] == ["shown"]
+
+
+# -- derived forms, and masking before cutting -------------------------------------------------
+
+
+def pieces(text: str, secret: str, size: int = 8) -> list[str]:
+    """The ``size``-character pieces of ``secret`` found in ``text``."""
+    return [secret[i : i + size] for i in range(len(secret) - size + 1) if secret[i : i + size] in text]
+
+
+def test_a_url_with_credentials_masks_what_aiohttp_sends_of_it() -> None:
+    password, token = fresh("pw") + "/+ &", fresh("tk") + " +/"
+    url = f"https://ops:{quote(password, safe='')}@hooks.example/in?token={quote(token, safe='')}&x=1"
+    register([url])
+    basic = base64.b64encode(f"ops:{password}".encode()).decode()
+    sent = str(yarl.URL(url).raw_query_string)  # the query as aiohttp puts it on the wire
+    text = redact(f"Authorization: Basic {basic} for /in?{sent} ({password}, {quote(password, safe='')}, {token})")
+    for form in (basic, password, quote(password, safe=""), token, sent):
+        assert not pieces(text, form), (form, text)
+
+
+def test_the_credential_after_a_scheme_and_whsec_keys_are_masked() -> None:
+    bearer, key = fresh("bearer"), pysecrets.token_bytes(24)
+    whsec = "whsec_" + base64.b64encode(key).decode()
+    register([f"Bearer {bearer}", whsec])
+    text = redact(f"got {bearer} and {whsec[6:]} and {key.hex()} and {base64.urlsafe_b64encode(key).decode()}")
+    assert not pieces(text, bearer) and not pieces(text, whsec[6:]) and not pieces(text, key.hex()), text
+
+
+def test_base64_of_a_secret_is_masked_whatever_precedes_it() -> None:
+    secret = fresh("inner")
+    register([secret])
+    for prefix in ("", "a", "ab", "abc:"):
+        encoded = base64.b64encode(f"{prefix}{secret}".encode()).decode()
+        text = redact(f"Basic {encoded}")
+        # Only the group mixing the prefix with the secret's first bytes, and the mask, remain.
+        assert len(text) <= len("Basic ") + 8 + len(mask("x" * 9)) + 4, (prefix, text)
+
+
+def test_a_cut_never_splits_a_secret_open() -> None:
+    secret = fresh("cut") + "0123456789abcdef"  # 39 characters
+    register([secret])
+    for at in range(250, 300):
+        text = "x" * at + secret + " and more after it"
+        cut = clip(text, 300)
+        assert len(cut) <= 300 and not pieces(cut, secret, 5), (at, cut)
+        # Only the start of a longer text: a secret crossing its end is dropped, never half shown.
+        partial = clip(text[: at + 20], 300, complete=False)
+        assert not pieces(partial, secret, 5) and partial.endswith("…"), (at, partial)
+    assert clip("short", 300) == "short"
+
+
+def test_loading_a_config_registers_its_secrets() -> None:
+    password = fresh("db")
+    parse_config({"server": {"database": f"postgresql://tidings:{password}@db.example/tidings"}})
+    assert password not in redact(f"connection failed: password {password} refused")

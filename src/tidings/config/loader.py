@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from ..message import format_error
+from ..security.redact import register
 from .models import Config, config_model, integration_name_problem
 
 DEFAULT_PATH = "tidings.yaml"
@@ -69,6 +70,7 @@ def parse_config(raw: Any, *, source: str | None = None, env: Mapping[str, str] 
         config = config_model().model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors()] + problems, source) from None
+    register(config.secret_values())  # before anything can print them
     problems += _check_timeouts(config) + _check_targets(config)
     if problems:
         raise ConfigError(problems, source)

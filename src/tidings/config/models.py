@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -191,6 +192,14 @@ class ConfigBase(_Strict):
 
     def integration_names(self) -> list[str]:
         return list(self.integrations)
+
+    def secret_values(self) -> list[str]:
+        """Every secret written in the config (vault references aside): the database's and
+        Redis' passwords and each integration's secrets, so that they can be masked."""
+        found = [urlsplit(url).password or "" for url in (self.server.database, self.dispatcher.rate_limit_storage)]
+        for settings in self.integrations.values():
+            found += settings.secret_values()
+        return [s for s in found if s]
 
 
 @cache

@@ -28,7 +28,7 @@ from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, Retry
 from ..logs import Throttle
 from ..metrics import Metrics
 from ..routing import NO_ROUTE, RouteOptions
-from ..security.redact import redact, register
+from ..security.redact import ERROR_MAX, clip, redact, register
 from ..store.batch import Batch
 from ..store.engine import Conn, Store
 from ..store.tables import integration_state, nul_safe
@@ -419,9 +419,10 @@ class Dispatcher:
         lane.breaker.record(outcome.status is not OutcomeStatus.RETRY)
         if outcome.disable:
             if not lane.disabled:
-                log.warning("integration.disabled", integration=notifier.name, reason=redact(outcome.error or "by the peer"))
+                log.warning("integration.disabled", integration=notifier.name,
+                            reason=clip(outcome.error or "by the peer", ERROR_MAX))
             lane.disabled = True
-            self._pending.disable[notifier.name] = redact(outcome.error or "disabled by the peer")
+            self._pending.disable[notifier.name] = clip(outcome.error or "disabled by the peer", ERROR_MAX)
         return self._finish(lane, c, outcome, latency)
 
     def _finish(self, lane: Lane, c: Claimed, outcome: Outcome, latency: float | None) -> Result:
@@ -431,10 +432,10 @@ class Dispatcher:
         # The outbox writes results at driver level, past the tables' NUL-safe types: a peer's
         # text (an error body, a remote id) is made storable here.
         if outcome.status is OutcomeStatus.DELIVERED:
-            warning = nul_safe(redact(outcome.error)) if outcome.error else None
+            warning = nul_safe(clip(outcome.error, ERROR_MAX)) if outcome.error else None
             remote_id = nul_safe(outcome.remote_id) if outcome.remote_id else outcome.remote_id
             return Result(c.id, c.integration, "delivered", attempts, now, warning, remote_id, latency_ms, now)
-        error = nul_safe(redact(outcome.error or "failed"))
+        error = nul_safe(clip(outcome.error or "failed", ERROR_MAX))
         if outcome.status is not OutcomeStatus.PERMANENT and not gives_up(lane.policy, attempts, c.queued_at, now):
             delay = next_delay(lane.policy, attempts, outcome.retry_after)
             noisy(log.info, (c.integration, "retry"), "delivery.retry", integration=c.integration, delivery=c.id,

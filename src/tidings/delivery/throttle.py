@@ -14,6 +14,7 @@ from limits.util import WindowStats
 
 from ..extras import require
 from ..integrations.base import BreakerPolicy
+from ..security.redact import clip
 
 log = structlog.get_logger("tidings.dispatcher")
 
@@ -47,7 +48,7 @@ class SharedLimits:
 
     def failed(self, exc: BaseException) -> None:
         if self.up:
-            log.warning("rate_limit.redis_unavailable", error=f"{type(exc).__name__}: {exc}"[:300],
+            log.warning("rate_limit.redis_unavailable", error=clip(f"{type(exc).__name__}: {exc}", 300),
                         meanwhile="each process counts its own sends", retry_in_s=SHARED_RETRY)
         self.down_until = time.monotonic() + SHARED_RETRY
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -19,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 
 from ..message import Message, Priority
 from ..security.outbound import Destinations, check_entry, guarded_session
+from ..security.redact import redact
 from ..templates import Template
 from ..units import Duration, Size
 
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 VAULT_REF = re.compile(r"^\$\{vault:([A-Za-z0-9_.\-/]+)\}$")
 TRUNCATED = "…(truncated)"
 AllowEntry = Annotated[str, AfterValidator(check_entry)]
+DISABLED = "; integration disabled"
+"""How an error that disabled its integration ends."""
+WOULD_DISABLE = "; a send would disable the integration (this test changed nothing)"
 
 
 def is_vault_ref(value: str) -> bool:
@@ -138,8 +143,18 @@ class Outcome:
 
     @classmethod
     def permanent(cls, error: str, *, disable: bool = False) -> Outcome:
-        """``disable=True`` also disables the integration (a webhook answering 410 Gone)."""
-        return cls(OutcomeStatus.PERMANENT, error=error, disable=disable)
+        """``disable=True`` also disables the integration (a webhook answering 410 Gone); the
+        error then ends with :data:`DISABLED`."""
+        return cls(OutcomeStatus.PERMANENT, error=error + DISABLED if disable else error, disable=disable)
+
+    def as_test(self) -> Outcome:
+        """What a test reports: this answer masked, and with no effect. A test changes nothing,
+        so an answer that would disable the integration says so instead of doing it."""
+        error = self.error
+        if self.disable and error is not None:
+            error = error.removesuffix(DISABLED) + WOULD_DISABLE
+        remote_id = redact(self.remote_id) if self.remote_id else self.remote_id
+        return Outcome(self.status, remote_id, self.retry_after, redact(error) if error else error)
 
     @property
     def ok(self) -> bool:
@@ -275,7 +290,7 @@ class Notifier(Integration):
     async def test(self) -> Outcome:
         """Check the integration end to end. By default: send a test message."""
         message = test_message(self.name)
-        attempt = Attempt(delivery_id=_test_id(), message_id=_test_id(), number=1, created_at=0.0, message=message)
+        attempt = Attempt(_test_id(), _test_id(), number=1, created_at=time.time(), message=message)
         return await self.send(self.render(message), attempt)
 
     def truncate_title(self, text: str) -> str:

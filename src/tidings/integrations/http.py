@@ -14,6 +14,7 @@ import aiohttp
 from pydantic import AfterValidator
 
 from ..security.outbound import DestinationRefused
+from ..security.redact import clip, longest
 from .base import Outcome
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -32,6 +33,7 @@ def check_http_url(value: str) -> str:
 
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 ERROR_SNIPPET = 300
+SNIPPET_MARGIN = 4096
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -63,7 +65,7 @@ def classify_status(status: int, headers: Mapping[str, str], snippet: str = "") 
     if status in RETRYABLE_STATUS or status >= 500:
         return Outcome.retry(detail, parse_retry_after(headers.get("retry-after")))
     if status == 410:
-        return Outcome.permanent(f"{detail} (the endpoint is gone; integration disabled)", disable=True)
+        return Outcome.permanent(f"{detail} (the endpoint is gone)", disable=True)
     if 300 <= status < 400:
         location = headers.get("location", "")
         target = f" (to {location})" if location else ""
@@ -72,12 +74,27 @@ def classify_status(status: int, headers: Mapping[str, str], snippet: str = "") 
 
 
 async def read_snippet(resp: aiohttp.ClientResponse, limit: int = ERROR_SNIPPET) -> str:
-    """The start of an error body, for the delivery's last error; never the whole body."""
+    """The start of an error body, masked, for the delivery's last error; never the whole body.
+    Read past ``limit`` so that a secret crossing it is masked whole before the text is cut."""
+    want = limit + max(SNIPPET_MARGIN, 2 * longest())
+    chunks: list[bytes] = []
+    size = 0
     try:
-        raw = await resp.content.read(limit)
+        while size < want:
+            chunk = await resp.content.read(want - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
     except (aiohttp.ClientError, TimeoutError):
         return ""
-    return raw.decode("utf-8", "replace").strip().replace("\n", " ")
+    return snippet(b"".join(chunks), limit, complete=resp.content.at_eof())
+
+
+def snippet(raw: bytes, limit: int = ERROR_SNIPPET, *, complete: bool = True) -> str:
+    """An error body on one line, masked and then cut to ``limit`` characters. ``complete=False``:
+    ``raw`` is only the start of the body."""
+    return clip(raw.decode("utf-8", "replace").strip().replace("\n", " "), limit, complete=complete)
 
 
 def connection_error(exc: BaseException) -> Outcome:

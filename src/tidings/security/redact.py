@@ -1,29 +1,144 @@
 """Secrets never leak: every secret tidings knows is masked as ``…abcd`` wherever text leaves
-the process (logs, stored errors, API answers)."""
+the process (logs, stored errors, API answers, CLI output).
+
+:func:`register` is the one place that knows which forms of a secret can travel: besides the
+value itself, each form tidings derives from it when it sends it (see :func:`forms`), so that a
+peer echoing a header, a URL or a body back is masked however the secret was encoded.
+
+Text is masked first and cut afterwards (:func:`clip`): a cut inside a secret would leave most of
+it unmasked.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from collections.abc import Iterable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
+ERROR_MAX = 2000
+"""A stored error (a delivery's or an event's last error, a disabled reason, a refusal's detail)
+is masked, then cut to this many characters."""
 _MIN_LEN = 6
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+_longest = 0
+_URL_SAFE = "/:@!$&'()*+,;=?~"
+"""What stays literal when a secret sits in a URL's path or query (RFC 3986 sub-delims and friends)."""
 
 
 def mask(secret: str) -> str:
     return "…" + secret[-4:] if len(secret) > 8 else "…"
 
 
+def _b64(raw: bytes) -> set[str]:
+    """Base64 of ``raw`` in both alphabets, padded and not, and the runs of it that appear
+    whatever precedes or follows ``raw`` (``user:pass`` in ``Basic``, a key in a longer blob)."""
+    out: set[str] = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(raw).decode()
+        out |= {whole, whole.rstrip("=")}
+        for skip in range(3):  # raw may start at any offset within a 3-byte group
+            part = raw[skip:]
+            out.add(encode(part[: len(part) // 3 * 3]).decode())
+    return out
+
+
+def _encoded(value: str) -> set[str]:
+    """``value`` percent-encoded and percent-decoded the usual ways, escaped in a JSON string (a
+    peer echoing a request as JSON), and base64-encoded."""
+    out = {value, quote(value, safe=""), quote(value, safe=_URL_SAFE), quote_plus(value), unquote(value),
+           unquote_plus(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    for text in (value, unquote(value)):
+        for encoding in ("utf-8", "latin-1"):
+            try:
+                out |= _b64(text.encode(encoding))
+            except UnicodeEncodeError:
+                continue
+    return out
+
+
+def _url_parts(value: str) -> list[str]:
+    """The credentials a URL carries, as written and as aiohttp sends them: the password, the
+    ``user:password`` pair (``Authorization: Basic``), the query and each query value."""
+    if "://" not in value:
+        return []
+    try:
+        parts = urlsplit(value)
+        from yarl import URL
+
+        url = URL(value)
+    except ValueError:
+        return []
+    if not parts.scheme or not parts.netloc:
+        return []
+    out: list[str] = []
+    if parts.password is not None:
+        raw_user, _, raw_password = parts.netloc.rpartition("@")[0].partition(":")
+        user, password = url.user or "", url.password or ""
+        out += [raw_password, password, f"{raw_user}:{raw_password}", f"{user}:{password}"]
+    if parts.query:
+        out += [parts.query, url.raw_query_string]
+        out += [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
+        out += [pair.partition("=")[2] for q in (parts.query, url.raw_query_string) for pair in q.split("&")]
+    return [p for p in out if p]
+
+
+def _whsec_parts(value: str) -> list[str]:
+    """A Standard Webhooks secret: the base64 after ``whsec_`` and the key bytes it decodes to."""
+    if not value.startswith("whsec_"):
+        return []
+    key = value.removeprefix("whsec_")
+    try:
+        raw = base64.b64decode(key, validate=False)
+    except (binascii.Error, ValueError):
+        return [key]
+    return [key, raw.hex(), *_b64(raw)]
+
+
+def forms(secret: str) -> set[str]:
+    """Every form of ``secret`` that tidings may send, so a peer may echo: the value, the credential
+    after an auth scheme (``Bearer <token>``, and what a ``Basic`` value decodes to), a URL's
+    password, ``user:password`` and query values, a ``whsec_`` key, each also percent-encoded,
+    percent-decoded, JSON-escaped and base64-encoded (``Authorization: Basic``)."""
+    seeds = {secret, secret.strip()}
+    words = secret.split()
+    if len(words) == 2:
+        scheme, credential = words
+        seeds.add(credential)
+        if scheme.lower() == "basic":
+            try:
+                pair = base64.b64decode(credential, validate=True).decode()
+            except (binascii.Error, ValueError):
+                pair = ""
+            seeds |= {pair, pair.partition(":")[2]}
+    for seed in list(seeds):
+        seeds.update(_url_parts(seed))
+        seeds.update(_whsec_parts(seed))
+    out: set[str] = set()
+    for seed in seeds:
+        if seed:
+            out |= _encoded(seed)
+    return {f for f in out if len(f) >= _MIN_LEN}
+
+
 def register(secrets: Iterable[str]) -> None:
-    """Remember secrets to mask. Short strings are ignored: masking them would garble text."""
-    global _pattern
-    added = {s for s in secrets if s and len(s) >= _MIN_LEN} - _known
+    """Remember secrets to mask, with every form :func:`forms` derives from them. Short strings
+    are ignored: masking them would garble text."""
+    global _pattern, _longest
+    added: set[str] = set()
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_LEN and secret not in _known:
+            added |= forms(secret)
+    added -= _known
     if not added:
         return
     _known.update(added)
     ordered = sorted(_known, key=len, reverse=True)
+    _longest = len(ordered[0])
     _pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
 
@@ -31,6 +146,24 @@ def redact(text: str) -> str:
     if _pattern is None or not text:
         return text
     return _pattern.sub(lambda m: mask(m.group(0)), text)
+
+
+def clip(text: str, limit: int, *, complete: bool = True, marker: str = "…") -> str:
+    """``text`` masked, then cut to ``limit`` characters (``marker`` ends a cut text).
+    ``complete=False``: ``text`` is only the start of something longer (the first bytes of a
+    body), so its end may be the start of a secret: that tail is dropped before masking."""
+    cut = not complete
+    if cut and _longest > 1:
+        text = text[: max(0, len(text) - (_longest - 1))]
+    text = redact(text)
+    if len(text) > limit:
+        text, cut = text[: max(0, limit - len(marker))], True
+    return text + marker if cut else text
+
+
+def longest() -> int:
+    """The length of the longest form registered: how far a secret may reach past a cut."""
+    return _longest
 
 
 def redact_value(value: Any) -> Any:

@@ -42,7 +42,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...message import Format, Message, Priority
 from ...security.outbound import DestinationRefused
-from ...security.redact import mask
+from ...security.redact import clip, mask
 from ..base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
 from ..markup import html_to_text, markdown_to_html, sanitize_html
 
@@ -571,7 +571,7 @@ def _find(exc: BaseException, kind: type[BaseException]) -> Any:
 
 
 def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()[:300]
+    return clip(re.sub(r"\s+", " ", text).strip(), 300)
 
 
 __all__ = ["EmailNotifier", "EmailPayload", "EmailSettings", "split_address", "subject_of", "thread_root"]

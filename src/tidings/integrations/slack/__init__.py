@@ -37,7 +37,15 @@ from ..base import (
     RenderOptions,
     is_vault_ref,
 )
-from ..http import HttpUrl, check_http_url, classify_status, connection_error, parse_retry_after, read_snippet
+from ..http import (
+    HttpUrl,
+    check_http_url,
+    classify_status,
+    connection_error,
+    parse_retry_after,
+    read_snippet,
+    snippet,
+)
 from .blocks import build, finalize, resolved_attachments
 from .inbound import SlackReceiver
 
@@ -368,13 +376,13 @@ class SlackNotifier(HttpNotifier, SlackReceiver):
         except orjson.JSONDecodeError:
             data = None
         if status == 429 or status >= 500 or not 200 <= status < 300 and not isinstance(data, dict):
-            snippet = raw[:300].decode("utf-8", "replace").strip().replace("\n", " ")
+            text = snippet(raw, complete=len(raw) < _ANSWER_MAX)
             if isinstance(data, dict) and isinstance(data.get("error"), str):
-                snippet = data["error"]
-            return classify_status(status, resp_headers, snippet), None
+                text = snippet(data["error"].encode())
+            return classify_status(status, resp_headers, text), None
         if not isinstance(data, dict) or "ok" not in data:
-            snippet = raw[:200].decode("utf-8", "replace").strip().replace("\n", " ")
-            return Outcome.retry(f"HTTP {status}: not a Slack API answer: {snippet!r}"), None
+            text = snippet(raw, 200, complete=len(raw) < _ANSWER_MAX)
+            return Outcome.retry(f"HTTP {status}: not a Slack API answer: {text!r}"), None
         if data.get("ok") is True:
             if method == "chat.postMessage":
                 return Outcome.delivered(f"{data.get('channel')}:{data.get('ts')}"), data
@@ -407,7 +415,7 @@ class SlackNotifier(HttpNotifier, SlackReceiver):
             return await super().test()
         outcome, data = await self._call("auth.test", {}, time.monotonic() + self.effective_timeout)
         if not outcome.ok or data is None:
-            return Outcome(outcome.status, error=outcome.error, retry_after=outcome.retry_after)
+            return Outcome(outcome.status, error=outcome.error, retry_after=outcome.retry_after, disable=outcome.disable)
         return Outcome.delivered(f"{data.get('team')}/{data.get('user')}")
 
 
@@ -445,7 +453,7 @@ def classify_error(data: Mapping[str, Any], headers: Mapping[str, str], channel:
     if code in RETRYABLE_ERRORS:
         return Outcome.retry(error, parse_retry_after(headers.get("retry-after")))
     if code in AUTH_ERRORS:
-        return Outcome.permanent(f"{error} (integration disabled: fix the token, then enable it)", disable=True)
+        return Outcome.permanent(f"{error} (fix the token, then enable the integration)", disable=True)
     return Outcome.permanent(error)
 
 
@@ -455,8 +463,7 @@ def classify_webhook(status: int, headers: Mapping[str, str], text: str) -> Outc
     if (status, code) in _WEBHOOK_DISABLING or status == 410:
         what = code or "gone"
         return Outcome.permanent(
-            f"HTTP {status}: {what} (the webhook will not work again; integration disabled: "
-            "replace webhook_url, then enable it)",
+            f"HTTP {status}: {what} (the webhook will not work again: replace webhook_url, then enable the integration)",
             disable=True,
         )
     return classify_status(status, headers, text)

@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import re
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -122,15 +122,14 @@ class WebhookSettings(IntegrationSettings):
         return v
 
     def secret_values(self) -> list[str]:
+        """Also sensitive headers' values and a URL with credentials (``user:password@``, a query):
+        :func:`~tidings.security.redact.forms` derives what is sent of them (``Basic``, the
+        token after ``Bearer``, each query value)."""
         found = super().secret_values()
-        for k, v in self.headers.items():
-            if _SENSITIVE_HEADER.search(k):
-                # The whole value, and the credential after a scheme ("Bearer <token>"): a peer
-                # that echoes the token alone must not leak it either.
-                found += [v, v.split()[-1]] if v.split() else [v]
+        found += [v for k, v in self.headers.items() if _SENSITIVE_HEADER.search(k)]
         parts = urlsplit(self.url or "")
-        found += [p for p in (parts.password, parts.query) if p]
-        found += [value for _, value in parse_qsl(parts.query) if value]
+        if parts.password or parts.query:
+            found.append(self.url or "")
         return found
 
 
