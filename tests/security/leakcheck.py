@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import structlog
 from aiohttp import web
+from helpers import LOCAL
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -90,7 +91,7 @@ SECRETS = st.builds(
 
 def config(s: Secrets, peer_port: int) -> dict[str, Any]:
     """Integrations that send every secret form to the echoing peer, and receivers that hold secrets."""
-    once = {"retry": {"max_attempts": 1}, "breaker": {"failures": 1000}}
+    once = {"retry": {"max_attempts": 1}, "breaker": {"failures": 1000}, "allow_destinations": LOCAL}
     base = f"127.0.0.1:{peer_port}"
     return {
         "integrations": {
