@@ -62,6 +62,7 @@ EXAMPLES = 10
 
 
 DURATION = re.compile(SilenceIn.model_json_schema()["properties"]["duration"]["pattern"])
+"""The silence route's own check, stated in the schema."""
 
 
 def _adjust(case: Any) -> None:

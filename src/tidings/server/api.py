@@ -17,7 +17,7 @@ from ..errors import MessageError, NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
 from ..message import Message
-from ..silences import MAX_DURATION, MAX_MATCHERS, parse_silence_duration
+from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
 from . import messages, schemas
 from .auth import require_token
 from .schemas import api_errors
@@ -255,27 +255,26 @@ async def replay_event(event_id: str, hub: HubDep) -> dict[str, Any]:
     return await hub.replay(event_id)
 
 
-LabelName = Annotated[str, StringConstraints(pattern=schemas.LABEL_NAME)]
-LabelValue = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=schemas.NO_NUL)]
 Text = Annotated[str, StringConstraints(pattern=schemas.NO_NUL)]
 
 
 def _silence_schema(schema: dict[str, Any]) -> None:
-    matchers = schema["properties"]["matchers"]
-    (value,) = matchers.pop("patternProperties").values()
-    matchers.update(propertyNames={"type": "string", "pattern": schemas.LABEL_NAME}, additionalProperties=value)
+    """The constraints the route checks (with the messages the CLI gives), stated in the schema."""
+    props = schema["properties"]
+    props["matchers"].update(
+        propertyNames={"type": "string", "pattern": schemas.LABEL_NAME}, maxProperties=MAX_MATCHERS,
+        additionalProperties={"type": "string", "minLength": 1, "maxLength": 500, "pattern": schemas.NO_NUL},
+    )
+    props["duration"]["pattern"] = r"^(?:[0-9]+(?:\.[0-9]+)?(?:[Mm][Ss]|[SsMmHhDdWw]))+$"
     schema["examples"] = [{"matchers": {"service": "db"}, "duration": "2h", "reason": "maintenance"}]
 
 
 class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_silence_schema)
 
-    matchers: dict[LabelName, LabelValue] = Field(
-        description="label -> value; a message must carry all of them", min_length=1, max_length=MAX_MATCHERS
-    )
+    matchers: dict[str, str] = Field(description="label -> value; a message must carry all of them", min_length=1)
     duration: str = Field(
-        description=f"how long, with its unit: 30m, 2h, 1d (more than 0s, at most {MAX_DURATION / 86400:.0f}d)",
-        pattern=r"^(?:[0-9]+(?:\.[0-9]+)?(?:[Mm][Ss]|[SsMmHhDdWw]))+$",
+        description=f"how long, with its unit: 30m, 2h, 1d (more than 0s, at most {MAX_DURATION / 86400:.0f}d)"
     )
     reason: Text | None = Field(None, max_length=1000)
     created_by: Text = Field("api", max_length=200)
@@ -303,7 +302,7 @@ async def list_silences(hub: HubDep) -> dict[str, Any]:
 )
 async def create_silence(payload: SilenceIn, hub: HubDep) -> dict[str, Any]:
     silence, _ = await hub.silence(
-        payload.matchers, parse_silence_duration(payload.duration), by=payload.created_by, reason=payload.reason
+        check_matchers(payload.matchers), parse_silence_duration(payload.duration), by=payload.created_by, reason=payload.reason
     )
     return silence.to_dict()
 

@@ -21,7 +21,7 @@ class Out(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error answer: 4xx and 5xx, from the API and from ``/hooks``."""
+    """Every error answer (4xx, 5xx), from the API and from `/hooks`."""
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"error": "invalid request", "detail": ["title: Field required"]}]}
