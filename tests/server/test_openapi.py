@@ -178,6 +178,8 @@ async def test_unknown_or_repeated_query_parameters_are_refused(make_api: Any) -
     assert r.status_code == 422 and r.json()["detail"] == ["query.before: Give it once"], r.text
     r = await api.post("/api/v1/integrations/nope/test?x=1")
     assert r.status_code == 422, r.text
+    r = await api.post(MESSAGES + "?priority=high", json={"title": "t"})  # the pure-ASGI route alike
+    assert r.status_code == 422 and r.json()["detail"] == ["query.priority: Unknown query parameter"], r.text
     assert (await api.get("/api/v1/deliveries", params={"status": "dead", "limit": 5})).status_code == 200
 
 
