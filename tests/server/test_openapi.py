@@ -193,3 +193,15 @@ async def test_a_silence_matches_values_with_commas_and_refuses_bad_label_names(
     assert r.status_code == 422 and "not a label name" in r.json()["detail"], r.text
     r = await api.post("/api/v1/silences", json={"matchers": {"a": "x\u0000"}, "duration": "2h"})
     assert r.status_code == 422 and "NUL" in r.json()["detail"], r.text
+
+
+@SQLITE_ONLY
+async def test_a_receive_only_integration_has_nothing_to_enable_and_its_listing_no_sender_keys(make_api: Any) -> None:
+    api = await make_api({"integrations": {"inbox": {"kind": "inbox"}, "gh": {"kind": "github", "secret": "s"}}},
+                         dispatch=False)
+    for action in ("enable", "disable"):
+        r = await api.post(f"/api/v1/integrations/gh/{action}")
+        assert r.status_code == 404 and "only receives" in r.json()["detail"], r.text
+    listed = {i["name"]: i for i in (await api.get("/api/v1/integrations")).json()}
+    assert "stats" in listed["inbox"] and "inbound" not in listed["inbox"]
+    assert "inbound" in listed["gh"] and not {"stats", "limits", "circuit"} & set(listed["gh"])

@@ -39,7 +39,7 @@ async def known_query(request: Request) -> None:
         raise RequestValidationError(problems)
 
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depends(known_query)])
+router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(require_token), Depends(known_query)])
 
 
 async def hub_of(request: Request) -> Hub:
@@ -156,6 +156,7 @@ async def retry_delivery(delivery_id: str, hub: HubDep) -> dict[str, Any]:
 @router.get(
     "/integrations",
     response_model=list[schemas.Integration],
+    response_model_exclude_unset=True,  # a receiver has no limits or stats, a sender no inbound: absent, not null
     summary="List integrations",
     description="Every integration with its health, limits and the last 24 hours' figures.",
     responses=api_errors(params=False),
@@ -167,6 +168,12 @@ async def list_integrations(hub: HubDep) -> list[dict[str, Any]]:
 def _known(hub: Hub, name: str) -> None:
     if name not in hub.notifiers and name not in hub.receivers:
         raise NotFound(f"no integration {name!r}")
+
+
+def _sender(hub: Hub, name: str) -> None:
+    _known(hub, name)
+    if name not in hub.notifiers:
+        raise NotFound(f"integration {name!r} only receives: there is nothing to enable or disable")
 
 
 @router.post(
@@ -195,10 +202,10 @@ async def test_integration(name: str, hub: HubDep) -> dict[str, Any]:
     response_model=schemas.Enabled,
     summary="Enable an integration",
     description="Resume sending (after a peer disabled it with HTTP 410, or by hand); held deliveries go out.",
-    responses=api_errors(404),
+    responses=api_errors(404, s404="No integration of this name sends."),
 )
 async def enable_integration(name: str, hub: HubDep) -> dict[str, Any]:
-    _known(hub, name)
+    _sender(hub, name)
     await hub.set_enabled(name, True)
     return {"integration": name, "enabled": True}
 
@@ -208,10 +215,10 @@ async def enable_integration(name: str, hub: HubDep) -> dict[str, Any]:
     response_model=schemas.Enabled,
     summary="Disable an integration",
     description="Hold its deliveries (nothing is lost) until it is enabled again.",
-    responses=api_errors(404),
+    responses=api_errors(404, s404="No integration of this name sends."),
 )
 async def disable_integration(name: str, hub: HubDep) -> dict[str, Any]:
-    _known(hub, name)
+    _sender(hub, name)
     await hub.set_enabled(name, False)
     return {"integration": name, "enabled": False}
 
