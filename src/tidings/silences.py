@@ -100,18 +100,25 @@ def parse_matchers(words: list[str]) -> dict[str, str]:
             if not part:
                 continue
             name, eq, value = part.partition("=")
-            name = name.strip()
             if not eq:
                 raise SilenceError(f"{part!r}: write label=value")
-            if not _LABEL.match(name):
-                raise SilenceError(f"{name!r} is not a label name (letters, digits, _ . -)")
-            if not value:
-                raise SilenceError(f"{name}=: give the value to match")
-            if len(value) > 500:
-                raise SilenceError(f"{name}: a label value is at most 500 characters")
-            matchers[name] = value
+            matchers[name.strip()] = value
     if not matchers:
         raise SilenceError("say what to silence: label=value[,label=value...]")
+    return check_matchers(matchers)
+
+
+def check_matchers(matchers: dict[str, str]) -> dict[str, str]:
+    """``matchers`` if every name is a label name and every value one a label can have; else SilenceError."""
+    for name, value in matchers.items():
+        if not _LABEL.match(name):
+            raise SilenceError(f"{name!r} is not a label name (letters, digits, _ . -)")
+        if not value:
+            raise SilenceError(f"{name}=: give the value to match")
+        if len(value) > 500:
+            raise SilenceError(f"{name}: a label value is at most 500 characters")
+        if "\x00" in value:
+            raise SilenceError(f"{name}: a label value has no NUL characters")
     if len(matchers) > MAX_MATCHERS:
         raise SilenceError(f"at most {MAX_MATCHERS} matchers")
     return matchers

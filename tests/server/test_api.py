@@ -810,7 +810,7 @@ async def test_hostile_input_is_always_answered_4xx(make_api: Any) -> None:
 
 
 ODD_BUT_FINE: list[tuple[str, dict[str, Any]]] = [
-    ("numbers as label values", {"title": "x", "labels": {"n": 10**30, "f": 1.5, "b": True, "z": None}}),
+    ("numbers as label values", {"title": "x", "labels": {"n": 10**30, "f": 1.5, "b": True}}),  # null: 422 (test_openapi)
     ("numbers as field values", {"title": "x", "fields": {"n": 10**30, "b": False}}),
     ("long source label", {"title": "x", "labels": {"source": "s" * 500}}),
     ("unicode everywhere", {"title": "🔥 Ünïcödé — 漢字", "body": "\u202e\u200b", "labels": {"k": "ñ"}}),

@@ -1,22 +1,45 @@
-"""``/api/v1``: messages, deliveries, integrations, events, silences, the inbox, previews."""
+"""``/api/v1``: messages, deliveries, integrations, events, silences, the inbox, previews.
+
+Each route names its answer model (``schemas``), its error statuses (``schemas.api_errors``),
+and a ``summary``/``description`` of its own, so no docstring meant for developers reaches the
+OpenAPI document."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..delivery.queries import STATUSES
-from ..errors import NotFound
+from ..errors import MessageError, NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
 from ..message import Message
-from ..silences import MAX_DURATION, parse_matchers, parse_silence_duration
-from . import messages
+from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
+from . import messages, schemas
 from .auth import require_token
+from .schemas import api_errors
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+
+async def known_query(request: Request) -> None:
+    """A query parameter the route doesn't take is refused (422), not ignored: a misspelt filter
+    (``?statsu=dead``) would otherwise answer everything."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {p.alias for p in dependant.query_params}  # the routes' own: no dependency here takes any
+    problems = [{"type": "extra_forbidden", "loc": ("query", name), "msg": "Unknown query parameter", "input": None}
+                for name in sorted(set(request.query_params) - known)]
+    problems += [{"type": "too_long", "loc": ("query", name), "msg": "Give it once", "input": None}
+                 for name in sorted(known) if len(request.query_params.getlist(name)) > 1]
+    if problems:
+        raise RequestValidationError(problems)
+
+
+router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(require_token), Depends(known_query)])
 
 
 async def hub_of(request: Request) -> Hub:
@@ -25,71 +48,119 @@ async def hub_of(request: Request) -> Hub:
 
 
 HubDep = Annotated[Hub, Depends(hub_of)]
+PAGE = "the `next` of the previous page"
 
 
 class MessageIn(Message):
     """A message, and optionally the integrations to send it to (skipping the routes)."""
 
+    model_config = ConfigDict(title="MessageIn", json_schema_extra=schemas.message_in_schema)
+
     to: list[str] | None = Field(None, description="integration names; skips routing", max_length=50)
+
+    def __init__(self, **data: Any) -> None:
+        # Python callers may pass None for "" (a mapping's missing value); JSON null is refused, as the schema says.
+        nulls = [*_nulls(data.get("labels"), "labels"), *_nulls(data.get("fields"), "fields")]
+        if nulls:
+            problems = [f"{path}: must be text, a number or a boolean, not null" for path in nulls]
+            raise MessageError("; ".join(problems), problems)
+        super().__init__(**data)
 
     def message(self) -> Message:
         return Message.from_stored(self.to_dict())
 
 
-class DeliveryOut(BaseModel):
-    id: str
-    integration: str
-    status: str
+def _nulls(value: Any, name: str) -> list[str]:
+    """The paths of null values in ``labels`` or ``fields`` (an object, or [name, value] pairs)."""
+    if isinstance(value, dict):
+        return [f"{name}.{k}" for k, v in value.items() if v is None]
+    if isinstance(value, list):
+        return [f"{name}[{i}]" for i, x in enumerate(value) if isinstance(x, list | tuple) and len(x) == 2 and x[1] is None]
+    return []
 
 
-class Accepted(BaseModel):
-    id: str
-    deliveries: list[DeliveryOut]
+MessageBody = Annotated[MessageIn, Body(openapi_examples={"alert": {"summary": "an alert", "value": schemas.MESSAGE_EXAMPLE}})]
 
 
 @router.post(
     "/messages",
     status_code=202,
-    response_model=Accepted,
-    responses={200: {"description": "a replay of an earlier request with the same Idempotency-Key"}},
+    response_model=schemas.Accepted,
+    summary="Send a message",
+    description="Store the message and its deliveries (one per target, chosen by the routes or by `to`), then "
+    "answer 202: from then on it is durable and is delivered in the background. With an `Idempotency-Key`, "
+    "a repeat of the same request answers 200 with the first answer and `Idempotency-Replay: true`; the same "
+    "key with a different request answers 422.",
+    responses={
+        202: {"description": "Stored; the deliveries are under way."},
+        200: {"model": schemas.Accepted, "description": "A replay of an earlier request with the same `Idempotency-Key`.",
+              "headers": {"Idempotency-Replay": {"description": "`true`", "schema": {"type": "string"}}}},
+        **api_errors(body=True, s422="Invalid message, unknown integration in `to`, or an `Idempotency-Key` "
+                     "reused for a different request: `detail` says which, with paths."),
+    },
 )
 async def post_message(
-    payload: MessageIn,
+    payload: MessageBody,
     hub: HubDep,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=messages.IDEMPOTENCY_KEY_MAX)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(min_length=1, max_length=messages.IDEMPOTENCY_KEY_MAX,
+               description="makes a retried request safe: the same key and body answer the first answer again"),
+    ] = None,
 ) -> Response:
-    """Store and route a message. Answers 202 once it and its deliveries are committed.
-
-    Served by :mod:`.messages` before the framework; this route documents it and answers only
-    what that one leaves to the router."""
+    # Served by messages.py before the framework; this route documents it and answers what that leaves here.
     receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key)
     status, body, headers = messages.accepted(receipt)
     return Response(body, status_code=status, media_type="application/json", headers={k.decode(): v.decode() for k, v in headers})
 
 
-@router.get("/messages/{message_id}")
+@router.get(
+    "/messages/{message_id}",
+    response_model=schemas.MessageOut,
+    summary="A message and its deliveries",
+    description="The message as stored, each delivery with its outcome, and its acknowledgements.",
+    responses=api_errors(404),
+)
 async def get_message(message_id: str, hub: HubDep) -> dict[str, Any]:
     return await hub.message(message_id)
 
 
-@router.get("/deliveries")
+@router.get(
+    "/deliveries",
+    response_model=schemas.DeliveryPage,
+    summary="List deliveries",
+    description="Newest first, `limit` at a time; pass `next` as `before` for the next page.",
+    responses=api_errors(),
+)
 async def list_deliveries(
     hub: HubDep,
     status: Annotated[Literal[STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
     integration: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
+    before: Annotated[str | None, Query(description=PAGE)] = None,
 ) -> dict[str, Any]:
     return await hub.deliveries(status=status, integration=integration, limit=limit, before=before)
 
 
-@router.post("/deliveries/{delivery_id}/retry")
+@router.post(
+    "/deliveries/{delivery_id}/retry",
+    response_model=schemas.Delivery,
+    summary="Retry a delivery",
+    description="Send a dead (or retrying) delivery again now, with a fresh retry budget.",
+    responses=api_errors(404, 409, s409="The delivery is neither dead nor retrying."),
+)
 async def retry_delivery(delivery_id: str, hub: HubDep) -> dict[str, Any]:
-    """Send a dead (or waiting) delivery again now, with a fresh retry budget."""
     return await hub.retry(delivery_id)
 
 
-@router.get("/integrations")
+@router.get(
+    "/integrations",
+    response_model=list[schemas.Integration],
+    response_model_exclude_unset=True,  # a receiver has no limits or stats, a sender no inbound: absent, not null
+    summary="List integrations",
+    description="Every integration with its health, limits and the last 24 hours' figures.",
+    responses=api_errors(params=False),
+)
 async def list_integrations(hub: HubDep) -> list[dict[str, Any]]:
     return await hub.integrations()
 
@@ -99,9 +170,21 @@ def _known(hub: Hub, name: str) -> None:
         raise NotFound(f"no integration {name!r}")
 
 
-@router.post("/integrations/{name}/test")
+def _sender(hub: Hub, name: str) -> None:
+    _known(hub, name)
+    if name not in hub.notifiers:
+        raise NotFound(f"integration {name!r} only receives: there is nothing to enable or disable")
+
+
+@router.post(
+    "/integrations/{name}/test",
+    response_model=schemas.TestResult,
+    summary="Test an integration",
+    description="Send a test now, outside the queue, and report what the peer answered. "
+    "Changes nothing: the integration stays as it is whatever the answer.",
+    responses=api_errors(404),
+)
 async def test_integration(name: str, hub: HubDep) -> dict[str, Any]:
-    """Check the integration now and report what its peer answered."""
     _known(hub, name)
     outcome = await hub.test(name)
     return {
@@ -114,88 +197,161 @@ async def test_integration(name: str, hub: HubDep) -> dict[str, Any]:
     }
 
 
-@router.post("/integrations/{name}/enable")
+@router.post(
+    "/integrations/{name}/enable",
+    response_model=schemas.Enabled,
+    summary="Enable an integration",
+    description="Resume sending (after a peer disabled it with HTTP 410, or by hand); held deliveries go out.",
+    responses=api_errors(404, s404="No integration of this name sends."),
+)
 async def enable_integration(name: str, hub: HubDep) -> dict[str, Any]:
-    _known(hub, name)
+    _sender(hub, name)
     await hub.set_enabled(name, True)
     return {"integration": name, "enabled": True}
 
 
-@router.post("/integrations/{name}/disable")
+@router.post(
+    "/integrations/{name}/disable",
+    response_model=schemas.Enabled,
+    summary="Disable an integration",
+    description="Hold its deliveries (nothing is lost) until it is enabled again.",
+    responses=api_errors(404, s404="No integration of this name sends."),
+)
 async def disable_integration(name: str, hub: HubDep) -> dict[str, Any]:
-    _known(hub, name)
+    _sender(hub, name)
     await hub.set_enabled(name, False)
     return {"integration": name, "enabled": False}
 
 
-@router.get("/events")
+@router.get(
+    "/events",
+    response_model=schemas.EventPage,
+    summary="List inbound events",
+    description="Webhooks received, newest first, with how their processing went.",
+    responses=api_errors(),
+)
 async def list_events(
     hub: HubDep,
     integration: str | None = None,
     status: Annotated[Literal[EVENT_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
+    before: Annotated[str | None, Query(description=PAGE)] = None,
 ) -> dict[str, Any]:
-    """Inbound events, newest first, with how their processing went."""
     return await hub.event_list(integration=integration, status=status, limit=limit, before=before)
 
 
-@router.get("/events/{event_id}")
+@router.get(
+    "/events/{event_id}",
+    response_model=schemas.EventDetail,
+    summary="An inbound event",
+    description="One event, with the headers and body received.",
+    responses=api_errors(404),
+)
 async def get_event(event_id: str, hub: HubDep) -> dict[str, Any]:
-    """One inbound event, with the headers and body received."""
     return await hub.event(event_id)
 
 
-@router.post("/events/{event_id}/replay")
+@router.post(
+    "/events/{event_id}/replay",
+    response_model=schemas.Event,
+    summary="Replay an inbound event",
+    description="Process the event again; messages it already sent are not sent twice.",
+    responses=api_errors(404, 409, s409="The event is being processed, or its integration no longer receives."),
+)
 async def replay_event(event_id: str, hub: HubDep) -> dict[str, Any]:
-    """Process an event again (what it already sent is not sent twice)."""
     return await hub.replay(event_id)
 
 
+Text = Annotated[str, StringConstraints(pattern=schemas.NO_NUL)]
+
+
+def _silence_schema(schema: dict[str, Any]) -> None:
+    """The constraints the route checks (with the messages the CLI gives), stated in the schema."""
+    props = schema["properties"]
+    props["matchers"].update(
+        propertyNames={"type": "string", "pattern": schemas.LABEL_NAME}, maxProperties=MAX_MATCHERS,
+        additionalProperties={"type": "string", "minLength": 1, "maxLength": 500, "pattern": schemas.NO_NUL},
+    )
+    props["duration"]["pattern"] = r"^(?:[0-9]+(?:\.[0-9]+)?(?:[Mm][Ss]|[SsMmHhDdWw]))+$"
+    schema["examples"] = [{"matchers": {"service": "db"}, "duration": "2h", "reason": "maintenance"}]
+
+
 class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_silence_schema)
+
     matchers: dict[str, str] = Field(description="label -> value; a message must carry all of them", min_length=1)
-    duration: str = Field(description=f"how long, with its unit: 30m, 2h, 1d (at most {MAX_DURATION / 86400:.0f}d)")
-    reason: str | None = Field(None, max_length=1000)
-    created_by: str = Field("api", max_length=200)
+    duration: str = Field(
+        description=f"how long, with its unit: 30m, 2h, 1d (more than 0s, at most {MAX_DURATION / 86400:.0f}d)"
+    )
+    reason: Text | None = Field(None, max_length=1000)
+    created_by: Text = Field("api", max_length=200)
 
 
-@router.get("/silences")
+@router.get(
+    "/silences",
+    response_model=schemas.Silences,
+    summary="List silences",
+    description="The active silences, soonest to end first.",
+    responses=api_errors(params=False),
+)
 async def list_silences(hub: HubDep) -> dict[str, Any]:
-    """The active silences, soonest to end first."""
     return {"items": [s.to_dict() for s in await hub.active_silences()]}
 
 
-@router.post("/silences", status_code=201)
+@router.post(
+    "/silences",
+    status_code=201,
+    response_model=schemas.Silence,
+    summary="Create a silence",
+    description="Suppress new messages whose labels match all `matchers` for `duration`. "
+    "The same matchers again extend the active silence.",
+    responses=api_errors(body=True),
+)
 async def create_silence(payload: SilenceIn, hub: HubDep) -> dict[str, Any]:
-    """Suppress new messages whose labels match all ``matchers`` for ``duration``."""
-    matchers = parse_matchers([f"{k}={v}" for k, v in payload.matchers.items()])
     silence, _ = await hub.silence(
-        matchers, parse_silence_duration(payload.duration), by=payload.created_by, reason=payload.reason
+        check_matchers(payload.matchers), parse_silence_duration(payload.duration), by=payload.created_by, reason=payload.reason
     )
     return silence.to_dict()
 
 
-@router.delete("/silences/{silence_id}")
-async def end_silence(silence_id: str, hub: HubDep) -> dict[str, Any]:
-    """End a silence now (its id, or a unique start of it)."""
+@router.delete(
+    "/silences/{silence_id}",
+    response_model=schemas.Silence,
+    summary="End a silence",
+    description="End a silence now.",
+    responses=api_errors(404),
+)
+async def end_silence(
+    silence_id: Annotated[str, Path(description="its id, or a unique start of it")], hub: HubDep
+) -> dict[str, Any]:
     silence = await hub.unsilence(silence_id)
     if silence is None:
         raise NotFound(f"no active silence {silence_id!r}")
     return silence.to_dict()
 
 
-@router.get("/inbox")
+@router.get(
+    "/inbox",
+    response_model=schemas.InboxPage,
+    summary="List the inbox",
+    description="What the inbox integrations received, newest first.",
+    responses=api_errors(),
+)
 async def list_inbox(
     hub: HubDep,
     integration: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="the `next` of the previous page")] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1, description=PAGE)] = None,
 ) -> dict[str, Any]:
-    """What the inbox integrations received, newest first."""
     return await hub.inbox(integration=integration, limit=limit, before=before)
 
 
-@router.post("/preview")
-async def preview(payload: MessageIn, hub: HubDep) -> dict[str, Any]:
-    """Render the message for each target without sending it."""
+@router.post(
+    "/preview",
+    response_model=schemas.Previews,
+    summary="Preview a message",
+    description="Render the message for each target (chosen by the routes or by `to`) without sending it.",
+    responses=api_errors(body=True),
+)
+async def preview(payload: MessageBody, hub: HubDep) -> dict[str, Any]:
     return {"targets": hub.preview(payload.message(), payload.to)}

@@ -7,17 +7,25 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .. import __version__
 from ..hub import Hub
-from . import errors, hooks, messages
+from . import docs, errors, hooks, messages, openapi, schemas
 from .api import router as api_router
 from .auth import TokenCache
 from .guard import RequestGuard
+from .schemas import errors as errors_for
+
+DESCRIPTION = """Notifications out, verified webhooks in, durable in between.
+
+Every `/api` route needs an API token (`tidings token create`), sent as `Authorization: Bearer <token>`
+(**Authorize** in Swagger UI). Webhooks (`/hooks/{integration}`) are verified by each platform's own signature
+instead. Every error answer is JSON `{"error": ..., "detail": ...}`: `error` in a few words, `detail` for a person
+(one line per problem, with its path, for invalid input)."""
 
 
 class _App(FastAPI):
@@ -61,24 +69,29 @@ def create_app(hub: Hub) -> FastAPI:
     app = _App(
         title="tidings",
         version=__version__,
-        description="Notifications out, verified webhooks in, durable in between.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.hub = hub
     app.state.tokens = TokenCache()
     app.state.started_at = time.time()
     errors.install(app)
+    docs.install(app)
+    openapi.install(app)
     app.include_router(api_router)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",
+             description="The process is alive (a liveness probe).", responses=errors_for(400))
     async def healthz() -> dict[str, str]:
-        """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], response_model=schemas.Ready, summary="Ready",
+             description="The database answers and its schema is current (a readiness probe).",
+             responses=errors_for(400, 503))
     async def readyz() -> JSONResponse:
-        """The database answers and its schema is current."""
         store = hub.store
         if store is None or not hub.started:
             return errors.error(503, "not ready", "the hub is starting")
@@ -92,9 +105,10 @@ def create_app(hub: Hub) -> FastAPI:
             return errors.error(503, "not ready", "database schema is not current: run `tidings db upgrade`")
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse, summary="Metrics",
+             description="Prometheus metrics, in its text format.",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors_for(400)})
     async def metrics() -> Response:
-        """Prometheus text format."""
         m = hub.metrics
         depth, oldest = await hub.queue_gauges()
         m.queue_depth.clear()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..security.tokens import TokenInfo, hash_token, verify_token
 
@@ -32,7 +33,19 @@ class TokenCache:
         self._seen[digest] = (info, time.monotonic() + CACHE_SECONDS)
 
 
-async def require_token(request: Request) -> TokenInfo:
+bearer = HTTPBearer(
+    scheme_name="token",
+    bearerFormat="tidings API token",
+    description="An API token made with `tidings token create`, sent as `Authorization: Bearer <token>`.",
+    auto_error=False,
+)
+"""Describes the scheme in the OpenAPI document (Swagger UI's Authorize); :func:`authenticate`
+still decides, so a refusal is the API's own 401 body."""
+
+
+async def require_token(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> TokenInfo:
     return await authenticate(request.app.state, request.headers.get("authorization", ""))
 
 

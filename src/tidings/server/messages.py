@@ -10,6 +10,7 @@ path documents it in the OpenAPI schema and serves whatever :func:`takes` leaves
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 import structlog
@@ -104,6 +105,11 @@ async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes,
         await authenticate(app.state, headers.get(b"authorization", b"").decode("latin-1"))
     except HTTPException as exc:
         raise _Refused(401, "unauthorized", exc.detail, [(b"www-authenticate", b"Bearer")]) from None
+    query: bytes = scope.get("query_string", b"")
+    if query:  # this route takes no query parameters; the router refuses unknown ones alike (api.known_query)
+        unknown = sorted({name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)})
+        if unknown:
+            raise _Refused(422, "invalid request", [f"query.{name}: Unknown query parameter" for name in unknown])
     key = headers.get(b"idempotency-key")
     idempotency_key = key.decode("latin-1") if key is not None else None
     if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
