@@ -274,6 +274,7 @@ def with_dead_end(project: Project) -> None:
     config["integrations"]["down"] = {
         "kind": "webhook",
         "url": f"http://127.0.0.1:{free_port()}/hook",
+        "allow_destinations": ["127.0.0.1"],  # past the outbound guard, to a port nobody listens on
         "retry": {"max_attempts": 1},
     }
     (project.path / "tidings.yaml").write_text(yaml.safe_dump(config))
@@ -466,6 +467,7 @@ def vault_config(project: Project, secret_name: str) -> None:
     config["integrations"]["signed"] = {
         "kind": "webhook",
         "url": f"http://127.0.0.1:{free_port()}/hook",
+        "allow_destinations": ["127.0.0.1"],
         "secret": f"${{vault:{secret_name}}}",
     }
     (project.path / "tidings.yaml").write_text(yaml.safe_dump(config))

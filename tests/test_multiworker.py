@@ -37,6 +37,7 @@ def write_config(path: Path, database: str, sink: Sink, secret: str) -> None:
         f"""\
 server:
   database: {json.dumps(database)}
+  allow_destinations: [127.0.0.1]
 dispatcher:
   poll_interval: 0.1
   batch: 250
