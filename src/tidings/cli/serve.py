@@ -1,0 +1,81 @@
+"""Long-running processes: `tidings serve` and `tidings worker`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from ._common import (
+    ConfigOpt,
+    _hub,
+    app,
+    err,
+    handled,
+)
+
+
+@app.command()
+@handled
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="overrides server.host")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides server.port and $TIDINGS_PORT")] = None,
+    dispatch: Annotated[bool, typer.Option("--dispatch/--no-dispatch", help="run the dispatcher in this process")] = True,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+) -> None:
+    """Run the HTTP server (API, /docs, /metrics) and, unless --no-dispatch, the dispatcher."""
+    import uvicorn
+
+    from ..logs import configure
+    from ..server import create_app
+
+    configure()
+    hub = _hub(config, dispatch=None if dispatch else False)
+    s = hub.config.server
+    err.print(f"tidings {__version__} on http://{host or s.host}:{port or s.port} (docs at /docs)", highlight=False)
+    _freeze_heap()
+    uvicorn.run(
+        create_app(hub),
+        host=host or s.host,
+        port=port or s.port,
+        access_log=access_log,
+        log_level="warning",
+        timeout_graceful_shutdown=int(hub.config.dispatcher.shutdown_timeout) + 1,
+    )
+
+
+def _freeze_heap() -> None:
+    """Exempt what start-up built (modules, models, compiled SQL) from the cyclic garbage
+    collector. A full collection scans the whole heap: measured here, 60-230 ms with the loop
+    stopped, the worst latency of a busy server. Afterwards it scans only what came later."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+@app.command()
+@handled
+def worker(config: ConfigOpt = None) -> None:
+    """Run only the dispatcher: claim and send deliveries. Run as many as you like on PostgreSQL."""
+    import signal
+
+    from ..logs import configure
+
+    configure()
+    _freeze_heap()
+
+    async def _main() -> None:
+        hub = _hub(config, dispatch=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with hub:
+            err.print(f"tidings worker {hub.dispatcher.owner if hub.dispatcher else ''} started", highlight=False)
+            await stop.wait()
+
+    asyncio.run(_main())
