@@ -1,20 +1,48 @@
 """The ``tidings`` command (Typer + Rich). Errors are one line and a non-zero exit code.
 
-One module per command group; each registers its commands on the root ``app`` when imported."""
+One module per command group; each registers its commands on the root ``app`` when imported.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
+
+import typer
 
 from .. import __version__
-from ._common import app, out
+from ._common import ConfigOpt, JsonOpt, app, emit, out, reset_config
 
 # Each module registers its commands when imported; this order is the order of `tidings --help`.
-COMMAND_MODULES = ("init", "serve", "send", "deliveries", "config", "tokens", "keys", "secrets", "db", "integrations",
-                   "events", "silences")
+COMMAND_MODULES = ("init", "serve", "send", "deliveries", "messages", "config", "tokens", "keys", "secrets", "db",
+                   "integrations", "events", "silences")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    config: ConfigOpt = None,
+    version: Annotated[bool | None, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                 help="print the version and exit")] = None,
+) -> None:
+    """tidings: notifications out, verified webhooks in, durable in between."""
+    reset_config(config)
+
+
 for _module in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
+
+
+@app.command()
+def version(as_json: JsonOpt = False) -> None:
+    """Print the version."""
+    emit({"version": __version__}, as_json, __version__)
 
 
 def main() -> None:
@@ -22,12 +50,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-@app.command()
-def version() -> None:
-    """Print the version."""
-    out.print(__version__)
 
 
 __all__ = ["app", "main"]

@@ -1,4 +1,4 @@
-"""`tidings db`."""
+"""`tidings db`: upgrade the schema, prune what retention no longer keeps."""
 
 from __future__ import annotations
 
@@ -6,33 +6,23 @@ from typing import Annotated
 
 import typer
 
-from ._common import (
-    ConfigOpt,
-    JsonOpt,
-    _on_hub,
-    _print_json,
-    _store,
-    app,
-    handled,
-    out,
-    run,
-)
+from ._common import ConfigOpt, JsonOpt, _on_hub, _store, emit, group, handled, run
 
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+db_app = group("db", "The database schema.")
 
 
 @db_app.command("upgrade")
 @handled
-def db_upgrade(config: ConfigOpt = None) -> None:
-    """Apply the database migrations (also done at every start)."""
+def db_upgrade(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Create the database or apply its migrations (also done at every start)."""
     from ..store.migrate import current
 
     async def _upgrade() -> str | None:
-        async with _store(config) as store:
+        async with _store(config, create=True) as store:
             return await current(store)
 
-    out.print(f"database at revision {run(_upgrade())}", highlight=False)
+    revision = run(_upgrade())
+    emit({"revision": revision}, as_json, f"database at revision {revision}")
 
 
 @db_app.command("prune")
@@ -44,11 +34,7 @@ def db_prune(
 ) -> None:
     """Remove now what `retention` no longer keeps (a dispatching hub also does it every hour)."""
     counts = _on_hub(config, lambda hub: hub.prune(dry_run=dry_run))
-    if as_json:
-        _print_json(counts)
-        return
-    if not counts:
-        out.print("retention keeps everything (every period is null)")
-        return
     verb = "would remove" if dry_run else "removed"
-    out.print(f"{verb}: " + ", ".join(f"{table} {n:,}" for table, n in counts.items()), highlight=False)
+    human = (f"{verb}: " + ", ".join(f"{table} {n:,}" for table, n in counts.items()) if counts
+             else "retention keeps everything (every period is null)")
+    emit(counts, as_json, human)

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ..config import config_path
-from ..hub import Hub
-from ..message import Message, Priority
-from ._common import (
-    ConfigOpt,
-    _fail,
-    app,
-    handled,
-    out,
-    run,
-)
+from ._common import ConfigOpt, JsonOpt, _fail, app, emit, handled, out, run
 
 EXAMPLE_CONFIG = """\
 # tidings configuration. ${NAME} is read from the environment; ${vault:NAME} from the
@@ -65,39 +55,53 @@ def init(
     config: ConfigOpt = None,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="do nothing when the config file exists")] = False,
     database: Annotated[str, typer.Option(help="database URL to write into the new config")] = "sqlite:///./tidings.db",
+    as_json: JsonOpt = False,
 ) -> None:
-    """Create tidings.yaml, the secret key (tidings.key, mode 0600) and the database; print an
-    admin API token once; deliver a demo notification to the inbox."""
+    """Create tidings.yaml, the secret key and the database; print an admin API token once.
+
+    The key file (tidings.key) is written with mode 0600; a demo notification goes to the inbox."""
+    from ..config import config_path
     from ..security.vault import KEY_ENV, key_file_path, new_key, write_key_file
 
     path = config_path(config)
     if path.exists():
         if if_missing:
-            out.print(f"{path} exists: nothing to initialise.")
+            emit({"config": str(path), "created": False}, as_json, f"{path} exists: nothing to initialise.")
             return
         _fail(f"{path} exists; remove it or pass --if-missing")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(EXAMPLE_CONFIG.replace("{database}", database))
-    out.print(f"wrote {path}")
+    lines = [f"wrote {path}"]
     key_path = key_file_path(path.resolve().parent)
+    key_file: str | None = str(key_path)
     if os.environ.get(KEY_ENV):
-        out.print(f"using the key in ${KEY_ENV}")
+        key_file = None
+        lines.append(f"using the key in ${KEY_ENV}")
     elif key_path.exists():
-        out.print(f"kept the existing key {key_path}")
+        lines.append(f"kept the existing key {key_path}")
     else:
         write_key_file(key_path, [new_key()])
-        out.print(f"wrote {key_path} (mode 0600): back it up; without it stored secrets can't be read")
+        lines.append(f"wrote {key_path} (mode 0600): back it up; without it stored secrets can't be read")
     token, demo = run(_bootstrap(path))
-    if token:
-        out.print("\n[bold]Admin API token (shown once, store it now):[/bold]")
-        out.print(f"  {token}\n", highlight=False)
-    else:
-        out.print("the database already has API tokens: none created")
-    if demo:
-        out.print(f"demo notification delivered to the inbox: {demo}")
+    data: dict[str, Any] = {"config": str(path), "created": True, "key_file": key_file, "token": token, "demo_message": demo}
+
+    def human() -> None:
+        for line in lines:
+            out.print(line, highlight=False)
+        if token:
+            out.print("\n[bold]Admin API token (shown once, store it now):[/bold]")
+            out.print(f"  {token}\n", highlight=False)
+        else:
+            out.print("the database already has API tokens: none created")
+        if demo:
+            out.print(f"demo notification delivered to the inbox: {demo}", highlight=False)
+
+    emit(data, as_json, human)
 
 
 async def _bootstrap(path: Path) -> tuple[str | None, str | None]:
+    from ..hub import Hub
+    from ..message import Message, Priority
     from ..security.tokens import count_tokens, create_token
 
     async with Hub.from_config(path) as hub:
@@ -117,5 +121,3 @@ async def _bootstrap(path: Path) -> tuple[str | None, str | None]:
         )
         message = await hub.wait(receipt.id, timeout=30)
         return token, message["id"]
-
-

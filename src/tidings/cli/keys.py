@@ -1,35 +1,24 @@
-"""`tidings keys`."""
+"""`tidings keys rotate`."""
 
 from __future__ import annotations
 
 import os
-import sys
+from typing import Any
 
-import typer
+from ._common import ConfigOpt, JsonOpt, _vault, emit, group, handled, out, run
 
-from ..config import config_path
-from ._common import (
-    ConfigOpt,
-    _vault,
-    app,
-    handled,
-    out,
-    run,
-)
-
-keys_app = typer.Typer(help="The keys that encrypt stored secrets.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
+keys_app = group("keys", "The keys that encrypt stored secrets.")
 
 
 @keys_app.command("rotate")
 @handled
-def keys_rotate(config: ConfigOpt = None) -> None:
+def keys_rotate(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Add a new primary key and re-encrypt every stored secret with it."""
+    from ..config import config_path
     from ..security.vault import KEY_ENV, key_file_path, new_key, write_key_file
 
     fresh = new_key()
-    path = config_path(config)
-    key_file = key_file_path(path.resolve().parent)
+    key_file = key_file_path(config_path(config).resolve().parent)
 
     async def _rotate() -> tuple[int, list[str]]:
         async with _vault(config) as vault:
@@ -40,8 +29,14 @@ def keys_rotate(config: ConfigOpt = None) -> None:
 
     count, keys = run(_rotate())
     if os.environ.get(KEY_ENV):
-        out.print(f"re-encrypted {count} secret(s). Set this in the environment of every tidings process:")
-        sys.stdout.write(f"{KEY_ENV}={','.join(keys)}\n")
+        line = f"{KEY_ENV}={','.join(keys)}"
+
+        def human() -> None:
+            out.print(f"re-encrypted {count} secret(s). Set this in the environment of every tidings process:")
+            out.print(line, highlight=False, soft_wrap=True)
+
+        emit({"re_encrypted": count, "env": line}, as_json, human)
         return
     write_key_file(key_file, keys)
-    out.print(f"re-encrypted {count} secret(s) with a new key; {key_file} holds it (older keys kept for reading)")
+    data: dict[str, Any] = {"re_encrypted": count, "key_file": str(key_file)}
+    emit(data, as_json, f"re-encrypted {count} secret(s) with a new key; {key_file} holds it (older keys kept for reading)")

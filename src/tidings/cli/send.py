@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ..message import Message
-from ._common import (
-    ConfigOpt,
-    JsonOpt,
-    _hub,
-    _on_hub,
-    _print_json,
-    _when,
-    app,
-    handled,
-    out,
-    run,
-)
+from ._common import ConfigOpt, JsonOpt, _hub, _on_hub, _when, app, emit, handled, out, print_json, run, waiting
+
+if TYPE_CHECKING:
+    from ..message import Message
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -47,6 +39,8 @@ DedupOpt = Annotated[str | None, typer.Option("--dedup-key")]
 
 def _message(title: str, body: str, priority: str, format: str, field: list[str] | None, label: list[str] | None,
              link: list[str] | None, thread_key: str | None, dedup_key: str | None) -> Message:
+    from ..message import Message
+
     return Message(
         title,
         body,
@@ -78,28 +72,31 @@ def send(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send a message. By default it is delivered from this process and each outcome printed;
-    with --no-wait it is only queued for a running server or worker."""
+    """Send a message and print each outcome (--no-wait: only queue it).
+
+    By default it is delivered from this process and each outcome printed; with --no-wait it is only queued for a running server or worker."""
     message = _message(title, body, priority, format, field, label, link, thread_key, dedup_key)
 
     async def _send() -> dict[str, Any]:
-        async with _hub(config, dispatch=wait) as hub:
+        async with _hub(config, create=True, dispatch=wait) as hub:
             receipt = await hub.notify(message, to=to)
             if wait:
                 return await hub.wait(receipt.id, timeout)
             # DeliveryRef is a slots dataclass: it has no __dict__.
             return {"id": receipt.id, "deliveries": [dataclasses.asdict(d) for d in receipt.deliveries]}
 
-    result = run(_send())
-    if as_json:
-        _print_json(result)
-    else:
+    with waiting(f"sending, waiting up to {timeout:g}s for the outcomes...") if wait else contextlib.nullcontext():
+        result = run(_send())
+
+    def human() -> None:
         out.print(f"message {result['id']}", highlight=False)
         for d in result["deliveries"]:
             line = f"  {d['integration']}: {d['status']}"
             if d.get("last_error"):
                 line += f" ({d['last_error']})"
             out.print(line, highlight=False)
+
+    emit(result, as_json, human)
     failed = [d for d in result["deliveries"] if d["status"] == "dead"]
     if failed:
         raise typer.Exit(1)
@@ -120,11 +117,12 @@ def preview(
     dedup_key: DedupOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Render a message for each target without sending it (Slack blocks, Teams card, email
-    text and HTML...), as JSON."""
+    """Render a message for each target without sending it, as JSON.
+
+    Slack blocks, Teams card, email text and HTML...: what each target would be sent."""
     message = _message(title, body, priority, format, field, label, link, thread_key, dedup_key)
 
-    _print_json(_on_hub(config, lambda hub: hub.preview(message, to)))
+    print_json(_on_hub(config, lambda hub: hub.preview(message, to)))
 
 
 @app.command()
@@ -134,7 +132,7 @@ def inbox(limit: Annotated[int, typer.Option(min=1, max=500)] = 20, config: Conf
 
     page = _on_hub(config, lambda hub: hub.inbox(limit=limit))
     if as_json:
-        _print_json(page)
+        print_json(page)
         return
     table = Table("received", "priority", "title", "body", "fields")
     for item in page["items"]:

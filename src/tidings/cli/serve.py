@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from .. import __version__
-from ._common import (
-    ConfigOpt,
-    _hub,
-    app,
-    err,
-    handled,
-)
+from ._common import ConfigOpt, _hub, app, err, handled
 
 
 @app.command()
@@ -33,18 +30,46 @@ def serve(
     from ..server import create_app
 
     configure()
-    hub = _hub(config, dispatch=None if dispatch else False)
+    hub = _hub(config, create=True, dispatch=None if dispatch else False)
     s = hub.config.server
-    err.print(f"tidings {__version__} on http://{host or s.host}:{port or s.port} (docs at /docs)", highlight=False)
-    _freeze_heap()
-    uvicorn.run(
-        create_app(hub),
-        host=host or s.host,
-        port=port or s.port,
-        access_log=access_log,
-        log_level="warning",
-        timeout_graceful_shutdown=int(hub.config.dispatcher.shutdown_timeout) + 1,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(hub),
+            host=host or s.host,
+            port=port or s.port,
+            access_log=access_log,
+            log_level="warning",
+            timeout_graceful_shutdown=int(hub.config.dispatcher.shutdown_timeout) + 1,
+        )
     )
+
+    async def _main() -> None:
+        # The hub starts before the server: what stops it (a ${vault:NAME} not stored, a database
+        # that can't be reached) is one line, not a traceback from inside uvicorn's lifespan.
+        await hub.start()
+        try:
+            err.print(f"tidings {__version__} on http://{host or s.host}:{port or s.port} (docs at /docs)", highlight=False)
+            _freeze_heap()
+            with _signals_deferred():
+                await server.serve()
+        finally:
+            await hub.stop()
+
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(_main())
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """uvicorn re-raises the signal that stopped it as it returns; ours is a no-op, so the hub
+    stops (draining its deliveries) before the process exits."""
+    handled_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in handled_signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _freeze_heap() -> None:
@@ -61,15 +86,13 @@ def _freeze_heap() -> None:
 @handled
 def worker(config: ConfigOpt = None) -> None:
     """Run only the dispatcher: claim and send deliveries. Run as many as you like on PostgreSQL."""
-    import signal
-
     from ..logs import configure
 
     configure()
     _freeze_heap()
+    hub = _hub(config, create=True, dispatch=True)
 
     async def _main() -> None:
-        hub = _hub(config, dispatch=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

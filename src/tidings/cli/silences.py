@@ -1,45 +1,44 @@
-"""`tidings silences`."""
+"""`tidings silences`: list, add, end."""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from ._common import (
-    ConfigOpt,
-    JsonOpt,
-    _fail,
-    _on_hub,
-    _print_json,
-    _when,
-    app,
-    handled,
-    out,
-)
+from ._common import ConfigOpt, JsonOpt, _fail, _on_hub, _when, emit, group, handled, out, table
 
-silences_app = typer.Typer(help="Silences: suppress matching messages for a while.", invoke_without_command=True)
-app.add_typer(silences_app, name="silences")
+silences_app = group("silences", "Silences: suppress matching messages for a while.", lists=True)
+
+
+def _list(config: Path | None, as_json: bool) -> None:
+    items = [s.to_dict() for s in _on_hub(config, lambda hub: hub.active_silences())]
+
+    def human() -> None:
+        t = table("id", "matchers", "until", "by", "reason")
+        for s in items:
+            matchers = ",".join(f"{k}={v}" for k, v in s["matchers"].items())
+            t.add_row(s["id"], matchers, _when(s["until"]), s["created_by"], s["reason"] or "")
+        out.print(t)
+
+    emit(items, as_json, human)
 
 
 @silences_app.callback()
 @handled
-def silences_list(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """The active silences."""
-    if ctx.invoked_subcommand is not None:
-        return
+def silences(ctx: typer.Context, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The active silences (also `silences list`)."""
+    if ctx.invoked_subcommand is None:
+        _list(config, as_json)
 
-    items = [s.to_dict() for s in _on_hub(config, lambda hub: hub.active_silences())]
-    if as_json:
-        _print_json(items)
-        return
-    table = Table("id", "matchers", "until", "by", "reason")
-    for s in items:
-        matchers = ",".join(f"{k}={v}" for k, v in s["matchers"].items())
-        table.add_row(s["id"], matchers, _when(s["until"]), s["created_by"], s["reason"] or "")
-    out.print(table)
+
+@silences_app.command("list")
+@handled
+def silences_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The active silences."""
+    _list(config, as_json)
 
 
 @silences_app.command("add")
@@ -51,25 +50,30 @@ def silences_add(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Suppress new messages whose labels match for a while (a running server applies it within seconds)."""
+    """Suppress new messages whose labels match for a while.
+
+    A running server applies it within seconds."""
     from ..silences import parse_matchers, parse_silence_duration
 
     parsed, seconds = parse_matchers(matchers), parse_silence_duration(duration)
     by = f"cli:{os.environ.get('USER') or 'unknown'}"
 
-    silence, _ = _on_hub(config, lambda hub: hub.silence(parsed, seconds, by=by, reason=reason))
+    silence, _ = _on_hub(config, lambda hub: hub.silence(parsed, seconds, by=by, reason=reason), create=True)
     s = silence.to_dict()
-    if as_json:
-        _print_json(s)
-    else:
-        out.print(f"silence {s['id']} until {_when(s['until'])}", highlight=False)
+    emit(s, as_json, f"silence {s['id']} until {_when(s['until'])}")
 
 
 @silences_app.command("end")
 @handled
-def silences_end(silence_id: str, config: ConfigOpt = None) -> None:
-    """End a silence now (its id, or a unique start of it)."""
+def silences_end(silence_id: Annotated[str, typer.Argument(help="an id or a unique start of one")],
+                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """End a silence now."""
 
-    if _on_hub(config, lambda hub: hub.unsilence(silence_id)) is None:
-        _fail(f"no active silence {silence_id!r}")
-    out.print(f"ended silence {silence_id}", highlight=False)
+    async def _end(hub: Any) -> Any:
+        return await hub.unsilence(await hub.resolve_id("silence", silence_id))
+
+    ended = _on_hub(config, _end)
+    if ended is None:
+        _fail(f"silence {silence_id} has already ended")
+    s = ended.to_dict()
+    emit(s, as_json, f"ended silence {s['id']}")

@@ -1,41 +1,29 @@
-"""`tidings token`."""
+"""`tidings token`: create, list, revoke API tokens."""
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from ._common import (
-    ConfigOpt,
-    JsonOpt,
-    _fail,
-    _print_json,
-    _store,
-    _when,
-    app,
-    handled,
-    out,
-    run,
-)
+from ._common import ConfigOpt, JsonOpt, _store, _when, emit, group, handled, out, run, table
 
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
+token_app = group("token", "API tokens.")
 
 
 @token_app.command("create")
 @handled
-def token_create(name: Annotated[str, typer.Option("--name", help="who or what uses it")], config: ConfigOpt = None) -> None:
+def token_create(name: Annotated[str, typer.Option("--name", help="who or what uses it")], config: ConfigOpt = None,
+                 as_json: JsonOpt = False) -> None:
     """Create an API token and print it (the only time it is shown)."""
     from ..security.tokens import create_token
 
     async def _create() -> str:
-        async with _store(config) as store:
+        async with _store(config, create=True) as store:
             return await create_token(store, name)
 
-    sys.stdout.write(run(_create()) + "\n")
+    token = run(_create())
+    emit({"name": name, "token": token}, as_json, token)
 
 
 @token_app.command("list")
@@ -49,26 +37,34 @@ def token_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             return await list_tokens(store)
 
     items = run(_list())
-    if as_json:
-        _print_json(items)
-        return
-    table = Table("name", "role", "created", "revoked")
-    for t in items:
-        table.add_row(str(t["name"]), str(t["role"]), _when(t["created_at"]), _when(t["revoked_at"]))  # type: ignore[arg-type]
-    out.print(table)
+
+    def human() -> None:
+        t = table("id", "name", "role", "created", "revoked")
+        for tok in items:
+            t.add_row(tok["id"], str(tok["name"]), str(tok["role"]), _when(tok["created_at"]), _when(tok["revoked_at"]))
+        out.print(t)
+
+    emit(items, as_json, human)
 
 
 @token_app.command("revoke")
 @handled
-def token_revoke(name: str, config: ConfigOpt = None) -> None:
-    """Revoke every token with this name (effective within 10 s on running servers)."""
+def token_revoke(name: Annotated[str, typer.Argument(help="a token's name (all with it), or its id or a unique start of it")],
+                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Revoke tokens by name or id (effective within 10 s on running servers)."""
     from ..security.tokens import revoke_token
+    from ..store.lookup import resolve_id
 
     async def _revoke() -> int:
         async with _store(config) as store:
-            return await revoke_token(store, name)
+            n = await revoke_token(store, name)
+            if n:
+                return n
+            async with store.read() as conn:
+                token_id = await resolve_id(conn, "token", name)
+            return await revoke_token(store, token_id=token_id)
 
     n = run(_revoke())
     if not n:
-        _fail(f"no active token named {name!r}")
-    out.print(f"revoked {n} token(s) named {name}")
+        raise ValueError(f"token {name!r} is already revoked")
+    emit({"revoked": n}, as_json, f"revoked {n} token(s): {name}")

@@ -12,7 +12,9 @@ from ..errors import NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
 from ..message import Message
+from ..security.tokens import TokenInfo
 from ..silences import MAX_DURATION, parse_matchers, parse_silence_duration
+from ..units import Duration
 from . import messages
 from .auth import require_token
 
@@ -81,6 +83,26 @@ async def list_deliveries(
     before: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
 ) -> dict[str, Any]:
     return await hub.deliveries(status=status, integration=integration, limit=limit, before=before)
+
+
+class BulkRetryIn(BaseModel):
+    """Which deliveries to retry: all in ``status``, optionally of one integration and recent."""
+
+    model_config = {"extra": "forbid"}
+    status: Literal["dead", "retrying"] = "dead"
+    integration: str | None = Field(None, min_length=1, max_length=100)
+    since: Duration | None = Field(None, description="only those last changed within this long, e.g. 1h")
+
+
+class BulkRetryOut(BaseModel):
+    retried: list[str]
+
+
+@router.post("/deliveries/retry", response_model=BulkRetryOut)
+async def retry_deliveries(payload: BulkRetryIn, hub: HubDep, token: Annotated[TokenInfo, Depends(require_token)]) -> dict[str, Any]:
+    """Send every matching delivery again now (after an outage), with a fresh retry budget."""
+    ids = await hub.retry_many(status=payload.status, integration=payload.integration, since=payload.since, by=f"api:{token.name}")
+    return {"retried": ids}
 
 
 @router.post("/deliveries/{delivery_id}/retry")
