@@ -3,8 +3,6 @@
 One module per command group; each registers its commands on the root ``app`` when imported.
 """
 
-from __future__ import annotations
-
 import importlib
 import sys
 from typing import Annotated
@@ -28,8 +26,8 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def root(
     config: ConfigOpt = None,
-    version: Annotated[bool | None, typer.Option("--version", is_eager=True, callback=_print_version,
-                                                 help="print the version and exit")] = None,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="print the version and exit")] = False,
 ) -> None:
     """tidings: notifications out, verified webhooks in, durable in between."""
     reset_config(config)

@@ -6,11 +6,9 @@ aiohttp or FastAPI. Commands import what they use inside their function.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import functools
-import inspect
 import json
 import os
 import sys
@@ -70,8 +68,22 @@ def _display_type(self: Any, ctx: Any) -> str | None:
 typer.core.TyperOption.display_type_rich = _display_type  # type: ignore[method-assign]
 typer.core.TyperArgument.display_type_rich = _display_type  # type: ignore[method-assign]
 
+_Parameter: Any = getattr(typer.core, "_TyperParameter", None)
+if _Parameter is not None and hasattr(_Parameter, "get_runtime_param"):
+    _typer_process_value = _Parameter.process_value
+
+    def _process_value(self: Any, ctx: Any, value: Any) -> Any:
+        """An option not given stays None, as typer makes it, without building the pydantic
+        adapter that typer (>= 0.20) builds first for every parameter: loading pydantic for that
+        cost 0.2 s of every `tidings` command, `--help` and `version` included."""
+        if value is None and not self.required and not (self.multiple or self.nargs == -1):
+            return self.callback(ctx, self, value) if self.callback is not None else value
+        return _typer_process_value(self, ctx, value)
+
+    _Parameter.process_value = _process_value
+
 app = typer.Typer(help="tidings: notifications out, verified webhooks in, durable in between.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+                  pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="tidings.yaml (default: $TIDINGS_CONFIG or ./tidings.yaml)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -159,6 +171,8 @@ def emit(data: Any, as_json: bool, human: str | Callable[[], None]) -> None:
 
 
 def run(coro: Awaitable[T]) -> T:
+    import asyncio
+
     from ..logs import configure
 
     configure(level=os.environ.get("TIDINGS_LOG_LEVEL", "WARNING"))
@@ -198,6 +212,8 @@ def _hub(config: Path | None, *, create: bool = False, **kwargs: Any) -> Hub:
 
 def _on_hub(config: Path | None, call: Callable[[Hub], Awaitable[T] | T], *, create: bool = False) -> T:
     """``call(hub)`` on a hub started for this command without dispatching, stopped after."""
+
+    import inspect
 
     async def _call() -> T:
         async with _hub(config, create=create, dispatch=False) as hub:

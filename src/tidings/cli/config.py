@@ -1,7 +1,5 @@
 """`tidings config`: validate tidings.yaml, print its JSON Schema."""
 
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path
@@ -41,7 +39,7 @@ def config_validate(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     emit(data, as_json, f"{path}: ok ({len(cfg.integrations)} integrations, {len(cfg.routes)} routes)")
 
 
-async def _missing_secrets(cfg: Config, config: Path | None) -> list[str]:
+async def _missing_secrets(cfg: "Config", config: Path | None) -> list[str]:
     """``${vault:NAME}`` references to secrets the vault does not hold (checked only when the
     key is available: without it, nothing can be read anyway and `serve` says so)."""
     from ..config import config_path

@@ -1,7 +1,5 @@
 """`tidings db`: upgrade the schema, prune what retention no longer keeps."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

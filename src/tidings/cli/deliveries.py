@@ -1,7 +1,5 @@
 """Deliveries: list, show one, retry one or many."""
 
-from __future__ import annotations
-
 import os
 from typing import Annotated, Any
 

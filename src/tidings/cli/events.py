@@ -1,7 +1,5 @@
 """`tidings events`: inbound webhook history, one event, replay."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated, Any

@@ -1,7 +1,5 @@
 """`tidings init`: a working project in one command."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Annotated, Any

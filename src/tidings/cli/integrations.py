@@ -1,7 +1,5 @@
 """`tidings integrations`: health and stats, test, enable, disable."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

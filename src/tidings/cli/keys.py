@@ -1,7 +1,5 @@
 """`tidings keys rotate`."""
 
-from __future__ import annotations
-
 import os
 from typing import Any
 

@@ -1,7 +1,5 @@
 """`tidings messages show ID`: a message with each delivery's outcome."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

@@ -1,7 +1,5 @@
 """`tidings secret`: set, list, delete secrets stored encrypted in the database."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """Sending, previewing and reading the inbox."""
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
@@ -38,7 +36,7 @@ DedupOpt = Annotated[str | None, typer.Option("--dedup-key")]
 
 
 def _message(title: str, body: str, priority: str, format: str, field: list[str] | None, label: list[str] | None,
-             link: list[str] | None, thread_key: str | None, dedup_key: str | None) -> Message:
+             link: list[str] | None, thread_key: str | None, dedup_key: str | None) -> "Message":
     from ..message import Message
 
     return Message(

@@ -1,9 +1,5 @@
 """Long-running processes: `tidings serve` and `tidings worker`."""
 
-from __future__ import annotations
-
-import asyncio
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -24,6 +20,8 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
     """Run the HTTP server (API, /docs, /metrics) and, unless --no-dispatch, the dispatcher."""
+    import asyncio
+
     import uvicorn
 
     from ..logs import configure
@@ -63,6 +61,8 @@ def serve(
 def _signals_deferred() -> Iterator[None]:
     """uvicorn re-raises the signal that stopped it as it returns; ours is a no-op, so the hub
     stops (draining its deliveries) before the process exits."""
+    import signal
+
     handled_signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in handled_signals}
     try:
@@ -86,6 +86,9 @@ def _freeze_heap() -> None:
 @handled
 def worker(config: ConfigOpt = None) -> None:
     """Run only the dispatcher: claim and send deliveries. Run as many as you like on PostgreSQL."""
+    import asyncio
+    import signal
+
     from ..logs import configure
 
     configure()

@@ -1,7 +1,5 @@
 """`tidings silences`: list, add, end."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Annotated, Any

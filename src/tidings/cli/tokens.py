@@ -1,7 +1,5 @@
 """`tidings token`: create, list, revoke API tokens."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer
