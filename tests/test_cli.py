@@ -571,7 +571,7 @@ def test_silences_add_list_end(project: Project) -> None:
     silenced = tidings(p, "send", "--title", "disk", "--label", "alertname=DiskFull", "--label", "instance=web-01",
                        "--no-wait", "--json").ok().json
     assert [d["status"] for d in silenced["deliveries"]] == ["suppressed"]
-    assert tidings(p, "silences", "end", made["id"][:13]).ok().out.strip() == f"ended silence {made['id'][:13]}"
+    assert tidings(p, "silences", "end", made["id"][:13]).ok().out.strip() == f"ended silence {made['id']}"
     assert tidings(p, "silences", "--json").ok().json == []
     tidings(p, "silences", "end", made["id"]).one_line_error("no active silence", code=1)
     tidings(p, "silences", "add", "service=api", "--for", "2").one_line_error("not a duration", code=1)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from cli_support import TIDINGS, Project, cli_env, db_rows, in_process, tidings, with_dead_end
 
 from tidings import __version__
@@ -92,7 +93,7 @@ def test_help_of_every_command_shows_no_type_noise(tmp_path: Path, monkeypatch: 
         ran = in_process(tmp_path, monkeypatch, *path, "--help").ok()
         for noise in ("<bool>", "<list", "<str>", "<int>", "<float>", "<path>", "<Path>"):
             assert noise not in ran.out, (path, noise, ran.out)
-        assert "Usage: tidings" in ran.out
+        assert "Usage: " in ran.out
 
 
 # -- ids by prefix, whole ids in tables, deliveries show -----------------------------------------------------
@@ -130,13 +131,13 @@ def test_tables_never_cut_ids(project: Project) -> None:
     p = project.path
     with_dead_end(project)
     d = dead_delivery(project, title="a long title " * 5)
-    for args in (["deliveries"], ["messages", "show", str(d["message_id"])], ["token", "list"]):
+    deliveries = [r[0] for r in db_rows(p, "SELECT id FROM deliveries")]
+    [token] = [r[0] for r in db_rows(p, "SELECT id FROM api_tokens")]
+    for args, ids in ((["deliveries"], deliveries), (["messages", "show", str(d["message_id"])], [d["id"]]),
+                      (["token", "list"], [token])):
         out = tidings(p, *args, COLUMNS="60").ok().out
-        ids = [r[0] for r in db_rows(p, "SELECT id FROM deliveries")] + [r[0] for r in db_rows(p, "SELECT id FROM api_tokens")]
-        assert any(i in out for i in ids), (args, out)
         for i in ids:
-            if i[:8] in out:
-                assert i in out, (args, i, out)
+            assert i in out, (args, i, out)
 
 
 def test_deliveries_show(project: Project) -> None:
@@ -198,8 +199,6 @@ def test_send_shows_a_spinner_on_a_terminal_while_it_waits(project: Project) -> 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        import yaml
-
         config = yaml.safe_load((p / "tidings.yaml").read_text())
         config["integrations"]["silent"] = {"kind": "webhook", "url": f"http://127.0.0.1:{silent.getsockname()[1]}/h"}
         (p / "tidings.yaml").write_text(yaml.safe_dump(config))
@@ -219,9 +218,9 @@ def test_send_shows_a_spinner_on_a_terminal_while_it_waits(project: Project) -> 
                 break
             seen += chunk
         os.close(master)
-    assert proc.returncode == 1
-    assert b"waiting up to 1s for the outcomes" in seen, seen
-    assert b"still has deliveries in flight" in seen
-    # Not a terminal: no spinner, only the error.
-    ran = tidings(p, "send", "--to", "silent", "-t", "x", "--timeout", "1")
-    ran.one_line_error("still has deliveries in flight", code=1)
+        assert proc.returncode == 1
+        assert b"waiting up to 1s for the outcomes" in seen, seen
+        assert b"still has deliveries in flight" in seen
+        # Not a terminal: no spinner, only the error.
+        ran = tidings(p, "send", "--to", "silent", "-t", "x", "--timeout", "1")
+        ran.one_line_error("still has deliveries in flight", code=1)

@@ -72,6 +72,6 @@ def silences_end(silence_id: Annotated[str, typer.Argument(help="an id or a uniq
 
     ended = _on_hub(config, _end)
     if ended is None:
-        _fail(f"silence {silence_id} has already ended")
+        _fail(f"no active silence {silence_id} (it has ended)")
     s = ended.to_dict()
     emit(s, as_json, f"ended silence {s['id']}")

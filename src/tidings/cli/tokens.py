@@ -50,19 +50,22 @@ def token_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 def token_revoke(name: Annotated[str, typer.Argument(help="a token's name (all with it), or its id or a unique start of it")],
                  config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Revoke tokens by name or id (effective within 10 s on running servers)."""
+    from ..errors import NotFound
     from ..security.tokens import revoke_token
     from ..store.lookup import resolve_id
 
-    async def _revoke() -> int:
+    async def _revoke() -> tuple[int, str]:
         async with _store(config) as store:
-            n = await revoke_token(store, name)
-            if n:
-                return n
-            async with store.read() as conn:
-                token_id = await resolve_id(conn, "token", name)
-            return await revoke_token(store, token_id=token_id)
+            if n := await revoke_token(store, name):
+                return n, f"revoked {n} token(s) named {name}"
+            try:
+                async with store.read() as conn:
+                    token_id = await resolve_id(conn, "token", name)
+            except NotFound:
+                raise NotFound(f"no active token named {name!r}") from None
+            if not await revoke_token(store, token_id=token_id):
+                raise NotFound(f"token {token_id} is already revoked")
+            return 1, f"revoked token {token_id}"
 
-    n = run(_revoke())
-    if not n:
-        raise ValueError(f"token {name!r} is already revoked")
-    emit({"revoked": n}, as_json, f"revoked {n} token(s): {name}")
+    n, line = run(_revoke())
+    emit({"revoked": n}, as_json, line)
