@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-HEAVY = ("tidings.hub", "sqlalchemy", "aiohttp", "fastapi", "uvicorn", "pydantic", "yaml", "structlog")
+HEAVY = ("tidings.hub", "sqlalchemy", "aiohttp", "fastapi", "uvicorn", "pydantic", "yaml", "structlog", "rich")
 
 RUN = """
 import json, sys

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from ._common import ConfigOpt, JsonOpt, app, emit, out, reset_config
+from ._common import ConfigOpt, JsonOpt, app, print_json, reset_config
 
 # Each module registers its commands when imported; this order is the order of `tidings --help`.
 COMMAND_MODULES = ("init", "serve", "send", "deliveries", "messages", "config", "tokens", "keys", "secrets", "db",
@@ -19,7 +19,7 @@ COMMAND_MODULES = ("init", "serve", "send", "deliveries", "messages", "config", 
 
 def _print_version(value: bool) -> None:
     if value:
-        out.print(__version__, highlight=False)
+        sys.stdout.write(__version__ + "\n")
         raise typer.Exit()
 
 
@@ -40,7 +40,10 @@ for _module in COMMAND_MODULES:
 @app.command()
 def version(as_json: JsonOpt = False) -> None:
     """Print the version."""
-    emit({"version": __version__}, as_json, __version__)
+    if as_json:
+        print_json({"version": __version__})
+    else:
+        sys.stdout.write(__version__ + "\n")
 
 
 def main() -> None:

@@ -19,12 +19,13 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 import typer.core
-from rich.console import Console
-from rich.table import Column, Table
 
 from ..errors import ConfigError, TidingsError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from ..config import Config
     from ..hub import Hub
     from ..security.vault import Vault
@@ -46,8 +47,23 @@ def _width(stream: IO[str]) -> int | None:
     return PIPE_WIDTH
 
 
-out = Console(width=_width(sys.stdout))
-err = Console(stderr=True, width=_width(sys.stderr))
+class _LazyConsole:
+    """A rich Console made on first use: `tidings version` and `--help` never load rich."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, width=_width(sys.stderr if self._stderr else sys.stdout))
+        return getattr(self._console, name)
+
+
+out: Any = _LazyConsole(stderr=False)
+err: Any = _LazyConsole(stderr=True)
 
 
 _METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "Path": "PATH"}
@@ -261,6 +277,8 @@ def print_json(data: Any) -> None:
 
 def table(*columns: str, ids: tuple[str, ...] = ("id",)) -> Table:
     """A table whose id columns are never cut or folded: `tidings retry` needs the whole id."""
+    from rich.table import Column, Table
+
     return Table(*(Column(c, no_wrap=True, min_width=ID_WIDTH) if c in ids else c for c in columns))
 
 

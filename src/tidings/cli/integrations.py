@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ._common import ConfigOpt, JsonOpt, _on_hub, emit, group, handled, out
+from ._common import table as make_table
 
 integrations_app = group("integrations", "Integrations: health, stats, test, enable, disable.", lists=True)
 NameArg = Annotated[str, typer.Argument(help="the integration's name in tidings.yaml")]
@@ -16,7 +16,7 @@ def _list(config: Path | None, as_json: bool) -> None:
     items = _on_hub(config, lambda hub: hub.integrations())
 
     def human() -> None:
-        table = Table("name", "kind", "health", "sent", "failed", "suppressed", "success", "p95 ms", "last error")
+        table = make_table("name", "kind", "health", "sent", "failed", "suppressed", "success", "p95 ms", "last error", ids=())
         for i in items:
             s = i.get("stats")
             if s is None:  # receives only

@@ -5,9 +5,9 @@ import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ._common import ConfigOpt, JsonOpt, _hub, _on_hub, _when, app, emit, handled, out, print_json, run, waiting
+from ._common import table as make_table
 
 if TYPE_CHECKING:
     from ..message import Message
@@ -132,7 +132,7 @@ def inbox(limit: Annotated[int, typer.Option(min=1, max=500)] = 20, config: Conf
     if as_json:
         print_json(page)
         return
-    table = Table("received", "priority", "title", "body", "fields")
+    table = make_table("received", "priority", "title", "body", "fields", ids=())
     for item in page["items"]:
         m = item["message"]
         fields = ", ".join(f"{k}={v}" for k, v in m.get("fields", []))
