@@ -52,7 +52,7 @@ async def test_bulk_retry_through_the_api(make_api: Any, sink: Sink) -> None:
     r = await api.post("/api/v1/deliveries/retry", json={"integration": "elsewhere"})
     assert r.json() == {"retried": []}
 
-    for bad in ({"status": "delivered"}, {"since": "soon"}, {"since": -1}, {"integration": ""}, {"other": 1}, []):
+    for bad in ({"status": "delivered"}, {"since": "soon"}, {"since": -1}, {"since": 0}, {"since": "0s"}, {"integration": ""}, {"other": 1}, []):
         r = await api.post("/api/v1/deliveries/retry", json=bad)
         assert r.status_code == 422, (bad, r.text)
         assert set(r.json()) == {"error", "detail"}

@@ -91,7 +91,7 @@ class BulkRetryIn(BaseModel):
     model_config = {"extra": "forbid"}
     status: Literal["dead", "retrying"] = "dead"
     integration: str | None = Field(None, min_length=1, max_length=100)
-    since: Duration | None = Field(None, description="only those last changed within this long, e.g. 1h")
+    since: Duration | None = Field(None, gt=0, description="only those last changed within this long, e.g. 1h")
 
 
 class BulkRetryOut(BaseModel):
