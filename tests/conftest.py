@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from apiserver import make_api, serve, serve_asgi  # noqa: F401  (fixtures)
+from cli_support import initialised, processes, project  # noqa: F401  (fixtures)
 from fake_slack import FakeSlack
 from fake_smtp import Certificate, SmtpServer, make_certificate
 from fake_teams import FakeTeams

@@ -74,7 +74,7 @@ FULL = """
 def test_a_full_file_loads(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FULL))
     assert config.server.host == "0.0.0.0" and config.server.port == 9000
-    assert config.server.database == "sqlite:///data/tidings.db"
+    assert config.server.database == f"sqlite:///{tmp_path / 'data' / 'tidings.db'}"  # relative to the file
     assert config.server.body_limit == 2 * 1024 * 1024
     assert config.dispatcher.batch == 50 and config.dispatcher.lease == 120.0 and config.dispatcher.poll_interval == 0.5
     assert list(config.integrations) == ["ops", "inbox"]

@@ -358,11 +358,32 @@ class Hub:
         async with self.require_store().read() as conn:
             return await queries.list_deliveries(conn, **filters)
 
+    async def delivery(self, delivery_id: str) -> dict[str, Any]:
+        async with self.require_store().read() as conn:
+            return await queries.get_delivery(conn, delivery_id)
+
     async def retry(self, delivery_id: str) -> dict[str, Any]:
         async with self.require_store().write() as conn:
             result = await queries.retry_delivery(conn, delivery_id)
         self._wake_dispatcher()
         return result
+
+    async def retry_many(
+        self, *, status: str = "dead", integration: str | None = None, since: float | None = None, by: str | None = None
+    ) -> list[str]:
+        """Retry every matching delivery (see :func:`queries.retry_deliveries`); their ids."""
+        async with self.require_store().write() as conn:
+            ids = await queries.retry_deliveries(conn, status=status, integration=integration, since=since)
+        log.info("hub.deliveries_retried", count=len(ids), status=status, integration=integration, since=since, by=by)
+        self._wake_dispatcher()
+        return ids
+
+    async def resolve_id(self, kind: str, given: str) -> str:
+        """The full id of a message, delivery, event, silence or token from a unique prefix."""
+        from .store.lookup import resolve_id
+
+        async with self.require_store().read() as conn:
+            return await resolve_id(conn, kind, given)
 
     async def inbox(self, **filters: Any) -> dict[str, Any]:
         async with self.require_store().read() as conn:

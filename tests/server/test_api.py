@@ -871,3 +871,22 @@ async def test_a_body_not_declared_as_json_is_415(make_api: Any, ctype: str | No
         assert "json" in assert_error(r, 415, "unsupported media type").lower()
     r = await api.post(MESSAGES, content=b'{"title": "x"}', headers={"content-type": "application/merge-patch+json"})
     assert r.status_code == 202, r.text
+
+
+async def test_error_details_never_echo_a_known_secret(make_hub: Any) -> None:
+    """An input refused with its value echoed back (an unknown integration named like a secret)
+    comes back masked."""
+    from tidings.security import redact
+    from tidings.security.tokens import create_token
+    from tidings.server import create_app
+
+    secret = "xoxb-echo-this-secret-9f8e7d6c5b"
+    redact.register([secret])
+    hub = await make_hub()
+    token = await create_token(hub.store, "t")
+    transport = httpx.ASGITransport(app=create_app(hub))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
+                                 headers={"Authorization": f"Bearer {token}"}) as api:
+        r = await api.post("/api/v1/messages", json={"title": "x", "to": [secret]})
+        assert r.status_code == 422 and "unknown integration" in r.text, r.text
+        assert secret[:12] not in r.text and secret[-12:] not in r.text, r.text

@@ -70,7 +70,8 @@ DURATION = re.compile(SilenceIn.model_json_schema()["properties"]["duration"]["p
 def _adjust(case: Any) -> None:
     """What a schema can't say: an Idempotency-Key is new for each request (reusing one for a
     different request is refused, by design), ``to`` names integrations that exist, and a valid
-    silence lasts at most 30 days (the pattern says only how a duration is written)."""
+    silence lasts at most 30 days and a bulk retry's ``since`` is more than 0 (the pattern says only how
+    a duration is written)."""
     if case.headers:
         case.headers = {k: (f"{v}-{uuid.uuid4().hex}" if k.lower() == "idempotency-key" and isinstance(v, str) else v)
                         for k, v in case.headers.items()}
@@ -78,6 +79,8 @@ def _adjust(case: Any) -> None:
         case.body = {**case.body, "to": [INTEGRATIONS[i % len(INTEGRATIONS)] for i in range(len(case.body["to"]))]}
     if isinstance(case.body, dict) and isinstance(case.body.get("duration"), str) and DURATION.match(case.body["duration"]):
         case.body = {**case.body, "duration": "90m"}
+    if isinstance(case.body, dict) and isinstance(case.body.get("since"), str) and DURATION.match(case.body["since"]):
+        case.body = {**case.body, "since": "1h"}
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
     if not file.exists():
         if required or explicit:
             raise ConfigError([f"{file}: no such file (run `tidings init` to create one)"])
-        return parse_config({}, source=str(file))
+        return parse_config({}, source=str(file), base_dir=file.resolve().parent)
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -46,10 +46,14 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
         raise ConfigError([f"{file}: {exc.strerror}"]) from None
     if raw is None:
         raw = {}
-    return parse_config(raw, source=str(file))
+    return parse_config(raw, source=str(file), base_dir=file.resolve().parent)
 
 
-def parse_config(raw: Any, *, source: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    raw: Any, *, source: str | None = None, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    """Validate ``raw``. A relative SQLite path in it is taken from ``base_dir`` (the config
+    file's directory), not from wherever the process happens to run."""
     env = os.environ if env is None else env
     if not isinstance(raw, dict):
         raise ConfigError(["the top level must be a mapping (server, integrations, routes, default)"], source)
@@ -74,7 +78,25 @@ def parse_config(raw: Any, *, source: str | None = None, env: Mapping[str, str] 
     problems += _check_timeouts(config) + _check_targets(config)
     if problems:
         raise ConfigError(problems, source)
+    if base_dir is not None and "TIDINGS_DATABASE_URL" not in env:
+        database = anchor_sqlite(config.server.database, base_dir)
+        if database != config.server.database:
+            config = config.model_copy(update={"server": config.server.model_copy(update={"database": database})})
     return config
+
+
+def anchor_sqlite(url: str, base_dir: Path) -> str:
+    """``url`` with a relative SQLite path made absolute from ``base_dir``; other URLs unchanged.
+    ($TIDINGS_DATABASE_URL is left alone: a path typed in a shell means the shell's directory.)"""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
+        return url
+    path = Path(u.database).expanduser()
+    if path.is_absolute():
+        return url
+    return u.set(database=str((base_dir / path).resolve())).render_as_string(hide_password=False)
 
 
 def _interpolate(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:

@@ -85,6 +85,24 @@ async def list_deliveries(
     return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
 
 
+async def get_delivery(conn: Conn, delivery_id: str) -> dict[str, Any]:
+    """One delivery with its outcome so far and the message it carries."""
+    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    message = await get_message(conn, row.message_id)
+    message.pop("deliveries")
+    return {**_delivery(row), "message": message}
+
+
+def _requeue(ids: list[str], status: str, now: float) -> Any:
+    return (
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids), deliveries.c.status == status)
+        .values(status="pending", attempts=0, next_attempt_at=now, queued_at=now, updated_at=now, lease_owner=None)
+    )
+
+
 async def retry_delivery(conn: Conn, delivery_id: str, now: float | None = None) -> dict[str, Any]:
     """Bring a dead (or waiting) delivery back now, with a fresh retry budget."""
     now = time.time() if now is None else now
@@ -93,13 +111,39 @@ async def retry_delivery(conn: Conn, delivery_id: str, now: float | None = None)
         raise NotFound(f"no delivery {delivery_id}")
     if row.status not in RETRYABLE_BY_HAND:
         raise RetryRefused(f"delivery {delivery_id} is {row.status}; only dead or retrying deliveries can be retried")
-    await conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery_id, deliveries.c.status == row.status)
-        .values(status="pending", attempts=0, next_attempt_at=now, queued_at=now, updated_at=now, lease_owner=None)
-    )
+    await conn.execute(_requeue([delivery_id], row.status, now))
     row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
     return _delivery(row)
+
+
+RETRY_CHUNK = 500
+
+
+async def retry_deliveries(
+    conn: Conn,
+    *,
+    status: str = "dead",
+    integration: str | None = None,
+    since: float | None = None,
+    now: float | None = None,
+) -> list[str]:
+    """Bring back every delivery in ``status`` (dead or retrying), of ``integration`` if given,
+    last changed within ``since`` seconds if given (after an outage: what died during it).
+    Returns the ids retried, oldest first."""
+    now = time.time() if now is None else now
+    if status not in RETRYABLE_BY_HAND:
+        raise RetryRefused(f"only {' or '.join(RETRYABLE_BY_HAND)} deliveries can be retried, not {status!r}")
+    if since is not None and since <= 0:
+        raise TidingsError("since must be a positive duration")
+    q = select(deliveries.c.id).where(deliveries.c.status == bindparam("status", status, literal_execute=True))
+    if integration:
+        q = q.where(deliveries.c.integration == integration)
+    if since is not None:
+        q = q.where(deliveries.c.updated_at >= now - since)
+    ids = [r.id for r in await conn.execute(q.order_by(deliveries.c.id))]
+    for i in range(0, len(ids), RETRY_CHUNK):
+        await conn.execute(_requeue(ids[i : i + RETRY_CHUNK], status, now))
+    return ids
 
 
 async def list_inbox(conn: Conn, *, integration: str | None = None, limit: int = 50, before: int | None = None) -> dict[str, Any]:

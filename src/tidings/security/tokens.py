@@ -64,12 +64,12 @@ async def count_tokens(store: Store) -> int:
         return len(rows.all())
 
 
-async def revoke_token(store: Store, name: str) -> int:
+async def revoke_token(store: Store, name: str | None = None, *, token_id: str | None = None) -> int:
+    """Revoke every active token named ``name``, or the one with ``token_id``; how many."""
+    which = api_tokens.c.id == token_id if token_id is not None else api_tokens.c.name == name
     async with store.write() as conn:
         result = await conn.execute(
-            update(api_tokens)
-            .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=time.time())
+            update(api_tokens).where(which, api_tokens.c.revoked_at.is_(None)).values(revoked_at=time.time())
         )
     return result.rowcount or 0
 

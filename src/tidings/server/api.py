@@ -17,7 +17,9 @@ from ..errors import MessageError, NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
 from ..message import Message
+from ..security.tokens import TokenInfo
 from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
+from ..units import parse_duration
 from . import messages, schemas
 from .auth import require_token
 from .schemas import api_errors
@@ -140,6 +142,35 @@ async def list_deliveries(
     before: Annotated[str | None, Query(description=PAGE)] = None,
 ) -> dict[str, Any]:
     return await hub.deliveries(status=status, integration=integration, limit=limit, before=before)
+
+
+class BulkRetryIn(BaseModel):
+    model_config = ConfigDict(title="BulkRetry", extra="forbid", json_schema_extra={
+        "examples": [{"integration": "slack", "status": "dead", "since": "1h"}]})
+    status: Literal["dead", "retrying"] = Field("dead", description="which deliveries: `dead` (default) or `retrying`")
+    integration: str | None = Field(None, min_length=1, max_length=100, description="only this integration's")
+    since: str | None = Field(None, pattern=schemas.DURATION,
+                              description="only those last changed within this long: 30m, 1h, 2d")
+
+
+@router.post(
+    "/deliveries/retry",
+    response_model=schemas.Retried,
+    summary="Retry deliveries in bulk",
+    description="Send every matching delivery again now (after an outage), each with a fresh retry budget. "
+    "Answers the ids retried (none is an empty list, not an error).",
+    responses=api_errors(body=True),
+)
+async def retry_deliveries(
+    payload: BulkRetryIn, hub: HubDep, token: Annotated[TokenInfo, Depends(require_token)]
+) -> dict[str, Any]:
+    since = parse_duration(payload.since) if payload.since is not None else None
+    if since is not None and since <= 0:
+        raise RequestValidationError([{"type": "greater_than", "loc": ("body", "since"), "input": payload.since,
+                                       "msg": "since must be more than 0s"}])
+    ids = await hub.retry_many(status=payload.status, integration=payload.integration, since=since,
+                               by=f"api:{token.name}")
+    return {"retried": ids}
 
 
 @router.post(
@@ -272,7 +303,7 @@ def _silence_schema(schema: dict[str, Any]) -> None:
         propertyNames={"type": "string", "pattern": schemas.LABEL_NAME}, maxProperties=MAX_MATCHERS,
         additionalProperties={"type": "string", "minLength": 1, "maxLength": 500, "pattern": schemas.NO_NUL},
     )
-    props["duration"]["pattern"] = r"^(?:[0-9]+(?:\.[0-9]+)?(?:[Mm][Ss]|[SsMmHhDdWw]))+$"
+    props["duration"]["pattern"] = schemas.DURATION
     schema["examples"] = [{"matchers": {"service": "db"}, "duration": "2h", "reason": "maintenance"}]
 
 

@@ -15,13 +15,15 @@ from ..delivery.queries import RetryRefused
 from ..errors import IdempotencyConflict, MessageError, NotFound, UnknownIntegration
 from ..inbound import ReplayRefused
 from ..message import format_error
+from ..security.redact import redact_value
 from ..silences import SilenceError
 
 log = structlog.get_logger("tidings.server")
 
 
 def error(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+    """The error answer; known secrets in ``detail`` (an input echoed back, a peer's words) are masked."""
+    return JSONResponse({"error": error, "detail": redact_value(detail)}, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:

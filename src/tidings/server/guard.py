@@ -9,9 +9,13 @@ one pass over the headers, no framework machinery):
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..security.redact import redact_value
 
 
 class BodyTooLarge(HTTPException):
@@ -122,8 +126,13 @@ def _bodiless(scope: Scope) -> bool:
     return not scope["path"].rstrip("/").endswith(("/messages", "/preview"))
 
 
+def error_body(error: str, detail: Any) -> bytes:
+    """An error answer of the pure-ASGI endpoints; known secrets in ``detail`` are masked."""
+    return orjson.dumps({"error": error, "detail": redact_value(detail)})
+
+
 async def _reply(send: Send, status: int, error: str, detail: str) -> None:
-    body = orjson.dumps({"error": error, "detail": detail})
+    body = error_body(error, detail)
     await send(
         {
             "type": "http.response.start",

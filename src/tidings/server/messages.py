@@ -21,7 +21,7 @@ from ..errors import IdempotencyConflict, MessageError, UnknownIntegration
 from ..hub import Hub
 from ..message import Message
 from .auth import authenticate
-from .guard import BodyTooLarge, ClientGone, read_body, refusal
+from .guard import BodyTooLarge, ClientGone, error_body, read_body, refusal
 
 log = structlog.get_logger("tidings.server")
 
@@ -84,11 +84,11 @@ async def serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
     try:
         await respond(*await _accept(app, scope, receive))
     except _Refused as no:
-        await respond(no.status, orjson.dumps({"error": no.error, "detail": no.detail}), no.headers)
+        await respond(no.status, error_body(no.error, no.detail), no.headers)
     except Exception:
         log.exception("server.unhandled", path=scope["path"])
         if not started:
-            await respond(500, orjson.dumps({"error": "internal error", "detail": "see the server log"}), [])
+            await respond(500, error_body("internal error", "see the server log"), [])
 
 
 async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:

@@ -99,6 +99,10 @@ class Delivery(Out):
     last_error: str | None
 
 
+class Retried(Out):
+    retried: list[str] = Field(description="the ids of the deliveries sent again")
+
+
 class DeliveryListed(Delivery):
     title: str = Field(description="the message's title")
 
@@ -277,6 +281,8 @@ class HookAccepted(Out):
 # what str.strip() and Python's \s treat as whitespace (ECMA's \s differs: no \x1c-\x1f, \x85).
 _SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NO_NUL = r"^[^\x00]*$"
+DURATION = r"^(?:[0-9]+(?:\.[0-9]+)?(?:[Mm][Ss]|[SsMmHhDdWw]))+$"
+"""How a duration is written: 30s, 5m, 1h30m, 2d, 500ms."""
 NOT_BLANK = rf"^[^\x00]*[^{_SPACE}\x00][^\x00]*$"
 LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$"
 _URL = rf"^(?:[Hh][Tt][Tt][Pp][Ss]?://[^{_SPACE}/?#\x00]+[^{_SPACE}\x00]*|[Mm][Aa][Ii][Ll][Tt][Oo]:[^{_SPACE}\x00]+)$"
