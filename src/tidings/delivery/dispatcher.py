@@ -309,7 +309,7 @@ class Dispatcher:
             return poll
         try:
             async with self.store.read() as conn:
-                due = await outbox.next_due(conn, names)
+                due = await outbox.next_due(conn, names, self._clock())
         except Exception:
             return poll
         if due is None:
@@ -423,21 +423,22 @@ class Dispatcher:
         latency_ms = latency * 1000 if latency is not None else None
         if outcome.status is OutcomeStatus.DELIVERED:
             warning = redact(outcome.error) if outcome.error else None
-            return Result(c.id, c.integration, "delivered", attempts, now, warning, outcome.remote_id, latency_ms, now)
+            return Result(c.id, c.integration, "delivered", attempts, now, warning, outcome.remote_id, latency_ms, now,
+                          thread=c.thread)
         error = redact(outcome.error or "failed")
         if outcome.status is OutcomeStatus.PERMANENT:
-            return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
+            return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms, thread=c.thread)
         if gives_up(lane.policy, attempts, c.queued_at, now):
             error = f"gave up after {attempts} attempts: {error}"
-            return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
+            return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms, thread=c.thread)
         delay = next_delay(lane.policy, attempts, outcome.retry_after)
-        return Result(c.id, c.integration, "retrying", attempts, now + delay, error, None, latency_ms)
+        return Result(c.id, c.integration, "retrying", attempts, now + delay, error, None, latency_ms, thread=c.thread)
 
     @staticmethod
     def _release(c: Claimed, due: float, error: str | None) -> Result:
         """Hand a delivery back without counting an attempt."""
         status = "retrying" if c.attempts else "pending"
-        return Result(c.id, c.integration, status, c.attempts, due, error, released=True)
+        return Result(c.id, c.integration, status, c.attempts, due, error, released=True, thread=c.thread)
 
     # -- recording -------------------------------------------------------------------------
     def _queue(self, result: Result) -> None:
@@ -493,6 +494,8 @@ class _Record(Batch[_Flush, None]):
     def committed(self, items: list[_Flush], results: list[None | BaseException]) -> None:
         d = self.dispatcher
         d.metrics.observe_batch(r for f in items for r in f.results if not r.released)
+        if any(r.thread is not None for f in items for r in f.results):
+            d.wake()  # the next delivery of a thread may go now: claim it without waiting for the poll
         if d._on_flush is not None:
             d._on_flush()
 
