@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import orjson
 import pytest
 from helpers import eventually
 from sqlalchemy import select, text, update
@@ -177,3 +178,36 @@ async def test_one_thread_per_worker_on_postgresql_even_when_snapshots_differ(db
         rows = {r.id: (r.status, r.lease_owner) for r in await conn.execute(select(deliveries))}
     assert rows[got_b[0].id] == ("sending", "b")
     assert sorted(rows.values(), key=str) == [("pending", None), ("sending", "b")]
+
+
+async def test_deliveries_waiting_when_0005_runs_keep_their_thread_order(db_url: str) -> None:
+    from tidings.store.migrate import current, head, upgrade
+
+    s = Store(db_url)
+    try:
+        await upgrade(s, "0004")
+        async with s.write() as conn:
+            for n, (title, priority, thread, status) in enumerate([
+                ("old", 2, "t", "delivered"), ("fire", 2, "t", "retrying"), ("resolve", 0, "t", "pending"),
+                ("plain", 1, None, "pending"),
+            ]):
+                data = msg(title, thread=thread).to_dict()
+                await conn.execute(text(
+                    "INSERT INTO messages (id, created_at, title, priority, thread_key, data)"
+                    " VALUES (:id, :at, :title, :priority, :thread, :data)"
+                ), {"id": f"m{n}", "at": NOW + n, "title": title, "priority": priority, "thread": thread,
+                    "data": orjson.dumps(data).decode()})
+                await conn.execute(text(
+                    "INSERT INTO deliveries (id, message_id, integration, status, priority, attempts, created_at,"
+                    " updated_at, queued_at, next_attempt_at) VALUES (:id, :m, 'chat', :status, :priority, 0, :at, :at,"
+                    " :at, :at)"
+                ), {"id": f"d{n}", "m": f"m{n}", "status": status, "priority": priority, "at": NOW + n})
+        await s.migrate()
+        assert await current(s) == head()
+        async with s.read() as conn:
+            threads = dict((await conn.execute(select(deliveries.c.id, deliveries.c.thread))).all())
+        assert threads["d0"] is None and threads["d3"] is None, "only waiting deliveries of a thread get one"
+        assert threads["d1"] == threads["d2"] is not None
+        assert titles(await claim(s, NOW + 10)) == [("plain", "chat"), ("fire", "chat")]
+    finally:
+        await s.close()
