@@ -72,8 +72,10 @@ def in_thread_turn(dialect: str) -> str:
     sent now as far as its thread goes: it has no thread, or no other active delivery of its
     thread to its integration is ahead of it (accepted earlier) or being sent under a live lease
     (``:now``). So a thread's deliveries go out one at a time, in the order they were accepted,
-    whatever their priorities; a dead head lets the rest go. Deliveries without a thread pay one
-    NULL test."""
+    whatever their priorities; a dead head lets the rest go (as do delivered, suppressed and
+    grouped ones). Deliveries without a thread pay one NULL test. A state added later that holds a
+    delivery back to send it later (held by quiet hours, say) must block its thread too: add it
+    here and to ``THREAD_SQL``."""
     hint = " INDEXED BY ix_deliveries_thread" if dialect == "sqlite" else ""
     return (
         "(deliveries.thread IS NULL OR NOT EXISTS (SELECT 1"
