@@ -31,6 +31,7 @@ async def test_due_delivery_queries_use_the_partial_index(tmp_path: Path) -> Non
         for stmt in (_CLAIM["sqlite"], _NEXT_DUE["sqlite"]):
             plan = await _plan(store, stmt.text, params)
             assert "ix_deliveries_due" in plan, plan
+            assert "SEARCH ahead USING INDEX ix_deliveries_thread (integration=? AND thread=?)" in plan, plan
             assert "ix_deliveries_integration_id" not in plan, plan
         claim = await _plan(store, _CLAIM["sqlite"].text, params)
         assert "TEMP B-TREE" not in claim, claim  # served in claim order, never sorted
@@ -62,6 +63,7 @@ async def test_due_delivery_queries_use_the_partial_index_on_postgresql(pg_url: 
             async with store.read() as conn:
                 plan = " | ".join(row[0] for row in (await conn.execute(explain, params)).all())
             assert "ix_deliveries_due" in plan, plan
+            assert "Index Scan using ix_deliveries_thread on deliveries ahead" in plan, plan  # a thread's turn
             assert "Seq Scan" not in plan, plan
     finally:
         await store.close()

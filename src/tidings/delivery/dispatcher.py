@@ -312,7 +312,7 @@ class Dispatcher:
             return poll
         try:
             async with self.store.read() as conn:
-                due = await outbox.next_due(conn, names)
+                due = await outbox.next_due(conn, names, self._clock())
         except Exception:
             return poll
         if due is None:
@@ -434,24 +434,26 @@ class Dispatcher:
         if outcome.status is OutcomeStatus.DELIVERED:
             warning = nul_safe(clip(outcome.error, ERROR_MAX)) if outcome.error else None
             remote_id = nul_safe(outcome.remote_id) if outcome.remote_id else outcome.remote_id
-            return Result(c.id, c.integration, "delivered", attempts, now, warning, remote_id, latency_ms, now)
+            return Result(c.id, c.integration, "delivered", attempts, now, warning, remote_id, latency_ms, now,
+                          thread=c.thread)
         error = nul_safe(clip(outcome.error or "failed", ERROR_MAX))
         if outcome.status is not OutcomeStatus.PERMANENT and not gives_up(lane.policy, attempts, c.queued_at, now):
             delay = next_delay(lane.policy, attempts, outcome.retry_after)
             noisy(log.info, (c.integration, "retry"), "delivery.retry", integration=c.integration, delivery=c.id,
                   attempt=attempts, retry_in=round(delay, 3), error=error)
-            return Result(c.id, c.integration, "retrying", attempts, now + delay, error, None, latency_ms)
+            return Result(c.id, c.integration, "retrying", attempts, now + delay, error, None, latency_ms,
+                          thread=c.thread)
         if outcome.status is not OutcomeStatus.PERMANENT:
             error = f"gave up after {attempts} attempts: {error}"
         noisy(log.warning, (c.integration, "dead"), "delivery.dead", integration=c.integration, delivery=c.id,
               message=c.message_id, attempts=attempts, error=error)
-        return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms)
+        return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms, thread=c.thread)
 
     @staticmethod
     def _release(c: Claimed, due: float, error: str | None) -> Result:
         """Hand a delivery back without counting an attempt."""
         status = "retrying" if c.attempts else "pending"
-        return Result(c.id, c.integration, status, c.attempts, due, error, released=True)
+        return Result(c.id, c.integration, status, c.attempts, due, error, released=True, thread=c.thread)
 
     # -- recording -------------------------------------------------------------------------
     def _queue(self, result: Result) -> None:
@@ -507,6 +509,8 @@ class _Record(Batch[_Flush, None]):
     def committed(self, items: list[_Flush], results: list[None | BaseException]) -> None:
         d = self.dispatcher
         d.metrics.observe_batch(r for f in items for r in f.results if not r.released)
+        if any(r.thread is not None for f in items for r in f.results):
+            d.wake()  # the next delivery of a thread may go now: claim it without waiting for the poll
         if d._on_flush is not None:
             d._on_flush()
 

@@ -3,6 +3,11 @@
 ``write_messages`` stores messages with their delivery rows in the caller's transaction;
 ``claim`` leases due deliveries (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of
 workers share the queue); ``record`` writes many outcomes at once (see :class:`_Rows`).
+
+Priority orders work across threads, never inside one: a delivery whose message has a
+``thread_key`` carries the key's hash and its order of acceptance, and is claimed only when no
+other active delivery of that thread to that integration is ahead of it or being sent
+(:func:`~tidings.store.tables.in_thread_turn`).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +29,8 @@ from ..ids import new_id
 from ..message import Message
 from ..routing import Grouping, Target
 from ..store.engine import Conn
-from ..store.tables import dedup, deliveries, from_active_deliveries, messages
+from ..store.tables import dedup, deliveries, from_active_deliveries, in_thread_turn, messages
+from ..threads import thread_hash
 from .digest import join_groups
 
 
@@ -60,7 +67,9 @@ class Planned:
 class Lease:
     """Lease new deliveries to the writing process's own dispatcher, skipping the claim query,
     while ``wants(integration)`` says it has room. A crash before they are sent loses nothing:
-    the lease expires and any worker claims them."""
+    the lease expires and any worker claims them. Deliveries of a thread never take this path:
+    an earlier one of their thread may still wait or be sent by another worker, which only the
+    claim can tell."""
 
     owner: str
     seconds: float
@@ -77,6 +86,8 @@ class Claimed:
     queued_at: float
     message: Message
     route: str | None = None
+    thread: str | None = None
+    """The hash of the message's thread_key: the next delivery of the thread waits for this one."""
 
 
 @dataclass(slots=True)
@@ -94,10 +105,23 @@ class Result:
     delivered_at: float | None = None
     released: bool = False
     """Handed back without an attempt (breaker open, rate limit, shutdown)."""
+    thread: str | None = None
+    """The claimed delivery's thread: recording this result may let the thread's next one go."""
 
 
 def request_hash(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
+
+
+_last_seq = 0
+
+
+def _thread_seq() -> int:
+    """Order of acceptance within a thread: nanoseconds, strictly rising in this process (one
+    batch writes several deliveries of a thread within the same clock reading)."""
+    global _last_seq
+    _last_seq = max(time.time_ns(), _last_seq + 1)
+    return _last_seq
 
 
 async def write_messages(
@@ -138,6 +162,7 @@ async def write_messages(
         if key:
             existing[key] = (msg_id, p.request_hash)
         m = p.message
+        thread = thread_hash(m.thread_key) if m.thread_key is not None else None
         message_rows.append(
             (
                 msg_id,
@@ -168,11 +193,12 @@ async def write_messages(
                 status, reason = "suppressed", f"a duplicate: dedup_key {m.dedup_key!r} already sent within the {t.cooldown:g}s cooldown"
             d_id = new_id()
             owner, due = None, now
-            if status == "pending" and lease is not None and lease.wants(t.integration):
+            if status == "pending" and thread is None and lease is not None and lease.wants(t.integration):
                 status, owner, due = "sending", lease.owner, now + lease.seconds
                 p.leased.append(Claimed(d_id, msg_id, t.integration, 0, now, now, m, t.route))
             delivery_rows.append(
-                (d_id, msg_id, t.integration, t.route, status, m.priority.rank, 0, now, now, now, due, owner, reason)
+                (d_id, msg_id, t.integration, t.route, status, m.priority.rank, 0, now, now, now, due, owner, reason,
+                 thread, None if thread is None else _thread_seq())
             )
             refs.append(DeliveryRef(d_id, t.integration, status))
         out[i] = Receipt(msg_id, refs)
@@ -216,11 +242,14 @@ async def delivery_refs(conn: Conn, message_id: str) -> list[DeliveryRef]:
 async def claim(
     conn: Conn, owner: str, integrations: Sequence[str], limit: int, now: float, lease: float
 ) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries, most urgent first, then oldest."""
+    """Lease up to ``limit`` due deliveries, most urgent first, then oldest; of a thread only the
+    delivery whose turn it is."""
     if not integrations or limit <= 0:
         return []
     params = {"owner": owner, "until": now + lease, "now": now, "names": list(integrations), "limit": limit}
     rows = (await conn.execute(_CLAIM[conn.dialect.name], params)).all()
+    if conn.dialect.name == "postgresql" and any(r.thread is not None for r in rows):
+        rows = await _one_claimer_per_thread(conn, owner, rows, now)
     if not rows:
         return []
     ids = list({r.message_id for r in rows})
@@ -230,9 +259,35 @@ async def claim(
     }
     rows.sort(key=lambda r: (r.priority, r.created_at))
     return [
-        Claimed(r.id, r.message_id, r.integration, r.attempts, r.created_at, r.queued_at, data[r.message_id], r.route)
+        Claimed(r.id, r.message_id, r.integration, r.attempts, r.created_at, r.queued_at, data[r.message_id], r.route,
+                r.thread)
         for r in rows
     ]
+
+
+async def _one_claimer_per_thread(conn: Conn, owner: str, rows: list[Any], now: float) -> list[Any]:
+    """PostgreSQL: make sure no other worker holds a delivery of the threads just claimed.
+
+    The claim's condition is read from the statement's snapshot, so two workers whose snapshots
+    differ can each find a different delivery of one thread in turn: one claims S while a
+    writer commits H, accepted just before S but committed after; a worker whose snapshot has
+    H then claims H while S is being sent. SKIP LOCKED can't see that (two different rows).
+    So each claimer of a thread takes a transaction-level advisory lock on it (ordered, so two
+    claimers can't deadlock) and checks again with a fresh snapshot, which includes any claim
+    committed by a claimer that held the lock before; a delivery no longer in turn is handed back."""
+    threads = sorted({_thread_lock(r.integration, r.thread) for r in rows if r.thread is not None})
+    await conn.execute(_LOCK_THREADS, {"keys": threads})
+    claimed = [r.id for r in rows if r.thread is not None]
+    late = {r.id for r in await conn.execute(_OUT_OF_TURN, {"ids": claimed, "now": now})}
+    if not late:
+        return rows
+    await conn.execute(_HAND_BACK, {"ids": list(late), "owner": owner, "now": now})
+    return [r for r in rows if r.id not in late]
+
+
+def _thread_lock(integration: str, thread: str) -> int:
+    digest = hashlib.sha256(f"tidings-thread\x1f{integration}\x1f{thread}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 async def record(conn: Conn, owner: str, results: Sequence[Result], now: float) -> None:
@@ -297,7 +352,7 @@ _INSERT_MESSAGE = _insert(
 _INSERT_DELIVERY = _insert(
     deliveries,
     ("id", "message_id", "integration", "route", "status", "priority", "attempts", "created_at", "updated_at",
-     "queued_at", "next_attempt_at", "lease_owner", "last_error"),
+     "queued_at", "next_attempt_at", "lease_owner", "last_error", "thread", "thread_seq"),
 )
 _RECORD = _Rows(
     "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
@@ -311,10 +366,11 @@ _RECORD = _Rows(
 )
 
 
-async def next_due(conn: Conn, integrations: Sequence[str]) -> float | None:
+async def next_due(conn: Conn, integrations: Sequence[str], now: float) -> float | None:
+    """When the next delivery that can be claimed is due (not one waiting for its thread)."""
     if not integrations:
         return None
-    return (await conn.execute(_NEXT_DUE[conn.dialect.name], {"names": list(integrations)})).scalar()
+    return (await conn.execute(_NEXT_DUE[conn.dialect.name], {"names": list(integrations), "now": now})).scalar()
 
 
 def _by_dialect(build: Callable[[str], str]) -> dict[str, TextClause]:
@@ -323,8 +379,21 @@ def _by_dialect(build: Callable[[str], str]) -> dict[str, TextClause]:
 
 _CLAIM = _by_dialect(
     lambda d: "UPDATE deliveries SET status = 'sending', lease_owner = :owner, next_attempt_at = :until, updated_at = :now"
-    f" WHERE id IN (SELECT id {from_active_deliveries(d, of_integrations=True)} AND next_attempt_at <= :now ORDER BY priority, created_at LIMIT :limit"
+    f" WHERE id IN (SELECT id {from_active_deliveries(d, of_integrations=True)} AND next_attempt_at <= :now"
+    f" AND {in_thread_turn(d)} ORDER BY priority, created_at LIMIT :limit"
     f"{' FOR UPDATE SKIP LOCKED' if d == 'postgresql' else ''})"
-    " RETURNING id, message_id, integration, attempts, created_at, queued_at, priority, route"
+    " RETURNING id, message_id, integration, attempts, created_at, queued_at, priority, route, thread"
 )
-_NEXT_DUE = _by_dialect(lambda d: f"SELECT min(next_attempt_at) {from_active_deliveries(d, of_integrations=True)}")
+_NEXT_DUE = _by_dialect(
+    lambda d: f"SELECT min(next_attempt_at) {from_active_deliveries(d, of_integrations=True)} AND {in_thread_turn(d)}"
+)
+_LOCK_THREADS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS t"
+)
+_OUT_OF_TURN = text(f"SELECT id FROM deliveries WHERE id IN :ids AND NOT {in_thread_turn('postgresql')}").bindparams(
+    bindparam("ids", expanding=True)
+)
+_HAND_BACK = text(
+    "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END, lease_owner = NULL,"
+    " next_attempt_at = :now, updated_at = :now WHERE id IN :ids AND lease_owner = :owner AND status = 'sending'"
+).bindparams(bindparam("ids", expanding=True))

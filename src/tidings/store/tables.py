@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -51,8 +52,9 @@ class SafeText(_NulSafe):
     cache_ok = True
 
 
-def _any_status(states: tuple[str, ...]) -> str:
-    return " OR ".join(f"status = '{s}'" for s in states)
+def _any_status(states: tuple[str, ...], table: str = "") -> str:
+    column = f"{table}.status" if table else "status"
+    return " OR ".join(f"{column} = '{s}'" for s in states)
 
 
 ACTIVE = ("pending", "retrying", "sending")
@@ -63,6 +65,12 @@ when its WHERE states these statuses literally (bound parameters hide them from 
 OR-ed equalities, not ``status IN (...)``: SQLite tests a partial index's condition on every row
 written, and for an IN list of three or more it builds a temporary b-tree each time (measured
 with callgrind: 23k of the 141k instructions the outbox's SQLite work costs per message)."""
+
+
+THREAD_SQL = f"thread IS NOT NULL AND ({ACTIVE_SQL})"
+"""The condition of ``ix_deliveries_thread``: the active deliveries that belong to a thread, the
+only ones a later delivery of the same thread waits for (see ``outbox.in_turn``). Deliveries
+without a thread, the common case, are never in it."""
 
 
 HELD = ("pending", "retrying", "dead", "suppressed", "grouped")
@@ -85,6 +93,26 @@ def from_active_deliveries(dialect: str, *, of_integrations: bool = False) -> st
     hint = " INDEXED BY ix_deliveries_due" if dialect == "sqlite" else ""
     names = " AND integration IN :names" if of_integrations else ""
     return f"FROM deliveries{hint} WHERE ({ACTIVE_SQL}){names}"
+
+
+def in_thread_turn(dialect: str) -> str:
+    """The condition a delivery (the enclosing query's ``deliveries`` row) meets when it may be
+    sent now as far as its thread goes: it has no thread, or no other active delivery of its
+    thread to its integration is ahead of it (accepted earlier) or being sent under a live lease
+    (``:now``). So a thread's deliveries go out one at a time, in the order they were accepted,
+    whatever their priorities; a dead head lets the rest go (as do delivered, suppressed and
+    grouped ones). Deliveries without a thread pay one NULL test. A state added later that holds a
+    delivery back to send it later (held by quiet hours, say) must block its thread too: add it
+    here and to ``THREAD_SQL``."""
+    hint = " INDEXED BY ix_deliveries_thread" if dialect == "sqlite" else ""
+    return (
+        "(deliveries.thread IS NULL OR NOT EXISTS (SELECT 1"
+        f" FROM deliveries AS ahead{hint} WHERE ahead.integration = deliveries.integration"
+        f" AND ahead.thread = deliveries.thread AND ({_any_status(ACTIVE, 'ahead')}) AND ahead.id <> deliveries.id"
+        " AND (ahead.thread_seq < deliveries.thread_seq"
+        " OR (ahead.thread_seq = deliveries.thread_seq AND ahead.id < deliveries.id)"
+        " OR (ahead.status = 'sending' AND ahead.next_attempt_at > :now))))"
+    )
 
 messages = Table(
     "messages",
@@ -120,6 +148,8 @@ deliveries = Table(
     Column("latency_ms", Float),
     Column("remote_id", SafeText),
     Column("last_error", SafeText),
+    Column("thread", String(64), comment="sha256 of the message's thread_key; NULL without one"),
+    Column("thread_seq", BigInteger, comment="order of acceptance within the thread (ns, per writer strictly rising)"),
     Index(
         "ix_deliveries_due",
         "priority",
@@ -127,6 +157,14 @@ deliveries = Table(
         "next_attempt_at",
         sqlite_where=text(ACTIVE_SQL),
         postgresql_where=text(ACTIVE_SQL),
+    ),
+    Index(
+        "ix_deliveries_thread",
+        "integration",
+        "thread",
+        "thread_seq",
+        sqlite_where=text(THREAD_SQL),
+        postgresql_where=text(THREAD_SQL),
     ),
     Index("ix_deliveries_message", "message_id"),
     # Ids are time-ordered (UUIDv7): (x, id) serves "newest first" and time windows alike.
