@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiohttp
 from limits import parse as parse_rate
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ..message import Message, Priority
 from ..templates import Template
@@ -46,11 +46,33 @@ class RetryPolicy(BaseModel):
 
 
 class BreakerPolicy(BaseModel):
-    """Open after ``failures`` consecutive retryable failures; try again after ``cool_off``."""
+    """Open when at least ``failure_rate`` of the sends of the last ``window`` failed (retryably),
+    once the window holds ``min_calls`` sends. Open, it holds sends back for ``cool_off``, then lets
+    ``trials`` sends through (half-open): their success closes it, a failure opens it again for
+    twice as long, at most ``max_cool_off`` (never below ``cool_off``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    failures: int = Field(5, ge=1, le=1000)
-    cool_off: Duration = 30.0
+    failure_rate: float = Field(0.5, gt=0.0, le=1.0, description="share of failed sends in the window that opens it")
+    min_calls: int = Field(20, ge=1, le=100_000, description="sends the window must hold before it may open")
+    window: Duration = Field(10.0, gt=0, description="the sliding window the failure rate is measured over")
+    cool_off: Duration = Field(1.0, gt=0, description="the first time it stays open")
+    max_cool_off: Duration = Field(4.0, gt=0, description="the longest it stays open while the peer stays down")
+    trials: int = Field(1, ge=1, le=100, description="sends let through half-open; all must succeed to close it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _failures(cls, data: Any) -> Any:
+        """``failures: N`` (before the failure rate) still reads, as ``min_calls: N``."""
+        if isinstance(data, dict) and "failures" in data:
+            data = dict(data)
+            if "min_calls" in data:
+                raise ValueError("failures is the old name of min_calls: give one of them")
+            data["min_calls"] = data.pop("failures")
+        return data
+
+    @property
+    def longest_cool_off(self) -> float:
+        return max(self.cool_off, self.max_cool_off)
 
 
 class IntegrationSettings(BaseModel):
