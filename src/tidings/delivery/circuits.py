@@ -41,6 +41,7 @@ class Circuits:
         self._clock = clock
         self._read_at = float("-inf")
         self._writes: dict[str, asyncio.Task[None]] = {}
+        self._probed: dict[str, int] = {}
 
     async def sync(self, force: bool = False) -> None:
         """Adopt what other processes stored (at most every :data:`REFRESH` seconds)."""
@@ -62,6 +63,21 @@ class Circuits:
         now = self._clock()
         waits = [b.half_open_at - now for b in self.breakers.values() if b.state == "open"]
         return max(0.0, min([longest, *waits]))
+
+    async def probe(self, idle: Sequence[str]) -> None:
+        """A half-open breaker needs a send to try. For those of ``idle`` (integrations the last
+        claim found nothing due for) make the next waiting delivery due now, once per opening,
+        so a backlog in long retry delays doesn't keep the breaker from ever closing."""
+        due = [b for b in (self.breakers[n] for n in idle) if b.state == "half-open" and b.admits
+               and self._probed.get(b.name) != b.epoch]
+        if not due:
+            return
+        now = self._clock()
+        async with self.store.write() as conn:
+            for b in due:
+                self._probed[b.name] = b.epoch
+                if (await conn.execute(_PROBE[conn.dialect.name], {"name": b.name, "now": now})).rowcount:
+                    self._wake()
 
     def changed(self, breaker: Breaker) -> None:
         """``breaker`` made a transition: store it (in the background, one write at a time)."""
@@ -169,3 +185,11 @@ def _resume(dialect: str) -> TextClause:
 
 
 _RESUME = {d: _resume(d) for d in ("sqlite", "postgresql")}
+_PROBE = {
+    d: text(
+        "UPDATE deliveries SET next_attempt_at = :now WHERE id IN ("
+        f"SELECT id {from_active_deliveries(d)} AND integration = :name AND status <> 'sending'"
+        " AND next_attempt_at > :now ORDER BY next_attempt_at LIMIT 1)"
+    )
+    for d in ("sqlite", "postgresql")
+}

@@ -270,6 +270,8 @@ class Dispatcher:
         async with self.store.write() as conn:
             rows = await outbox.claim(conn, self.owner, names, limit, now, self.settings.lease)
         self.take(rows)
+        if len(rows) < limit:
+            await self.circuits.probe([n for n in names if self.lanes[n].active == 0])
         return len(rows)
 
     def lease(self) -> outbox.Lease:

@@ -45,13 +45,19 @@ class RetryPolicy(BaseModel):
     max_age: Duration = 86400.0
 
 
+def _old_breaker_name(schema: dict[str, Any]) -> None:
+    """`failures` (see BreakerPolicy._failures) in the JSON Schema too, so editors accept old files."""
+    schema["properties"]["failures"] = {"type": "integer", "minimum": 1, "deprecated": True,
+                                        "description": "the old name of min_calls"}
+
+
 class BreakerPolicy(BaseModel):
     """Open when at least ``failure_rate`` of the sends of the last ``window`` failed (retryably),
     once the window holds ``min_calls`` sends. Open, it holds sends back for ``cool_off``, then lets
     ``trials`` sends through (half-open): their success closes it, a failure opens it again for
     twice as long, at most ``max_cool_off`` (never below ``cool_off``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_old_breaker_name)
     failure_rate: float = Field(0.5, gt=0.0, le=1.0, description="share of failed sends in the window that opens it")
     min_calls: int = Field(20, ge=1, le=100_000, description="sends the window must hold before it may open")
     window: Duration = Field(10.0, gt=0, description="the sliding window the failure rate is measured over")
