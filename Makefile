@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/middleware.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/faulty.py
 
 lint: install
 	$(BIN)/ruff check src tests bench

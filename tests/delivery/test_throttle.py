@@ -116,8 +116,8 @@ def test_cool_off_grows_while_the_peer_stays_down_and_resets_when_it_is_back() -
         assert send(b, False)
         assert b.state == "open"
         assert b.admit()[0] == clock.now + b.cool_off
-        seen.append(b.cool_off)
-    assert seen == [2.0, 4.0, 8.0, 8.0, 8.0], "doubling, capped at max_cool_off"
+        seen.append((b.cool_off, b.at_cap))
+    assert seen == [(2.0, False), (4.0, False), (8.0, False), (8.0, True), (8.0, True)], "doubling, capped"
     clock.advance(8.0)
     assert send(b, True) and b.state == "closed"
     assert b.cool_off == 1.0

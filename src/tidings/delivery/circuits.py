@@ -121,8 +121,9 @@ def _log(breaker: Breaker, p: Pending, now: float) -> None:
         log.info("breaker.closed", integration=breaker.name,
                  down_s=round(now - s.opened_at, 3) if s.opened_at is not None else None)
     elif s.half_open_at is not None and s.opened_at is not None and s.half_open_at - s.cool_off > s.opened_at + 1e-3:
-        log.warning("breaker.reopened", integration=breaker.name, cool_off_s=s.cool_off,
-                    down_s=round(now - s.opened_at, 3))
+        # Info while the cool-off grows; at its cap, a peer down for long would repeat it every few seconds.
+        (log.debug if breaker.at_cap else log.info)("breaker.reopened", integration=breaker.name, cool_off_s=s.cool_off,
+                                            down_s=round(now - s.opened_at, 3))
     else:
         failures, calls = breaker.tripped
         log.warning("breaker.opened", integration=breaker.name, failures=failures, calls=calls,

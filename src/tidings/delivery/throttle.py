@@ -188,6 +188,8 @@ class Breaker:
         self._taken = 0
         self._passed = 0
         self._half_open_logged = False
+        self.at_cap = False
+        """Whether it last reopened at the longest cool-off already."""
         self.tripped: tuple[int, int] = (0, 0)
         """(failures, sends) in the window when it last opened."""
 
@@ -233,7 +235,7 @@ class Breaker:
             if ok or w.calls < p.min_calls or w.failures < p.failure_rate * w.calls:
                 return False
             self.tripped = (w.failures, w.calls)
-            self.opened_at = now
+            self.opened_at, self.at_cap = now, False
             self._open(now, p.cool_off)
             return True
         if ok:
@@ -244,7 +246,9 @@ class Breaker:
             self.cool_off = self.policy.cool_off
             self._changed()
             return True
-        self._open(now, min(self.cool_off * 2, self.policy.longest_cool_off))
+        longer = min(self.cool_off * 2, self.policy.longest_cool_off)
+        self.at_cap = longer == self.cool_off
+        self._open(now, longer)
         return True
 
     def release(self, epoch: int) -> None:
