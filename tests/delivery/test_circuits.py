@@ -4,8 +4,13 @@ peer comes back, and one log line per transition."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,6 +117,30 @@ async def test_an_api_only_hub_reports_the_workers_breaker(make_hub: Any, peer: 
     ops = {i["name"]: i for i in await api.integrations()}["ops"]
     assert ops["health"] == "circuit-open"
     assert worker.dispatcher.breaker_state("ops") == "open"
+
+
+async def test_the_cli_reports_the_workers_breaker(make_hub: Any, peer: Peer, db_url: str, tmp_path: Path) -> None:
+    """`tidings integrations` runs without a dispatcher: it showed no circuit at all."""
+    peer.default = Reply(503)
+    config = routed(hook(peer, cool_off=30, max_cool_off=30))
+    worker = await make_hub(config)
+    for i in range(3):
+        await worker.notify(Message(f"m{i}"))
+    await eventually(lambda: _is_open(worker))
+    path = tmp_path / "tidings.yaml"
+    path.write_text(json.dumps({**config, "server": {"database": db_url}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env.update(TIDINGS_CONFIG=str(path), TIDINGS_KEY_FILE=str(tmp_path / "tidings.key"))
+    cli = await asyncio.create_subprocess_exec(str(Path(sys.executable).with_name("tidings")), "integrations", "--json",
+                                               env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0, err
+    ops = {i["name"]: i for i in json.loads(out)}["ops"]
+    assert ops["circuit"] == "open" and ops["health"] == "circuit-open"
+
+
+async def _is_open(hub: Any) -> bool:
+    return await circuit(hub) == "open"
 
 
 async def test_workers_on_one_database_converge(make_hub: Any, peer: Peer) -> None:
