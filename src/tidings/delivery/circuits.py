@@ -42,6 +42,7 @@ class Circuits:
         self._read_at = float("-inf")
         self._writes: dict[str, asyncio.Task[None]] = {}
         self._probed: dict[str, int] = {}
+        self._read_failing = False
 
     async def sync(self, force: bool = False) -> None:
         """Adopt what other processes stored (at most every :data:`REFRESH` seconds)."""
@@ -53,8 +54,11 @@ class Circuits:
             async with self.store.read() as conn:
                 stored = await load(conn, list(self.breakers))
         except Exception as exc:  # the next read tries again; sends go on meanwhile
-            log.warning("breaker.read_failed", error=str(exc)[:300])
+            if not self._read_failing:  # once per streak, not every second
+                log.warning("breaker.read_failed", error=str(exc)[:300])
+            self._read_failing = True
             return
+        self._read_failing = False
         for name, state in stored.items():
             self.breakers[name].adopt(state)
 
@@ -97,13 +101,16 @@ class Circuits:
             await asyncio.gather(*writes, return_exceptions=True)
 
     async def _write(self, breaker: Breaker) -> None:
+        failed = False
         while (p := breaker.pending()) is not None:
             now = self._clock()
             try:
                 async with self.store.write() as conn:
                     there = await store(conn, breaker.name, p.expected, p.state, now, breaker.policy.window)
             except Exception as exc:
-                log.warning("breaker.write_failed", integration=breaker.name, error=str(exc)[:300])
+                if not failed:
+                    log.warning("breaker.write_failed", integration=breaker.name, error=str(exc)[:300])
+                failed = True
                 await asyncio.sleep(WRITE_RETRY)
                 continue
             if there is not None:
