@@ -40,6 +40,7 @@ bench: install-test
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/middleware.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/faulty.py
 
 lint: install-test
 	$(BIN)/ruff check src tests bench

@@ -82,7 +82,7 @@ def test_a_full_file_loads(tmp_path: Path) -> None:
     assert ops.kind == "webhook" and ops.url == "https://hooks.example.com/ops"  # type: ignore[attr-defined]
     assert ops.timeout == 5.0 and ops.rate_limit == "4/second"
     assert ops.retry.base == 2.0 and ops.retry.cap == 600.0 and ops.retry.max_attempts == 5
-    assert ops.breaker.failures == 3 and ops.breaker.cool_off == 60.0
+    assert ops.breaker.min_calls == 3 and ops.breaker.cool_off == 60.0
     first, second = config.routes
     assert first.name == "pages" and first.to == ["ops", "inbox"] and first.continue_ is True and first.cooldown == 600.0
     assert first.match.priority == ">=high" and first.match.source == "prometheus"

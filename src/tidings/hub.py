@@ -28,7 +28,7 @@ from . import gc_tuning
 from .acks import record_ack
 from .background import wait_at_most
 from .config import Config, config_path, load_config
-from .delivery import queries
+from .delivery import circuits, queries
 from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher, set_disabled
 from .delivery.outbox import Planned, Receipt, write_messages
@@ -395,6 +395,7 @@ class Hub:
         async with self.require_store().read() as conn:
             stats = await queries.integration_stats(conn, list(self.notifiers))
             inbound = await inbound_stats(conn, list(self.receivers), time.time() - queries.STATS_WINDOW)
+            breakers = await circuits.circuits(conn, list(self.notifiers), time.time())
         out = []
         for name in names:
             integration = self._integrations[name]
@@ -408,7 +409,7 @@ class Hub:
             notifier = self.notifiers.get(name)
             if notifier is not None:
                 s = stats[name]
-                breaker = self.dispatcher.breaker_state(name) if self.dispatcher else None
+                breaker = breakers[name]
                 item.update(
                     health=s.health(breaker),
                     circuit=breaker,

@@ -23,123 +23,202 @@ class Clock:
         self.now += seconds
 
 
-def breaker(failures: int = 3, cool_off: float = 10.0) -> tuple[Breaker, Clock]:
-    clock = Clock()
-    return Breaker(BreakerPolicy(failures=failures, cool_off=cool_off), clock=clock), clock
+def breaker(clock: Clock | None = None, **policy: Any) -> tuple[Breaker, Clock]:
+    clock = clock or Clock()
+    settings = {"min_calls": 4, "failure_rate": 0.5, "window": 10.0, "cool_off": 1.0, "max_cool_off": 8.0, **policy}
+    return Breaker(BreakerPolicy(**settings), "ops", clock=clock), clock
 
 
-def open_it(b: Breaker, failures: int = 3) -> None:
-    for _ in range(failures):
-        b.record(False)
+def send(b: Breaker, ok: bool) -> bool:
+    """One send through the breaker: admitted, then its result recorded; True on a transition."""
+    until, epoch = b.admit()
+    assert until is None, "the breaker let nothing through"
+    return b.record(ok, epoch)
+
+
+def open_it(b: Breaker) -> None:
+    while b.state == "closed":
+        send(b, False)
 
 
 # -- the breaker -------------------------------------------------------------------------------
-def test_closed_until_n_consecutive_failures() -> None:
-    b, clock = breaker(failures=3)
-    assert b.state == "closed" and b.blocked_until() is None
-    b.record(False)
-    b.record(False)
-    assert b.state == "closed" and b.blocked_until() is None
-    b.record(True)  # a success in between: the count starts again
-    b.record(False)
-    b.record(False)
+def test_random_failures_below_the_rate_never_open_it() -> None:
+    """30% of sends failing, in runs of up to five in a row (which opened the old breaker of
+    five consecutive failures): the rate stays below 50% and the breaker closed."""
+    b, clock = breaker(min_calls=20)
+    pattern = [False] * 5 + [True] * 12 + [False, True, True, False, True, True, False, True, True, True]
+    assert pattern.count(False) / len(pattern) < 0.5
+    for _ in range(20):
+        for ok in pattern:
+            assert not send(b, ok)
+            clock.advance(0.01)
     assert b.state == "closed"
-    b.record(False)
-    assert b.state == "open"
-    assert b.blocked_until() == clock.now + 10.0
 
 
-def test_open_blocks_until_the_cool_off_then_one_trial() -> None:
-    b, clock = breaker(cool_off=10.0)
-    open_it(b)
-    opened = clock.now
-    clock.advance(9.99)
-    assert b.state == "open"
-    assert b.blocked_until() == opened + 10.0
-    clock.advance(0.01)
-    assert b.state == "half-open"
-    assert b.blocked_until() is None, "the first send takes the trial"
-    assert b.blocked_until() == clock.now + 1.0, "a second send waits while the trial runs"
-    assert b.blocked_until() is not None
-    b.record(True)
+def test_opens_at_the_failure_rate_once_the_window_holds_min_calls() -> None:
+    b, _ = breaker(min_calls=10, failure_rate=0.5)
+    for _ in range(9):
+        assert not send(b, False), "below min_calls a breaker never opens, even at 100% failures"
     assert b.state == "closed"
-    assert b.failures == 0
-    assert b.blocked_until() is None and b.blocked_until() is None
+    assert send(b, False), "the 10th failure in 10 sends opens it"
+    assert b.state == "open" and b.tripped == (10, 10)
 
-
-def test_failed_trial_reopens_for_twice_as_long_capped_at_ten_times() -> None:
-    b, clock = breaker(cool_off=10.0)
-    open_it(b)
-    expected = [20.0, 40.0, 80.0, 100.0, 100.0]
-    for cool_off in [10.0, *expected[:-1]]:
-        clock.advance(cool_off)
-        assert b.state == "half-open"
-        assert b.blocked_until() is None
-        b.record(False)
-        assert b.state == "open"
-    assert b.cool_off == 100.0
-    seen = []
-    b2, clock2 = breaker(cool_off=10.0)
-    open_it(b2)
+    b, _ = breaker(min_calls=10, failure_rate=0.5)
+    for _ in range(6):
+        send(b, True)
     for _ in range(5):
-        clock2.advance(b2.cool_off)
-        assert b2.blocked_until() is None
-        b2.record(False)
-        seen.append(b2.cool_off)
-        assert b2.blocked_until() == clock2.now + b2.cool_off
-    assert seen == expected
+        assert not send(b, False)  # 5 of 11
+    assert send(b, False) and b.state == "open", "6 of 12 failed: 50%"
+    assert b.tripped == (6, 12)
 
 
-def test_success_after_reopening_restores_the_first_cool_off() -> None:
-    b, clock = breaker(cool_off=10.0)
-    open_it(b)
-    clock.advance(10.0)
-    assert b.blocked_until() is None
-    b.record(False)  # trial failed: 20 s now
-    clock.advance(20.0)
-    assert b.blocked_until() is None
-    b.record(True)
-    assert b.state == "closed" and b.cool_off == 10.0
-    open_it(b)
-    assert b.blocked_until() == clock.now + 10.0
+def test_old_sends_slide_out_of_the_window() -> None:
+    b, clock = breaker(min_calls=4, window=10.0)
+    for _ in range(50):
+        send(b, True)
+    for _ in range(10):
+        send(b, False)
+    assert b.state == "closed", "50 recent successes outweigh 10 failures"
+    clock.advance(11.0)  # they all age out
+    for _ in range(3):
+        assert not send(b, False)
+    assert send(b, False) and b.state == "open"
 
 
-def test_late_failures_while_open_do_not_extend_it() -> None:
-    """Sends that started before the breaker opened may fail after: the cool-off still runs from
-    the moment it opened."""
-    b, clock = breaker(cool_off=10.0)
+def test_open_admits_nothing_then_half_open_lets_the_trials_through() -> None:
+    b, clock = breaker(cool_off=1.0, trials=2)
     open_it(b)
     opened = clock.now
-    clock.advance(5.0)
-    b.record(False)
-    b.record(False)
-    assert b.blocked_until() == opened + 10.0
-    clock.advance(5.0)
+    assert not b.admits
+    assert b.admit()[0] == opened + 1.0
+    clock.advance(0.99)
+    assert b.state == "open" and b.admit()[0] == opened + 1.0
+    clock.advance(0.01)
+    assert b.state == "half-open" and b.admits
+    first, epoch = b.admit()
+    second, _ = b.admit()
+    assert first is None and second is None, "two trials"
+    third, _ = b.admit()
+    assert third is not None and not b.admits, "the rest wait while the trials run"
+    assert not b.record(True, epoch), "one success of two trials: still half-open"
     assert b.state == "half-open"
+    assert b.record(True, epoch)
+    assert b.state == "closed" and b.admits and b.admit()[0] is None
+
+
+def test_cool_off_grows_while_the_peer_stays_down_and_resets_when_it_is_back() -> None:
+    b, clock = breaker(cool_off=1.0, max_cool_off=8.0)
+    open_it(b)
+    seen = []
+    for _ in range(5):
+        clock.advance(b.cool_off)
+        assert b.state == "half-open"
+        assert send(b, False)
+        assert b.state == "open"
+        assert b.admit()[0] == clock.now + b.cool_off
+        seen.append((b.cool_off, b.at_cap))
+    assert seen == [(2.0, False), (4.0, False), (8.0, False), (8.0, True), (8.0, True)], "doubling, capped"
+    clock.advance(8.0)
+    assert send(b, True) and b.state == "closed"
+    assert b.cool_off == 1.0
+    open_it(b)
+    assert b.admit()[0] == clock.now + 1.0, "a new episode starts from the first cool-off"
+
+
+def test_max_cool_off_below_cool_off_never_shortens_it() -> None:
+    b, clock = breaker(cool_off=30.0, max_cool_off=4.0)
+    open_it(b)
+    clock.advance(30.0)
+    send(b, False)
+    assert b.cool_off == 30.0
+
+
+def test_results_of_sends_admitted_before_a_transition_change_nothing() -> None:
+    """Sends that started before the breaker opened end after it: a late failure doesn't extend
+    the cool-off, a late success doesn't close it (only the trials decide)."""
+    b, clock = breaker(cool_off=1.0)
+    late = [b.admit()[1] for _ in range(3)]
+    open_it(b)
+    opened = clock.now
+    clock.advance(0.5)
+    assert not b.record(False, late[0])
+    assert b.admit()[0] == opened + 1.0
+    clock.advance(0.5)
+    _, trial = b.admit()
+    assert not b.record(True, late[1]), "not the trial"
+    assert b.state == "half-open" and not b.admits
+    assert b.record(False, trial)
+    assert b.state == "open"
 
 
 def test_released_trial_lets_another_send_try() -> None:
     b, clock = breaker()
     open_it(b)
-    clock.advance(10.0)
-    assert b.blocked_until() is None
-    assert b.blocked_until() is not None
-    b.release_trial()  # the trial send never happened (rate limit, shutdown)
-    assert b.blocked_until() is None
-    assert b.blocked_until() is not None
+    clock.advance(1.0)
+    until, epoch = b.admit()
+    assert until is None
+    assert b.admit()[0] is not None
+    b.release(epoch)  # the trial send never happened (rate limit, shutdown)
+    assert b.admit()[0] is None
+    assert b.admit()[0] is not None
 
 
-def test_release_trial_when_closed_changes_nothing() -> None:
+def test_release_when_closed_changes_nothing() -> None:
     b, _ = breaker()
-    b.release_trial()
-    assert b.state == "closed" and b.blocked_until() is None
+    _, epoch = b.admit()
+    b.release(epoch)
+    assert b.state == "closed" and b.admit()[0] is None
 
 
-def test_policy_bounds() -> None:
-    with pytest.raises(ValueError):
-        BreakerPolicy(failures=0)
-    assert BreakerPolicy().failures == 5 and BreakerPolicy().cool_off == 30.0
+def test_a_transition_is_stored_once_and_adopted_by_other_processes() -> None:
+    clock = Clock()
+    a, _ = breaker(clock)
+    b, _ = breaker(clock)
+    assert a.pending() is None
+    open_it(a)
+    p = a.pending()
+    assert p is not None and p.expected == 0 and p.state.state == "open" and p.state.generation == 1
+    a.stored(p)
+    assert a.pending() is None and a.generation == 1
+    assert b.adopt(p.state) and b.state == "open" and b.half_open_at == a.half_open_at
+    assert not b.adopt(p.state), "the same generation again changes nothing"
+    assert b.admit()[0] == a.half_open_at
+
+    # Both half-open at once: each lets its trial through, both succeed; a's write wins, b's loses
+    # and b takes what a stored.
+    clock.advance(1.0)
+    for x in (a, b):
+        assert send(x, True) and x.state == "closed"
+    pa, pb = a.pending(), b.pending()
+    assert pa is not None and pb is not None and pa.expected == pb.expected == 1
+    a.stored(pa)
+    b.adopt(pa.state, force=True)
+    assert b.pending() is None and b.generation == 2 and b.state == "closed"
+
+
+def test_a_process_with_a_transition_to_store_keeps_it() -> None:
+    clock = Clock()
+    a, _ = breaker(clock)
+    b, _ = breaker(clock)
+    open_it(a)
+    open_it(b)
+    pa = a.pending()
+    assert pa is not None
+    a.stored(pa)
+    assert not b.adopt(pa.state), "b still has its own to store: the write decides"
+    assert b.pending() is not None
+
+
+def test_policy_bounds_defaults_and_the_old_name() -> None:
+    p = BreakerPolicy()
+    assert (p.failure_rate, p.min_calls, p.window, p.cool_off, p.max_cool_off, p.trials) == (0.5, 20, 10.0, 1.0, 4.0, 1)
+    for bad in ({"failure_rate": 0}, {"failure_rate": 1.5}, {"min_calls": 0}, {"window": 0}, {"trials": 0},
+                {"cool_off": 0}, {"failures": 3, "min_calls": 3}, {"consecutive": 3}):
+        with pytest.raises(ValueError):
+            BreakerPolicy(**bad)
+    assert BreakerPolicy(failures=3).min_calls == 3, "configs written with failures: N still load"
     assert BreakerPolicy(cool_off="2m").cool_off == 120.0
+    assert BreakerPolicy(cool_off="2m").longest_cool_off == 120.0
 
 
 # -- the rate limiter --------------------------------------------------------------------------

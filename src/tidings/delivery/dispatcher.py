@@ -33,7 +33,7 @@ from ..store.batch import Batch
 from ..store.engine import Conn, Store
 from ..store.tables import integration_state, nul_safe
 from ..templates import TemplateError, apply_templates
-from . import outbox
+from . import circuits, outbox
 from .outbox import Claimed, Result
 from .retry import gives_up, next_delay
 from .throttle import Breaker, RateLimiter, SharedLimits
@@ -78,7 +78,7 @@ class Lane:
 
     @property
     def accepting(self) -> bool:
-        return not self.disabled and self.active < self.capacity and self.breaker.state != "open"
+        return not self.disabled and self.active < self.capacity and self.breaker.admits
 
     def put(self, c: Claimed) -> None:
         self.queue.append(c)
@@ -117,7 +117,7 @@ def lane_for(notifier: Notifier, shared: SharedLimits | None = None) -> Lane:
     return Lane(
         notifier=notifier,
         policy=notifier.settings.retry,
-        breaker=Breaker(notifier.settings.breaker),
+        breaker=Breaker(notifier.settings.breaker, notifier.name),
         limiter=limiter,
         concurrency=concurrency,
         capacity=capacity,
@@ -171,10 +171,12 @@ class Dispatcher:
         self._disabled_checked = 0.0
         self._recorder = _Record(self)
         self._inflight = 0
+        self.circuits = circuits.Circuits(store, [lane.breaker for lane in self.lanes.values()], self.wake, clock)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         await self._refresh_disabled(force=True)
+        await self.circuits.sync(force=True)
         self._loop_task = asyncio.create_task(self._claim_loop(), name="tidings-dispatcher")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="tidings-flusher")
         self._watchdog_task = asyncio.create_task(self._watchdog(), name="tidings-watchdog")
@@ -199,6 +201,7 @@ class Dispatcher:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await self.circuits.close()
         if self._flush_task is not None:
             self._flush_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -218,6 +221,7 @@ class Dispatcher:
         self._wake.set()
 
     def breaker_state(self, integration: str) -> str | None:
+        """This process's view of the breaker (every process's: ``circuits.circuits``)."""
         lane = self.lanes.get(integration)
         return lane.breaker.state if lane else None
 
@@ -230,11 +234,12 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         s = self.settings
         while not self._stopping:
+            await self.circuits.sync()
             room, threshold = self._room()
             if room < threshold:
                 # Wait for in-flight sends to free a useful amount of room, not for each one.
                 self._starved = True
-                await self._sleep(s.poll_interval)
+                await self._sleep(self.circuits.until_half_open(s.poll_interval))
                 self._starved = False
                 continue
             limit = min(s.batch, room)
@@ -268,6 +273,8 @@ class Dispatcher:
         async with self.store.write() as conn:
             rows = await outbox.claim(conn, self.owner, names, limit, now, self.settings.lease)
         self.take(rows)
+        if len(rows) < limit:
+            await self.circuits.probe([n for n in names if self.lanes[n].active == 0])
         return len(rows)
 
     def lease(self) -> outbox.Lease:
@@ -306,7 +313,7 @@ class Dispatcher:
                 self._wake.set()
 
     async def _idle_time(self) -> float:
-        poll = self.settings.poll_interval
+        poll = self.circuits.until_half_open(self.settings.poll_interval)
         names = [name for name, lane in self.lanes.items() if lane.accepting]
         if not names:
             return poll
@@ -354,7 +361,6 @@ class Dispatcher:
                     raise
                 me.uncancel()
                 timeout = lane.notifier.effective_timeout
-                lane.breaker.record(False)
                 result = self._finish(lane, c, Outcome.retry(f"timed out after {timeout:g}s"), timeout + TIMEOUT_GRACE)
             except Exception as exc:  # a bug of ours must not strand the delivery until its lease ends
                 log.exception("dispatcher.attempt_failed", integration=c.integration, delivery=c.id)
@@ -380,7 +386,7 @@ class Dispatcher:
         now = self._clock()
         if lane.disabled:
             return self._release(c, now + DISABLED_REFRESH, None)
-        blocked = lane.breaker.blocked_until()
+        blocked, epoch = lane.breaker.admit()
         if blocked is not None:
             return self._release(c, blocked, None)
         notifier = lane.notifier
@@ -388,21 +394,21 @@ class Dispatcher:
         try:
             message = apply_templates(c.message, route.template, notifier.settings.template)
         except TemplateError as exc:
-            lane.breaker.release_trial()
+            lane.breaker.release(epoch)
             noisy(log.error, (c.integration, c.route, "template"), "config.template_failed", integration=c.integration,
                   route=c.route, error=redact(str(exc)))
             return self._finish(lane, c, Outcome.permanent(str(exc)), None)
         try:
             payload = notifier.render(message, route.render)
         except Exception as exc:
-            lane.breaker.release_trial()
+            lane.breaker.release(epoch)
             log.exception("dispatcher.render_failed", integration=notifier.name, delivery=c.id)
             return self._finish(lane, c, Outcome.permanent(f"render failed: {type(exc).__name__}: {exc}"), None)
         if lane.limiter is not None:
             key = notifier.rate_key(payload)
             while (wait := await lane.limiter.acquire(key)) > 0:
                 if wait > MAX_RATE_WAIT:
-                    lane.breaker.release_trial()
+                    lane.breaker.release(epoch)
                     return self._release(c, self._clock() + wait, None)
                 await asyncio.sleep(wait)
         attempt = Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, message)
@@ -410,13 +416,19 @@ class Dispatcher:
         lane.sending[worker] = time.monotonic() + notifier.effective_timeout + TIMEOUT_GRACE
         try:
             outcome = await notifier.send(payload, attempt)
+        except asyncio.CancelledError:
+            if worker in self._timed_out:  # the watchdog's: a failure (and _work records the retry)
+                self._breaker_record(lane, False, epoch)
+            else:
+                lane.breaker.release(epoch)
+            raise
         except TimeoutError:
             outcome = Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")
         except Exception as exc:
             log.warning("dispatcher.send_raised", integration=notifier.name, delivery=c.id, error=repr(exc))
             outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
         latency = time.perf_counter() - started
-        lane.breaker.record(outcome.status is not OutcomeStatus.RETRY)
+        self._breaker_record(lane, outcome.status is not OutcomeStatus.RETRY, epoch)
         if outcome.disable:
             if not lane.disabled:
                 log.warning("integration.disabled", integration=notifier.name,
@@ -424,6 +436,10 @@ class Dispatcher:
             lane.disabled = True
             self._pending.disable[notifier.name] = clip(outcome.error or "disabled by the peer", ERROR_MAX)
         return self._finish(lane, c, outcome, latency)
+
+    def _breaker_record(self, lane: Lane, ok: bool, epoch: int) -> None:
+        if lane.breaker.record(ok, epoch):
+            self.circuits.changed(lane.breaker)
 
     def _finish(self, lane: Lane, c: Claimed, outcome: Outcome, latency: float | None) -> Result:
         now = self._clock()

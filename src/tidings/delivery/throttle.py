@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
@@ -96,53 +98,215 @@ def _until(stats: WindowStats) -> float:
     return max(0.001, stats.reset_time - time.time())
 
 
-class Breaker:
-    """Closed, open after ``failures`` consecutive failures, half-open after ``cool_off``: one trial
-    goes through; success closes it, failure opens it again for twice as long (at most 10x)."""
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """What every process shares about one integration's breaker (a row of ``breakers``).
+    ``generation`` counts the stored transitions: a write names the one it saw (compare-and-set)."""
 
-    def __init__(self, policy: BreakerPolicy, clock: Callable[[], float] = time.time) -> None:
-        self.policy = policy
-        self._clock = clock
+    state: str
+    """``closed`` or ``open`` (half-open is open past ``half_open_at``)."""
+    generation: int = 0
+    cool_off: float = 0.0
+    opened_at: float | None = None
+    """When the current (or, closed, the last) episode began: its first opening."""
+    half_open_at: float | None = None
+
+    def circuit(self, now: float) -> str:
+        if self.state == "closed":
+            return "closed"
+        return "half-open" if now >= (self.half_open_at or 0.0) else "open"
+
+
+CLOSED = BreakerState("closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A transition to store: write ``state`` if the row still has generation ``expected``."""
+
+    expected: int
+    state: BreakerState
+    change: int
+
+
+class FailureWindow:
+    """Sends and failed sends over the last ``seconds``, counted in ten buckets."""
+
+    BUCKETS = 10
+
+    def __init__(self, seconds: float) -> None:
+        self._width = seconds / self.BUCKETS
+        self._buckets: deque[list[int]] = deque()  # [bucket number, sends, failures]
+        self.calls = 0
         self.failures = 0
+
+    def add(self, now: float, ok: bool) -> None:
+        number = int(now // self._width)
+        while self._buckets and self._buckets[0][0] <= number - self.BUCKETS:
+            _, calls, failures = self._buckets.popleft()
+            self.calls -= calls
+            self.failures -= failures
+        if not self._buckets or self._buckets[-1][0] != number:
+            self._buckets.append([number, 0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += 1
+        self.calls += 1
+        if not ok:
+            bucket[2] += 1
+            self.failures += 1
+
+    def clear(self) -> None:
+        self._buckets.clear()
+        self.calls = self.failures = 0
+
+
+class Breaker:
+    """One integration's circuit breaker, as one process sees it.
+
+    Closed, it counts this process's sends in a sliding window and opens when the failure rate
+    reaches the policy's once the window holds ``min_calls``. Open, it admits nothing until
+    ``half_open_at``; half-open, it admits ``trials`` sends: their success closes it, a failure
+    opens it again with the cool-off doubled (capped). Results of sends admitted before the last
+    transition (a stale *epoch*) change nothing.
+
+    Transitions are shared through the database (see ``delivery/circuits.py``): :meth:`pending`
+    says what to store, :meth:`stored` that it was, and :meth:`adopt` takes what another process
+    stored, so that every worker converges on the same state."""
+
+    def __init__(self, policy: BreakerPolicy, name: str = "", clock: Callable[[], float] = time.time) -> None:
+        self.policy = policy
+        self.name = name
+        self._clock = clock
+        self._window = FailureWindow(policy.window)
         self.opened_at: float | None = None
+        """When the current episode began (None: closed)."""
+        self.last_opened_at: float | None = None
+        self.half_open_at = 0.0
         self.cool_off = policy.cool_off
-        self._trial = False
+        self.epoch = 0
+        self.generation = 0
+        """The stored generation this state follows."""
+        self._change = 0
+        self._stored_change = 0
+        self._taken = 0
+        self._passed = 0
+        self._half_open_logged = False
+        self.at_cap = False
+        """Whether it last reopened at the longest cool-off already."""
+        self.tripped: tuple[int, int] = (0, 0)
+        """(failures, sends) in the window when it last opened."""
 
     @property
     def state(self) -> str:
         if self.opened_at is None:
             return "closed"
-        return "half-open" if self._clock() >= self.opened_at + self.cool_off else "open"
+        return "half-open" if self._clock() >= self.half_open_at else "open"
 
-    def blocked_until(self) -> float | None:
-        """None if a send may start now; otherwise when to look again. Starting a send in the
-        half-open state takes the single trial slot."""
+    @property
+    def admits(self) -> bool:
+        """Whether a send would be let through now (closed, or a half-open trial left)."""
         if self.opened_at is None:
-            return None
-        reopen = self.opened_at + self.cool_off
+            return True
+        return self._clock() >= self.half_open_at and self._taken < self.policy.trials
+
+    def admit(self) -> tuple[float | None, int]:
+        """``(None, epoch)`` if a send may start now, the epoch to report its result with;
+        otherwise ``(when to look again, epoch)``. Half-open, this takes a trial."""
+        if self.opened_at is None:
+            return None, self.epoch
         now = self._clock()
-        if now < reopen:
-            return reopen
-        if self._trial:
-            return now + 1.0
-        self._trial = True
-        return None
+        if now < self.half_open_at:
+            return self.half_open_at, self.epoch
+        if self._taken >= self.policy.trials:
+            return now + self.cool_off, self.epoch
+        if not self._half_open_logged:
+            self._half_open_logged = True
+            log.info("breaker.half_open", integration=self.name, trials=self.policy.trials,
+                     open_for_s=round(now - self.opened_at, 3))
+        self._taken += 1
+        return None, self.epoch
 
-    def record(self, ok: bool) -> None:
+    def record(self, ok: bool, epoch: int) -> bool:
+        """A send's result (retryable failures are the failures). True when it changed the state
+        (a transition to store)."""
+        if epoch != self.epoch:
+            return False  # admitted before the last transition
+        now = self._clock()
+        if self.opened_at is None:
+            self._window.add(now, ok)
+            w, p = self._window, self.policy
+            if ok or w.calls < p.min_calls or w.failures < p.failure_rate * w.calls:
+                return False
+            self.tripped = (w.failures, w.calls)
+            self.opened_at, self.at_cap = now, False
+            self._open(now, p.cool_off)
+            return True
         if ok:
-            self.failures = 0
-            self.opened_at = None
+            self._passed += 1
+            if self._passed < self.policy.trials:
+                return False
+            self.last_opened_at, self.opened_at = self.opened_at, None
             self.cool_off = self.policy.cool_off
-            self._trial = False
-            return
-        self.failures += 1
-        if self._trial:
-            self._trial = False
-            self.cool_off = min(self.cool_off * 2, self.policy.cool_off * 10)
-            self.opened_at = self._clock()
-        elif self.opened_at is None and self.failures >= self.policy.failures:
-            self.opened_at = self._clock()
+            self._changed()
+            return True
+        longer = min(self.cool_off * 2, self.policy.longest_cool_off)
+        self.at_cap = longer == self.cool_off
+        self._open(now, longer)
+        return True
 
-    def release_trial(self) -> None:
-        """The trial send didn't happen (shutdown, rate limit): let another one try."""
-        self._trial = False
+    def release(self, epoch: int) -> None:
+        """A send admitted at ``epoch`` didn't happen (shutdown, rate limit): give its trial back."""
+        if epoch == self.epoch and self.opened_at is not None and self._taken > self._passed:
+            self._taken -= 1
+
+    def _open(self, now: float, cool_off: float) -> None:
+        self.cool_off = cool_off
+        self.half_open_at = now + cool_off
+        self._changed()
+
+    def _changed(self) -> None:
+        self._reset()
+        self._change += 1
+
+    def _reset(self) -> None:
+        self._window.clear()
+        self._taken = self._passed = 0
+        self._half_open_logged = False
+        self.epoch += 1
+
+    # -- sharing -------------------------------------------------------------------------------
+    def snapshot(self, generation: int) -> BreakerState:
+        if self.opened_at is None:
+            return BreakerState("closed", generation, self.cool_off, self.last_opened_at)
+        return BreakerState("open", generation, self.cool_off, self.opened_at, self.half_open_at)
+
+    def pending(self) -> Pending | None:
+        """The transition not stored yet, if any."""
+        if self._change == self._stored_change:
+            return None
+        return Pending(self.generation, self.snapshot(self.generation + 1), self._change)
+
+    def stored(self, p: Pending) -> None:
+        self.generation = p.state.generation
+        self._stored_change = p.change
+
+    def adopt(self, shared: BreakerState, force: bool = False) -> bool:
+        """Take the state another process stored: when it is newer than ours and we have nothing
+        to store, or (``force``) because our write lost to it. True when the state changed."""
+        if not force and (shared.generation <= self.generation or self.pending() is not None):
+            return False
+        self.generation = shared.generation
+        self._stored_change = self._change
+        if shared.state == "closed":
+            if self.opened_at is None:
+                return False
+            self.opened_at, self.last_opened_at, self.cool_off = None, shared.opened_at, self.policy.cool_off
+        else:
+            same = self.opened_at is not None and self.half_open_at == shared.half_open_at
+            if same:
+                return False
+            self.opened_at = shared.opened_at if shared.opened_at is not None else self._clock()
+            self.cool_off = shared.cool_off
+            self.half_open_at = shared.half_open_at or 0.0
+        self._reset()
+        return True

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import aiohttp
 from limits import parse as parse_rate
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ..message import Message, Priority
 from ..security.outbound import Destinations, check_entry, guarded_session
@@ -52,12 +52,40 @@ class RetryPolicy(BaseModel):
     max_age: Duration = 86400.0
 
 
-class BreakerPolicy(BaseModel):
-    """Open after ``failures`` consecutive retryable failures; try again after ``cool_off``."""
+def _old_breaker_name(schema: dict[str, Any]) -> None:
+    """`failures` (see BreakerPolicy._failures) in the JSON Schema too, so editors accept old files."""
+    schema["properties"]["failures"] = {"type": "integer", "minimum": 1, "deprecated": True,
+                                        "description": "the old name of min_calls"}
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    failures: int = Field(5, ge=1, le=1000)
-    cool_off: Duration = 30.0
+
+class BreakerPolicy(BaseModel):
+    """Open when at least ``failure_rate`` of the sends of the last ``window`` failed (retryably),
+    once the window holds ``min_calls`` sends. Open, it holds sends back for ``cool_off``, then lets
+    ``trials`` sends through (half-open): their success closes it, a failure opens it again for
+    twice as long, at most ``max_cool_off`` (never below ``cool_off``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_old_breaker_name)
+    failure_rate: float = Field(0.5, gt=0.0, le=1.0, description="share of failed sends in the window that opens it")
+    min_calls: int = Field(20, ge=1, le=100_000, description="sends the window must hold before it may open")
+    window: Duration = Field(10.0, gt=0, description="the sliding window the failure rate is measured over")
+    cool_off: Duration = Field(1.0, gt=0, description="the first time it stays open")
+    max_cool_off: Duration = Field(4.0, gt=0, description="the longest it stays open while the peer stays down")
+    trials: int = Field(1, ge=1, le=100, description="sends let through half-open; all must succeed to close it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _failures(cls, data: Any) -> Any:
+        """``failures: N`` (before the failure rate) still reads, as ``min_calls: N``."""
+        if isinstance(data, dict) and "failures" in data:
+            data = dict(data)
+            if "min_calls" in data:
+                raise ValueError("failures is the old name of min_calls: give one of them")
+            data["min_calls"] = data.pop("failures")
+        return data
+
+    @property
+    def longest_cool_off(self) -> float:
+        return max(self.cool_off, self.max_cool_off)
 
 
 class IntegrationSettings(BaseModel):

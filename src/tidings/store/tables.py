@@ -221,6 +221,19 @@ integration_state = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("state", String(10), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("cool_off", Float, nullable=False),
+    Column("opened_at", Float),
+    Column("half_open_at", Float),
+    Column("updated_at", Float, nullable=False),
+)
+"""Each integration's circuit breaker as every process sees it, written on transitions only."""
+
 dedup = Table(
     "dedup",
     metadata,

@@ -1,0 +1,254 @@
+"""A peer that fails partly must not stall everything: tidings against a faulty local peer, beside
+the same load against the same peer healthy, in one run; then an outage and the peer's return.
+
+    python bench/faulty.py [--messages 2000] [--concurrency 64] [--fault-rate 0.3]
+                           [--outage 60] [--outage-messages 500]
+
+One peer process on 127.0.0.1 answers each request by its mode: healthy (200), faulty (a share
+of the requests, at random and in equal parts: 500, 503, 429 with Retry-After: 1, a hang past
+the integration's 1 s timeout, a connection reset; 200 otherwise) or down (every connection
+reset). A webhook integration sends to it at concurrency N, retrying from 0.5 s, with the
+breaker's default policy.
+
+  healthy_s         N messages through Hub.notify until the peer had seen every one (healthy)
+  first_attempts_s  the same while it is faulty: until every message had its first attempt
+  slowdown          first_attempts_s / healthy_s
+  delivered, dead   the faulty run's deliveries (and the outage's) once every one is settled
+  resume_after_outage_s  the peer goes down for --outage seconds while --outage-messages are
+                    queued; how long after its return the first of them arrives
+
+The last line is one JSON object with the figures. Goal: every message delivered, none dead,
+slowdown <= 3, resume_after_outage_s <= 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _sink import ServedProcess, wait_ready  # noqa: E402
+
+HEALTHY, FAULTY, DOWN = 0, 1, 2
+TIMEOUT = 1.0
+HANG = 3 * TIMEOUT
+# Shared counters: requests, distinct ids seen, distinct ids answered 200, mode, fault share
+# (per mille), generation (bumped to forget the ids seen).
+TOTAL, SEEN, OK, MODE, PER_MILLE, GENERATION = range(6)
+
+
+def _serve(sock: socket.socket, counts: Any) -> None:
+    import random
+
+    from aiohttp import web
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    state = {"generation": -1, "seen": set(), "ok": set()}
+    faults = ("500", "503", "429", "hang", "reset")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if state["generation"] != counts[GENERATION]:
+            state.update(generation=counts[GENERATION], seen=set(), ok=set())
+        counts[TOTAL] += 1
+        ident = request.headers.get("Idempotency-Key", "")
+        if ident not in state["seen"]:
+            state["seen"].add(ident)
+            counts[SEEN] += 1
+        mode = counts[MODE]
+        fault = None
+        if mode == DOWN:
+            fault = "reset"
+        elif mode == FAULTY and random.random() < counts[PER_MILLE] / 1000:
+            fault = random.choice(faults)
+        if fault == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
+        if fault == "hang":
+            await asyncio.sleep(HANG)
+            return web.Response(status=200)  # the client gave up long ago
+        if fault is not None:
+            headers = {"Retry-After": "1"} if fault == "429" else {}
+            return web.Response(status=int(fault), headers=headers)
+        if ident not in state["ok"]:
+            state["ok"].add(ident)
+            counts[OK] += 1
+        return web.Response(status=200)
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response({"total": counts[TOTAL]})
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    app.router.add_get("/stats", stats)
+    web.run_app(app, sock=sock, access_log=None, print=None, handle_signals=True, handler_cancellation=True)
+
+
+class FaultyPeer(ServedProcess):
+    def __init__(self, fault_rate: float) -> None:
+        ctx = self._bind()
+        self.sock.listen(1024)
+        self.counts = ctx.Array("q", 6, lock=False)
+        self.counts[PER_MILLE] = round(fault_rate * 1000)
+        self.proc = ctx.Process(target=_serve, args=(self.sock, self.counts), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def set(self, mode: int) -> None:
+        self.counts[MODE] = mode
+
+    def reset(self) -> None:
+        self.counts[TOTAL] = self.counts[SEEN] = self.counts[OK] = 0
+        self.counts[GENERATION] += 1
+
+    @property
+    def seen(self) -> int:
+        return int(self.counts[SEEN])
+
+    @property
+    def ok(self) -> int:
+        return int(self.counts[OK])
+
+
+def config(tmp: Path, name: str, url: str, concurrency: int) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(json.dumps({
+        "server": {"database": f"sqlite:///{tmp / f'{name}.db'}", "allow_destinations": ["127.0.0.1"]},
+        "dispatcher": {"batch": 500, "max_inflight": 4 * concurrency},
+        "integrations": {"peer": {
+            "kind": "webhook", "url": url, "concurrency": concurrency, "timeout": f"{TIMEOUT}s",
+            "retry": {"base": 0.5, "cap": 5, "max_attempts": 50},
+        }},
+        "default": {"to": ["peer"]},
+    }))
+    return path
+
+
+def payload(i: int) -> dict[str, Any]:
+    return {"title": f"Disk almost full on web-{i % 50:02d}", "body": "The root volume is above 90%.",
+            "priority": "high", "labels": {"source": "bench"}}
+
+
+async def until(check: Any, timeout: float, what: str, interval: float = 0.005) -> float:
+    """Wait until ``check()``; the time it became true (perf_counter)."""
+    deadline = time.perf_counter() + timeout
+    while not check():
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"{what}: not within {timeout:g}s")
+        await asyncio.sleep(interval)
+    return time.perf_counter()
+
+
+async def send(hub: Any, first: int, n: int, concurrency: int) -> None:
+    from tidings import Message
+
+    it = iter(range(first, first + n))
+
+    async def producer() -> None:
+        for i in it:
+            await hub.notify(Message(**payload(i)))
+
+    await asyncio.gather(*(producer() for _ in range(concurrency)))
+
+
+async def run(hub: Any, peer: FaultyPeer, n: int, concurrency: int) -> float:
+    """Seconds from the first notify until the peer had seen all ``n`` messages."""
+    peer.reset()
+    started = time.perf_counter()
+    await send(hub, 0, n, concurrency)
+    return await until(lambda: peer.seen >= n, 300, "first attempts") - started
+
+
+async def settled(hub: Any, n: int, timeout: float) -> dict[str, int]:
+    """Wait until ``n`` deliveries are delivered or dead; the count of each status."""
+    from sqlalchemy import func, select
+
+    from tidings.store.tables import deliveries
+
+    deadline = time.monotonic() + timeout
+    while True:
+        async with hub.store.read() as conn:
+            rows = await conn.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status))
+            counts = {status: int(c) for status, c in rows}
+        if counts.get("delivered", 0) + counts.get("dead", 0) >= n or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=2_000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--fault-rate", type=float, default=0.3)
+    ap.add_argument("--outage", type=float, default=60.0, help="seconds the peer is down")
+    ap.add_argument("--outage-messages", type=int, default=500)
+    args = ap.parse_args()
+    from tidings import Hub
+    from tidings.logs import configure
+
+    configure(level="WARNING")  # the breaker's transitions show on stderr
+    n, c = args.messages, args.concurrency
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        peer = stack.enter_context(FaultyPeer(args.fault_rate))
+        await wait_ready(peer.url)
+
+        peer.set(HEALTHY)
+        async with Hub.from_config(config(tmp, "healthy", peer.url, c)) as hub:
+            healthy_s = await run(hub, peer, n, c)
+        print(f"healthy peer: {n} messages had their first attempt in {healthy_s:.2f} s", file=sys.stderr)
+
+        peer.set(FAULTY)
+        async with Hub.from_config(config(tmp, "faulty", peer.url, c)) as hub:
+            first_s = await run(hub, peer, n, c)
+            print(f"faulty peer ({args.fault_rate:.0%} of requests fail): first attempts in {first_s:.2f} s"
+                  f" ({first_s / healthy_s:.2f}x)", file=sys.stderr)
+            counts = await settled(hub, n, 300)
+            print(f"faulty peer: settled {counts}", file=sys.stderr)
+
+            peer.set(DOWN)
+            down_at = time.perf_counter()
+            ok_before = peer.ok
+            await send(hub, n, args.outage_messages, c)
+            await asyncio.sleep(max(0.0, down_at + args.outage - time.perf_counter()))
+            peer.set(HEALTHY)
+            back_at = time.perf_counter()
+            resumed = await until(lambda: peer.ok > ok_before, 300, "resume after the outage")
+            resume_s = resumed - back_at
+            total = n + args.outage_messages
+            counts = await settled(hub, total, 300)
+            drained_s = time.perf_counter() - back_at
+            print(f"outage of {args.outage:g} s with {args.outage_messages} queued: the first arrived"
+                  f" {resume_s:.2f} s after the peer's return, all settled after {drained_s:.1f} s", file=sys.stderr)
+    print(json.dumps({
+        "messages": total,
+        "delivered": counts.get("delivered", 0),
+        "dead": counts.get("dead", 0),
+        "healthy_s": round(healthy_s, 3),
+        "first_attempts_s": round(first_s, 3),
+        "slowdown": round(first_s / healthy_s, 3),
+        "resume_after_outage_s": round(resume_s, 3),
+        "backlog_settled_s": round(drained_s, 2),
+        "cpus": mp.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
