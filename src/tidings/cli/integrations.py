@@ -51,8 +51,7 @@ def integrations_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> Non
 @handled
 def integrations_test(name: NameArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Check an integration now and print what its peer answered."""
-
-    outcome = _on_hub(config, lambda hub: hub.test(name))
+    outcome = _on_hub(config, lambda hub: hub.test(name), create=True)  # like `send`: a first try needs no init
     data = {"integration": name, "ok": outcome.ok, "status": outcome.status.value, "remote_id": outcome.remote_id, "error": outcome.error}
     emit(data, as_json, f"{name}: {outcome.status.value}" + (f" ({outcome.error})" if outcome.error else ""))
     if not outcome.ok:
