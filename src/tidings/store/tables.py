@@ -262,3 +262,39 @@ silences = Table(
     Column("reason", Text),
     Index("ix_silences_until", "until"),
 )
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False, comment="gap-free, from 1"),
+    Column("at", Float, nullable=False),
+    Column("actor", String(20), nullable=False, comment="user, token or system"),
+    Column("actor_id", String(64)),
+    Column("actor_name", String(320)),
+    Column("auth_method", String(20)),
+    Column("token_id", String(64)),
+    Column("ip", String(64)),
+    Column("user_agent", String(500)),
+    Column("request_id", String(64)),
+    Column("project", String(100)),
+    Column("action", String(100), nullable=False),
+    Column("target", String(500)),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("outcome", String(20), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_action", "action", "seq"),
+    Index("ix_audit_log_project", "project", "seq"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", Integer, primary_key=True, autoincrement=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("signature", String(100), nullable=False, comment="base64 Ed25519 over the canonical checkpoint"),
+)
