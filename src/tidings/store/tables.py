@@ -201,6 +201,10 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE", name="fk_api_tokens_user")),
+    Column("project", String(64), ForeignKey("projects.slug", ondelete="CASCADE", name="fk_api_tokens_project"),
+           comment="a scoped token acts only in this project"),
+    Column("expires_at", Float),
 )
 
 secrets = Table(
@@ -340,4 +344,86 @@ silences = Table(
     Column("created_by", SafeString(200), nullable=False),
     Column("reason", SafeText),
     Index("ix_silences_until", "until"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False, comment="gap-free, from 1"),
+    Column("at", Float, nullable=False),
+    Column("actor", String(20), nullable=False, comment="user, token or system"),
+    Column("actor_id", String(64)),
+    Column("actor_name", String(320)),
+    Column("auth_method", String(20)),
+    Column("token_id", String(64)),
+    Column("ip", String(64)),
+    Column("user_agent", String(500)),
+    Column("request_id", String(64)),
+    Column("project", String(100)),
+    Column("action", String(100), nullable=False),
+    Column("target", String(500)),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("outcome", String(20), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_action", "action", "seq"),
+    Index("ix_audit_log_project", "project", "seq"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", Integer, primary_key=True, autoincrement=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("signature", String(100), nullable=False, comment="base64 Ed25519 over the canonical checkpoint"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True, comment="lower-cased"),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", String(200), comment="argon2id; NULL: can't sign in with a password"),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("site_admin", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("slug", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("project", String(64), ForeignKey("projects.slug", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_memberships_user", "user_id"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="SHA-256 of the cookie's value"),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("ip", String(64)),
+    Column("user_agent", String(500)),
+    Index("ix_sessions_user", "user_id"),
 )

@@ -1,0 +1,148 @@
+"""Signed checkpoints: (tree size, head hash, time) signed with an Ed25519 key kept outside the
+database (``tidings.audit.key`` beside the vault's key, or ``TIDINGS_AUDIT_KEY``). Anyone with the
+public key alone can check an exported trail against them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import stat
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import func, select
+
+from ..errors import TidingsError
+from ..store.engine import Store
+from ..store.tables import audit_checkpoints, audit_log
+
+KEY_ENV = "TIDINGS_AUDIT_KEY"
+KEY_FILE = "tidings.audit.key"
+DOMAIN = b"tidings-audit-checkpoint-v1"
+
+
+class AuditKeyError(TidingsError):
+    """The audit signing key is missing, unreadable or not private."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    tree_size: int
+    head_hash: str
+    at: float
+    key_id: str
+    signature: str
+
+    def signed_bytes(self) -> bytes:
+        return DOMAIN + rfc8785.dumps({"tree_size": self.tree_size, "head_hash": self.head_hash, "at": self.at})
+
+    def valid(self, public_key: Ed25519PublicKey) -> bool:
+        try:
+            public_key.verify(base64.b64decode(self.signature), self.signed_bytes())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_key_text(public_key: Ed25519PublicKey) -> str:
+    """The public key as base64 of its 32 raw bytes (what ``verify --public-key`` takes)."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def parse_public_key(value: str) -> Ed25519PublicKey:
+    value = value.strip()
+    if value.startswith("-----BEGIN"):
+        key = serialization.load_pem_public_key(value.encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise AuditKeyError("not an Ed25519 public key")
+        return key
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(value, validate=True))
+    except ValueError as exc:
+        raise AuditKeyError(f"not an Ed25519 public key: {exc}") from None
+
+
+class Signer:
+    """Signs checkpoints with one private key."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self.public_key = private_key.public_key()
+        self.key_id = key_id(self.public_key)
+
+    def sign(self, tree_size: int, head_hash: str, at: float) -> Checkpoint:
+        unsigned = Checkpoint(tree_size, head_hash, round(at, 6), self.key_id, "")
+        signature = base64.b64encode(self._key.sign(unsigned.signed_bytes())).decode()
+        return Checkpoint(tree_size, head_hash, unsigned.at, self.key_id, signature)
+
+
+def load_signer(config_dir: Path | None = None, *, create: bool = False) -> Signer | None:
+    """The signing key from ``TIDINGS_AUDIT_KEY`` (PEM) or ``tidings.audit.key`` beside the config
+    (mode 0600, refused when others can read it); created when ``create`` and missing."""
+    if pem := os.environ.get(KEY_ENV):
+        return Signer(_private_from_pem(pem.encode(), KEY_ENV))
+    path = (config_dir or Path.cwd()) / KEY_FILE
+    if not path.exists():
+        if not create:
+            return None
+        key = Ed25519PrivateKey.generate()
+        pem_bytes = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem_bytes)
+        return Signer(key)
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise AuditKeyError(f"{path} is readable by others (mode {stat.filemode(mode)}); run: chmod 600 {path}")
+    return Signer(_private_from_pem(path.read_bytes(), str(path)))
+
+
+def _private_from_pem(data: bytes, where: str) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise AuditKeyError(f"{where}: not a PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AuditKeyError(f"{where}: not an Ed25519 key")
+    return key
+
+
+async def make_checkpoint(store: Store, signer: Signer, *, at: float | None = None) -> Checkpoint | None:
+    """Sign the current head and store the checkpoint (None when the trail is empty or the head
+    is checkpointed already)."""
+    async with store.write() as conn:
+        head = (
+            await conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
+        ).first()
+        if head is None:
+            return None
+        last = (await conn.execute(select(func.max(audit_checkpoints.c.tree_size)))).scalar()
+        if last is not None and last >= head.seq:
+            return None
+        cp = signer.sign(head.seq, head.hash, time.time() if at is None else at)
+        await conn.execute(audit_checkpoints.insert().values(**cp.as_dict()))
+        return cp
+
+
+async def load_checkpoints(store: Store) -> list[Checkpoint]:
+    async with store.read() as conn:
+        rows = await conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size))
+        return [Checkpoint(r.tree_size, r.head_hash, r.at, r.key_id, r.signature) for r in rows]
