@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 TEST_WORKERS ?= 2
 
-.PHONY: install install-test run test test-fast bench lint clean
+.PHONY: install install-test run test test-fast bench lint docs clean
 
 # `make run` installs what running needs (`pip install -e .`); the test tools, the PostgreSQL
 # driver and the Redis client come with `make test` (`.[test]`, which pulls in both extras).
@@ -41,9 +41,14 @@ bench: install-test
 	$(BIN)/python bench/middleware.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/faulty.py
+	$(BIN)/python bench/cli_start.py
 
 lint: install-test
 	$(BIN)/ruff check src tests bench
 
+# the reference in docs/ as a static site in ./site (the suite builds it too, with --strict)
+docs: install-test
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info src/*.egg-info .pytest_cache
