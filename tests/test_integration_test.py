@@ -26,7 +26,7 @@ TOKEN_REVOKED = Scripted(error="token_revoked")
 
 
 def hook(peer: Peer) -> dict[str, Any]:
-    return {"kind": "webhook", "url": peer.url + "/hook", "retry": {"max_attempts": 1}}
+    return {"kind": "webhook", "url": peer.url + "/hook", "retry": {"max_attempts": 1}, "allow_destinations": ["127.0.0.1"]}
 
 
 def bot(slack: FakeSlack) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from tidings.integrations.receiver import InboundRequest
 
 async def main(peer, gone, db, secret):
     config = parse_config({
-        "server": {"database": db},
+        "server": {"database": db, "allow_destinations": ["127.0.0.1"]},
         "integrations": {
             "flaky": {"kind": "webhook", "url": peer, "retry": {"base": 0.05, "cap": 0.05, "max_attempts": 2}},
             "gone": {"kind": "webhook", "url": gone},

@@ -287,7 +287,7 @@ async def test_every_fixture_is_answered_200_and_ends_as_the_table_says(make_api
         elif row.status == "ignored" and stem in NOT_NEWS:
             assert row.result["reason"], stem
     async def inbox_filled() -> bool:  # threaded messages go through the dispatcher's claim
-        return len((await api.hub.inbox(limit=100))["items"]) >= 49
+        return len((await api.hub.inbox(limit=100))["items"]) >= 79
 
     await eventually(inbox_filled, timeout=30)
     items = (await api.hub.inbox(limit=100))["items"]
