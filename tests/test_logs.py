@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from helpers import eventually
 from peer import free_port
 from sink import Reply
@@ -151,3 +152,25 @@ async def test_serve_access_log_prints_a_line_per_request(tmp_path: Path) -> Non
     assert denied["status"] == 401 and denied["client"] == "127.0.0.1" and denied["ms"] >= 0
     assert "not-logged" not in err.decode()
     assert b"http.request" not in out
+
+
+def test_logging_follows_stderr_when_it_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configured while one stderr was in place, logging writes to the stderr of the moment: the
+    first one closed (a finished test's capture, a redirect undone) breaks nothing."""
+    import io
+
+    import structlog
+
+    from tidings.logs import configure
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure(json=True, cache=False)
+    try:
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        structlog.get_logger("t").warning("still.logging", n=1)
+        assert '"event": "still.logging"' in second.getvalue()
+    finally:
+        structlog.reset_defaults()

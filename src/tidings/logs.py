@@ -24,6 +24,18 @@ import structlog
 from .security.redact import structlog_processor
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written, not when logging was configured: a
+    stream replaced later (a test runner's capture, a daemon redirecting its output) and closed
+    must not take the process's logging, and with it every request that logs, down."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str | None = None, json: bool | None = None, *, cache: bool = True) -> None:
     level = (level or os.environ.get("TIDINGS_LOG_LEVEL") or "INFO").upper()
     if json is None:
@@ -41,7 +53,7 @@ def configure(level: str | None = None, json: bool | None = None, *, cache: bool
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping().get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=cache,
     )
 
