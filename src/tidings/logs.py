@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -36,7 +36,10 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def configure(level: str | None = None, json: bool | None = None, *, cache: bool = True) -> None:
+def configure(
+    level: str | None = None, json: bool | None = None, *, cache: bool = True, file: TextIO | None = None
+) -> None:
+    """structlog with secrets masked, to ``file`` (default: whatever ``sys.stderr`` is at each line)."""
     level = (level or os.environ.get("TIDINGS_LOG_LEVEL") or "INFO").upper()
     if json is None:
         json = os.environ.get("TIDINGS_LOG_FORMAT", "").lower() == "json" or not sys.stderr.isatty()
@@ -53,7 +56,7 @@ def configure(level: str | None = None, json: bool | None = None, *, cache: bool
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping().get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=file or _Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=cache,
     )
 

@@ -791,7 +791,7 @@ def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     buf = io.StringIO()
     saved = structlog.get_config()
     monkeypatch.setattr(sys, "stderr", buf)
-    tidings.logs.configure(level="DEBUG", json=True)
+    tidings.logs.configure(level="DEBUG", json=True, file=buf)
     structlog.configure(cache_logger_on_first_use=False)
     for module, name in ((tidings.delivery.dispatcher, "tidings.dispatcher"), (tidings.hub, "tidings.hub"),
                          (tidings.integrations.slack, "tidings.slack")):

@@ -716,7 +716,7 @@ def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     buf = io.StringIO()
     saved = structlog.get_config()
     monkeypatch.setattr(sys, "stderr", buf)
-    tidings.logs.configure(level="DEBUG", json=True)
+    tidings.logs.configure(level="DEBUG", json=True, file=buf)
     structlog.configure(cache_logger_on_first_use=False)
     monkeypatch.setattr(tidings.delivery.dispatcher, "log", structlog.get_logger("tidings.dispatcher"))
     monkeypatch.setattr(tidings.hub, "log", structlog.get_logger("tidings.hub"))

@@ -543,7 +543,7 @@ def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     buf = io.StringIO()
     saved = structlog.get_config()
     monkeypatch.setattr(sys, "stderr", buf)
-    tidings.logs.configure(level="DEBUG", json=True)
+    tidings.logs.configure(level="DEBUG", json=True, file=buf)
     structlog.configure(cache_logger_on_first_use=False)
     # Fresh loggers: one cached by an earlier configure() would still write to the old stream.
     for module, name in (

@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import secrets as pysecrets
-import sys
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -128,13 +127,8 @@ def test_processor_masks_fields_and_exceptions() -> None:
 
 
 def configure_into(buffer: io.StringIO, level: str) -> None:
-    """tidings' real logging configuration, writing into ``buffer`` (it logs to sys.stderr)."""
-    saved = sys.stderr
-    sys.stderr = buffer
-    try:
-        configure(level=level, json=True)
-    finally:
-        sys.stderr = saved
+    """tidings' real logging configuration, writing into ``buffer``."""
+    configure(level=level, json=True, file=buffer)
 
 
 @pytest.fixture
