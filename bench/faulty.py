@@ -13,6 +13,11 @@ breaker's default policy.
   healthy_s         N messages through Hub.notify until the peer had seen every one (healthy)
   first_attempts_s  the same while it is faulty: until every message had its first attempt
   slowdown          first_attempts_s / healthy_s
+  floor_s, vs_floor the least time any sender at concurrency N can take while a fifth of the faults
+                    hang for the 1 s timeout (each holds one of the N slots): healthy_s + hangs x 1 s / N,
+                    and first_attempts_s / floor_s. On an idle machine, where healthy_s is short, the
+                    hangs alone push slowdown past 3 (2,000 messages: 120 hangs / 64 = 1.9 s); vs_floor
+                    says how much tidings adds to what the faults cost by themselves.
   delivered, dead   the faulty run's deliveries (and the outage's) once every one is settled
   resume_after_outage_s  the peer goes down for --outage seconds while --outage-messages are
                     queued; how long after its return the first of them arrives
@@ -40,6 +45,8 @@ from _sink import ServedProcess, wait_ready  # noqa: E402
 
 HEALTHY, FAULTY, DOWN = 0, 1, 2
 TIMEOUT = 1.0
+FAULTS = ("500", "503", "429", "hang", "reset")
+"""Drawn in equal parts for a faulty answer."""
 HANG = 3 * TIMEOUT
 # Shared counters: requests, distinct ids seen, distinct ids answered 200, mode, fault share
 # (per mille), generation (bumped to forget the ids seen).
@@ -58,7 +65,7 @@ def _serve(sock: socket.socket, counts: Any) -> None:
     except ImportError:
         pass
     state = {"generation": -1, "seen": set(), "ok": set()}
-    faults = ("500", "503", "429", "hang", "reset")
+    faults = FAULTS
 
     async def handle(request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -237,6 +244,7 @@ async def main() -> None:
             drained_s = time.perf_counter() - back_at
             print(f"outage of {args.outage:g} s with {args.outage_messages} queued: the first arrived"
                   f" {resume_s:.2f} s after the peer's return, all settled after {drained_s:.1f} s", file=sys.stderr)
+    floor_s = healthy_s + n * args.fault_rate / len(FAULTS) * TIMEOUT / c
     print(json.dumps({
         "messages": total,
         "delivered": counts.get("delivered", 0),
@@ -244,6 +252,8 @@ async def main() -> None:
         "healthy_s": round(healthy_s, 3),
         "first_attempts_s": round(first_s, 3),
         "slowdown": round(first_s / healthy_s, 3),
+        "floor_s": round(floor_s, 3),
+        "vs_floor": round(first_s / floor_s, 3),
         "resume_after_outage_s": round(resume_s, 3),
         "backlog_settled_s": round(drained_s, 2),
         "cpus": mp.cpu_count(),
