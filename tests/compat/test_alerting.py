@@ -355,6 +355,17 @@ def test_the_default_email_sender_uses_smtplib() -> None:
     conn.quit.assert_called_once()
 
 
+@pytest.mark.parametrize("host", ["169.254.169.254", "metadata.google.internal", "[fd00:ec2::254]"])
+def test_the_default_email_sender_never_reaches_a_metadata_service(host: str) -> None:
+    config = {"host": host, "port": 25, "from_address": "alerts@example.com", "recipients": ["sec@example.com"]}
+    with mock.patch("smtplib.SMTP") as smtp_class:
+        d = AlertDispatcher(email_config=config)
+        d.dispatch(EVENT)
+        assert d.flush(15)
+    smtp_class.assert_not_called()
+    assert d.sent["email"] == 0 and d.failed["email"] == 1, (d.sent, d.failed)
+
+
 async def test_smtps_with_a_refused_recipient_is_sent_to_the_others(
     smtp: Callable[..., SmtpServer], certs: Certificate, logs: list[dict[str, Any]]
 ) -> None:

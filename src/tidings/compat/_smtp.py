@@ -28,6 +28,10 @@ def send_once(notifier: EmailNotifier, msg: EmailMessage, recipients: list[str],
     s = notifier.settings
     where = f"{s.host}:{notifier.port}"
     context = notifier._tls_context() if s.security != "none" else None  # the channel's trust settings
+    # The outbound guard, as far as smtplib lets it: a metadata name or a literal address it refuses
+    # (the facades allow everything else, like the libraries they replace).
+    if reason := notifier.destinations.host_refusal(s.host):
+        raise SmtpFailure(reason, False)
     try:
         if s.security == "tls":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.host, notifier.port, local_hostname=notifier.domain,
