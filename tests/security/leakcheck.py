@@ -63,14 +63,13 @@ class Secrets:
         """Every form tidings sends or compares, computed here independently of tidings.redact;
         ``seen``: forms a peer actually received (the query as aiohttp encoded it...)."""
         out = [self.password, quote(self.password, safe=""), b64(f"{USER}:{self.password}"),
-               self.query, quote(self.query, safe=""), self.bearer, f"Bearer {self.bearer}",
-               self.slack, f"Bearer {self.slack}", self.am_password, b64(f"{AM_USER}:{self.am_password}"), *seen]
+               self.query, quote(self.query, safe=""), self.bearer, self.slack, self.am_password, b64(f"{AM_USER}:{self.am_password}"), *seen]
         for key in (self.signing, self.receiving):
             raw = base64.b64decode(key.removeprefix("whsec_"))
             out += [key, key.removeprefix("whsec_"), base64.b64encode(raw).decode(), raw.hex()]
-        # As a JSON answer or log line shows them. Not the 'Bearer ' forms: JSON shows a mask as
-        # 'Bearer \u2026abcd', a window of the escaped 'Bearer \"...' (the token's own are checked).
-        return out + [json.dumps(form)[1:-1] for form in out if not form.startswith("Bearer ")]
+        # As a JSON answer or log line shows them. ('Bearer <token>' is sent too: its windows beyond
+        # the token's own would be 'Bearer ' and a few characters, which is how JSON shows a mask.)
+        return out + [json.dumps(form)[1:-1] for form in out]
 
 
 def b64(text: str) -> str:

@@ -137,9 +137,33 @@ def register(secrets: Iterable[str]) -> None:
     if not added:
         return
     _known.update(added)
-    ordered = sorted(_known, key=len, reverse=True)
-    _longest = len(ordered[0])
-    _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+    _longest = max(map(len, _known))
+    _pattern = re.compile(_trie_pattern(_known))
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regular expression matching any of ``words``, the longest where several start at the
+    same place, shaped as a trie: a plain alternation of thousands of forms tries each of them at
+    every character (milliseconds per log line); a trie follows one path."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        text = ""
+        while len(node) == 1 and "" not in node:  # a chain: no group needed
+            char, node = next(iter(node.items()))
+            text += re.escape(char)
+        branches = [re.escape(char) + build(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return text
+        inner = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return text + (f"(?:{inner})?" if "" in node else inner)  # greedy: the longer form first
+
+    return build(trie)
 
 
 def redact(text: str) -> str:
