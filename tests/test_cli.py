@@ -60,7 +60,7 @@ async def test_init_creates_config_key_database_token_and_demo(tmp_path: Path) -
     store = Store(f"sqlite:///{tmp_path / 'tidings.db'}")
     try:
         info = await verify_token(store, tokens[0])
-        assert info is not None and info.name == "admin" and info.role == "admin"
+        assert info is not None and info.name == "admin"
         assert await verify_token(store, tokens[0] + "x") is None
     finally:
         await store.close()

@@ -136,7 +136,7 @@ async def test_a_missing_token_names_the_scheme_and_a_wrong_one_says_invalid(mak
     missing = assert_error(await api.get("/api/v1/integrations", auth=False), 401)
     assert "Bearer" in missing
     wrong = assert_error(await api.get("/api/v1/integrations", auth=False, headers={"Authorization": "Bearer nope"}), 401)
-    assert "invalid or revoked" in wrong
+    assert "invalid, expired or revoked" in wrong
 
 
 async def test_a_revoked_token_is_refused(make_api: Any, monkeypatch: pytest.MonkeyPatch) -> None:

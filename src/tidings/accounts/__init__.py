@@ -1,7 +1,7 @@
 """People, projects, roles, sessions: who may do what. ``authorize`` decides every access."""
 
-from .principal import SITE, AccessError, Forbidden, Principal, Unauthenticated, allowed, authorize
+from .principal import SITE, AccessError, CsrfRefused, Forbidden, Principal, Unauthenticated, allowed, authorize
 from .roles import PERMISSIONS, ROLES
 
-__all__ = ["PERMISSIONS", "ROLES", "SITE", "AccessError", "Forbidden", "Principal", "Unauthenticated", "allowed",
+__all__ = ["PERMISSIONS", "ROLES", "SITE", "AccessError", "CsrfRefused", "Forbidden", "Principal", "Unauthenticated", "allowed",
            "authorize"]

@@ -29,6 +29,13 @@ class Forbidden(AccessError):
         self.project = project
 
 
+class CsrfRefused(AccessError):
+    """An unsafe request authenticated by a session cookie without its CSRF token: HTTP 403."""
+
+    def __init__(self) -> None:
+        super().__init__("missing or wrong CSRF token: send the session's token in the X-CSRF-Token header")
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """A signed-in user or a token, with what it may do."""
@@ -43,6 +50,7 @@ class Principal:
     token_id: str | None = None
     token_project: str | None = None
     """A project-scoped token acts only in this project (and never site-wide)."""
+    token_name: str | None = None
 
     def role_in(self, project: str) -> str | None:
         return self.memberships.get(project)

@@ -37,9 +37,11 @@ def token_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     items = run(_list())
 
     def human() -> None:
-        t = table("id", "name", "role", "created", "revoked")
+        t = table("id", "name", "user", "project", "created", "expires", "last used", "revoked")
         for tok in items:
-            t.add_row(tok["id"], str(tok["name"]), str(tok["role"]), _when(tok["created_at"]), _when(tok["revoked_at"]))
+            t.add_row(tok["id"], str(tok["name"]), str(tok["user"] or "-"), str(tok["project"] or "-"),
+                      _when(tok["created_at"]), _when(tok["expires_at"]), _when(tok["last_used_at"]),
+                      _when(tok["revoked_at"]))
         out.print(t)
 
     emit(items, as_json, human)

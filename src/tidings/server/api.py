@@ -17,11 +17,10 @@ from ..errors import MessageError, NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
 from ..message import Message
-from ..security.tokens import TokenInfo
 from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
 from ..units import parse_duration
 from . import messages, schemas
-from .auth import require_token
+from .auth import actor_of, allow
 from .schemas import api_errors
 
 
@@ -41,7 +40,7 @@ async def known_query(request: Request) -> None:
         raise RequestValidationError(problems)
 
 
-router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(require_token), Depends(known_query)])
+router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(known_query)])
 
 
 async def hub_of(request: Request) -> Hub:
@@ -87,6 +86,7 @@ MessageBody = Annotated[MessageIn, Body(openapi_examples={"alert": {"summary": "
 @router.post(
     "/messages",
     status_code=202,
+    dependencies=[allow("message:send")],
     response_model=schemas.Accepted,
     summary="Send a message",
     description="Store the message and its deliveries (one per target, chosen by the routes or by `to`), then "
@@ -118,6 +118,7 @@ async def post_message(
 
 @router.get(
     "/messages/{message_id}",
+    dependencies=[allow("message:read")],
     response_model=schemas.MessageOut,
     summary="A message and its deliveries",
     description="The message as stored, each delivery with its outcome, and its acknowledgements.",
@@ -128,7 +129,7 @@ async def get_message(message_id: str, hub: HubDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/deliveries",
+    "/deliveries", dependencies=[allow("message:read")],
     response_model=schemas.DeliveryPage,
     summary="List deliveries",
     description="Newest first, `limit` at a time; pass `next` as `before` for the next page.",
@@ -155,6 +156,7 @@ class BulkRetryIn(BaseModel):
 
 @router.post(
     "/deliveries/retry",
+    dependencies=[allow("delivery:retry")],
     response_model=schemas.Retried,
     summary="Retry deliveries in bulk",
     description="Send every matching delivery again now (after an outage), each with a fresh retry budget. "
@@ -162,19 +164,20 @@ class BulkRetryIn(BaseModel):
     responses=api_errors(body=True),
 )
 async def retry_deliveries(
-    payload: BulkRetryIn, hub: HubDep, token: Annotated[TokenInfo, Depends(require_token)]
+    payload: BulkRetryIn, hub: HubDep, request: Request
 ) -> dict[str, Any]:
     since = parse_duration(payload.since) if payload.since is not None else None
     if since is not None and since <= 0:
         raise RequestValidationError([{"type": "greater_than", "loc": ("body", "since"), "input": payload.since,
                                        "msg": "since must be more than 0s"}])
     ids = await hub.retry_many(status=payload.status, integration=payload.integration, since=since,
-                               by=f"api:{token.name}")
+                               by=f"api:{actor_of(request).name}")
     return {"retried": ids}
 
 
 @router.post(
     "/deliveries/{delivery_id}/retry",
+    dependencies=[allow("delivery:retry")],
     response_model=schemas.Delivery,
     summary="Retry a delivery",
     description="Send a dead (or retrying) delivery again now, with a fresh retry budget.",
@@ -185,7 +188,7 @@ async def retry_delivery(delivery_id: str, hub: HubDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/integrations",
+    "/integrations", dependencies=[allow("integration:read")],
     response_model=list[schemas.Integration],
     response_model_exclude_unset=True,  # a receiver has no limits or stats, a sender no inbound: absent, not null
     summary="List integrations",
@@ -209,6 +212,7 @@ def _sender(hub: Hub, name: str) -> None:
 
 @router.post(
     "/integrations/{name}/test",
+    dependencies=[allow("integration:test")],
     response_model=schemas.TestResult,
     summary="Test an integration",
     description="Send a test now, outside the queue, and report what the peer answered. "
@@ -230,6 +234,7 @@ async def test_integration(name: str, hub: HubDep) -> dict[str, Any]:
 
 @router.post(
     "/integrations/{name}/enable",
+    dependencies=[allow("integration:write")],
     response_model=schemas.Enabled,
     summary="Enable an integration",
     description="Resume sending (after a peer disabled it with HTTP 410, or by hand); held deliveries go out.",
@@ -243,6 +248,7 @@ async def enable_integration(name: str, hub: HubDep) -> dict[str, Any]:
 
 @router.post(
     "/integrations/{name}/disable",
+    dependencies=[allow("integration:write")],
     response_model=schemas.Enabled,
     summary="Disable an integration",
     description="Hold its deliveries (nothing is lost) until it is enabled again.",
@@ -255,7 +261,7 @@ async def disable_integration(name: str, hub: HubDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/events",
+    "/events", dependencies=[allow("event:read")],
     response_model=schemas.EventPage,
     summary="List inbound events",
     description="Webhooks received, newest first, with how their processing went.",
@@ -272,7 +278,7 @@ async def list_events(
 
 
 @router.get(
-    "/events/{event_id}",
+    "/events/{event_id}", dependencies=[allow("event:read")],
     response_model=schemas.EventDetail,
     summary="An inbound event",
     description="One event, with the headers and body received.",
@@ -284,6 +290,7 @@ async def get_event(event_id: str, hub: HubDep) -> dict[str, Any]:
 
 @router.post(
     "/events/{event_id}/replay",
+    dependencies=[allow("event:replay")],
     response_model=schemas.Event,
     summary="Replay an inbound event",
     description="Process the event again; messages it already sent are not sent twice.",
@@ -320,6 +327,7 @@ class SilenceIn(BaseModel):
 
 @router.get(
     "/silences",
+    dependencies=[allow("silence:read")],
     response_model=schemas.Silences,
     summary="List silences",
     description="The active silences, soonest to end first.",
@@ -332,6 +340,7 @@ async def list_silences(hub: HubDep) -> dict[str, Any]:
 @router.post(
     "/silences",
     status_code=201,
+    dependencies=[allow("silence:write")],
     response_model=schemas.Silence,
     summary="Create a silence",
     description="Suppress new messages whose labels match all `matchers` for `duration`. "
@@ -347,6 +356,7 @@ async def create_silence(payload: SilenceIn, hub: HubDep) -> dict[str, Any]:
 
 @router.delete(
     "/silences/{silence_id}",
+    dependencies=[allow("silence:write")],
     response_model=schemas.Silence,
     summary="End a silence",
     description="End a silence now.",
@@ -362,7 +372,7 @@ async def end_silence(
 
 
 @router.get(
-    "/inbox",
+    "/inbox", dependencies=[allow("message:read")],
     response_model=schemas.InboxPage,
     summary="List the inbox",
     description="What the inbox integrations received, newest first.",
@@ -378,7 +388,7 @@ async def list_inbox(
 
 
 @router.post(
-    "/preview",
+    "/preview", dependencies=[allow("message:read")],
     response_model=schemas.Previews,
     summary="Preview a message",
     description="Render the message for each target (chosen by the routes or by `to`) without sending it.",

@@ -36,8 +36,8 @@ class _App(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if messages.takes(scope):
             scope["app"] = self
-            await messages.serve(self, scope, receive, send)
-            return
+            if await messages.serve(self, scope, receive, send):
+                return
         name = hooks.takes(scope)
         if name is None:
             await super().__call__(scope, receive, send)

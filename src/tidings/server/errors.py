@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..accounts import AccessError, Unauthenticated
 from ..delivery.queries import RetryRefused
 from ..errors import IdempotencyConflict, MessageError, NotFound, UnknownIntegration
 from ..inbound import ReplayRefused
@@ -46,6 +47,12 @@ def install(app: FastAPI) -> None:
                  405: "method not allowed", 409: "conflict", 413: "payload too large",
                  415: "unsupported media type", 422: "invalid request"}
         return error(exc.status_code, names.get(exc.status_code, "error"), exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(AccessError)
+    async def _access(_: Request, exc: AccessError) -> JSONResponse:
+        if isinstance(exc, Unauthenticated):
+            return error(401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
+        return error(403, "forbidden", str(exc))
 
     @app.exception_handler(MessageError)
     async def _message(_: Request, exc: MessageError) -> JSONResponse:

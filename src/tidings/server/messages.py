@@ -14,13 +14,13 @@ from urllib.parse import parse_qsl
 
 import orjson
 import structlog
-from fastapi import HTTPException
 from starlette.types import Receive, Scope, Send
 
+from ..accounts import Unauthenticated, allowed
 from ..errors import IdempotencyConflict, MessageError, UnknownIntegration
 from ..hub import Hub
 from ..message import Message
-from .auth import authenticate
+from .auth import DEFAULT_PROJECT, authenticate
 from .guard import BodyTooLarge, ClientGone, error_body, read_body, refusal
 
 log = structlog.get_logger("tidings.server")
@@ -33,6 +33,10 @@ _JSON = (b"content-type", b"application/json")
 class _Refused(Exception):
     def __init__(self, status: int, error: str, detail: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.status, self.error, self.detail, self.headers = status, error, detail, headers or []
+
+
+class _Passed(Exception):
+    """Left to the router (before the body was read): a request this path doesn't serve itself."""
 
 
 def takes(scope: Scope) -> bool:
@@ -70,8 +74,9 @@ def parse(body: bytes) -> tuple[Message, list[str] | None]:
     return payload.message(), payload.to
 
 
-async def serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer one request that :func:`takes` accepted."""
+async def serve(app: Any, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Answer one request that :func:`takes` accepted; False when it is left to the router
+    (a session cookie, a token without ``message:send``), before anything was read or sent."""
     started = False
 
     async def respond(status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -83,12 +88,15 @@ async def serve(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
 
     try:
         await respond(*await _accept(app, scope, receive))
+    except _Passed:
+        return False
     except _Refused as no:
         await respond(no.status, error_body(no.error, no.detail), no.headers)
     except Exception:
         log.exception("server.unhandled", path=scope["path"])
         if not started:
             await respond(500, error_body("internal error", "see the server log"), [])
+    return True
 
 
 async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -101,10 +109,14 @@ async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes,
     headers: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:  # lower-case names; the first of repeated headers counts, as in Starlette
         headers.setdefault(name, value)
+    if b"authorization" not in headers and b"cookie" in headers:
+        raise _Passed  # a signed-in browser: the router checks the session and its CSRF token
     try:
-        await authenticate(app.state, headers.get(b"authorization", b"").decode("latin-1"))
-    except HTTPException as exc:
-        raise _Refused(401, "unauthorized", exc.detail, [(b"www-authenticate", b"Bearer")]) from None
+        principal = await authenticate(app.state, headers.get(b"authorization", b"").decode("latin-1"))
+    except Unauthenticated as exc:
+        raise _Refused(401, "unauthorized", str(exc), [(b"www-authenticate", b"Bearer")]) from None
+    if not allowed(principal, "message:send", DEFAULT_PROJECT):
+        raise _Passed  # the router's allow() answers 403 and audits it
     query: bytes = scope.get("query_string", b"")
     if query:  # this route takes no query parameters; the router refuses unknown ones alike (api.known_query)
         unknown = sorted({name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)})
