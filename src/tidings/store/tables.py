@@ -127,6 +127,8 @@ messages = Table(
     Column("data", JSON, nullable=False),
     Column("idempotency_key", SafeString(300), unique=True),
     Column("request_hash", String(64)),
+    Column("project", String(64), nullable=False, server_default="default"),
+    Index("ix_messages_project", "project", "created_at"),
 )
 
 deliveries = Table(
@@ -214,6 +216,10 @@ secrets = Table(
     Column("ciphertext", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("created_by", String(320)),
+    Column("rotated_at", Float),
+    Column("rotated_by", String(320)),
+    Column("last_used_at", Float),
 )
 
 integration_state = Table(
@@ -310,6 +316,8 @@ events = Table(
     Column("last_error", SafeText),
     Column("result", JSON),
     Column("processed_at", Float),
+    Column("project", String(64), nullable=False, server_default="default"),
+    Index("ix_events_project", "project", "received_at"),
     Index("ux_events_delivery", "integration", "delivery_key", unique=True),
     Index(
         "ix_events_due",
@@ -343,6 +351,7 @@ silences = Table(
     Column("created_at", Float, nullable=False),
     Column("created_by", SafeString(200), nullable=False),
     Column("reason", SafeText),
+    Column("project", String(64), nullable=False, server_default="default"),
     Index("ix_silences_until", "until"),
 )
 
