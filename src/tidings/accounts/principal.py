@@ -59,10 +59,16 @@ class Principal:
 SITE = "site:admin"
 """The permission of site-wide acts: users, projects, keys."""
 
+SIGNED_IN = "signed-in"
+"""The "permission" of acts on one's own account (who am I, my projects, my tokens): any valid
+credentials have it, a project-scoped token too; only the absence of credentials is refused."""
+
 
 def allowed(principal: Principal | None, permission: str, project: str | None = None) -> bool:
     if principal is None:
         return False
+    if permission == SIGNED_IN:
+        return True
     if principal.token_project is not None and (project is None or project != principal.token_project):
         return False
     if principal.site_admin:
@@ -76,7 +82,7 @@ def allowed(principal: Principal | None, permission: str, project: str | None = 
 def authorize(principal: Principal | None, permission: str, project: str | None = None) -> Principal:
     """Return the principal when it may do ``permission`` in ``project`` (None: site-wide), else
     raise :class:`Unauthenticated` (no principal) or :class:`Forbidden`."""
-    if permission != SITE and permission not in PERMISSIONS:
+    if permission not in (SITE, SIGNED_IN) and permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
     if principal is None:
         raise Unauthenticated("send `Authorization: Bearer <token>` or sign in")

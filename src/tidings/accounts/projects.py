@@ -13,7 +13,7 @@ from ..store.engine import Conn
 from ..store.tables import memberships, projects, users
 from .principal import Principal
 from .roles import check_role
-from .users import AccountError, _require
+from .users import AccountConflict, AccountError, UnknownAccount, _require
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
@@ -22,7 +22,7 @@ async def create_project(conn: Conn, actor: Actor, slug: str, name: str | None =
     if not _SLUG.match(slug):
         raise AccountError(f"project slug {slug!r}: lower-case letters, digits and '-', at most 64")
     if (await conn.execute(select(projects.c.slug).where(projects.c.slug == slug))).first():
-        raise AccountError(f"a project {slug} exists already")
+        raise AccountConflict(f"a project {slug} exists already")
     row = {"slug": slug, "name": name or slug, "created_at": time.time()}
     await conn.execute(projects.insert().values(**row))
     await append(conn, actor, "project.create", target=f"project/{slug}", project=slug, after=row)
@@ -40,7 +40,7 @@ async def list_projects(conn: Conn, principal: Principal | None = None) -> list[
 
 async def _project(conn: Conn, slug: str) -> None:
     if not (await conn.execute(select(projects.c.slug).where(projects.c.slug == slug))).first():
-        raise AccountError(f"no project {slug}")
+        raise UnknownAccount(f"no project {slug}")
 
 
 async def set_member(conn: Conn, actor: Actor, project: str, email_or_id: str, role: str) -> dict[str, Any]:
@@ -93,4 +93,4 @@ async def _keep_an_owner(conn: Conn, project: str, leaving: str) -> None:
     others = (await conn.execute(select(func.count()).select_from(memberships).where(
         memberships.c.project == project, memberships.c.role == "owner", memberships.c.user_id != leaving))).scalar()
     if not others:
-        raise AccountError(f"that would leave project {project} without an owner")
+        raise AccountConflict(f"that would leave project {project} without an owner")

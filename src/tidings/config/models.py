@@ -51,6 +51,25 @@ class ServerSettings(_Strict):
         description="networks (10.0.0.0/8, 127.0.0.1) and host names integrations may connect to although"
         " they are private, loopback, link-local or cloud metadata addresses; everything else must be public",
     )
+    login_failures_per_account: int = Field(
+        5, ge=1, le=10_000,
+        description="failed sign-ins allowed per account (email) within login_failure_window; more answer 429"
+        " without checking the password. Counted in dispatcher.rate_limit_storage (Redis: shared by every worker)",
+    )
+    login_failures_per_ip: int = Field(
+        20, ge=1, le=100_000,
+        description="failed sign-ins allowed per client address within login_failure_window; more answer 429",
+    )
+    login_failure_window: Duration = Field(
+        900.0, description="the moving window the failed sign-ins are counted over (15m); at least 1s"
+    )
+
+    @field_validator("login_failure_window")
+    @classmethod
+    def _window(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError("at least 1s")
+        return v
 
 
 class DispatcherSettings(_Strict):

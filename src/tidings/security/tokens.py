@@ -145,3 +145,15 @@ async def list_tokens(store: Store, *, user: str | None = None) -> list[dict[str
         query = query.where(api_tokens.c.user_id == user)
     async with store.read() as conn:
         return [_public(r) for r in await conn.execute(query)]
+
+
+async def get_token(store: Store, token_id: str) -> dict[str, Any] | None:
+    """One token (revoked or not) with its owner's email and ``user_id``; never its hash."""
+    query = (select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.project, api_tokens.c.created_at,
+                    api_tokens.c.expires_at, api_tokens.c.last_used_at, api_tokens.c.revoked_at,
+                    api_tokens.c.user_id, users.c.email)
+             .select_from(api_tokens.outerjoin(users, users.c.id == api_tokens.c.user_id))
+             .where(api_tokens.c.id == token_id))
+    async with store.read() as conn:
+        row = (await conn.execute(query)).first()
+    return {**_public(row), "user_id": row.user_id} if row else None

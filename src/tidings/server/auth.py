@@ -155,21 +155,27 @@ async def _audit_refusal(request: Request, principal: Principal, exc: Forbidden)
                      project=exc.project, after={"permission": exc.permission}, outcome="denied")
 
 
+async def require(request: Request, permission: str, project: str | None = None) -> Principal:
+    """What :func:`allow` checks, for a check a route makes itself (a project named in the body, a
+    user in the query): the principal when it may, else 401, or 403 audited."""
+    principal = await principal_of(request)
+    try:
+        return authorize(principal, permission, project)
+    except Forbidden as exc:
+        await _audit_refusal(request, principal, exc)
+        raise
+
+
 def allow(permission: str) -> Any:
     """The dependency of a route that needs ``permission``: in the path's ``{project}`` (``default``
     for the unscoped routes), or site-wide for :data:`~tidings.accounts.SITE`. Returns the principal."""
 
     async def check(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-        principal = await principal_of(request)
         project = None if permission == SITE else request.path_params.get("project", DEFAULT_PROJECT)
-        try:
-            return authorize(principal, permission, project)
-        except Forbidden as exc:
-            await _audit_refusal(request, principal, exc)
-            raise
+        return await require(request, permission, project)
 
     check.permission = permission  # type: ignore[attr-defined]  # read by the access-matrix test
     return Depends(check)
 
 __all__ = ["CSRF_HEADER", "DEFAULT_PROJECT", "SESSION_COOKIE", "TokenCache", "actor_of", "allow", "authenticate",
-           "bearer", "principal_of", "request_id"]
+           "bearer", "principal_of", "request_id", "require"]
