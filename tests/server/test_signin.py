@@ -15,6 +15,8 @@ from sqlalchemy import update
 
 from tidings.accounts import passwords
 from tidings.accounts.sessions import IDLE
+from tidings.accounts.users import create_user, set_disabled
+from tidings.audit import SYSTEM
 from tidings.server import create_app
 from tidings.store.tables import sessions
 
@@ -76,15 +78,11 @@ async def test_sign_in_me_and_sign_out(make_api: Any, browser: Callable[..., htt
     ("10.9.9.9", {"X-Forwarded-Proto": "https"}, False),  # a proxy header from an untrusted peer is ignored
 ])
 async def test_the_cookie_is_secure_when_uvicorn_says_https(
-    make_hub: Any, serve_asgi: Any, browser: Callable[..., httpx.AsyncClient], trusted: str,
-    header: dict[str, str], secure: bool,
+    make_hub: Any, serve_asgi: Any, trusted: str, header: dict[str, str], secure: bool,
 ) -> None:
     hub = await make_hub(dispatch=False)
     url = await serve_asgi(create_app(hub), lifespan="on", proxy_headers=True, forwarded_allow_ips=trusted)
     async with hub.store.write() as conn:
-        from tidings.accounts.users import create_user
-        from tidings.audit import SYSTEM
-
         await create_user(conn, SYSTEM, email="alice@example.com", password=PASSWORD)
     async with httpx.AsyncClient(base_url=url) as client:
         r = await client.post("/auth/login", json={"email": "alice@example.com", "password": PASSWORD}, headers=header)
@@ -100,9 +98,6 @@ async def test_every_wrong_sign_in_answers_the_same_401_after_the_same_work(
     await add_user(api, "bob@example.com")
     await add_user(api, "nopass@example.com", password=None)
     async with api.hub.store.write() as conn:
-        from tidings.accounts.users import set_disabled
-        from tidings.audit import SYSTEM
-
         await set_disabled(conn, SYSTEM, "bob@example.com", True)
     checked: list[bool] = []
     real = passwords.check_password

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from ..accounts.roles import ROLES
 from ..accounts.users import AccountError, normalize_email
@@ -106,7 +106,7 @@ class UserIn(_In):
     password: Text | None = Field(None, min_length=12, max_length=1024,
                                   description="the initial password (12 characters or more); none: can't sign in "
                                   "with a password until one is set")
-    site_admin: bool = False
+    site_admin: StrictBool = Field(False, description="manages users and every project")
 
 
 # -- projects and members --------------------------------------------------------------------------

@@ -52,6 +52,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    _limits(app)  # now: a storage that can't work (redis:// without the redis package) stops the start
     yield
     limits: LoginLimits | None = getattr(app.state, "login_limits", None)
     if limits is not None:
@@ -77,16 +78,12 @@ def _read_form(body: bytes) -> dict[str, str]:
     try:
         pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body), errors="strict",
                           max_num_fields=10)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _bad(f"not a form: {type(exc).__name__}") from None
+    except ValueError:  # UnicodeDecodeError too
+        raise HTTPException(400, "not a form: percent-encoded UTF-8 name=value pairs joined by &") from None
     fields = dict(pairs)
     if len(fields) != len(pairs):
         raise RequestValidationError([{"type": "too_long", "loc": ("body",), "msg": "Give each field once", "input": None}])
     return fields
-
-
-def _bad(detail: str) -> Exception:
-    return HTTPException(400, detail)
 
 
 async def _credentials(request: Request) -> tuple[m.LoginForm, bool]:
@@ -145,11 +142,21 @@ _LOGIN_ERRORS = errors(
     "The password was not checked.",
 )
 _LOGIN_ERRORS[429]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+
+
+def _form_schema() -> dict[str, Any]:
+    """The form's fields: all text (a form has no null), ``next`` optional."""
+    schema = m.LoginForm.model_json_schema()
+    schema["properties"]["next"] = {"type": "string", "maxLength": 2000, "pattern": m.LOCAL_PATH,
+                                    "description": m.LoginForm.model_fields["next"].description}
+    return schema
+
+
 _LOGIN_BODY = {
     "required": True,
     "content": {
         "application/json": {"schema": m.LoginIn.model_json_schema()},
-        "application/x-www-form-urlencoded": {"schema": m.LoginForm.model_json_schema()},
+        "application/x-www-form-urlencoded": {"schema": _form_schema()},
     },
 }
 
