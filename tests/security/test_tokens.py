@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select, text
 
 from tidings.security.tokens import (
     PREFIX,
+    TokenError,
     TokenInfo,
     count_tokens,
     create_token,
@@ -29,7 +31,7 @@ async def test_create_then_verify(store: Store) -> None:
     assert re.fullmatch(r"tdg_[A-Za-z0-9_\-]{43}", token), "256 random bits, URL-safe"
     info = await verify_token(store, token)
     assert isinstance(info, TokenInfo)
-    assert info.name == "ci" and info.role == "admin" and info.id
+    assert info.name == "ci" and info.id and info.user_id is None and info.project is None
 
 
 async def test_tokens_are_unique(store: Store) -> None:
@@ -70,10 +72,20 @@ async def test_revoke_by_name_stops_every_token_of_that_name_only(store: Store) 
     assert [t["revoked_at"] is not None for t in listed] == [True, True, False]
 
 
-async def test_unknown_role_is_refused(store: Store) -> None:
-    with pytest.raises(ValueError, match="unknown role 'root'"):
-        await create_token(store, "x", role="root")
+async def test_unknown_user_or_project_and_a_past_expiry_are_refused(store: Store) -> None:
+    with pytest.raises(TokenError, match="no user 'nobody@example.com'"):
+        await create_token(store, "x", user="nobody@example.com")
+    with pytest.raises(TokenError, match="no project 'nope'"):
+        await create_token(store, "x", project="nope")
+    with pytest.raises(TokenError, match="in the future"):
+        await create_token(store, "x", expires_at=time.time() - 1)
     assert await count_tokens(store) == 0
+
+
+async def test_an_expired_token_no_longer_verifies(store: Store) -> None:
+    token = await create_token(store, "short", expires_at=time.time() + 60)
+    assert await verify_token(store, token) is not None
+    assert await verify_token(store, token, now=time.time() + 61) is None
 
 
 async def test_only_the_sha256_hash_is_stored(store: Store) -> None:
@@ -87,7 +99,8 @@ async def test_only_the_sha256_hash_is_stored(store: Store) -> None:
     assert token not in {str(v) for v in row.values()}
     # The listing never shows the hash, let alone the token.
     listed = await list_tokens(store)
-    assert set(listed[0]) == {"id", "name", "role", "created_at", "revoked_at"}
+    assert set(listed[0]) == {"id", "name", "user", "project", "created_at", "expires_at", "last_used_at",
+                              "revoked_at"}
     assert token not in repr(listed) and row["token_hash"] not in repr(listed)
 
 
