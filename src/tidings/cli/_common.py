@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from ..audit import Actor
     from ..config import Config
     from ..hub import Hub
     from ..security.vault import Vault
@@ -268,6 +269,39 @@ async def _vault(config: Path | None, *, create: bool = False) -> AsyncIterator[
 
     async with _store(config, create=create) as store:
         yield Vault(store, load_keys(config_path(config).resolve().parent))
+
+
+def cli_actor() -> Actor:
+    """The audit actor of every change the CLI makes: the person at the terminal.
+
+    The CLI reads the machine's database (and key) directly, so it acts as a site admin, as root
+    can anyway; the audit entry records the operating-system user who ran it (``cli:alice``)."""
+    import getpass
+
+    from ..audit import Actor
+
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):  # no $USER and a uid without a passwd entry (containers)
+        who = "unknown"
+    return Actor("user", name=f"cli:{who}", auth_method="cli")
+
+
+def plain(value: str, what: str, *, echo: bool = True) -> str:
+    """``value`` unless it holds a control character (NUL, a line break...): names and emails are
+    shown in tables and logs, and PostgreSQL's text can't hold NUL. ``echo=False`` for a secret:
+    the error doesn't repeat it."""
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise ValueError(f"{what} must not contain control characters" + (f": {value!r}" if echo else ""))
+    return value
+
+
+def print_once(what: str, secret: str) -> None:
+    """A password or token that is never shown again."""
+    from rich.markup import escape
+
+    out.print(f"\n[bold]{escape(what)} (shown once, store it now):[/bold]")
+    out.print(f"  {secret}\n", highlight=False)
 
 
 def _when(ts: float | None) -> str:

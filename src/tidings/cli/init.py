@@ -2,11 +2,16 @@
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import ConfigOpt, JsonOpt, _fail, app, emit, handled, out, run
+from ._common import ConfigOpt, JsonOpt, _fail, _store, app, cli_actor, emit, handled, out, plain, print_once, run
+
+if TYPE_CHECKING:
+    from ..store.engine import Store
+
+ADMIN_EMAIL = "admin@tidings.local"
 
 EXAMPLE_CONFIG = """\
 # tidings configuration. ${NAME} is read from the environment; ${vault:NAME} from the
@@ -51,20 +56,26 @@ retention:                          # null keeps rows forever; nothing unsent is
 @handled
 def init(
     config: ConfigOpt = None,
-    if_missing: Annotated[bool, typer.Option("--if-missing", help="do nothing when the config file exists")] = False,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="when the config file exists, only create a missing site admin")] = False,
     database: Annotated[str, typer.Option(help="database URL to write into the new config")] = "sqlite:///./tidings.db",
+    admin_email: Annotated[str, typer.Option("--admin-email", help="the first site admin's email (how they sign in)")] = ADMIN_EMAIL,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create tidings.yaml, the secret key and the database; print an admin API token once.
+    """Create tidings.yaml, the secret key, the database and the first site admin; print the admin's
+    password and an API token once.
 
-    The key file (tidings.key) is written with mode 0600; a demo notification goes to the inbox."""
+    The key file (tidings.key) is written with mode 0600; a demo notification goes to the inbox.
+    Run again (--if-missing) it creates nothing, unless the database has no site admin yet: then it
+    creates one, who adopts the tokens made before users existed."""
+    from ..accounts.users import normalize_email
     from ..config import config_path
     from ..security.vault import KEY_ENV, key_file_path, new_key, write_key_file
 
+    admin_email = normalize_email(plain(admin_email, "--admin-email"))
     path = config_path(config)
     if path.exists():
         if if_missing:
-            emit({"config": str(path), "created": False}, as_json, f"{path} exists: nothing to initialise.")
+            _admin_if_missing(path, admin_email, as_json)
             return
         _fail(f"{path} exists; remove it or pass --if-missing")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,15 +91,16 @@ def init(
     else:
         write_key_file(key_path, [new_key()])
         lines.append(f"wrote {key_path} (mode 0600): back it up; without it stored secrets can't be read")
-    token, demo = run(_bootstrap(path))
-    data: dict[str, Any] = {"config": str(path), "created": True, "key_file": key_file, "token": token, "demo_message": demo}
+    admin, token, demo = run(_bootstrap(path, admin_email))
+    data: dict[str, Any] = {"config": str(path), "created": True, "key_file": key_file, "admin": admin, "token": token,
+                            "demo_message": demo}
 
     def human() -> None:
         for line in lines:
             out.print(line, highlight=False)
+        _print_admin(admin)
         if token:
-            out.print("\n[bold]Admin API token (shown once, store it now):[/bold]")
-            out.print(f"  {token}\n", highlight=False)
+            print_once("Admin API token", token)
         else:
             out.print("the database already has API tokens: none created")
         if demo:
@@ -97,16 +109,63 @@ def init(
     emit(data, as_json, human)
 
 
-async def _bootstrap(path: Path) -> tuple[str | None, str | None]:
+def _print_admin(admin: dict[str, str] | None) -> None:
+    if admin is None:
+        out.print("the database already has a site admin: none created")
+        return
+    out.print(f"created the site admin {admin['email']}; sign in with the password below, change it with "
+              f"`tidings user set-password {admin['email']}`", highlight=False)
+    print_once(f"Password of {admin['email']}", admin["password"])
+
+
+def _admin_if_missing(path: Path, email: str, as_json: bool) -> None:
+    """`init --if-missing` on an existing installation: only a missing site admin is created."""
+
+    async def _ensure() -> dict[str, str] | None:
+        async with _store(path, create=True) as store:
+            return await _first_admin(store, email)
+
+    admin = run(_ensure())
+    data = {"config": str(path), "created": False, "admin": admin}
+    if admin is None:
+        emit(data, as_json, f"{path} exists: nothing to initialise.")
+        return
+
+    def human() -> None:
+        out.print(f"{path} exists; the database had no site admin:", highlight=False)
+        _print_admin(admin)
+
+    emit(data, as_json, human)
+
+
+async def _first_admin(store: "Store", email: str) -> dict[str, str] | None:
+    """Create the first site admin with a generated password, unless a site admin exists. Tokens
+    made before users existed become theirs (``create_user``)."""
+    from sqlalchemy import select
+
+    from ..accounts.passwords import new_password
+    from ..accounts.users import create_user
+    from ..store.tables import users
+
+    async with store.write() as conn:
+        if (await conn.execute(select(users.c.id).where(users.c.site_admin.is_(True)).limit(1))).first():
+            return None
+        password = new_password()
+        user = await create_user(conn, cli_actor(), email=email, name="Admin", password=password, site_admin=True)
+    return {"email": user.email, "password": password}
+
+
+async def _bootstrap(path: Path, admin_email: str) -> tuple[dict[str, str] | None, str | None, str | None]:
     from ..hub import Hub
     from ..message import Message, Priority
     from ..security.tokens import count_tokens, create_token
 
     async with Hub.from_config(path) as hub:
         assert hub.store is not None
+        admin = await _first_admin(hub.store, admin_email)
         token = None
         if await count_tokens(hub.store) == 0:
-            token = await create_token(hub.store, "admin")
+            token = await create_token(hub.store, "admin", actor=cli_actor())  # the first site admin's
         receipt = await hub.notify(
             Message(
                 "Welcome to tidings",
@@ -118,4 +177,4 @@ async def _bootstrap(path: Path) -> tuple[str | None, str | None]:
             to=["inbox"],
         )
         message = await hub.wait(receipt.id, timeout=30)
-        return token, message["id"]
+        return admin, token, message["id"]

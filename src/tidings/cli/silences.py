@@ -1,12 +1,11 @@
 """`tidings silences`: list, add, end."""
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ._common import ConfigOpt, JsonOpt, _fail, _on_hub, _when, emit, group, handled, out, table
+from ._common import ConfigOpt, JsonOpt, _fail, _on_hub, _when, cli_actor, emit, group, handled, out, table
 
 silences_app = group("silences", "Silences: suppress matching messages for a while.", lists=True)
 
@@ -54,7 +53,7 @@ def silences_add(
     from ..silences import parse_matchers, parse_silence_duration
 
     parsed, seconds = parse_matchers(matchers), parse_silence_duration(duration)
-    by = f"cli:{os.environ.get('USER') or 'unknown'}"
+    by = cli_actor().name or "cli"
 
     silence, _ = _on_hub(config, lambda hub: hub.silence(parsed, seconds, by=by, reason=reason), create=True)
     s = silence.to_dict()
