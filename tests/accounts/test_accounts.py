@@ -189,3 +189,21 @@ async def test_sessions_expire_idle_and_absolute_and_end_on_logout(store: Store)
     entries = await read_entries(store)
     assert [e["action"] for e in entries] == ["user.create", "auth.login", "auth.login", "auth.logout"]
     assert entries[1]["ip"] == "192.0.2.1" and cookie not in str(entries)
+
+
+@pytest.mark.parametrize("email", ["a\x00b@example.com", "ops@exa\x00mple.com", "a@b\n.com", "a\u200b@x\x7f.com"])
+def test_control_characters_are_not_an_email_address(email: str) -> None:
+    from tidings.accounts.users import AccountError, normalize_email
+
+    with pytest.raises(AccountError, match="not an email address"):
+        normalize_email(email)
+
+
+@pytest.mark.parametrize("slug", ["ops\n", "ops\x00", "Ops", "-ops", "ops-", "a" * 65])
+async def test_bad_project_slugs_are_refused(store: Store, slug: str) -> None:
+    from tidings.accounts.projects import create_project
+    from tidings.accounts.users import AccountError
+
+    with pytest.raises(AccountError, match="slug"):
+        async with store.write() as conn:
+            await create_project(conn, SYSTEM, slug)

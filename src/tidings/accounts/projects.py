@@ -19,7 +19,7 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
 async def create_project(conn: Conn, actor: Actor, slug: str, name: str | None = None) -> dict[str, Any]:
-    if not _SLUG.match(slug):
+    if not _SLUG.fullmatch(slug):
         raise AccountError(f"project slug {slug!r}: lower-case letters, digits and '-', at most 64")
     if (await conn.execute(select(projects.c.slug).where(projects.c.slug == slug))).first():
         raise AccountConflict(f"a project {slug} exists already")
