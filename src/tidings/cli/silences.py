@@ -1,11 +1,11 @@
 """`tidings silences`: list, add, end."""
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ._actor import _cli_actor
 from ._common import ConfigOpt, JsonOpt, _fail, _on_hub, _when, emit, group, handled, out, table
 
 silences_app = group("silences", "Silences: suppress matching messages for a while.", lists=True)
@@ -54,9 +54,9 @@ def silences_add(
     from ..silences import parse_matchers, parse_silence_duration
 
     parsed, seconds = parse_matchers(matchers), parse_silence_duration(duration)
-    by = f"cli:{os.environ.get('USER') or 'unknown'}"
-
-    silence, _ = _on_hub(config, lambda hub: hub.silence(parsed, seconds, by=by, reason=reason), create=True)
+    actor = _cli_actor()
+    silence, _ = _on_hub(config, lambda hub: hub.silence(parsed, seconds, by=actor.name or "cli", reason=reason, actor=actor),
+                         create=True)
     s = silence.to_dict()
     emit(s, as_json, f"silence {s['id']} until {_when(s['until'])}")
 
@@ -68,7 +68,7 @@ def silences_end(silence_id: Annotated[str, typer.Argument(help="an id or a uniq
     """End a silence now."""
 
     async def _end(hub: Any) -> Any:
-        return await hub.unsilence(await hub.resolve_id("silence", silence_id))
+        return await hub.unsilence(await hub.resolve_id("silence", silence_id), actor=_cli_actor())
 
     ended = _on_hub(config, _end)
     if ended is None:
