@@ -67,10 +67,18 @@ def public_key_text(public_key: Ed25519PublicKey) -> str:
     return base64.b64encode(raw).decode()
 
 
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
 def parse_public_key(value: str) -> Ed25519PublicKey:
+    """A public key given as base64 of its 32 raw bytes or as PEM; :class:`AuditKeyError` if not one."""
     value = value.strip()
     if value.startswith("-----BEGIN"):
-        key = serialization.load_pem_public_key(value.encode())
+        try:
+            key = serialization.load_pem_public_key(value.encode())
+        except (ValueError, TypeError) as exc:
+            raise AuditKeyError(f"not a PEM public key: {exc}") from None
         if not isinstance(key, Ed25519PublicKey):
             raise AuditKeyError("not an Ed25519 public key")
         return key
@@ -94,12 +102,20 @@ class Signer:
         return Checkpoint(tree_size, head_hash, unsigned.at, self.key_id, signature)
 
 
+def key_path(config_dir: Path | None = None) -> Path:
+    """Where the signing key file is: ``tidings.audit.key`` beside the vault's ``tidings.key``
+    (``TIDINGS_KEY_FILE`` moves both), by default in the config's directory."""
+    from ..security.vault import key_file_path  # not at import time: the vault appends audit entries
+
+    return key_file_path(config_dir).with_name(KEY_FILE)
+
+
 def load_signer(config_dir: Path | None = None, *, create: bool = False) -> Signer | None:
-    """The signing key from ``TIDINGS_AUDIT_KEY`` (PEM) or ``tidings.audit.key`` beside the config
-    (mode 0600, refused when others can read it); created when ``create`` and missing."""
+    """The signing key from ``TIDINGS_AUDIT_KEY`` (PEM) or ``tidings.audit.key`` beside the
+    vault's key (mode 0600, refused when others can read it); created when ``create`` and missing."""
     if pem := os.environ.get(KEY_ENV):
         return Signer(_private_from_pem(pem.encode(), KEY_ENV))
-    path = (config_dir or Path.cwd()) / KEY_FILE
+    path = key_path(config_dir)
     if not path.exists():
         if not create:
             return None

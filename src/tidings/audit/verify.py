@@ -137,7 +137,7 @@ def verify_entries(
 
 
 async def iter_entry_batches(
-    store: Store, after: int = 0, *, until: int | None = None, batch: int = BATCH
+    store: Store, after: int = 0, *, until: int | None = None, batch: int | None = None
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The entries after ``after`` (up to ``until``), in ``seq`` order, ``batch`` at a time: one
     short read transaction per batch, the next one starting after the last ``seq`` seen."""
@@ -147,7 +147,7 @@ async def iter_entry_batches(
         if until is not None:
             query = query.where(audit_log.c.seq <= until)
         async with store.read() as conn:
-            result = await conn.execute(query.order_by(audit_log.c.seq).limit(batch))
+            result = await conn.execute(query.order_by(audit_log.c.seq).limit(batch or BATCH))
             rows = [{str(k): v for k, v in r._mapping.items()} for r in result]
         if not rows:
             return
