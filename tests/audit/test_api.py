@@ -143,3 +143,14 @@ async def test_verify_answers_the_first_changed_entry(world: Any) -> None:
         await conn.execute(text("UPDATE audit_log SET action = 'silence.forged' WHERE seq = 3"))
     r = await world.client.get("/api/v1/audit/verify", headers=world.auth)
     assert r.json()["ok"] is False and r.json()["problem"] == {"seq": 3, "reason": "was changed"}
+
+
+async def test_a_refused_retry_is_409_and_leaves_no_entry(world: Any) -> None:
+    from tidings.message import Message
+
+    receipt = await world.hub.notify(Message("fine"), to=["inbox"])
+    await world.hub.wait(receipt.id)
+    before = await read_entries(world.hub.store)
+    r = await world.client.post(f"/api/v1/deliveries/{receipt.deliveries[0].id}/retry", headers=world.auth)
+    assert r.status_code == 409 and "delivered" in r.json()["detail"]
+    assert await read_entries(world.hub.store) == before
