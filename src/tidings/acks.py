@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .audit import SYSTEM, Actor, append
 from .errors import NotFound
 from .store.engine import Conn
 from .store.tables import acks, messages
@@ -25,11 +26,15 @@ def ack_id(message_id: str) -> str:
 
 
 async def record_ack(
-    conn: Conn, message_id: str, *, by: str, via: str, integration: str | None = None, now: float | None = None
+    conn: Conn, message_id: str, *, by: str, via: str, integration: str | None = None, now: float | None = None,
+    actor: Actor = SYSTEM,
 ) -> tuple[dict[str, Any], bool]:
     """Acknowledge ``message_id``: (the acknowledgement that holds, whether this call made it).
-    Raises NotFound for an unknown message."""
-    found = (await conn.execute(select(messages.c.id, messages.c.thread_key).where(messages.c.id == message_id))).first()
+    A new acknowledgement is audited (``ack``) in the same transaction. Raises NotFound for an
+    unknown message."""
+    found = (await conn.execute(
+        select(messages.c.id, messages.c.thread_key, messages.c.project).where(messages.c.id == message_id)
+    )).first()
     if found is None:
         raise NotFound(f"no message {message_id}")
     row = {
@@ -40,6 +45,9 @@ async def record_ack(
     stmt = ins.values(**row).on_conflict_do_nothing(index_elements=[acks.c.id]).returning(acks.c.id)
     created = (await conn.execute(stmt)).first() is not None
     held = (await conn.execute(select(acks).where(acks.c.id == row["id"]))).one()
+    if created:
+        await append(conn, actor, "ack", target=f"message/{message_id}", project=found.project, after=_ack(held),
+                     at=row["at"])
     return _ack(held), created
 
 

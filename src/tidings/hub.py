@@ -26,11 +26,13 @@ import structlog
 
 from . import gc_tuning
 from .acks import record_ack
+from .audit import SYSTEM, Actor
+from .audit.checkpointer import Checkpointer, checkpointer_for
 from .background import wait_at_most
 from .config import Config, config_path, load_config
 from .delivery import circuits, queries
 from .delivery.digest import Grouper
-from .delivery.dispatcher import Dispatcher, set_disabled
+from .delivery.dispatcher import Dispatcher
 from .delivery.outbox import Planned, Receipt, write_messages
 from .errors import NotFound, UnknownIntegration
 from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event
@@ -90,6 +92,8 @@ class Hub:
         self.dispatcher: Dispatcher | None = None
         self.grouper: Grouper | None = None
         self.pruner: Pruner | None = None
+        self.checkpointer: Checkpointer | None = None
+        """Signs audit checkpoints (a dispatching hub with an audit key)."""
         self.silences: Silences | None = None
         """Active silences, in memory (checked on every notify without a query)."""
         self._writer = _WriteMessages(self)
@@ -165,6 +169,10 @@ class Hub:
             self.events.start()
             self.pruner = Pruner(self.store, self.config.retention, self.metrics)
             self.pruner.start()
+            self.checkpointer = checkpointer_for(self.store, self.config_dir, self.config.audit,
+                                                 poll=max(1.0, self.config.dispatcher.poll_interval * 5))
+            if self.checkpointer is not None:
+                self.checkpointer.start()
 
     async def stop(self, timeout: float | None = None) -> None:
         if not self.started or self._stopping:
@@ -181,6 +189,8 @@ class Hub:
             self._stopping = False
             if self.pruner is not None:
                 await self.pruner.stop()
+            if self.checkpointer is not None:
+                await self.checkpointer.stop()
             if self.store is not None:
                 # Messages already accepted finish their transaction first: the dispatcher then
                 # sends or hands back their deliveries instead of leaving them leased to nobody.
@@ -277,9 +287,9 @@ class Hub:
         async with self.require_store().read() as conn:
             return await get_event(conn, event_id)
 
-    async def replay(self, event_id: str) -> dict[str, Any]:
+    async def replay(self, event_id: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
         async with self.require_store().write() as conn:
-            result = await replay_event(conn, event_id, self.receivers)
+            result = await replay_event(conn, event_id, self.receivers, actor=actor)
         self.wake_events()
         return result
 
@@ -322,19 +332,19 @@ class Hub:
     # -- silences and acknowledgements ---------------------------------------------------------
     async def silence(
         self, matchers: dict[str, str], seconds: float, *, by: str, reason: str | None = None,
-        silence_id: str | None = None,
+        silence_id: str | None = None, actor: Actor = SYSTEM,
     ) -> tuple[Silence, bool]:
         """Suppress messages whose labels match all ``matchers`` for ``seconds`` (see
         :mod:`tidings.silences`); (the silence, whether it is new)."""
         self.require_store()
         assert self.silences is not None
-        return await self.silences.create(matchers, seconds, by=by, reason=reason, silence_id=silence_id)
+        return await self.silences.create(matchers, seconds, by=by, reason=reason, silence_id=silence_id, actor=actor)
 
-    async def unsilence(self, silence_id: str) -> Silence | None:
+    async def unsilence(self, silence_id: str, *, actor: Actor = SYSTEM) -> Silence | None:
         """End a silence now (by id or a unique id prefix); None when no active one has it."""
         self.require_store()
         assert self.silences is not None
-        return await self.silences.expire(silence_id)
+        return await self.silences.expire(silence_id, actor=actor)
 
     async def active_silences(self) -> list[Silence]:
         self.require_store()
@@ -343,11 +353,11 @@ class Hub:
         return self.silences.active
 
     async def ack(
-        self, message_id: str, *, by: str, via: str, integration: str | None = None
+        self, message_id: str, *, by: str, via: str, integration: str | None = None, actor: Actor = SYSTEM
     ) -> tuple[dict[str, Any], bool]:
         """Acknowledge a message (once: a later ack returns the first); (the ack, whether it is new)."""
         async with self.require_store().write() as conn:
-            return await record_ack(conn, message_id, by=by, via=via, integration=integration)
+            return await record_ack(conn, message_id, by=by, via=via, integration=integration, actor=actor)
 
     # -- reading and managing ------------------------------------------------------------------
     async def message(self, message_id: str) -> dict[str, Any]:
@@ -362,18 +372,19 @@ class Hub:
         async with self.require_store().read() as conn:
             return await queries.get_delivery(conn, delivery_id)
 
-    async def retry(self, delivery_id: str) -> dict[str, Any]:
+    async def retry(self, delivery_id: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
         async with self.require_store().write() as conn:
-            result = await queries.retry_delivery(conn, delivery_id)
+            result = await queries.retry_delivery(conn, delivery_id, actor=actor)
         self._wake_dispatcher()
         return result
 
     async def retry_many(
-        self, *, status: str = "dead", integration: str | None = None, since: float | None = None, by: str | None = None
+        self, *, status: str = "dead", integration: str | None = None, since: float | None = None, by: str | None = None,
+        actor: Actor = SYSTEM,
     ) -> list[str]:
         """Retry every matching delivery (see :func:`queries.retry_deliveries`); their ids."""
         async with self.require_store().write() as conn:
-            ids = await queries.retry_deliveries(conn, status=status, integration=integration, since=since)
+            ids = await queries.retry_deliveries(conn, status=status, integration=integration, since=since, actor=actor)
         log.info("hub.deliveries_retried", count=len(ids), status=status, integration=integration, since=since, by=by)
         self._wake_dispatcher()
         return ids
@@ -429,11 +440,11 @@ class Hub:
             out.append(item)
         return out
 
-    async def set_enabled(self, name: str, enabled: bool) -> None:
+    async def set_enabled(self, name: str, enabled: bool, *, actor: Actor = SYSTEM) -> None:
         """Re-enable an integration disabled by its peer (HTTP 410), or disable one by hand."""
         self._notifier(name)
         async with self.require_store().write() as conn:
-            await set_disabled(conn, name, not enabled, None if enabled else "disabled by hand", time.time())
+            await queries.set_enabled(conn, name, enabled, actor=actor)
         if self.dispatcher is not None:
             self.dispatcher.lanes[name].disabled = not enabled
             self.dispatcher.wake()

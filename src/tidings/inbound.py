@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .audit import SYSTEM, Actor, append
 from .background import Background, wait_at_most
 from .delivery.retry import gives_up, next_delay
 from .errors import MessageError, NotFound, TidingsError
@@ -455,8 +456,11 @@ async def get_event(conn: Conn, event_id: str) -> dict[str, Any]:
     return _event(row, with_body=True)
 
 
-async def replay_event(conn: Conn, event_id: str, receivers: dict[str, Receiver]) -> dict[str, Any]:
-    """Process an event again. Effects it already had (messages it sent) are not repeated."""
+async def replay_event(
+    conn: Conn, event_id: str, receivers: dict[str, Receiver], *, actor: Actor = SYSTEM
+) -> dict[str, Any]:
+    """Process an event again (audited as ``event.replay``). Effects it already had (messages it
+    sent) are not repeated."""
     row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
     if row is None:
         raise NotFound(f"no event {event_id}")
@@ -472,6 +476,9 @@ async def replay_event(conn: Conn, event_id: str, receivers: dict[str, Receiver]
         .where(events.c.id == event_id)
         .values(status=status, attempts=0, next_attempt_at=now, last_error=None, lease_owner=None)
     )
+    await append(conn, actor, "event.replay", target=f"event/{event_id}", project=row.project,
+                 before={"status": row.status, "attempts": row.attempts, "last_error": row.last_error},
+                 after={"status": status, "attempts": 0}, at=now)
     return _event((await conn.execute(select(events).where(events.c.id == event_id))).one())
 
 

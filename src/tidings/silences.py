@@ -27,6 +27,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .audit import SYSTEM, Actor, append
 from .background import Background
 from .errors import TidingsError
 from .ids import new_id
@@ -196,8 +197,10 @@ class Silences(Background):
         by: str,
         reason: str | None = None,
         silence_id: str | None = None,
+        actor: Actor = SYSTEM,
     ) -> tuple[Silence, bool]:
-        """Store a silence (``silence_id`` makes it idempotent); (the silence, whether it is new)."""
+        """Store a silence (``silence_id`` makes it idempotent); (the silence, whether it is new).
+        A new silence is audited (``silence.create``) in the same transaction."""
         if not matchers:
             raise SilenceError("a silence needs at least one matcher")
         if not 0 < seconds <= MAX_DURATION:
@@ -212,11 +215,15 @@ class Silences(Background):
             stmt = ins.values(**row).on_conflict_do_nothing(index_elements=[silences.c.id]).returning(silences.c.id)
             created = (await conn.execute(stmt)).first() is not None
             found = (await conn.execute(select(silences).where(silences.c.id == row["id"]))).one()
+            if created:
+                await append(conn, actor, "silence.create", target=f"silence/{found.id}", project=found.project,
+                             after=_silence(found).to_dict(), at=now)
         await self.load()
         return _silence(found), created
 
-    async def expire(self, silence_id: str) -> Silence | None:
-        """End a silence now; None when there is no active silence with that id (or id prefix)."""
+    async def expire(self, silence_id: str, *, actor: Actor = SYSTEM) -> Silence | None:
+        """End a silence now (audited as ``silence.end``); None when there is no active silence
+        with that id (or id prefix)."""
         now = time.time()
         async with self.store.write() as conn:
             q = select(silences).where(silences.c.until > now)
@@ -226,6 +233,8 @@ class Silences(Background):
                 return None
             await conn.execute(update(silences).where(silences.c.id == hits[0].id).values(until=now))
             found = _silence(hits[0])
+            await append(conn, actor, "silence.end", target=f"silence/{found.id}", project=hits[0].project,
+                         before={"until": found.until}, after={"until": now}, at=now)
         await self.load()
         return found
 

@@ -24,6 +24,7 @@ from helpers import eventually, local_context
 from sqlalchemy import select
 
 from tidings import Message
+from tidings.audit.verify import read_entries
 from tidings.config import parse_config
 from tidings.errors import ConfigError
 from tidings.integrations.receiver import InboundRequest, Rejected
@@ -378,6 +379,10 @@ async def test_silence_then_notify_then_unsilence(make_api: Any, slack: FakeSlac
     await slack.wait_for("response_url", 3)
     assert slack.responses[2]["text"] == "No active silence `nosuchsilence`."
     assert (await post(api, *form_request(command(slack, "silence list")))).json()["text"] == "No active silences."
+    audited = [(e["action"], e["target"], e["actor_name"], e["auth_method"]) for e in await read_entries(hub.store)
+               if e["action"].startswith("silence.")]
+    assert audited == [("silence.create", f"silence/{silence.id}", "U2147483697 (Steve)", "slack"),
+                       ("silence.end", f"silence/{silence.id}", "U2147483697 (Steve)", "slack")]
 
 
 async def test_a_silence_made_elsewhere_applies_after_the_refresh(make_hub: Any) -> None:
@@ -442,6 +447,11 @@ async def test_the_acknowledge_button_end_to_end(make_api: Any, slack: FakeSlack
     async with hub.store.read() as conn:
         assert len((await conn.execute(select(acks))).all()) == 1
     assert "<@UA8RXUSPL>" in contexts(slack.calls_of("chat.update")[-1].json())
+    # Audited once, as the Slack user who clicked, in the ack's transaction.
+    (audited,) = [e for e in await read_entries(hub.store) if e["action"] == "ack"]
+    assert (audited["actor"], audited["actor_id"], audited["actor_name"], audited["auth_method"]) == (
+        "user", "slack:UA8RXUSPL", "UA8RXUSPL (jtorrance)", "slack")
+    assert audited["target"] == f"message/{receipt.id}" and audited["request_id"] == row.id
 
     # Resolving the thread later keeps who acknowledged it.
     resolved = await hub.notify(Message("Disk has space", priority="info", thread_key="disk:web-01", resolves=True))

@@ -18,7 +18,8 @@ from ..store.tables import audit_log
 DOMAIN = b"tidings-audit-v1"
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first entry."""
-_PG_LOCK_ID = 0x7469_6461  # "tida": one appender at a time, so the chain never forks
+PG_LOCK_ID = 0x7469_6461
+"""The advisory lock ("tida") every appender, and the checkpointer, takes: one at a time, so the chain never forks."""
 
 HASHED = (
     "seq", "at", "actor", "actor_id", "actor_name", "auth_method", "token_id", "ip", "user_agent",
@@ -70,7 +71,7 @@ async def append(
     ``seq`` stays gap-free and every entry links to the one before it. Secrets in ``before`` and
     ``after`` are masked before they are hashed or stored."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
     head = (
         await conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
     ).first()

@@ -17,11 +17,13 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import TidingsError
 from ..store.engine import Store
 from ..store.tables import audit_checkpoints, audit_log
+from .chain import PG_LOCK_ID
 
 KEY_ENV = "TIDINGS_AUDIT_KEY"
 KEY_FILE = "tidings.audit.key"
@@ -65,10 +67,18 @@ def public_key_text(public_key: Ed25519PublicKey) -> str:
     return base64.b64encode(raw).decode()
 
 
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
 def parse_public_key(value: str) -> Ed25519PublicKey:
+    """A public key given as base64 of its 32 raw bytes or as PEM; :class:`AuditKeyError` if not one."""
     value = value.strip()
     if value.startswith("-----BEGIN"):
-        key = serialization.load_pem_public_key(value.encode())
+        try:
+            key = serialization.load_pem_public_key(value.encode())
+        except (ValueError, TypeError) as exc:
+            raise AuditKeyError(f"not a PEM public key: {exc}") from None
         if not isinstance(key, Ed25519PublicKey):
             raise AuditKeyError("not an Ed25519 public key")
         return key
@@ -92,12 +102,20 @@ class Signer:
         return Checkpoint(tree_size, head_hash, unsigned.at, self.key_id, signature)
 
 
+def key_path(config_dir: Path | None = None) -> Path:
+    """Where the signing key file is: ``tidings.audit.key`` beside the vault's ``tidings.key``
+    (``TIDINGS_KEY_FILE`` moves both), by default in the config's directory."""
+    from ..security.vault import key_file_path  # not at import time: the vault appends audit entries
+
+    return key_file_path(config_dir).with_name(KEY_FILE)
+
+
 def load_signer(config_dir: Path | None = None, *, create: bool = False) -> Signer | None:
-    """The signing key from ``TIDINGS_AUDIT_KEY`` (PEM) or ``tidings.audit.key`` beside the config
-    (mode 0600, refused when others can read it); created when ``create`` and missing."""
+    """The signing key from ``TIDINGS_AUDIT_KEY`` (PEM) or ``tidings.audit.key`` beside the
+    vault's key (mode 0600, refused when others can read it); created when ``create`` and missing."""
     if pem := os.environ.get(KEY_ENV):
         return Signer(_private_from_pem(pem.encode(), KEY_ENV))
-    path = (config_dir or Path.cwd()) / KEY_FILE
+    path = key_path(config_dir)
     if not path.exists():
         if not create:
             return None
@@ -125,21 +143,46 @@ def _private_from_pem(data: bytes, where: str) -> Ed25519PrivateKey:
     return key
 
 
-async def make_checkpoint(store: Store, signer: Signer, *, at: float | None = None) -> Checkpoint | None:
-    """Sign the current head and store the checkpoint (None when the trail is empty or the head
-    is checkpointed already)."""
+async def make_checkpoint(
+    store: Store, signer: Signer, *, at: float | None = None, every: int | None = None, interval: float | None = None
+) -> Checkpoint | None:
+    """Sign the current head and store the checkpoint; None when the trail is empty, the head is
+    checkpointed already, or (with ``every``/``interval``) none is due yet: fewer than ``every``
+    entries since the last checkpoint and the oldest of them younger than ``interval`` seconds.
+
+    Idempotent across processes: the decision and the insert happen under the appenders' lock
+    (PostgreSQL's advisory lock, SQLite's write lock), so two workers never both sign a size, and
+    a checkpoint of the same ``tree_size`` already stored is kept."""
+    now = time.time() if at is None else at
     async with store.write() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
         head = (
             await conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
         ).first()
         if head is None:
             return None
-        last = (await conn.execute(select(func.max(audit_checkpoints.c.tree_size)))).scalar()
-        if last is not None and last >= head.seq:
+        last = (await conn.execute(select(func.max(audit_checkpoints.c.tree_size)))).scalar() or 0
+        if last >= head.seq:
             return None
-        cp = signer.sign(head.seq, head.hash, time.time() if at is None else at)
-        await conn.execute(audit_checkpoints.insert().values(**cp.as_dict()))
+        if every is not None or interval is not None:
+            pending = head.seq - last
+            oldest = (await conn.execute(select(audit_log.c.at).where(audit_log.c.seq == last + 1))).scalar()
+            old_enough = interval is not None and oldest is not None and now - oldest >= interval
+            if not (old_enough or (every is not None and pending >= every)):
+                return None
+        cp = signer.sign(head.seq, head.hash, now)
+        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(audit_checkpoints)
+        await conn.execute(ins.values(**cp.as_dict()).on_conflict_do_nothing(index_elements=[audit_checkpoints.c.tree_size]))
         return cp
+
+
+async def head(store: Store) -> tuple[int, int]:
+    """(the last entry's ``seq``, the last checkpoint's ``tree_size``); 0 for none."""
+    async with store.read() as conn:
+        seq = (await conn.execute(select(func.max(audit_log.c.seq)))).scalar()
+        size = (await conn.execute(select(func.max(audit_checkpoints.c.tree_size)))).scalar()
+    return int(seq or 0), int(size or 0)
 
 
 async def load_checkpoints(store: Store) -> list[Checkpoint]:

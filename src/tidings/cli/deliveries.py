@@ -1,11 +1,10 @@
 """Deliveries: list, show one, retry one or many."""
 
-import os
 from typing import Annotated, Any
 
 import typer
 
-from ._common import ConfigOpt, JsonOpt, _on_hub, _when, app, emit, group, handled, out, table
+from ._common import ConfigOpt, JsonOpt, _on_hub, _when, app, cli_actor, emit, group, handled, out, table
 
 deliveries_app = group("deliveries", "Deliveries: list them, show one (`show ID`).", lists=True)
 StatusOpt = Annotated[str | None, typer.Option(help="pending, sending, retrying, delivered, dead, suppressed, grouped")]
@@ -109,7 +108,7 @@ def _retry(delivery_id: str | None, integration: str | None, status: str | None,
     if delivery_id is not None:
 
         async def _one(hub: Any) -> dict[str, Any]:
-            return await hub.retry(await hub.resolve_id("delivery", delivery_id))
+            return await hub.retry(await hub.resolve_id("delivery", delivery_id), actor=cli_actor())
 
         d = _on_hub(config, _one)
         emit(d, as_json, f"delivery {d['id']} to {d['integration']} is {d['status']} again")
@@ -117,8 +116,9 @@ def _retry(delivery_id: str | None, integration: str | None, status: str | None,
     from ..units import parse_duration
 
     seconds = parse_duration(since) if since is not None else None
-    by = f"cli:{os.environ.get('USER') or 'unknown'}"
-    ids = _on_hub(config, lambda hub: hub.retry_many(status=status or "dead", integration=integration, since=seconds, by=by))
+    actor = cli_actor()
+    ids = _on_hub(config, lambda hub: hub.retry_many(status=status or "dead", integration=integration, since=seconds,
+                                                     by=actor.name, actor=actor))
     emit({"retried": ids}, as_json, f"retried {len(ids)} deliver{'y' if len(ids) == 1 else 'ies'}")
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import ConfigOpt, JsonOpt, _on_hub, _when, emit, group, handled, out, print_json, table
+from ._common import ConfigOpt, JsonOpt, _on_hub, _when, cli_actor, emit, group, handled, out, print_json, table
 
 events_app = group("events", "Inbound webhook events: history, details, replay.", lists=True)
 EventArg = Annotated[str, typer.Argument(help="an id or a unique start of one")]
@@ -87,7 +87,7 @@ def events_replay(event_id: EventArg, config: ConfigOpt = None, as_json: JsonOpt
     """Process an event again (a running server or worker picks it up)."""
 
     async def _replay(hub: Any) -> dict[str, Any]:
-        return await hub.replay(await hub.resolve_id("event", event_id))
+        return await hub.replay(await hub.resolve_id("event", event_id), actor=cli_actor())
 
     e = _on_hub(config, _replay)
     emit(e, as_json, f"event {e['id']} ({e['event_type']}) is {e['status']} again")

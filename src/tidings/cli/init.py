@@ -91,6 +91,7 @@ def init(
     else:
         write_key_file(key_path, [new_key()])
         lines.append(f"wrote {key_path} (mode 0600): back it up; without it stored secrets can't be read")
+    lines.append(_audit_key(path.resolve().parent))
     admin, token, demo = run(_bootstrap(path, admin_email))
     data: dict[str, Any] = {"config": str(path), "created": True, "key_file": key_file, "admin": admin, "token": token,
                             "demo_message": demo}
@@ -178,3 +179,16 @@ async def _bootstrap(path: Path, admin_email: str) -> tuple[dict[str, str] | Non
         )
         message = await hub.wait(receipt.id, timeout=30)
         return admin, token, message["id"]
+
+
+def _audit_key(config_dir: Path) -> str:
+    """Create the audit trail's signing key beside tidings.key (unless it exists or comes from the environment)."""
+    from ..audit.checkpoints import KEY_ENV, key_path, load_signer
+
+    if os.environ.get(KEY_ENV):
+        return f"using the audit signing key in ${KEY_ENV}"
+    path = key_path(config_dir)
+    if path.exists():
+        return f"kept the existing audit signing key {path}"
+    load_signer(config_dir, create=True)
+    return f"wrote {path} (mode 0600): signs the audit trail's checkpoints (`tidings audit public-key` for auditors)"

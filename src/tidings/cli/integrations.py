@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import ConfigOpt, JsonOpt, _on_hub, emit, group, handled, out
+from ._common import ConfigOpt, JsonOpt, _on_hub, cli_actor, emit, group, handled, out
 from ._common import table as make_table
 
 integrations_app = group("integrations", "Integrations: health, stats, test, enable, disable.", lists=True)
@@ -59,7 +59,7 @@ def integrations_test(name: NameArg, config: ConfigOpt = None, as_json: JsonOpt 
 
 
 def _set_enabled(name: str, enabled: bool, config: Path | None, as_json: bool) -> None:
-    _on_hub(config, lambda hub: hub.set_enabled(name, enabled))
+    _on_hub(config, lambda hub: hub.set_enabled(name, enabled, actor=cli_actor()))
     emit({"integration": name, "enabled": enabled}, as_json, f"{name} {'enabled' if enabled else 'disabled'}")
 
 

@@ -53,9 +53,9 @@ def silences_add(
     from ..silences import parse_matchers, parse_silence_duration
 
     parsed, seconds = parse_matchers(matchers), parse_silence_duration(duration)
-    by = cli_actor().name or "cli"
-
-    silence, _ = _on_hub(config, lambda hub: hub.silence(parsed, seconds, by=by, reason=reason), create=True)
+    actor = cli_actor()
+    silence, _ = _on_hub(config, lambda hub: hub.silence(parsed, seconds, by=actor.name or "cli", reason=reason, actor=actor),
+                         create=True)
     s = silence.to_dict()
     emit(s, as_json, f"silence {s['id']} until {_when(s['until'])}")
 
@@ -67,7 +67,7 @@ def silences_end(silence_id: Annotated[str, typer.Argument(help="an id or a uniq
     """End a silence now."""
 
     async def _end(hub: Any) -> Any:
-        return await hub.unsilence(await hub.resolve_id("silence", silence_id))
+        return await hub.unsilence(await hub.resolve_id("silence", silence_id), actor=cli_actor())
 
     ended = _on_hub(config, _end)
     if ended is None:

@@ -109,6 +109,15 @@ class RetentionSettings(_Strict):
     )
 
 
+class AuditSettings(_Strict):
+    """Signed checkpoints of the audit trail (a dispatching hub signs them; see docs/audit.md)."""
+
+    checkpoint_every: int = Field(1000, ge=1, le=10_000_000, description="sign a checkpoint after this many new entries")
+    checkpoint_interval: Duration = Field(
+        3600.0, gt=0, description="...or once the oldest entry not yet signed is this old"
+    )
+
+
 class RegexMatch(_Strict):
     regex: str
 
@@ -205,6 +214,7 @@ class ConfigBase(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     integrations: dict[str, IntegrationSettings] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     default: DefaultRoute = Field(default_factory=DefaultRoute)

@@ -9,11 +9,13 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, or_, select, text, update
 
 from ..acks import acks_of
+from ..audit import SYSTEM, Actor, append
 from ..errors import NotFound, TidingsError
 from ..ids import id_floor
 from ..message import Message
 from ..store.engine import Conn
 from ..store.tables import ERRORS_SQL, deliveries, from_active_deliveries, inbox, integration_state, messages
+from .dispatcher import set_disabled
 
 STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped")
 RETRYABLE_BY_HAND = ("dead", "retrying")
@@ -103,20 +105,31 @@ def _requeue(ids: list[str], status: str, now: float) -> Any:
     )
 
 
-async def retry_delivery(conn: Conn, delivery_id: str, now: float | None = None) -> dict[str, Any]:
-    """Bring a dead (or waiting) delivery back now, with a fresh retry budget."""
+async def retry_delivery(
+    conn: Conn, delivery_id: str, now: float | None = None, *, actor: Actor = SYSTEM
+) -> dict[str, Any]:
+    """Bring a dead (or waiting) delivery back now, with a fresh retry budget (audited as
+    ``delivery.retry`` in the same transaction)."""
     now = time.time() if now is None else now
-    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+    row = (await conn.execute(
+        select(deliveries, messages.c.project).join(messages, messages.c.id == deliveries.c.message_id)
+        .where(deliveries.c.id == delivery_id)
+    )).first()
     if row is None:
         raise NotFound(f"no delivery {delivery_id}")
     if row.status not in RETRYABLE_BY_HAND:
         raise RetryRefused(f"delivery {delivery_id} is {row.status}; only dead or retrying deliveries can be retried")
     await conn.execute(_requeue([delivery_id], row.status, now))
-    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
-    return _delivery(row)
+    after = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+    await append(conn, actor, "delivery.retry", target=f"delivery/{delivery_id}", project=row.project,
+                 before={"status": row.status, "attempts": row.attempts, "last_error": row.last_error},
+                 after={"status": after.status, "attempts": after.attempts}, at=now)
+    return _delivery(after)
 
 
 RETRY_CHUNK = 500
+AUDITED_IDS = 1000
+"""A bulk retry's audit entry lists at most this many ids (and always the count)."""
 
 
 async def retry_deliveries(
@@ -126,24 +139,47 @@ async def retry_deliveries(
     integration: str | None = None,
     since: float | None = None,
     now: float | None = None,
+    actor: Actor = SYSTEM,
 ) -> list[str]:
     """Bring back every delivery in ``status`` (dead or retrying), of ``integration`` if given,
     last changed within ``since`` seconds if given (after an outage: what died during it).
-    Returns the ids retried, oldest first."""
+    Returns the ids retried, oldest first; one ``delivery.retry`` audit entry lists them."""
     now = time.time() if now is None else now
     if status not in RETRYABLE_BY_HAND:
         raise RetryRefused(f"only {' or '.join(RETRYABLE_BY_HAND)} deliveries can be retried, not {status!r}")
     if since is not None and since <= 0:
         raise TidingsError("since must be a positive duration")
-    q = select(deliveries.c.id).where(deliveries.c.status == bindparam("status", status, literal_execute=True))
+    q = (select(deliveries.c.id, messages.c.project).join(messages, messages.c.id == deliveries.c.message_id)
+         .where(deliveries.c.status == bindparam("status", status, literal_execute=True)))
     if integration:
         q = q.where(deliveries.c.integration == integration)
     if since is not None:
         q = q.where(deliveries.c.updated_at >= now - since)
-    ids = [r.id for r in await conn.execute(q.order_by(deliveries.c.id))]
+    rows = (await conn.execute(q.order_by(deliveries.c.id))).all()
+    ids = [r.id for r in rows]
     for i in range(0, len(ids), RETRY_CHUNK):
         await conn.execute(_requeue(ids[i : i + RETRY_CHUNK], status, now))
+    if ids:
+        projects = sorted({r.project for r in rows})
+        await append(
+            conn, actor, "delivery.retry", target="deliveries", project=projects[0] if len(projects) == 1 else None,
+            before={"status": status},
+            after={"status": "pending", "count": len(ids), "ids": ids[:AUDITED_IDS], "ids_complete": len(ids) <= AUDITED_IDS,
+                   "filters": {"status": status, "integration": integration, "since_s": since}, "projects": projects},
+            at=now,
+        )
     return ids
+
+
+async def set_enabled(conn: Conn, name: str, enabled: bool, *, actor: Actor = SYSTEM, now: float | None = None) -> None:
+    """Enable or disable an integration by hand (audited as ``integration.enable|disable``)."""
+    now = time.time() if now is None else now
+    was = (await conn.execute(select(integration_state.c.disabled, integration_state.c.reason)
+                              .where(integration_state.c.name == name))).first()
+    await set_disabled(conn, name, not enabled, None if enabled else "disabled by hand", now)
+    await append(conn, actor, f"integration.{'enable' if enabled else 'disable'}", target=f"integration/{name}",
+                 project="default", before={"disabled": bool(was and was.disabled), "reason": was.reason if was else None},
+                 after={"disabled": not enabled}, at=now)
 
 
 async def list_inbox(conn: Conn, *, integration: str | None = None, limit: int = 50, before: int | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import delete, select
 
+from ..audit import SYSTEM, Actor, append
 from ..errors import VaultError
 from ..store.engine import Store
 from ..store.tables import secrets
@@ -115,8 +116,9 @@ class Vault:
         async with self.store.read() as conn:
             return [r.name for r in await conn.execute(select(secrets.c.name).order_by(secrets.c.name))]
 
-    async def rotate(self, new: str) -> int:
-        """Make ``new`` the primary key and re-encrypt every secret with it. Returns how many."""
+    async def rotate(self, new: str, *, actor: Actor = SYSTEM) -> int:
+        """Make ``new`` the primary key and re-encrypt every secret with it, in one transaction
+        with its audit entry (``keys.rotate``: the names, never a key or a value). Returns how many."""
         keys = [new, *(self.keys or [])]
         fernet = _fernet(keys)
         count = 0
@@ -131,5 +133,7 @@ class Vault:
                     secrets.update().where(secrets.c.name == row.name).values(ciphertext=token, updated_at=time.time())
                 )
                 count += 1
+            await append(conn, actor, "keys.rotate", target="keys", after={
+                "re_encrypted": count, "secrets": [r.name for r in rows], "keys": len(keys)})
         self.keys, self._fernet = keys, fernet
         return count

@@ -39,6 +39,7 @@ import orjson
 import structlog
 from sqlalchemy import select
 
+from ...audit import Actor
 from ...errors import NotFound
 from ...message import Message
 from ...security.outbound import guarded_session
@@ -91,6 +92,13 @@ def who(user_id: str | None, user_name: str | None) -> str:
     """What an ack records as ``by``: ``U123 (name)``."""
     uid = user_id or "unknown"
     return f"{uid} ({user_name})" if user_name else uid
+
+
+def slack_actor(user_id: str | None, by: str, event: InboundEvent) -> Actor:
+    """The audit actor of a Slack user's command or click (``by`` as :func:`who` wrote it); the
+    request id is the stored event's."""
+    return Actor("user", id=f"slack:{user_id}"[:64] if user_id else None, name=by, auth_method="slack",
+                 request_id=event.id)
 
 
 def mention_of(by: str) -> str:
@@ -318,21 +326,24 @@ class SlackReceiver(Receiver):
     async def _command_ack(self, event: InboundEvent, hub: Hub) -> dict[str, Any]:
         form = event.form()
         _, words = parse_command(form.get("text", ""))
-        text, result = await self._ack(hub, words[0], who(form.get("user_id"), form.get("user_name")))
+        by = who(form.get("user_id"), form.get("user_name"))
+        text, result = await self._ack(hub, words[0], by, actor=slack_actor(form.get("user_id"), by, event))
         await self._respond(form["response_url"], text)
         return result
 
     async def _command_silence(self, event: InboundEvent, hub: Hub) -> dict[str, Any]:
         form = event.form()
         _, words = parse_command(form.get("text", ""))
-        text, result = await self._silence(hub, words, who(form.get("user_id"), form.get("user_name")), event.id)
+        by = who(form.get("user_id"), form.get("user_name"))
+        text, result = await self._silence(hub, words, by, event.id, slack_actor(form.get("user_id"), by, event))
         await self._respond(form["response_url"], text)
         return result
 
     async def _command_unsilence(self, event: InboundEvent, hub: Hub) -> dict[str, Any]:
         form = event.form()
         _, words = parse_command(form.get("text", ""))
-        text, result = await self._unsilence(hub, words[0])
+        actor = slack_actor(form.get("user_id"), who(form.get("user_id"), form.get("user_name")), event)
+        text, result = await self._unsilence(hub, words[0], actor)
         await self._respond(form["response_url"], text)
         return result
 
@@ -346,7 +357,7 @@ class SlackReceiver(Receiver):
         ts = container.get("message_ts") or (payload.get("message") or {}).get("ts")
         shown = (payload.get("message") or {}).get("attachments")
         where = [(channel, ts, shown if isinstance(shown, list) and shown else None)] if channel and ts else None
-        _, result = await self._ack(hub, action["value"], by, where)
+        _, result = await self._ack(hub, action["value"], by, where, actor=slack_actor(user.get("id"), by, event))
         return result
 
     async def _app_mention(self, event: InboundEvent, hub: Hub) -> dict[str, Any]:
@@ -362,17 +373,18 @@ class SlackReceiver(Receiver):
             text, result = escape(str(exc)), {"status": "processed", "outcome": "refused"}
         else:
             by = who(ev.get("user"), None)
+            actor = slack_actor(ev.get("user"), by, event)
             result = {"status": "processed", "command": name}
             if name == "status":
                 text = await self._status(hub)
             elif name == "silences":
                 text = await self._silences(hub)
             elif name == "ack":
-                text, result = await self._ack(hub, words[0], by)
+                text, result = await self._ack(hub, words[0], by, actor=actor)
             elif name == "silence":
-                text, result = await self._silence(hub, words, by, event.id)
+                text, result = await self._silence(hub, words, by, event.id, actor)
             elif name == "unsilence":
-                text, result = await self._unsilence(hub, words[0])
+                text, result = await self._unsilence(hub, words[0], actor)
             else:
                 text = ("" if name == "help" else f"Unknown command `{escape(name)}`.\n") + self._help()
         reply = {"channel": ev.get("channel"), "thread_ts": ev.get("thread_ts") or ev.get("ts"), "text": text}
@@ -384,11 +396,11 @@ class SlackReceiver(Receiver):
     # -- the work --------------------------------------------------------------------------------
     async def _ack(
         self, hub: Hub, message_id: str, by: str,
-        where: list[tuple[str, str, list[dict[str, Any]] | None]] | None = None,
+        where: list[tuple[str, str, list[dict[str, Any]] | None]] | None = None, *, actor: Actor,
     ) -> tuple[str, dict[str, Any]]:
-        """Record the ack (once per message) and show it on the alert in Slack; (text, result)."""
+        """Record the ack (once per message, audited) and show it on the alert in Slack; (text, result)."""
         try:
-            ack, created = await hub.ack(message_id, by=by, via="slack", integration=self.name)
+            ack, created = await hub.ack(message_id, by=by, via="slack", integration=self.name, actor=actor)
         except NotFound:
             return f"No message `{escape(message_id)}`.", {"status": "processed", "outcome": "not_found",
                                                             "message": message_id}
@@ -458,16 +470,17 @@ class SlackReceiver(Receiver):
         if thread is not None and thread.ref.get("channel") == channel and thread.ref.get("ts") == ts:
             await threads.update_ref(self.name, key, {**thread.ref, "attachments": attachments})
 
-    async def _silence(self, hub: Hub, words: list[str], by: str, seed: str) -> tuple[str, dict[str, Any]]:
+    async def _silence(self, hub: Hub, words: list[str], by: str, seed: str, actor: Actor) -> tuple[str, dict[str, Any]]:
         matchers, seconds, reason = parse_silence(words)
-        silence, created = await hub.silence(matchers, seconds, by=by, reason=reason, silence_id=silence_id_for(seed))
+        silence, created = await hub.silence(matchers, seconds, by=by, reason=reason, silence_id=silence_id_for(seed),
+                                             actor=actor)
         text = (f"🔕 Silenced `{escape(silence.describe())}` for {_duration(seconds)} "
                 f"(until <!date^{int(silence.until)}^{{date_short_pretty}} at {{time}}|{_utc(silence.until)}>). "
                 f"id `{silence.id}`")
         return text, {"status": "processed", "silence": silence.id, "created": created}
 
-    async def _unsilence(self, hub: Hub, silence_id: str) -> tuple[str, dict[str, Any]]:
-        ended = await hub.unsilence(silence_id)
+    async def _unsilence(self, hub: Hub, silence_id: str, actor: Actor) -> tuple[str, dict[str, Any]]:
+        ended = await hub.unsilence(silence_id, actor=actor)
         if ended is None:
             return (f"No active silence `{escape(silence_id)}`.",
                     {"status": "processed", "outcome": "not_found", "silence": silence_id})
