@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from .. import __version__
 from ..hub import Hub
-from . import docs, errors, hooks, messages, openapi, schemas
+from . import docs, errors, hooks, messages, openapi, schemas, secrets_api
 from .api import router as api_router
 from .auth import TokenCache
 from .guard import RequestGuard
@@ -81,6 +81,7 @@ def create_app(hub: Hub) -> FastAPI:
     docs.install(app)
     openapi.install(app)
     app.include_router(api_router)
+    app.include_router(secrets_api.router)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",
