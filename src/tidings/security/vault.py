@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, text
 
 from ..audit import SYSTEM, Actor, append
 from ..errors import NotFound, VaultError
@@ -48,6 +48,16 @@ PURGE_WAIT = 5.0
 METADATA = ("name", "created_at", "created_by", "updated_at", "rotated_at", "rotated_by", "last_used_at")
 """What may be shown of a secret: everything but its value."""
 _NAME = re.compile(NAME_PATTERN)
+_OLDER = text("""
+SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND backend_type <> 'autovacuum worker'
+          AND (age(backend_xmin) > age(CAST(:x AS xid)) OR age(backend_xid) > age(CAST(:x AS xid))))
+     + (SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()
+          AND age(transaction) > age(CAST(:x AS xid)))
+     + (SELECT count(*) FROM pg_replication_slots WHERE age(xmin) > age(CAST(:x AS xid)))
+""")
+"""PostgreSQL: how many transactions (or slots) began before the transaction ``x`` and may still see
+what was deleted before it."""
 
 
 def key_file_path(config_dir: Path | None = None) -> Path:
@@ -304,6 +314,11 @@ class Vault:
         assert engine is not None
         async with engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            # A transaction begun before the delete may still see the row: VACUUM keeps it for them.
+            mark = (await auto.execute(text("SELECT txid_current() % 4294967296"))).scalar()
+            deadline = time.monotonic() + PURGE_WAIT
+            while (older := (await auto.execute(_OLDER, {"x": str(mark)})).scalar()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             node = "SELECT pg_relation_filenode('secrets')"
             before = (await auto.exec_driver_sql(node)).scalar()
             # Waiting long for the table's lock would hold up every reader queued behind it.
@@ -315,7 +330,10 @@ class Vault:
             rewritten = (await auto.exec_driver_sql(node)).scalar() != before
         if not rewritten:
             log.warning("vault.purge_skipped", hint="VACUUM FULL secrets did nothing: only the table's owner can run it")
-        return rewritten
+        elif older:
+            log.warning("vault.purge_incomplete", hint="a transaction older than the delete was still open: "
+                        "the table keeps the old row for it until the next VACUUM FULL secrets")
+        return rewritten and not older
 
     # -- keys ------------------------------------------------------------------------------------
     async def rotate(self, new: str) -> int:
