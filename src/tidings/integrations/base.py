@@ -8,7 +8,6 @@ a peer's failure: it classifies it as an :class:`Outcome`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import re
 import time
@@ -348,8 +347,8 @@ class HttpNotifier(Notifier):
 
     _session: aiohttp.ClientSession | None = None
     _opening: asyncio.Lock | None = None
-    _retiring: set[asyncio.Task[None]] | None = None
-    """Sessions replaced by :meth:`reconfigure`, closing once their sends are over."""
+    _retiring: dict[aiohttp.ClientSession, asyncio.Task[None]] | None = None
+    """Sessions replaced by :meth:`reconfigure`, each with the task that closes it once its sends are over."""
 
     def session_headers(self) -> dict[str, str]:
         """Headers on every request (credentials that never change belong here)."""
@@ -384,25 +383,22 @@ class HttpNotifier(Notifier):
             return
 
         async def retire() -> None:
-            try:
-                await asyncio.sleep(self.effective_timeout + RETIRE_GRACE)
-            finally:
+            await asyncio.sleep(self.effective_timeout + RETIRE_GRACE)
+            if self._retiring is not None and self._retiring.pop(old, None) is not None:
                 await old.close()
 
-        task = asyncio.get_running_loop().create_task(retire(), name=f"tidings-retire-session-{self.name}")
         if self._retiring is None:
-            self._retiring = set()
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+            self._retiring = {}
+        self._retiring[old] = asyncio.get_running_loop().create_task(retire(), name=f"tidings-retire-{self.name}")
 
     async def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-        for task in list(self._retiring or ()):
-            task.cancel()  # closes its session
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        retiring, self._retiring = self._retiring or {}, None
+        for old, task in retiring.items():
+            task.cancel()
+            await old.close()
 
 
 def truncate(text: str, limit: int | None, marker: str = TRUNCATED) -> str:
