@@ -24,6 +24,7 @@ from ..security.vault import MAX_VALUE, NAME_PATTERN, Vault, check_value
 from . import errors
 from .api import HubDep, known_query
 from .auth import actor_of, allow
+from .guard import is_json
 from .schemas import NO_NUL, api_errors
 
 log = structlog.get_logger("tidings.server")
@@ -82,6 +83,12 @@ class SecretValue(BaseModel):
                        description="the new value: text without NUL, at most 64 KiB of UTF-8; never answered back")
 
 
+async def json_body(request: Request) -> None:
+    """415 for a body not declared as JSON (the request guard checks only the message routes)."""
+    if not is_json(request.headers.get("content-type", "").encode("latin-1")):
+        raise HTTPException(415, "send the body as Content-Type: application/json")
+
+
 async def vault_of(request: Request) -> Vault:
     vault: Vault | None = request.app.state.hub.vault
     if vault is None:
@@ -119,7 +126,7 @@ async def get_secret(name: SecretName, hub: HubDep, vault: VaultDep) -> dict[str
 
 @router.put(
     "/secrets/{name:path}",
-    dependencies=[allow("secret:write")],
+    dependencies=[allow("secret:write"), Depends(json_body)],
     response_model=SecretStored,
     summary="Store or rotate a secret",
     description="Store `value` as a new secret (201) or as the new value of an existing one (200, a rotation). "
