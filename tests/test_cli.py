@@ -340,14 +340,14 @@ def test_secret_set_list_delete(project: Project) -> None:
     ran = tidings(p, "secret", "set", "SLACK_TOKEN", stdin=value + "\n").ok()
     assert ran.out.strip() == "stored SLACK_TOKEN; use it as ${vault:SLACK_TOKEN}"
     tidings(p, "secret", "set", "OTHER", "--value", "other-value-123").ok()
-    assert tidings(p, "secret", "list").ok().out.split() == ["OTHER", "SLACK_TOKEN"]
+    assert [s["name"] for s in tidings(p, "secret", "list", "--json").ok().json] == ["OTHER", "SLACK_TOKEN"]
     [(cipher,)] = db_rows(p, "SELECT ciphertext FROM secrets WHERE name = 'SLACK_TOKEN'")
     assert value.encode() not in bytes(cipher)
     [key] = key_file_keys(p / "tidings.key")
     assert Fernet(key.encode()).decrypt(bytes(cipher)).decode() == value
     assert value.encode() not in (p / "tidings.db").read_bytes()
     assert tidings(p, "secret", "delete", "SLACK_TOKEN").ok().out.strip() == "deleted SLACK_TOKEN"
-    assert tidings(p, "secret", "list").ok().out.split() == ["OTHER"]
+    assert [s["name"] for s in tidings(p, "secret", "list", "--json").ok().json] == ["OTHER"]
     tidings(p, "secret", "delete", "SLACK_TOKEN").one_line_error("no secret named 'SLACK_TOKEN'", code=1)
     tidings(p, "secret", "set", "EMPTY", stdin="\n").one_line_error("the secret is empty", code=1)
 
@@ -371,7 +371,7 @@ def test_secrets_can_be_stored_while_the_config_already_refers_to_them(project: 
     tidings(p, "integrations").one_line_error("no secret named 'HOOK_SECRET'", "tidings secret set HOOK_SECRET", code=1)
     # ...and the command the error names must work.
     tidings(p, "secret", "set", "HOOK_SECRET", stdin=whsec() + "\n").ok()
-    assert tidings(p, "secret", "list").ok().out.split() == ["HOOK_SECRET"]
+    assert [s["name"] for s in tidings(p, "secret", "list", "--json").ok().json] == ["HOOK_SECRET"]
     names = [i["name"] for i in tidings(p, "integrations", "--json").ok().json]
     assert names == ["inbox", "signed"]
 

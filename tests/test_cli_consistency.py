@@ -32,9 +32,12 @@ def test_json_on_every_command_that_prints(project: Project) -> None:
     p = project.path
     created = tidings(p, "token", "create", "--name", "ci", "--json").ok().json
     assert created["name"] == "ci" and created["token"].startswith("tdg_")
-    assert tidings(p, "secret", "set", "S1", "--value", "v-123456", "--json").ok().json == {"stored": "S1"}
-    assert tidings(p, "secret", "list", "--json").ok().json == ["S1"]
-    assert tidings(p, "secret", "delete", "S1", "--json").ok().json == {"deleted": "S1"}
+    assert tidings(p, "secret", "set", "S1", "--value", "v-123456", "--json").ok().json == {"stored": "S1", "created": True}
+    assert [s["name"] for s in tidings(p, "secret", "list", "--json").ok().json] == ["S1"]
+    assert tidings(p, "secret", "show", "S1", "--json").ok().json["masked"] == "…"
+    assert tidings(p, "secret", "rotate", "S1", "--value", "v-654321", "--json").ok().json == {"rotated": "S1",
+                                                                                              "references": []}
+    assert tidings(p, "secret", "delete", "S1", "--json").ok().json == {"deleted": "S1", "purged": True, "references": []}
     validated = tidings(p, "config", "validate", "--json").ok().json
     assert validated == {"file": "tidings.yaml", "ok": True, "integrations": 1, "routes": 0}
     rotated = tidings(p, "keys", "rotate", "--json").ok().json

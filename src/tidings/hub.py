@@ -47,6 +47,7 @@ from .routing import Router
 from .security.outbound import Destinations
 from .security.redact import clip, register
 from .security.vault import Vault, load_keys
+from .security.vault_watch import VaultWatch
 from .silences import Silence, Silences
 from .store.batch import Batch
 from .store.engine import Store
@@ -81,6 +82,8 @@ class Hub:
         self._migrate = migrate
         self.store: Store | None = None
         self.vault: Vault | None = None
+        self.vault_watch: VaultWatch | None = None
+        """Resolves ``${vault:NAME}`` and applies rotated values while the hub runs."""
         self.notifiers: dict[str, Notifier] = {}
         """Integrations that can send (route targets)."""
         self.receivers: dict[str, Receiver] = {}
@@ -120,7 +123,9 @@ class Hub:
             if self._migrate:
                 await self.store.migrate()
             self.vault = Vault(self.store, load_keys(self.config_dir))
+            self.vault_watch = VaultWatch(self)
             self._integrations = await self._build_integrations()
+            await self.vault_watch.mark_used()
             self.notifiers = {n: i for n, i in self._integrations.items() if isinstance(i, Notifier) and i.can_send(i.settings)}
             self.receivers = {n: i for n, i in self._integrations.items() if isinstance(i, Receiver) and i.can_receive(i.settings)}
             self.silences = Silences(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))
@@ -147,6 +152,8 @@ class Hub:
         assert self.store is not None
         if self.silences is not None:
             self.silences.start()
+        if self.vault_watch is not None:
+            self.vault_watch.start()
         if self.dispatch:
             self.dispatcher = Dispatcher(
                 self.store,
@@ -181,6 +188,8 @@ class Hub:
         try:
             # The event processor's handlers and the grouper notify: they stop while the hub
             # still takes messages, then the hub stops taking them.
+            if self.vault_watch is not None:
+                await self.vault_watch.stop()
             if self.events is not None:
                 await self.events.stop()
             if self.grouper is not None:
@@ -221,7 +230,7 @@ class Hub:
         await self.stop()
 
     async def _build_integrations(self) -> dict[str, Integration]:
-        assert self.store is not None and self.vault is not None
+        assert self.store is not None and self.vault_watch is not None
         context = Context(
             store=self.store,
             threads=Threads(self.store),
@@ -229,10 +238,7 @@ class Hub:
         )
         out: dict[str, Integration] = {}
         for name, settings in self.config.integrations.items():
-            refs = settings.vault_refs()
-            if refs:
-                resolved = {field: await self.vault.get(secret) for field, secret in refs.items()}
-                settings = type(settings).model_validate({**settings.model_dump(), **resolved})
+            settings = await self.vault_watch.resolve(name, settings)
             secrets = settings.secret_values()
             register(secrets)
             context.secrets.update(secrets)

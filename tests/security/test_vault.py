@@ -42,8 +42,9 @@ async def test_set_get_round_trip_overwrite_list_delete(store: Store) -> None:
     await vault.set("OPS_TOKEN", "xoxb-second-value")
     assert await vault.get("OPS_TOKEN") == "xoxb-second-value"
     assert await vault.names() == ["B_SECRET", "OPS_TOKEN"]
-    assert await vault.delete("OPS_TOKEN") is True
-    assert await vault.delete("OPS_TOKEN") is False
+    deleted = await vault.delete("OPS_TOKEN")
+    assert deleted is not None and deleted["name"] == "OPS_TOKEN" and isinstance(deleted["purged"], bool)
+    assert await vault.delete("OPS_TOKEN") is None
     assert await vault.names() == ["B_SECRET"]
     with pytest.raises(VaultError):
         await vault.get("OPS_TOKEN")

@@ -22,6 +22,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from tidings import Hub
 from tidings.config import parse_config
 from tidings.security.tokens import create_token
+from tidings.security.vault import new_key, write_key_file
 from tidings.server import create_app
 from tidings.server.api import SilenceIn
 
@@ -41,6 +42,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The app on a fresh SQLite database (schemathesis starts its lifespan, and with it the hub,
     in its own event loop) and a token made beforehand on the same database."""
     folder: Path = tmp_path_factory.mktemp("schemathesis")
+    write_key_file(folder / "tidings.key", [new_key()])  # a vault, for PUT /secrets
     config = parse_config({**CONFIG, "server": {"database": f"sqlite:///{folder / 'tidings.db'}"}}, env={})
 
     async def token() -> str:

@@ -34,6 +34,8 @@ AllowEntry = Annotated[str, AfterValidator(check_entry)]
 DISABLED = "; integration disabled"
 """How an error that disabled its integration ends."""
 WOULD_DISABLE = "; a send would disable the integration (this test changed nothing)"
+RETIRE_GRACE = 5.0
+"""A session replaced by new settings closes this long after the integration's timeout."""
 
 
 def is_vault_ref(value: str) -> bool:
@@ -237,11 +239,22 @@ class Integration:
     kind: ClassVar[str]
     Settings: ClassVar[type[IntegrationSettings]] = IntegrationSettings
     timeout: ClassVar[float] = 10.0
+    live_state: ClassVar[tuple[str, ...]] = ()
+    """Attributes ``__init__`` sets that hold live state rather than something derived from the
+    settings (a lock per channel...): :meth:`reconfigure` keeps them."""
 
     def __init__(self, name: str, settings: IntegrationSettings, context: Context) -> None:
         self.name = name
         self.settings = settings
         self.context = context
+
+    def reconfigure(self, settings: IntegrationSettings) -> None:
+        """Take new ``settings`` (a rotated secret) in place, without a restart. Whatever ``__init__``
+        derives from the settings (a signer, a mode) is derived again, as a new instance would have
+        it; attributes set later (an open session) and :attr:`live_state` stay. The object stays the
+        same, so the dispatcher's lanes and the hub's maps keep pointing at it."""
+        fresh = type(self)(self.name, settings, self.context)
+        vars(self).update({k: v for k, v in vars(fresh).items() if k not in self.live_state})
 
     @property
     def effective_timeout(self) -> float:
@@ -334,6 +347,8 @@ class HttpNotifier(Notifier):
 
     _session: aiohttp.ClientSession | None = None
     _opening: asyncio.Lock | None = None
+    _retiring: dict[aiohttp.ClientSession, asyncio.Task[None]] | None = None
+    """Sessions replaced by :meth:`reconfigure`, each with the task that closes it once its sends are over."""
 
     def session_headers(self) -> dict[str, str]:
         """Headers on every request (credentials that never change belong here)."""
@@ -359,10 +374,31 @@ class HttpNotifier(Notifier):
     async def open(self) -> None:
         await self.session()
 
+    def reconfigure(self, settings: IntegrationSettings) -> None:
+        """New settings, and a new session for the next send (its headers may carry the old
+        credential). The old session closes once sends still using it have timed out at the latest."""
+        super().reconfigure(settings)
+        old, self._session = self._session, None
+        if old is None:
+            return
+
+        async def retire() -> None:
+            await asyncio.sleep(self.effective_timeout + RETIRE_GRACE)
+            if self._retiring is not None and self._retiring.pop(old, None) is not None:
+                await old.close()
+
+        if self._retiring is None:
+            self._retiring = {}
+        self._retiring[old] = asyncio.get_running_loop().create_task(retire(), name=f"tidings-retire-{self.name}")
+
     async def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        retiring, self._retiring = self._retiring or {}, None
+        for old, task in retiring.items():
+            task.cancel()
+            await old.close()
 
 
 def truncate(text: str, limit: int | None, marker: str = TRUNCATED) -> str:

@@ -212,6 +212,8 @@ class SlackNotifier(HttpNotifier, SlackReceiver):
     timeout = 10.0
     settings: SlackSettings
 
+    live_state = ("_locks",)  # sends in progress hold them: new settings must not reset them
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
