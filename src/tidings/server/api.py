@@ -20,13 +20,15 @@ from ..message import Message
 from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
 from ..units import parse_duration
 from . import messages, schemas
-from .auth import actor_of, allow
+from .auth import actor_of, allow, principal_of
 from .schemas import api_errors
 
 
 async def known_query(request: Request) -> None:
     """A query parameter the route doesn't take is refused (422), not ignored: a misspelt filter
-    (``?statsu=dead``) would otherwise answer everything."""
+    (``?statsu=dead``) would otherwise answer everything. Credentials are checked first: a caller
+    without them learns nothing about a route's parameters (401, not 422)."""
+    await principal_of(request)
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params:
