@@ -1,10 +1,11 @@
 """``tidings serve`` for bench/authz.py, run as ``python bench/_serve.py [--no-audit] [serve options]``.
 
 Without ``--no-audit`` it is exactly ``tidings serve``. With it, the audit append is a no-op in
-this server process: ``tidings.audit.chain.append`` and every module that imported it by name
-(found by scanning ``sys.modules`` after importing all of tidings) are replaced, so the same
-server runs the same code minus the audit entry. The bench checks that this server appends
-nothing and that the other one appends an entry per change.
+this server process: ``tidings.audit.chain.append`` and every module attribute that holds it
+(``from ..audit import append``, under any name; found by scanning ``sys.modules`` after
+importing all of tidings) are replaced, so the same server runs the same code minus the audit
+entry. The bench checks that this server appends nothing and that the other one appends an
+entry per change.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ async def _no_append(conn: Any, actor: Any, action: str, **_: Any) -> dict[str, 
 
 
 def disable_audit() -> list[str]:
-    """Replace the audit append everywhere it is reachable by name; the names of the modules patched."""
+    """Replace the audit append everywhere it is reachable by name; the names patched."""
     import tidings
     from tidings.audit import chain
 
@@ -34,10 +35,12 @@ def disable_audit() -> list[str]:
     original = chain.append
     patched = []
     for name, module in list(sys.modules.items()):
-        if getattr(module, "append", None) is original:
-            module.append = _no_append  # type: ignore[attr-defined]
-            patched.append(name)
-    if "tidings.audit.chain" not in patched:
+        if name == "tidings" or name.startswith("tidings."):
+            for attr, value in list(vars(module).items()):
+                if value is original:  # under any name it was imported as
+                    setattr(module, attr, _no_append)
+                    patched.append(f"{name}.{attr}")
+    if "tidings.audit.chain.append" not in patched:
         raise SystemExit("could not disable the audit append: tidings.audit.chain.append not found")
     return patched
 

@@ -1,6 +1,6 @@
 """Cost of access control and of the audit trail on the HTTP API, each beside its baseline in one run.
 
-    python bench/authz.py [--requests 5000] [--writes 2000] [--concurrency 32] [--rounds 5]
+    python bench/authz.py [--requests 600] [--writes 800] [--concurrency 32] [--rounds 9]
                           [--database postgresql://postgres@127.0.0.1:5432/test]
 
 Two ``tidings serve`` processes on 127.0.0.1 with the same configuration (five webhook
@@ -19,8 +19,9 @@ each on that PostgreSQL server, dropped afterwards):
            so the set of active silences, which the path reloads after every change, stays a
            handful the whole run instead of growing with the request count.
 
-One aiohttp client with ``--concurrency`` connections drives both in interleaved rounds (the
-order alternates), and only answers with the expected status count. Besides requests/s it reads
+One aiohttp client with ``--concurrency`` connections drives both sides of each comparison in
+rounds of A B B A (B A A B in every other round), half the round's requests each time, so that a
+drift of the machine's speed lands on both sides; only answers with the expected status count. Besides requests/s it reads
 each server's CPU time per request (/proc), steadier than wall-clock rates on a shared machine.
 Each ratio is the median of the per-round ratios. The last line is one JSON object:
 {"authz_ratio", "audited_write_ratio", "member_rps", "admin_rps", "audited_rps", "unaudited_rps", ...};
@@ -136,9 +137,22 @@ class Server:
 
 @dataclass
 class Measured:
-    rate: float
-    cpu_us: float
-    """server CPU per request"""
+    requests: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """the server's"""
+
+    def __add__(self, other: Measured) -> Measured:
+        return Measured(self.requests + other.requests, self.seconds + other.seconds, self.cpu_seconds + other.cpu_seconds)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """server CPU per request"""
+        return self.cpu_seconds / self.requests * 1e6
 
 
 Request = Callable[[aiohttp.ClientSession, int], Awaitable[int | None]]
@@ -164,7 +178,21 @@ async def drive(server: Server, n: int, concurrency: int, request: Request) -> M
         cpu = cpu_seconds(server.proc.pid) - cpu_before
     if wrong:
         raise SystemExit(f"{server.name}: {wrong.total()} of {n} requests got an unexpected answer: {dict(wrong)}")
-    return Measured(n / elapsed, cpu / n * 1e6)
+    return Measured(n, elapsed, cpu)
+
+
+Side = Callable[[str, int], Awaitable[Measured]]
+"""Runs ``n`` requests of one side of a comparison (the ``str`` tells its segments apart)."""
+
+
+async def paired(a: Side, b: Side, n: int, r: int) -> tuple[Measured, Measured]:
+    """Both sides twice, ``n / 2`` requests each time, A B B A (B A A B in odd rounds): a drift of
+    the machine's speed during the round lands on both sides alike."""
+    done = {"a": Measured(), "b": Measured()}
+    sides = {"a": a, "b": b}
+    for k, name in enumerate("abba" if r % 2 == 0 else "baab"):
+        done[name] += await sides[name](f"r{r}s{k}", n // 2 if k < 2 else n - n // 2)
+    return done["a"], done["b"]
 
 
 def lister(server: Server, token: str) -> Request:
@@ -221,6 +249,34 @@ async def audited(server: Server, n: int, run: Awaitable[Measured]) -> Measured:
     return measured
 
 
+async def check_us(server: Server, calls: int = 20_000, uncached_calls: int = 500) -> dict[str, float]:
+    """The access check alone, in this process (no server, no network): µs per call of the
+    server's ``authenticate`` + ``authorize`` for each token, with the token cache warm (every
+    request but one per token every 10 s) and with it cleared before each call (the database
+    asked: the token for both, the user and their roles for the member). Best of 5 runs."""
+    from types import SimpleNamespace
+
+    from tidings.accounts import authorize
+    from tidings.server.auth import TokenCache, authenticate
+
+    state = SimpleNamespace(tokens=TokenCache(), hub=SimpleNamespace(store=server.store))
+    loop = asyncio.get_running_loop()
+    out: dict[str, float] = {}
+    for token in ("admin", "member"):
+        header = f"Bearer {server.tokens[token]}"
+        for label, n, clear in (("cached", calls, False), ("uncached", uncached_calls, True)):
+            best = float("inf")
+            for _ in range(5):
+                started = loop.time()
+                for _ in range(n):
+                    if clear:
+                        state.tokens.clear()
+                    authorize(await authenticate(state, header), "integration:read", "default")
+                best = min(best, (loop.time() - started) / n * 1e6)
+            out[f"{token}_{label}"] = round(best, 2)
+    return out
+
+
 @contextlib.asynccontextmanager
 async def databases(database: str | None, tmp: Path) -> AsyncIterator[tuple[str, str]]:
     """Two empty databases: SQLite files in ``tmp``, or two fresh schemas on ``database`` (PostgreSQL)."""
@@ -252,10 +308,10 @@ async def databases(database: str | None, tmp: Path) -> AsyncIterator[tuple[str,
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=5_000, help="GETs per measurement")
-    ap.add_argument("--writes", type=int, default=2_000, help="POSTs (new silences) per measurement")
+    ap.add_argument("--requests", type=int, default=600, help="GETs per measurement")
+    ap.add_argument("--writes", type=int, default=800, help="POSTs (new silences) per measurement")
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds; medians are reported")
     ap.add_argument("--silence-duration", default="20ms", help="how long each silence lasts")
     ap.add_argument("--database", metavar="URL", help="a PostgreSQL on 127.0.0.1 (default: SQLite files)")
     args = ap.parse_args()
@@ -265,13 +321,17 @@ async def main() -> None:
     write_ratios: list[float] = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        async with databases(args.database, tmp) as (audited_url, unaudited_url):
+        async with databases(args.database, tmp) as (audited_url, unaudited_url), contextlib.AsyncExitStack() as stack:
             servers = {"audited": Server("audited", True, audited_url, tmp),
                        "unaudited": Server("unaudited", False, unaudited_url, tmp)}
-            try:
+            for server in servers.values():
+                await server.prepare()
+                assert server.store is not None
+                stack.push_async_callback(server.store.close)
+            with contextlib.ExitStack() as running:  # the servers stop before the stores close
                 for server in servers.values():
-                    await server.prepare()
                     server.start()
+                    running.callback(server.stop)
                 for server in servers.values():
                     await wait_ok(server.base + "/readyz")
                 main_server = servers["audited"]
@@ -280,28 +340,26 @@ async def main() -> None:
                     await drive(main_server, 500, c, lister(main_server, token))
                 for server in servers.values():
                     await audited(server, 200, drive(server, 200, c, silencer(server, "warm", args.silence_duration)))
+                def get(token: str) -> Side:
+                    return lambda _, m: drive(main_server, m, c, lister(main_server, token))
+
+                def post(s: Server) -> Side:
+                    return lambda tag, m: audited(s, m, drive(s, m, c, silencer(s, tag, args.silence_duration)))
+
                 for r in range(args.rounds):
-                    # This machine's speed drifts: alternate which side goes first, report medians.
-                    for token in ("admin", "member") if r % 2 == 0 else ("member", "admin"):
-                        rates[token].append(await drive(main_server, n, c, lister(main_server, token)))
-                    for name in ("unaudited", "audited") if r % 2 == 0 else ("audited", "unaudited"):
-                        s = servers[name]
-                        run = drive(s, writes, c, silencer(s, f"r{r}", args.silence_duration))
-                        rates[name].append(await audited(s, writes, run))
-                    authz_ratios.append(rates["member"][-1].rate / rates["admin"][-1].rate)
-                    write_ratios.append(rates["audited"][-1].rate / rates["unaudited"][-1].rate)
+                    admin, member = await paired(get("admin"), get("member"), n, r)
+                    unaudited, audited_ = await paired(post(servers["unaudited"]), post(servers["audited"]), writes, r)
+                    for key, m in zip(rates, (admin, member, unaudited, audited_), strict=True):
+                        rates[key].append(m)
+                    authz_ratios.append(member.rate / admin.rate)
+                    write_ratios.append(audited_.rate / unaudited.rate)
                     line = "; ".join(f"{k} {v[-1].rate:,.0f}/s ({v[-1].cpu_us:.0f} µs CPU)" for k, v in rates.items())
                     print(f"round {r + 1}: {line}; authz {authz_ratios[-1]:.3f}, audited write {write_ratios[-1]:.3f}",
                           file=sys.stderr)
-            finally:
-                for server in servers.values():
-                    server.stop()
-                for server in servers.values():
-                    if server.store is not None:
-                        await server.store.close()
             for server in servers.values():
                 if (errors := server.errors()) is not None:
                     print(errors, file=sys.stderr)
+            check = await check_us(servers["audited"])
     rps = {k: median(m.rate for m in v) for k, v in rates.items()}
     cpu = {k: median(m.cpu_us for m in v) for k, v in rates.items()}
     authz_ratio, write_ratio = median(authz_ratios), median(write_ratios)
@@ -312,7 +370,9 @@ async def main() -> None:
     for key, label in labels.items():
         print(f"{label:<42} {rps[key]:>12,.0f} {cpu[key]:>18.0f}")
     print(f"{'authz ratio (member / admin)':<42} {authz_ratio:>12.3f} {cpu['admin'] / cpu['member']:>18.3f}")
-    print(f"{'audited write ratio (with / without)':<42} {write_ratio:>12.3f} {cpu['unaudited'] / cpu['audited']:>18.3f}\n")
+    print(f"{'audited write ratio (with / without)':<42} {write_ratio:>12.3f} {cpu['unaudited'] / cpu['audited']:>18.3f}")
+    print(f"the access check alone, in process: admin {check['admin_cached']:.1f} µs, member {check['member_cached']:.1f} µs"
+          f" with the token cached; {check['admin_uncached']:.0f} and {check['member_uncached']:.0f} µs when it asks the database\n")
     print(json.dumps({
         "authz_ratio": round(authz_ratio, 3),
         "audited_write_ratio": round(write_ratio, 3),
@@ -325,6 +385,7 @@ async def main() -> None:
         "server_cpu_us_per_request": {k: round(v, 1) for k, v in cpu.items()},
         "authz_cpu_ratio": round(cpu["admin"] / cpu["member"], 3),
         "audited_write_cpu_ratio": round(cpu["unaudited"] / cpu["audited"], 3),
+        "check_us": check,
         "database": dialect,
         "requests": n,
         "writes": writes,
