@@ -1,6 +1,6 @@
 """Cost of access control and of the audit trail on the HTTP API, each beside its baseline in one run.
 
-    python bench/authz.py [--requests 600] [--writes 800] [--concurrency 32] [--rounds 9]
+    python bench/authz.py [--requests 600] [--writes 800] [--concurrency 32] [--rounds 9] [--slices 8]
                           [--database postgresql://postgres@127.0.0.1:5432/test]
 
 Two ``tidings serve`` processes on 127.0.0.1 with the same configuration (five webhook
@@ -19,9 +19,10 @@ each on that PostgreSQL server, dropped afterwards):
            so the set of active silences, which the path reloads after every change, stays a
            handful the whole run instead of growing with the request count.
 
-One aiohttp client with ``--concurrency`` connections drives both sides of each comparison in
-rounds of A B B A (B A A B in every other round), half the round's requests each time, so that a
-drift of the machine's speed lands on both sides; only answers with the expected status count. Besides requests/s it reads
+An aiohttp client, ``--concurrency`` requests at a time on connections kept open per side,
+drives both sides of each comparison in rounds of ``--slices`` alternating slices (A B B A A B B A,
+B A A B ... in every other round), so that a drift of the machine's speed lands on both sides;
+only answers with the expected status count. Besides requests/s it reads
 each server's CPU time per request (/proc), steadier than wall-clock rates on a shared machine.
 Each ratio is the median of the per-round ratios. The last line is one JSON object:
 {"authz_ratio", "audited_write_ratio", "member_rps", "admin_rps", "audited_rps", "unaudited_rps", ...};
@@ -159,23 +160,22 @@ Request = Callable[[aiohttp.ClientSession, int], Awaitable[int | None]]
 """Sends request ``i``; None when answered as expected, else the status."""
 
 
-async def drive(server: Server, n: int, concurrency: int, request: Request) -> Measured:
-    """``n`` requests with ``concurrency`` connections; fails unless every answer was the expected one."""
+async def drive(server: Server, session: aiohttp.ClientSession, n: int, concurrency: int, request: Request) -> Measured:
+    """``n`` requests, ``concurrency`` at a time; fails unless every answer was the expected one."""
     assert server.proc is not None
     wrong: Counter[int] = Counter()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        it = iter(range(n))
+    it = iter(range(n))
 
-        async def client() -> None:
-            for i in it:
-                if (status := await request(session, i)) is not None:
-                    wrong[status] += 1
+    async def client() -> None:
+        for i in it:
+            if (status := await request(session, i)) is not None:
+                wrong[status] += 1
 
-        cpu_before = cpu_seconds(server.proc.pid)
-        started = asyncio.get_running_loop().time()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        elapsed = asyncio.get_running_loop().time() - started
-        cpu = cpu_seconds(server.proc.pid) - cpu_before
+    cpu_before = cpu_seconds(server.proc.pid)
+    started = asyncio.get_running_loop().time()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = asyncio.get_running_loop().time() - started
+    cpu = cpu_seconds(server.proc.pid) - cpu_before
     if wrong:
         raise SystemExit(f"{server.name}: {wrong.total()} of {n} requests got an unexpected answer: {dict(wrong)}")
     return Measured(n, elapsed, cpu)
@@ -185,13 +185,16 @@ Side = Callable[[str, int], Awaitable[Measured]]
 """Runs ``n`` requests of one side of a comparison (the ``str`` tells its segments apart)."""
 
 
-async def paired(a: Side, b: Side, n: int, r: int) -> tuple[Measured, Measured]:
-    """Both sides twice, ``n / 2`` requests each time, A B B A (B A A B in odd rounds): a drift of
-    the machine's speed during the round lands on both sides alike."""
+async def paired(a: Side, b: Side, n: int, r: int, slices: int) -> tuple[Measured, Measured]:
+    """``n`` requests of each side in ``slices`` alternating slices, A B B A A B B A ... (B A A B
+    ... in odd rounds): a drift of the machine's speed during the round lands on both sides alike."""
     done = {"a": Measured(), "b": Measured()}
     sides = {"a": a, "b": b}
-    for k, name in enumerate("abba" if r % 2 == 0 else "baab"):
-        done[name] += await sides[name](f"r{r}s{k}", n // 2 if k < 2 else n - n // 2)
+    pattern = "abba" if r % 2 == 0 else "baab"
+    per_side = slices // 2
+    for k in range(slices):
+        name = pattern[k % 4]
+        done[name] += await sides[name](f"r{r}s{k}", n // per_side + (k >= slices - 2) * (n % per_side))
     return done["a"], done["b"]
 
 
@@ -308,13 +311,16 @@ async def databases(database: str | None, tmp: Path) -> AsyncIterator[tuple[str,
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=600, help="GETs per measurement")
-    ap.add_argument("--writes", type=int, default=800, help="POSTs (new silences) per measurement")
+    ap.add_argument("--requests", type=int, default=600, help="GETs of each token per round")
+    ap.add_argument("--writes", type=int, default=800, help="POSTs (new silences) on each server per round")
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds; medians are reported")
+    ap.add_argument("--rounds", type=int, default=9, help="rounds; the medians of their ratios are reported")
+    ap.add_argument("--slices", type=int, default=8, help="alternating slices per round (even)")
     ap.add_argument("--silence-duration", default="20ms", help="how long each silence lasts")
     ap.add_argument("--database", metavar="URL", help="a PostgreSQL on 127.0.0.1 (default: SQLite files)")
     args = ap.parse_args()
+    if args.slices < 2 or args.slices % 2:
+        ap.error("--slices takes an even number, at least 2")
     n, writes, c = args.requests, args.writes, args.concurrency
     rates: dict[str, list[Measured]] = {"admin": [], "member": [], "unaudited": [], "audited": []}
     authz_ratios: list[float] = []
@@ -336,19 +342,22 @@ async def main() -> None:
                     await wait_ok(server.base + "/readyz")
                 main_server = servers["audited"]
                 await check_listing(main_server)
-                for token in ("admin", "member"):  # warm up
-                    await drive(main_server, 500, c, lister(main_server, token))
-                for server in servers.values():
-                    await audited(server, 200, drive(server, 200, c, silencer(server, "warm", args.silence_duration)))
+                # One client session per side, its connections kept open between the slices.
+                sessions = {key: await stack.enter_async_context(
+                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c))) for key in rates}
+
                 def get(token: str) -> Side:
-                    return lambda _, m: drive(main_server, m, c, lister(main_server, token))
+                    return lambda _, m: drive(main_server, sessions[token], m, c, lister(main_server, token))
 
-                def post(s: Server) -> Side:
-                    return lambda tag, m: audited(s, m, drive(s, m, c, silencer(s, tag, args.silence_duration)))
+                def post(name: str) -> Side:
+                    s = servers[name]
+                    return lambda tag, m: audited(s, m, drive(s, sessions[name], m, c, silencer(s, tag, args.silence_duration)))
 
+                await paired(get("admin"), get("member"), 500, -1, 2)  # warm up
+                await paired(post("unaudited"), post("audited"), 200, -1, 2)
                 for r in range(args.rounds):
-                    admin, member = await paired(get("admin"), get("member"), n, r)
-                    unaudited, audited_ = await paired(post(servers["unaudited"]), post(servers["audited"]), writes, r)
+                    admin, member = await paired(get("admin"), get("member"), n, r, args.slices)
+                    unaudited, audited_ = await paired(post("unaudited"), post("audited"), writes, r, args.slices)
                     for key, m in zip(rates, (admin, member, unaudited, audited_), strict=True):
                         rates[key].append(m)
                     authz_ratios.append(member.rate / admin.rate)
