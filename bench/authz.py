@@ -63,6 +63,8 @@ SRC = Path(tidings.__file__).resolve().parent.parent
 MEMBER = "member@bench.example"
 INTEGRATIONS = 5
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+KEEPALIVE = 3.0
+"""Seconds the client keeps an idle connection: less than the server's (uvicorn: 5 s)."""
 
 
 @dataclass
@@ -342,9 +344,10 @@ async def main() -> None:
                     await wait_ok(server.base + "/readyz")
                 main_server = servers["audited"]
                 await check_listing(main_server)
-                # One client session per side, its connections kept open between the slices.
-                sessions = {key: await stack.enter_async_context(
-                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c))) for key in rates}
+                # One client session per side, its connections kept open between the slices (and
+                # dropped before uvicorn's 5 s keep-alive ends: a request never races the close).
+                sessions = {key: await stack.enter_async_context(aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=c, keepalive_timeout=KEEPALIVE))) for key in rates}
 
                 def get(token: str) -> Side:
                     return lambda _, m: drive(main_server, sessions[token], m, c, lister(main_server, token))
