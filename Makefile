@@ -42,6 +42,7 @@ bench: install-test
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/faulty.py
 	$(BIN)/python bench/cli_start.py
+	$(BIN)/python bench/authz.py
 
 lint: install-test
 	$(BIN)/ruff check src tests bench

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -34,21 +33,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sink import free_port, wait_ok  # noqa: E402
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used, in seconds: /proc/<pid>/schedstat (nanoseconds, summed over its
-    threads), else user + system time from /proc/<pid>/stat (clock ticks); 0 without /proc."""
-    try:
-        return sum(int(Path(t, "schedstat").read_text().split()[0]) for t in Path(f"/proc/{pid}/task").iterdir()) / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from _sink import cpu_seconds, free_port, wait_ok  # noqa: E402
 
 
 async def overhead_us(repeats: int = 15, calls: int = 20_000) -> tuple[float, float]:
