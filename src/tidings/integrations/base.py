@@ -34,6 +34,10 @@ AllowEntry = Annotated[str, AfterValidator(check_entry)]
 DISABLED = "; integration disabled"
 """How an error that disabled its integration ends."""
 WOULD_DISABLE = "; a send would disable the integration (this test changed nothing)"
+DEFAULT_PROJECT = "default"
+"""The project of everything configured without one (and of the unscoped API routes)."""
+PROJECT_SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+"""How a project slug is written (as ``accounts.projects.create_project`` checks it)."""
 
 
 def is_vault_ref(value: str) -> bool:
@@ -94,6 +98,11 @@ class IntegrationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: str
     description: str = ""
+    project: str = Field(
+        DEFAULT_PROJECT, pattern=PROJECT_SLUG,
+        description="the project it belongs to: only that project's routes and messages use it, only its"
+        " members see it; created at start when missing",
+    )
     rate_limit: str | None = Field(None, description="e.g. '4/second', '60/minute'")
     burst: int | None = Field(None, ge=1, le=10_000, description="sends allowed at once above the rate")
     concurrency: int | None = Field(None, ge=1, le=1_000)
@@ -242,6 +251,11 @@ class Integration:
         self.name = name
         self.settings = settings
         self.context = context
+
+    @property
+    def project(self) -> str:
+        """The project it belongs to: the messages its events produce, the silences it makes are that project's."""
+        return self.settings.project
 
     @property
     def effective_timeout(self) -> float:
