@@ -31,8 +31,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .background import Background
 from .errors import TidingsError
-from .integrations.base import DEFAULT_PROJECT
 from .ids import new_id
+from .integrations.base import DEFAULT_PROJECT
 from .store.engine import Store
 from .store.tables import silences
 from .units import parse_duration
