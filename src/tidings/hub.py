@@ -128,11 +128,11 @@ class Hub:
             self.notifiers = {n: i for n, i in self._integrations.items() if isinstance(i, Notifier) and i.can_send(i.settings)}
             self.receivers = {n: i for n, i in self._integrations.items() if isinstance(i, Receiver) and i.can_receive(i.settings)}
             self.silences = Silences(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))
-            try:
-                await self._make_projects()
-                await self.silences.load()
-            except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
-                log.warning("hub.silences_not_loaded", error=clip(f"{type(exc).__name__}: {exc}", 300))
+            for step, event in ((self._make_projects, "hub.projects_not_made"), (self.silences.load, "hub.silences_not_loaded")):
+                try:
+                    await step()
+                except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
+                    log.warning(event, error=clip(f"{type(exc).__name__}: {exc}", 300))
         except BaseException:
             await self.store.close()
             raise
