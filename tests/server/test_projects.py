@@ -247,3 +247,31 @@ async def test_the_hub_creates_the_projects_its_configuration_names(make_hub: An
                                    .where(audit_log.c.action == "project.create").order_by(audit_log.c.seq))).all()
     assert slugs == ["alpha", "beta", "default"]
     assert [tuple(m) for m in made] == [("system", "project/alpha"), ("system", "project/beta")]
+
+
+async def test_a_malformed_project_in_the_path_is_refused_cleanly(make_api: Any) -> None:
+    api, people = await start(make_api, dispatch=False)
+    alpha = people["alpha"]
+
+    async def denials() -> int:
+        async with api.hub.store.read() as conn:
+            return len((await conn.execute(select(audit_log.c.seq).where(audit_log.c.action == "access.denied"))).all())
+
+    before = await denials()
+    for slug in ("UPPER", "a" * 65, "x" * 1000, "-dash", "sp%20ace", "%C3%A9t%C3%A9"):
+        assert (await api.get(f"/api/v1/projects/{slug}/deliveries", auth=False)).status_code == 401, slug
+        for token in (alpha, api.token):
+            r = await api.get(f"/api/v1/projects/{slug}/deliveries", **auth(token))
+            assert r.status_code == 422 and r.json()["detail"] == [
+                "path.project: a project slug is lower-case letters, digits and '-' (at most 64)"], (slug, r.text)
+        r = await api.post(f"/api/v1/projects/{slug}/messages", json={"title": "t"}, **auth(alpha))
+        assert r.status_code == 422, r.text
+    assert await denials() == before, "nothing to audit: no one can make such a project"
+    assert (await api.get("/api/v1/projects/a%00b/deliveries", **auth(alpha))).status_code == 400
+    # A well-formed one: 403 (audited) for a member elsewhere, 404 for a site admin.
+    longest = "a" * 64
+    assert (await api.get(f"/api/v1/projects/{longest}/deliveries", **auth(alpha))).status_code == 403
+    assert await denials() == before + 1
+    assert (await api.get(f"/api/v1/projects/{longest}/deliveries")).status_code == 404
+    async with api.hub.store.read() as conn:
+        assert (await conn.execute(select(messages.c.id))).all() == []

@@ -11,6 +11,7 @@ whatever exists there."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
@@ -27,7 +28,7 @@ from ..message import Message
 from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
 from ..units import parse_duration
 from . import messages, schemas
-from .auth import DEFAULT_PROJECT, actor_of, allow
+from .auth import DEFAULT_PROJECT, actor_of, allow, principal_of
 from .schemas import api_errors
 
 
@@ -429,10 +430,21 @@ async def preview(payload: MessageBody, hub: HubDep, project: ProjectDep) -> dic
     return {"targets": hub.preview(payload.message(), payload.to, project)}
 
 
+_SLUG = re.compile(PROJECT_SLUG)
+
+
 async def _scoped(
-    project: Annotated[str, Path(description="the project's slug", pattern=PROJECT_SLUG, max_length=64)],
+    request: Request,
+    project: Annotated[str, Path(description="the project's slug",
+                                 json_schema_extra={"pattern": PROJECT_SLUG, "maxLength": 64})],
 ) -> None:
-    """Declares the path's project in the OpenAPI document; :func:`project_of` reads it, after ``allow``."""
+    """Declares the path's project in the OpenAPI document, and refuses a malformed one (422) once
+    the caller is known (no credentials: 401, as everywhere), before ``allow`` would audit a refusal
+    in a project no one can make. :func:`project_of` reads it, after ``allow``."""
+    if not _SLUG.fullmatch(project):
+        await principal_of(request)
+        raise RequestValidationError([{"type": "string_pattern_mismatch", "loc": ("path", "project"), "input": None,
+                                       "msg": "a project slug is lower-case letters, digits and '-' (at most 64)"}])
 
 
 router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(known_query)])
