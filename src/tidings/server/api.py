@@ -132,7 +132,8 @@ async def post_message(
                description="makes a retried request safe: the same key and body answer the first answer again"),
     ] = None,
 ) -> Response:
-    # Served by messages.py before the framework; this route documents it and answers what that leaves here.
+    # /api/v1/messages is served by messages.py before the framework; this route documents it, answers what that
+    # leaves here, and serves the per-project form.
     receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key, project=project)
     status, body, headers = messages.accepted(receipt)
     return Response(body, status_code=status, media_type="application/json", headers={k.decode(): v.decode() for k, v in headers})
