@@ -27,14 +27,16 @@ def ack_id(message_id: str) -> str:
 
 async def record_ack(
     conn: Conn, message_id: str, *, by: str, via: str, integration: str | None = None, now: float | None = None,
+    project: str | None = None,
     actor: Actor = SYSTEM,
 ) -> tuple[dict[str, Any], bool]:
     """Acknowledge ``message_id``: (the acknowledgement that holds, whether this call made it).
     A new acknowledgement is audited (``ack``) in the same transaction. Raises NotFound for an
-    unknown message."""
-    found = (await conn.execute(
-        select(messages.c.id, messages.c.thread_key, messages.c.project).where(messages.c.id == message_id)
-    )).first()
+    unknown message (or one of another project than ``project``, when given)."""
+    q = select(messages.c.id, messages.c.thread_key, messages.c.project).where(messages.c.id == message_id)
+    if project is not None:
+        q = q.where(messages.c.project == project)
+    found = (await conn.execute(q)).first()
     if found is None:
         raise NotFound(f"no message {message_id}")
     row = {

@@ -3,6 +3,9 @@
     async with Hub.from_config("tidings.yaml") as hub:
         receipt = await hub.notify(Message("Deploy finished", labels={"service": "api"}))
 
+Projects own integrations, routes, messages, events and silences. ``notify`` without ``project``
+sends in ``default``; the readers take ``project`` to see one project only (None: all of them).
+
 Scripts without asyncio use the same hub synchronously::
 
     with Hub.from_config() as hub:
@@ -36,7 +39,7 @@ from .delivery.dispatcher import Dispatcher
 from .delivery.outbox import Planned, Receipt, write_messages
 from .errors import NotFound, UnknownIntegration
 from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event
-from .integrations.base import Context, Integration, Notifier, Outcome
+from .integrations.base import DEFAULT_PROJECT, Context, Integration, Notifier, Outcome
 from .integrations.receiver import InboundRequest, Receiver
 from .integrations.registry import integration_class
 from .logs import library_default
@@ -58,9 +61,12 @@ log = structlog.get_logger("tidings.hub")
 T = TypeVar("T")
 
 
-def request_fingerprint(message: Message, to: Sequence[str] | None) -> str:
-    """What an Idempotency-Key is bound to: the message and its explicit targets."""
-    body = {"message": message.to_dict(), "to": list(to) if to is not None else None}
+def request_fingerprint(message: Message, to: Sequence[str] | None, project: str = DEFAULT_PROJECT) -> str:
+    """What an Idempotency-Key is bound to: the message, its explicit targets and its project (so
+    a key reused in another project is a conflict, never a replay of that project's message)."""
+    body: dict[str, Any] = {"message": message.to_dict(), "to": list(to) if to is not None else None}
+    if project != DEFAULT_PROJECT:
+        body["project"] = project
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -106,6 +112,8 @@ class Hub:
         self.started = False
         self._stopping = False
         self._gc_tuned = False
+        self._projects: set[str] = set()
+        """Projects known to exist (those of the configuration are made at start)."""
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **kwargs: Any) -> Hub:
@@ -129,10 +137,11 @@ class Hub:
             self.notifiers = {n: i for n, i in self._integrations.items() if isinstance(i, Notifier) and i.can_send(i.settings)}
             self.receivers = {n: i for n, i in self._integrations.items() if isinstance(i, Receiver) and i.can_receive(i.settings)}
             self.silences = Silences(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))
-            try:
-                await self.silences.load()
-            except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
-                log.warning("hub.silences_not_loaded", error=clip(f"{type(exc).__name__}: {exc}", 300))
+            for step, event in ((self._make_projects, "hub.projects_not_made"), (self.silences.load, "hub.silences_not_loaded")):
+                try:
+                    await step()
+                except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
+                    log.warning(event, error=clip(f"{type(exc).__name__}: {exc}", 300))
         except BaseException:
             await self.store.close()
             raise
@@ -147,6 +156,46 @@ class Hub:
         self._gc_tuned = gc_tuning.tune(s.gc_threshold)
         self.started = True
         log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
+
+    async def _make_projects(self) -> None:
+        """Create the projects the configuration names that the database lacks, audited as SYSTEM
+        (several workers starting at once: one makes each, the others find it)."""
+        from sqlalchemy.exc import IntegrityError
+
+        from .accounts.projects import create_project
+        from .accounts.users import AccountError
+        from .audit import SYSTEM
+
+        assert self.store is not None
+        for slug in self.config.project_names():
+            if await self.project_exists(slug, self.store):
+                continue
+            try:
+                async with self.store.write() as conn:
+                    await create_project(conn, SYSTEM, slug)
+                log.info("hub.project_created", project=slug)
+            except (AccountError, IntegrityError):  # made meanwhile by another process
+                pass
+            self._projects.add(slug)
+
+    async def project_exists(self, slug: str, store: Store | None = None) -> bool:
+        """Whether project ``slug`` exists (asks the database only about a project not seen yet)."""
+        if slug in self._projects:
+            return True
+        from sqlalchemy import select
+
+        from .store.tables import projects
+
+        async with (store or self.require_store()).read() as conn:
+            found = (await conn.execute(select(projects.c.slug).where(projects.c.slug == slug))).first() is not None
+        if found:
+            self._projects.add(slug)
+        return found
+
+    def integrations_of(self, project: str | None) -> list[str]:
+        """The integrations of ``project`` (None: every one), in configuration order."""
+        of = self.router.project_of
+        return [n for n in self._integrations if project is None or of.get(n) == project]
 
     async def _start_components(self) -> None:
         assert self.store is not None
@@ -252,22 +301,26 @@ class Hub:
         *,
         to: Sequence[str] | None = None,
         idempotency_key: str | None = None,
+        project: str = DEFAULT_PROJECT,
     ) -> Receipt:
-        """Route ``message`` and store it with its deliveries; returns once they are committed.
-        ``to`` names integrations directly and skips the routes."""
+        """Route ``message`` as a message of ``project`` and store it with its deliveries; returns
+        once they are committed. ``to`` names integrations (of the project) directly and skips the routes."""
         self.require_store()
-        silence = self.silences.match(message.labels) if self.silences is not None else None
+        silence = self.silences.match(message.labels, project=project) if self.silences is not None else None
         planned = Planned(
             message,
-            self.router.targets(message, to),
+            self.router.targets(message, to, project),
             idempotency_key,
-            request_fingerprint(message, to) if idempotency_key else None,
+            request_fingerprint(message, to, project) if idempotency_key else None,
             silenced=f"silence {silence.id} ({silence.describe()})" if silence is not None else None,
+            project=project,
         )
         return await self.require_store().submit(self._writer, planned)
 
-    async def notify_many(self, messages: Sequence[Message], *, to: Sequence[str] | None = None) -> list[Receipt]:
-        return list(await asyncio.gather(*(self.notify(m, to=to) for m in messages)))
+    async def notify_many(
+        self, messages: Sequence[Message], *, to: Sequence[str] | None = None, project: str = DEFAULT_PROJECT
+    ) -> list[Receipt]:
+        return list(await asyncio.gather(*(self.notify(m, to=to, project=project) for m in messages)))
 
     def count_inbound(self, integration: str, result: str) -> None:
         self.metrics.inbound.labels(integration, result).inc()
@@ -289,13 +342,13 @@ class Hub:
         async with self.require_store().read() as conn:
             return await list_events(conn, **filters)
 
-    async def event(self, event_id: str) -> dict[str, Any]:
+    async def event(self, event_id: str, *, project: str | None = None) -> dict[str, Any]:
         async with self.require_store().read() as conn:
-            return await get_event(conn, event_id)
+            return await get_event(conn, event_id, project)
 
-    async def replay(self, event_id: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
+    async def replay(self, event_id: str, *, project: str | None = None, actor: Actor = SYSTEM) -> dict[str, Any]:
         async with self.require_store().write() as conn:
-            result = await replay_event(conn, event_id, self.receivers, actor=actor)
+            result = await replay_event(conn, event_id, self.receivers, project, actor=actor)
         self.wake_events()
         return result
 
@@ -338,59 +391,67 @@ class Hub:
     # -- silences and acknowledgements ---------------------------------------------------------
     async def silence(
         self, matchers: dict[str, str], seconds: float, *, by: str, reason: str | None = None,
-        silence_id: str | None = None, actor: Actor = SYSTEM,
+        silence_id: str | None = None, project: str = DEFAULT_PROJECT, actor: Actor = SYSTEM,
     ) -> tuple[Silence, bool]:
-        """Suppress messages whose labels match all ``matchers`` for ``seconds`` (see
-        :mod:`tidings.silences`); (the silence, whether it is new)."""
+        """Suppress messages of ``project`` whose labels match all ``matchers`` for ``seconds``
+        (see :mod:`tidings.silences`); (the silence, whether it is new)."""
         self.require_store()
         assert self.silences is not None
-        return await self.silences.create(matchers, seconds, by=by, reason=reason, silence_id=silence_id, actor=actor)
+        return await self.silences.create(matchers, seconds, by=by, reason=reason, silence_id=silence_id, project=project,
+                                          actor=actor)
 
-    async def unsilence(self, silence_id: str, *, actor: Actor = SYSTEM) -> Silence | None:
-        """End a silence now (by id or a unique id prefix); None when no active one has it."""
+    async def unsilence(self, silence_id: str, *, project: str | None = None, actor: Actor = SYSTEM) -> Silence | None:
+        """End a silence now (by id or a unique id prefix); None when no active one (of
+        ``project``, when given) has it."""
         self.require_store()
         assert self.silences is not None
-        return await self.silences.expire(silence_id, actor=actor)
+        return await self.silences.expire(silence_id, project, actor=actor)
 
-    async def active_silences(self) -> list[Silence]:
+    async def active_silences(self, *, project: str | None = None) -> list[Silence]:
         self.require_store()
         assert self.silences is not None
         await self.silences.load()
-        return self.silences.active
+        return self.silences.active_in(project)
 
     async def ack(
-        self, message_id: str, *, by: str, via: str, integration: str | None = None, actor: Actor = SYSTEM
+        self, message_id: str, *, by: str, via: str, integration: str | None = None, project: str | None = None,
+        actor: Actor = SYSTEM,
     ) -> tuple[dict[str, Any], bool]:
-        """Acknowledge a message (once: a later ack returns the first); (the ack, whether it is new)."""
+        """Acknowledge a message (of ``project``, when given) once: a later ack returns the
+        first; (the ack, whether it is new)."""
         async with self.require_store().write() as conn:
-            return await record_ack(conn, message_id, by=by, via=via, integration=integration, actor=actor)
+            return await record_ack(conn, message_id, by=by, via=via, integration=integration, project=project,
+                                    actor=actor)
 
     # -- reading and managing ------------------------------------------------------------------
-    async def message(self, message_id: str) -> dict[str, Any]:
+    async def message(self, message_id: str, *, project: str | None = None) -> dict[str, Any]:
         async with self.require_store().read() as conn:
-            return await queries.get_message(conn, message_id)
+            return await queries.get_message(conn, message_id, project)
 
     async def deliveries(self, **filters: Any) -> dict[str, Any]:
         async with self.require_store().read() as conn:
             return await queries.list_deliveries(conn, **filters)
 
-    async def delivery(self, delivery_id: str) -> dict[str, Any]:
+    async def delivery(self, delivery_id: str, *, project: str | None = None) -> dict[str, Any]:
         async with self.require_store().read() as conn:
-            return await queries.get_delivery(conn, delivery_id)
+            return await queries.get_delivery(conn, delivery_id, project)
 
-    async def retry(self, delivery_id: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
+    async def retry(self, delivery_id: str, *, project: str | None = None, actor: Actor = SYSTEM) -> dict[str, Any]:
         async with self.require_store().write() as conn:
-            result = await queries.retry_delivery(conn, delivery_id, actor=actor)
+            result = await queries.retry_delivery(conn, delivery_id, project=project, actor=actor)
         self._wake_dispatcher()
         return result
 
     async def retry_many(
         self, *, status: str = "dead", integration: str | None = None, since: float | None = None, by: str | None = None,
+        project: str | None = None,
         actor: Actor = SYSTEM,
     ) -> list[str]:
-        """Retry every matching delivery (see :func:`queries.retry_deliveries`); their ids."""
+        """Retry every matching delivery (of ``project``, when given; see
+        :func:`queries.retry_deliveries`); their ids."""
         async with self.require_store().write() as conn:
-            ids = await queries.retry_deliveries(conn, status=status, integration=integration, since=since, actor=actor)
+            ids = await queries.retry_deliveries(conn, status=status, integration=integration, since=since,
+                                                 project=project, actor=actor)
         log.info("hub.deliveries_retried", count=len(ids), status=status, integration=integration, since=since, by=by)
         self._wake_dispatcher()
         return ids
@@ -402,17 +463,20 @@ class Hub:
         async with self.require_store().read() as conn:
             return await resolve_id(conn, kind, given)
 
-    async def inbox(self, **filters: Any) -> dict[str, Any]:
+    async def inbox(self, *, project: str | None = None, **filters: Any) -> dict[str, Any]:
+        own = self.integrations_of(project) if project is not None else ()
         async with self.require_store().read() as conn:
-            return await queries.list_inbox(conn, **filters)
+            return await queries.list_inbox(conn, project=project, own=own, **filters)
 
-    async def integrations(self) -> list[dict[str, Any]]:
-        """Every integration with its health and stats (sending and, for receivers, inbound)."""
-        names = list(self._integrations)
+    async def integrations(self, *, project: str | None = None) -> list[dict[str, Any]]:
+        """Every integration (of ``project``, when given) with its health and stats (sending and,
+        for receivers, inbound)."""
+        names = self.integrations_of(project)
+        senders = [n for n in names if n in self.notifiers]
         async with self.require_store().read() as conn:
-            stats = await queries.integration_stats(conn, list(self.notifiers))
-            inbound = await inbound_stats(conn, list(self.receivers), time.time() - queries.STATS_WINDOW)
-            breakers = await circuits.circuits(conn, list(self.notifiers), time.time())
+            stats = await queries.integration_stats(conn, senders)
+            inbound = await inbound_stats(conn, [n for n in names if n in self.receivers], time.time() - queries.STATS_WINDOW)
+            breakers = await circuits.circuits(conn, senders, time.time())
         out = []
         for name in names:
             integration = self._integrations[name]
@@ -422,6 +486,7 @@ class Hub:
                 "description": integration.settings.description,
                 "sends": name in self.notifiers,
                 "receives": name in self.receivers,
+                "project": integration.project,
             }
             notifier = self.notifiers.get(name)
             if notifier is not None:
@@ -446,19 +511,19 @@ class Hub:
             out.append(item)
         return out
 
-    async def set_enabled(self, name: str, enabled: bool, *, actor: Actor = SYSTEM) -> None:
-        """Re-enable an integration disabled by its peer (HTTP 410), or disable one by hand."""
-        self._notifier(name)
+    async def set_enabled(self, name: str, enabled: bool, *, project: str | None = None, actor: Actor = SYSTEM) -> None:
+        """Re-enable an integration (of ``project``, when given) disabled by its peer (HTTP 410), or disable one by hand."""
+        notifier = self._notifier(name, project)
         async with self.require_store().write() as conn:
-            await queries.set_enabled(conn, name, enabled, actor=actor)
+            await queries.set_enabled(conn, name, enabled, actor=actor, project=notifier.project)
         if self.dispatcher is not None:
             self.dispatcher.lanes[name].disabled = not enabled
             self.dispatcher.wake()
 
-    async def test(self, name: str) -> Outcome:
-        """Check an integration now, outside the queue, and report what its peer answered."""
+    async def test(self, name: str, *, project: str | None = None) -> Outcome:
+        """Check an integration (of ``project``, when given) now, outside the queue, and report what its peer answered."""
         notifier = self._integrations.get(name)
-        if notifier is None:
+        if notifier is None or (project is not None and notifier.project != project):
             raise UnknownIntegration(f"unknown integration {name!r}")
         started = time.perf_counter()
         try:
@@ -471,10 +536,12 @@ class Hub:
                  ms=round((time.perf_counter() - started) * 1000, 1))
         return outcome
 
-    def preview(self, message: Message, to: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """What each target would be sent, rendered (with its templates) but not sent."""
+    def preview(
+        self, message: Message, to: Sequence[str] | None = None, project: str = DEFAULT_PROJECT
+    ) -> list[dict[str, Any]]:
+        """What each target of a message of ``project`` would be sent, rendered (with its templates) but not sent."""
         out = []
-        for t in self.router.targets(message, to):
+        for t in self.router.targets(message, to, project):
             notifier = self._notifier(t.integration)
             route = self.router.options_for(t.route)
             templated = apply_templates(message, route.template, notifier.settings.template)
@@ -496,11 +563,11 @@ class Hub:
         async with self.require_store().read() as conn:
             return await queries.queue_gauges(conn)
 
-    def _notifier(self, name: str) -> Notifier:
-        try:
-            return self.notifiers[name]
-        except KeyError:
-            raise UnknownIntegration(f"unknown integration {name!r}") from None
+    def _notifier(self, name: str, project: str | None = None) -> Notifier:
+        notifier = self.notifiers.get(name)
+        if notifier is None or (project is not None and notifier.project != project):
+            raise UnknownIntegration(f"unknown integration {name!r}")
+        return notifier
 
     def require_store(self) -> Store:
         """The store of a started hub."""

@@ -96,6 +96,7 @@ async def accept(hub: Hub, receiver: Receiver, request: InboundRequest) -> Answe
         "status": status,
         "attempts": 0,
         "next_attempt_at": request.received_at or time.time(),
+        "project": receiver.project,
     }
     event_id, outcome = await hub.require_store().submit(STORE_EVENTS, (row, receiver.repeat_after))
     hub.count_inbound(receiver.name, outcome)
@@ -421,6 +422,7 @@ def _event(row: Any, with_body: bool = False) -> dict[str, Any]:
         "last_error": row.last_error,
         "result": row.result,
         "processed_at": row.processed_at,
+        "project": row.project,
     }
     if with_body:
         body = bytes(row.body)
@@ -435,9 +437,13 @@ def _event(row: Any, with_body: bool = False) -> dict[str, Any]:
 
 
 async def list_events(
-    conn: Conn, *, integration: str | None = None, status: str | None = None, limit: int = 50, before: str | None = None
+    conn: Conn, *, integration: str | None = None, status: str | None = None, limit: int = 50, before: str | None = None,
+    project: str | None = None,
 ) -> dict[str, Any]:
+    """Newest first; ``project``'s only when given."""
     q = select(*[c for c in events.c if c.name not in ("body", "headers")])
+    if project is not None:
+        q = q.where(events.c.project == project)
     if integration:
         q = q.where(events.c.integration == integration)
     if status:
@@ -449,21 +455,27 @@ async def list_events(
     return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
 
 
-async def get_event(conn: Conn, event_id: str) -> dict[str, Any]:
-    row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
+async def _event_row(conn: Conn, event_id: str, project: str | None) -> Any:
+    q = select(events).where(events.c.id == event_id)
+    if project is not None:
+        q = q.where(events.c.project == project)
+    row = (await conn.execute(q)).first()
     if row is None:
         raise NotFound(f"no event {event_id}")
-    return _event(row, with_body=True)
+    return row
+
+
+async def get_event(conn: Conn, event_id: str, project: str | None = None) -> dict[str, Any]:
+    """One event with the headers and body received (of ``project`` when given, else NotFound)."""
+    return _event(await _event_row(conn, event_id, project), with_body=True)
 
 
 async def replay_event(
-    conn: Conn, event_id: str, receivers: dict[str, Receiver], *, actor: Actor = SYSTEM
+    conn: Conn, event_id: str, receivers: dict[str, Receiver], project: str | None = None, *, actor: Actor = SYSTEM
 ) -> dict[str, Any]:
     """Process an event again (audited as ``event.replay``). Effects it already had (messages it
     sent) are not repeated."""
-    row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
-    if row is None:
-        raise NotFound(f"no event {event_id}")
+    row = await _event_row(conn, event_id, project)
     receiver = receivers.get(row.integration)
     if receiver is None:
         raise ReplayRefused(f"integration {row.integration!r} no longer receives")

@@ -1,7 +1,8 @@
 """Which integrations a message goes to: ordered rules on priority, labels and source.
 
 The first matching route wins unless it says ``continue: true``; when none matches, the default
-route applies. A message sent with an explicit ``to`` skips the rules.
+route applies. A message sent with an explicit ``to`` skips the rules. Every project has its own
+routes and integrations: a message is routed only within its project.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import MessageError, UnknownIntegration
-from .integrations.base import NO_OPTIONS, RenderOptions
+from .integrations.base import DEFAULT_PROJECT, NO_OPTIONS, RenderOptions
 from .message import Message, Priority
 from .templates import Template
 
@@ -110,24 +111,32 @@ def _label_check(name: str, want: object) -> Predicate:
 
 
 class Router:
+    """The routes of every project. A message is routed by its project's routes to its project's
+    integrations only; the ``default`` route is project ``default``'s."""
+
     def __init__(self, config: Config) -> None:
-        self._known = set(config.integrations)
+        self.project_of: dict[str, str] = {name: s.project for name, s in config.integrations.items()}
+        """Integration name -> its project."""
         self._cooldown = config.default.cooldown
-        self._routes = []
+        self._routes: dict[str, list[tuple[Predicate, list[Target], bool]]] = {}
         self.options: dict[str, RouteOptions] = {}
         """Route name -> what the route adds to its deliveries (template, mentions, grouping)."""
         self.targets_of: dict[str, list[str]] = {}
         """Route name -> its integrations (digests go to all of them)."""
+        self.project_of_route: dict[str, str] = {}
+        """Route name -> the project whose messages it routes (digests belong to it)."""
         for i, route in enumerate(config.routes):
             name = route.name or f"routes[{i}]"
-            self._add(name, route)
-            self._routes.append((compile_match(route.match), self._targets(name, route), route.continue_))
-        self._add("default", config.default)
+            self._add(name, route, route.project)
+            self._routes.setdefault(route.project, []).append(
+                (compile_match(route.match), self._targets(name, route), route.continue_))
+        self._add("default", config.default, DEFAULT_PROJECT)
         self._default = _unique(self._targets("default", config.default))
 
-    def _add(self, name: str, route: _Deliveries) -> None:
+    def _add(self, name: str, route: _Deliveries, project: str) -> None:
         self.options[name] = RouteOptions(route.template, RenderOptions(route.mention), Grouping.of(route))
         self.targets_of[name] = list(route.to)  # type: ignore[attr-defined]
+        self.project_of_route[name] = project
 
     @staticmethod
     def _targets(name: str, route: _Deliveries) -> list[Target]:
@@ -137,23 +146,25 @@ class Router:
     def options_for(self, route: str | None) -> RouteOptions:
         return self.options.get(route or "", NO_ROUTE)
 
-    def targets(self, message: Message, to: Sequence[str] | None = None) -> list[Target]:
-        """The deliveries to create for ``message``, each integration once, in route order."""
+    def targets(self, message: Message, to: Sequence[str] | None = None, project: str = DEFAULT_PROJECT) -> list[Target]:
+        """The deliveries to create for ``message`` of ``project``, each integration once, in route
+        order. ``to`` may name only the project's integrations: another project's is unknown here.
+        A message of another project than ``default`` that none of its routes match goes nowhere."""
         if to is not None:
             if not to:
                 raise MessageError("to: name at least one integration, or leave it out to use the routes")
-            unknown = [name for name in to if name not in self._known]
+            unknown = [name for name in to if self.project_of.get(name) != project]
             if unknown:
                 raise UnknownIntegration(f"unknown integration {unknown[0]!r}")
             return _unique(Target(name, None, self._cooldown) for name in to)
         found: list[Target] = []
-        for predicate, targets, fall_through in self._routes:
+        for predicate, targets, fall_through in self._routes.get(project, ()):
             if predicate(message):
                 found.extend(targets)
                 if not fall_through:
                     break
         if not found:
-            return self._default
+            return self._default if project == DEFAULT_PROJECT else []
         return _unique(found) if len(found) > 1 else found
 
 

@@ -10,6 +10,8 @@ resolution included: each of its deliveries is stored ``suppressed`` (visible in
 The check runs on every ``Hub.notify``, so it never queries the database: :class:`Silences`
 keeps the active ones in memory, reloaded when this process changes one and every
 ``refresh`` seconds (so a silence made by another worker applies there within that time).
+
+A silence belongs to a project and silences only that project's messages.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .audit import SYSTEM, Actor, append
 from .background import Background
 from .errors import TidingsError
 from .ids import new_id
+from .integrations.base import DEFAULT_PROJECT
 from .store.engine import Store
 from .store.tables import silences
 from .units import parse_duration
@@ -58,6 +61,7 @@ class Silence:
     created_at: float
     created_by: str
     reason: str | None = None
+    project: str = DEFAULT_PROJECT
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.matchers.items())
@@ -68,7 +72,7 @@ class Silence:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "matchers": dict(self.matchers), "until": self.until, "created_at": self.created_at,
-            "created_by": self.created_by, "reason": self.reason,
+            "created_by": self.created_by, "reason": self.reason, "project": self.project,
         }
 
 
@@ -159,27 +163,37 @@ class Silences(Background):
         self.store = store
         self.refresh = refresh
         self._active: tuple[Silence, ...] = ()
+        self._by_project: dict[str, tuple[Silence, ...]] = {}
 
-    def match(self, labels: Mapping[str, str], now: float | None = None) -> Silence | None:
-        """The active silence covering these labels, if any. No I/O."""
+    def match(self, labels: Mapping[str, str], now: float | None = None, project: str = DEFAULT_PROJECT) -> Silence | None:
+        """The active silence of ``project`` covering these labels, if any. No I/O."""
         if not self._active:
             return None
         now = time.time() if now is None else now
-        for s in self._active:
+        for s in self._by_project.get(project, ()):
             if s.until > now and s.matches(labels):
                 return s
         return None
 
     @property
     def active(self) -> list[Silence]:
+        """The active silences of every project."""
         now = time.time()
         return [s for s in self._active if s.until > now]
+
+    def active_in(self, project: str | None) -> list[Silence]:
+        """The active silences of ``project`` (None: of every project)."""
+        return self.active if project is None else [s for s in self.active if s.project == project]
 
     async def load(self) -> None:
         now = time.time()
         async with self.store.read() as conn:
             rows = (await conn.execute(select(silences).where(silences.c.until > now).order_by(silences.c.until))).all()
-        self._active = tuple(_silence(r) for r in rows)
+        active = tuple(_silence(r) for r in rows)
+        by_project: dict[str, list[Silence]] = {}
+        for s in active:
+            by_project.setdefault(s.project, []).append(s)
+        self._active, self._by_project = active, {p: tuple(v) for p, v in by_project.items()}
 
     async def _run(self) -> None:
         while True:
@@ -197,10 +211,11 @@ class Silences(Background):
         by: str,
         reason: str | None = None,
         silence_id: str | None = None,
+        project: str = DEFAULT_PROJECT,
         actor: Actor = SYSTEM,
     ) -> tuple[Silence, bool]:
-        """Store a silence (``silence_id`` makes it idempotent); (the silence, whether it is new).
-        A new silence is audited (``silence.create``) in the same transaction."""
+        """Store a silence of ``project`` (``silence_id`` makes it idempotent); (the silence, whether
+        it is new). A new silence is audited (``silence.create``) in the same transaction."""
         if not matchers:
             raise SilenceError("a silence needs at least one matcher")
         if not 0 < seconds <= MAX_DURATION:
@@ -208,7 +223,7 @@ class Silences(Background):
         now = time.time()
         row = {
             "id": silence_id or new_id(), "matchers": dict(matchers), "until": now + seconds, "created_at": now,
-            "created_by": by[:200], "reason": reason,
+            "created_by": by[:200], "reason": reason, "project": project,
         }
         async with self.store.write() as conn:
             ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(silences)
@@ -221,12 +236,14 @@ class Silences(Background):
         await self.load()
         return _silence(found), created
 
-    async def expire(self, silence_id: str, *, actor: Actor = SYSTEM) -> Silence | None:
+    async def expire(self, silence_id: str, project: str | None = None, *, actor: Actor = SYSTEM) -> Silence | None:
         """End a silence now (audited as ``silence.end``); None when there is no active silence
-        with that id (or id prefix)."""
+        with that id (or id prefix) in ``project`` (None: in any project)."""
         now = time.time()
         async with self.store.write() as conn:
             q = select(silences).where(silences.c.until > now)
+            if project is not None:
+                q = q.where(silences.c.project == project)
             rows = (await conn.execute(q)).all()
             hits = [r for r in rows if r.id == silence_id] or [r for r in rows if r.id.startswith(silence_id)]
             if len(hits) != 1:
@@ -240,4 +257,4 @@ class Silences(Background):
 
 
 def _silence(row: Any) -> Silence:
-    return Silence(row.id, dict(row.matchers), row.until, row.created_at, row.created_by, row.reason)
+    return Silence(row.id, dict(row.matchers), row.until, row.created_at, row.created_by, row.reason, row.project)

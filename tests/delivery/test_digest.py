@@ -155,3 +155,18 @@ async def test_two_workers_flush_a_group_once(make_hub: Any) -> None:
     await eventually(one)
     await asyncio.sleep(0.5)
     assert await inbox_titles(b) == ["20 messages: 20 × disk_full"]
+
+
+async def test_a_digest_belongs_to_the_project_of_its_route(make_hub: Any) -> None:
+    config = grouped_config(project="ops", to=["ops-inbox"])
+    hub = await make_hub({**config, "integrations": {"ops-inbox": {"kind": "inbox", "project": "ops"}}})
+    receipts = await hub.notify_many([alert("full"), alert("full")], project="ops")
+    assert {d.status for r in receipts for d in r.deliveries} == {"grouped"}
+
+    async def digest() -> bool:
+        return len((await hub.inbox(project="ops"))["items"]) == 1
+
+    await eventually(digest, timeout=10)
+    item = (await hub.inbox(project="ops"))["items"][0]
+    assert (await hub.message(item["message_id"], project="ops"))["project"] == "ops"
+    assert (await hub.inbox(project="default"))["items"] == []

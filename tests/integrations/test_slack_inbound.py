@@ -576,3 +576,29 @@ def test_settings() -> None:
             parse(**data)
         assert any(says in p for p in info.value.problems), info.value.problems
         assert not any("short" in p and "Signing" not in p for p in info.value.problems)
+
+
+async def test_slack_commands_act_in_the_integrations_project(make_api: Any, slack: FakeSlack) -> None:
+    data = {"integrations": {"slack": settings(slack, project="ops")}, "routes": [{"project": "ops", "to": ["slack"]}]}
+    api = await make_api(data)
+    hub = api.hub
+    theirs, _ = await hub.silence({"service": "web"}, 3600, by="test")  # default's
+    message = await hub.notify(Message("Deploy"))  # default's
+    await post(api, *form_request(command(slack, "silence service=db 2h")))
+    await slack.wait_for("response_url", 1)
+    async with hub.store.read() as conn:
+        made = (await conn.execute(select(silences).where(silences.c.id != theirs.id))).one()
+    assert made.project == "ops"
+    for text, answer in ((f"unsilence {theirs.id}", f"No active silence `{theirs.id}`."),
+                         (f"ack {message.id}", f"No message `{message.id}`.")):
+        await post(api, *form_request(command(slack, text)))
+        await slack.wait_for("response_url", len(slack.responses) + 1)
+        assert slack.responses[-1]["text"] == answer
+    listing = (await post(api, *form_request(command(slack, "silences")))).json()["text"]
+    assert made.id in listing and theirs.id not in listing
+    assert [s.id for s in await hub.active_silences(project="default")] == [theirs.id], "default's silence stays"
+    async with hub.store.read() as conn:
+        assert (await conn.execute(select(acks))).all() == []
+    hushed = await hub.notify(Message("Disk", labels={"service": "db"}), project="ops")
+    loud = await hub.notify(Message("Disk", labels={"service": "db"}))
+    assert [d.status for d in hushed.deliveries] == ["suppressed"] and loud.deliveries[0].status != "suppressed"

@@ -75,7 +75,7 @@ def parse_config(
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors()] + problems, source) from None
     register(config.secret_values())  # before anything can print them
-    problems += _check_timeouts(config) + _check_targets(config)
+    problems += _check_timeouts(config) + _check_targets(config) + _check_projects(config)
     if problems:
         raise ConfigError(problems, source)
     if base_dir is not None and "TIDINGS_DATABASE_URL" not in env:
@@ -193,6 +193,36 @@ def _check_targets(config: Config) -> list[str]:
     for j, target in enumerate(config.default.to):
         if target in config.integrations and not sends(target):
             problems.append(f"default.to[{j}]: integration {target!r} only receives; it can't be a target")
+    return problems
+
+
+def _check_projects(config: Config) -> list[str]:
+    """A route routes one project's messages to that project's integrations only; a project a
+    route names must be one an integration belongs to (``default`` always is); a route's name
+    (which digests find their targets by) belongs to one project."""
+    from ..integrations.base import DEFAULT_PROJECT
+
+    known = {DEFAULT_PROJECT} | {s.project for s in config.integrations.values()}
+    problems = []
+    owner: dict[str, str] = {"default": DEFAULT_PROJECT}
+    for i, route in enumerate(config.routes):
+        if route.project not in known:
+            problems.append(f"routes[{i}].project: unknown project {route.project!r}: no integration belongs to it"
+                            f"{_suggest(route.project, known)} (projects: {', '.join(sorted(known))})")
+            continue
+        if route.name is not None and owner.setdefault(route.name, route.project) != route.project:
+            problems.append(f"routes[{i}].name: {route.name!r} is a route of project {owner[route.name]!r} already;"
+                            " a route name belongs to one project")
+        for j, target in enumerate(route.to):
+            settings = config.integrations.get(target)
+            if settings is not None and settings.project != route.project:
+                problems.append(f"routes[{i}].to[{j}]: integration {target!r} belongs to project {settings.project!r},"
+                                f" not {route.project!r}; a route sends only to its project's integrations")
+    for j, target in enumerate(config.default.to):
+        settings = config.integrations.get(target)
+        if settings is not None and settings.project != DEFAULT_PROJECT:
+            problems.append(f"default.to[{j}]: integration {target!r} belongs to project {settings.project!r};"
+                            " the default route is project 'default''s (give other projects a route without match)")
     return problems
 
 

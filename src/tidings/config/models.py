@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from ..integrations.base import AllowEntry, IntegrationSettings
+from ..integrations.base import DEFAULT_PROJECT, PROJECT_SLUG, AllowEntry, IntegrationSettings
 from ..integrations.registry import kinds, settings_model
 from ..message import format_error
 from ..store.engine import DEFAULT_URL
@@ -201,12 +201,19 @@ class _Deliveries(_Strict):
 
 class Route(_Deliveries):
     name: str | None = Field(None, min_length=1, max_length=100, description="shown on each delivery it routes")
+    project: str = Field(
+        DEFAULT_PROJECT, pattern=PROJECT_SLUG,
+        description="the project whose messages it routes; it sends only to that project's integrations",
+    )
     match: Match = Field(default_factory=Match)
     to: list[str] = Field(min_length=1)
     continue_: bool = Field(False, alias="continue", description="also try the routes after this one")
 
 
 class DefaultRoute(_Deliveries):
+    """Where a message of the project ``default`` goes when no route matches it (other projects
+    have no default route: end their routes with one without ``match``)."""
+
     to: list[str] = Field(default_factory=lambda: ["inbox"], min_length=1)
 
 
@@ -221,6 +228,11 @@ class ConfigBase(_Strict):
 
     def integration_names(self) -> list[str]:
         return list(self.integrations)
+
+    def project_names(self) -> list[str]:
+        """Every project the file names (integrations' and routes'), ``default`` first."""
+        named = {s.project for s in self.integrations.values()} | {r.project for r in self.routes}
+        return [DEFAULT_PROJECT, *sorted(named - {DEFAULT_PROJECT})]
 
     def secret_values(self) -> list[str]:
         """Every secret written in the config (vault references aside): the database's and

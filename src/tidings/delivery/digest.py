@@ -208,7 +208,8 @@ class Grouper(Background):
                 else:
                     digest = None
                 if digest is not None:
-                    planned = Planned(digest, [Target(t, row.route, 0.0) for t in targets])
+                    planned = Planned(digest, [Target(t, row.route, 0.0) for t in targets],
+                                      project=self.router.project_of_route.get(row.route, "default"))
                     await write_messages(conn, [planned], now, self._lease())
                     leased.extend(planned.leased)
                 if members:

@@ -61,6 +61,8 @@ class Planned:
     silenced: str | None = None
     """The silence covering the message (its id and matchers): every delivery is stored
     ``suppressed``, with this as the reason."""
+    project: str = "default"
+    """The project the message belongs to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,7 @@ async def write_messages(
                 orjson.dumps(m.to_dict()).decode(),
                 key,
                 p.request_hash,
+                p.project,
             )
         )
         refs = []
@@ -347,7 +350,8 @@ def _insert(table: Table, columns: tuple[str, ...]) -> _Rows:
 
 _INSERT_MESSAGE = _insert(
     messages,
-    ("id", "created_at", "title", "priority", "source", "thread_key", "dedup_key", "data", "idempotency_key", "request_hash"),
+    ("id", "created_at", "title", "priority", "source", "thread_key", "dedup_key", "data", "idempotency_key", "request_hash",
+     "project"),
 )
 _INSERT_DELIVERY = _insert(
     deliveries,

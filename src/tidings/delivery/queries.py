@@ -1,12 +1,16 @@
-"""Reading the outbox for people: messages, deliveries, the inbox, per-integration stats."""
+"""Reading the outbox for people: messages, deliveries, the inbox, per-integration stats.
+
+Every reader takes ``project``: given, it sees only that project's messages (and their deliveries
+and inbox rows), and another project's id is not found; None (the CLI, the library) sees all."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, true, update
 
 from ..acks import acks_of
 from ..audit import SYSTEM, Actor, append
@@ -46,8 +50,13 @@ def _delivery(row: Any) -> dict[str, Any]:
     }
 
 
-async def get_message(conn: Conn, message_id: str) -> dict[str, Any]:
-    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+def _of_message(project: str | None) -> Any:
+    """The condition on ``messages`` that keeps ``project``'s rows (None: no condition)."""
+    return true() if project is None else messages.c.project == project
+
+
+async def get_message(conn: Conn, message_id: str, project: str | None = None) -> dict[str, Any]:
+    row = (await conn.execute(select(messages).where(messages.c.id == message_id, _of_message(project)))).first()
     if row is None:
         raise NotFound(f"no message {message_id}")
     rows = await conn.execute(
@@ -56,6 +65,7 @@ async def get_message(conn: Conn, message_id: str) -> dict[str, Any]:
     return {
         "id": row.id,
         "created_at": row.created_at,
+        "project": row.project,
         **Message.from_stored(row.data).to_dict(),
         "idempotency_key": row.idempotency_key,
         "deliveries": [_delivery(d) for d in rows],
@@ -70,9 +80,12 @@ async def list_deliveries(
     integration: str | None = None,
     limit: int = 50,
     before: str | None = None,
+    project: str | None = None,
 ) -> dict[str, Any]:
     """Newest first, ``limit`` at a time; pass the returned ``next`` as ``before`` for the next page."""
     q = select(deliveries, messages.c.title).join(messages, messages.c.id == deliveries.c.message_id)
+    if project is not None:
+        q = q.where(messages.c.project == project)
     if status:
         if status not in STATUSES:
             raise TidingsError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
@@ -87,11 +100,20 @@ async def list_deliveries(
     return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
 
 
-async def get_delivery(conn: Conn, delivery_id: str) -> dict[str, Any]:
-    """One delivery with its outcome so far and the message it carries."""
-    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+async def _delivery_row(conn: Conn, delivery_id: str, project: str | None) -> Any:
+    q = (select(deliveries, messages.c.project).join(messages, messages.c.id == deliveries.c.message_id)
+         .where(deliveries.c.id == delivery_id))
+    if project is not None:
+        q = q.where(messages.c.project == project)
+    row = (await conn.execute(q)).first()
     if row is None:
         raise NotFound(f"no delivery {delivery_id}")
+    return row
+
+
+async def get_delivery(conn: Conn, delivery_id: str, project: str | None = None) -> dict[str, Any]:
+    """One delivery with its outcome so far and the message it carries."""
+    row = await _delivery_row(conn, delivery_id, project)
     message = await get_message(conn, row.message_id)
     message.pop("deliveries")
     return {**_delivery(row), "message": message}
@@ -106,17 +128,12 @@ def _requeue(ids: list[str], status: str, now: float) -> Any:
 
 
 async def retry_delivery(
-    conn: Conn, delivery_id: str, now: float | None = None, *, actor: Actor = SYSTEM
+    conn: Conn, delivery_id: str, now: float | None = None, project: str | None = None, *, actor: Actor = SYSTEM
 ) -> dict[str, Any]:
     """Bring a dead (or waiting) delivery back now, with a fresh retry budget (audited as
     ``delivery.retry`` in the same transaction)."""
     now = time.time() if now is None else now
-    row = (await conn.execute(
-        select(deliveries, messages.c.project).join(messages, messages.c.id == deliveries.c.message_id)
-        .where(deliveries.c.id == delivery_id)
-    )).first()
-    if row is None:
-        raise NotFound(f"no delivery {delivery_id}")
+    row = await _delivery_row(conn, delivery_id, project)
     if row.status not in RETRYABLE_BY_HAND:
         raise RetryRefused(f"delivery {delivery_id} is {row.status}; only dead or retrying deliveries can be retried")
     await conn.execute(_requeue([delivery_id], row.status, now))
@@ -139,6 +156,7 @@ async def retry_deliveries(
     integration: str | None = None,
     since: float | None = None,
     now: float | None = None,
+    project: str | None = None,
     actor: Actor = SYSTEM,
 ) -> list[str]:
     """Bring back every delivery in ``status`` (dead or retrying), of ``integration`` if given,
@@ -153,6 +171,8 @@ async def retry_deliveries(
          .where(deliveries.c.status == bindparam("status", status, literal_execute=True)))
     if integration:
         q = q.where(deliveries.c.integration == integration)
+    if project is not None:
+        q = q.where(messages.c.project == project)
     if since is not None:
         q = q.where(deliveries.c.updated_at >= now - since)
     rows = (await conn.execute(q.order_by(deliveries.c.id))).all()
@@ -171,19 +191,29 @@ async def retry_deliveries(
     return ids
 
 
-async def set_enabled(conn: Conn, name: str, enabled: bool, *, actor: Actor = SYSTEM, now: float | None = None) -> None:
+async def set_enabled(
+    conn: Conn, name: str, enabled: bool, *, actor: Actor = SYSTEM, project: str = "default", now: float | None = None
+) -> None:
     """Enable or disable an integration by hand (audited as ``integration.enable|disable``)."""
     now = time.time() if now is None else now
     was = (await conn.execute(select(integration_state.c.disabled, integration_state.c.reason)
                               .where(integration_state.c.name == name))).first()
     await set_disabled(conn, name, not enabled, None if enabled else "disabled by hand", now)
     await append(conn, actor, f"integration.{'enable' if enabled else 'disable'}", target=f"integration/{name}",
-                 project="default", before={"disabled": bool(was and was.disabled), "reason": was.reason if was else None},
+                 project=project, before={"disabled": bool(was and was.disabled), "reason": was.reason if was else None},
                  after={"disabled": not enabled}, at=now)
 
 
-async def list_inbox(conn: Conn, *, integration: str | None = None, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+async def list_inbox(
+    conn: Conn, *, integration: str | None = None, limit: int = 50, before: int | None = None,
+    project: str | None = None, own: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Newest first. With ``project``: the items of its messages, and of its integrations ``own``
+    whose message retention removed already (an inbox item may outlive its message)."""
     q = select(inbox)
+    if project is not None:
+        q = q.outerjoin(messages, messages.c.id == inbox.c.message_id).where(or_(
+            messages.c.project == project, and_(messages.c.id.is_(None), inbox.c.integration.in_(list(own)))))
     if integration:
         q = q.where(inbox.c.integration == integration)
     if before:

@@ -36,6 +36,10 @@ DISABLED = "; integration disabled"
 WOULD_DISABLE = "; a send would disable the integration (this test changed nothing)"
 RETIRE_GRACE = 5.0
 """A session replaced by new settings closes this long after the integration's timeout."""
+DEFAULT_PROJECT = "default"
+"""The project of everything configured without one (and of the unscoped API routes)."""
+PROJECT_SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+"""How a project slug is written (as ``accounts.projects.create_project`` checks it)."""
 
 
 def is_vault_ref(value: str) -> bool:
@@ -96,6 +100,11 @@ class IntegrationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: str
     description: str = ""
+    project: str = Field(
+        DEFAULT_PROJECT, pattern=PROJECT_SLUG,
+        description="the project it belongs to: only that project's routes and messages use it, only its"
+        " members see it; created at start when missing",
+    )
     rate_limit: str | None = Field(None, description="e.g. '4/second', '60/minute'")
     burst: int | None = Field(None, ge=1, le=10_000, description="sends allowed at once above the rate")
     concurrency: int | None = Field(None, ge=1, le=1_000)
@@ -255,6 +264,11 @@ class Integration:
         same, so the dispatcher's lanes and the hub's maps keep pointing at it."""
         fresh = type(self)(self.name, settings, self.context)
         vars(self).update({k: v for k, v in vars(fresh).items() if k not in self.live_state})
+
+    @property
+    def project(self) -> str:
+        """The project it belongs to: the messages its events produce, the silences it makes are that project's."""
+        return self.settings.project
 
     @property
     def effective_timeout(self) -> float:

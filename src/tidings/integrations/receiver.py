@@ -177,10 +177,10 @@ class Receiver(Integration):
     async def emit(
         self, hub: Hub, event: InboundEvent, message: Message, index: int = 0, to: list[str] | None = None
     ) -> str:
-        """Notify ``message`` on behalf of ``event`` (through the routes, or to ``to``). The
-        idempotency key ties it to the event, so processing the event again (a retry, a replay)
+        """Notify ``message`` on behalf of ``event`` (through the routes, or to ``to``), as a message
+        of this integration's project. The idempotency key ties it to the event, so processing the event again (a retry, a replay)
         never sends it twice."""
-        receipt = await hub.notify(message, to=to, idempotency_key=f"event:{event.id}:{index}")
+        receipt = await hub.notify(message, to=to, idempotency_key=f"event:{event.id}:{index}", project=self.project)
         return receipt.id
 
 

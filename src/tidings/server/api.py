@@ -2,25 +2,34 @@
 
 Each route names its answer model (``schemas``), its error statuses (``schemas.api_errors``),
 and a ``summary``/``description`` of its own, so no docstring meant for developers reaches the
-OpenAPI document."""
+OpenAPI document.
+
+Every route here is registered twice (see the end of the module): under ``/api/v1/projects/{project}``
+and, for the project ``default``, under ``/api/v1`` as before. A handler takes its project from
+:func:`project_of` and sees only that project's things: another project's id is not found (404),
+whatever exists there."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ..accounts import Principal, allowed
+from ..audit import Actor
 from ..delivery.queries import STATUSES
 from ..errors import MessageError, NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
+from ..integrations.base import PROJECT_SLUG
 from ..message import Message
 from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
 from ..units import parse_duration
 from . import messages, schemas
-from .auth import actor_of, allow, principal_of
+from .auth import DEFAULT_PROJECT, actor_of, allow, principal_of
 from .schemas import api_errors
 
 
@@ -42,7 +51,8 @@ async def known_query(request: Request) -> None:
         raise RequestValidationError(problems)
 
 
-router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(known_query)])
+routes = APIRouter()
+"""The resource routes, relative: :data:`router` includes them unscoped and under ``/projects/{project}``."""
 
 
 async def hub_of(request: Request) -> Hub:
@@ -51,6 +61,20 @@ async def hub_of(request: Request) -> Hub:
 
 
 HubDep = Annotated[Hub, Depends(hub_of)]
+ActorDep = Annotated[Actor, Depends(actor_of)]
+"""Who makes a change (for its audit entry); resolved after the route's ``allow``."""
+
+
+async def project_of(request: Request, hub: HubDep) -> str:
+    """The project of the request: the path's ``{project}`` (404 when there is no such project;
+    this runs after ``allow``, so only a caller allowed there learns it), else ``default``."""
+    project: str = request.path_params.get("project", DEFAULT_PROJECT)
+    if project != DEFAULT_PROJECT and not await hub.project_exists(project):
+        raise NotFound(f"no project {project!r}")
+    return project
+
+
+ProjectDep = Annotated[str, Depends(project_of)]
 PAGE = "the `next` of the previous page"
 
 
@@ -85,7 +109,7 @@ def _nulls(value: Any, name: str) -> list[str]:
 MessageBody = Annotated[MessageIn, Body(openapi_examples={"alert": {"summary": "an alert", "value": schemas.MESSAGE_EXAMPLE}})]
 
 
-@router.post(
+@routes.post(
     "/messages",
     status_code=202,
     dependencies=[allow("message:send")],
@@ -106,19 +130,21 @@ MessageBody = Annotated[MessageIn, Body(openapi_examples={"alert": {"summary": "
 async def post_message(
     payload: MessageBody,
     hub: HubDep,
+    project: ProjectDep,
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=messages.IDEMPOTENCY_KEY_MAX,
                description="makes a retried request safe: the same key and body answer the first answer again"),
     ] = None,
 ) -> Response:
-    # Served by messages.py before the framework; this route documents it and answers what that leaves here.
-    receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key)
+    # /api/v1/messages is served by messages.py before the framework; this route documents it, answers what that
+    # leaves here, and serves the per-project form.
+    receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key, project=project)
     status, body, headers = messages.accepted(receipt)
     return Response(body, status_code=status, media_type="application/json", headers={k.decode(): v.decode() for k, v in headers})
 
 
-@router.get(
+@routes.get(
     "/messages/{message_id}",
     dependencies=[allow("message:read")],
     response_model=schemas.MessageOut,
@@ -126,11 +152,11 @@ async def post_message(
     description="The message as stored, each delivery with its outcome, and its acknowledgements.",
     responses=api_errors(404),
 )
-async def get_message(message_id: str, hub: HubDep) -> dict[str, Any]:
-    return await hub.message(message_id)
+async def get_message(message_id: str, hub: HubDep, project: ProjectDep) -> dict[str, Any]:
+    return await hub.message(message_id, project=project)
 
 
-@router.get(
+@routes.get(
     "/deliveries", dependencies=[allow("message:read")],
     response_model=schemas.DeliveryPage,
     summary="List deliveries",
@@ -139,12 +165,13 @@ async def get_message(message_id: str, hub: HubDep) -> dict[str, Any]:
 )
 async def list_deliveries(
     hub: HubDep,
+    project: ProjectDep,
     status: Annotated[Literal[STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
     integration: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[str | None, Query(description=PAGE)] = None,
 ) -> dict[str, Any]:
-    return await hub.deliveries(status=status, integration=integration, limit=limit, before=before)
+    return await hub.deliveries(status=status, integration=integration, limit=limit, before=before, project=project)
 
 
 class BulkRetryIn(BaseModel):
@@ -156,7 +183,7 @@ class BulkRetryIn(BaseModel):
                               description="only those last changed within this long: 30m, 1h, 2d")
 
 
-@router.post(
+@routes.post(
     "/deliveries/retry",
     dependencies=[allow("delivery:retry")],
     response_model=schemas.Retried,
@@ -166,18 +193,18 @@ class BulkRetryIn(BaseModel):
     responses=api_errors(body=True),
 )
 async def retry_deliveries(
-    payload: BulkRetryIn, hub: HubDep, request: Request
+    payload: BulkRetryIn, hub: HubDep, project: ProjectDep, actor: ActorDep
 ) -> dict[str, Any]:
     since = parse_duration(payload.since) if payload.since is not None else None
     if since is not None and since <= 0:
         raise RequestValidationError([{"type": "greater_than", "loc": ("body", "since"), "input": payload.since,
                                        "msg": "since must be more than 0s"}])
     ids = await hub.retry_many(status=payload.status, integration=payload.integration, since=since,
-                               by=f"api:{actor_of(request).name}")
+                               by=f"api:{actor.name}", project=project, actor=actor)
     return {"retried": ids}
 
 
-@router.post(
+@routes.post(
     "/deliveries/{delivery_id}/retry",
     dependencies=[allow("delivery:retry")],
     response_model=schemas.Delivery,
@@ -185,11 +212,11 @@ async def retry_deliveries(
     description="Send a dead (or retrying) delivery again now, with a fresh retry budget.",
     responses=api_errors(404, 409, s409="The delivery is neither dead nor retrying."),
 )
-async def retry_delivery(delivery_id: str, hub: HubDep) -> dict[str, Any]:
-    return await hub.retry(delivery_id)
+async def retry_delivery(delivery_id: str, hub: HubDep, project: ProjectDep, actor: ActorDep) -> dict[str, Any]:
+    return await hub.retry(delivery_id, project=project, actor=actor)
 
 
-@router.get(
+@routes.get(
     "/integrations", dependencies=[allow("integration:read")],
     response_model=list[schemas.Integration],
     response_model_exclude_unset=True,  # a receiver has no limits or stats, a sender no inbound: absent, not null
@@ -197,22 +224,22 @@ async def retry_delivery(delivery_id: str, hub: HubDep) -> dict[str, Any]:
     description="Every integration with its health, limits and the last 24 hours' figures.",
     responses=api_errors(params=False),
 )
-async def list_integrations(hub: HubDep) -> list[dict[str, Any]]:
-    return await hub.integrations()
+async def list_integrations(hub: HubDep, project: ProjectDep) -> list[dict[str, Any]]:
+    return await hub.integrations(project=project)
 
 
-def _known(hub: Hub, name: str) -> None:
-    if name not in hub.notifiers and name not in hub.receivers:
+def _known(hub: Hub, name: str, project: str) -> None:
+    if (name not in hub.notifiers and name not in hub.receivers) or hub.router.project_of.get(name) != project:
         raise NotFound(f"no integration {name!r}")
 
 
-def _sender(hub: Hub, name: str) -> None:
-    _known(hub, name)
+def _sender(hub: Hub, name: str, project: str) -> None:
+    _known(hub, name, project)
     if name not in hub.notifiers:
         raise NotFound(f"integration {name!r} only receives: there is nothing to enable or disable")
 
 
-@router.post(
+@routes.post(
     "/integrations/{name}/test",
     dependencies=[allow("integration:test")],
     response_model=schemas.TestResult,
@@ -221,9 +248,9 @@ def _sender(hub: Hub, name: str) -> None:
     "Changes nothing: the integration stays as it is whatever the answer.",
     responses=api_errors(404),
 )
-async def test_integration(name: str, hub: HubDep) -> dict[str, Any]:
-    _known(hub, name)
-    outcome = await hub.test(name)
+async def test_integration(name: str, hub: HubDep, project: ProjectDep) -> dict[str, Any]:
+    _known(hub, name, project)
+    outcome = await hub.test(name, project=project)
     return {
         "integration": name,
         "ok": outcome.ok,
@@ -234,7 +261,7 @@ async def test_integration(name: str, hub: HubDep) -> dict[str, Any]:
     }
 
 
-@router.post(
+@routes.post(
     "/integrations/{name}/enable",
     dependencies=[allow("integration:write")],
     response_model=schemas.Enabled,
@@ -242,13 +269,13 @@ async def test_integration(name: str, hub: HubDep) -> dict[str, Any]:
     description="Resume sending (after a peer disabled it with HTTP 410, or by hand); held deliveries go out.",
     responses=api_errors(404, s404="No integration of this name sends."),
 )
-async def enable_integration(name: str, hub: HubDep) -> dict[str, Any]:
-    _sender(hub, name)
-    await hub.set_enabled(name, True)
+async def enable_integration(name: str, hub: HubDep, project: ProjectDep, actor: ActorDep) -> dict[str, Any]:
+    _sender(hub, name, project)
+    await hub.set_enabled(name, True, project=project, actor=actor)
     return {"integration": name, "enabled": True}
 
 
-@router.post(
+@routes.post(
     "/integrations/{name}/disable",
     dependencies=[allow("integration:write")],
     response_model=schemas.Enabled,
@@ -256,13 +283,13 @@ async def enable_integration(name: str, hub: HubDep) -> dict[str, Any]:
     description="Hold its deliveries (nothing is lost) until it is enabled again.",
     responses=api_errors(404, s404="No integration of this name sends."),
 )
-async def disable_integration(name: str, hub: HubDep) -> dict[str, Any]:
-    _sender(hub, name)
-    await hub.set_enabled(name, False)
+async def disable_integration(name: str, hub: HubDep, project: ProjectDep, actor: ActorDep) -> dict[str, Any]:
+    _sender(hub, name, project)
+    await hub.set_enabled(name, False, project=project, actor=actor)
     return {"integration": name, "enabled": False}
 
 
-@router.get(
+@routes.get(
     "/events", dependencies=[allow("event:read")],
     response_model=schemas.EventPage,
     summary="List inbound events",
@@ -271,26 +298,33 @@ async def disable_integration(name: str, hub: HubDep) -> dict[str, Any]:
 )
 async def list_events(
     hub: HubDep,
+    project: ProjectDep,
     integration: str | None = None,
     status: Annotated[Literal[EVENT_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[str | None, Query(description=PAGE)] = None,
 ) -> dict[str, Any]:
-    return await hub.event_list(integration=integration, status=status, limit=limit, before=before)
+    return await hub.event_list(integration=integration, status=status, limit=limit, before=before, project=project)
 
 
-@router.get(
-    "/events/{event_id}", dependencies=[allow("event:read")],
+@routes.get(
+    "/events/{event_id}",
     response_model=schemas.EventDetail,
     summary="An inbound event",
-    description="One event, with the headers and body received.",
+    description="One event, with the headers and body received. They are shown only to callers with "
+    "`logs:read` (members and owners); for others (viewers) `redacted` is true, `headers` is empty and `body` null.",
     responses=api_errors(404),
 )
-async def get_event(event_id: str, hub: HubDep) -> dict[str, Any]:
-    return await hub.event(event_id)
+async def get_event(
+    event_id: str, principal: Annotated[Principal, allow("event:read")], hub: HubDep, project: ProjectDep
+) -> dict[str, Any]:  # the principal first: allow() runs before project_of can say 404
+    event = await hub.event(event_id, project=project)
+    if not allowed(principal, "logs:read", project):
+        event.update(headers={}, body=None, redacted=True)
+    return event
 
 
-@router.post(
+@routes.post(
     "/events/{event_id}/replay",
     dependencies=[allow("event:replay")],
     response_model=schemas.Event,
@@ -298,8 +332,8 @@ async def get_event(event_id: str, hub: HubDep) -> dict[str, Any]:
     description="Process the event again; messages it already sent are not sent twice.",
     responses=api_errors(404, 409, s409="The event is being processed, or its integration no longer receives."),
 )
-async def replay_event(event_id: str, hub: HubDep) -> dict[str, Any]:
-    return await hub.replay(event_id)
+async def replay_event(event_id: str, hub: HubDep, project: ProjectDep, actor: ActorDep) -> dict[str, Any]:
+    return await hub.replay(event_id, project=project, actor=actor)
 
 
 Text = Annotated[str, StringConstraints(pattern=schemas.NO_NUL)]
@@ -327,7 +361,7 @@ class SilenceIn(BaseModel):
     created_by: Text = Field("api", max_length=200)
 
 
-@router.get(
+@routes.get(
     "/silences",
     dependencies=[allow("silence:read")],
     response_model=schemas.Silences,
@@ -335,11 +369,11 @@ class SilenceIn(BaseModel):
     description="The active silences, soonest to end first.",
     responses=api_errors(params=False),
 )
-async def list_silences(hub: HubDep) -> dict[str, Any]:
-    return {"items": [s.to_dict() for s in await hub.active_silences()]}
+async def list_silences(hub: HubDep, project: ProjectDep) -> dict[str, Any]:
+    return {"items": [s.to_dict() for s in await hub.active_silences(project=project)]}
 
 
-@router.post(
+@routes.post(
     "/silences",
     status_code=201,
     dependencies=[allow("silence:write")],
@@ -349,14 +383,15 @@ async def list_silences(hub: HubDep) -> dict[str, Any]:
     "The same matchers again extend the active silence.",
     responses=api_errors(body=True),
 )
-async def create_silence(payload: SilenceIn, hub: HubDep) -> dict[str, Any]:
+async def create_silence(payload: SilenceIn, hub: HubDep, project: ProjectDep, actor: ActorDep) -> dict[str, Any]:
     silence, _ = await hub.silence(
-        check_matchers(payload.matchers), parse_silence_duration(payload.duration), by=payload.created_by, reason=payload.reason
+        check_matchers(payload.matchers), parse_silence_duration(payload.duration), by=payload.created_by,
+        reason=payload.reason, project=project, actor=actor,
     )
     return silence.to_dict()
 
 
-@router.delete(
+@routes.delete(
     "/silences/{silence_id}",
     dependencies=[allow("silence:write")],
     response_model=schemas.Silence,
@@ -365,15 +400,16 @@ async def create_silence(payload: SilenceIn, hub: HubDep) -> dict[str, Any]:
     responses=api_errors(404),
 )
 async def end_silence(
-    silence_id: Annotated[str, Path(description="its id, or a unique start of it")], hub: HubDep
+    silence_id: Annotated[str, Path(description="its id, or a unique start of it")], hub: HubDep, project: ProjectDep,
+    actor: ActorDep,
 ) -> dict[str, Any]:
-    silence = await hub.unsilence(silence_id)
+    silence = await hub.unsilence(silence_id, project=project, actor=actor)
     if silence is None:
         raise NotFound(f"no active silence {silence_id!r}")
     return silence.to_dict()
 
 
-@router.get(
+@routes.get(
     "/inbox", dependencies=[allow("message:read")],
     response_model=schemas.InboxPage,
     summary="List the inbox",
@@ -382,19 +418,44 @@ async def end_silence(
 )
 async def list_inbox(
     hub: HubDep,
+    project: ProjectDep,
     integration: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[int | None, Query(ge=1, le=2**63 - 1, description=PAGE)] = None,
 ) -> dict[str, Any]:
-    return await hub.inbox(integration=integration, limit=limit, before=before)
+    return await hub.inbox(integration=integration, limit=limit, before=before, project=project)
 
 
-@router.post(
+@routes.post(
     "/preview", dependencies=[allow("message:read")],
     response_model=schemas.Previews,
     summary="Preview a message",
     description="Render the message for each target (chosen by the routes or by `to`) without sending it.",
     responses=api_errors(body=True),
 )
-async def preview(payload: MessageBody, hub: HubDep) -> dict[str, Any]:
-    return {"targets": hub.preview(payload.message(), payload.to)}
+async def preview(payload: MessageBody, hub: HubDep, project: ProjectDep) -> dict[str, Any]:
+    return {"targets": hub.preview(payload.message(), payload.to, project)}
+
+
+_SLUG = re.compile(PROJECT_SLUG)
+
+
+async def _scoped(
+    request: Request,
+    project: Annotated[str, Path(description="the project's slug",
+                                 json_schema_extra={"pattern": PROJECT_SLUG, "maxLength": 64})],
+) -> None:
+    """Declares the path's project in the OpenAPI document, and refuses a malformed one (422) once
+    the caller is known (no credentials: 401, as everywhere), before ``allow`` would audit a refusal
+    in a project no one can make. :func:`project_of` reads it, after ``allow``."""
+    if not _SLUG.fullmatch(project):
+        await principal_of(request)
+        raise RequestValidationError([{"type": "string_pattern_mismatch", "loc": ("path", "project"), "input": None,
+                                       "msg": "a project slug is lower-case letters, digits and '-' (at most 64)"}])
+
+
+router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(known_query)])
+"""``/api/v1``: every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
+router.include_router(routes)
+router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
+                      responses=schemas.errors(404, 422, s404="No such project, or nothing in it has this id or name."))

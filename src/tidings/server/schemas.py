@@ -128,6 +128,7 @@ class Ack(Out):
 class MessageOut(Out):
     id: str
     created_at: float
+    project: str = Field(description="the project the message belongs to")
     title: str
     body: str
     priority: Priority
@@ -180,6 +181,7 @@ class SendStats(Out):
 class Integration(Out):
     name: str
     kind: str
+    project: str = Field(description="the project it belongs to")
     description: str | None
     sends: bool
     receives: bool
@@ -220,13 +222,18 @@ class Event(Out):
     last_error: str | None
     result: dict[str, Any] | None = Field(description="what processing did (messages sent...)")
     processed_at: float | None
+    project: str = Field(description="the project of the integration that received it")
 
 
 class EventDetail(Event):
-    headers: dict[str, str] = Field(description="the request headers kept for verification and replay")
+    headers: dict[str, str] = Field(
+        description="the request headers kept for verification and replay; empty when `redacted`")
     content_type: str | None
     size: int = Field(description="body size in bytes")
-    body: str | None = Field(description="the body as received; null when not UTF-8 or over 64 KiB")
+    body: str | None = Field(description="the body as received; null when not UTF-8, over 64 KiB, or `redacted`")
+    redacted: bool = Field(
+        False, description="true when the caller may not read payloads (`logs:read`: viewers may not): "
+        "`headers` and `body` are left out")
 
 
 class EventPage(Out):
@@ -256,6 +263,7 @@ class Silence(Out):
     created_at: float
     created_by: str
     reason: str | None
+    project: str = Field(description="the project whose messages it silences")
 
 
 class Silences(Out):

@@ -297,7 +297,7 @@ class SlackReceiver(Receiver):
 
     async def _status(self, hub: Hub) -> str:
         lines = ["*tidings status*"]
-        for item in await hub.integrations():
+        for item in await hub.integrations(project=self.project):
             health = str(item.get("health", "unknown"))
             mark = {"ok": "🟢", "degraded": "🟡", "failing": "🔴", "disabled": "⚪"}.get(health, "⚪")
             line = f"{mark} `{escape(item['name'])}` ({escape(item['kind'])}): {escape(health)}"
@@ -307,12 +307,12 @@ class SlackReceiver(Receiver):
             if item.get("disabled_reason"):
                 line += f" · {escape(str(item['disabled_reason']))[:200]}"
             lines.append(line)
-        active = hub.silences.active if hub.silences is not None else []
+        active = hub.silences.active_in(self.project) if hub.silences is not None else []
         lines.append(f"🔕 {len(active)} active silence{'s' if len(active) != 1 else ''}")
         return "\n".join(lines)
 
     async def _silences(self, hub: Hub) -> str:
-        active = await hub.active_silences()
+        active = await hub.active_silences(project=self.project)
         if not active:
             return "No active silences."
         lines = ["*Active silences*"]
@@ -400,7 +400,8 @@ class SlackReceiver(Receiver):
     ) -> tuple[str, dict[str, Any]]:
         """Record the ack (once per message, audited) and show it on the alert in Slack; (text, result)."""
         try:
-            ack, created = await hub.ack(message_id, by=by, via="slack", integration=self.name, actor=actor)
+            ack, created = await hub.ack(message_id, by=by, via="slack", integration=self.name, project=self.project,
+                                         actor=actor)
         except NotFound:
             return f"No message `{escape(message_id)}`.", {"status": "processed", "outcome": "not_found",
                                                             "message": message_id}
@@ -473,14 +474,14 @@ class SlackReceiver(Receiver):
     async def _silence(self, hub: Hub, words: list[str], by: str, seed: str, actor: Actor) -> tuple[str, dict[str, Any]]:
         matchers, seconds, reason = parse_silence(words)
         silence, created = await hub.silence(matchers, seconds, by=by, reason=reason, silence_id=silence_id_for(seed),
-                                             actor=actor)
+                                             project=self.project, actor=actor)
         text = (f"🔕 Silenced `{escape(silence.describe())}` for {_duration(seconds)} "
                 f"(until <!date^{int(silence.until)}^{{date_short_pretty}} at {{time}}|{_utc(silence.until)}>). "
                 f"id `{silence.id}`")
         return text, {"status": "processed", "silence": silence.id, "created": created}
 
     async def _unsilence(self, hub: Hub, silence_id: str, actor: Actor) -> tuple[str, dict[str, Any]]:
-        ended = await hub.unsilence(silence_id, actor=actor)
+        ended = await hub.unsilence(silence_id, project=self.project, actor=actor)
         if ended is None:
             return (f"No active silence `{escape(silence_id)}`.",
                     {"status": "processed", "outcome": "not_found", "silence": silence_id})
