@@ -191,7 +191,7 @@ async def test_sessions_expire_idle_and_absolute_and_end_on_logout(store: Store)
     assert entries[1]["ip"] == "192.0.2.1" and cookie not in str(entries)
 
 
-@pytest.mark.parametrize("email", ["a\x00b@example.com", "ops@exa\x00mple.com", "a@b\n.com", "a\u200b@x\x7f.com"])
+@pytest.mark.parametrize("email", ["a\x00b@example.com", "ops@exa\x00mple.com", "a@b\n.com", "a@x\x7f.com", "a\x1b@x.com"])
 def test_control_characters_are_not_an_email_address(email: str) -> None:
     from tidings.accounts.users import AccountError, normalize_email
 

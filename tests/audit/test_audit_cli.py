@@ -49,6 +49,7 @@ def test_init_writes_the_signing_key_and_public_key_prints_it(project: Project) 
 def test_the_audited_commands_record_who_ran_them(project: Project) -> None:
     p = project.path
     with_dead_end(project)
+    earlier = len(entries(project, "--actor", ME))  # init's: the site admin and the first token
     made = tidings(p, "silences", "add", "service=api", "--for", "1h", "--json").ok().json
     tidings(p, "silences", "end", made["id"]).ok()
     tidings(p, "integrations", "disable", "inbox").ok()
@@ -62,11 +63,11 @@ def test_the_audited_commands_record_who_ran_them(project: Project) -> None:
     before = len(entries(project))
     tidings(p, "retry", delivered["id"]).one_line_error("delivered", code=1)  # refused: nothing recorded
     assert len(entries(project)) == before
-    mine = [(e["action"], e["target"]) for e in reversed(entries(project, "--actor", ME))]
+    mine = [(e["action"], e["target"]) for e in reversed(entries(project, "--actor", ME))][earlier:]
     assert mine == [
         ("silence.create", f"silence/{made['id']}"), ("silence.end", f"silence/{made['id']}"),
         ("integration.disable", "integration/inbox"), ("integration.enable", "integration/inbox"),
-        ("keys.rotate", "keys"), ("delivery.retry", f"delivery/{dead['id']}"),
+        ("secret.set", "secret/S1"), ("keys.rotate", "keys"), ("delivery.retry", f"delivery/{dead['id']}"),
     ]
     [rotated] = entries(project, "--action", "keys.rotate")
     assert rotated["auth_method"] == "cli" and rotated["actor"] == "user" and rotated["after"]["secrets"] == ["S1"]
@@ -95,40 +96,44 @@ def test_list_filters_and_pages(project: Project) -> None:
 
 def test_verify_exit_codes_name_the_entry(project: Project) -> None:
     p = project.path
+    base = len(entries(project))  # init's entries (the site admin, the first token)
     for i in range(2):
         tidings(p, "silences", "add", f"service=s{i}", "--for", "1h").ok()
+    last = base + 2
     signed = tidings(p, "audit", "checkpoint", "--json").ok().json
-    assert signed["created"] is True and signed["tree_size"] == 3
+    assert signed["created"] is True and signed["tree_size"] == last
     assert tidings(p, "audit", "checkpoint", "--json").ok().json["created"] is False
     ok = tidings(p, "audit", "verify").ok()
-    assert "entries 1..3 verified against 1 signed checkpoint" in ok.out
-    assert tidings(p, "audit", "verify", "--json").ok().json == {"ok": True, "first": 1, "last": 3, "checkpoints": 1}
-    assert tidings(p, "audit", "verify", "--from-checkpoint", "--json").ok().json["first"] == 4
-    sql(project, "UPDATE audit_log SET target = 'silence/forged' WHERE seq = 2")
-    tidings(p, "audit", "verify").one_line_error("entry 2 was changed", code=1)
+    assert f"entries 1..{last} verified against 1 signed checkpoint" in ok.out
+    assert tidings(p, "audit", "verify", "--json").ok().json == {"ok": True, "first": 1, "last": last, "checkpoints": 1}
+    assert tidings(p, "audit", "verify", "--from-checkpoint", "--json").ok().json["first"] == last + 1
+    sql(project, f"UPDATE audit_log SET target = 'silence/forged' WHERE seq = {base + 1}")
+    tidings(p, "audit", "verify").one_line_error(f"entry {base + 1} was changed", code=1)
     bad = tidings(p, "audit", "verify", "--json")
-    assert bad.code == 1 and bad.json == {"ok": False, "seq": 2, "reason": "was changed"}
+    assert bad.code == 1 and bad.json == {"ok": False, "seq": base + 1, "reason": "was changed"}
 
 
 def test_export_verifies_offline_and_a_cut_tail_is_caught(project: Project, tmp_path: Path) -> None:
     p = project.path
+    base = len(entries(project))  # init's entries
     for i in range(3):
         tidings(p, "silences", "add", f"service=s{i}", "--for", "1h").ok()
+    last = base + 3
     tidings(p, "audit", "checkpoint").ok()
     export = tmp_path / "trail.jsonl"
     wrote = tidings(p, "audit", "export", "-o", str(export), "--json").ok().json
-    assert wrote == {"file": str(export), "entries": 4, "checkpoints": 1}
+    assert wrote == {"file": str(export), "entries": last, "checkpoints": 1}
     assert stat.S_IMODE(export.stat().st_mode) == 0o600
     assert tidings(p, "audit", "export").ok().out.encode() == export.read_bytes()  # stdout is the same file
     key = tidings(p, "audit", "public-key").ok().out.strip()
     (tmp_path / "auditor.pub").write_text(key + "\n")
     offline = tmp_path / "elsewhere"  # no config, no database, no private key: the file and the public key
     offline.mkdir()
-    assert "entries 1..4 verified" in tidings(offline, "audit", "verify-export", str(export), "--public-key", key).ok().out
+    assert f"entries 1..{last} verified" in tidings(offline, "audit", "verify-export", str(export), "--public-key", key).ok().out
     tidings(offline, "audit", "verify-export", str(export), "--public-key", str(tmp_path / "auditor.pub")).ok()
     forged = tmp_path / "forged.jsonl"
     forged.write_text(export.read_text().replace("service=s2", "service=zz").replace('"s2"', '"zz"'))
-    tidings(offline, "audit", "verify-export", str(forged), "--public-key", key).one_line_error("entry 4 was changed", code=1)
+    tidings(offline, "audit", "verify-export", str(forged), "--public-key", key).one_line_error(f"entry {last} was changed", code=1)
     other = tidings(offline, "audit", "keygen", "--json").ok().json["public_key"]
     tidings(offline, "audit", "verify-export", str(export), "--public-key", other).one_line_error(
         "signature is invalid", code=1)

@@ -16,7 +16,7 @@ from tidings.store.tables import deliveries, messages
 
 
 def _message_row(now: float) -> tuple[object, ...]:
-    return (new_id(), now, "t", 2, None, None, None, "{}", None, None)
+    return (new_id(), now, "t", 2, None, None, None, "{}", None, None, "default")
 
 
 def _delivery_row(message_id: str, now: float, owner: str | None = "me") -> tuple[object, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,7 @@ class User:
 def normalize_email(email: str) -> str:
     email = email.strip()
     local, at, domain = email.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() or not c.isprintable() for c in email) or len(email) > 320:
+    if not at or not local or "." not in domain or any(c.isspace() or unicodedata.category(c) == "Cc" for c in email) or len(email) > 320:
         raise AccountError(f"not an email address: {email!r}")
     return email.lower()
 

@@ -14,7 +14,7 @@ from .schemas import _SPACE, DURATION, NO_NUL, Out
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 """A project's slug: lower-case letters, digits and '-', at most 64."""
-EMAIL = rf"^[^{_SPACE}\x00]+@[^{_SPACE}@\x00]*\.[^{_SPACE}@\x00]*$"
+EMAIL = rf"^[^{_SPACE}\x00-\x1f\x7f-\x9f]+@[^{_SPACE}@\x00-\x1f\x7f-\x9f]*\.[^{_SPACE}@\x00-\x1f\x7f-\x9f]*$"
 """What the server takes as an email address: something, an @, and a domain with a dot."""
 LOCAL_PATH = r"^/(?:[^/\\\x00-\x1f\x7f][^\x00-\x1f\x7f]*)?$"
 """A path on this server (no scheme, no host, no //host): where a sign-in form may send the browser."""
