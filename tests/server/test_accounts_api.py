@@ -62,7 +62,7 @@ async def test_users_are_managed_by_site_admins_only(make_api: Any) -> None:
     r = await call(api, "POST", "/api/v1/users", who["root"], json={"email": "new@example.COM"})
     assert r.status_code == 409 and r.json() == {"error": "conflict", "detail": "a user new@example.com exists already"}
 
-    for body, where in [({"email": "not-an-email"}, "email"), ({"email": "a@b.c", "password": "short"}, "password"),
+    for body, where in [({"email": "not-an-email"}, "email"), ({"email": "a@b.c", "password": "short"}, "at least 12 characters"),
                         ({"email": "a@b.c", "name": "x\u0000y"}, "name"), ({"email": "a\u0000@b.c"}, "email"),
                         ({"email": "a@b.c", "name": "n" * 201}, "name"), ({"email": "a@b.c", "role": "owner"}, "role"),
                         ({"email": "a" * 320 + "@b.c"}, "email"), ({"email": "a@b.c", "site_admin": "yes"}, "site_admin")]:
