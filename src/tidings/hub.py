@@ -78,14 +78,21 @@ class Hub:
         config_dir: Path | None = None,
         dispatch: bool | None = None,
         migrate: bool = True,
+        import_file: bool | None = None,
     ) -> None:
         library_default()
         self.config = config
+        """What this hub runs: the current revision's integrations and routes with the file's process settings."""
+        self.file_config = config
+        """What the file (or the caller) gave: imported as a revision at start (see ``config/imports.py``)."""
+        self.revision = 0
+        """The configuration revision this hub runs (0: none stored, the file as given)."""
         self.config_dir = config_dir or Path.cwd()
         self.router = Router(config)
         self.metrics = Metrics()
         self.dispatch = config.dispatcher.enabled if dispatch is None else dispatch
         self._migrate = migrate
+        self._import_file = self.dispatch if import_file is None else import_file
         self.store: Store | None = None
         self.vault: Vault | None = None
         self.vault_watch: VaultWatch | None = None
@@ -131,6 +138,7 @@ class Hub:
             if self._migrate:
                 await self.store.migrate()
             self.vault = Vault(self.store, load_keys(self.config_dir))
+            await self._adopt_revision()
             self.vault_watch = VaultWatch(self)
             self._integrations = await self._build_integrations()
             await self.vault_watch.mark_used()
@@ -156,6 +164,44 @@ class Hub:
         self._gc_tuned = gc_tuning.tune(s.gc_threshold)
         self.started = True
         log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
+
+    async def _adopt_revision(self) -> None:
+        """Import the file when it changed (a dispatching hub, or the first start of all) and take
+        the current revision. An import the revision check refuses leaves the current revision
+        running (each problem logged); a database not migrated yet runs the file as given."""
+        from .config import revisions
+        from .config.document import to_config
+        from .config.imports import import_file
+        from .errors import ConfigError
+
+        assert self.store is not None
+        try:
+            async with self.store.read() as conn:
+                revision = await revisions.current(conn)
+        except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
+            log.warning("hub.revisions_unreadable", error=clip(f"{type(exc).__name__}: {exc}", 300))
+            return
+        if revision is None or self._import_file:
+            try:
+                revision, made = await import_file(self.store, self.file_config)
+                if made:
+                    log.info("config.imported", revision=revision.number)
+            except ConfigError as exc:
+                if revision is None:
+                    raise
+                for problem in exc.problems:
+                    log.error("config.import_refused", problem=problem, running=revision.number)
+        try:
+            self.config = to_config(revision.document, self.file_config)
+        except ConfigError as exc:
+            if self._import_file:
+                raise
+            # A hub that only reads (a CLI command) with a file that can't run the revision
+            # (a ${file:...} secret its file lacks): it runs its file as given.
+            log.warning("config.revision_not_runnable", revision=revision.number, problems=exc.problems)
+            return
+        self.router = Router(self.config)
+        self.revision = revision.number
 
     async def _make_projects(self) -> None:
         """Create the projects the configuration names that the database lacks, audited as SYSTEM

@@ -82,6 +82,7 @@ def parse_config(
         database = anchor_sqlite(config.server.database, base_dir)
         if database != config.server.database:
             config = config.model_copy(update={"server": config.server.model_copy(update={"database": database})})
+    config._raw = {k: v for k, v in raw.items() if v is not None}
     return config
 
 

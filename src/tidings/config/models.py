@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     ValidationError,
     WithJsonSchema,
     create_model,
@@ -50,6 +51,13 @@ class ServerSettings(_Strict):
         default_factory=list,
         description="networks (10.0.0.0/8, 127.0.0.1) and host names integrations may connect to although"
         " they are private, loopback, link-local or cloud metadata addresses; everything else must be public",
+    )
+    config_source: Literal["both", "file", "database"] = Field(
+        "both",
+        description="where integrations, routes and the default route come from. both: the file is imported as a"
+        " new revision whenever it changes (at start, `tidings config reload`, SIGHUP) and the API may change them"
+        " too; file: the file only (the configuration API is read-only: GitOps); database: the API only (the file"
+        " seeds the first revision)",
     )
     login_failures_per_account: int = Field(
         5, ge=1, le=10_000,
@@ -225,6 +233,8 @@ class ConfigBase(_Strict):
     integrations: dict[str, IntegrationSettings] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     default: DefaultRoute = Field(default_factory=DefaultRoute)
+    _raw: dict[str, Any] | None = PrivateAttr(None)
+    """What it was parsed from, before ``${ENV}`` interpolation (see ``config/document.py``)."""
 
     def integration_names(self) -> list[str]:
         return list(self.integrations)

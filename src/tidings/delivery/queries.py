@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, true, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, text, true, update
 
 from ..acks import acks_of
 from ..audit import SYSTEM, Actor, append
@@ -21,7 +21,7 @@ from ..store.engine import Conn
 from ..store.tables import ERRORS_SQL, deliveries, from_active_deliveries, inbox, integration_state, messages
 from .dispatcher import set_disabled
 
-STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped")
+STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped", "held")
 RETRYABLE_BY_HAND = ("dead", "retrying")
 STATS_WINDOW = 24 * 3600.0
 HEALTH_SAMPLE = 100
@@ -189,6 +189,33 @@ async def retry_deliveries(
             at=now,
         )
     return ids
+
+
+async def hold_deliveries(conn: Conn, integrations: Sequence[str], reason: str, now: float | None = None) -> int:
+    """Hold every delivery of ``integrations`` waiting to be sent (pending or retrying): an
+    integration removed from the configuration. Nothing is lost: :func:`resume_held` sends them
+    when it comes back. Deliveries being sent finish first; a process holds what they leave."""
+    now = time.time() if now is None else now
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.integration.in_(list(integrations)),
+               or_(deliveries.c.status == "pending", deliveries.c.status == "retrying",
+                   and_(deliveries.c.status == "sending", deliveries.c.next_attempt_at <= now)))
+        .values(status="held", last_error=reason, updated_at=now, lease_owner=None)
+    )
+    return int(result.rowcount or 0)
+
+
+async def resume_held(conn: Conn, integrations: Sequence[str], now: float | None = None) -> int:
+    """Send the held deliveries of ``integrations`` now (they came back)."""
+    now = time.time() if now is None else now
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.integration.in_(list(integrations)), deliveries.c.status == "held")
+        .values(status=case((deliveries.c.attempts > 0, "retrying"), else_="pending"), last_error=None,
+                next_attempt_at=now, updated_at=now)
+    )
+    return int(result.rowcount or 0)
 
 
 async def set_enabled(

@@ -73,7 +73,7 @@ only ones a later delivery of the same thread waits for (see ``outbox.in_turn``)
 without a thread, the common case, are never in it."""
 
 
-HELD = ("pending", "retrying", "dead", "suppressed", "grouped")
+HELD = ("pending", "retrying", "dead", "suppressed", "grouped", "held")
 """States a delivery can stay in and people list: every state but ``sending`` and ``delivered``,
 the two a delivery passes through on the hot path, which so never touch ``ix_deliveries_held``."""
 HELD_SQL = _any_status(HELD)
@@ -403,6 +403,42 @@ users = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+config_revisions = Table(
+    "config_revisions",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False, comment="1, 2, ... (gap-free)"),
+    Column("created_at", Float, nullable=False),
+    Column("author", String(320), nullable=False),
+    Column("source", String(10), nullable=False, comment="file, api, cli or ui"),
+    Column("comment", SafeText),
+    Column("document", Text, nullable=False, comment="JSON: integrations, routes, default; secrets as references"),
+    Column("digest", String(64), nullable=False, comment="sha256 of the canonical document"),
+    Column("parent", Integer, comment="the revision it was made from"),
+    Column("audit_seq", Integer, comment="the audit entry that made it"),
+)
+"""Immutable, validated configuration documents (see ``config/revisions.py``)."""
+
+config_state = Table(
+    "config_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False, comment="always 1"),
+    Column("current", Integer, nullable=False, comment="the revision every process runs"),
+    Column("file_digest", String(64), comment="digest of the file document imported last"),
+    Column("file_document", Text, comment="that file document (JSON), to merge the file's next change"),
+    Column("updated_at", Float, nullable=False),
+)
+"""The pointer to the current revision (one row; writers lock it)."""
+
+config_processes = Table(
+    "config_processes",
+    metadata,
+    Column("owner", String(100), primary_key=True, comment="host:pid:random of a running hub"),
+    Column("revision", Integer, nullable=False),
+    Column("applied_at", Float, nullable=False),
+    Column("problem", SafeText, comment="why it could not switch to the current revision"),
+)
+"""Which revision each running process runs, and since when."""
 
 projects = Table(
     "projects",

@@ -1,0 +1,40 @@
+"""The YAML file as a source of revisions: imported when its content changed since its last
+import (at start, `tidings config reload`, SIGHUP), as ``server.config_source`` says:
+
+- ``both`` (default): the file's changes since its last import are merged into the current
+  revision (``document.merge_file_change``): what was made through the API and the file did not
+  touch stays;
+- ``file``: the file's document becomes the revision as it is (the API is read-only);
+- ``database``: the file seeds the first revision only.
+"""
+
+from __future__ import annotations
+
+from ..audit import SYSTEM, Actor
+from ..store.engine import Store
+from .document import digest, document_of, merge_file_change, to_config
+from .models import Config
+from .revisions import Revision, commit, current, lock_state, record_file
+
+
+async def import_file(store: Store, config: Config, *, actor: Actor = SYSTEM) -> tuple[Revision, bool]:
+    """Import ``config`` (as read from its file) if the file changed; (the current revision,
+    whether the import made it). :class:`~tidings.errors.ConfigError` when the result would be
+    invalid: then nothing changes."""
+    mode = config.server.config_source
+    file_doc = document_of(config)
+    async with store.write() as conn:
+        state = await lock_state(conn)
+        head = await current(conn)
+        if head is not None and (mode == "database" or state.file_digest == digest(file_doc)):
+            return head, False
+        if head is None or mode == "file":
+            document = file_doc
+        else:
+            document = merge_file_change(head.document, state.file_document, file_doc)
+        revision, made = await commit(
+            conn, document, actor=actor, source="file", comment="imported from the configuration file",
+            validate=lambda doc: to_config(doc, config),
+        )
+        await record_file(conn, file_doc)
+    return revision, made

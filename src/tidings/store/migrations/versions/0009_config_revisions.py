@@ -1,0 +1,66 @@
+"""configuration revisions, the current-revision pointer, the revision each process runs; held deliveries
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-06 05:00:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0009'
+down_revision = '0008'
+branch_labels = None
+depends_on = None
+
+OLD_HELD = "status = 'pending' OR status = 'retrying' OR status = 'dead' OR status = 'suppressed' OR status = 'grouped'"
+NEW_HELD = OLD_HELD + " OR status = 'held'"
+
+
+def _held_index(condition: str) -> None:
+    with op.batch_alter_table('deliveries') as batch:
+        batch.drop_index('ix_deliveries_held')
+        batch.create_index('ix_deliveries_held', ['status', 'id'], unique=False,
+                           sqlite_where=sa.text(condition), postgresql_where=sa.text(condition))
+
+
+def upgrade() -> None:
+    op.create_table(
+        'config_revisions',
+        sa.Column('number', sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column('created_at', sa.Float(), nullable=False),
+        sa.Column('author', sa.String(length=320), nullable=False),
+        sa.Column('source', sa.String(length=10), nullable=False),
+        sa.Column('comment', sa.Text(), nullable=True),
+        sa.Column('document', sa.Text(), nullable=False),
+        sa.Column('digest', sa.String(length=64), nullable=False),
+        sa.Column('parent', sa.Integer(), nullable=True),
+        sa.Column('audit_seq', sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint('number'),
+    )
+    op.create_table(
+        'config_state',
+        sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column('current', sa.Integer(), nullable=False),
+        sa.Column('file_digest', sa.String(length=64), nullable=True),
+        sa.Column('file_document', sa.Text(), nullable=True),
+        sa.Column('updated_at', sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_table(
+        'config_processes',
+        sa.Column('owner', sa.String(length=100), nullable=False),
+        sa.Column('revision', sa.Integer(), nullable=False),
+        sa.Column('applied_at', sa.Float(), nullable=False),
+        sa.Column('problem', sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint('owner'),
+    )
+    _held_index(NEW_HELD)
+
+
+def downgrade() -> None:
+    op.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'held'")
+    _held_index(OLD_HELD)
+    op.drop_table('config_processes')
+    op.drop_table('config_state')
+    op.drop_table('config_revisions')
