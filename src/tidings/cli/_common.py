@@ -246,12 +246,13 @@ def _on_hub(config: Path | None, call: Callable[[Hub], Awaitable[T] | T], *, cre
 
 
 @contextlib.asynccontextmanager
-async def _store(config: Path | None, *, create: bool = False) -> AsyncIterator[Store]:
+async def _store(config: Path | None, *, create: bool = False, loaded: Config | None = None) -> AsyncIterator[Store]:
     """The configured database, migrated, without starting the integrations: managing tokens and
-    secrets must work while tidings.yaml refers to a ${vault:NAME} that is not stored yet."""
+    secrets must work while tidings.yaml refers to a ${vault:NAME} that is not stored yet.
+    ``loaded``: ``config`` as the command has read it already."""
     from ..store.engine import Store
 
-    cfg, _ = load(config)
+    cfg = loaded if loaded is not None else load(config)[0]
     if not create:
         require_database(cfg)
     store = Store(cfg.server.database, synchronous=cfg.server.sqlite_synchronous)

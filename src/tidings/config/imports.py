@@ -10,8 +10,13 @@ import (at start, `tidings config reload`, SIGHUP), as ``server.config_source`` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
 from ..audit import SYSTEM, Actor
-from ..store.engine import Store
+from ..store.engine import Conn, Store
+from ..store.tables import config_revisions, config_state
 from .document import digest, document_of, merge_file_change, to_config
 from .models import Config
 from .revisions import Revision, commit, current, lock_state, record_file
@@ -38,3 +43,27 @@ async def import_file(store: Store, config: Config, *, actor: Actor = SYSTEM) ->
         )
         await record_file(conn, file_doc)
     return revision, made
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """Where ``config``'s file stands against the database (``tidings config validate``)."""
+
+    current: int
+    """The current revision (0: none yet)."""
+    imported: int | None
+    """The newest revision a file import made (None: none)."""
+    changed: bool
+    """The file's document differs from its last import: the next import (reload, start, SIGHUP)
+    would take it, unless ``server.config_source`` is ``database``."""
+
+
+async def file_status(conn: Conn, config: Config) -> FileStatus:
+    """Read-only: nothing is locked or created."""
+    row = (await conn.execute(select(config_state.c.current, config_state.c.file_digest)
+                              .where(config_state.c.id == 1))).first()
+    imported = (await conn.execute(select(func.max(config_revisions.c.number))
+                                   .where(config_revisions.c.source == "file"))).scalar()
+    if row is None:
+        return FileStatus(0, imported, True)
+    return FileStatus(int(row.current), imported, row.file_digest != digest(document_of(config)))

@@ -67,6 +67,7 @@ def parse_config(
         for name in integrations:
             if problem := integration_name_problem(str(name)):
                 problems.append(problem)
+        problems += _file_references(integrations)
     if problems:  # a missing variable or a bad name would only cause confusing problems below
         raise ConfigError(problems, source)
     problems = _check_references(data)
@@ -154,6 +155,19 @@ def _problem(err: Mapping[str, Any]) -> str:
 
 def _path(loc: list[Any]) -> str:
     return format_error({"loc": loc, "msg": ""}).rstrip(": ")
+
+
+def _file_references(integrations: Mapping[str, Any]) -> list[str]:
+    """``${file:...}`` values: a revision's pointer to a secret of the file it was imported from
+    (``tidings config export`` keeps them); a file must hold the value itself."""
+    from .document import FILE_REF
+
+    return [
+        f"integrations.{name}.{field}: {value} names a secret of the file a revision was imported from;"
+        " write the value here, or ${ENV_VAR} or ${vault:NAME}"
+        for name, entry in integrations.items() if isinstance(entry, dict)
+        for field, value in entry.items() if isinstance(value, str) and FILE_REF.match(value)
+    ]
 
 
 def _check_references(data: Mapping[str, Any]) -> list[str]:
