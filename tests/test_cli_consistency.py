@@ -39,7 +39,8 @@ def test_json_on_every_command_that_prints(project: Project) -> None:
                                                                                               "references": []}
     assert tidings(p, "secret", "delete", "S1", "--json").ok().json == {"deleted": "S1", "purged": True, "references": []}
     validated = tidings(p, "config", "validate", "--json").ok().json
-    assert validated == {"file": "tidings.yaml", "ok": True, "integrations": 1, "routes": 0}
+    assert validated == {"file": "tidings.yaml", "ok": True, "integrations": 1, "routes": 0, "revision": 1,
+                         "imported": 1, "file_changed": False}
     rotated = tidings(p, "keys", "rotate", "--json").ok().json
     assert rotated == {"re_encrypted": 0, "key_file": str(p / "tidings.key")}
     assert tidings(p, "integrations", "disable", "inbox", "--json").ok().json == {"integration": "inbox", "enabled": False}

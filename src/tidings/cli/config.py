@@ -74,7 +74,10 @@ def _status_line(status: "FileStatus", mode: str) -> str:
     since = f"revision {status.imported} was imported" if status.imported else "its last import"
     if status.changed:
         return f"{line}; the file changed since {since}; `tidings config reload` imports it"
-    return f"{line}; the file is as imported" + (f" (revision {status.imported})" if status.imported else "")
+    if status.imported and status.imported != status.current:
+        return (f"{line}; the file is as imported in revision {status.imported} (what changed since:"
+                f" `tidings config diff {status.imported} {status.current}`)")
+    return f"{line}; the file is as imported"
 
 
 async def _file_status(cfg: "Config") -> "FileStatus | None":

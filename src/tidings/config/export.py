@@ -18,7 +18,7 @@ import yaml
 from pydantic import SecretStr
 
 from ..integrations.base import DEFAULT_PROJECT
-from .document import FILE_REF, PROCESS_SECTIONS, Document, is_reference, normalize
+from .document import FILE_REF, PROCESS_SECTIONS, Document, normalize
 from .models import Config
 
 _INTEGRATION_FIRST = ("kind", "project", "enabled")
@@ -73,26 +73,33 @@ def dump_yaml(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def file_references(doc: Document) -> list[tuple[str, str]]:
-    """(integration, field) of each ``${file:...}`` reference in ``doc``."""
+def _file_values(doc: Document) -> list[tuple[dict[str, Any], str]]:
+    """(the mapping, its key) of each ``${file:...}`` reference in ``doc``'s integrations: a field,
+    or one value of a mapping field (a header)."""
     out = []
-    for name, entry in normalize(doc)["integrations"].items():
+    for entry in normalize(doc)["integrations"].values():
         for field, value in (entry.items() if isinstance(entry, dict) else ()):
-            if isinstance(value, str) and FILE_REF.match(value):
-                out.append((name, field))
+            for holder, key, inner in ([(value, k, v) for k, v in value.items()] if isinstance(value, dict)
+                                       else [(entry, field, value)]):
+                if isinstance(inner, str) and FILE_REF.match(inner):
+                    out.append((holder, key))
     return out
 
 
 def _local_secret(base: Config, ref: str) -> str | None:
-    """The value ``ref`` names in this machine's file, or None when the file has none (or only a
-    reference itself)."""
+    """The value ``ref`` names in this machine's file (escaped for the YAML: ``$`` written ``$$``),
+    or None when that file has none."""
     m = FILE_REF.match(ref)
-    settings = base.integrations.get(m.group(1)) if m else None
-    value = getattr(settings, m.group(2), None) if m and settings is not None else None
-    if not isinstance(value, SecretStr):
+    if m is None:
         return None
-    secret = value.get_secret_value()
-    return secret if secret and not is_reference(secret) else None
+    name, field, *rest = m.groups()
+    settings = base.integrations.get(name)
+    value: Any = getattr(settings, field, None) if settings is not None else None
+    if rest and rest[0] is not None:
+        value = value.get(rest[0]) if isinstance(value, dict) else None
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value.replace("$", "$$") if isinstance(value, str) and value else None
 
 
 def export_yaml(doc: Document, base: Config, *, with_file_secrets: bool = False, header: str | None = None) -> str:
@@ -101,13 +108,12 @@ def export_yaml(doc: Document, base: Config, *, with_file_secrets: bool = False,
     and ``base`` holds the value."""
     document = copy.deepcopy(ordered_document(doc))
     kept: list[str] = []
-    for name, field in file_references(document):
-        entry = document["integrations"][name]
-        value = _local_secret(base, entry[field]) if with_file_secrets else None
+    for holder, key in _file_values(document):
+        value = _local_secret(base, holder[key]) if with_file_secrets else None
         if value is not None:
-            entry[field] = value
+            holder[key] = value
         else:
-            kept.append(entry[field])
+            kept.append(holder[key])
     raw = getattr(base, "_raw", None) or {}
     process = {k: copy.deepcopy(raw[k]) for k in PROCESS_SECTIONS if raw.get(k) is not None}
     lines = [f"# {line}" if line else "#" for line in (header or "").splitlines()]

@@ -162,12 +162,14 @@ def _file_references(integrations: Mapping[str, Any]) -> list[str]:
     (``tidings config export`` keeps them); a file must hold the value itself."""
     from .document import FILE_REF
 
-    return [
-        f"integrations.{name}.{field}: {value} names a secret of the file a revision was imported from;"
-        " write the value here, or ${ENV_VAR} or ${vault:NAME}"
-        for name, entry in integrations.items() if isinstance(entry, dict)
-        for field, value in entry.items() if isinstance(value, str) and FILE_REF.match(value)
-    ]
+    found = []
+    for name, entry in integrations.items():
+        for field, value in (entry.items() if isinstance(entry, dict) else ()):
+            inner = value.items() if isinstance(value, dict) else [(None, value)]
+            found += [(f"integrations.{name}.{field}" + (f".{key}" if key is not None else ""), v)
+                      for key, v in inner if isinstance(v, str) and FILE_REF.match(v)]
+    return [f"{path}: {value} names a secret of the file a revision was imported from; write the value here,"
+            " or ${ENV_VAR} or ${vault:NAME}" for path, value in found]
 
 
 def _check_references(data: Mapping[str, Any]) -> list[str]:
