@@ -16,7 +16,6 @@ import yaml
 from cli_support import Ran, in_process
 
 from tidings.config import revisions
-from tidings.config.document import digest
 from tidings.store.engine import Store
 
 SLACK_TOKEN = "xoxb-" + secrets.token_hex(12)

@@ -174,7 +174,7 @@ def _title(rev: "Revision") -> str:
 @config_app.command("history")
 @handled
 def config_history(
-    limit: Annotated[int, typer.Option("--limit", min=1, help="how many revisions, newest first")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="how many revisions, newest first")] = 20,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
