@@ -6,7 +6,8 @@ Each function takes a document and returns a new one (the argument is left alone
 the edit itself (the integration exists, the position is in range, ``kind`` stays): whether the
 result is a valid configuration is :func:`~tidings.config.document.to_config`'s to say, when the
 revision is committed. A project's routes are numbered from 0 in the order they are tried, among
-that project's routes only (the document interleaves every project's).
+that project's routes only (the document interleaves every project's). An integration or a route
+given to a project's function without ``project`` is that project's.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def _check_entry(name: str, entry: Any, project: str) -> dict[str, Any]:
         raise EditError([f"integrations.{name}: must be a mapping of settings"])
     if not isinstance(entry.get("kind"), str) or not entry["kind"]:
         raise EditError([f"integrations.{name}.kind: required (one of the integration kinds)"])
-    if project_of(entry) != project:
-        raise EditError([f"integrations.{name}.project: {project_of(entry)!r} is not this project ({project!r});"
+    if entry.get("project", project) != project:
+        raise EditError([f"integrations.{name}.project: {entry['project']!r} is not this project ({project!r});"
                          " an integration is made in its own project"])
     return entry
 
@@ -172,8 +173,8 @@ def find_route(doc: Document, project: str, key: str | int) -> int:
 def _check_route(route: Any, project: str, where: str) -> dict[str, Any]:
     if not isinstance(route, dict):
         raise EditError([f"{where}: a route is a mapping (match, to, ...)"])
-    if project_of(route) != project:
-        raise EditError([f"{where}.project: {project_of(route)!r} is not this project ({project!r})"])
+    if route.get("project", project) != project:
+        raise EditError([f"{where}.project: {route['project']!r} is not this project ({project!r})"])
     return _with_project(route, project)
 
 

@@ -354,7 +354,12 @@ async def commit_edit(
         await vault.purge()
     if made:
         await switch(hub)
-    return Written(revision, made, edit, killed)
+    if edit.secrets and hub.vault_watch is not None:
+        try:  # a rotated value under an unchanged reference: this process takes it now
+            await hub.vault_watch.check()
+        except Exception as exc:  # stored already; the periodic check tries again
+            log.warning("vault.check_failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
+    return Written(revision, made or bool(edit.secrets), edit, killed)
 
 
 async def switch(hub: Hub) -> None:
@@ -445,8 +450,8 @@ async def diff_revisions(
             raise NotFound("no configuration revision yet")
         new = await revisions.get(conn, to)
         from_ = to - 1 if from_ is None else from_
-        old = (await revisions.get(conn, from_)).document if from_ >= 1 else {"integrations": {}}
-    changes = diff_documents(mask_document(old), mask_document(new.document))
+        old = (await revisions.get(conn, from_)).document if from_ >= 1 else None
+    changes = diff_documents(mask_document(old) if old is not None else None, mask_document(new.document))
     response.headers["ETag"] = etag(current)
     return {"from": from_, "to": to, "changes": redact_value(changes), "text": redact_value(format_diff(changes))}
 

@@ -190,10 +190,11 @@ async def create_integration(
     payload: m.IntegrationIn, request: Request, response: Response, hub: HubDep, project: ProjectDep,
     if_match: IfMatch = None, comment: Comment = None,
 ) -> dict[str, Any]:
-    entry = {**payload.settings, "kind": payload.kind}
-    if edits.project_of(payload.settings) != project:
-        raise edits.EditError([f"settings.project: {edits.project_of(payload.settings)!r} is not this project "
-                               f"({project!r}); create it through /api/v1/projects/<project>/integrations"])
+    given = payload.settings.get("project", project)
+    if given != project:
+        raise edits.EditError([f"settings.project: {given!r} is not this project ({project!r}); create it through "
+                               "/api/v1/projects/<project>/integrations"])
+    entry = {**payload.settings, "kind": payload.kind, "project": project}
     written = await commit_edit(
         request, project, lambda doc, admin: _integration_edit(project, payload.name, None, entry, doc, admin),
         if_match=if_match, comment=comment)
