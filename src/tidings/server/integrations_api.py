@@ -338,7 +338,7 @@ async def test_saved_draft(request: Request, hub: Hub, project: str, name: str, 
         entry = edits.get_integration(edits.patch_integration(doc, project, name, draft.patch), project, name)
     else:
         entry = {**(draft.settings or {}), "kind": draft.kind or old["kind"]}
-        if edits.project_of(entry) != project:
+        if entry.get("project", project) != project:
             raise edits.EditError([f"settings.project: can't change ({project!r})"])
     return await test_draft(request, hub, project, name, entry, old)
 
