@@ -52,7 +52,7 @@ from .schemas import api_errors
 log = structlog.get_logger("tidings.server")
 
 IfMatch = Annotated[str | None, Header(
-    alias="If-Match", max_length=100,
+    alias="If-Match", max_length=100, pattern=r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$',
     description="the revision the change is based on: the `ETag` of what you read (`\"12\"`), or `*` for whatever "
     "is current. Required: without it the answer is 428",
 )]
