@@ -145,7 +145,8 @@ async def head_of(hub: Hub) -> tuple[int, Document]:
 
 
 def mask_document(doc: Document) -> Document:
-    """``doc`` with every secret field that is not a reference masked (``…abcd``)."""
+    """``doc`` with every secret field that is not a reference masked (``…abcd``), and any known
+    secret elsewhere (a password in a URL's userinfo) masked as the logs mask it."""
     out = copy.deepcopy(normalize(doc))
     for entry in out["integrations"].values():
         if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
@@ -154,7 +155,7 @@ def mask_document(doc: Document) -> Document:
             value = entry.get(name)
             if value is not None and not is_reference(value):
                 entry[name] = masked(value) if isinstance(value, str) else "…"
-    return out
+    return redact_value(out)  # type: ignore[no-any-return]
 
 
 async def secret_view(hub: Hub, value: Any) -> dict[str, Any]:
@@ -183,8 +184,9 @@ async def secret_view(hub: Hub, value: Any) -> dict[str, Any]:
 
 
 async def settings_view(hub: Hub, entry: dict[str, Any]) -> dict[str, Any]:
-    """An integration's settings as written, without ``kind`` and ``project``, secrets as :func:`secret_view`."""
-    out = {k: copy.deepcopy(v) for k, v in entry.items() if k not in ("kind", "project")}
+    """An integration's settings as written, without ``kind`` and ``project``, secrets as
+    :func:`secret_view`, any known secret elsewhere masked (a password in a URL)."""
+    out = redact_value({k: copy.deepcopy(v) for k, v in entry.items() if k not in ("kind", "project")})
     if entry.get("kind") in KINDS:
         for name in secret_fields(entry["kind"]):
             if name in out:
