@@ -10,9 +10,11 @@ import base64
 import os
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 from people import person
+from signin_support import PASSWORD, add_user, cheap_hashes_fixture, sign_in  # noqa: F401  (a fixture)
 from sqlalchemy import select
 
 from tidings.audit.verify import read_entries
@@ -38,8 +40,9 @@ def as_(token: str, etag: str | None = None, **headers: str) -> dict[str, Any]:
                                        **headers}}
 
 
-@pytest.fixture
-def vault_key(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(name="vault_key")
+def vault_key_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret key for the vault (none by default in the tests)."""
     monkeypatch.setenv("TIDINGS_SECRET_KEY", Fernet.generate_key().decode())
 
 
@@ -356,13 +359,7 @@ async def test_revisions_are_listed_shown_compared_and_rolled_back(make_api: Any
 
 
 async def test_a_session_writes_revisions_from_the_ui(make_api: Any) -> None:
-    from signin_support import PASSWORD, sign_in
-
-    import httpx
-
     api, _ = await start(make_api)
-    from signin_support import add_user
-
     await add_user(api, "ui@example.com", roles={"alpha": "owner"}, password=PASSWORD)
     async with httpx.AsyncClient(base_url=api.url, timeout=15.0) as browser:
         csrf = await sign_in(browser, "ui@example.com")

@@ -12,7 +12,7 @@ import pytest
 from peer import Peer
 from sink import Reply
 from sqlalchemy import select
-from test_config_api import ALPHA, as_, revisions, start, vault_key, whsec  # noqa: F401  (a fixture)
+from test_config_api import ALPHA, as_, revisions, start, vault_key_fixture, whsec  # noqa: F401  (a fixture)
 
 from tidings.store.tables import deliveries
 
