@@ -218,3 +218,20 @@ async def test_the_kinds_schemas_are_what_a_form_needs(make_api: Any, vault_key:
                        **as_(people["owner"], "*"))
     assert r.status_code == 201 and r.json()["settings"]["secret"]["set"] is True, r.text
     assert (await api.get("/api/v1/integrations/kinds", auth=False)).status_code == 401
+
+
+async def test_this_process_runs_a_write_at_once(make_api: Any, peer: Peer) -> None:
+    """Once the hub follows revisions (``hub.watcher``), the process that took a write switches at once: the new
+    integration is listed with its health and receives the next message."""
+    api, people = await start(make_api, {"integrations": {"inbox": {"kind": "inbox"}, **PROJECTS}})
+    if getattr(api.hub, "watcher", None) is None:
+        pytest.skip("this hub does not follow configuration revisions")
+    owner = people["owner"]
+    r = await api.post("/api/v1/integrations", json={"name": "ops", "kind": "webhook", "settings": hook(peer)},
+                       **as_(owner, "*"))
+    assert r.status_code == 201, r.text
+    listed = {i["name"]: i for i in (await api.get("/api/v1/integrations", **as_(owner))).json()}
+    assert listed["ops"]["settings"]["url"] == peer.url + "/hook" and listed["ops"]["health"] == "ok"
+    r = await api.post("/api/v1/messages", json={"title": "t", "to": ["ops"]}, **as_(owner))
+    assert r.status_code == 202, r.text
+    assert (await api.hub.wait(r.json()["id"]))["deliveries"][0]["status"] == "delivered"

@@ -227,7 +227,8 @@ async def retry_delivery(delivery_id: str, hub: HubDep, project: ProjectDep, act
     responses={200: {"headers": ETAG}, **api_errors(params=False)},
 )
 async def list_integrations(hub: HubDep, project: ProjectDep, response: Response) -> list[dict[str, Any]]:
-    from .config_api import etag, head_of, settings_view
+    from .config_api import etag
+    from .config_views import head_of, settings_view
 
     items = await hub.integrations(project=project)
     number, doc = await head_of(hub)

@@ -24,6 +24,7 @@ from . import (
     integrations_api,
     messages,
     openapi,
+    routes_api,
     schemas,
     secrets_api,
     signin,
@@ -101,6 +102,7 @@ def create_app(hub: Hub) -> FastAPI:
     config_api.install(app)
     app.include_router(integrations_api.kinds_router)  # before /integrations/{name}
     app.include_router(integrations_api.router)
+    app.include_router(routes_api.router)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",
