@@ -47,7 +47,7 @@ def vault_key_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def start(make_api: Any, config: dict[str, Any] | None = None, **kwargs: Any) -> tuple[Any, dict[str, str]]:
-    api = await make_api(config or CONFIG, dispatch=False, **kwargs)
+    api = await make_api(config or CONFIG, **{"dispatch": False, **kwargs})
     store = api.hub.store
     people = {
         "owner": await person(store, "owner@example.com", {"alpha": "owner", "default": "owner"}),

@@ -223,7 +223,7 @@ async def test_the_kinds_schemas_are_what_a_form_needs(make_api: Any, vault_key:
 async def test_this_process_runs_a_write_at_once(make_api: Any, peer: Peer) -> None:
     """Once the hub follows revisions (``hub.watcher``), the process that took a write switches at once: the new
     integration is listed with its health and receives the next message."""
-    api, people = await start(make_api, {"integrations": {"inbox": {"kind": "inbox"}, **PROJECTS}})
+    api, people = await start(make_api, {"integrations": {"inbox": {"kind": "inbox"}, **PROJECTS}}, dispatch=True)
     if getattr(api.hub, "watcher", None) is None:
         pytest.skip("this hub does not follow configuration revisions")
     owner = people["owner"]
