@@ -206,6 +206,34 @@ async def hold_deliveries(conn: Conn, integrations: Sequence[str], reason: str, 
     return int(result.rowcount or 0)
 
 
+PENDING = ("pending", "retrying", "held", "sending")
+"""The statuses of a delivery not finished yet (deleting its integration would leave it waiting)."""
+
+
+async def count_pending(conn: Conn, integration: str) -> int:
+    """How many deliveries of ``integration`` are not finished (:data:`PENDING`)."""
+    q = select(func.count()).select_from(deliveries).where(
+        deliveries.c.integration == integration, deliveries.c.status.in_(PENDING))
+    return int((await conn.execute(q)).scalar() or 0)
+
+
+async def kill_deliveries(conn: Conn, integrations: Sequence[str], reason: str, now: float | None = None) -> int:
+    """End every unfinished delivery of ``integrations`` as ``dead`` with ``reason`` (an
+    integration deleted by force): pending, retrying, held, and sending ones whose lease ran out.
+    A send under way (its lease alive) finishes first; if it must wait, it is held like any
+    delivery of a removed integration. A dead delivery can be retried by hand if the integration
+    comes back."""
+    now = time.time() if now is None else now
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.integration.in_(list(integrations)),
+               or_(deliveries.c.status.in_(("pending", "retrying", "held")),
+                   and_(deliveries.c.status == "sending", deliveries.c.next_attempt_at <= now)))
+        .values(status="dead", last_error=reason, updated_at=now, lease_owner=None)
+    )
+    return int(result.rowcount or 0)
+
+
 async def resume_held(conn: Conn, integrations: Sequence[str], now: float | None = None) -> int:
     """Send the held deliveries of ``integrations`` now (they came back)."""
     now = time.time() if now is None else now

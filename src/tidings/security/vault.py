@@ -177,34 +177,47 @@ class Vault:
                     await conn.exec_driver_sql("PRAGMA secure_delete=OFF")
 
     # -- values --------------------------------------------------------------------------------
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Conn]:
+        """A write transaction fit for :meth:`put` (on SQLite, with ``secure_delete``): a caller
+        that stores secrets and other changes (a configuration revision) together uses it."""
+        return self._write()
+
     async def set(self, name: str, value: str, *, actor: Actor = SYSTEM, must_exist: bool = False) -> dict[str, Any]:
         """Store ``value`` as ``name``: a new secret (audited ``secret.set``) or a new value for an
         existing one (``secret.rotate``: ``rotated_at``/``rotated_by``; ``created_*`` kept). With
         ``must_exist``, an unknown name is :class:`NotFound`. Returns the metadata, with ``created``."""
+        async with self._write() as conn:
+            info = await self.put(conn, name, value, actor=actor, must_exist=must_exist)
+        if not info["created"]:
+            await self.purge()
+        return info
+
+    async def put(
+        self, conn: Conn, name: str, value: str, *, actor: Actor = SYSTEM, must_exist: bool = False
+    ) -> dict[str, Any]:
+        """What :meth:`set` does, in the caller's transaction (from :meth:`transaction`); the
+        caller calls :meth:`purge` after its commit when ``created`` is false (a rotation)."""
         check_name(name)
         raw = check_value(value)
         token = self._require().encrypt(raw)
         register([value])
         who = _who(actor)
-        async with self._write() as conn:
-            old = await _row(conn, name)
-            now = time.time()
-            if old is None:
-                if must_exist:
-                    raise NotFound(f"no secret named {name!r} (store it with `tidings secret set {name}`)")
-                row = {"name": name, "created_at": now, "created_by": who, "updated_at": now, "rotated_at": None,
-                       "rotated_by": None, "last_used_at": None}
-                await conn.execute(secrets.insert().values(ciphertext=token, **row))
-            else:
-                # Strictly later than before: a running hub notices a change by updated_at.
-                now = max(now, old.updated_at + 1e-3)
-                row = {**_metadata(old), "updated_at": now, "rotated_at": now, "rotated_by": who}
-                await conn.execute(secrets.update().where(secrets.c.name == name).values(
-                    ciphertext=token, updated_at=now, rotated_at=now, rotated_by=who))
-            await append(conn, actor, "secret.set" if old is None else "secret.rotate", target=f"secret/{name}",
-                         before=_metadata(old) if old is not None else None, after=row)
-        if old is not None:
-            await self.purge()
+        old = await _row(conn, name)
+        now = time.time()
+        if old is None:
+            if must_exist:
+                raise NotFound(f"no secret named {name!r} (store it with `tidings secret set {name}`)")
+            row = {"name": name, "created_at": now, "created_by": who, "updated_at": now, "rotated_at": None,
+                   "rotated_by": None, "last_used_at": None}
+            await conn.execute(secrets.insert().values(ciphertext=token, **row))
+        else:
+            # Strictly later than before: a running hub notices a change by updated_at.
+            now = max(now, old.updated_at + 1e-3)
+            row = {**_metadata(old), "updated_at": now, "rotated_at": now, "rotated_by": who}
+            await conn.execute(secrets.update().where(secrets.c.name == name).values(
+                ciphertext=token, updated_at=now, rotated_at=now, rotated_by=who))
+        await append(conn, actor, "secret.set" if old is None else "secret.rotate", target=f"secret/{name}",
+                     before=_metadata(old) if old is not None else None, after=row)
         return {**row, "created": old is None}
 
     async def fetch(self, name: str) -> tuple[str, float]:

@@ -30,6 +30,7 @@ from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence
 from ..units import parse_duration
 from . import messages, schemas
 from .auth import DEFAULT_PROJECT, actor_of, allow, principal_of
+from .config_models import ETAG, DraftIn
 from .schemas import api_errors
 
 
@@ -221,11 +222,22 @@ async def retry_delivery(delivery_id: str, hub: HubDep, project: ProjectDep, act
     response_model=list[schemas.Integration],
     response_model_exclude_unset=True,  # a receiver has no limits or stats, a sender no inbound: absent, not null
     summary="List integrations",
-    description="Every integration with its health, limits and the last 24 hours' figures.",
-    responses=api_errors(params=False),
+    description="Every integration this process runs, with its health, limits, the last 24 hours' figures and its "
+    "settings as configured in the current revision (secrets masked). The `ETag` is the current revision.",
+    responses={200: {"headers": ETAG}, **api_errors(params=False)},
 )
-async def list_integrations(hub: HubDep, project: ProjectDep) -> list[dict[str, Any]]:
-    return await hub.integrations(project=project)
+async def list_integrations(hub: HubDep, project: ProjectDep, response: Response) -> list[dict[str, Any]]:
+    from .config_api import etag
+    from .config_views import head_of, settings_view
+
+    items = await hub.integrations(project=project)
+    number, doc = await head_of(hub)
+    for item in items:
+        entry = doc["integrations"].get(item["name"])
+        if isinstance(entry, dict):
+            item["settings"] = await settings_view(hub, entry)
+    response.headers["ETag"] = etag(number)
+    return items
 
 
 def _known(hub: Hub, name: str, project: str) -> None:
@@ -245,10 +257,22 @@ def _sender(hub: Hub, name: str, project: str) -> None:
     response_model=schemas.TestResult,
     summary="Test an integration",
     description="Send a test now, outside the queue, and report what the peer answered. "
-    "Changes nothing: the integration stays as it is whatever the answer.",
-    responses=api_errors(404),
+    "Changes nothing: the integration stays as it is whatever the answer. With a body, test a draft instead of the "
+    "running integration, without saving it: a whole definition (`kind` and `settings`) or a merge patch over the "
+    "saved settings (`patch`); invalid draft settings answer 422 with one line per problem, and a draft that sets "
+    "or changes `allow_destinations` needs a site admin.",
+    responses=api_errors(403, 404, body=True),
 )
-async def test_integration(name: str, hub: HubDep, project: ProjectDep) -> dict[str, Any]:
+async def test_integration(
+    name: str, hub: HubDep, project: ProjectDep, request: Request,
+    draft: Annotated[DraftIn | None, Body(openapi_examples={"patch": {
+        "summary": "a new URL, before saving it", "value": {"patch": {"url": "https://hooks.example.invalid/new"}}}},
+    )] = None,
+) -> dict[str, Any]:
+    if draft is not None and draft.model_fields_set:
+        from .integrations_api import test_saved_draft
+
+        return await test_saved_draft(request, hub, project, name, draft)
     _known(hub, name, project)
     outcome = await hub.test(name, project=project)
     return {

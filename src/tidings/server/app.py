@@ -14,7 +14,21 @@ from starlette.types import Receive, Scope, Send
 
 from .. import __version__
 from ..hub import Hub
-from . import accounts_api, audit_api, docs, errors, hooks, messages, openapi, schemas, secrets_api, signin
+from . import (
+    accounts_api,
+    audit_api,
+    config_api,
+    docs,
+    errors,
+    hooks,
+    integrations_api,
+    messages,
+    openapi,
+    routes_api,
+    schemas,
+    secrets_api,
+    signin,
+)
 from .api import router as api_router
 from .auth import TokenCache
 from .guard import RequestGuard
@@ -85,6 +99,10 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(signin.router)
     app.include_router(audit_api.router)
     app.include_router(secrets_api.router)
+    config_api.install(app)
+    app.include_router(integrations_api.kinds_router)  # before /integrations/{name}
+    app.include_router(integrations_api.router)
+    app.include_router(routes_api.router)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",

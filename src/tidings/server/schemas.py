@@ -39,9 +39,11 @@ _WHY = {
     403: "The token may not do this.",
     404: "Nothing has this id or name.",
     409: "The request conflicts with the current state of the resource.",
+    412: "`If-Match` names a revision that is no longer current: read again (the answer's `ETag`) and re-apply.",
     413: "The body is larger than the server's limit (`server.body_limit`).",
     415: "The body is not declared as JSON (`Content-Type: application/json`).",
     422: "Invalid input: `detail` has one line per problem, each with its path (`labels.team: ...`).",
+    428: "The write needs `If-Match`: the `ETag` of the configuration you read, or `*`.",
     429: "Too many requests: wait as long as `Retry-After` says.",
     503: "Not ready yet, or the database is unreachable.",
 }
@@ -192,6 +194,10 @@ class Integration(Out):
     stats: SendStats | None = Field(None, description="senders only")
     inbound: dict[str, int] | None = Field(
         None, description="receivers only: events of the last 24 hours by status, and `rejected` requests"
+    )
+    settings: dict[str, Any] | None = Field(
+        None, description="its settings as configured in the current revision (as `GET .../integrations/{name}` "
+        "shows them: secrets masked)"
     )
 
 
