@@ -96,6 +96,8 @@ class ConfigWatcher(Background):
         self.applied_at = time.time()
         self.listening = False
         """Whether the ``LISTEN`` connection is up (PostgreSQL)."""
+        self.listen_pid: int | None = None
+        """The server process of the ``LISTEN`` connection."""
         self._wake = asyncio.Event()
         self._checking = asyncio.Lock()
         self._failed: tuple[int, int, float] | None = None
@@ -191,6 +193,7 @@ class ConfigWatcher(Background):
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {revisions.CHANNEL}")
                     self.listening = True
+                    self.listen_pid = conn.info.backend_pid
                     if failing:
                         log.info("config.listening_again")
                     failing = False
