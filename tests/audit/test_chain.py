@@ -276,7 +276,8 @@ _WRITER = textwrap.dedent(
 @pytest.mark.slow
 async def test_two_processes_changing_concurrently_make_one_unbroken_chain(pg_url: str, signer: Signer) -> None:
     """1,000 audited changes (silences made and ended through the hub), 500 from each of two OS
-    processes at once: one chain, seq 1..1000 without a gap, every change there once."""
+    processes at once, and the configuration's first revision: one chain, seq 1..1001 without a
+    gap, every change there once."""
     store = Store(pg_url)
     await store.migrate()
     try:
@@ -285,14 +286,17 @@ async def test_two_processes_changing_concurrently_make_one_unbroken_chain(pg_ur
         codes = await asyncio.gather(*(asyncio.to_thread(p.wait, 300) for p in procs))
         assert codes == [0, 0]
         rows = await read_entries(store)
-        assert [r["seq"] for r in rows] == list(range(1, 1001))
+        # The first hub to start imported the configuration (one revision, one entry); the other found it.
+        assert [r["action"] for r in rows].count("config.revision") == 1
+        assert [r["seq"] for r in rows] == list(range(1, 1002))
         assert all(b["prev_hash"] == a["hash"] for a, b in zip(rows, rows[1:], strict=False))
-        by = {(r["actor_name"], r["action"]) for r in rows}
+        changes = [r for r in rows if r["action"] != "config.revision"]
+        by = {(r["actor_name"], r["action"]) for r in changes}
         assert by == {(w, a) for w in ("a", "b") for a in ("silence.create", "silence.end")}
-        assert len({(r["action"], r["target"]) for r in rows}) == 1000  # each change exactly once
-        interleaved = sum(1 for a, b in zip(rows, rows[1:], strict=False) if a["actor_name"] != b["actor_name"])
+        assert len({(r["action"], r["target"]) for r in changes}) == 1000  # each change exactly once
+        interleaved = sum(1 for a, b in zip(changes, changes[1:], strict=False) if a["actor_name"] != b["actor_name"])
         assert interleaved > 2, "the two processes did write at the same time"
         await make_checkpoint(store, signer)
-        assert await verify_store(store, signer.public_key) == Verified(1, 1000, 1)
+        assert await verify_store(store, signer.public_key) == Verified(1, 1001, 1)
     finally:
         await store.close()

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from tidings import Hub
 from tidings.audit import Actor, Verified, verify_store
 from tidings.audit.verify import read_entries
+from tidings.config import revisions
 from tidings.delivery.queries import RetryRefused
 from tidings.errors import NotFound, VaultError
 from tidings.inbound import ReplayRefused
@@ -32,7 +33,13 @@ CONFIG = {"integrations": {"inbox": {"kind": "inbox"},
 
 
 async def entries(hub: Hub) -> list[dict[str, Any]]:
-    return await read_entries(hub.require_store())
+    """The entries of the changes the test made: those after the hub's start, whose one entry is
+    the configuration's first revision (its file imported)."""
+    found = await read_entries(hub.require_store())
+    async with hub.require_store().read() as conn:
+        start = (await revisions.get(conn, hub.revision)).audit_seq
+    assert hub.revision == 1 and [e["action"] for e in found if e["seq"] <= start] == ["config.revision"]
+    return [e for e in found if e["seq"] > start]
 
 
 def who(entry: dict[str, Any]) -> tuple[Any, ...]:

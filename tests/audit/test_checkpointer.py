@@ -113,11 +113,12 @@ async def test_two_workers_on_postgresql_sign_each_size_once(make_hub: Any, sign
     a, b = await make_hub(settings), await make_hub(settings)
     await asyncio.gather(_changes(a, 10), _changes(b, 10))
 
-    async def signed_head() -> bool:
+    async def signed_head() -> bool:  # 20 changes and the first hub's revision (the second found it)
         sizes = [cp.tree_size for cp in await load_checkpoints(a.store)]
-        return bool(sizes) and sizes[-1] == 20
+        return bool(sizes) and sizes[-1] == 21
 
     await eventually(signed_head, timeout=15)
     sizes = [cp.tree_size for cp in await load_checkpoints(a.store)]
     assert sizes == sorted(set(sizes))
-    assert await verify_store(a.store, signer.public_key) == Verified(1, 20, len(sizes))
+    assert await verify_store(a.store, signer.public_key) == Verified(1, 21, len(sizes))
+    assert (a.revision, b.revision) == (1, 1)

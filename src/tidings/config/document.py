@@ -30,12 +30,15 @@ Document = dict[str, Any]
 SECTIONS = ("integrations", "routes", "default")
 """What a revision holds; the rest of tidings.yaml stays with each process."""
 PROCESS_SECTIONS = ("server", "dispatcher", "retention", "audit")
-FILE_REF = re.compile(r"^\$\{file:integrations\.([A-Za-z0-9_\-]+)\.([A-Za-z0-9_]+)\}$")
+FILE_REF = re.compile(r"^\$\{file:integrations\.([A-Za-z0-9_\-]+)\.([A-Za-z0-9_]+)(?:\.([^}]+))?\}$")
+"""``${file:integrations.NAME.FIELD}``, or ``...FIELD.KEY`` for one value of a mapping (a header)."""
 _REFERENCE = re.compile(r"^\$\{[^}]+\}$")
+_DEFAULTED = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:-.+\}$")
+"""``${ENV:-fallback}``: its fallback is written literally."""
 
 
-def file_ref(integration: str, field: str) -> str:
-    return f"${{file:integrations.{integration}.{field}}}"
+def file_ref(integration: str, field: str, key: str | None = None) -> str:
+    return f"${{file:integrations.{integration}.{field}{'.' + key if key is not None else ''}}}"
 
 
 @cache
@@ -53,8 +56,9 @@ def secret_fields(kind: str) -> tuple[str, ...]:
 
 
 def is_reference(value: Any) -> bool:
-    """``${vault:NAME}``, ``${file:...}`` or a whole ``${ENV}``: a pointer to a secret, not one."""
-    return isinstance(value, str) and bool(_REFERENCE.match(value))
+    """``${vault:NAME}``, ``${file:...}`` or a whole ``${ENV}`` (without a ``:-fallback``, which
+    would be written literally): a pointer to a secret, not one."""
+    return isinstance(value, str) and bool(_REFERENCE.match(value)) and not _DEFAULTED.match(value)
 
 
 def document_of(config: Config) -> Document:
@@ -69,15 +73,39 @@ def document_of(config: Config) -> Document:
     integrations = doc.setdefault("integrations", {})
     for name, settings in config.integrations.items():
         entry = integrations.setdefault(name, {"kind": settings.kind})
-        if not isinstance(entry, dict):
-            continue
-        for field in secret_fields(settings.kind):
-            value = entry.get(field)
-            if isinstance(value, SecretStr):
-                value = entry[field] = value.get_secret_value()
-            if isinstance(value, str) and value and not is_reference(value):
-                entry[field] = file_ref(name, field)
+        if isinstance(entry, dict):
+            _hide_secrets(name, entry, settings)
     return normalize(doc)
+
+
+def _hide_secrets(name: str, entry: dict[str, Any], settings: Any) -> None:
+    """Replace, in ``entry`` (as written), each secret written literally by its ``${file:...}``
+    reference: the secret-typed fields and whatever else the settings count among their secrets
+    (a sensitive header, a URL with credentials). A value that only names a secret
+    (``${vault:...}``, a whole ``${ENV}``) stays."""
+    secrets = set(settings.secret_values())
+    typed = secret_fields(settings.kind)
+    for field, value in list(entry.items()):
+        if isinstance(value, dict):
+            held = getattr(settings, field, None)
+            for key, inner in list(value.items()):
+                resolved = held.get(key) if isinstance(held, dict) else None
+                if _written_secret(inner, resolved, secrets):
+                    value[key] = file_ref(name, field, str(key))
+            continue
+        if isinstance(value, SecretStr):
+            value = entry[field] = value.get_secret_value()
+        resolved = getattr(settings, field, None)
+        if isinstance(resolved, SecretStr):
+            resolved = resolved.get_secret_value()
+        if _written_secret(value, resolved, secrets) or (field in typed and isinstance(value, str) and value
+                                                         and not is_reference(value)):
+            entry[field] = file_ref(name, field)
+
+
+def _written_secret(written: Any, resolved: Any, secrets: set[str]) -> bool:
+    return (isinstance(written, str) and not is_reference(written) and isinstance(resolved, str)
+            and resolved in secrets)
 
 
 def _plain(value: Any) -> Any:
@@ -115,15 +143,12 @@ def to_config(doc: Document, base: Config) -> Config:
     for name, entry in resolved["integrations"].items():
         if not isinstance(entry, dict):
             continue
-        for field, value in entry.items():
-            if isinstance(value, str) and (m := FILE_REF.match(value)):
-                settings = base.integrations.get(m.group(1))
-                secret = getattr(settings, m.group(2), None) if settings is not None else None
-                if isinstance(secret, SecretStr):
-                    entry[field] = secret.get_secret_value()
-                else:
-                    problems.append(f"integrations.{name}.{field}: {value} names a value of the file the revision"
-                                    " came from, which this process's file lacks")
+        for field, value in list(entry.items()):
+            if isinstance(value, dict):
+                for key, inner in list(value.items()):
+                    value[key] = _from_file(inner, base, f"integrations.{name}.{field}.{key}", problems)
+            else:
+                entry[field] = _from_file(value, base, f"integrations.{name}.{field}", problems)
     if problems:
         raise ConfigError(problems)
     raw = getattr(base, "_raw", None) or {}
@@ -134,6 +159,24 @@ def to_config(doc: Document, base: Config) -> Config:
     config = config.model_copy(update={k: getattr(base, k) for k in PROCESS_SECTIONS})
     config._raw = {**process, **normalize(doc)}
     return config
+
+
+def _from_file(value: Any, base: Config, path: str, problems: list[str]) -> Any:
+    """``value``, or the value of ``base`` a ``${file:...}`` reference names (escaped: ``to_config``
+    interpolates ``${ENV}`` after, and a resolved value is not interpolated twice)."""
+    if not isinstance(value, str) or not (m := FILE_REF.match(value)):
+        return value
+    settings = base.integrations.get(m.group(1))
+    found: Any = getattr(settings, m.group(2), None) if settings is not None else None
+    if m.group(3) is not None:
+        found = found.get(m.group(3)) if isinstance(found, dict) else None
+    if isinstance(found, SecretStr):
+        found = found.get_secret_value()
+    if not isinstance(found, str) or not found:
+        problems.append(f"{path}: {value} names a value of the file the revision came from,"
+                        " which this process's file lacks")
+        return value
+    return found.replace("$", "$$")
 
 
 def project_part(doc: Document, project: str | None) -> Document:
@@ -150,6 +193,27 @@ def project_part(doc: Document, project: str | None) -> Document:
     if project == DEFAULT_PROJECT:
         part["default"] = doc["default"]
     return part
+
+
+def with_project_part(doc: Document, part: Document, project: str) -> Document:
+    """``doc`` with ``project``'s part replaced by ``part`` (as :func:`project_part` gives it):
+    its integrations, its routes where they stood, and for ``default`` the default route."""
+    out = copy.deepcopy(normalize(doc))
+    out["integrations"] = {n: s for n, s in out["integrations"].items() if _project(s) != project}
+    out["integrations"].update(copy.deepcopy(part.get("integrations", {})))
+    out["routes"] = _replace_routes(out["routes"], project, part.get("routes", []))
+    if project == DEFAULT_PROJECT and "default" in part:
+        out["default"] = copy.deepcopy(part["default"])
+    return normalize(out)
+
+
+def _replace_routes(routes: list[Any], project: str, new: list[Any]) -> list[Any]:
+    """``routes`` with ``project``'s replaced by ``new``, where the first of them stood (at the
+    end if it had none)."""
+    kept = [r for r in routes if _project(r) != project]
+    first = next((i for i, r in enumerate(routes) if _project(r) == project), len(routes))
+    at = sum(1 for r in routes[:first] if _project(r) != project)
+    return kept[:at] + copy.deepcopy(new) + kept[at:]
 
 
 def _project(entry: Any) -> str:
@@ -178,10 +242,7 @@ def merge_file_change(current: Document, last_file: Document | None, new_file: D
         after_r = [r for r in new_file["routes"] if _project(r) == project]
         if before_r == after_r:
             continue
-        at = next((i for i, r in enumerate(out["routes"]) if _project(r) == project), len(out["routes"]))
-        kept = [r for r in out["routes"] if _project(r) != project]
-        at = sum(1 for r in out["routes"][:at] if _project(r) != project)
-        out["routes"] = kept[:at] + copy.deepcopy(after_r) + kept[at:]
+        out["routes"] = _replace_routes(out["routes"], project, after_r)
     if last.get("default") != new_file["default"]:
         out["default"] = copy.deepcopy(new_file["default"])
     return out

@@ -23,7 +23,7 @@ from ..audit import SYSTEM, Actor, append
 from ..errors import NotFound, TidingsError
 from ..store.engine import Conn
 from ..store.tables import config_revisions, config_state
-from .document import Document, digest, normalize, project_part
+from .document import Document, digest, normalize, project_part, with_project_part
 
 CHANNEL = "tidings_config"
 """The PostgreSQL ``NOTIFY`` channel a commit announces its revision number on."""
@@ -136,17 +136,19 @@ async def commit(
     """Make ``document`` the current revision, in ``conn``'s transaction; (the revision, whether
     it is new). A document equal to the current one makes no revision.
 
-    ``expected``: the revision the writer read (``If-Match``); ``"*"``: whatever is current. A
-    revision whose ``scope`` part (a project; None: everything) differs from the current one's is
-    stale: :class:`StaleRevision`. ``validate`` raises :class:`~tidings.errors.ConfigError` for
-    an invalid document, before anything is stored."""
+    ``expected``: the revision the writer read (``If-Match``; 0: none yet); ``"*"`` or None:
+    whatever is current. A revision whose ``scope`` part (a project; None: everything) differs
+    from the current one's is stale: :class:`StaleRevision`. With a ``scope``, only that
+    project's part of ``document`` is taken, onto the current revision: a writer that read an
+    older revision never undoes what changed meanwhile in other projects. ``validate`` raises
+    :class:`~tidings.errors.ConfigError` for an invalid document, before anything is stored."""
     from ..delivery.queries import hold_deliveries, resume_held
 
     now = time.time() if now is None else now
     document = normalize(document)
     state = await lock_state(conn)
     head = await get(conn, state.current) if state.current else None
-    if expected != "*" and (head.number if head else 0) != expected:
+    if expected is not None and expected != "*" and (head.number if head else 0) != expected:
         if head is None or not isinstance(expected, int) or expected < 1:
             raise StaleRevision(head, expected)
         try:
@@ -155,6 +157,8 @@ async def commit(
             raise StaleRevision(head, expected) from None
         if project_part(base.document, scope) != project_part(head.document, scope):
             raise StaleRevision(head, expected)
+    if scope is not None and head is not None:
+        document = with_project_part(head.document, project_part(document, scope), scope)
     if validate is not None:
         validate(document)
     new_digest = digest(document)
