@@ -158,7 +158,8 @@ class Scenario:
         return new
 
     def _present(self, doc: dict[str, Any], *, keep_base: bool = False) -> list[str]:
-        return [n for n in doc["integrations"] if not (keep_base and n == "base")]
+        # Only the pool's: a stored document also names the built-in ``inbox``.
+        return [n for n in doc["integrations"] if n in POOL and not (keep_base and n == "base")]
 
     def _op0(self, doc: dict[str, Any]) -> None:  # add an integration and a route to it
         absent = [n for n in POOL if n not in doc["integrations"]]
@@ -293,7 +294,8 @@ async def run_scenario(database: str, tmp_path: Path, *, workers: int, steps: in
     doc = first_document(sink)
     write_config(config, database, doc)
     loaded = load_config(config)
-    writer = Hub(loaded, config_dir=tmp_path, dispatch=False)
+    # Sends and routes like a `tidings serve --no-dispatch`: follows the revisions, sends nothing.
+    writer = Hub(loaded, config_dir=tmp_path, dispatch=False, watch=True)
     await writer.start()  # migrates, imports the file as revision 1, before the workers start
     store = writer.require_store()
     procs = {f"worker{i}": start_worker(tmp_path, config, f"worker{i}") for i in range(workers)}
@@ -416,6 +418,8 @@ async def run_scenario(database: str, tmp_path: Path, *, workers: int, steps: in
         err = (tmp_path / f"{name}.err").read_text()
         assert code == 0, f"{name} exited {code}:\n{err}"
         assert "Traceback" not in err, err
+        errors = [line for line in err.splitlines() if '"level": "error"' in line]
+        assert not errors, f"{name} logged errors: {errors[:5]}"
 
     # Revisions: the first (the file) and one per step, each different from the last.
     committed = {n: at for n, at in rows if n > first.number}
