@@ -15,6 +15,7 @@ Scripts without asyncio use the same hub synchronously::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 import time
@@ -32,7 +33,8 @@ from .acks import record_ack
 from .audit import SYSTEM, Actor
 from .audit.checkpointer import Checkpointer, checkpointer_for
 from .background import wait_at_most
-from .config import Config, config_path, load_config
+from .config import Config, config_path, load_config, switch
+from .config.live import ConfigWatcher, adopt_revision, reload_file
 from .delivery import circuits, queries
 from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher
@@ -41,21 +43,18 @@ from .errors import NotFound, UnknownIntegration
 from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event
 from .integrations.base import DEFAULT_PROJECT, Context, Integration, Notifier, Outcome
 from .integrations.receiver import InboundRequest, Receiver
-from .integrations.registry import integration_class
 from .logs import library_default
 from .message import Message
 from .metrics import Metrics
 from .retention import Pruner, prune
 from .routing import Router
-from .security.outbound import Destinations
-from .security.redact import clip, register
+from .security.redact import clip
 from .security.vault import Vault, load_keys
 from .security.vault_watch import VaultWatch
 from .silences import Silence, Silences
 from .store.batch import Batch
 from .store.engine import Store
 from .templates import apply_templates
-from .threads import Threads
 
 log = structlog.get_logger("tidings.hub")
 T = TypeVar("T")
@@ -79,6 +78,9 @@ class Hub:
         dispatch: bool | None = None,
         migrate: bool = True,
         import_file: bool | None = None,
+        watch: bool | None = None,
+        watch_interval: float = 0.5,
+        listen: bool = True,
     ) -> None:
         library_default()
         self.config = config
@@ -93,6 +95,13 @@ class Hub:
         self.dispatch = config.dispatcher.enabled if dispatch is None else dispatch
         self._migrate = migrate
         self._import_file = self.dispatch if import_file is None else import_file
+        self._watch = self.dispatch if watch is None else watch
+        self._watch_options = {"interval": watch_interval, "listen": listen}
+        self.watcher: ConfigWatcher | None = None
+        """Follows the current configuration revision (a dispatching hub, a server): see ``config/live.py``."""
+        self._switching = asyncio.Lock()
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self._context: Context | None = None
         self.store: Store | None = None
         self.vault: Vault | None = None
         self.vault_watch: VaultWatch | None = None
@@ -120,13 +129,17 @@ class Hub:
         self._stopping = False
         self._gc_tuned = False
         self._projects: set[str] = set()
+        self._path: Path | None = None
+        """The file the configuration came from (``reload_file`` reads it again)."""
         """Projects known to exist (those of the configuration are made at start)."""
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **kwargs: Any) -> Hub:
         """Load ``path`` (else ``TIDINGS_CONFIG``, else ``./tidings.yaml``, else built-in defaults)."""
         config = load_config(path)
-        return cls(config, config_dir=config_path(path).resolve().parent, **kwargs)
+        hub = cls(config, config_dir=config_path(path).resolve().parent, **kwargs)
+        hub._path = config_path(path).resolve()
+        return hub
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -140,10 +153,10 @@ class Hub:
             self.vault = Vault(self.store, load_keys(self.config_dir))
             await self._adopt_revision()
             self.vault_watch = VaultWatch(self)
-            self._integrations = await self._build_integrations()
+            self._integrations = await switch.build_integrations(self, self.config)
             await self.vault_watch.mark_used()
-            self.notifiers = {n: i for n, i in self._integrations.items() if isinstance(i, Notifier) and i.can_send(i.settings)}
-            self.receivers = {n: i for n, i in self._integrations.items() if isinstance(i, Receiver) and i.can_receive(i.settings)}
+            self.notifiers = switch.senders(self._integrations)
+            self.receivers = switch.receivers(self._integrations)
             self.silences = Silences(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))
             for step, event in ((self._make_projects, "hub.projects_not_made"), (self.silences.load, "hub.silences_not_loaded")):
                 try:
@@ -166,42 +179,7 @@ class Hub:
         log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
 
     async def _adopt_revision(self) -> None:
-        """Import the file when it changed (a dispatching hub, or the first start of all) and take
-        the current revision. An import the revision check refuses leaves the current revision
-        running (each problem logged); a database not migrated yet runs the file as given."""
-        from .config import revisions
-        from .config.document import to_config
-        from .config.imports import import_file
-        from .errors import ConfigError
-
-        assert self.store is not None
-        try:
-            async with self.store.read() as conn:
-                revision = await revisions.current(conn)
-        except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
-            log.warning("hub.revisions_unreadable", error=clip(f"{type(exc).__name__}: {exc}", 300))
-            return
-        if revision is None or self._import_file:
-            try:
-                revision, made = await import_file(self.store, self.file_config)
-                if made:
-                    log.info("config.imported", revision=revision.number)
-            except ConfigError as exc:
-                if revision is None:
-                    raise
-                for problem in exc.problems:
-                    log.error("config.import_refused", problem=problem, running=revision.number)
-        try:
-            self.config = to_config(revision.document, self.file_config)
-        except ConfigError as exc:
-            if self._import_file:
-                raise
-            # A hub that only reads (a CLI command) with a file that can't run the revision
-            # (a ${file:...} secret its file lacks): it runs its file as given.
-            log.warning("config.revision_not_runnable", revision=revision.number, problems=exc.problems)
-            return
-        self.router = Router(self.config)
-        self.revision = revision.number
+        await adopt_revision(self)
 
     async def _make_projects(self) -> None:
         """Create the projects the configuration names that the database lacks, audited as SYSTEM
@@ -256,7 +234,7 @@ class Hub:
                 self.config.dispatcher,
                 metrics=self.metrics,
                 on_flush=self._notify_flushed,
-                routes=self.router.options_for,
+                routes=lambda route: self.router.options_for(route),  # the router running now
             )
             await self.dispatcher.start()
             self.grouper = Grouper(
@@ -275,6 +253,11 @@ class Hub:
                                                  poll=max(1.0, self.config.dispatcher.poll_interval * 5))
             if self.checkpointer is not None:
                 self.checkpointer.start()
+        if self._watch:
+            self.watcher = ConfigWatcher(self, owner=self.dispatcher.owner if self.dispatcher else None,
+                                         **self._watch_options)  # type: ignore[arg-type]
+            await self.watcher.begin()
+            self.watcher.start()
 
     async def stop(self, timeout: float | None = None) -> None:
         if not self.started or self._stopping:
@@ -283,6 +266,8 @@ class Hub:
         try:
             # The event processor's handlers and the grouper notify: they stop while the hub
             # still takes messages, then the hub stops taking them.
+            if self.watcher is not None:
+                await self.watcher.stop()
             if self.vault_watch is not None:
                 await self.vault_watch.stop()
             if self.events is not None:
@@ -301,6 +286,10 @@ class Hub:
                 await self.store.drain(self.config.dispatcher.shutdown_timeout)
             if self.dispatcher is not None:
                 await self.dispatcher.stop(timeout)
+            for cleanup in list(self._cleanups):  # a switch's: its old integrations get closed
+                cleanup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleanup
             if self.silences is not None:
                 await self.silences.stop()
             for integration in self._integrations.values():
@@ -324,21 +313,20 @@ class Hub:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _build_integrations(self) -> dict[str, Integration]:
-        assert self.store is not None and self.vault_watch is not None
-        context = Context(
-            store=self.store,
-            threads=Threads(self.store),
-            destinations=Destinations.parse(self.config.server.allow_destinations),
-        )
-        out: dict[str, Integration] = {}
-        for name, settings in self.config.integrations.items():
-            settings = await self.vault_watch.resolve(name, settings)
-            secrets = settings.secret_values()
-            register(secrets)
-            context.secrets.update(secrets)
-            out[name] = integration_class(settings.kind)(name, settings, context)
-        return out
+    # -- configuration changes -------------------------------------------------------------
+    async def apply_config(self, config: Config, revision: int) -> switch.Switch:
+        """Run ``config`` (configuration revision ``revision``) from now on, without a restart:
+        only integrations whose settings changed are rebuilt, routes switch at once (see
+        ``config/switch.py``). Raises before changing anything when an integration can't be built."""
+        self.require_store()
+        return await switch.apply_config(self, config, revision)
+
+    async def reload_file(self, path: str | Path | None = None) -> int:
+        """Import the configuration file (default: the one the hub came from) again, as SIGHUP
+        does, and run the current revision; the revision now running. A file that doesn't parse
+        or validate raises :class:`~tidings.errors.ConfigError` (one line per problem) and
+        changes nothing. Its process settings (server, dispatcher...) apply at the next start."""
+        return await reload_file(self, path if path is not None else self._path)
 
     # -- sending ---------------------------------------------------------------------------
     async def notify(
@@ -563,7 +551,9 @@ class Hub:
         async with self.require_store().write() as conn:
             await queries.set_enabled(conn, name, enabled, actor=actor, project=notifier.project)
         if self.dispatcher is not None:
-            self.dispatcher.lanes[name].disabled = not enabled
+            lane = self.dispatcher.lanes.get(name)
+            if lane is not None:
+                lane.disabled = not enabled
             self.dispatcher.wake()
 
     async def test(self, name: str, *, project: str | None = None) -> Outcome:

@@ -382,7 +382,12 @@ class EventProcessor(Background):
         self._wake.set()
 
     async def _process(self, event: InboundEvent) -> None:
-        receiver = self.receivers[event.integration]
+        receiver = self.receivers.get(event.integration)
+        if receiver is None:
+            # Its integration left the configuration after the claim: the event keeps its lease
+            # and waits (stored, not lost) until an integration of that name receives again.
+            log.info("events.integration_gone", integration=event.integration, event_id=event.id)
+            return
         attempts = event.attempts + 1
         try:
             result = await receiver.process(event, self.hub)

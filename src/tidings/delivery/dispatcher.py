@@ -33,7 +33,7 @@ from ..store.batch import Batch
 from ..store.engine import Conn, Store
 from ..store.tables import integration_state, nul_safe
 from ..templates import TemplateError, apply_templates
-from . import circuits, outbox
+from . import circuits, holds, outbox
 from .outbox import Claimed, Result
 from .retry import gives_up, next_delay
 from .throttle import Breaker, RateLimiter, SharedLimits
@@ -75,6 +75,8 @@ class Lane:
     active: int = 0
     """Deliveries this lane holds: queued or being sent."""
     disabled: bool = False
+    drained: asyncio.Event | None = None
+    """Set once a retired lane's last send is over (see :meth:`Dispatcher.retire`)."""
 
     @property
     def accepting(self) -> bool:
@@ -171,6 +173,8 @@ class Dispatcher:
         self._disabled_checked = 0.0
         self._recorder = _Record(self)
         self._inflight = 0
+        self._retired: list[Lane] = []
+        """Lanes a configuration change replaced or removed whose sends are not over yet."""
         self.circuits = circuits.Circuits(store, [lane.breaker for lane in self.lanes.values()], self.wake, clock)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -190,13 +194,14 @@ class Dispatcher:
         if self._loop_task is not None:
             await self._loop_task
         now = self._clock()
-        for lane in self.lanes.values():
+        lanes = [*self.lanes.values(), *self._retired]
+        for lane in lanes:
             while lane.queue:
                 self._done(lane, self._release(lane.queue.popleft(), now, None))
         deadline = time.monotonic() + timeout
-        while any(lane.sending for lane in self.lanes.values()) and time.monotonic() < deadline:
+        while any(lane.sending for lane in lanes) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        workers = [w for lane in self.lanes.values() for w in lane.workers]
+        workers = [w for lane in lanes for w in lane.workers]
         for task in [self._watchdog_task, *workers]:
             if task is not None:
                 task.cancel()
@@ -229,6 +234,59 @@ class Dispatcher:
     def inflight(self) -> int:
         """Deliveries held by all lanes: queued or being sent."""
         return self._inflight
+
+    # -- configuration changes -----------------------------------------------------------------
+    def update(self, notifiers: Iterable[Notifier]) -> list[Lane]:
+        """Send through ``notifiers`` from now on (a new configuration revision), synchronously:
+        a new lane for each notifier without one, a new lane (limits, breaker) for each whose
+        object changed, and the lanes of the rest retired. A retired lane hands its queued
+        deliveries back now; its sends under way go on: :meth:`retire` waits for them. Returns
+        the retired lanes."""
+        wanted = {n.name: n for n in notifiers}
+        retired: list[Lane] = []
+        for name, lane in list(self.lanes.items()):
+            if wanted.get(name) is not lane.notifier:
+                retired.append(self.lanes.pop(name))
+        now = self._clock()
+        for lane in retired:
+            lane.drained = asyncio.Event()
+            while lane.queue:
+                self._done(lane, self._release(lane.queue.popleft(), now, None))
+            if lane.active == 0:
+                lane.drained.set()
+            self.circuits.breakers.pop(lane.notifier.name, None)
+            self._retired.append(lane)
+        added = False
+        for name, notifier in wanted.items():
+            if name in self.lanes:
+                continue
+            lane = self.lanes[name] = lane_for(notifier, self.shared_limits)
+            old = next((r for r in retired if r.notifier.name == name), None)
+            lane.disabled = old.disabled if old is not None else False
+            self.circuits.breakers[name] = lane.breaker
+            added = True
+        if added:
+            self._disabled_checked = 0.0  # read which are disabled, and the breakers, at the next claim
+            self.circuits._read_at = float("-inf")
+        self.wake()
+        return retired
+
+    async def retire(self, lanes: Iterable[Lane]) -> None:
+        """Wait until the sends under way on ``lanes`` (from :meth:`update`) are over and their
+        outcomes flushed, then end their workers. Their notifiers stay open: closing is the
+        caller's (the hub closes the integrations it no longer runs)."""
+        lanes = list(lanes)
+        for lane in lanes:
+            if lane.drained is not None:
+                await lane.drained.wait()
+            for worker in lane.workers:
+                worker.cancel()
+            await asyncio.gather(*lane.workers, return_exceptions=True)
+            lane.workers = []
+            with contextlib.suppress(ValueError):
+                self._retired.remove(lane)
+        if lanes:
+            await self._flush()
 
     # -- claiming --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
@@ -291,9 +349,13 @@ class Dispatcher:
         )
 
     def take(self, claimed: Iterable[Claimed]) -> None:
-        """Queue deliveries leased to this dispatcher on their lanes."""
+        """Queue deliveries leased to this dispatcher on their lanes (one leased just before a
+        configuration change retired its lane goes back to the queue)."""
         for c in claimed:
-            lane = self.lanes[c.integration]
+            lane = self.lanes.get(c.integration)
+            if lane is None:
+                self._queue(self._release(c, self._clock(), None))
+                continue
             lane.active += 1
             self._inflight += 1
             lane.put(c)
@@ -307,6 +369,8 @@ class Dispatcher:
         lane.active -= 1
         self._inflight -= 1
         self._queue(result)
+        if lane.drained is not None and lane.active == 0:
+            lane.drained.set()
         if self._starved:
             room, threshold = self._room()
             if room >= threshold:
@@ -375,7 +439,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            for lane in self.lanes.values():
+            for lane in [*self.lanes.values(), *self._retired]:
                 for worker, deadline in list(lane.sending.items()):
                     if now > deadline and worker not in self._timed_out:
                         log.warning("dispatcher.send_hung", integration=lane.notifier.name)
@@ -516,10 +580,22 @@ class _Record(Batch[_Flush, None]):
     async def apply(self, conn: Conn, items: list[_Flush]) -> list[None | BaseException]:
         d = self.dispatcher
         now = d._clock()
-        await outbox.record(conn, d.owner, [r for f in items for r in f.results], now)
-        for f in items:
-            for name, reason in f.disable.items():
-                await set_disabled(conn, name, True, reason, now)
+        results = [r for f in items for r in f.results]
+        # Deliveries left waiting for an integration that can't send (removed, disabled) are held
+        # (see holds.py): the locks first, as the revision commit and set_enabled take them.
+        waiting = {r.integration for r in results if r.status in ("pending", "retrying")}
+        gone = {n for n in waiting if n not in d.lanes}
+        revision, removed = await holds.lock_removed(conn, gone) if gone else (0, [])
+        disable = {name: reason for f in items for name, reason in f.disable.items()}
+        for name, reason in disable.items():
+            await set_disabled(conn, name, True, reason, now)
+        off = {n for n in waiting - gone if d.lanes[n].disabled} | set(disable)
+        disabled = await holds.lock_disabled(conn, off) if off else {}
+        await outbox.record(conn, d.owner, results, now)
+        if removed:
+            await holds.hold(conn, removed, holds.removed_reason(revision), now)
+        if disabled:
+            await holds.hold_locked(conn, disabled, now)
         return [None] * len(items)
 
     def committed(self, items: list[_Flush], results: list[None | BaseException]) -> None:

@@ -221,11 +221,19 @@ async def resume_held(conn: Conn, integrations: Sequence[str], now: float | None
 async def set_enabled(
     conn: Conn, name: str, enabled: bool, *, actor: Actor = SYSTEM, project: str = "default", now: float | None = None
 ) -> None:
-    """Enable or disable an integration by hand (audited as ``integration.enable|disable``)."""
+    """Enable or disable an integration by hand (audited as ``integration.enable|disable``).
+    Disabling holds its waiting deliveries (``held: integration disabled by hand``); enabling
+    resumes its held ones (also those a peer's HTTP 410 held)."""
+    from .holds import BY_HAND, disabled_reason
+
     now = time.time() if now is None else now
     was = (await conn.execute(select(integration_state.c.disabled, integration_state.c.reason)
                               .where(integration_state.c.name == name))).first()
-    await set_disabled(conn, name, not enabled, None if enabled else "disabled by hand", now)
+    await set_disabled(conn, name, not enabled, None if enabled else BY_HAND, now)
+    if enabled:
+        await resume_held(conn, [name], now)
+    else:
+        await hold_deliveries(conn, [name], disabled_reason(BY_HAND), now)
     await append(conn, actor, f"integration.{'enable' if enabled else 'disable'}", target=f"integration/{name}",
                  project=project, before={"disabled": bool(was and was.disabled), "reason": was.reason if was else None},
                  after={"disabled": not enabled}, at=now)

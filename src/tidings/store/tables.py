@@ -67,10 +67,13 @@ written, and for an IN list of three or more it builds a temporary b-tree each t
 with callgrind: 23k of the 141k instructions the outbox's SQLite work costs per message)."""
 
 
-THREAD_SQL = f"thread IS NOT NULL AND ({ACTIVE_SQL})"
-"""The condition of ``ix_deliveries_thread``: the active deliveries that belong to a thread, the
-only ones a later delivery of the same thread waits for (see ``outbox.in_turn``). Deliveries
-without a thread, the common case, are never in it."""
+THREAD_AHEAD = (*ACTIVE, "held")
+"""States of a delivery a later one of its thread (to the same integration) waits for: the
+active ones, and ``held`` (its integration removed or disabled: it goes first when it comes back)."""
+THREAD_SQL = f"thread IS NOT NULL AND ({_any_status(THREAD_AHEAD)})"
+"""The condition of ``ix_deliveries_thread``: the deliveries of a thread a later delivery of the
+same thread waits for (see ``outbox.in_turn``). Deliveries without a thread, the common case,
+are never in it."""
 
 
 HELD = ("pending", "retrying", "dead", "suppressed", "grouped", "held")
@@ -101,14 +104,14 @@ def in_thread_turn(dialect: str) -> str:
     thread to its integration is ahead of it (accepted earlier) or being sent under a live lease
     (``:now``). So a thread's deliveries go out one at a time, in the order they were accepted,
     whatever their priorities; a dead head lets the rest go (as do delivered, suppressed and
-    grouped ones). Deliveries without a thread pay one NULL test. A state added later that holds a
-    delivery back to send it later (held by quiet hours, say) must block its thread too: add it
-    here and to ``THREAD_SQL``."""
+    grouped ones); a ``held`` one (its integration removed or disabled) blocks its thread until it
+    is resumed. Deliveries without a thread pay one NULL test. A state added later that holds a
+    delivery back to send it later must block its thread too: add it to :data:`THREAD_AHEAD`."""
     hint = " INDEXED BY ix_deliveries_thread" if dialect == "sqlite" else ""
     return (
         "(deliveries.thread IS NULL OR NOT EXISTS (SELECT 1"
         f" FROM deliveries AS ahead{hint} WHERE ahead.integration = deliveries.integration"
-        f" AND ahead.thread = deliveries.thread AND ({_any_status(ACTIVE, 'ahead')}) AND ahead.id <> deliveries.id"
+        f" AND ahead.thread = deliveries.thread AND ({_any_status(THREAD_AHEAD, 'ahead')}) AND ahead.id <> deliveries.id"
         " AND (ahead.thread_seq < deliveries.thread_seq"
         " OR (ahead.thread_seq = deliveries.thread_seq AND ahead.id < deliveries.id)"
         " OR (ahead.status = 'sending' AND ahead.next_attempt_at > :now))))"

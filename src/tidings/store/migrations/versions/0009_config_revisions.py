@@ -15,6 +15,10 @@ depends_on = None
 
 OLD_HELD = "status = 'pending' OR status = 'retrying' OR status = 'dead' OR status = 'suppressed' OR status = 'grouped'"
 NEW_HELD = OLD_HELD + " OR status = 'held'"
+ACTIVE = "status = 'pending' OR status = 'retrying' OR status = 'sending'"
+OLD_THREAD = f"thread IS NOT NULL AND ({ACTIVE})"
+NEW_THREAD = f"thread IS NOT NULL AND ({ACTIVE} OR status = 'held')"
+"""A held delivery of a thread blocks the thread's later ones (``store/tables.py`` ``THREAD_SQL``)."""
 
 
 def _held_index(condition: str) -> None:
@@ -22,6 +26,12 @@ def _held_index(condition: str) -> None:
         batch.drop_index('ix_deliveries_held')
         batch.create_index('ix_deliveries_held', ['status', 'id'], unique=False,
                            sqlite_where=sa.text(condition), postgresql_where=sa.text(condition))
+
+
+def _thread_index(condition: str) -> None:
+    op.drop_index('ix_deliveries_thread', table_name='deliveries')
+    op.create_index('ix_deliveries_thread', 'deliveries', ['integration', 'thread', 'thread_seq'], unique=False,
+                    sqlite_where=sa.text(condition), postgresql_where=sa.text(condition))
 
 
 def upgrade() -> None:
@@ -56,10 +66,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('owner'),
     )
     _held_index(NEW_HELD)
+    _thread_index(NEW_THREAD)
 
 
 def downgrade() -> None:
     op.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'held'")
+    _thread_index(OLD_THREAD)
     _held_index(OLD_HELD)
     op.drop_table('config_processes')
     op.drop_table('config_state')
