@@ -171,8 +171,11 @@ class ConfigWatcher(Background):
             return True
 
     async def _record(self) -> None:
+        store = self.hub.store  # not require_store(): begin() runs before the hub counts as started
+        if store is None:
+            return
         try:
-            async with self.hub.require_store().write() as conn:
+            async with store.write() as conn:
                 await record(conn, self.owner, self.hub.revision, self.applied_at, self.problem)
         except Exception as exc:  # a schema not migrated yet, the database away: the next switch writes it
             log.warning("config.process_row_not_written", error=clip(f"{type(exc).__name__}: {exc}", 300))
