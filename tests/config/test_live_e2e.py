@@ -285,7 +285,10 @@ class Sent:
     deliveries: list[tuple[str, str]]  # (delivery id, integration)
 
 
-async def run_scenario(database: str, tmp_path: Path, *, workers: int, steps: int, per_step: int, seed: int) -> None:
+async def run_scenario(
+    database: str, tmp_path: Path, *, workers: int, steps: int, per_step: int, seed: int,
+    capfd: pytest.CaptureFixture[str] | None = None,
+) -> None:
     started = time.monotonic()
     sink = Recorder()
     await sink.start()
@@ -393,6 +396,16 @@ async def run_scenario(database: str, tmp_path: Path, *, workers: int, steps: in
             return writer.revision == number and len(rows) >= workers and all(r.revision == number for r in rows)
 
         await wait_for(all_current, 5, f"every process runs revision {number}")
+
+        # Every process sends through each integration as the last revision has it (rebuilt
+        # with its last settings): one message straight to each, its version in a header.
+        probes = {name: (await writer.notify(Message(f"probe {name}"), to=[name])).deliveries[0].id for name in POOL}
+
+        async def probed() -> bool:
+            alive()
+            return await _delivered(store) == total + len(probes)
+
+        await wait_for(probed, 10, lambda: _statuses(store))
     finally:
         if tracker.task is not None:
             tracker.task.cancel()
@@ -421,6 +434,24 @@ async def run_scenario(database: str, tmp_path: Path, *, workers: int, steps: in
         errors = [line for line in err.splitlines() if '"level": "error"' in line]
         assert not errors, f"{name} logged errors: {errors[:5]}"
 
+    # Only what changed was rebuilt: each switch a worker logged names what differs between the
+    # revision it ran and the one it switched to.
+    for name in procs:
+        ran = first.number
+        for line in (tmp_path / f"{name}.err").read_text().splitlines():
+            if '"config.switched"' not in line:
+                continue
+            event = json.loads(line)
+            old, new = documents[ran]["integrations"], documents[event["revision"]]["integrations"]
+            assert (sorted(event["added"]), sorted(event["removed"]), sorted(event["changed"])) == (
+                sorted(set(new) - set(old)), sorted(set(old) - set(new)),
+                sorted(n for n in set(old) & set(new) if old[n] != new[n])), (name, ran, event)
+            ran = event["revision"]
+        assert ran == number, f"{name} logged no switch to revision {number}"
+    if capfd is not None:
+        errors = [line for line in capfd.readouterr().err.splitlines() if '"level": "error"' in line]
+        assert not errors, f"the test's hub logged errors: {errors[:5]}"
+
     # Revisions: the first (the file) and one per step, each different from the last.
     committed = {n: at for n, at in rows if n > first.number}
     assert len(committed) == steps == number - first.number
@@ -432,8 +463,12 @@ async def run_scenario(database: str, tmp_path: Path, *, workers: int, steps: in
     used = collections.Counter(s.revision for s in sent)
     assert set(committed) <= set(used), f"every revision routed messages: {dict(used)}"
 
+    # The probes: each integration's last settings, whichever worker sent.
+    versions = {a.integration: a.version for a in sink.arrivals if a.delivery in set(probes.values())}
+    assert versions == {n: str(scenario.version[n]) for n in POOL}, versions
+
     # Exactly once: every delivery arrived once, at its integration's path; nothing else arrived.
-    where = {d: name for s in sent for d, name in s.deliveries}
+    where = {d: name for s in sent for d, name in s.deliveries} | {d: name for name, d in probes.items()}
     arrived = collections.Counter(a.delivery for a in sink.arrivals)
     duplicates = {d: n for d, n in arrived.items() if n > 1}
     assert not duplicates, f"{len(duplicates)} deliveries arrived more than once, e.g. {list(duplicates.items())[:3]}"
@@ -494,13 +529,16 @@ async def _stuck(store: Any, doc: dict[str, Any]) -> str:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-async def test_two_workers_follow_50_revisions_under_5000_messages(pg_url: str, tmp_path: Path) -> None:
+async def test_two_workers_follow_50_revisions_under_5000_messages(
+    pg_url: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     started = time.monotonic()
-    await run_scenario(pg_url, tmp_path, workers=2, steps=50, per_step=100, seed=13)
+    await run_scenario(pg_url, tmp_path, workers=2, steps=50, per_step=100, seed=13, capfd=capfd)
     assert time.monotonic() - started < 90
 
 
-async def test_a_worker_follows_10_revisions_on_sqlite(tmp_path: Path) -> None:
+async def test_a_worker_follows_10_revisions_on_sqlite(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
-    await run_scenario(f"sqlite:///{tmp_path / 'tidings.db'}", tmp_path, workers=1, steps=10, per_step=50, seed=7)
+    await run_scenario(f"sqlite:///{tmp_path / 'tidings.db'}", tmp_path, workers=1, steps=10, per_step=50, seed=7,
+                       capfd=capfd)
     assert time.monotonic() - started < 30
