@@ -2,7 +2,7 @@
 against the same load without changes in the same run, and how long each revision takes to reach
 every process.
 
-    python bench/config_reload.py [--messages 4000] [--rounds 2] [--interval 1.0] [--load-every 4]
+    python bench/config_reload.py [--messages 5000] [--rounds 2] [--interval 1.0] [--load-every 4]
                                   [--workers 1] [--database auto|sqlite|postgresql://…@127.0.0.1/…]
 
 The load is bench/throughput.py's: its messages through ``Hub.notify`` from 64 producers, to its
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -46,7 +47,7 @@ import tidings
 from tidings.store.engine import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sink import SinkProcess, fresh_databases, pct, wait_ready  # noqa: E402
+from _sink import SinkProcess, cpu_seconds, fresh_databases, pct, wait_ready  # noqa: E402
 from throughput import LOCAL, opened, payload, produce, wait_delivered, wait_received  # noqa: E402
 
 SRC = Path(tidings.__file__).resolve().parent.parent
@@ -227,26 +228,59 @@ async def database(choice: str, tmp: Path) -> AsyncIterator[tuple[str, str]]:
         yield db, "postgresql" if url else "sqlite"
 
 
+@dataclass
+class Run:
+    kind: str
+    rate: float
+    cpu_us: float
+    """CPU of this process (the hub, the producers) and the workers per message, in µs."""
+
+
+async def load(hub: Any, store: Store, sink: SinkProcess, procs: list[subprocess.Popen[bytes]], first: int, n: int,
+               concurrency: int) -> tuple[float, float]:
+    """bench/throughput.py's load: ``n`` messages through ``hub.notify`` until the sink holds them
+    all and the database marks them delivered; (messages/s, CPU µs per message)."""
+    from tidings import Message
+
+    for p in procs:
+        if p.poll() is not None:
+            raise SystemExit(f"a worker exited {p.returncode}")
+    sink.reset()
+    messages = [Message(**payload(first + i)) for i in range(n)]
+    pids = [os.getpid(), *(p.pid for p in procs)]
+    cpu = sum(cpu_seconds(pid) for pid in pids)
+    started = time.perf_counter()
+    await produce(hub, messages, concurrency)
+    await wait_received(sink, n)
+    await wait_delivered(store, first + n)
+    elapsed = time.perf_counter() - started
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
+    if sink.total != sink.distinct:
+        raise SystemExit(f"{sink.total - sink.distinct} deliveries arrived twice")
+    return n / elapsed, cpu / n * 1e6
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=4_000, help="per run of the load")
+    ap.add_argument("--messages", type=int, default=5_000, help="per run of the load")
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=2, help="rounds of A B B A; medians are reported")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of A B B A; the median of their ratios is reported")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between revisions")
-    ap.add_argument("--load-every", type=int, default=4, help="every Nth revision changes the load's own integration")
+    ap.add_argument("--load-every", type=int, default=4,
+                    help="every Nth revision changes the load's own integration (0: never)")
     ap.add_argument("--workers", type=int, default=1, help="`tidings worker` processes beside this one's hub")
     ap.add_argument("--database", default="auto", help="auto (PostgreSQL when it answers), sqlite, or a PostgreSQL URL")
     args = ap.parse_args()
-    if args.rounds < 1 or args.messages < 1 or args.interval <= 0:
-        ap.error("--rounds, --messages and --interval must be positive")
+    if args.rounds < 1 or args.messages < 1 or args.interval <= 0 or args.load_every < 0 or args.workers < 0:
+        ap.error("--rounds, --messages and --interval must be positive; --load-every and --workers at least 0")
     os.environ.setdefault("TIDINGS_LOG_LEVEL", "WARNING")
-    from tidings import Hub, Message
+    from tidings import Hub
     from tidings.logs import configure
     from tidings.store.tables import deliveries
 
     configure(level="WARNING")
     n, c = args.messages, args.concurrency
-    rates: dict[str, list[float]] = {"baseline": [], "reload": []}
+    runs: list[list[Run]] = []
     with tempfile.TemporaryDirectory() as tmpdir, SinkProcess() as sink:
         tmp = Path(tmpdir)
         await wait_ready(sink.url)
@@ -259,52 +293,51 @@ async def main() -> None:
                     await registered(store, 1 + len(procs))
                     changes = Revisions(store, hub, first_document(sink.url, c), sink.url, args.load_every,
                                         1 + len(procs))
-                    sent = 0
+                    await load(hub, store, sink, procs, 0, min(n, 2_000), c)  # warm up: connections, caches
+                    sent = min(n, 2_000)
                     for r in range(args.rounds):
+                        runs.append([])
                         for kind in ("baseline", "reload", "reload", "baseline"):
-                            for p in procs:
-                                if p.poll() is not None:
-                                    raise SystemExit(f"a worker exited {p.returncode}")
-                            sink.reset()
-                            messages = [Message(**payload(sent + i)) for i in range(n)]
                             changer = asyncio.create_task(changes.every(args.interval)) if kind == "reload" else None
                             before = len(changes.switch_s)
-                            started = time.perf_counter()
-                            await produce(hub, messages, c)
-                            await wait_received(sink, n)
+                            rate, cpu_us = await load(hub, store, sink, procs, sent, n, c)
                             sent += n
-                            await wait_delivered(store, sent)
-                            elapsed = time.perf_counter() - started
                             if changer is not None:
                                 changer.cancel()
                                 with contextlib.suppress(asyncio.CancelledError):
                                     await changer
                             await changes.settled()
-                            if sink.total != sink.distinct:
-                                raise SystemExit(f"{sink.total - sink.distinct} deliveries arrived twice")
-                            rates[kind].append(n / elapsed)
-                            made = len(changes.switch_s) - before
-                            print(f"round {r + 1} {kind:<8} {n / elapsed:8,.0f}/s"
-                                  + (f"  {made} revisions, slowest switch {max(changes.switch_s[before:], default=0):.3f}s"
+                            runs[-1].append(Run(kind, rate, cpu_us))
+                            made = changes.switch_s[before:]
+                            print(f"round {r + 1} {kind:<8} {rate:8,.0f}/s {cpu_us:6.0f} µs CPU/message"
+                                  + (f"  {len(made)} revisions, slowest switch {max(made, default=0):.3f}s"
                                      if kind == "reload" else ""), file=sys.stderr)
                     async with store.read() as conn:
                         statuses = dict((await conn.execute(select(deliveries.c.status, func.count())
                                                             .group_by(deliveries.c.status))).all())
                     if statuses != {"delivered": sent}:
                         raise SystemExit(f"deliveries by status: {statuses} (expected {sent} delivered)")
-    baseline, reload = median(rates["baseline"]), median(rates["reload"])
+
+    def side(round_: list[Run], kind: str, attr: str) -> float:
+        return sum(getattr(x, attr) for x in round_ if x.kind == kind) / 2
+
+    ratios = [side(x, "reload", "rate") / side(x, "baseline", "rate") for x in runs]
+    cpu_ratios = [side(x, "baseline", "cpu_us") / side(x, "reload", "cpu_us") for x in runs]
+    baseline = median(x.rate for round_ in runs for x in round_ if x.kind == "baseline")
+    reload = median(x.rate for round_ in runs for x in round_ if x.kind == "reload")
+    ratio, cpu_ratio = median(ratios), median(cpu_ratios)
     switch = changes.switch_s
-    p99 = pct(switch, 0.99) / 1000
+    p50, p99 = pct(switch, 0.5) / 1000, pct(switch, 0.99) / 1000
     load_changes = sum(1 for w in changes.what if w == "the load's integration")
-    print(f"\n{dialect}, hub + {args.workers} worker(s), concurrency {c}, {n:,} messages per run, "
-          f"{args.rounds} rounds (A B B A)", file=sys.stderr)
-    print(f"without changes (baseline, same run) {baseline:10,.0f} messages/s", file=sys.stderr)
-    print(f"a revision every {args.interval:g}s          {reload:10,.0f} messages/s   ratio {reload / baseline:.3f}"
-          f" (goal ≥ 0.9)", file=sys.stderr)
-    print(f"{len(switch)} revisions ({load_changes} rebuilt the load's integration): commit → every process "
-          f"p50 {pct(switch, 0.5) / 1000:.3f}s, p99 {p99:.3f}s, max {max(switch):.3f}s (goal p99 ≤ 2 s)", file=sys.stderr)
+    print(f"\n{dialect}, this process's hub + {args.workers} `tidings worker`, concurrency {c}, {n:,} messages per run,"
+          f" {args.rounds} rounds (A B B A)", file=sys.stderr)
+    print(f"without changes (baseline, same run) {baseline:8,.0f} messages/s", file=sys.stderr)
+    print(f"a revision every {args.interval:g}s          {reload:8,.0f} messages/s   ratio {ratio:.3f} (goal ≥ 0.9);"
+          f" CPU per message ratio {cpu_ratio:.3f}", file=sys.stderr)
+    print(f"{len(switch)} revisions ({load_changes} rebuilt the load's integration): commit → every process"
+          f" p50 {p50:.3f}s, p99 {p99:.3f}s, max {max(switch):.3f}s (goal p99 ≤ 2 s)", file=sys.stderr)
     print(json.dumps({
-        "throughput_ratio": round(reload / baseline, 3),
+        "throughput_ratio": round(ratio, 3),
         "switch_p99_s": round(p99, 3),
         "switch_max_s": round(max(switch), 3),
         "revisions": len(switch),
@@ -312,11 +345,12 @@ async def main() -> None:
         "baseline_msgs_per_s": round(baseline, 1),
         "reload_msgs_per_s": round(reload, 1),
         "database": dialect,
-        "switch_p50_s": round(pct(switch, 0.5) / 1000, 3),
+        "switch_p50_s": round(p50, 3),
         "processes": 1 + args.workers,
         "load_integration_rebuilds": load_changes,
-        "ratio_by_round": [round(median(rates["reload"][2 * i:2 * i + 2]) / median(rates["baseline"][2 * i:2 * i + 2]), 3)
-                           for i in range(args.rounds)],
+        "ratio_by_round": [round(x, 3) for x in ratios],
+        "cpu_ratio": round(cpu_ratio, 3),
+        "cpu_ratio_by_round": [round(x, 3) for x in cpu_ratios],
     }))
 
 
