@@ -2,7 +2,7 @@
 against the same load without changes in the same run, and how long each revision takes to reach
 every process.
 
-    python bench/config_reload.py [--messages 5000] [--rounds 2] [--interval 1.0] [--load-every 4]
+    python bench/config_reload.py [--messages 3000] [--rounds 3] [--interval 1.0] [--load-every 4]
                                   [--workers 1] [--database auto|sqlite|postgresql://…@127.0.0.1/…]
 
 The load is bench/throughput.py's: its messages through ``Hub.notify`` from 64 producers, to its
@@ -262,9 +262,9 @@ async def load(hub: Any, store: Store, sink: SinkProcess, procs: list[subprocess
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=5_000, help="per run of the load")
+    ap.add_argument("--messages", type=int, default=3_000, help="per run of the load")
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=2, help="rounds of A B B A; the median of their ratios is reported")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of A B B A; the median of their ratios is reported")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between revisions")
     ap.add_argument("--load-every", type=int, default=4,
                     help="every Nth revision changes the load's own integration (0: never)")
