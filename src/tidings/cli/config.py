@@ -65,3 +65,33 @@ def config_schema_cmd(as_json: Annotated[bool, typer.Option("--json", help="(the
     from ..config import config_schema
 
     sys.stdout.write(json.dumps(config_schema(), indent=2) + "\n")
+
+
+@config_app.command("status")
+@handled
+def config_status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The current configuration revision and the one each running process (server, worker) runs;
+    a process that could not switch says why. Exit code 1 when one is behind."""
+    from typing import Any
+
+    from ..config import live, revisions
+    from ._common import _store, _when, out, table
+
+    async def _read() -> dict[str, Any]:
+        async with _store(config) as store, store.read() as conn:
+            current = await revisions.current_number(conn)
+            return {"current": current, "processes": [p.as_dict() for p in await live.processes(conn)]}
+
+    data = run(_read())
+    behind = [p for p in data["processes"] if p["revision"] != data["current"]]
+
+    def human() -> None:
+        out.print(f"current revision: {data['current']}", highlight=False)
+        t = table("process", "revision", "since", "problem", ids=())
+        for p in data["processes"]:
+            t.add_row(p["owner"], str(p["revision"]), _when(p["applied_at"]), p["problem"] or "")
+        out.print(t)
+
+    emit(data, as_json, human)
+    if behind:
+        raise typer.Exit(1)

@@ -1,13 +1,19 @@
 """Long-running processes: `tidings serve` and `tidings worker`."""
 
+from __future__ import annotations
+
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import __version__
 from ._common import ConfigOpt, _hub, app, err, handled
+
+if TYPE_CHECKING:
+    from ..hub import Hub
 
 
 @app.command()
@@ -29,7 +35,7 @@ def serve(
     from ..server.access import with_access_log
 
     configure()
-    hub = _hub(config, create=True, dispatch=None if dispatch else False)
+    hub = _hub(config, create=True, dispatch=None if dispatch else False, watch=True)
     s = hub.config.server
     server = uvicorn.Server(
         uvicorn.Config(
@@ -49,13 +55,64 @@ def serve(
         try:
             err.print(f"tidings {__version__} on http://{host or s.host}:{port or s.port} (docs at /docs)", highlight=False)
             _freeze_heap()
-            with _signals_deferred():
+            with _signals_deferred(), _reload_on_sighup(hub, config):
                 await server.serve()
         finally:
             await hub.stop()
 
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
         runner.run(_main())
+
+
+@contextmanager
+def _reload_on_sighup(hub: Hub, config: Path | None) -> Iterator[None]:
+    """SIGHUP imports the configuration file again and switches to the revision it makes (see
+    :meth:`Hub.reload_file`); a file that doesn't parse or validate logs one line per problem
+    and leaves the running revision as it is. The process never dies of it."""
+    import asyncio
+    import signal
+
+    from ..config import config_path
+
+    loop = asyncio.get_running_loop()
+    path = config_path(config)
+    running: set[asyncio.Task[None]] = set()
+
+    def _hup() -> None:
+        task = loop.create_task(reload_config(hub, path), name="tidings-sighup")
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, _hup)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def reload_config(hub: Hub, path: Path) -> None:
+    """What SIGHUP does: reload, and say what happened in the log."""
+    import structlog
+
+    from ..errors import ConfigError
+    from ..security.redact import clip
+
+    log = structlog.get_logger("tidings.config")
+    log.info("config.reloading", file=str(path), running=hub.revision)
+    try:
+        revision = await hub.reload_file(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("config.reload_refused", problem=problem, running=hub.revision)
+        return
+    except Exception as exc:  # the database away: the running revision stays; say why in one line
+        log.error("config.reload_failed", error=clip(f"{type(exc).__name__}: {exc}", 300), running=hub.revision)
+        return
+    problem = hub.watcher.problem if hub.watcher is not None else None
+    if problem:
+        log.error("config.reload_not_applied", running=revision, problem=problem)
+    else:
+        log.info("config.reloaded", revision=revision)
 
 
 @contextmanager
@@ -103,6 +160,7 @@ def worker(config: ConfigOpt = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         async with hub:
             err.print(f"tidings worker {hub.dispatcher.owner if hub.dispatcher else ''} started", highlight=False)
-            await stop.wait()
+            with _reload_on_sighup(hub, config):
+                await stop.wait()
 
     asyncio.run(_main())

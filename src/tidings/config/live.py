@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..background import Background, wait_at_most
 from ..errors import ConfigError
 from ..security.redact import clip
-from ..store.engine import Conn
+from ..store.engine import Conn, Store
 from ..store.tables import config_processes
 from . import revisions
 from .document import PROCESS_SECTIONS, to_config
@@ -117,15 +117,13 @@ class ConfigWatcher(Background):
             await asyncio.gather(listener, return_exceptions=True)
         await super().stop()
         try:
-            store = self.hub.require_store()
-            async with store.write() as conn:
+            async with self._store().write() as conn:
                 await conn.execute(delete(config_processes).where(config_processes.c.owner == self.owner))
         except Exception as exc:
             log.warning("config.process_row_not_deleted", error=clip(f"{type(exc).__name__}: {exc}", 300))
 
     async def _run(self) -> None:
-        store = self.hub.require_store()
-        if self.listen and store.dialect == "postgresql":
+        if self.listen and self._store().dialect == "postgresql":
             self._listener = asyncio.create_task(self._listen(), name="tidings-config-listen")
         while True:
             try:
@@ -140,8 +138,7 @@ class ConfigWatcher(Background):
     async def check(self) -> bool:
         """Switch to the current revision if this process doesn't run it; whether it switched."""
         async with self._checking:
-            store = self.hub.require_store()
-            async with store.read() as conn:
+            async with self._store().read() as conn:
                 number = await revisions.current_number(conn)
                 if number == 0 or number == self.hub.revision:
                     return False
@@ -170,12 +167,13 @@ class ConfigWatcher(Background):
             await self._record()
             return True
 
+    def _store(self) -> Store:
+        assert self.hub.store is not None, "the hub's store is open while its watcher runs"
+        return self.hub.store
+
     async def _record(self) -> None:
-        store = self.hub.store  # not require_store(): begin() runs before the hub counts as started
-        if store is None:
-            return
         try:
-            async with store.write() as conn:
+            async with self._store().write() as conn:
                 await record(conn, self.owner, self.hub.revision, self.applied_at, self.problem)
         except Exception as exc:  # a schema not migrated yet, the database away: the next switch writes it
             log.warning("config.process_row_not_written", error=clip(f"{type(exc).__name__}: {exc}", 300))
@@ -185,7 +183,7 @@ class ConfigWatcher(Background):
         when the connection is lost (meanwhile the poll goes on)."""
         import psycopg
 
-        url = self.hub.require_store().url.set(drivername="postgresql")
+        url = self._store().url.set(drivername="postgresql")
         conninfo = url.render_as_string(hide_password=False)
         failing = False
         while True:
