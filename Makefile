@@ -43,6 +43,7 @@ bench: install-test
 	$(BIN)/python bench/faulty.py
 	$(BIN)/python bench/cli_start.py
 	$(BIN)/python bench/authz.py
+	$(BIN)/python bench/config_reload.py
 
 lint: install-test
 	$(BIN)/ruff check src tests bench

@@ -1,6 +1,6 @@
 """A fast local HTTP sink for benchmarks, run in its own process: answers 200 to every POST and
 counts what arrived (total and distinct delivery ids). Also the small helpers every benchmark
-uses (free ports, quantiles, waiting for a server)."""
+uses (free ports, quantiles, waiting for a server, empty databases)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import contextlib
 import multiprocessing as mp
 import os
 import socket
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -142,3 +145,35 @@ async def wait_ok(url: str, session: aiohttp.ClientSession | None = None, tries:
 async def wait_ready(url: str) -> None:
     """Until the sink whose hook URL is ``url`` answers."""
     await wait_ok(url.rsplit("/", 1)[0] + "/stats")
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@contextlib.asynccontextmanager
+async def fresh_databases(database: str | None, tmp: Path, names: list[str]) -> AsyncIterator[list[str]]:
+    """One empty database per name: SQLite files in ``tmp`` (``database`` None), or fresh schemas
+    on ``database`` (a PostgreSQL on this machine), dropped afterwards."""
+    if database is None:
+        yield [f"sqlite:///{tmp / f'{name}.db'}" for name in names]
+        return
+    parts = urlsplit(database)
+    if not parts.scheme.startswith("postgresql"):
+        raise SystemExit("--database takes a PostgreSQL URL (SQLite is the default)")
+    if parts.hostname not in LOCAL_HOSTS:
+        raise SystemExit("benchmarks talk only to this machine: give a PostgreSQL on 127.0.0.1")
+    import psycopg
+
+    plain = parts._replace(scheme="postgresql").geturl()
+    driver = parts._replace(scheme="postgresql+psycopg").geturl()
+    schemas = ["bench_" + uuid.uuid4().hex[:12] for _ in names]
+    with psycopg.connect(plain, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        sep = "&" if parts.query else "?"
+        yield [f"{driver}{sep}options=-csearch_path%3D{schema}" for schema in schemas]
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")

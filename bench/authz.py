@@ -40,13 +40,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -55,14 +53,13 @@ import tidings
 from tidings.store.engine import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sink import cpu_seconds, free_port, wait_ok  # noqa: E402
+from _sink import cpu_seconds, free_port, fresh_databases, wait_ok  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 SRC = Path(tidings.__file__).resolve().parent.parent
 """Where this process imports tidings from: the servers run the same code."""
 MEMBER = "member@bench.example"
 INTEGRATIONS = 5
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 KEEPALIVE = 3.0
 """Seconds the client keeps an idle connection: less than the server's (uvicorn: 5 s)."""
 
@@ -285,30 +282,8 @@ async def check_us(server: Server, calls: int = 20_000, uncached_calls: int = 50
 @contextlib.asynccontextmanager
 async def databases(database: str | None, tmp: Path) -> AsyncIterator[tuple[str, str]]:
     """Two empty databases: SQLite files in ``tmp``, or two fresh schemas on ``database`` (PostgreSQL)."""
-    if database is None:
-        yield f"sqlite:///{tmp / 'audited.db'}", f"sqlite:///{tmp / 'unaudited.db'}"
-        return
-    parts = urlsplit(database)
-    if not parts.scheme.startswith("postgresql"):
-        raise SystemExit("--database takes a PostgreSQL URL (SQLite is the default)")
-    if parts.hostname not in LOCAL_HOSTS:
-        raise SystemExit("benchmarks talk only to this machine: give a PostgreSQL on 127.0.0.1")
-    import psycopg
-
-    plain = parts._replace(scheme="postgresql").geturl()
-    driver = parts._replace(scheme="postgresql+psycopg").geturl()
-    schemas = ["bench_" + uuid.uuid4().hex[:12] for _ in range(2)]
-    with psycopg.connect(plain, autocommit=True) as conn:
-        for schema in schemas:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        sep = "&" if parts.query else "?"
-        a, b = (f"{driver}{sep}options=-csearch_path%3D{schema}" for schema in schemas)
-        yield a, b
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            for schema in schemas:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    async with fresh_databases(database, tmp, ["audited", "unaudited"]) as (audited, unaudited):
+        yield audited, unaudited
 
 
 async def main() -> None:

@@ -163,24 +163,31 @@ def _config(tmp: Path, url: str, concurrency: int, db: str) -> Path:
     return path
 
 
+async def produce(hub: Any, messages: list[Any], concurrency: int) -> list[float]:
+    """The load: ``messages`` through ``hub.notify`` from ``concurrency`` producers; each
+    notify's latency (seconds). Returns once every message is stored."""
+    latencies: list[float] = []
+    it = iter(messages)
+
+    async def producer() -> None:
+        for m in it:
+            t = time.perf_counter()
+            await hub.notify(m)
+            latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(producer() for _ in range(concurrency)))
+    return latencies
+
+
 async def hub_rate(sink: SinkProcess, n: int, concurrency: int, tmp: Path) -> tuple[float, float]:
     from tidings import Hub, Message
 
     db = f"sqlite:///{tmp / 'hub.db'}"
     hub = Hub.from_config(_config(tmp, sink.url, concurrency, db))
     messages = [Message(**payload(i)) for i in range(n)]
-    latencies: list[float] = []
     async with hub, opened(db) as store:
-        it = iter(messages)
-
-        async def producer() -> None:
-            for m in it:
-                t = time.perf_counter()
-                await hub.notify(m)
-                latencies.append(time.perf_counter() - t)
-
         started = time.perf_counter()
-        await asyncio.gather(*(producer() for _ in range(concurrency)))
+        latencies = await produce(hub, messages, concurrency)
         await wait_done(sink, store, n)
         elapsed = time.perf_counter() - started
     return n / elapsed, pct(latencies, 0.99)
