@@ -411,3 +411,17 @@ async def test_reload_file_imports_and_switches(make_config: Any, tmp_path: Any,
         with pytest.raises(Exception) as refused:
             await hub.reload_file()
         assert "b" in hub.notifiers and hub.revision == first + 1, refused.value
+
+
+async def test_catch_up_switches_at_once(make_hub: Any, make_config: Any, store: Store, sink: Sink) -> None:
+    """After a commit in this process (the API's), the hub switches before it answers."""
+    data = {"integrations": {"a": hook(sink)}, "default": {"to": ["a"]}}
+    hubs = [await make_hub(data, watch_interval=60, listen=False), await make_hub(data, dispatch=False)]
+    doc = document_of(make_config(data))
+    doc["integrations"]["b"] = hook(sink)
+    number = await commit(store, doc)
+    for hub in hubs:
+        assert await hub.catch_up() is True and hub.revision == number and "b" in hub.notifiers
+        assert await hub.catch_up() is False
+    async with store.read() as conn:
+        assert [p.revision for p in await live.processes(conn)] == [number], "only the watching hub has a row"
