@@ -93,6 +93,8 @@ class Hub:
         self.dispatch = config.dispatcher.enabled if dispatch is None else dispatch
         self._migrate = migrate
         self._import_file = self.dispatch if import_file is None else import_file
+        self._to_import: dict[str, Any] | None = None
+        """The document :meth:`_import_planned` imports at start (see :meth:`_adopt_revision`)."""
         self.store: Store | None = None
         self.vault: Vault | None = None
         self.vault_watch: VaultWatch | None = None
@@ -142,6 +144,7 @@ class Hub:
             self.vault_watch = VaultWatch(self)
             self._integrations = await self._build_integrations()
             await self.vault_watch.mark_used()
+            await self._import_planned()
             self.notifiers = {n: i for n, i in self._integrations.items() if isinstance(i, Notifier) and i.can_send(i.settings)}
             self.receivers = {n: i for n, i in self._integrations.items() if isinstance(i, Receiver) and i.can_receive(i.settings)}
             self.silences = Silences(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))
@@ -166,42 +169,73 @@ class Hub:
         log.info("hub.started", database=self.store.safe_url(), integrations=list(self._integrations), dispatch=self.dispatch)
 
     async def _adopt_revision(self) -> None:
-        """Import the file when it changed (a dispatching hub, or the first start of all) and take
-        the current revision. An import the revision check refuses leaves the current revision
-        running (each problem logged); a database not migrated yet runs the file as given."""
-        from .config import revisions
+        """Take the configuration to run: what importing the file makes when the file changed
+        since its last import (checked here, imported by :meth:`_import_planned` once the
+        integrations are built), else the current revision. An import that is refused leaves the
+        current revision running (each problem logged); a database not migrated yet runs the
+        file as given. A hub that does not import (a CLI command) runs what the import would
+        make without storing it; a dispatching hub, or the first start of all, imports."""
         from .config.document import to_config
-        from .config.imports import import_file
+        from .config.imports import plan_import
         from .errors import ConfigError
 
         assert self.store is not None
+        self._to_import = None
         try:
-            async with self.store.read() as conn:
-                revision = await revisions.current(conn)
+            plan = await plan_import(self.store, self.file_config)
         except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
             log.warning("hub.revisions_unreadable", error=clip(f"{type(exc).__name__}: {exc}", 300))
             return
-        if revision is None or self._import_file:
+        head = plan.head
+        if plan.proposed is not None:
             try:
-                revision, made = await import_file(self.store, self.file_config)
-                if made:
-                    log.info("config.imported", revision=revision.number)
+                self.config = to_config(plan.proposed, self.file_config)
             except ConfigError as exc:
-                if revision is None:
+                if head is None:
                     raise
                 for problem in exc.problems:
-                    log.error("config.import_refused", problem=problem, running=revision.number)
+                    log.error("config.import_refused", problem=problem, running=head.number)
+            else:
+                self.router = Router(self.config)
+                self.revision = head.number if head is not None else 0
+                if head is None or self._import_file:
+                    self._to_import = plan.proposed
+                return
+        assert head is not None
         try:
-            self.config = to_config(revision.document, self.file_config)
+            self.config = to_config(head.document, self.file_config)
         except ConfigError as exc:
             if self._import_file:
                 raise
             # A hub that only reads (a CLI command) with a file that can't run the revision
             # (a ${file:...} secret its file lacks): it runs its file as given.
-            log.warning("config.revision_not_runnable", revision=revision.number, problems=exc.problems)
+            log.warning("config.revision_not_runnable", revision=head.number, problems=exc.problems)
             return
         self.router = Router(self.config)
-        self.revision = revision.number
+        self.revision = head.number
+
+    async def _import_planned(self) -> None:
+        """Import the file as :meth:`_adopt_revision` planned, now that its integrations are
+        built: a start that fails (a vault secret missing) stores nothing."""
+        from .config.document import digest, normalize
+        from .config.imports import import_file
+        from .errors import ConfigError
+
+        planned, self._to_import = self._to_import, None
+        if planned is None:
+            return
+        assert self.store is not None
+        try:
+            revision, made = await import_file(self.store, self.file_config)
+        except ConfigError as exc:  # another process changed the configuration meanwhile
+            for problem in exc.problems:
+                log.error("config.import_refused", problem=problem, running=self.revision)
+            return
+        if made:
+            log.info("config.imported", revision=revision.number)
+        if revision.digest == digest(normalize(planned)):
+            self.revision = revision.number
+        # else another process committed meanwhile: config/live.py follows the pointer
 
     async def _make_projects(self) -> None:
         """Create the projects the configuration names that the database lacks, audited as SYSTEM
