@@ -34,7 +34,7 @@ from .audit import SYSTEM, Actor
 from .audit.checkpointer import Checkpointer, checkpointer_for
 from .background import wait_at_most
 from .config import Config, config_path, load_config, switch
-from .config.live import ConfigWatcher, adopt_revision, catch_up, reload_file
+from .config.live import ConfigWatcher, adopt_revision, catch_up, import_planned, reload_file
 from .delivery import circuits, queries
 from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher
@@ -102,6 +102,8 @@ class Hub:
         self._switching = asyncio.Lock()
         self._cleanups: set[asyncio.Task[None]] = set()
         self._context: Context | None = None
+        self._to_import: dict[str, Any] | None = None
+        """The document ``config.live.import_planned`` imports at start (see ``config.live.adopt_revision``)."""
         self.store: Store | None = None
         self.vault: Vault | None = None
         self.vault_watch: VaultWatch | None = None
@@ -155,6 +157,7 @@ class Hub:
             self.vault_watch = VaultWatch(self)
             self._integrations = await switch.build_integrations(self, self.config)
             await self.vault_watch.mark_used()
+            await import_planned(self)
             self.notifiers = switch.senders(self._integrations)
             self.receivers = switch.receivers(self._integrations)
             self.silences = Silences(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))

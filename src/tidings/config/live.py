@@ -223,40 +223,73 @@ async def catch_up(hub: Hub) -> bool:
 
 
 async def adopt_revision(hub: Hub) -> None:
-    """At start: import the file when it changed (a dispatching hub, or the first start of all)
-    and take the current revision. An import the revision check refuses leaves the current
-    revision running (each problem logged); a database not migrated yet runs the file as given."""
+    """Take the configuration to run: what importing the file makes when the file changed
+    since its last import (checked here, imported by :func:`import_planned` once the
+    integrations are built), else the current revision. An import that is refused leaves the
+    current revision running (each problem logged); a database not migrated yet runs the
+    file as given. A hub that does not import (a CLI command) runs what the import would
+    make without storing it; a dispatching hub, or the first start of all, imports."""
     from ..routing import Router
-    from .imports import import_file
+    from .document import to_config
+    from .imports import plan_import
 
     assert hub.store is not None
+    hub._to_import = None
     try:
-        async with hub.store.read() as conn:
-            revision = await revisions.current(conn)
+        plan = await plan_import(hub.store, hub.file_config)
     except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
         log.warning("hub.revisions_unreadable", error=clip(f"{type(exc).__name__}: {exc}", 300))
         return
-    if revision is None or hub._import_file:
+    head = plan.head
+    if plan.proposed is not None:
         try:
-            revision, made = await import_file(hub.store, hub.file_config)
-            if made:
-                log.info("config.imported", revision=revision.number)
+            hub.config = to_config(plan.proposed, hub.file_config)
         except ConfigError as exc:
-            if revision is None:
+            if head is None:
                 raise
             for problem in exc.problems:
-                log.error("config.import_refused", problem=problem, running=revision.number)
+                log.error("config.import_refused", problem=problem, running=head.number)
+        else:
+            hub.router = Router(hub.config)
+            hub.revision = head.number if head is not None else 0
+            if head is None or hub._import_file:
+                hub._to_import = plan.proposed
+            return
+    assert head is not None
     try:
-        hub.config = to_config(revision.document, hub.file_config)
+        hub.config = to_config(head.document, hub.file_config)
     except ConfigError as exc:
         if hub._import_file:
             raise
         # A hub that only reads (a CLI command) with a file that can't run the revision
         # (a ${file:...} secret its file lacks): it runs its file as given.
-        log.warning("config.revision_not_runnable", revision=revision.number, problems=exc.problems)
+        log.warning("config.revision_not_runnable", revision=head.number, problems=exc.problems)
         return
     hub.router = Router(hub.config)
-    hub.revision = revision.number
+    hub.revision = head.number
+
+
+async def import_planned(hub: Hub) -> None:
+    """Import the file as :func:`adopt_revision` planned, now that its integrations are
+    built: a start that fails (a vault secret missing) stores nothing."""
+    from .document import digest, normalize
+    from .imports import import_file
+
+    planned, hub._to_import = hub._to_import, None
+    if planned is None:
+        return
+    assert hub.store is not None
+    try:
+        revision, made = await import_file(hub.store, hub.file_config)
+    except ConfigError as exc:  # another process changed the configuration meanwhile
+        for problem in exc.problems:
+            log.error("config.import_refused", problem=problem, running=hub.revision)
+        return
+    if made:
+        log.info("config.imported", revision=revision.number)
+    if revision.digest == digest(normalize(planned)):
+        hub.revision = revision.number
+    # else another process committed meanwhile: config/live.py follows the pointer
 
 
 async def reload_file(hub: Hub, path: str | Path | None) -> int:

@@ -108,6 +108,16 @@ async def history(conn: Conn, *, limit: int = 50, before: int | None = None) -> 
     return [_revision(r) for r in await conn.execute(q)]
 
 
+async def read_state(conn: Conn) -> State | None:
+    """The pointer as it is (None before the first revision), without locking it."""
+    row = (await conn.execute(select(config_state).where(config_state.c.id == 1))).first()
+    return _state(row) if row is not None else None
+
+
+def _state(row: Any) -> State:
+    return State(row.current, row.file_digest, orjson.loads(row.file_document) if row.file_document else None)
+
+
 async def lock_state(conn: Conn) -> State:
     """The pointer, locked for this transaction (made on first use; SQLite's write transaction
     already holds the database lock)."""
@@ -116,8 +126,7 @@ async def lock_state(conn: Conn) -> State:
     q = select(config_state).where(config_state.c.id == 1)
     if conn.dialect.name == "postgresql":
         q = q.with_for_update()
-    row = (await conn.execute(q)).one()
-    return State(row.current, row.file_digest, orjson.loads(row.file_document) if row.file_document else None)
+    return _state((await conn.execute(q)).one())
 
 
 async def commit(

@@ -37,32 +37,34 @@ def _thread_index(condition: str) -> None:
 def upgrade() -> None:
     op.create_table(
         'config_revisions',
-        sa.Column('number', sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column('number', sa.Integer(), autoincrement=False, nullable=False, comment='1, 2, ... (gap-free)'),
         sa.Column('created_at', sa.Float(), nullable=False),
         sa.Column('author', sa.String(length=320), nullable=False),
-        sa.Column('source', sa.String(length=10), nullable=False),
+        sa.Column('source', sa.String(length=10), nullable=False, comment='file, api, cli or ui'),
         sa.Column('comment', sa.Text(), nullable=True),
-        sa.Column('document', sa.Text(), nullable=False),
-        sa.Column('digest', sa.String(length=64), nullable=False),
-        sa.Column('parent', sa.Integer(), nullable=True),
-        sa.Column('audit_seq', sa.Integer(), nullable=True),
+        sa.Column('document', sa.Text(), nullable=False,
+                  comment='JSON: integrations, routes, default; secrets as references'),
+        sa.Column('digest', sa.String(length=64), nullable=False, comment='sha256 of the canonical document'),
+        sa.Column('parent', sa.Integer(), nullable=True, comment='the revision it was made from'),
+        sa.Column('audit_seq', sa.Integer(), nullable=True, comment='the audit entry that made it'),
         sa.PrimaryKeyConstraint('number'),
     )
     op.create_table(
         'config_state',
-        sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column('current', sa.Integer(), nullable=False),
-        sa.Column('file_digest', sa.String(length=64), nullable=True),
-        sa.Column('file_document', sa.Text(), nullable=True),
+        sa.Column('id', sa.Integer(), autoincrement=False, nullable=False, comment='always 1'),
+        sa.Column('current', sa.Integer(), nullable=False, comment='the revision every process runs'),
+        sa.Column('file_digest', sa.String(length=64), nullable=True, comment='digest of the file document imported last'),
+        sa.Column('file_document', sa.Text(), nullable=True,
+                  comment="that file document (JSON), to merge the file's next change"),
         sa.Column('updated_at', sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_table(
         'config_processes',
-        sa.Column('owner', sa.String(length=100), nullable=False),
+        sa.Column('owner', sa.String(length=100), nullable=False, comment='host:pid:random of a running hub'),
         sa.Column('revision', sa.Integer(), nullable=False),
         sa.Column('applied_at', sa.Float(), nullable=False),
-        sa.Column('problem', sa.Text(), nullable=True),
+        sa.Column('problem', sa.Text(), nullable=True, comment='why it could not switch to the current revision'),
         sa.PrimaryKeyConstraint('owner'),
     )
     _held_index(NEW_HELD)
