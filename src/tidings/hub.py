@@ -34,7 +34,7 @@ from .audit import SYSTEM, Actor
 from .audit.checkpointer import Checkpointer, checkpointer_for
 from .background import wait_at_most
 from .config import Config, config_path, load_config, switch
-from .config.live import ConfigWatcher, adopt_revision, reload_file
+from .config.live import ConfigWatcher, adopt_revision, catch_up, reload_file
 from .delivery import circuits, queries
 from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher
@@ -256,7 +256,6 @@ class Hub:
         if self._watch:
             self.watcher = ConfigWatcher(self, owner=self.dispatcher.owner if self.dispatcher else None,
                                          **self._watch_options)  # type: ignore[arg-type]
-            await self.watcher.begin()
             self.watcher.start()
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -320,6 +319,11 @@ class Hub:
         ``config/switch.py``). Raises before changing anything when an integration can't be built."""
         self.require_store()
         return await switch.apply_config(self, config, revision)
+
+    async def catch_up(self) -> bool:
+        """Run the current configuration revision now, without waiting for the watcher's next
+        look (after a commit made by this process); whether the hub switched."""
+        return await catch_up(self)
 
     async def reload_file(self, path: str | Path | None = None) -> int:
         """Import the configuration file (default: the one the hub came from) again, as SIGHUP

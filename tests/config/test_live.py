@@ -12,6 +12,7 @@ import pytest
 import structlog
 from helpers import eventually
 from sink import Reply, Sink
+from sqlalchemy import text
 
 from tidings import Message
 from tidings.config import live, revisions
@@ -104,23 +105,39 @@ async def test_a_revision_committed_elsewhere_runs_in_every_hub_within_2s(
         assert len(await live.processes(conn)) == 2
 
 
-async def test_listen_switches_at_once_with_the_poll_slowed_down(make_hub: Any, make_config: Any, pg_url: str,
-                                                                 sink: Sink) -> None:
+async def test_listen_switches_at_once_with_the_poll_slowed_down(make_hub: Any, make_config: Any, db: str,
+                                                                 db_url: str, sink: Sink) -> None:
     """PostgreSQL: a commit's NOTIFY wakes the watchers; with a 60 s poll the switch still comes at once."""
-    data = {"server": {"database": pg_url}, "integrations": {"a": hook(sink)}, "default": {"to": ["a"]}}
+    if db != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    data = {"integrations": {"a": hook(sink)}, "default": {"to": ["a"]}}
     hubs = [await make_hub(data, watch_interval=60), await make_hub(data, watch_interval=60)]
 
     async def listening() -> bool:
         return all(h.watcher is not None and h.watcher.listening for h in hubs)
 
     await eventually(listening, timeout=5)
-    other = Store(pg_url)
+    other = Store(db_url)
     try:
         doc = document_of(make_config(data))
         for i in range(3):
             doc["integrations"][f"n{i}"] = hook(sink)
             number = await commit(other, doc)
             assert await all_running(hubs, number, timeout=1.0) < 1.0
+
+        # The connection is lost (a server restart, a proxy's idle cut): the watcher connects again.
+        lost = hubs[0].watcher.listen_pid  # type: ignore[union-attr]
+        async with other.write() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost})
+
+        async def again() -> bool:
+            w = hubs[0].watcher
+            return w is not None and w.listening and w.listen_pid != lost
+
+        await eventually(again, timeout=10)
+        doc["integrations"]["after"] = hook(sink)
+        number = await commit(other, doc)
+        assert await all_running(hubs, number, timeout=1.0) < 1.0
     finally:
         await other.close()
 
@@ -394,3 +411,17 @@ async def test_reload_file_imports_and_switches(make_config: Any, tmp_path: Any,
         with pytest.raises(Exception) as refused:
             await hub.reload_file()
         assert "b" in hub.notifiers and hub.revision == first + 1, refused.value
+
+
+async def test_catch_up_switches_at_once(make_hub: Any, make_config: Any, store: Store, sink: Sink) -> None:
+    """After a commit in this process (the API's), the hub switches before it answers."""
+    data = {"integrations": {"a": hook(sink)}, "default": {"to": ["a"]}}
+    hubs = [await make_hub(data, watch_interval=60, listen=False), await make_hub(data, dispatch=False)]
+    doc = document_of(make_config(data))
+    doc["integrations"]["b"] = hook(sink)
+    number = await commit(store, doc)
+    for hub in hubs:
+        assert await hub.catch_up() is True and hub.revision == number and "b" in hub.notifiers
+        assert await hub.catch_up() is False
+    async with store.read() as conn:
+        assert [p.revision for p in await live.processes(conn)] == [number], "only the watching hub has a row"

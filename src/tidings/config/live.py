@@ -86,8 +86,10 @@ class ConfigWatcher(Background):
     task_name = "tidings-config-watch"
 
     def __init__(self, hub: Hub, *, owner: str | None = None, interval: float = POLL_INTERVAL,
-                 listen: bool = True) -> None:
+                 listen: bool = True, record: bool = True) -> None:
         self.hub = hub
+        self.record = record
+        """Keep this process's row in ``config_processes`` (False: a one-off :func:`catch_up`)."""
         self.owner = (owner or process_id())[:100]
         self.interval = interval
         self.listen = listen
@@ -96,6 +98,8 @@ class ConfigWatcher(Background):
         self.applied_at = time.time()
         self.listening = False
         """Whether the ``LISTEN`` connection is up (PostgreSQL)."""
+        self.listen_pid: int | None = None
+        """The server process of the ``LISTEN`` connection."""
         self._wake = asyncio.Event()
         self._checking = asyncio.Lock()
         self._failed: tuple[int, int, float] | None = None
@@ -105,10 +109,6 @@ class ConfigWatcher(Background):
     def wake(self) -> None:
         """Look at the pointer now."""
         self._wake.set()
-
-    async def begin(self) -> None:
-        """Record the revision the hub started with (a failure is only logged)."""
-        await self._record()
 
     async def stop(self) -> None:
         listener, self._listener = self._listener, None
@@ -125,6 +125,7 @@ class ConfigWatcher(Background):
     async def _run(self) -> None:
         if self.listen and self._store().dialect == "postgresql":
             self._listener = asyncio.create_task(self._listen(), name="tidings-config-listen")
+        await self._record()  # the revision the hub started with
         while True:
             try:
                 await self.check()
@@ -172,6 +173,8 @@ class ConfigWatcher(Background):
         return self.hub.store
 
     async def _record(self) -> None:
+        if not self.record:
+            return
         try:
             async with self._store().write() as conn:
                 await record(conn, self.owner, self.hub.revision, self.applied_at, self.problem)
@@ -191,6 +194,7 @@ class ConfigWatcher(Background):
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {revisions.CHANNEL}")
                     self.listening = True
+                    self.listen_pid = conn.info.backend_pid
                     if failing:
                         log.info("config.listening_again")
                     failing = False
@@ -207,6 +211,15 @@ class ConfigWatcher(Background):
             finally:
                 self.listening = False
             await asyncio.sleep(LISTEN_RETRY)
+
+
+async def catch_up(hub: Hub) -> bool:
+    """Run the current revision now if the hub doesn't (after a commit made in this process, so
+    that its answer already reflects it); whether it switched (a revision it can't run is logged
+    and, with a watcher, recorded). A hub without a watcher (one that neither dispatches nor
+    serves) is switched once, without a row of its own."""
+    watcher = hub.watcher or ConfigWatcher(hub, listen=False, record=False)
+    return await watcher.check()
 
 
 async def adopt_revision(hub: Hub) -> None:
