@@ -332,7 +332,8 @@ class Dispatcher:
             rows = await outbox.claim(conn, self.owner, names, limit, now, self.settings.lease)
         self.take(rows)
         if len(rows) < limit:
-            await self.circuits.probe([n for n in names if self.lanes[n].active == 0])
+            # (a configuration change may have retired some of these lanes meanwhile)
+            await self.circuits.probe([n for n in names if (lane := self.lanes.get(n)) is not None and lane.active == 0])
         return len(rows)
 
     def lease(self) -> outbox.Lease:
