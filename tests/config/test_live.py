@@ -206,7 +206,8 @@ async def test_an_in_flight_send_finishes_when_its_integration_changes(
 async def test_a_removed_integrations_deliveries_are_held_and_resume_when_it_comes_back(
     make_hub: Any, make_config: Any, store: Store, sink: Sink
 ) -> None:
-    data = {"integrations": {"a": hook(sink), "keep": hook(sink, "/keep")}, "default": {"to": ["a"]}}
+    slow_retries = {"base": 30, "cap": 30, "max_attempts": 100}  # a retry waits: nothing else takes the replies
+    data = {"integrations": {"a": hook(sink, retry=slow_retries), "keep": hook(sink, "/keep")}, "default": {"to": ["a"]}}
     hub = await make_hub(data)
     # One delivery in flight when the revision commits (its peer answers 503 after a while: it is
     # left retrying by the send, after the commit held what was waiting), one waiting to retry.
@@ -234,7 +235,7 @@ async def test_a_removed_integrations_deliveries_are_held_and_resume_when_it_com
     r = await hub.notify(Message("to keep"))
     assert (await hub.wait(r.id))["deliveries"][0]["integration"] == "keep"
 
-    doc["integrations"]["a"] = hook(sink)
+    doc["integrations"]["a"] = hook(sink, retry=slow_retries)
     await all_running([hub], await commit(store, doc))
     for message in (waiting, inflight):
         d = await status_is(hub, message.id, "delivered")
@@ -425,3 +426,42 @@ async def test_catch_up_switches_at_once(make_hub: Any, make_config: Any, store:
         assert await hub.catch_up() is False
     async with store.read() as conn:
         assert [p.revision for p in await live.processes(conn)] == [number], "only the watching hub has a row"
+
+
+async def test_messages_flow_while_revisions_change_and_none_is_lost_or_sent_twice(
+    make_hub: Any, make_config: Any, store: Store, sink: Sink
+) -> None:
+    """Two dispatching hubs and an API hub; revisions change ``a``, remove ``b`` and bring it back
+    while messages flow. Every delivery is sent exactly once, those of ``b`` after it came back."""
+    base = {"integrations": {"a": hook(sink, "/a"), "b": hook(sink, "/b")}, "default": {"to": ["a", "b"]}}
+    hubs = [await make_hub(base), await make_hub(base), await make_hub(base, dispatch=False, watch=True)]
+    api = hubs[2]
+    doc = document_of(make_config(base))
+    receipts: list[Any] = []
+
+    async def send(n: int) -> None:
+        for i in range(n):
+            receipts.append(await api.notify(Message(f"m{len(receipts)}-{i}")))
+
+    for i in range(9):
+        revised = copy.deepcopy(doc)
+        if i % 3 == 0:
+            revised["integrations"]["a"]["url"] = sink.url + f"/a{i}"
+        elif i % 3 == 1:
+            del revised["integrations"]["b"]
+            revised["default"] = {"to": ["a"]}
+        number, _ = await asyncio.gather(commit(store, revised), send(10))
+        await asyncio.gather(all_running(hubs, number), send(10))
+    assert "b" in hubs[0].notifiers
+
+    async def all_delivered() -> bool:
+        async with store.read() as conn:
+            return not (await conn.execute(text(
+                "SELECT count(*) FROM deliveries WHERE status <> 'delivered'"))).scalar()
+
+    await eventually(all_delivered, timeout=30)
+    async with store.read() as conn:
+        ids = [r[0] for r in await conn.execute(text("SELECT id FROM deliveries"))]
+    sent = [x.json()["id"] for x in sink.received]
+    assert sorted(sent) == sorted(ids), "every delivery sent exactly once"
+    assert len(ids) >= len(receipts) + 1

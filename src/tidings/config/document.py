@@ -117,7 +117,7 @@ def _plain(value: Any) -> Any:
 def normalize(doc: Document) -> Document:
     """``doc`` with the sections every document has (so that equal configurations compare equal)."""
     out = {k: doc[k] for k in SECTIONS if doc.get(k) is not None}
-    out.setdefault("integrations", {})
+    out["integrations"] = dict(out.get("integrations") or {})  # a copy: the caller's document stays as it is
     out["integrations"].setdefault("inbox", {"kind": "inbox"})
     out.setdefault("routes", [])
     out.setdefault("default", {})

@@ -60,7 +60,9 @@ class Circuits:
             return
         self._read_failing = False
         for name, state in stored.items():
-            self.breakers[name].adopt(state)
+            breaker = self.breakers.get(name)  # None: a configuration change removed it meanwhile
+            if breaker is not None:
+                breaker.adopt(state)
 
     def until_half_open(self, longest: float) -> float:
         """Seconds until the first open breaker lets a trial through, at most ``longest``."""
