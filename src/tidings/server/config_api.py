@@ -17,7 +17,6 @@ see is ``config_views``).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import re
 from collections.abc import Awaitable, Callable
@@ -306,15 +305,9 @@ async def commit_edit(
 
 
 async def switch(hub: Hub) -> None:
-    """Make this process run the new revision now, if the hub can (others follow by themselves)."""
-    watcher = getattr(hub, "watcher", None)
-    call = getattr(watcher, "check", None) or getattr(watcher, "wake", None)
-    if call is None:
-        return
+    """Make this process run the new revision now (other processes follow by themselves)."""
     try:
-        result = call()
-        if asyncio.iscoroutine(result):
-            await result
+        await hub.catch_up()
     except Exception as exc:  # committed already; the watcher's own polling catches up
         log.warning("config.switch_failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
 
