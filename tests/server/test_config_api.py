@@ -224,6 +224,31 @@ async def test_an_invalid_write_changes_nothing(make_api: Any, vault_key: None) 
     assert await revisions(api) == before
 
 
+async def test_a_credential_outside_the_secret_fields_is_refused_not_stored(make_api: Any, monkeypatch: Any) -> None:
+    """A password in a webhook URL or a token in its query can't go to the vault (only secret fields
+    do): kept in the revision it would be in every row of the history, so it is refused, with the
+    way that works (an ${ENV} reference, resolved by each server)."""
+    api, people = await start(make_api)
+    owner = people["owner"]
+    before = await revisions(api)
+    for url in ("https://ops:pa55word-x1@hooks.example.com/in", "https://hooks.example.com/in?token=t0ken-y2z"):
+        r = await api.post(f"{ALPHA}/integrations", json={"name": "creds", "kind": "webhook",
+                                                          "settings": {"url": url}}, **as_(owner, "*"))
+        assert r.status_code == 422, r.text
+        [problem] = r.json()["problems"]
+        assert problem.startswith("integrations.creds.url: holds a credential") and "${ENV_VAR}" in problem
+        assert "pa55word-x1" not in r.text and "t0ken-y2z" not in r.text
+    assert await revisions(api) == before
+    # The way that works: the credential stays in the server's environment, the revision holds the reference.
+    monkeypatch.setenv("CREDS_TOKEN", "t0ken-y2z")
+    r = await api.post(f"{ALPHA}/integrations", json={"name": "creds", "kind": "webhook", "settings": {
+        "url": "https://hooks.example.com/in?token=${CREDS_TOKEN}"}}, **as_(owner, "*"))
+    assert r.status_code in (200, 201), r.text
+    async with api.hub.store.read() as conn:
+        rows = (await conn.execute(select(config_revisions.c.document))).scalars().all()
+    assert not any("t0ken-y2z" in row for row in rows) and any("${CREDS_TOKEN}" in row for row in rows)
+
+
 async def test_a_vault_without_a_key_refuses_a_secret_value_but_keeps_a_reference(make_api: Any) -> None:
     api, people = await start(make_api)
     r = await api.post(f"{ALPHA}/integrations", json={"name": "hook", "kind": "webhook", "settings": {

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+import orjson
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -221,6 +222,23 @@ async def _missing_secrets(conn: Any, old: Document, new: Document, stored: dict
             for path, secret in wanted.items() if secret not in found]
 
 
+def plain_credentials(doc: Document, config: Any) -> list[str]:
+    """Credentials a revision would keep in plain text: a value outside the secret fields that
+    holds what the integration counts as a secret (a password or token in a webhook URL, a
+    sensitive header). Secret fields go to the vault; these can't, so they are refused."""
+    problems = []
+    for name, settings in config.integrations.items():
+        secrets = [s for s in settings.secret_values() if len(s) >= 4]
+        entry = doc["integrations"].get(name)
+        for key, value in (entry.items() if isinstance(entry, dict) else ()):
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            if secrets and any(secret in text for secret in secrets):
+                problems.append(
+                    f"integrations.{name}.{key}: holds a credential that every revision would keep in plain text;"
+                    " write that part as ${ENV_VAR} (taken from each server's environment) or use a secret field")
+    return problems
+
+
 async def commit_edit(
     request: Request,
     project: str | None,
@@ -270,7 +288,8 @@ async def commit_edit(
                 rotated = rotated or not info["created"]
 
             def validate(doc: Document) -> None:
-                to_config(doc, hub.file_config)
+                if problems := plain_credentials(doc, to_config(doc, hub.file_config)):
+                    raise ConfigError(problems)
                 if edit.literal is not None:
                     to_config(edit.literal, hub.file_config)
 
