@@ -285,8 +285,6 @@ def test_export_imports_back_to_the_same_revision(site: Site, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("db", ["sqlite"])  # PostgreSQL: history, rollback, reload, export above
-@pytest.mark.xfail(reason="document.merge_file_change puts a project's changed routes together where the first"
-                          " stood: the current revision's interleaving of projects is lost (wt-core's _replace_routes)")
 @pytest.mark.usefixtures("env")
 def test_export_after_a_route_change_imports_back_with_interleaved_projects(site: Site) -> None:
     site.write(PROJECTS)

@@ -216,3 +216,18 @@ def test_project_part_and_with_project_part() -> None:
 def test_the_digest_ignores_key_order() -> None:
     assert digest({"a": 1, "b": {"c": 2, "d": 3}}) == digest({"b": {"d": 3, "c": 2}, "a": 1})
     assert digest(_doc({})) != digest(_doc({"a": HOOK}))
+
+
+def test_a_projects_changed_routes_keep_their_places_among_other_projects() -> None:
+    a1, b1, a2, b2 = ({"project": p, "to": [f"{p}-hook"], "name": n} for p, n in
+                      (("a", "a1"), ("b", "b1"), ("a", "a2"), ("b", "b2")))
+    current = {"routes": [a1, b1, a2, b2]}
+    last = {"routes": [a1, a2, b1, b2]}
+    changed = {**a2, "to": ["a-other"]}
+    # a's routes changed in the file: each goes back into a place a's routes held, b's stay where they are.
+    merged = merge_file_change(current, last, {"routes": [a1, changed, b1, b2]})
+    assert merged["routes"] == [a1, b1, changed, b2]
+    # One more: after the last place; one fewer: the last place empties.
+    a3 = {"project": "a", "to": ["a-hook"], "name": "a3"}
+    assert merge_file_change(current, last, {"routes": [a1, a2, a3, b1, b2]})["routes"] == [a1, b1, a2, a3, b2]
+    assert merge_file_change(current, last, {"routes": [a1, b1, b2]})["routes"] == [a1, b1, b2]

@@ -208,12 +208,25 @@ def with_project_part(doc: Document, part: Document, project: str) -> Document:
 
 
 def _replace_routes(routes: list[Any], project: str, new: list[Any]) -> list[Any]:
-    """``routes`` with ``project``'s replaced by ``new``, where the first of them stood (at the
-    end if it had none)."""
-    kept = [r for r in routes if _project(r) != project]
-    first = next((i for i, r in enumerate(routes) if _project(r) == project), len(routes))
-    at = sum(1 for r in routes[:first] if _project(r) != project)
-    return kept[:at] + copy.deepcopy(new) + kept[at:]
+    """``routes`` with ``project``'s replaced by ``new``, one by one in the places they held (so
+    routes of several projects keep their interleaving); more new routes follow the last place, fewer
+    leave the last places empty; a project that had none gets them at the end."""
+    places = [i for i, r in enumerate(routes) if _project(r) == project]
+    fresh = copy.deepcopy(new)
+    if not places:
+        return [*routes, *fresh]
+    out: list[Any] = []
+    taken = 0
+    for i, route in enumerate(routes):
+        if _project(route) != project:
+            out.append(route)
+        elif i == places[-1]:
+            out += fresh[taken:]
+            taken = len(fresh)
+        elif taken < len(fresh):
+            out.append(fresh[taken])
+            taken += 1
+    return out
 
 
 def _project(entry: Any) -> str:
