@@ -105,6 +105,25 @@ async def test_a_revision_committed_elsewhere_runs_in_every_hub_within_2s(
         assert len(await live.processes(conn)) == 2
 
 
+async def test_a_process_gone_without_stopping_shows_silent_then_its_row_goes(make_hub: Any) -> None:
+    """kill -9 leaves a row: without a sign of life for 3 heartbeats it is *silent*; after GONE_AFTER
+    the next row written removes it. A running process's row carries its last sign of life."""
+    from tidings.store.tables import config_processes
+
+    hub = await make_hub()
+    now = time.time()
+    async with hub.store.write() as conn:
+        for owner, seen in (("dead:1:aaaaaa", now - 5 * live.HEARTBEAT), ("long-gone:2:bbbbbb", now - 2 * live.GONE_AFTER)):
+            await conn.execute(config_processes.insert().values(owner=owner, revision=0, applied_at=seen, seen_at=seen))
+    async with hub.store.write() as conn:
+        await live.record(conn, "alive:3:cccccc", hub.revision, now, None)
+    async with hub.store.read() as conn:
+        rows = {p.owner: p for p in await live.processes(conn)}
+    assert "long-gone:2:bbbbbb" not in rows
+    assert rows["dead:1:aaaaaa"].silent and rows["dead:1:aaaaaa"].as_dict()["silent"] is True
+    assert not rows["alive:3:cccccc"].silent and rows["alive:3:cccccc"].seen_at is not None
+
+
 async def test_listen_switches_at_once_with_the_poll_slowed_down(make_hub: Any, make_config: Any, db: str,
                                                                  db_url: str, sink: Sink) -> None:
     """PostgreSQL: a commit's NOTIFY wakes the watchers; with a 60 s poll the switch still comes at once."""

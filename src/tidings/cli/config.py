@@ -369,13 +369,16 @@ def config_status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             return {"current": current, "processes": [p.as_dict() for p in await live.processes(conn)]}
 
     data = run(_read())
-    behind = [p for p in data["processes"] if p["revision"] != data["current"]]
+    behind = [p for p in data["processes"] if p["revision"] != data["current"] and not p["silent"]]
 
     def human() -> None:
         out.print(f"current revision: {data['current']}", highlight=False)
         t = table("process", "revision", "since", "problem", ids=())
         for p in data["processes"]:
-            t.add_row(p["owner"], str(p["revision"]), _when(p["applied_at"]), p["problem"] or "")
+            problem = p["problem"] or ""
+            if p["silent"]:
+                problem = f"silent since {_when(p['seen_at'])}: stopped without saying so? {problem}".strip()
+            t.add_row(p["owner"], str(p["revision"]), _when(p["applied_at"]), problem)
         out.print(t)
 
     emit(data, as_json, human)

@@ -49,6 +49,11 @@ RETRY_FAILED = 30.0
 LISTEN_RETRY = 2.0
 """Seconds before connecting again after the ``LISTEN`` connection was lost."""
 PROBLEM_MAX = 2000
+HEARTBEAT = 30.0
+"""A running process writes its row's ``seen_at`` this often."""
+GONE_AFTER = 600.0
+"""A row not seen for this long belongs to a process that died without stopping (kill -9, a lost
+machine): the next row written removes it, and `tidings config status` ignores it before that."""
 
 
 def process_id() -> str:
@@ -62,20 +67,30 @@ class Process:
     revision: int
     applied_at: float
     problem: str | None
+    seen_at: float | None = None
+
+    @property
+    def silent(self) -> bool:
+        """No sign of life for :data:`HEARTBEAT` × 3: probably gone without stopping."""
+        return self.seen_at is not None and time.time() - self.seen_at > 3 * HEARTBEAT
 
     def as_dict(self) -> dict[str, Any]:
-        return {"owner": self.owner, "revision": self.revision, "applied_at": self.applied_at, "problem": self.problem}
+        return {"owner": self.owner, "revision": self.revision, "applied_at": self.applied_at, "problem": self.problem,
+                "seen_at": self.seen_at, "silent": self.silent}
 
 
 async def processes(conn: Conn) -> list[Process]:
     """Every running process and the revision it runs (with why it could not switch, if so)."""
     rows = await conn.execute(select(config_processes).order_by(config_processes.c.owner))
-    return [Process(r.owner, r.revision, r.applied_at, r.problem) for r in rows]
+    return [Process(r.owner, r.revision, r.applied_at, r.problem, r.seen_at) for r in rows]
 
 
 async def record(conn: Conn, owner: str, revision: int, applied_at: float, problem: str | None) -> None:
+    """Write ``owner``'s row (and remove the rows of processes gone for :data:`GONE_AFTER`)."""
+    now = time.time()
+    await conn.execute(delete(config_processes).where(config_processes.c.seen_at < now - GONE_AFTER))
     ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(config_processes)
-    values = {"revision": revision, "applied_at": applied_at, "problem": problem}
+    values = {"revision": revision, "applied_at": applied_at, "problem": problem, "seen_at": now}
     await conn.execute(ins.values(owner=owner, **values).on_conflict_do_update(
         index_elements=[config_processes.c.owner], set_=values))
 
@@ -126,9 +141,12 @@ class ConfigWatcher(Background):
         if self.listen and self._store().dialect == "postgresql":
             self._listener = asyncio.create_task(self._listen(), name="tidings-config-listen")
         await self._record()  # the revision the hub started with
+        beat = time.monotonic()
         while True:
             try:
-                await self.check()
+                if not await self.check() and time.monotonic() - beat >= HEARTBEAT:
+                    await self._record()
+                    beat = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database away for a moment: the next poll tries again

@@ -440,6 +440,7 @@ config_processes = Table(
     Column("revision", Integer, nullable=False),
     Column("applied_at", Float, nullable=False),
     Column("problem", SafeText, comment="why it could not switch to the current revision"),
+    Column("seen_at", Float, comment="its last sign of life (the watcher writes it every HEARTBEAT seconds)"),
 )
 """Which revision each running process runs, and since when."""
 

@@ -65,6 +65,8 @@ def upgrade() -> None:
         sa.Column('revision', sa.Integer(), nullable=False),
         sa.Column('applied_at', sa.Float(), nullable=False),
         sa.Column('problem', sa.Text(), nullable=True, comment='why it could not switch to the current revision'),
+        sa.Column('seen_at', sa.Float(), nullable=True,
+                  comment='its last sign of life (the watcher writes it every HEARTBEAT seconds)'),
         sa.PrimaryKeyConstraint('owner'),
     )
     _held_index(NEW_HELD)
