@@ -29,6 +29,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.postgres)
 
 
+@pytest.fixture(autouse=True)
+def _own_redactions() -> Iterator[None]:
+    """The secrets a test registers for masking are forgotten after it: the registry is
+    process-wide, and one test's secret (a password literally "password") masked words in the
+    messages of whichever test ran next in that worker."""
+    from tidings.security import redact
+
+    saved = (set(redact._known), redact._pattern, redact._longest)
+    yield
+    redact._known, redact._pattern, redact._longest = saved
+
+
 @pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest) -> str:
     """Run the test once per database."""
