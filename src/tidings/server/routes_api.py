@@ -6,6 +6,7 @@ only; a route is named by that index or by its ``name``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request, Response
@@ -71,6 +72,26 @@ async def list_routes(response: Response, hub: HubDep, project: ProjectDep) -> d
     return {"items": items, "revision": number}
 
 
+async def _commit_route(
+    request: Request, response: Response, project: str, place: Callable[[Document], tuple[Document, int]],
+    if_match: str | None, comment: str | None,
+) -> dict[str, Any]:
+    """Commit what ``place`` makes of the current document (the new document, the route's index)
+    as one revision; the route as stored, at its index."""
+    placed: list[int] = []
+
+    def make(doc: Document, _admin: bool) -> Edit:
+        document, index = place(doc)
+        placed.append(index)
+        return Edit(document)
+
+    written = await commit_edit(request, project, make, if_match=if_match, comment=comment)
+    _tagged(response, written.revision.number)
+    index = placed[-1]
+    stored = edits.routes_of(written.revision.document, project)[index][1]
+    return {**_route_item(index, stored, written.revision.number), "changed": written.changed}
+
+
 @routes.post(
     "/routes",
     status_code=201,
@@ -86,18 +107,8 @@ async def create_route(
     if_match: IfMatch = None, comment: Comment = None,
 ) -> dict[str, Any]:
     route, position = _position(body)
-    placed: list[int] = []
-
-    def make(doc: Document, _admin: bool) -> Edit:
-        document, index = edits.insert_route(doc, project, route, position)
-        placed.append(index)
-        return Edit(document)
-
-    written = await commit_edit(request, project, make, if_match=if_match, comment=comment)
-    _tagged(response, written.revision.number)
-    index = placed[-1]
-    stored = edits.routes_of(written.revision.document, project)[index][1]
-    return {**_route_item(index, stored, written.revision.number), "changed": written.changed}
+    return await _commit_route(request, response, project, lambda doc: edits.insert_route(doc, project, route, position),
+                               if_match, comment)
 
 
 @routes.get(
@@ -129,22 +140,15 @@ async def patch_route(
     if_match: IfMatch = None, comment: Comment = None,
 ) -> dict[str, Any]:
     patch, position = _position(patch)
-    placed: list[int] = []
 
-    def make(doc: Document, _admin: bool) -> Edit:
+    def place(doc: Document) -> tuple[Document, int]:
         index = edits.find_route(doc, project, route)
         document = edits.patch_route(doc, project, index, patch)
-        if position is not None:
-            document = edits.move_route(document, project, index, position)
-            index = position
-        placed.append(index)
-        return Edit(document)
+        if position is None:
+            return document, index
+        return edits.move_route(document, project, index, position), position
 
-    written = await commit_edit(request, project, make, if_match=if_match, comment=comment)
-    _tagged(response, written.revision.number)
-    index = placed[-1]
-    stored = edits.routes_of(written.revision.document, project)[index][1]
-    return {**_route_item(index, stored, written.revision.number), "changed": written.changed}
+    return await _commit_route(request, response, project, place, if_match, comment)
 
 
 @routes.post(
@@ -160,13 +164,10 @@ async def move_route(
     route: RouteKey, payload: m.MoveIn, request: Request, response: Response, project: ProjectDep,
     if_match: IfMatch = None, comment: Comment = None,
 ) -> dict[str, Any]:
-    def make(doc: Document, _admin: bool) -> Edit:
-        return Edit(edits.move_route(doc, project, edits.find_route(doc, project, route), payload.to))
+    def place(doc: Document) -> tuple[Document, int]:
+        return edits.move_route(doc, project, edits.find_route(doc, project, route), payload.to), payload.to
 
-    written = await commit_edit(request, project, make, if_match=if_match, comment=comment)
-    _tagged(response, written.revision.number)
-    stored = edits.routes_of(written.revision.document, project)[payload.to][1]
-    return {**_route_item(payload.to, stored, written.revision.number), "changed": written.changed}
+    return await _commit_route(request, response, project, place, if_match, comment)
 
 
 @routes.delete(
