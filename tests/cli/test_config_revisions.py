@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
-from cli_support import Ran, in_process
+from cli_support import Ran, in_process, whsec
 
 from tidings.config import revisions
 from tidings.store.engine import Store
 
 SLACK_TOKEN = "xoxb-" + secrets.token_hex(12)
-HOOK_SECRET = "whsec_" + secrets.token_urlsafe(24)
+HOOK_SECRET = whsec()
 WHO = f"cli:{getpass.getuser()}"
 
 
