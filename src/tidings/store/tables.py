@@ -476,3 +476,117 @@ sessions = Table(
     Column("user_agent", String(500)),
     Index("ix_sessions_user", "user_id"),
 )
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("project", String(64), ForeignKey("projects.slug", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False, comment="per project: 1, 2, ...; the key people type (T-12)"),
+    Column("title", SafeText, nullable=False),
+    Column("description", SafeText, nullable=False),
+    Column("status", SafeString(64), nullable=False, comment="the project's own name for it"),
+    Column("category", String(12), nullable=False, comment="todo, in_progress or done"),
+    Column("priority", String(10), nullable=False),
+    Column("assignee", SafeString(320), comment="a tidings user's email or an external login (github:octocat)"),
+    Column("labels", JSON, nullable=False, comment="sorted list of strings"),
+    Column("due", String(10), comment="YYYY-MM-DD"),
+    Column("version", Integer, nullable=False, comment="1, 2, ...: the ETag; every change adds one"),
+    Column("created_by", SafeString(320)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ux_tasks_number", "project", "number", unique=True),
+    Index("ix_tasks_updated", "project", "updated_at"),
+)
+"""A project's local tasks: the hub of the sync star (see ``sync/``)."""
+
+task_links = Table(
+    "task_links",
+    metadata,
+    Column("id", String(26), primary_key=True, comment="also the marker a create leaves on the remote item"),
+    Column("task_id", String(26), ForeignKey("tasks.id", ondelete="SET NULL"),
+           comment="NULL once the task was deleted here (the link stays so the item is not imported again)"),
+    Column("project", String(64), nullable=False),
+    Column("integration", String(100), nullable=False),
+    Column("state", String(12), nullable=False,
+           comment="creating (a create was sent, its answer not yet stored), linked, unlinked (task deleted here),"
+                   " deleted (the remote item is gone)"),
+    Column("remote_id", SafeString(100), comment="GitHub issue number, Jira issue id; NULL while creating"),
+    Column("remote_key", SafeString(200), comment="owner/repo#12, PROJ-12"),
+    Column("remote_url", SafeText),
+    Column("remote_updated", Float, comment="the remote item's updated time we last synced"),
+    Column("etag", SafeString(200), comment="the item's ETag, for conditional GETs"),
+    Column("base", JSON, comment="each synced field's last agreed value (task space): the 3-way merge's base"),
+    Column("written_hash", String(64), comment="digest of the remote state we last wrote: its echo is dropped"),
+    Column("claimed_by", String(100), comment="the worker syncing this item now"),
+    Column("claimed_until", Float),
+    Column("synced_at", Float, comment="when this link last agreed with the task"),
+    Column("created_at", Float, nullable=False),
+    Column("error", SafeText, comment="the last sync error of this item"),
+    Index("ux_task_links_remote", "integration", "remote_id", unique=True),
+    Index("ux_task_links_task", "task_id", "integration", unique=True),
+    Index("ix_task_links_project", "project", "integration"),
+)
+"""Each task's item in each tracker, with the base snapshot and echo guard of DESIGN.md "Sync"."""
+
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("integration", String(100), primary_key=True),
+    Column("project", String(64), nullable=False),
+    Column("mark", Float, comment="high-water mark: the newest remote updated time swept"),
+    Column("list_etag", SafeString(200), comment="ETag of the sweep's first page, for a 304"),
+    Column("next_run_at", Float, nullable=False),
+    Column("claimed_by", String(100)),
+    Column("claimed_until", Float),
+    Column("failures", Integer, nullable=False, server_default=text("0"), comment="runs failed in a row"),
+    Column("last_run_id", String(26)),
+    Column("notified_at", Float, comment="when the owners were last told its runs keep failing"),
+)
+"""Per tracker integration: where its sweep stands and who runs it (claimed, so one worker at a time)."""
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("project", String(64), nullable=False),
+    Column("integration", String(100), nullable=False),
+    Column("trigger", String(16), nullable=False, comment="webhook, sweep, manual, local, plan"),
+    Column("status", String(16), nullable=False, comment="running, ok, partial, failed, rate_limited"),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("created", Integer, nullable=False, server_default=text("0")),
+    Column("updated", Integer, nullable=False, server_default=text("0")),
+    Column("unchanged", Integer, nullable=False, server_default=text("0")),
+    Column("conflicts", Integer, nullable=False, server_default=text("0")),
+    Column("errors", Integer, nullable=False, server_default=text("0")),
+    Column("api_calls", Integer, nullable=False, server_default=text("0")),
+    Column("not_modified", Integer, nullable=False, server_default=text("0"), comment="answers 304"),
+    Column("rate_limit_waits", Integer, nullable=False, server_default=text("0")),
+    Column("waited", Float, nullable=False, server_default=text("0"), comment="seconds spent waiting on limits"),
+    Column("error", SafeText, comment="why the run failed or stopped"),
+    Column("problems", JSON, comment="per-item errors: [{task, remote, error}], at most 100"),
+    Index("ix_sync_runs_project", "project", "started_at"),
+    Index("ix_sync_runs_integration", "integration", "started_at"),
+)
+"""The sync log: one row per run."""
+
+sync_conflicts = Table(
+    "sync_conflicts",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("task_id", String(26), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("project", String(64), nullable=False),
+    Column("integration", String(100), nullable=False),
+    Column("field", String(20), nullable=False),
+    Column("base", JSON),
+    Column("local", JSON),
+    Column("remote", JSON),
+    Column("created_at", Float, nullable=False),
+    Column("resolved_at", Float),
+    Column("resolved_by", SafeString(320)),
+    Column("resolution", JSON, comment="the value chosen"),
+    Index("ix_sync_conflicts_open", "project", "resolved_at"),
+    Index("ix_sync_conflicts_task", "task_id", "integration", "field"),
+)
+"""Fields changed on both sides under the ``manual`` policy, parked until a person chooses."""
