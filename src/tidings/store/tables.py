@@ -480,7 +480,7 @@ sessions = Table(
 tasks = Table(
     "tasks",
     metadata,
-    Column("id", String(26), primary_key=True),
+    Column("id", String(36), primary_key=True),
     Column("project", String(64), ForeignKey("projects.slug", ondelete="CASCADE"), nullable=False),
     Column("number", Integer, nullable=False, comment="per project: 1, 2, ...; the key people type (T-12)"),
     Column("title", SafeText, nullable=False),
@@ -503,8 +503,8 @@ tasks = Table(
 task_links = Table(
     "task_links",
     metadata,
-    Column("id", String(26), primary_key=True, comment="also the marker a create leaves on the remote item"),
-    Column("task_id", String(26), ForeignKey("tasks.id", ondelete="SET NULL"),
+    Column("id", String(36), primary_key=True, comment="also the marker a create leaves on the remote item"),
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="SET NULL"),
            comment="NULL once the task was deleted here (the link stays so the item is not imported again)"),
     Column("project", String(64), nullable=False),
     Column("integration", String(100), nullable=False),
@@ -540,7 +540,7 @@ sync_cursors = Table(
     Column("claimed_by", String(100)),
     Column("claimed_until", Float),
     Column("failures", Integer, nullable=False, server_default=text("0"), comment="runs failed in a row"),
-    Column("last_run_id", String(26)),
+    Column("last_run_id", String(36)),
     Column("notified_at", Float, comment="when the owners were last told its runs keep failing"),
 )
 """Per tracker integration: where its sweep stands and who runs it (claimed, so one worker at a time)."""
@@ -548,7 +548,7 @@ sync_cursors = Table(
 sync_runs = Table(
     "sync_runs",
     metadata,
-    Column("id", String(26), primary_key=True),
+    Column("id", String(36), primary_key=True),
     Column("project", String(64), nullable=False),
     Column("integration", String(100), nullable=False),
     Column("trigger", String(16), nullable=False, comment="webhook, sweep, manual, local, plan"),
@@ -574,8 +574,8 @@ sync_runs = Table(
 sync_conflicts = Table(
     "sync_conflicts",
     metadata,
-    Column("id", String(26), primary_key=True),
-    Column("task_id", String(26), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("id", String(36), primary_key=True),
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
     Column("project", String(64), nullable=False),
     Column("integration", String(100), nullable=False),
     Column("field", String(20), nullable=False),

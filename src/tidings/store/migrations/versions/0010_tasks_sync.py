@@ -17,7 +17,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         'tasks',
-        sa.Column('id', sa.String(length=26), nullable=False),
+        sa.Column('id', sa.String(length=36), nullable=False),
         sa.Column('project', sa.String(length=64), nullable=False),
         sa.Column('number', sa.Integer(), nullable=False,
                   comment='per project: 1, 2, ...; the key people type (T-12)'),
@@ -41,9 +41,9 @@ def upgrade() -> None:
     op.create_index('ix_tasks_updated', 'tasks', ['project', 'updated_at'], unique=False)
     op.create_table(
         'task_links',
-        sa.Column('id', sa.String(length=26), nullable=False,
+        sa.Column('id', sa.String(length=36), nullable=False,
                   comment='also the marker a create leaves on the remote item'),
-        sa.Column('task_id', sa.String(length=26), nullable=True,
+        sa.Column('task_id', sa.String(length=36), nullable=True,
                   comment='NULL once the task was deleted here (the link stays so the item is not imported again)'),
         sa.Column('project', sa.String(length=64), nullable=False),
         sa.Column('integration', sa.String(length=100), nullable=False),
@@ -81,14 +81,14 @@ def upgrade() -> None:
         sa.Column('claimed_by', sa.String(length=100), nullable=True),
         sa.Column('claimed_until', sa.Float(), nullable=True),
         sa.Column('failures', sa.Integer(), server_default=sa.text('0'), nullable=False, comment='runs failed in a row'),
-        sa.Column('last_run_id', sa.String(length=26), nullable=True),
+        sa.Column('last_run_id', sa.String(length=36), nullable=True),
         sa.Column('notified_at', sa.Float(), nullable=True,
                   comment='when the owners were last told its runs keep failing'),
         sa.PrimaryKeyConstraint('integration'),
     )
     op.create_table(
         'sync_runs',
-        sa.Column('id', sa.String(length=26), nullable=False),
+        sa.Column('id', sa.String(length=36), nullable=False),
         sa.Column('project', sa.String(length=64), nullable=False),
         sa.Column('integration', sa.String(length=100), nullable=False),
         sa.Column('trigger', sa.String(length=16), nullable=False, comment='webhook, sweep, manual, local, plan'),
@@ -109,8 +109,8 @@ def upgrade() -> None:
     op.create_index('ix_sync_runs_integration', 'sync_runs', ['integration', 'started_at'], unique=False)
     op.create_table(
         'sync_conflicts',
-        sa.Column('id', sa.String(length=26), nullable=False),
-        sa.Column('task_id', sa.String(length=26), nullable=False),
+        sa.Column('id', sa.String(length=36), nullable=False),
+        sa.Column('task_id', sa.String(length=36), nullable=False),
         sa.Column('project', sa.String(length=64), nullable=False),
         sa.Column('integration', sa.String(length=100), nullable=False),
         sa.Column('field', sa.String(length=20), nullable=False),
