@@ -27,9 +27,9 @@ from ..units import Duration, Size
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from ..store.engine import Store
     from ..sync.model import Page, RemoteItem
     from ..sync.settings import SyncSettings
-    from ..store.engine import Store
     from ..threads import Threads
 
 VAULT_REF = re.compile(r"^\$\{vault:([A-Za-z0-9_.\-/]+)\}$")

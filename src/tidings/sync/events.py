@@ -39,7 +39,9 @@ async def after_commit(hub: Hub, change: TaskChange | None) -> None:
     """Route the change's message and push it to linked trackers. Call it after the commit."""
     if change is None:
         return
-    await hub.notify(task_message(change), project=change.task["project"])
+    task = change.task
+    key = f"{change.action}:{task['id']}:v{task.get('version', 0)}"  # a retry after a failed notify sends it once
+    await hub.notify(task_message(change), project=task["project"], idempotency_key=key)
     sync = getattr(hub, "sync", None)
     if sync is not None:
         sync.local_changed(change)

@@ -32,34 +32,34 @@ def merge(
         direction = directions.get(name, "both")
         if direction == "off" or name not in local:
             continue
-        l = local[name]
+        here = local[name]
         b = base.get(name, _MISSING) if base is not None else _MISSING
-        if l == r:
-            out.base[name] = l
+        if here == r:
+            out.base[name] = here
             continue
         if name == "labels" and b is not _MISSING:
-            _merge_labels(out, b, l, r, direction)
+            _merge_labels(out, b, here, r, direction)
             continue
         if b is not _MISSING and r == b:  # changed here only
             if direction in ("both", "export"):
-                out.to_remote[name] = l
-                out.base[name] = l
+                out.to_remote[name] = here
+                out.base[name] = here
             else:
                 out.base[name] = r
-        elif b is not _MISSING and l == b:  # changed there only
+        elif b is not _MISSING and here == b:  # changed there only
             if direction in ("both", "import"):
                 out.to_local[name] = r
             out.base[name] = r
         else:
             winner = _winner(direction, policy, local_newer)
             if winner == "local":
-                out.to_remote[name] = l
-                out.base[name] = l
+                out.to_remote[name] = here
+                out.base[name] = here
             elif winner == "remote":
                 out.to_local[name] = r
                 out.base[name] = r
             else:
-                out.conflicts.append(Conflict(name, None if b is _MISSING else b, l, r))
+                out.conflicts.append(Conflict(name, None if b is _MISSING else b, here, r))
                 if b is not _MISSING:
                     out.base[name] = b
     return out
@@ -80,10 +80,10 @@ def _winner(direction: Direction, policy: Policy, local_newer: bool) -> str:
 
 def _merge_labels(out: Merged, base: list[str], local: list[str], remote: list[str], direction: Direction) -> None:
     """Apply each side's additions and removals since ``base`` to the sides ``direction`` writes."""
-    b, l, r = set(base or ()), set(local), set(remote)
-    new_local = (l | (r - b)) - (b - r) if direction in ("both", "import") else l
-    new_remote = (r | (l - b)) - (b - l) if direction in ("both", "export") else r
-    if new_local != l:
+    b, mine, r = set(base or ()), set(local), set(remote)
+    new_local = (mine | (r - b)) - (b - r) if direction in ("both", "import") else mine
+    new_remote = (r | (mine - b)) - (b - mine) if direction in ("both", "export") else r
+    if new_local != mine:
         out.to_local["labels"] = sorted(new_local)
     if new_remote != r:
         out.to_remote["labels"] = sorted(new_remote)
