@@ -214,7 +214,7 @@ class GitHubTracker(Tracker):
         try:
             async with session.request(method, url, params=params, json=json, headers=headers) as resp:
                 status, answer = resp.status, resp.headers
-                body = await resp.content.read(BODY_LIMIT + 1)
+                body = await _read(resp)
         except DestinationRefused as exc:
             raise Unavailable(str(exc)) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -222,11 +222,11 @@ class GitHubTracker(Tracker):
             raise Unavailable(f"GitHub did not answer {method} {urlsplit(url).path}: {type(exc).__name__}"
                               f"{': ' + str(exc) if str(exc) else ''}") from None
         count_call(not_modified=status == 304)
-        if status == 304:
-            return None, answer
         if status >= 400 or status < 200:
             raise self._error(status, answer, body, method, url, own_token=auth is None)
         self._secondary_streak = 0
+        if status == 304:
+            return None, answer
         if len(body) > BODY_LIMIT:
             raise Unavailable(f"GitHub's answer to {method} {urlsplit(url).path} is over {BODY_LIMIT} bytes")
         try:
@@ -392,7 +392,8 @@ class GitHubTracker(Tracker):
     async def create(self, fields: dict[str, Any], marker: str) -> RemoteItem:
         if not (fields.get("title") or "").strip():
             raise Rejected("a GitHub issue needs a title")
-        body = self.payload({k: v for k, v in fields.items() if k != "status"}, None, marker)
+        body = self.payload(fields, None, marker)
+        body.pop("state", None), body.pop("state_reason", None)  # a new issue is open: closed by a PATCH below
         data, _ = await self.request("POST", self._issues, json=body)
         item = self.item(data)
         if fields.get("status") == "done":
@@ -412,6 +413,17 @@ class GitHubTracker(Tracker):
         body = self.payload({k: v for k, v in changes.items() if k != "due"}, current)
         if body:
             await self.request("PATCH", f"{self._issues}/{_number(remote_id)}", json=body)
+
+
+async def _read(resp: aiohttp.ClientResponse) -> bytes:
+    """The body, at most :data:`BODY_LIMIT` + 1 bytes of it (more is refused, never buffered)."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > BODY_LIMIT:
+            break
+    return b"".join(chunks)
 
 
 def _number(remote_id: str) -> int:
