@@ -45,6 +45,12 @@ async def gh() -> AsyncIterator[GitHubAPI]:
     await api.stop()
 
 
+@pytest.fixture(scope="module")
+def keys() -> list[tuple[bytes, bytes]]:
+    """Two app keys (RSA key generation takes a while: once per module)."""
+    return [new_app_key(), new_app_key()]
+
+
 @pytest.fixture
 async def make() -> AsyncIterator[Callable[..., GitHubReceiver]]:
     built: list[GitHubReceiver] = []
@@ -220,8 +226,9 @@ async def test_webhooks_from_our_writes_and_a_persons_edits(gh: GitHubAPI, make:
 
 
 # -- GitHub App ------------------------------------------------------------------------------------------
-async def test_an_app_mints_an_installation_token_and_replaces_it_before_its_hour_ends(gh: GitHubAPI, make: Any) -> None:
-    private, public = new_app_key()
+async def test_an_app_mints_an_installation_token_and_replaces_it_before_its_hour_ends(
+        gh: GitHubAPI, make: Any, keys: Any) -> None:
+    private, public = keys[0]
     gh.add_app(1234, public, installation_id=99)
     gh.open_issue(REPO, "One")
     t = make(gh, app_id=1234, installation_id=99, private_key=private.decode())
@@ -240,23 +247,28 @@ async def test_an_app_mints_an_installation_token_and_replaces_it_before_its_hou
     assert gh.calls["POST access_tokens"] == 3
 
 
-async def test_an_app_jwt_signed_with_another_key_or_for_another_installation_is_refused(gh: GitHubAPI, make: Any) -> None:
-    _, public = new_app_key()
-    other, _ = new_app_key()
+async def test_an_app_jwt_signed_with_another_key_or_for_another_installation_is_refused(
+        gh: GitHubAPI, make: Any, keys: Any) -> None:
+    _, public = keys[0]
+    other, _ = keys[1]
     gh.add_app(1234, public, installation_id=99)
     gh.open_issue(REPO, "One")
     with pytest.raises(AuthFailed, match="JSON web token could not be decoded"):
         await make(gh, app_id=1234, installation_id=99, private_key=other.decode()).fetch("1")
+    with pytest.raises(AuthFailed, match="no such installation"):
+        await make(gh, app_id=1234, installation_id=100, private_key=keys[0][0].decode()).fetch("1")
+    with pytest.raises(AuthFailed, match="JSON web token could not be decoded"):
+        await make(gh, app_id=4321, installation_id=99, private_key=keys[0][0].decode()).fetch("1")
     with pytest.raises(AuthFailed, match="not a PEM"):
         await make(gh, app_id=1234, installation_id=99, private_key="not a key").fetch("1")
     assert gh.calls["GET issue"] == 0
 
 
-async def test_the_stand_in_refuses_a_jwt_that_lives_too_long(gh: GitHubAPI, make: Any,
+async def test_the_stand_in_refuses_a_jwt_that_lives_too_long(gh: GitHubAPI, make: Any, keys: Any,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import tidings.integrations.github.tracker as tracker_module
 
-    private, public = new_app_key()
+    private, public = keys[0]
     gh.add_app(7, public, installation_id=8)
     monkeypatch.setattr(tracker_module, "JWT_LIFETIME", 1200)
     with pytest.raises(AuthFailed, match="too far in the future"):

@@ -135,7 +135,11 @@ class AppAuth:
             return self._token
         async with self._lock:
             if self._token is None or self.clock() >= self._expires - REFRESH_MARGIN:
-                data, _ = await tracker.request("POST", self.url, auth=f"Bearer {self.jwt()}")
+                try:
+                    data, _ = await tracker.request("POST", self.url, auth=f"Bearer {self.jwt()}")
+                except (NotFound, Rejected) as exc:
+                    raise AuthFailed(f"GitHub has no such installation of app {self.app_id} (check app_id and"
+                                     f" installation_id): {exc}") from None
                 try:
                     self._token, self._expires = str(data["token"]), parse_time(str(data["expires_at"]))
                 except (KeyError, TypeError, ValueError):
