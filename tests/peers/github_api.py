@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
+import functools
 import hashlib
 import hmac
 import json
@@ -47,6 +49,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -59,6 +62,7 @@ BOT = "tidings-bot"
 """The login API changes are made as (the token's user)."""
 
 
+@functools.lru_cache(maxsize=65536)
 def iso(t: float) -> str:
     return datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -67,7 +71,8 @@ def parse_iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def user(login: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=4096)
+def _user(login: str) -> dict[str, Any]:
     uid = int(hashlib.sha256(login.encode()).hexdigest()[:7], 16)
     return {
         "login": login, "id": uid, "node_id": base64.b64encode(f"04:User{uid}".encode()).decode(),
@@ -75,6 +80,10 @@ def user(login: str) -> dict[str, Any]:
         "url": f"https://api.github.com/users/{login}", "html_url": f"https://github.com/{login}",
         "type": "User", "site_admin": False,
     }
+
+
+def user(login: str) -> dict[str, Any]:
+    return dict(_user(login))
 
 
 def label(repo: str, name: str) -> dict[str, Any]:
@@ -107,9 +116,20 @@ class Repo:
     issues: dict[int, Issue] = field(default_factory=dict)
     assignable: set[str] | None = None
     """Logins that may be assigned; None: anyone."""
+    _by_updated: list[Issue] | None = None
 
     def next_number(self) -> int:
         return len(self.issues) + 1
+
+    def changed(self) -> None:
+        self._by_updated = None
+
+    def by_updated(self) -> list[Issue]:
+        """Issues oldest update first (kept until the next change: a sweep of 10,000 sorts once)."""
+        if self._by_updated is None:
+            self._by_updated = sorted((i for i in self.issues.values() if not i.deleted),
+                                      key=lambda i: (i.updated_at, i.number))
+        return self._by_updated
 
 
 @dataclass
@@ -150,7 +170,6 @@ class GitHubAPI:
         self.hook_secret = b""
         self.webhooks: list[tuple[str, dict[str, Any], int]] = []
         """(event, payload, answer status) for every webhook posted."""
-        self._hook_tasks: set[asyncio.Task[None]] = set()
         self._hook_queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
         self._hook_worker: asyncio.Task[None] | None = None
         self._client: aiohttp.ClientSession | None = None
@@ -238,6 +257,7 @@ class GitHubAPI:
         issue = Issue(r.next_number(), title, body, by, now, now, labels=list(dict.fromkeys(labels or [])),
                       assignees=list(dict.fromkeys(assignees or [])), pull=pull)
         r.issues[issue.number] = issue
+        r.changed()
         if not pull:
             self._changed(r, issue, None, by)
         return self.render(r, issue)
@@ -251,6 +271,7 @@ class GitHubAPI:
         issue = r.issues[number]
         before = _snapshot(issue)
         _apply(issue, fields, self.now())
+        r.changed()
         self._changed(r, issue, before, by)
         return self.render(r, issue)
 
@@ -258,6 +279,7 @@ class GitHubAPI:
         r = self.repo(repo)
         issue = r.issues[number]
         issue.deleted = True
+        r.changed()
         self._send(r, "deleted", issue, by)
 
     def seed(self, repo: str, n: int, *, start: float | None = None, step: float = 1.0, prefix: str = "Issue") -> None:
@@ -268,6 +290,7 @@ class GitHubAPI:
             number = r.next_number()
             t = float(int(t0 + i * step))
             r.issues[number] = Issue(number, f"{prefix} {number}", f"Body of {number}", "octocat", t, t)
+        r.changed()
 
     def issue(self, repo: str, number: int) -> Issue:
         return self.repos[repo].issues[number]
@@ -423,8 +446,9 @@ class GitHubAPI:
             status, out, headers = self._create(r, data)
         else:
             status, out, headers = self._one(request.method, r, int(args[1]), data)
+        raw = orjson.dumps(out)
         if request.method == "GET" and status == 200:
-            etag = 'W/"' + hashlib.sha256(json.dumps(out).encode()).hexdigest()[:40] + '"'
+            etag = 'W/"' + hashlib.sha256(raw).hexdigest()[:40] + '"'
             headers["ETag"] = etag
             if _matches(request.headers.get("If-None-Match"), etag):
                 self.not_modified += 1
@@ -433,7 +457,7 @@ class GitHubAPI:
             assert request.transport is not None
             request.transport.abort()
             raise asyncio.CancelledError
-        return _json(status, out, {**headers, **self._rate_headers(who, True)})
+        return _json(status, raw, {**headers, **self._rate_headers(who, True)})
 
     def _drop_match(self, method: str) -> set[str]:
         if self._drop and self._drop[0] == method:
@@ -476,10 +500,14 @@ class GitHubAPI:
             since = parse_iso(q["since"]) if "since" in q else None
         except ValueError:
             return 422, _invalid("Issue", "since/page/per_page"), {}
-        items = [i for i in r.issues.values() if not i.deleted and (state == "all" or i.state == state)
-                 and (since is None or i.updated_at >= since)]
-        key = (lambda i: (i.updated_at, i.number)) if sort == "updated" else (lambda i: (i.created_at, i.number))
-        items.sort(key=key, reverse=direction == "desc")
+        ordered = r.by_updated()
+        if since is not None:  # inclusive
+            ordered = ordered[bisect.bisect_left(ordered, since, key=lambda i: i.updated_at):]
+        items = ordered if state == "all" else [i for i in ordered if i.state == state]
+        if sort == "created":
+            items.sort(key=lambda i: (i.created_at, i.number))
+        if direction == "desc":
+            items.reverse()
         chunk = items[(page - 1) * per_page: page * per_page]
         last = max(1, -(-len(items) // per_page))
         links = []
@@ -521,6 +549,7 @@ class GitHubAPI:
                       labels=list(dict.fromkeys(data.get("labels") or [])),
                       assignees=list(dict.fromkeys(data.get("assignees") or [])))
         r.issues[issue.number] = issue
+        r.changed()
         self._changed(r, issue, None, BOT)
         out = self.render(r, issue)
         return 201, out, {"Location": f"{self.url}/repos/{r.full_name}/issues/{issue.number}"}
@@ -539,6 +568,7 @@ class GitHubAPI:
                 return 422, problem, {}
             before = _snapshot(issue)
             _apply(issue, data, self.now())
+            r.changed()
             self._changed(r, issue, before, BOT)
         return 200, self.render(r, issue), {}
 
@@ -645,7 +675,7 @@ def _error(status: int) -> dict[str, Any]:
 
 
 def _json(status: int, data: Any, headers: dict[str, str]) -> web.Response:
-    return web.Response(status=status, body=json.dumps(data).encode(),
+    return web.Response(status=status, body=data if isinstance(data, bytes) else orjson.dumps(data),
                         headers={**headers, "Content-Type": "application/json; charset=utf-8"})
 
 

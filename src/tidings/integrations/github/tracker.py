@@ -167,6 +167,9 @@ class GitHubTracker(Tracker):
             self._app = AppAuth(self._api, s.app_id, s.installation_id, s.private_key.get_secret_value())
         sync = s.sync
         self._logins = {login.lower(): email for email, login in (sync.assignees if sync else {}).items()}
+        self._reserved_labels = {n.lower(): p for p, n in sync.priority_labels.items()} if sync else {}
+        if sync:
+            self._reserved_labels[sync.in_progress_label.lower()] = "in_progress"
         self._explicit_default: dict[str, bool] = {}
         """Issue number -> whether it carried the default priority's own label when last read."""
 
@@ -269,10 +272,7 @@ class GitHubTracker(Tracker):
     # -- task space ------------------------------------------------------------------------------------
     def _reserved(self) -> dict[str, str]:
         """Lower-cased label -> what it says (a priority, or ``in_progress``)."""
-        sync = self.sync_settings
-        out = {name.lower(): p for p, name in sync.priority_labels.items()}
-        out[sync.in_progress_label.lower()] = "in_progress"
-        return out
+        return self._reserved_labels
 
     def item(self, issue: dict[str, Any], etag: str | None = None) -> RemoteItem:
         """A GitHub issue (as the REST API answers it) in task space."""
