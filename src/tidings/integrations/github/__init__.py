@@ -17,10 +17,9 @@ organization's webhook.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import Field, SecretStr, field_validator
 
 from ...message import Message
 from ..base import IntegrationSettings
@@ -51,12 +50,13 @@ from .common import (
     repository_of,
     text_at,
 )
+from .settings import GitHubSettings, GitHubSync  # noqa: F401  (re-exported)
+from .tracker import GitHubTracker
 
 if TYPE_CHECKING:
     from ...hub import Hub
 
 FORM = "application/x-www-form-urlencoded"
-_REPOSITORY = re.compile(r"^[A-Za-z0-9_.\-]+/(\*|[A-Za-z0-9_.\-]+)$")
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 _ACTION_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
@@ -73,37 +73,7 @@ _RUN_NEWS = {
 }
 
 
-class GitHubSettings(IntegrationSettings):
-    kind: Literal["github"]
-    secret: SecretStr = Field(
-        description="the webhook's secret: the same value as in GitHub's webhook settings (or ${vault:NAME})"
-    )
-    repositories: list[str] | None = Field(
-        None,
-        description="accept events of these repositories only (owner/name or owner/*); others are recorded as ignored",
-    )
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().strip():
-            raise ValueError("must not be empty: set the same secret here and on the GitHub webhook")
-        return v
-
-    @field_validator("repositories")
-    @classmethod
-    def _repositories(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        if not v:
-            raise ValueError("an empty list would ignore every event; leave repositories out to accept all")
-        for name in v:
-            if not _REPOSITORY.match(name):
-                raise ValueError(f"{name!r} is not owner/name (or owner/*)")
-        return v
-
-
-class GitHubReceiver(Receiver):
+class GitHubReceiver(GitHubTracker, Receiver):
     kind = "github"
     Settings = GitHubSettings
     settings: GitHubSettings
@@ -155,10 +125,16 @@ class GitHubReceiver(Receiver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._secret = self.settings.secret.get_secret_value().encode("utf-8")
+        secret = self.settings.secret
+        self._secret = secret.get_secret_value().encode("utf-8") if secret is not None else b""
         allowed = [r.lower() for r in self.settings.repositories or []]
         self._repos = {r for r in allowed if not r.endswith("/*")}
         self._owners = {r[:-2] for r in allowed if r.endswith("/*")}
+
+    @classmethod
+    def can_receive(cls, settings: IntegrationSettings) -> bool:
+        """Webhooks only with a secret: a sync-only integration (no secret) has no hook."""
+        return getattr(settings, "secret", None) is not None
 
     # -- the request ---------------------------------------------------------------------------------
     def verify(self, request: InboundRequest) -> None:
@@ -212,11 +188,23 @@ class GitHubReceiver(Receiver):
             sender=text_at(payload, "sender", "login"),
         )
         if not self.allows(ev.repository):
-            return {"status": "ignored", "reason": f"repository {ev.repository or '(none)'} is not in repositories"}
-        outcome: Message | Skip = getattr(self, name)(ev)
-        if isinstance(outcome, Skip):
-            return {"status": "ignored", "reason": outcome.reason}
-        return {"message": await self.emit(hub, event, outcome)}
+            result = {"status": "ignored", "reason": f"repository {ev.repository or '(none)'} is not in repositories"}
+        elif isinstance(outcome := getattr(self, name)(ev), Skip):
+            result = {"status": "ignored", "reason": outcome.reason}
+        else:
+            result = {"message": await self.emit(hub, event, outcome)}
+        self._hint(hub, ev)
+        return result
+
+    def _hint(self, hub: Hub, ev: Event) -> None:
+        """An ``issues`` event of the synced repository: the sync re-fetches that issue soon."""
+        sync = self.settings.sync
+        number = obj_at(ev.payload, "issue").get("number")
+        if ev.name != "issues" or sync is None or ev.repository.lower() != sync.repository.lower():
+            return
+        hint = getattr(hub, "sync", None)
+        if hint is not None and isinstance(number, int) and not isinstance(number, bool):
+            hint.hint(self.name, str(number))
 
     # -- handlers: each returns a Message, or Skip when the event is not news --------------------------------
     _code_scanning_alert = staticmethod(security.code_scanning_alert)
