@@ -250,7 +250,7 @@ class SlackTaskReceiver(SlackReceiver):
     def _task_help(self) -> str:
         t = self._task_command()
         return "\n".join([
-            "*Tasks* (as the tidings user your Slack user is linked to):",
+            "*Tasks* (in the slash command, as the tidings user your Slack user is linked to):",
             f"• `{t} new &lt;title&gt;`: a new task",
             f"• `{t} list [open|mine|all]`: the project's open tasks (`mine`: yours), newest first",
             f"• `{t} done &lt;key&gt;`: mark a task done, e.g. `{t} done T-12`",
