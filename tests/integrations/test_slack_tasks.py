@@ -63,10 +63,14 @@ async def create_project_(store: Any, slug: str) -> None:
         await create_project(conn, SYSTEM, slug)
 
 
-async def ask(api: Any, slack: FakeSlack, text: str, user: str = ALICE, **kwargs: Any) -> str:
+async def ask(api: Any, slack: FakeSlack, text: str, user: str = ALICE, *, user_name: str | None = None,
+              **kwargs: Any) -> str:
     """A slash command; its immediate (ephemeral) answer, which must come well inside Slack's 3 s."""
+    fields = command(slack, text, user=user, **kwargs)
+    if user_name is not None:
+        fields["user_name"] = user_name
     started = time.monotonic()
-    r = await post(api, *form_request(command(slack, text, user=user, **kwargs)))
+    r = await post(api, *form_request(fields))
     assert time.monotonic() - started < 2.5, "well inside Slack's 3 s"
     assert r.status_code == 200, r.text
     answer = r.json()
@@ -254,6 +258,8 @@ async def test_an_unlinked_slack_user_is_refused_at_once_and_audited(make_api: A
         answer = await ask(api, slack, text, user=STRANGER)
         assert answer.startswith("Your Slack user is not linked to a tidings user: ask an owner")
         assert f"add `{STRANGER}` to `users`" in answer and "Nothing was changed." in answer
+    odd = await ask(api, slack, "task list", user="U\x00EVIL", user_name="E\x00ve")
+    assert odd.startswith("Your Slack user is not linked") and "\x00" not in odd
     assert await stored_events(api) == []
     assert await ask(api, slack, "task new Boo", user=GHOST) == "Creating “Boo”…", "linked: stored, checked later"
     assert "linked to ghost@example.com, which is not an active tidings user" in await result_of(slack, 1)
@@ -265,6 +271,7 @@ async def test_an_unlinked_slack_user_is_refused_at_once_and_audited(make_api: A
         ("user", f"slack:{STRANGER}", "slack", "default", "slack task new", "denied", STRANGER),
         ("user", f"slack:{STRANGER}", "slack", "default", "slack task list open", "denied", STRANGER),
         ("user", f"slack:{STRANGER}", "slack", "default", "slack task done T-1", "denied", STRANGER),
+        ("user", None, "slack", "default", "slack task list open", "denied", None),
         ("user", f"slack:{GHOST}", "slack", "default", "slack task new", "denied", GHOST),
     ]
 

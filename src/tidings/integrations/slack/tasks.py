@@ -297,10 +297,11 @@ class SlackTaskReceiver(SlackReceiver):
                     why = (f"You ({escape(principal.name)}) may not do that: it needs the permission `{permission}` in "
                            f"project `{escape(self.project)}`, and your role there is {role or 'none'}. "
                            "Nothing was changed.")
-        actor = self._actor(principal, request_id) if principal else slack_actor(user, by, request_id)
+        known = user if user and _USER_ID.match(user) else None
+        actor = self._actor(principal, request_id) if principal else slack_actor(known, by, request_id)
         async with hub.require_store().write() as conn:
             await append(conn, actor, "access.denied", target=target, project=self.project,
-                         after={"permission": permission, "slack_user": _plain(user, 40), "via": self.name}, outcome="denied")
+                         after={"permission": permission, "slack_user": known, "via": self.name}, outcome="denied")
         return None, why
 
     @staticmethod
