@@ -26,6 +26,7 @@ import orjson
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from ...accounts.users import AccountError, normalize_email
 from ...message import Message, Priority
 from ..base import (
     NO_OPTIONS,
@@ -47,7 +48,8 @@ from ..http import (
     snippet,
 )
 from .blocks import build, finalize, resolved_attachments
-from .inbound import SlackReceiver
+from .task_blocks import add_task_buttons, is_task_message
+from .tasks import SlackTaskReceiver
 
 log = structlog.get_logger("tidings.slack")
 
@@ -57,6 +59,7 @@ _EMOJI_NAME = re.compile(r"^:[a-z0-9_+'\-]+:$")
 _CHANNEL = re.compile(r"^#?[^\s,<>&|]{1,80}$")
 _SLACK_ERROR = re.compile(r"^[a-z0-9_]{2,64}$")
 _COMMAND = re.compile(r"^/[a-z0-9_\-]{1,31}$")
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 _ANSWER_MAX = 1024 * 1024
 
 RETRYABLE_ERRORS = frozenset(
@@ -107,6 +110,16 @@ class SlackSettings(IntegrationSettings):
         description="receive at POST /hooks/{name}: the app's Signing Secret (Basic Information), or ${vault:NAME}",
     )
     slash_command: str = Field("/tidings", description="the slash command this app answers")
+    users: dict[str, str] = Field(
+        default_factory=dict,
+        description="Slack user id -> tidings user email (U0123ABC: alice@example.com): who a Slack user acts as "
+        "for task commands and task buttons, with that user's role in the integration's project",
+    )
+    task_url: str | None = Field(
+        None,
+        description="the Open button on task messages: a URL with {project}, {key} and {id} filled in, e.g. "
+        "https://tidings.example.com/projects/{project}/tasks/{key}; without it there is no Open button",
+    )
 
     @field_validator("signing_secret")
     @classmethod
@@ -126,6 +139,28 @@ class SlackSettings(IntegrationSettings):
             v = "/" + v
         if not _COMMAND.match(v):
             raise ValueError("a slash command like '/tidings' (letters, digits, - and _; at most 32 characters)")
+        return v
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for slack_user, email in v.items():
+            if not _SLACK_USER.match(slack_user):
+                raise ValueError(f"{slack_user[:40]!r} is not a Slack user id (U0123ABC or W0123ABC: the member ID in "
+                                 "the user's Slack profile)")
+            try:
+                out[slack_user] = normalize_email(email)
+            except AccountError as exc:
+                raise ValueError(f"{slack_user}: {exc}") from None
+        return out
+
+    @field_validator("task_url")
+    @classmethod
+    def _task_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        check_http_url(v.replace("{project}", "p").replace("{key}", "T-1").replace("{id}", "i"))
         return v
 
     @field_validator("token")
@@ -200,9 +235,10 @@ class SlackSettings(IntegrationSettings):
         return found
 
 
-class SlackNotifier(HttpNotifier, SlackReceiver):
+class SlackNotifier(HttpNotifier, SlackTaskReceiver):
     """Sends (bot token or incoming webhook) and, with ``signing_secret``, receives (slash
-    command, Acknowledge button, Events API; see :mod:`.inbound`)."""
+    command, Acknowledge button, Events API; see :mod:`.inbound`; task commands and buttons:
+    :mod:`.tasks`)."""
 
     kind = "slack"
     Settings = SlackSettings
@@ -236,10 +272,15 @@ class SlackNotifier(HttpNotifier, SlackReceiver):
     # -- rendering -------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
         """The JSON to post. In bot mode critical and high alerts carry an Acknowledge button whose
-        value, the message id, is filled in when sent (``{message_id}`` until then)."""
+        value, the message id, is filled in when sent (``{message_id}`` until then). A task's
+        message carries the task buttons instead, when this integration receives their clicks
+        (``signing_secret``)."""
         s = self.settings
-        ack = s.bot and message.priority in (Priority.CRITICAL, Priority.HIGH) and not message.resolves
+        task = s.signing_secret is not None and is_task_message(message)
+        ack = s.bot and message.priority in (Priority.CRITICAL, Priority.HIGH) and not message.resolves and not task
         text, attachment = build(message, ack=ack, mention=options.mention)
+        if task:
+            add_task_buttons(attachment, message, project=self.project, task_url=s.task_url)
         payload: dict[str, Any] = {}
         if s.bot:
             payload["channel"] = channel_of(message, s.channel)

@@ -15,7 +15,7 @@ JavaScript does, so an emoji counts twice.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -473,11 +473,22 @@ def acked_attachments(
     with the time in its context line. ``by`` is Slack markup made by the caller (a user mention
     from a verified request, or escaped text). Returns the header text (for the top-level
     ``text``) and the attachments; only the keys Slack takes back in ``chat.update`` are kept."""
+    line = f"✔️ Acknowledged by {by} " + date_token(at, "{date_short_pretty} at {time}")
+    return edited_attachments(original, line, "Acknowledged by", lambda e: e.get("action_id") == ACK_ACTION)
+
+
+def edited_attachments(
+    original: list[dict[str, Any]], line: str, marker: str, drop: Callable[[dict[str, Any]], bool],
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """A message shown in Slack, edited after a click: the buttons ``drop`` selects go, and ``line``
+    (mrkdwn made by the caller) joins its context line in place of an earlier one containing
+    ``marker``. Returns the header text and the attachments, with only the keys Slack takes back
+    in ``chat.update``."""
     import copy
 
     attachments = []
     title: str | None = None
-    line = {"type": "mrkdwn", "text": f"✔️ Acknowledged by {by} " + date_token(at, "{date_short_pretty} at {time}")}
+    element = {"type": "mrkdwn", "text": line}
     for source in original:
         attachment: dict[str, Any] = {}
         color = source.get("color")
@@ -493,16 +504,16 @@ def acked_attachments(
             if kind == "header" and title is None:
                 title = block.get("text", {}).get("text")
             elif kind == "actions":
-                block["elements"] = [e for e in block.get("elements", []) if e.get("action_id") != ACK_ACTION]
+                block["elements"] = [e for e in block.get("elements", []) if not drop(e)]
                 if not block["elements"]:
                     continue
             elif kind == "context" and not context_done:
-                elements = [e for e in block.get("elements", []) if "Acknowledged by" not in e.get("text", "")]
-                block["elements"] = [*elements[: CONTEXT_MAX - 1], line]
+                elements = [e for e in block.get("elements", []) if marker not in e.get("text", "")]
+                block["elements"] = [*elements[: CONTEXT_MAX - 1], element]
                 context_done = True
             blocks.append(block)
         if not context_done:
-            blocks.append({"type": "context", "elements": [line]})
+            blocks.append({"type": "context", "elements": [element]})
         attachment["blocks"] = blocks
         attachments.append(attachment)
     return title, attachments

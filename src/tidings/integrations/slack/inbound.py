@@ -94,11 +94,11 @@ def who(user_id: str | None, user_name: str | None) -> str:
     return f"{uid} ({user_name})" if user_name else uid
 
 
-def slack_actor(user_id: str | None, by: str, event: InboundEvent) -> Actor:
+def slack_actor(user_id: str | None, by: str, event: InboundEvent | str) -> Actor:
     """The audit actor of a Slack user's command or click (``by`` as :func:`who` wrote it); the
-    request id is the stored event's."""
-    return Actor("user", id=f"slack:{user_id}"[:64] if user_id else None, name=by, auth_method="slack",
-                 request_id=event.id)
+    request id is the stored event's (or the one given, for a request that is not stored)."""
+    return Actor("user", id=f"slack:{user_id}"[:64] if user_id else None, name=by[:320], auth_method="slack",
+                 request_id=event if isinstance(event, str) else event.id)
 
 
 def mention_of(by: str) -> str:
@@ -502,6 +502,10 @@ class SlackReceiver(Receiver):
     async def _respond(self, url: str, text: str) -> None:
         """Post the result of a slash command to its ``response_url`` (ephemeral). Failures that
         may pass raise, so the event is retried (the work itself is idempotent)."""
+        await self._post_response(url, {"response_type": "ephemeral", "replace_original": False, "text": text})
+
+    async def _post_response(self, url: str, body: dict[str, Any]) -> None:
+        """Post ``body`` to a ``response_url`` (Slack's own hosts only); see :meth:`_respond`."""
         if not self._allowed_response_url(url):
             log.warning("slack.response_url_refused", integration=self.name, host=urlsplit(url).hostname)
             return
@@ -509,7 +513,6 @@ class SlackReceiver(Receiver):
             self._plain = guarded_session(
                 self.destinations, concurrency=2, timeout=self.effective_timeout, headers={"User-Agent": "tidings"}
             )
-        body = {"response_type": "ephemeral", "replace_original": False, "text": text}
         try:
             async with self._plain.post(url, data=orjson.dumps(body), headers={"Content-Type": "application/json"},
                                         allow_redirects=False) as resp:
