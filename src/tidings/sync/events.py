@@ -84,14 +84,23 @@ def task_message(change: TaskChange, links: Sequence[dict[str, Any]] = ()) -> Me
 
 
 async def after_commit(hub: Hub, change: TaskChange | None) -> None:
-    """Route the change's message and push it to linked trackers. Call it after the commit."""
+    """Route the change's message and push it to linked trackers. Call it after the commit.
+
+    The change is committed already: a failure here is logged, not raised, so the caller still
+    answers what was done (the change stands; the next sweep pushes what the sync missed)."""
     if change is None:
         return
-    links: list[dict[str, Any]] = []
-    if change.action != "task.delete" and hub.store is not None:
-        async with hub.store.read() as conn:
-            links = await links_of(conn, change.task["id"])
-    await hub.notify(task_message(change, links), project=change.task["project"])
+    try:
+        links: list[dict[str, Any]] = []
+        if change.action != "task.delete" and hub.store is not None:
+            async with hub.store.read() as conn:
+                links = await links_of(conn, change.task["id"])
+        await hub.notify(task_message(change, links), project=change.task["project"])
+    except Exception:
+        log.exception("task.notify_failed", task=change.task["key"], project=change.task["project"])
     sync = getattr(hub, "sync", None)
     if sync is not None:
-        sync.local_changed(change)
+        try:
+            sync.local_changed(change)
+        except Exception:
+            log.exception("task.sync_failed", task=change.task["key"], project=change.task["project"])
