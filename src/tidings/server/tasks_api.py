@@ -37,6 +37,7 @@ from ..sync.tasks import (
     create_task,
     delete_task,
     get_task,
+    input_values,
     list_tasks,
     task_view,
     update_task,
@@ -164,25 +165,6 @@ def version_of(if_match: str | None) -> int | None:
     return None if text == "*" else int(text.removeprefix("W/").strip('"'))
 
 
-def task_values(given: dict[str, Any]) -> dict[str, Any]:
-    """The API's fields (``status`` a name or a category, ``category``) as task-space values."""
-    out = {k: v for k, v in given.items() if k not in ("status", "category")}
-    for name in ("status", "category", "priority"):
-        if name in given and given[name] is None:
-            raise TaskError(f"{name}: can't be null")
-    if isinstance(out.get("due"), dt.date):
-        out["due"] = out["due"].isoformat()
-    status, category = given.get("status"), given.get("category")
-    if category is not None:
-        out["status"] = category
-    if status is not None:
-        if status in CATEGORIES and category is None:
-            out["status"] = status
-        else:
-            out["status_name"] = status
-    return out
-
-
 async def _task(conn: Conn, project: str, key: str) -> dict[str, Any]:
     task = await get_task(conn, project, key)
     if task is None:
@@ -242,7 +224,7 @@ async def post_task(
     payload: Annotated[TaskIn, Body(openapi_examples={"task": {"summary": "a task", "value": EXAMPLE}})],
     request: Request, response: Response, hub: HubDep, project: ProjectDep, actor: ActorDep,
 ) -> dict[str, Any]:
-    values = task_values(payload.model_dump(exclude_unset=True))
+    values = input_values(payload.model_dump(exclude_unset=True))
     async with hub.require_store().write() as conn:
         change = await create_task(conn, project, values, actor=actor)
         view = await task_view(conn, change.task)
@@ -282,7 +264,7 @@ async def patch_task(
     if_match: IfMatch = None,
 ) -> dict[str, Any]:
     expect = version_of(if_match)
-    values = task_values(payload.model_dump(exclude_unset=True))
+    values = input_values(payload.model_dump(exclude_unset=True))
     async with hub.require_store().write() as conn:
         task = await _task(conn, project, key)
         change = await update_task(conn, task, values, actor=actor, expect_version=expect)

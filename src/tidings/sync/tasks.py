@@ -158,6 +158,26 @@ def check_fields(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def input_values(given: dict[str, Any]) -> dict[str, Any]:
+    """What people write (API, CLI) as task-space values: ``status`` is a category or the
+    project's name for a status, ``category`` says what a name means; ``due`` may be a date."""
+    out = {k: v for k, v in given.items() if k not in ("status", "category")}
+    for name in ("status", "category", "priority"):
+        if name in given and given[name] is None:
+            raise TaskError(f"{name}: can't be null")
+    if isinstance(out.get("due"), dt.date):
+        out["due"] = out["due"].isoformat()
+    status, category = given.get("status"), given.get("category")
+    if category is not None:
+        out["status"] = category
+    if status is not None:
+        if status in CATEGORIES and category is None:
+            out["status"] = status
+        else:
+            out["status_name"] = status
+    return out
+
+
 async def category_for(conn: Conn, project: str, name: str) -> str | None:
     """The category of status ``name`` in ``project``: a well-known name's, else the one the
     project's most recently changed task of that name has; ``None`` when neither."""
