@@ -122,7 +122,8 @@ async def test_lists_filter_and_page(make_api: Any) -> None:
         before = f"&before={page['next']}"
     assert seen == ["T-4", "T-3", "T-2", "T-1"]
     for query, fragment in (("status=closed", "status"), ("limit=0", "limit"), ("before=x", "before"),
-                            ("statsu=open", "Unknown query parameter"), ("updated_since=yesterday", "updated_since")):
+                            ("statsu=open", "Unknown query parameter"), ("updated_since=yesterday", "updated_since"),
+                            ("updated_since=1700000000", "ISO 8601")):
         assert_error(await api.get(f"{ALPHA}?{query}", **as_(owner)), 422, fragment)
     # The unscoped routes are the project default's.
     assert (await api.get("/api/v1/tasks", **as_(owner))).json() == {"items": [], "next": None}

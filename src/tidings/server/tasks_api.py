@@ -16,11 +16,12 @@ for the project ``default``, under ``/api/v1``. Another project's task is not fo
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from ..errors import NotFound
 from ..message import Priority
@@ -73,6 +74,14 @@ TaskKey = Annotated[str, Path(description="`T-12`, `12` or the task's id", patte
 Label = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NOT_BLANK)]
 PriorityName = Literal[tuple(p.value for p in Priority)]  # type: ignore[valid-type]
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+def _iso_only(value: Any) -> Any:
+    """A date-time as text (pydantic would take a number as Unix time too, which the schema doesn't say)."""
+    if isinstance(value, str) and not re.match(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("an ISO 8601 date-time: 2030-01-31T12:00:00Z")
+    return value
+
+
+Since = Annotated[dt.datetime, BeforeValidator(_iso_only)]
 EXAMPLE = {"title": "Rotate the database password", "description": "Before **Friday**; see the runbook.",
            "status": "In Review", "priority": "high", "assignee": "github:octocat", "labels": ["ops", "security"],
            "due": "2030-06-30"}
@@ -197,8 +206,7 @@ async def get_tasks(
     assignee: Annotated[str | None, Query(max_length=320, pattern=NO_NUL)] = None,
     label: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="text in the title")] = None,
-    updated_since: Annotated[dt.datetime | None, Query(description="changed at or after (ISO 8601; UTC if no "
-                                                                   "offset)")] = None,
+    updated_since: Annotated[Since | None, Query(description="changed at or after (ISO 8601; UTC if no offset)")] = None,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 50,
     before: Annotated[int | None, Query(ge=1, le=2**31, description="the `next` of the previous page")] = None,
 ) -> dict[str, Any]:
