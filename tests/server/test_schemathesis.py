@@ -90,8 +90,10 @@ def _adjust(case: Any) -> None:
 
 def _config_write(operation: Any) -> bool:
     """A write of the configuration: whether its input is acceptable depends on the whole configuration (the
-    integrations a route names, a kind's rules across fields, the current revision), which no schema states."""
-    return "configuration" in (operation.definition.raw.get("tags") or []) and operation.method.upper() != "GET"
+    integrations a route names, a kind's rules across fields, the current revision), which no schema states.
+    A task's write likewise depends on the project (its members can be assigned, its tasks' status names)."""
+    tags = operation.definition.raw.get("tags") or []
+    return ("configuration" in tags or "tasks" in tags) and operation.method.upper() != "GET"
 
 
 @pytest.mark.slow

@@ -500,6 +500,15 @@ tasks = Table(
 )
 """A project's local tasks: the hub of the sync star (see ``sync/``)."""
 
+task_numbers = Table(
+    "task_numbers",
+    metadata,
+    Column("project", String(64), ForeignKey("projects.slug", ondelete="CASCADE"), primary_key=True),
+    Column("last", Integer, nullable=False,
+           comment="the project's last task number: a deleted task's number is not given again"),
+)
+"""Per project, the last task number given (T-12 names one task, ever)."""
+
 task_links = Table(
     "task_links",
     metadata,

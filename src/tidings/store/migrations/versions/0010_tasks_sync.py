@@ -1,4 +1,4 @@
-"""tasks, their links to tracker items, sweep cursors, the sync log and parked conflicts
+"""tasks (and their numbers per project), their links to tracker items, sweep cursors, the sync log and parked conflicts
 
 Revision ID: 0010
 Revises: 0009
@@ -126,9 +126,18 @@ def upgrade() -> None:
     )
     op.create_index('ix_sync_conflicts_open', 'sync_conflicts', ['project', 'resolved_at'], unique=False)
     op.create_index('ix_sync_conflicts_task', 'sync_conflicts', ['task_id', 'integration', 'field'], unique=False)
+    op.create_table(
+        'task_numbers',
+        sa.Column('project', sa.String(length=64), nullable=False),
+        sa.Column('last', sa.Integer(), nullable=False,
+                  comment="the project's last task number: a deleted task's number is not given again"),
+        sa.ForeignKeyConstraint(['project'], ['projects.slug'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('project'),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('task_numbers')
     op.drop_table('sync_conflicts')
     op.drop_table('sync_runs')
     op.drop_table('sync_cursors')
