@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_tracker import FakeTracker
 from helpers import PG_URL, pg_available, services_required
 
+from tidings import Hub
 from tidings.store.engine import Store
 from tidings.store.tables import metadata
-from tidings import Hub
 from tidings.sync.engine import Engine
-
-from fake_tracker import FakeTracker
 
 
 class _Migrated:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from tidings import Hub
 from tidings.audit.chain import Actor
 from tidings.store.tables import audit_log, sync_conflicts, task_links, tasks
+from tidings.sync.engine import RunState
 from tidings.sync.tasks import create_task, get_task_by_id, update_task
 
 
@@ -66,3 +68,16 @@ async def task(hub: Hub, task_id: str) -> dict[str, Any]:
         found = await get_task_by_id(conn, task_id)
     assert found is not None
     return found
+
+
+SQLITE_ONLY = pytest.mark.parametrize("db", ["sqlite"])
+"""For what the merge decides (the same on either database): the store-bound tests run on both."""
+
+
+async def sweep(engine: Any, run: RunState | None = None) -> RunState:
+    """A sweep from where the last one (kept on the engine by the test) got to."""
+    run = run or RunState("sweep")
+    mark, etag = getattr(engine, "_test_cursor", (None, None))
+    await engine.sweep(run, mark, etag)
+    engine._test_cursor = (run.mark, run.list_etag)
+    return run

@@ -7,24 +7,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from sync_helpers import USER, all_links, all_tasks, audit_actions, edit_task, new_task, task
+from sync_helpers import SQLITE_ONLY, USER, all_links, all_tasks, audit_actions, edit_task, new_task, sweep, task
 
 from tidings.sync import links
 from tidings.sync.conflicts import ConflictError, list_conflicts
 from tidings.sync.engine import RunState
-
-
-SQLITE_ONLY = pytest.mark.parametrize("db", ["sqlite"])
-"""For what the merge decides (the same on either database): the store-bound tests run on both."""
-
-
-async def sweep(engine: Any, run: RunState | None = None) -> RunState:
-    """A sweep from where the last one (kept on the engine by the test) got to."""
-    run = run or RunState("sweep")
-    mark, etag = getattr(engine, "_test_cursor", (None, None))
-    await engine.sweep(run, mark, etag)
-    engine._test_cursor = (run.mark, run.list_etag)
-    return run
 
 
 async def test_initial_import_then_unchanged_sweeps_cost_one_304(hub: Any, make_engine: Any) -> None:

@@ -79,6 +79,8 @@ class RunState:
     stopped: str | None = None
     """Why the run ended early (a rate limit longer than ``max_wait``, a refused credential)."""
     resume_at: float | None = None
+    seen: set[str] = field(default_factory=set, repr=False)
+    """Tasks this run already synced (the export pass leaves them; a plan must not list them twice)."""
 
     def problem(self, task: str | None, remote: str | None, error: str) -> None:
         self.errors += 1
@@ -308,6 +310,8 @@ class Engine:
                      after=links.summary({**link, **values}))
 
     async def _sync_linked(self, link: dict[str, Any], item: RemoteItem, run: RunState, pushing: bool) -> None:
+        if link["task_id"] is not None:
+            run.seen.add(link["task_id"])
         if link["state"] != LINKED or link["task_id"] is None:
             run.unchanged += 1  # the task was deleted here, or the item there: never imported again
             return
@@ -334,6 +338,7 @@ class Engine:
                 await links.update(conn, link["id"], base=merged.base, written_hash=digest(written), synced_at=synced_at,
                                    error=None, claimed_by=None, claimed_until=None)
             claimed = False
+            run.updated += 1
         except NotFound:
             claimed = False
             await self._remote_gone(link, run)
@@ -380,10 +385,11 @@ class Engine:
             base.update({k: link["base"][k] for k in merged.to_remote if k in link["base"]})
             release = {} if merged.to_remote else {"claimed_by": None, "claimed_until": None}
             await links.update(conn, link_id, **seen, base=base, synced_at=synced_at, **release)
-        if change is not None or merged.to_remote:
-            run.updated += 1
-        elif not merged.conflicts:
-            run.unchanged += 1
+        if not merged.to_remote:  # else counted once the tracker has it
+            if change is not None:
+                run.updated += 1
+            elif not merged.conflicts:
+                run.unchanged += 1
         await self._after(change)
         return (merged, synced_at) if merged.to_remote else None
 
@@ -431,6 +437,7 @@ class Engine:
             link = await links.by_task(conn, self.name, task_id)
         if task is None or task["project"] != self.project:
             return
+        run.seen.add(task_id)
         if link is None or link["state"] == CREATING:
             if link is None and self.settings.create not in ("both", "export"):
                 return
@@ -591,7 +598,7 @@ class Engine:
              .where(tasks.c.project == self.project, or_(*wanted))
              .order_by(tasks.c.updated_at))
         async with self.store.read() as conn:
-            ids = [row.id for row in await conn.execute(q)]
+            ids = [row.id for row in await conn.execute(q) if row.id not in run.seen]
         for task_id in ids:
             if await self._attempt(run, self._push_task(task_id, run), task=task_id) == "stopped":
                 return
@@ -654,6 +661,8 @@ class Engine:
                    run: RunState, pushing: bool) -> None:
         """What :meth:`_sync_item` would do, appended to ``run.planned`` (and counted)."""
         key = task["key"] if task else None
+        if task is not None:
+            run.seen.add(task["id"])
         if link is None:
             if item.deleted or self.settings.create not in ("both", "import"):
                 run.unchanged += 1
