@@ -9,42 +9,29 @@ the work, recording what happened in a :class:`RunState`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
-from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..audit.chain import Actor, append
 from ..ids import new_id
 from ..security.redact import ERROR_MAX, clip
-from ..store.tables import task_links, tasks
 from . import links
 from .conflicts import ConflictError, get_conflict, mark_resolved, park
 from .events import after_commit
 from .links import CREATING, DELETED, LINKED, UNLINKED, item_lock
 from .merge import merge
-from .model import (
-    AuthFailed,
-    CallStats,
-    Merged,
-    NotFound,
-    RateLimited,
-    RemoteItem,
-    TrackerError,
-    Unavailable,
-    count_wait,
-    current_stats,
-    digest,
-    normalize,
-)
+from .model import Merged, NotFound, RemoteItem, TrackerError, Unavailable, digest, normalize
+from .runs import Outcome, RunState, Stop, call, plan_merged, stats
+from .sweep import export_pass, sweep_remote
 from .tasks import StaleTask, TaskChange, TaskError, create_task, get_task_by_id, task_fields, update_task
+
+__all__ = ["Engine", "RunState"]
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -53,54 +40,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("tidings.sync")
 T = TypeVar("T")
-PROBLEMS_MAX = 100
-RATE_LIMIT_RETRIES = 10
-"""Short rate-limit waits waited out in a row for one call before the run stops anyway."""
-
-
-@dataclass
-class RunState:
-    """One run's bookkeeping; the service stores it as a ``sync_runs`` row."""
-
-    trigger: str
-    dry: bool = False
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    conflicts: int = 0
-    errors: int = 0
-    stats: CallStats = field(default_factory=CallStats)
-    problems: list[dict[str, Any]] = field(default_factory=list)
-    """Per-item errors ``{task, remote, error}``, at most :data:`PROBLEMS_MAX` kept (``errors`` counts all)."""
-    planned: list[dict[str, Any]] = field(default_factory=list)
-    """Dry runs: ``{action, task, remote, fields}`` for every action a real run would take."""
-    mark: float | None = None
-    list_etag: str | None = None
-    stopped: str | None = None
-    """Why the run ended early (a rate limit longer than ``max_wait``, a refused credential)."""
-    resume_at: float | None = None
-    seen: set[str] = field(default_factory=set, repr=False)
-    """Tasks this run already synced (the export pass leaves them; a plan must not list them twice)."""
-
-    def problem(self, task: str | None, remote: str | None, error: str) -> None:
-        self.errors += 1
-        if len(self.problems) < PROBLEMS_MAX:
-            self.problems.append({"task": task, "remote": remote, "error": clip(error, ERROR_MAX)})
-
-    def plan(self, action: str, task: str | None, remote: str | None, fields: dict[str, Any]) -> None:
-        self.planned.append({"action": action, "task": task, "remote": remote, "fields": fields})
-
-
-class _Stop(Exception):
-    """The run can't go on: a rate limit longer than ``max_wait`` or a refused credential."""
-
-    def __init__(self, reason: str, resume_at: float | None) -> None:
-        super().__init__(reason)
-        self.reason, self.resume_at = reason, resume_at
-
-
-Outcome = Literal["ok", "failed", "held", "stopped"]
-"""``held``: a transient failure (the sweep's mark must not pass it); ``failed``: that item's own error."""
 
 
 class Engine:
@@ -136,30 +75,30 @@ class Engine:
 
     async def sync_item(self, item: RemoteItem, run: RunState) -> None:
         """One remote item ⇄ its task (created, merged, unlinked as the rows say)."""
-        with _stats(run):
+        with stats(run):
             await self._attempt(run, self._sync_item(item, run), remote=item.key)
 
     async def sync_remote_id(self, remote_id: str, run: RunState) -> None:
         """A webhook hint: fetch the item (conditionally on the ETag we have) and sync it."""
-        with _stats(run):
+        with stats(run):
             await self._attempt(run, self._sync_remote_id(remote_id, run), remote=remote_id)
 
     async def push_task(self, task_id: str, run: RunState) -> None:
         """A local change → this tracker: merged into the linked item, or a new item when the task
         has none and ``sync.create`` exports."""
-        with _stats(run):
+        with stats(run):
             await self._attempt(run, self._push_task(task_id, run), task=task_id)
 
     async def sweep(self, run: RunState, mark: float | None, list_etag: str | None) -> None:
         """Everything changed on the tracker since ``mark`` (less the overlap), then the export pass.
         ``run.mark`` ends at the newest item fully processed, never past one that must be retried."""
-        with _stats(run):
+        with stats(run):
             run.mark, run.list_etag = mark, list_etag
             try:
-                await self._sweep_remote(run, mark, list_etag)
+                await sweep_remote(self, run, mark, list_etag)
                 if run.stopped is None:
-                    await self._export_pass(run)
-            except _Stop as stop:
+                    await export_pass(self, run)
+            except Stop as stop:
                 run.stopped, run.resume_at = stop.reason, stop.resume_at
                 if run.mark != mark:
                     run.list_etag = None
@@ -201,7 +140,7 @@ class Engine:
         try:
             await work
             return "ok"
-        except _Stop as stop:
+        except Stop as stop:
             run.stopped, run.resume_at = stop.reason, stop.resume_at
             return "stopped"
         except Unavailable as exc:
@@ -315,7 +254,8 @@ class Engine:
         if link["state"] != LINKED or link["task_id"] is None:
             run.unchanged += 1  # the task was deleted here, or the item there: never imported again
             return
-        await self._claim(link, item)
+        if not await links.claim_waiting(self.store, link["id"], self.worker, self.lease, self.claim_poll):
+            raise Unavailable(f"{item.key} is being synced by another worker")
         claimed = True
         try:
             if item.deleted:
@@ -417,18 +357,6 @@ class Engine:
             await links.update(conn, link_id, error=clip(f"{type(exc).__name__}: {exc}", ERROR_MAX))
             await links.release(conn, link_id, self.worker)
 
-    async def _claim(self, link: dict[str, Any], item: RemoteItem) -> None:
-        """Take the link's lease, waiting while another worker holds it."""
-        deadline = time.monotonic() + self.lease + 5
-        for attempt in range(10_000):
-            async with self.store.write() as conn:
-                if await links.claim(conn, link["id"], self.worker, self.lease):
-                    return
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(min(self.claim_poll * 2 ** min(attempt, 4), 0.5))
-        raise Unavailable(f"{item.key} is being synced by another worker")
-
     # -- local → tracker ---------------------------------------------------------------------
 
     async def _push_task(self, task_id: str, run: RunState) -> None:
@@ -513,96 +441,6 @@ class Engine:
                 sent_before = True
                 await asyncio.sleep(delay)
 
-    # -- the sweep ---------------------------------------------------------------------------
-
-    async def _sweep_remote(self, run: RunState, mark: float | None, list_etag: str | None) -> None:
-        since = None if mark is None else mark - float(self.settings.overlap)
-        etag, first_etag, held, waits = list_etag, None, False, 0
-        delays = iter(self.retry_delays)
-        first = True
-        while True:
-            try:
-                async for page in self.tracker.changes(since, etag):
-                    if page.not_modified:
-                        return
-                    if first:
-                        first_etag, first = page.etag, False
-                    held = await self._sweep_page(page.items, run, held)
-                    if run.stopped is not None:
-                        break
-                break
-            except RateLimited as exc:
-                waits += 1
-                if exc.wait > float(self.settings.max_wait) or waits > RATE_LIMIT_RETRIES:
-                    raise _Stop(f"rate limited for {exc.wait:.0f}s: {exc}", time.time() + exc.wait) from exc
-                count_wait(exc.wait)
-                await asyncio.sleep(exc.wait)
-            except AuthFailed as exc:
-                raise _Stop(f"authentication failed: {exc}", None) from exc
-            except Unavailable as exc:
-                delay = next(delays, None)
-                if delay is None:
-                    raise _Stop(f"tracker unavailable: {exc}", None) from exc
-                await asyncio.sleep(delay)
-            # Listing again from where the run got to: what was done is skipped as unchanged.
-            if run.mark is not None and run.mark != mark:
-                since = run.mark
-            etag, first_etag, first = None, None, False
-        # The first page's ETag only answers 304 for the same ``since``: keep it when the mark stayed.
-        run.list_etag = first_etag if run.mark == mark and not held and run.stopped is None else None
-
-    async def _sweep_page(self, items: list[RemoteItem], run: RunState, held: bool) -> bool:
-        """Sync one page's items in order; returns whether the mark is held (an item to retry)."""
-        async with self.store.read() as conn:
-            known = await links.by_remotes(conn, self.name, [i.id for i in items])
-        for item in items:
-            link = known.get(item.id)
-            if link is not None and self._seen(link, item):
-                run.unchanged += 1
-                outcome: Outcome = "ok"
-            else:
-                outcome = await self._attempt(run, self._sync_item(item, run), remote=item.key)
-            if outcome == "stopped":
-                return held
-            if outcome == "held":
-                held = True
-            elif not held:
-                run.mark = item.updated_at if run.mark is None else max(run.mark, item.updated_at)
-        return held
-
-    def _seen(self, link: dict[str, Any], item: RemoteItem) -> bool:
-        """Whether the sweep may skip ``item``: nothing new since we last synced it."""
-        if link["state"] in (UNLINKED, DELETED) or link["task_id"] is None:
-            return True
-        if link["state"] != LINKED or item.deleted or link["remote_updated"] is None or link["error"]:
-            return False
-        if item.updated_at != link["remote_updated"]:
-            return item.updated_at < link["remote_updated"]
-        # The same second (GitHub's precision): skip only when its values are what we know.
-        if digest(item.fields) == link["written_hash"]:
-            return True
-        base = link["base"]
-        return all(base.get(k, v) == v for k, v in self._carried(item).items())
-
-    async def _export_pass(self, run: RunState) -> None:
-        """Tasks with no item here (when creates export), changed since they last agreed with
-        theirs, left mid-create, or whose last sync failed."""
-        j = task_links.c
-        wanted = [j.state == CREATING,
-                  and_(j.state == LINKED, or_(tasks.c.updated_at > j.synced_at, j.synced_at.is_(None),
-                                              j.error.is_not(None)))]
-        if self.settings.create in ("both", "export"):
-            wanted.append(j.id.is_(None))
-        q = (select(tasks.c.id)
-             .select_from(tasks.outerjoin(task_links, and_(j.task_id == tasks.c.id, j.integration == self.name)))
-             .where(tasks.c.project == self.project, or_(*wanted))
-             .order_by(tasks.c.updated_at))
-        async with self.store.read() as conn:
-            ids = [row.id for row in await conn.execute(q) if row.id not in run.seen]
-        for task_id in ids:
-            if await self._attempt(run, self._push_task(task_id, run), task=task_id) == "stopped":
-                return
-
     # -- helpers -----------------------------------------------------------------------------
 
     async def _after(self, change: TaskChange | None) -> None:
@@ -614,26 +452,8 @@ class Engine:
             log.exception("sync.after_commit_failed", integration=self.name)
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, retry_unavailable: bool = True) -> T:
-        """A tracker call: short rate limits waited out, a longer one (or a refused credential)
-        stops the run, a peer that is down tried again with backoff."""
-        delays = iter(self.retry_delays if retry_unavailable else ())
-        waits = 0
-        while True:
-            try:
-                return await fn(*args)
-            except RateLimited as exc:
-                waits += 1
-                if exc.wait > float(self.settings.max_wait) or waits > RATE_LIMIT_RETRIES:
-                    raise _Stop(f"rate limited for {exc.wait:.0f}s: {exc}", time.time() + exc.wait) from exc
-                count_wait(exc.wait)
-                await asyncio.sleep(exc.wait)
-            except AuthFailed as exc:
-                raise _Stop(f"authentication failed: {exc}", None) from exc
-            except Unavailable:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
+        return await call(fn, *args, max_wait=float(self.settings.max_wait),
+                          delays=self.retry_delays if retry_unavailable else ())
 
     def _imports(self, name: str) -> bool:
         return self.settings.direction(name) in ("both", "import")
@@ -669,36 +489,10 @@ class Engine:
             else:
                 run.plan("create_task", None, item.key, self._import_values(item, None))
                 run.created += 1
-            return
-        if link["state"] != LINKED or task is None or (not pushing and digest(item.fields) == link["written_hash"]):
+        elif link["state"] != LINKED or task is None or (not pushing and digest(item.fields) == link["written_hash"]):
             run.unchanged += 1
-            return
-        if item.deleted:
+        elif item.deleted:
             run.plan("unlink", key, item.key, {})
             run.updated += 1
-            return
-        merged = self._merge(link, task, item)
-        for c in merged.conflicts:
-            run.plan("conflict", key, item.key, {c.field: {"base": c.base, "local": c.local, "remote": c.remote}})
-        run.conflicts += len(merged.conflicts)
-        if merged.to_local:
-            run.plan("update_task", key, item.key, merged.to_local)
-        rest = {k: v for k, v in merged.to_remote.items() if k != "status"}
-        if rest:
-            run.plan("update_remote", key, item.key, rest)
-        if "status" in merged.to_remote:
-            run.plan("transition", key, item.key, {"status": merged.to_remote["status"]})
-        if merged.to_local or merged.to_remote:
-            run.updated += 1
-        elif not merged.conflicts:
-            run.unchanged += 1
-
-
-@contextlib.contextmanager
-def _stats(run: RunState) -> Iterator[None]:
-    """Trackers count their calls into the run's stats while it runs."""
-    token = current_stats.set(run.stats)
-    try:
-        yield
-    finally:
-        current_stats.reset(token)
+        else:
+            plan_merged(run, key, item.key, self._merge(link, task, item))

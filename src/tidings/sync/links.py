@@ -86,6 +86,19 @@ async def claim(conn: Conn, link_id: str, worker: str, lease: float) -> bool:
     return bool(result.rowcount == 1)
 
 
+async def claim_waiting(store: Any, link_id: str, worker: str, lease: float, poll: float) -> bool:
+    """:func:`claim`, waiting while another worker holds the lease (at most one lease long)."""
+    deadline = time.monotonic() + lease + 5
+    for attempt in range(100_000):
+        async with store.write() as conn:
+            if await claim(conn, link_id, worker, lease):
+                return True
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(min(poll * 2 ** min(attempt, 4), 0.5))
+    return False
+
+
 async def update(conn: Conn, link_id: str, **values: Any) -> None:
     await conn.execute(task_links.update().where(task_links.c.id == link_id).values(**values))
 
