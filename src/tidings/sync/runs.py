@@ -72,19 +72,27 @@ async def call(fn: Callable[..., Awaitable[T]], *args: Any, max_wait: float, del
     while True:
         try:
             return await fn(*args)
-        except RateLimited as exc:
-            waits += 1
-            if exc.wait > max_wait or waits > RATE_LIMIT_RETRIES:
-                raise Stop(f"rate limited for {exc.wait:.0f}s: {exc}", time.time() + exc.wait) from exc
-            count_wait(exc.wait)
-            await asyncio.sleep(exc.wait)
-        except AuthFailed as exc:
-            raise Stop(f"authentication failed: {exc}", None) from exc
-        except Unavailable:
-            delay = next(pending, None)
-            if delay is None:
-                raise
-            await asyncio.sleep(delay)
+        except (RateLimited, AuthFailed, Unavailable) as exc:
+            waits += isinstance(exc, RateLimited)
+            await wait_or_stop(exc, waits=waits, max_wait=max_wait, delays=pending)
+
+
+async def wait_or_stop(exc: Exception, *, waits: int, max_wait: float, delays: Iterator[float]) -> None:
+    """What a failed tracker call leads to before it is tried again: a wait (a short rate limit,
+    the next backoff delay), or :class:`Stop` (a long limit, a refused credential), or ``exc``
+    raised again (unavailable once the delays are spent)."""
+    if isinstance(exc, RateLimited):
+        if exc.wait > max_wait or waits > RATE_LIMIT_RETRIES:
+            raise Stop(f"rate limited for {exc.wait:.0f}s: {exc}", time.time() + exc.wait) from exc
+        count_wait(exc.wait)
+        await asyncio.sleep(exc.wait)
+    elif isinstance(exc, AuthFailed):
+        raise Stop(f"authentication failed: {exc}", None) from exc
+    else:
+        delay = next(delays, None)
+        if delay is None:
+            raise exc
+        await asyncio.sleep(delay)
 
 
 def plan_merged(run: RunState, task: str | None, remote: str, merged: Merged) -> None:

@@ -3,8 +3,6 @@ then the export pass over the tasks that changed here. Webhooks are hints; this 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
@@ -12,18 +10,19 @@ from sqlalchemy import and_, or_, select
 from ..store.tables import task_links, tasks
 from . import links
 from .links import CREATING, DELETED, LINKED, UNLINKED
-from .model import AuthFailed, RateLimited, RemoteItem, Unavailable, count_wait, digest
-from .runs import RATE_LIMIT_RETRIES, Outcome, RunState, Stop
+from .model import AuthFailed, RateLimited, RemoteItem, Unavailable, digest
+from .runs import Outcome, RunState, Stop, wait_or_stop
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 
 async def sweep_remote(engine: Engine, run: RunState, mark: float | None, list_etag: str | None) -> None:
+    """The tracker's items changed since ``mark`` less the overlap, oldest first. A listing cut
+    short (a short rate limit, a peer down a moment) starts again from where the run got to."""
     since = None if mark is None else mark - float(engine.settings.overlap)
-    etag, first_etag, held, waits = list_etag, None, False, 0
+    etag, first_etag, held, waits, first = list_etag, None, False, 0, True
     delays = iter(engine.retry_delays)
-    first = True
     while True:
         try:
             async for page in engine.tracker.changes(since, etag):
@@ -35,25 +34,19 @@ async def sweep_remote(engine: Engine, run: RunState, mark: float | None, list_e
                 if run.stopped is not None:
                     break
             break
-        except RateLimited as exc:
-            waits += 1
-            if exc.wait > float(engine.settings.max_wait) or waits > RATE_LIMIT_RETRIES:
-                raise Stop(f"rate limited for {exc.wait:.0f}s: {exc}", time.time() + exc.wait) from exc
-            count_wait(exc.wait)
-            await asyncio.sleep(exc.wait)
-        except AuthFailed as exc:
-            raise Stop(f"authentication failed: {exc}", None) from exc
-        except Unavailable as exc:
-            delay = next(delays, None)
-            if delay is None:
-                raise Stop(f"tracker unavailable: {exc}", None) from exc
-            await asyncio.sleep(delay)
+        except (RateLimited, AuthFailed, Unavailable) as exc:
+            waits += isinstance(exc, RateLimited)
+            try:
+                await wait_or_stop(exc, waits=waits, max_wait=float(engine.settings.max_wait), delays=delays)
+            except Unavailable as down:
+                raise Stop(f"tracker unavailable: {down}", None) from down
         # Listing again from where the run got to: what was done is skipped as unchanged.
         if run.mark is not None and run.mark != mark:
             since = run.mark
         etag, first_etag, first = None, None, False
     # The first page's ETag only answers 304 for the same ``since``: keep it when the mark stayed.
     run.list_etag = first_etag if run.mark == mark and not held and run.stopped is None else None
+
 
 async def sweep_page(engine: Engine, items: list[RemoteItem], run: RunState, held: bool) -> bool:
     """Sync one page's items in order; returns whether the mark is held (an item to retry)."""
@@ -74,6 +67,7 @@ async def sweep_page(engine: Engine, items: list[RemoteItem], run: RunState, hel
             run.mark = item.updated_at if run.mark is None else max(run.mark, item.updated_at)
     return held
 
+
 def seen(engine: Engine, link: dict[str, Any], item: RemoteItem) -> bool:
     """Whether the sweep may skip ``item``: nothing new since we last synced it."""
     if link["state"] in (UNLINKED, DELETED) or link["task_id"] is None:
@@ -87,6 +81,7 @@ def seen(engine: Engine, link: dict[str, Any], item: RemoteItem) -> bool:
         return True
     base = link["base"]
     return all(base.get(k, v) == v for k, v in engine._carried(item).items())
+
 
 async def export_pass(engine: Engine, run: RunState) -> None:
     """Tasks with no item here (when creates export), changed since they last agreed with
