@@ -78,8 +78,8 @@ async def test_edits_flow_both_ways_and_our_echo_changes_nothing(hub: Any, make_
     echo = await sweep(engine)
     assert (echo.updated, echo.created, echo.unchanged) == (0, 0, 1)
     hint = RunState("webhook")
-    await engine.sync_remote_id(remote_id, hint)
-    assert (hint.updated, hint.unchanged) == (0, 1)
+    await engine.sync_remote_id(remote_id, hint)  # a conditional fetch: 304
+    assert (hint.updated, hint.unchanged, hint.stats.api_calls, hint.stats.not_modified) == (0, 1, 1, 1)
     await engine.sync_item(tracker.item(remote_id), RunState("webhook"))
     assert tracker.writes == writes and (await task(hub, t["id"]))["version"] == version
     [link] = await all_links(hub, "gh")
@@ -164,6 +164,10 @@ async def test_a_parked_conflict_is_resolved_by_a_person(hub: Any, make_engine: 
     assert ("sync.conflict", t["key"], "sync:gh") in await audit_actions(hub)
     after = await sweep(engine)  # settled: nothing more to do, no new conflict
     assert (after.conflicts, after.updated) == (0, 0) and await _conflicts(hub) == []
+    async with hub.store.read() as conn:
+        assert len(await list_conflicts(conn, "default", task_id=t["id"], open_only=False)) == 1
+        assert await list_conflicts(conn, "default", task_id="nope", open_only=False) == []
+        assert await list_conflicts(conn, "other", open_only=False) == []
     with pytest.raises(ConflictError, match="already resolved"):
         await engine.resolve_conflict(c["id"], "local", None, USER)
 
@@ -300,3 +304,21 @@ async def test_a_task_deleted_here_is_never_imported_again(hub: Any, make_engine
 async def _conflicts(hub: Any, **kwargs: Any) -> list[dict[str, Any]]:
     async with hub.store.read() as conn:
         return await list_conflicts(conn, "default", **kwargs)
+
+
+@SQLITE_ONLY
+async def test_a_lease_left_by_a_dead_worker_expires(hub: Any, make_engine: Any) -> None:
+    import time
+
+    engine, tracker = make_engine("gh")
+    remote_id = tracker.add(title="a")
+    await sweep(engine)
+    [link] = await all_links(hub, "gh")
+    async with hub.store.write() as conn:  # another worker holds it, alive
+        await links.update(conn, link["id"], claimed_by="elsewhere", claimed_until=time.time() + 0.3)
+    tracker.edit(remote_id, title="b")
+    run = RunState("webhook")
+    await engine.sync_item(tracker.item(remote_id), run)  # waits for the lease to end, then syncs
+    assert run.updated == 1 and (await all_tasks(hub))[0]["title"] == "b"
+    [link] = await all_links(hub, "gh")
+    assert (link["claimed_by"], link["claimed_until"]) == (None, None)
