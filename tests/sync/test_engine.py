@@ -322,3 +322,15 @@ async def test_a_lease_left_by_a_dead_worker_expires(hub: Any, make_engine: Any)
     assert run.updated == 1 and (await all_tasks(hub))[0]["title"] == "b"
     [link] = await all_links(hub, "gh")
     assert (link["claimed_by"], link["claimed_until"]) == (None, None)
+
+
+async def test_a_page_of_new_items_is_imported_all_or_nothing(hub: Any, make_engine: Any) -> None:
+    engine, tracker = make_engine("gh")
+    a, b = tracker.add(title="a"), tracker.add(title="b")
+    await engine.sync_item(tracker.item(b), RunState("webhook"))  # a webhook linked b meanwhile
+    run = RunState("sweep")
+    assert await engine.import_new([tracker.item(a), tracker.item(b)], run) is False
+    assert [t["title"] for t in await all_tasks(hub)] == ["b"] and run.created == 0
+    swept = await sweep(engine)  # the sweep then takes them one by one
+    assert (swept.created, swept.errors) == (1, 0)
+    assert sorted(t["title"] for t in await all_tasks(hub)) == ["a", "b"]

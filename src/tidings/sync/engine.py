@@ -202,25 +202,35 @@ class Engine:
 
     async def _import_new(self, item: RemoteItem, run: RunState) -> bool:
         """A new task and its link in one transaction; ``False`` when another worker linked the item first."""
-        values = self._import_values(item, None)
+        return await self.import_new([item], run)
+
+    async def import_new(self, items: list[RemoteItem], run: RunState) -> bool:
+        """New items as tasks, each with its link, in one transaction (a sweep page's new items
+        share one commit). ``False`` when any link (or task number) was taken meanwhile: nothing is
+        kept, and the caller takes the items one by one."""
         try:
             async with self.store.write() as conn:
-                change = await create_task(conn, self.project, values, actor=self.actor, origin=self.name)
-                task = change.task
-                local = task_fields(task)
-                base = {k: (v if self._imports(k) else local[k]) for k, v in self._carried(item).items()}
-                link = {"id": new_id(), "task_id": task["id"], "project": self.project, "integration": self.name,
-                        "state": LINKED, "remote_id": item.id, "remote_key": item.key, "remote_url": item.url,
-                        "remote_updated": item.updated_at, "etag": item.etag, "base": base,
-                        "synced_at": task["updated_at"], "created_at": time.time()}
-                await links.insert(conn, **link)
-                await append(conn, self.actor, "sync.link", target=task["key"], project=self.project,
-                             after=links.summary(link))
-        except IntegrityError:  # the link (or the task number) was taken meanwhile: read again
+                changes = [await self._insert_new(conn, item) for item in items]
+        except IntegrityError:
             return False
-        run.created += 1
-        await self._after(change)
+        run.created += len(changes)
+        run.seen.update(c.task["id"] for c in changes)
+        await asyncio.gather(*(self._after(c) for c in changes))
         return True
+
+    async def _insert_new(self, conn: Conn, item: RemoteItem) -> TaskChange:
+        change = await create_task(conn, self.project, self._import_values(item, None), actor=self.actor,
+                                   origin=self.name)
+        task = change.task
+        local = task_fields(task)
+        base = {k: (v if self._imports(k) else local[k]) for k, v in self._carried(item).items()}
+        link = {"id": new_id(), "task_id": task["id"], "project": self.project, "integration": self.name,
+                "state": LINKED, "remote_id": item.id, "remote_key": item.key, "remote_url": item.url,
+                "remote_updated": item.updated_at, "etag": item.etag, "base": base,
+                "synced_at": task["updated_at"], "created_at": time.time()}
+        await links.insert(conn, **link)
+        await append(conn, self.actor, "sync.link", target=task["key"], project=self.project, after=links.summary(link))
+        return change
 
     async def _adopt(self, link: dict[str, Any], item: RemoteItem) -> bool:
         """``item`` is what the create of ``link`` made (its answer was lost): link them. ``False``

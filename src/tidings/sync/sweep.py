@@ -3,6 +3,7 @@ then the export pass over the tasks that changed here. Webhooks are hints; this 
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
@@ -12,6 +13,7 @@ from . import links
 from .links import CREATING, DELETED, LINKED, UNLINKED
 from .model import AuthFailed, RateLimited, RemoteItem, Unavailable, digest
 from .runs import Outcome, RunState, Stop, wait_or_stop
+from .tasks import TaskError
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -52,11 +54,19 @@ async def sweep_page(engine: Engine, items: list[RemoteItem], run: RunState, hel
     """Sync one page's items in order; returns whether the mark is held (an item to retry)."""
     async with engine.store.read() as conn:
         known = await links.by_remotes(conn, engine.name, [i.id for i in items])
+    imported: set[str] = set()
+    new = [i for i in items if i.id not in known and not i.marker and not i.deleted]
+    if len(new) > 1 and not run.dry and engine.settings.create in ("both", "import"):
+        with contextlib.suppress(TaskError):  # a value a task can't take: the items go one by one
+            if await engine.import_new(new, run):
+                imported = {i.id for i in new}
     for item in items:
         link = known.get(item.id)
-        if link is not None and seen(engine, link, item):
-            run.unchanged += 1
+        if item.id in imported:
             outcome: Outcome = "ok"
+        elif link is not None and seen(engine, link, item):
+            run.unchanged += 1
+            outcome = "ok"
         else:
             outcome = await engine._attempt(run, engine._sync_item(item, run), remote=item.key)
         if outcome == "stopped":
