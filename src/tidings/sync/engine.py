@@ -127,7 +127,7 @@ class Engine:
                 # made here and is written there (a later remote edit is a new conflict, as it should).
                 await links.update(conn, link["id"], base={**link["base"], name: normalize({name: conflict["remote"]})[name]})
             await mark_resolved(conn, conflict, normalize({name: value})[name], actor=actor, task_key=task["key"])
-        await after_commit(self.hub, change)
+        await self._after(change)
         run = RunState("manual")
         await self.push_task(task["id"], run)
         return run
