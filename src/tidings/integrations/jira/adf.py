@@ -389,7 +389,7 @@ def _md_inline_text(nodes: Any, depth: int) -> str:
 
     at_line_start = True
     for i, (value, keys, link) in enumerate(segments):
-        core = value.strip(" ") if keys and value.strip(" ") else value
+        core = value.strip(" ") if keys and value.strip(" ") and "code" not in keys else value
         lead = value[: value.index(core)] if core is not value else ""
         trail = value[len(lead) + len(core):] if core is not value else ""
         if "link" in stack and link != link_open:

@@ -17,6 +17,7 @@ What Jira does that shapes this module (DESIGN.md "Facts from the platforms"):
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -106,12 +107,14 @@ class JiraTracker(Tracker):
         assert settings.base_url and settings.email and settings.api_token
         session = await self._http()
         count_call()
-        auth = aiohttp.BasicAuth(settings.email, settings.api_token.get_secret_value())
+        credential = base64.b64encode(f"{settings.email}:{settings.api_token.get_secret_value()}".encode()).decode()
         url = settings.base_url.rstrip("/") + path
         data = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        headers = {"Authorization": f"Basic {credential}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            async with session.request(method, url, data=data, params=params, auth=auth, headers=headers) as resp:
+            async with session.request(method, url, data=data, params=params, headers=headers) as resp:
                 raw = await resp.read()
                 status, answer_headers = resp.status, resp.headers
         except TimeoutError:
