@@ -332,6 +332,19 @@ async def test_wrong_credentials_fail_auth_and_say_nothing_of_the_token(jira: Ji
     await t.close()
 
 
+async def test_a_rotated_token_applies_to_the_next_request(jira: JiraCloud, tracker: JiraReceiver) -> None:
+    jira.seed("OPS", 1)
+    assert await tracker.fetch("10000") is not None
+    first = tracker._session
+    jira.api_token = "ATATT-rotated-token-4567"
+    with pytest.raises(AuthFailed):
+        await tracker.fetch("10000")
+    tracker.reconfigure(settings(jira))
+    assert (await tracker.fetch("10000")) is not None and tracker._session is not first
+    await tracker.close()
+    assert first is not None and first.closed and tracker._session is None
+
+
 async def test_a_peer_down_or_silent_is_unavailable(jira: JiraCloud) -> None:
     down = JiraReceiver("jira", settings(jira, base_url=f"http://127.0.0.1:{free_port()}"), local_context())
     with pytest.raises(Unavailable, match="unreachable"):

@@ -43,6 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import orjson
 from aiohttp import web
 from peers.jira_jql import JqlError, parse
 
@@ -265,7 +266,7 @@ class JiraCloud:
             return _error(exc.status, exc.messages, exc.errors)
         if isinstance(answer, web.StreamResponse):
             return answer
-        return web.json_response(answer)
+        return web.json_response(answer, dumps=_dumps)
 
     def _route(self, method: str, path: str) -> str:
         parts = path.split("/")
@@ -581,6 +582,10 @@ class JiraCloud:
             self._client = aiohttp.ClientSession()
         async with self._client.post(target, data=body, headers=headers) as resp:
             return resp.status
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _error(status: int, messages: list[str], errors: dict[str, str] | None = None) -> web.Response:

@@ -41,7 +41,7 @@ from ...sync.model import (
     count_call,
     normalize,
 )
-from ..base import Tracker
+from ..base import RETIRE_GRACE, IntegrationSettings, Tracker
 from ..http import parse_retry_after
 from .adf import adf_to_markdown, markdown_to_adf
 
@@ -57,6 +57,8 @@ CATEGORY = {"new": "todo", "indeterminate": "in_progress", "done": "done"}
 RATE_LIMIT_DEFAULT = 10.0
 """A 429 without ``Retry-After`` waits this long (Jira asks clients to back off)."""
 KIND_CACHE = 100_000
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Closes of retired sessions under way (a task nobody holds may be collected before it runs)."""
 
 
 class JiraTracker(Tracker):
@@ -71,6 +73,8 @@ class JiraTracker(Tracker):
     """(project, issue type id, status name) -> the transitions Jira offers from that status."""
     _kinds: dict[str, str] | None = None
     """Issue id -> issue type id, as last read (which workflow an issue follows)."""
+    _retiring: list[aiohttp.ClientSession] | None = None
+    _read_priorities: tuple[JiraSync, dict[str, Priority]] | None = None
 
     @property
     def sync(self) -> JiraSync:
@@ -94,9 +98,27 @@ class JiraTracker(Tracker):
                     )
         return self._session
 
+    def reconfigure(self, settings: IntegrationSettings) -> None:
+        """New settings: the next request opens a new session (the allowed destinations, timeout
+        or site may have changed) and asks the account's zone again; the old session closes once
+        requests still using it have timed out (or with the integration)."""
+        super().reconfigure(settings)
+        old, self._session, self._zone = self._session, None, None
+        if old is not None:
+            self._retiring = [*(self._retiring or []), old]
+            asyncio.get_running_loop().call_later(self.effective_timeout + RETIRE_GRACE, self._retire, old)
+
+    def _retire(self, session: aiohttp.ClientSession) -> None:
+        if self._retiring and session in self._retiring:
+            self._retiring.remove(session)
+            task = asyncio.get_running_loop().create_task(session.close())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
+        sessions = [s for s in (self._session, *(self._retiring or [])) if s is not None]
+        self._session, self._retiring = None, None
+        for session in sessions:
             await session.close()
         await super().close()
 
@@ -231,7 +253,9 @@ class JiraTracker(Tracker):
         name = str(value.get("name") or "").strip().lower() if isinstance(value, dict) else ""
         if not name:
             return self.settings.default_priority
-        written = {n.lower(): p for p, n in reversed(list(self.sync.priorities.items()))}
+        if self._read_priorities is None or self._read_priorities[0] is not self.sync:
+            self._read_priorities = (self.sync, {n.lower(): p for p, n in reversed(list(self.sync.priorities.items()))})
+        written = self._read_priorities[1]
         return (self.settings.priority_map.get(name) or written.get(name) or DEFAULT_PRIORITY_MAP.get(name)
                 or self.settings.default_priority)
 
@@ -349,14 +373,11 @@ def _marker(issue: dict[str, Any]) -> str | None:
 
 def _epoch(value: Any) -> float:
     """Jira's ``2024-11-05T15:12:44.291+0100`` as epoch seconds (0 when missing or unreadable)."""
-    if not isinstance(value, str):
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
         return 0.0
-    for pattern in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
-        try:
-            return datetime.datetime.strptime(value, pattern).timestamp()
-        except ValueError:
-            continue
-    return 0.0
+    return moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=datetime.UTC).timestamp()
 
 
 def _error(status: int, headers: Any, raw: bytes, what: str) -> TrackerError:
