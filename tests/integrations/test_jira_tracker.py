@@ -21,7 +21,7 @@ from sink import Reply
 from tidings import ConfigError
 from tidings.config import parse_config
 from tidings.integrations.jira import JiraReceiver
-from tidings.integrations.jira.adf import adf_to_markdown, markdown_to_adf
+from tidings.integrations.jira.adf import adf_to_markdown, canonical_markdown, markdown_to_adf
 from tidings.sync.model import (
     AuthFailed,
     CallStats,
@@ -429,6 +429,11 @@ def test_markdown_becomes_the_adf_jira_expects() -> None:
     assert markdown_to_adf("**`x`**")["content"][0]["content"] == [{"type": "text", "text": "x", "marks": [{"type": "code"}]}]
 
 
+def test_canonical_markdown_is_what_reads_back_from_jira() -> None:
+    assert canonical_markdown("* one\n* two\n\n__bold__ _it_\n\nSetext\n===") == "- one\n- two\n\n**bold** *it*\n\n# Setext"
+    assert canonical_markdown(canonical_markdown("* x")) == canonical_markdown("* x")
+
+
 def test_adf_markdown_cannot_express_is_written_as_its_text() -> None:
     doc = {"type": "doc", "version": 1, "content": [
         {"type": "panel", "attrs": {"panelType": "info"}, "content": [
@@ -475,3 +480,12 @@ async def test_the_stand_ins_webhooks_verify_and_hint_sync(jira: JiraCloud, make
     await jira.delivered()
     assert int(next(i for i in (await api.get("/api/v1/integrations")).json() if i["name"] == "jira")
                ["inbound"]["rejected"]) == 1
+
+
+async def test_a_sync_only_integration_takes_no_webhooks(jira: JiraCloud, make_api: Any) -> None:
+    data = {"kind": "jira", "base_url": jira.url, "email": jira.email, "api_token": jira.api_token,
+            "sync": {"project": "OPS"}}
+    api = await make_api({"integrations": {"jira": data}})
+    answer = await api.post("/hooks/jira", content=b'{"webhookEvent": "jira:issue_created"}', auth=False,
+                            headers={"content-type": "application/json"})
+    assert answer.status_code == 404, answer.text

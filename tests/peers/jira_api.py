@@ -9,7 +9,7 @@ swagger-v3 and the webhook documentation):
   ``{issues, nextPageToken?, isLast}`` (no ``total``; no ``nextPageToken`` on the last page); without
   ``fields`` only ``id``/``key``/``self``; unknown body keys (``startAt``) are "Invalid request payload";
   an unbounded query is refused. JQL: see :mod:`peers.jira_jql`. ``GET|POST /rest/api/3/search``: 410.
-- ``GET|PUT /rest/api/3/issue/{idOrKey}`` (``fields=``, ``properties=``; PUT 204, ``status`` refused),
+- ``GET|PUT|DELETE /rest/api/3/issue/{idOrKey}`` (``fields=``, ``properties=``; PUT 204, ``status`` refused),
   ``POST /rest/api/3/issue`` (201 ``{id, key, self}``; the description must be ADF), 404 once deleted.
 - Transitions per workflow (:data:`WORKFLOWS`): ``simple`` (To Do / In Progress / Done, each reachable
   from the others) and ``review`` (Backlog -> Selected for Development | In Review; Selected ->
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import datetime
 import hashlib
 import hmac
@@ -189,7 +190,7 @@ class JiraCloud:
         for i in range(n):
             issue = self._new(project, type, f"Seeded issue {i + 1}", now + i * step)
             for name, value in fields.items():
-                setattr(issue, name, value)
+                setattr(issue, name, copy.deepcopy(value))
             made.append(issue)
         return made
 
@@ -309,6 +310,9 @@ class JiraCloud:
             return self.render(issue, fields, props)
         if len(parts) == 1 and method == "PUT":
             self._edit(issue, body)
+            return web.Response(status=204)
+        if len(parts) == 1 and method == "DELETE":
+            self.delete(issue.key)
             return web.Response(status=204)
         if parts[1:] == ["transitions"] and method == "GET":
             return {"expand": "transitions", "transitions": [self._transition_json(t) for t in self.transitions(issue)]}

@@ -294,6 +294,12 @@ def _fill_items(node: dict[str, Any]) -> None:
         node["content"].insert(0, {"type": "paragraph", "content": []})
 
 
+def canonical_markdown(text: str) -> str:
+    """``text`` as it reads back from Jira (``* item`` becomes ``- item``, ``__b__`` ``**b**``):
+    compare this, not what a person typed, with what a Jira issue holds."""
+    return adf_to_markdown(markdown_to_adf(text))
+
+
 def adf_to_markdown(doc: Any) -> str:
     """An ADF document as Markdown; ``markdown_to_adf`` of the result is the same document for
     the nodes both express. Anything else is walked for its text (see :func:`adf_to_text`)."""
