@@ -416,7 +416,8 @@ def _md_inline_text(nodes: Any, depth: int) -> str:
             fence = "`" * (_longest_run(core, "`") + 1)
             out.append(fence + _code(core) + fence)
         else:
-            out.append(_escape_text(core, line_start=at_line_start, in_link="link" in keys))
+            near = {k for j in (i - 1, i, i + 1) if 0 <= j < len(segments) for k in segments[j][1]}
+            out.append(_escape_text(core, line_start=at_line_start, in_link="link" in keys, strike="strike" in near))
         at_line_start = core.endswith("\n")
         if trail:
             close_to(segments[i + 1][1] if i + 1 < len(segments) else ())
@@ -470,10 +471,15 @@ _ESCAPES = re.compile(
 _LINE_START = re.compile(r"^( {0,3})(#{1,6}(?=[ \t]|$)|>|[-+](?=[ \t]|$)|=+[ \t]*$|-+[ \t]*$)|^( {0,3})(\d{1,9})([.)])(?=[ \t]|$)", re.M)
 
 
-def _escape_text(text: str, *, line_start: bool = True, in_link: bool = False) -> str:
+def _escape_text(text: str, *, line_start: bool = True, in_link: bool = False, strike: bool = False) -> str:
     """Backslashes where Markdown would read text as markup, and no more, so that ``snake_case``,
-    ``a - b`` and ``R&D`` stay as they are."""
+    ``a - b`` and ``R&D`` stay as they are. ``strike``: a ``~~`` is next to this text, so a tilde
+    at its edge would join it."""
+    edges = "~" in (text[:1], text[-1:]) and strike
     text = _ESCAPES.sub(lambda m: "\\" + m.group(0), text)
+    if edges:
+        text = ("\\" + text if text.startswith("~") else text)
+        text = text[:-1] + "\\~" if text.endswith("~") and not text.endswith("\\~") else text
     if in_link:
         text = text.replace("]", "\\]")
 
