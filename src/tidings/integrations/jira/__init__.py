@@ -3,7 +3,8 @@
 Jira posts to ``/hooks/{name}``. With ``secret`` set, each request must carry
 ``X-Hub-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` (what Jira sends for a webhook
 registered with a secret); with ``token`` set, the URL must carry ``?token=<token>`` (admin
-webhooks that have no secret). Both are compared in constant time; set at least one.
+webhooks that have no secret). Both are compared in constant time; set at least one (unless the
+integration only syncs: with ``sync:`` and neither, it takes no webhooks).
 
 Deliveries are deduplicated on ``X-Atlassian-Webhook-Identifier`` (the same on Jira's retries),
 or on a digest of the body when it is missing; a duplicate is answered 200, never 409, which Jira
@@ -20,24 +21,23 @@ is recorded as unsupported.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+import structlog
 
 from ...errors import MessageError
 from ...message import BODY_MAX, FIELD_VALUE_MAX, FIELDS_MAX, LABEL_VALUE_MAX, TITLE_MAX, Message, Priority
-from ..base import IntegrationSettings, is_vault_ref
-from ..http import HttpUrl
+from ..base import IntegrationSettings
 from ..receiver import Inbound, InboundEvent, InboundRequest, Receiver, Rejected, body_digest, hmac_sha256, same
 from .adf import jira_text
+from .settings import JiraSettings, JiraSync
+from .tracker import JiraTracker
 
 if TYPE_CHECKING:
     from ...hub import Hub
 
-__all__ = ["DEFAULT_PRIORITY_MAP", "JiraReceiver", "JiraSettings", "event_type_of", "jira_text"]
-
-TOKEN_MIN = 16
+__all__ = ["DEFAULT_PRIORITY_MAP", "JiraReceiver", "JiraSettings", "JiraSync", "event_type_of", "jira_text"]
 
 DEFAULT_PRIORITY_MAP: dict[str, Priority] = {
     # Jira's default scheme (Highest..Lowest) and the older one (Blocker..Trivial). Tickets never
@@ -63,6 +63,7 @@ IGNORED_FAMILIES = (
 QUIET_FIELDS = frozenset({"rank", "timespent", "timeestimate", "timeoriginalestimate", "worklogid", "workratio"})
 """Changes that alone make no message: backlog reordering and the time tracking a worklog updates."""
 
+log = structlog.get_logger("tidings.jira")
 _EVENT_CHARS = re.compile(r"[^a-z0-9_]+")
 _COMMENT_EVENTS = {"issue_commented": "created", "issue_comment_edited": "updated"}
 _NONE = "(none)"
@@ -75,59 +76,9 @@ def event_type_of(webhook_event: str) -> str:
     return "jira." + (_EVENT_CHARS.sub("_", name).strip("_") or "unknown")
 
 
-class JiraSettings(IntegrationSettings):
-    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["secret"]}, {"required": ["token"]}]})
-    kind: Literal["jira"]
-    secret: SecretStr | None = Field(
-        None, description="the webhook's secret: requests must carry X-Hub-Signature: sha256=<HMAC of the body>"
-    )
-    token: SecretStr | None = Field(
-        None, description=f"requests must carry ?token=<this> in the URL (at least {TOKEN_MIN} characters)"
-    )
-    base_url: HttpUrl | None = Field(
-        None, description="the Jira site for links (https://example.atlassian.net); default: from issue.self"
-    )
-    priority_map: dict[str, Priority] = Field(
-        default_factory=dict, description="Jira priority name -> tidings priority, over the defaults (case-insensitive)"
-    )
-    default_priority: Priority = Field(Priority.MEDIUM, description="for issues without a priority, or one not mapped")
+class JiraReceiver(Receiver, JiraTracker):
+    """Jira's webhooks in; with ``sync:``, also the project's issues as a sync tracker (:mod:`.tracker`)."""
 
-    @model_validator(mode="after")
-    def _authenticated(self) -> JiraSettings:
-        if self.secret is None and self.token is None:
-            raise ValueError(
-                "set secret (Jira signs each request with it) or token (sent as ?token=... in the URL): "
-                "unauthenticated webhooks are refused"
-            )
-        return self
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and not v.get_secret_value():
-            raise ValueError("must not be empty")
-        return v
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is None:
-            return v
-        raw = v.get_secret_value()
-        if not is_vault_ref(raw):
-            if len(raw) < TOKEN_MIN:
-                raise ValueError(f"use at least {TOKEN_MIN} random characters (e.g. `openssl rand -hex 24`)")
-            if not re.fullmatch(r"[A-Za-z0-9._~-]+", raw):
-                raise ValueError("use URL-safe characters only (letters, digits, '-', '_', '.', '~')")
-        return v
-
-    @field_validator("priority_map")
-    @classmethod
-    def _lower(cls, v: dict[str, Priority]) -> dict[str, Priority]:
-        return {k.strip().lower(): p for k, p in v.items()}
-
-
-class JiraReceiver(Receiver):
     kind = "jira"
     Settings = JiraSettings
     settings: JiraSettings
@@ -142,8 +93,15 @@ class JiraReceiver(Receiver):
     }
     ignored: ClassVar[frozenset[str]] = frozenset({"jira.comment_deleted", "jira.jira_expression_evaluation_failed"})
 
+    @classmethod
+    def can_receive(cls, settings: IntegrationSettings) -> bool:
+        """Without ``secret`` or ``token`` (allowed for a sync-only integration) nothing is received."""
+        return getattr(settings, "secret", None) is not None or getattr(settings, "token", None) is not None
+
     # -- the request ---------------------------------------------------------------------------
     def verify(self, request: InboundRequest) -> None:
+        if self.settings.secret is None and self.settings.token is None:
+            raise Rejected(401, "this integration takes no webhooks: set its secret or token")
         if self.settings.secret is not None:
             header = request.headers.get("x-hub-signature", "")
             if not header:
@@ -177,8 +135,21 @@ class JiraReceiver(Receiver):
         return "unsupported"
 
     # -- handlers ----------------------------------------------------------------------------
+    def _hint(self, issue: _Issue, hub: Hub) -> None:
+        """An issue of the synced project changed: ask sync to re-fetch it (webhooks are hints)."""
+        sync = self.settings.sync
+        issue_id = issue.payload["issue"].get("id")
+        hint = getattr(getattr(hub, "sync", None), "hint", None)
+        if sync is None or hint is None or not issue_id or issue.project_key != sync.project:
+            return
+        try:
+            hint(self.name, str(issue_id))
+        except Exception:  # a hint lost is repaired by the next sweep; the message still goes out
+            log.warning("jira.sync_hint_failed", integration=self.name, issue=issue.key, exc_info=True)
+
     async def _issue_created(self, event: InboundEvent, hub: Hub) -> dict[str, Any]:
         issue = _Issue(event.json(), self.settings)
+        self._hint(issue, hub)
         message = issue.message(
             f"{issue.key} created",
             body=issue.description,
@@ -189,6 +160,7 @@ class JiraReceiver(Receiver):
 
     async def _issue_deleted(self, event: InboundEvent, hub: Hub) -> dict[str, Any]:
         issue = _Issue(event.json(), self.settings)
+        self._hint(issue, hub)
         message = issue.message(
             f"{issue.key} deleted",
             event_type="jira.issue_deleted",
@@ -201,6 +173,7 @@ class JiraReceiver(Receiver):
     async def _issue_updated(self, event: InboundEvent, hub: Hub) -> dict[str, Any]:
         payload = event.json()
         issue = _Issue(payload, self.settings)
+        self._hint(issue, hub)
         changes = [c for c in issue.changes if c.field.lower() not in QUIET_FIELDS]
         comment = payload.get("comment")
         issue_event = str(payload.get("issue_event_type_name") or "")
