@@ -49,12 +49,17 @@ class FakeTracker(Tracker):
         super().__init__(name, settings or FakeSettings(sync=SyncSettings(**sync)), None)  # type: ignore[arg-type]
         self.items: dict[str, Stored] = {}
         self.carries = carries
+        self.logins: set[str] | None = None
+        """Assignees this tracker has a login for (``None``: every one), as :meth:`can_hold` answers."""
         self.page_size = page_size
         self.calls: Counter[str] = Counter()
         self.script: dict[str, list[BaseException | None]] = defaultdict(list)
         self.lose_creates = 0
         """How many of the next creates make their item and then fail as if the answer was lost."""
         self._clock = 0.0
+
+    def can_hold(self, name: str, value: Any) -> bool:
+        return name != "assignee" or not value or self.logins is None or value in self.logins
 
     # -- what a test does on the tracker's side ---------------------------------------------------
 

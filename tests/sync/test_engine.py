@@ -334,3 +334,25 @@ async def test_a_page_of_new_items_is_imported_all_or_nothing(hub: Any, make_eng
     swept = await sweep(engine)  # the sweep then takes them one by one
     assert (swept.created, swept.errors) == (1, 0)
     assert sorted(t["title"] for t in await all_tasks(hub)) == ["a", "b"]
+
+
+@SQLITE_ONLY
+async def test_an_assignee_the_tracker_has_no_login_for_is_neither_written_nor_cleared(
+        hub: Any, make_engine: Any) -> None:
+    engine, tracker = make_engine("gh")
+    tracker.logins = {"github:octocat"}
+    t = await new_task(hub, title="from jira", assignee="jira:5b10ac8d82e05b22cc7d4ef5")
+    run = await sweep(engine)
+    assert (run.created, run.errors) == (1, 0)
+    [remote_id] = tracker.items
+    assert tracker.items[remote_id].fields.get("assignee") is None  # created without it, not refused
+
+    tracker.edit(remote_id, title="renamed there")
+    run = await sweep(engine)
+    assert (run.updated, run.errors) == (1, 0)
+    t = await task(hub, t["id"])
+    assert (t["title"], t["assignee"]) == ("renamed there", "jira:5b10ac8d82e05b22cc7d4ef5")  # not cleared
+
+    await edit_task(hub, t["id"], assignee="github:octocat")  # one it can hold: written
+    run = await sweep(engine)
+    assert tracker.items[remote_id].fields["assignee"] == "github:octocat"

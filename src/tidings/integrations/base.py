@@ -327,6 +327,12 @@ class Tracker(Integration):
         same ``since``): unchanged, it yields one ``Page(not_modified=True)``."""
         raise NotImplementedError
 
+    def can_hold(self, name: str, value: Any) -> bool:
+        """Whether this tracker can hold task-space ``value`` in field ``name`` (an assignee with no
+        login here can't be written). The engine leaves such a field out of that item's sync until
+        it can be carried, so it is neither written nor read back as cleared."""
+        return True
+
     async def fetch(self, remote_id: str, etag: str | None = None) -> RemoteItem | None:
         """One item; ``None`` when ``etag`` still matches (304). Raises ``NotFound`` once deleted."""
         raise NotImplementedError

@@ -344,9 +344,15 @@ class Engine:
         return (merged, synced_at) if merged.to_remote else None
 
     def _merge(self, link: dict[str, Any], task: dict[str, Any], item: RemoteItem) -> Merged:
-        directions = {k: self.settings.direction(k) for k in item.fields}
-        return merge(link["base"] or None, task_fields(task), item.fields, directions, self.settings.conflict,
-                     local_newer=task["updated_at"] > item.updated_at)
+        local = task_fields(task)
+        remote = {k: v for k, v in item.fields.items() if self.tracker.can_hold(k, local.get(k))}
+        directions = {k: self.settings.direction(k) for k in remote}
+        merged = merge(link["base"] or None, local, remote, directions, self.settings.conflict,
+                       local_newer=task["updated_at"] > item.updated_at)
+        for k in item.fields.keys() - remote.keys():  # not carried here now: its base stays
+            if link["base"] and k in link["base"]:
+                merged.base[k] = link["base"][k]
+        return merged
 
     async def _remote_gone(self, link: dict[str, Any], run: RunState) -> None:
         """The item was deleted there: the link is marked (audited), the task stays."""
@@ -485,7 +491,7 @@ class Engine:
 
     def _export_values(self, task: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in task_fields(task).items()
-                if self.settings.direction(k) in ("both", "export") or k == "title"}
+                if (self.settings.direction(k) in ("both", "export") or k == "title") and self.tracker.can_hold(k, v)}
 
     def _plan_item(self, link: dict[str, Any] | None, task: dict[str, Any] | None, item: RemoteItem,
                    run: RunState, pushing: bool) -> None:

@@ -308,6 +308,11 @@ class GitHubTracker(Tracker):
             status_name=status_name,
         )
 
+    def can_hold(self, name: str, value: Any) -> bool:
+        if name != "assignee" or not value:
+            return True
+        return str(value).startswith("github:") or value in self.sync_settings.assignees
+
     def _login(self, assignee: str | None) -> list[str]:
         if not assignee:
             return []

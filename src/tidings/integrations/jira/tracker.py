@@ -266,6 +266,11 @@ class JiraTracker(Tracker):
         email = next((e for e, a in self.sync.assignees.items() if a == account), None)
         return email or f"jira:{account}"
 
+    def can_hold(self, name: str, value: Any) -> bool:
+        if name != "assignee" or not value:
+            return True
+        return str(value).startswith("jira:") or value in self.sync.assignees
+
     # -- writing -------------------------------------------------------------------------------
     def jira_fields(self, values: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
         """Task-space ``values`` (but status) as Jira ``fields``. An assignee with no Jira account
