@@ -355,11 +355,13 @@ async def delete_task(
 async def list_tasks(
     conn: Conn, project: str, *, status: str | None = None, assignee: str | None = None, label: str | None = None,
     q: str | None = None, updated_since: float | None = None, limit: int = 50, before: int | None = None,
+    with_total: bool = False,
 ) -> dict[str, Any]:
     """``project``'s tasks, newest first (by number), ``limit`` at a time: ``{"items", "next"}``;
     pass ``next`` as ``before`` for the next page. ``status``: a category or ``open`` (not done);
     ``assignee``: exactly; ``label``: tasks that carry it; ``q``: in the title, ignoring case;
-    ``updated_since``: changed at or after this time (epoch seconds)."""
+    ``updated_since``: changed at or after this time (epoch seconds). ``with_total``: also
+    ``"total"``, how many match the filters (on every page)."""
     if status is not None and status not in STATUS_FILTERS:
         raise TaskError(f"status: one of {', '.join(STATUS_FILTERS)}")
     if not 1 <= limit <= LIST_MAX:
@@ -377,11 +379,17 @@ async def list_tasks(
         query = query.where(func.lower(tasks.c.title).contains(nul_safe(q).lower(), autoescape=True))
     if updated_since is not None:
         query = query.where(tasks.c.updated_at >= updated_since)
+    total = None
+    if with_total:
+        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
     if before is not None:
         query = query.where(tasks.c.number < before)
     rows = (await conn.execute(query.order_by(tasks.c.number.desc()).limit(limit + 1))).all()
     items = [as_dict(r) for r in rows[:limit]]
-    return {"items": items, "next": items[-1]["number"] if len(rows) > limit else None}
+    page: dict[str, Any] = {"items": items, "next": items[-1]["number"] if len(rows) > limit else None}
+    if with_total:
+        page["total"] = int(total or 0)
+    return page
 
 
 def _has_label(conn: Conn, label: str) -> Any:

@@ -33,16 +33,25 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ...accounts.principal import Forbidden, Principal, authorize
 from ...accounts.users import AccountError, get_user, normalize_email, principal_for
 from ...audit import Actor
 from ...audit.chain import append
 from ...store.engine import Conn
-from ...store.tables import audit_log, tasks
+from ...store.tables import audit_log
 from ...sync.events import after_commit
-from ...sync.tasks import StaleTask, TaskChange, TaskError, as_dict, check_fields, get_task, get_task_by_id, update_task
+from ...sync.tasks import (
+    StaleTask,
+    TaskChange,
+    TaskError,
+    check_fields,
+    get_task,
+    get_task_by_id,
+    list_tasks,
+    update_task,
+)
 from ...sync.tasks import create_task as create_task_row
 from ..base import OutcomeStatus
 from ..receiver import Inbound, InboundEvent, InboundRequest, Rejected, Reply, body_digest
@@ -140,21 +149,6 @@ def _assignee(word: str) -> str:
         raise TaskCommandError(f"can't tell who {word} is: Slack sent the name as text. Turn on \"Escape channels, "
                                "users, and links\" in the slash command's settings, or give an email")
     raise TaskCommandError(f"who is {word}? Give @someone, an email, me or nobody")
-
-
-async def list_open_tasks(
-    conn: Conn, project: str, *, assignee: str | None = None, include_done: bool = False, limit: int = LIST_MAX,
-) -> tuple[list[dict[str, Any]], int]:
-    """A project's tasks, newest first (open ones unless ``include_done``), and how many there are.
-    (The small query ``task list`` needs; the task store's own list replaces it once it has one.)"""
-    where = [tasks.c.project == project]
-    if not include_done:
-        where.append(tasks.c.category != "done")
-    if assignee is not None:
-        where.append(tasks.c.assignee == assignee)
-    total = (await conn.execute(select(func.count()).select_from(tasks).where(*where))).scalar_one()
-    rows = await conn.execute(select(tasks).where(*where).order_by(tasks.c.number.desc()).limit(limit))
-    return [as_dict(r) for r in rows], int(total)
 
 
 async def _done_by(conn: Conn, event: InboundEvent, action: str, project: str) -> dict[str, Any] | None:
@@ -322,9 +316,10 @@ class SlackTaskReceiver(SlackReceiver):
             if principal is None:
                 return _ephemeral(why)
             async with hub.require_store().read() as conn:
-                found, total = await list_open_tasks(conn, self.project, include_done=scope == "all",
-                                                     assignee=principal.name if scope == "mine" else None)
-            return _ephemeral(self._listing(found, total, scope))
+                page = await list_tasks(conn, self.project, status=None if scope == "all" else "open",
+                                        assignee=principal.name if scope == "mine" else None, limit=LIST_MAX,
+                                        with_total=True)
+            return _ephemeral(self._listing(page["items"], page["total"], scope))
 
         return answer
 
