@@ -28,6 +28,7 @@ from . import (
     schemas,
     secrets_api,
     signin,
+    sync_api,
 )
 from .api import router as api_router
 from .auth import TokenCache
@@ -103,6 +104,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(integrations_api.kinds_router)  # before /integrations/{name}
     app.include_router(integrations_api.router)
     app.include_router(routes_api.router)
+    app.include_router(sync_api.router)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",
