@@ -8,14 +8,17 @@ records, notices."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 
 from tidings.config.switch import context_of
 from tidings.integrations.base import IntegrationSettings, Tracker
+from tidings.store.tables import sync_conflicts
 from tidings.sync import service as service_module
 from tidings.sync.model import count_call
 from tidings.sync.settings import SyncSettings
@@ -92,7 +95,13 @@ class FakeEngine:
         await self._item("push_task", task_id, run)
 
     async def resolve_conflict(self, conflict_id: str, choice: Any, value: Any, actor: Any) -> None:
+        """Marks the conflict resolved, as the engine does (after writing both sides)."""
         self.script.resolved.append((conflict_id, choice, value, actor))
+        async with self.hub.store.write() as conn:
+            row = (await conn.execute(select(sync_conflicts).where(sync_conflicts.c.id == conflict_id))).one()
+            chosen = value if choice is None else getattr(row, choice)
+            await conn.execute(update(sync_conflicts).where(sync_conflicts.c.id == conflict_id).values(
+                resolved_at=time.time(), resolved_by=actor.name, resolution=chosen))
 
 
 def install(monkeypatch: pytest.MonkeyPatch) -> Script:
