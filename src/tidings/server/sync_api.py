@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.exceptions import HTTPException
 
 from ..sync.runs import STATUSES, TRIGGERS
@@ -92,18 +92,29 @@ class ConflictList(Out):
     items: list[ConflictOut]
 
 
+Value = Annotated[str, StringConstraints(max_length=100_000, pattern=NO_NUL)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
+def _one_side(schema: dict[str, Any]) -> None:
+    """Exactly one of ``choose`` and ``value``, said in the schema as the route checks it."""
+    schema["properties"]["choose"] = {"type": "string", "enum": ["local", "remote"],
+                                      "description": schema["properties"]["choose"].get("description")}
+    schema["oneOf"] = [{"required": ["choose"]}, {"required": ["value"]}]
+    schema["examples"] = [{"choose": "remote"}, {"value": "Fix the login page"}]
+
+
 class ResolveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"choose": "remote"}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_side)
     choose: Literal["local", "remote"] | None = Field(None, description="keep the task's value or the tracker's")
-    value: Any = Field(None, description="or this value, written to both sides")
+    value: Value | list[Label] | None = Field(
+        None, description="or this value, written to both sides (text, a list of labels, or null to clear it)")
 
     @model_validator(mode="after")
     def _one(self) -> ResolveIn:
         given = self.model_fields_set & {"choose", "value"}
         if len(given) != 1 or ("choose" in given and self.choose is None):
             raise ValueError("give either `choose` (local or remote) or `value`")
-        if "value" in given and "\x00" in str(self.value):
-            raise ValueError("value: must not contain NUL")
         return self
 
 
