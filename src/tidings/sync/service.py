@@ -329,7 +329,12 @@ class SyncService(Background):
                 for key in keys:
                     del queue.keys[key]
                 began = time.time()
-                run = await self._items(tracker, trigger, keys, queue)
+                try:
+                    run = await self._items(tracker, trigger, keys, queue)
+                except Exception as exc:  # the store failed: these items wait for the next sweep
+                    log.error("sync.run_not_recorded", integration=integration, trigger=trigger, error=_describe(exc))
+                    queue.not_before = began + self.window
+                    continue
                 queue.not_before = max(began + self.window, run.resume_at or 0.0)
         finally:
             queue.task = None
