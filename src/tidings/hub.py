@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import structlog
@@ -55,6 +55,9 @@ from .silences import Silence, Silences
 from .store.batch import Batch
 from .store.engine import Store
 from .templates import apply_templates
+
+if TYPE_CHECKING:
+    from .sync.service import SyncService
 
 log = structlog.get_logger("tidings.hub")
 T = TypeVar("T")
@@ -123,6 +126,8 @@ class Hub:
         """Signs audit checkpoints (a dispatching hub with an audit key)."""
         self.silences: Silences | None = None
         """Active silences, in memory (checked on every notify without a query)."""
+        self.sync: SyncService | None = None
+        """Sweeps, webhook hints, local changes and manual runs of task sync (``sync/service.py``)."""
         self._writer = _WriteMessages(self)
         self._flushed: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -250,6 +255,10 @@ class Hub:
             self.grouper.start()
             self.events = EventProcessor(self, self.receivers, poll_interval=self.config.dispatcher.poll_interval)
             self.events.start()
+            from .sync.service import SyncService
+
+            self.sync = SyncService(self)
+            self.sync.start()
             self.pruner = Pruner(self.store, self.config.retention, self.metrics)
             self.pruner.start()
             self.checkpointer = checkpointer_for(self.store, self.config_dir, self.config.audit,
@@ -274,6 +283,8 @@ class Hub:
                 await self.vault_watch.stop()
             if self.events is not None:
                 await self.events.stop()
+            if self.sync is not None:
+                await self.sync.stop()
             if self.grouper is not None:
                 await self.grouper.stop()
             self.started = False

@@ -29,6 +29,7 @@ from . import (
     secrets_api,
     signin,
     tasks_api,
+    sync_api,
 )
 from .api import router as api_router
 from .auth import TokenCache
@@ -105,6 +106,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(integrations_api.router)
     app.include_router(routes_api.router)
     tasks_api.install(app)
+    app.include_router(sync_api.router)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",

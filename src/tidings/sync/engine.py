@@ -27,7 +27,7 @@ from .events import after_commit
 from .links import CREATING, DELETED, LINKED, UNLINKED, item_lock
 from .merge import merge
 from .model import Merged, NotFound, RemoteItem, TrackerError, Unavailable, digest, normalize
-from .runs import Outcome, RunState, Stop, call, plan_merged, stats
+from .state import Outcome, RunState, Stop, call, plan_merged, stats
 from .sweep import export_pass, sweep_remote
 from .tasks import StaleTask, TaskChange, TaskError, create_task, get_task_by_id, task_fields, update_task
 

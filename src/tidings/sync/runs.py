@@ -1,123 +1,147 @@
-"""One sync run's bookkeeping, and how a run calls its tracker (waits, retries, stops)."""
+"""The sync log: one ``sync_runs`` row per run (DESIGN.md "Sync").
+
+A run is a sweep, a manual run, the webhook hints of one integration taken together, or the local
+changes pushed to one integration taken together. Its row is written ``running`` when it starts and
+gets its counts, cost and status when it ends: ``ok``; ``partial`` (some items failed, their errors
+in ``problems``); ``failed`` (the run could not do its work: a credential refused, a peer down,
+``error`` says why); ``rate_limited`` (a limit longer than the mapping's ``max_wait`` stopped it; it
+resumes where it stopped). Plans write nothing, so they are not runs and have no row.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from ..security.redact import ERROR_MAX, clip
-from .model import AuthFailed, CallStats, Merged, RateLimited, Unavailable, count_wait, current_stats
+from sqlalchemy import select, update
 
-T = TypeVar("T")
+from ..errors import NotFound
+from ..ids import new_id
+from ..security.redact import clip
+from ..store.engine import Conn, Store
+from ..store.tables import sync_cursors, sync_runs
+from .engine import RunState
+
+STATUSES = ("running", "ok", "partial", "failed", "rate_limited")
+TRIGGERS = ("sweep", "webhook", "local", "manual")
 PROBLEMS_MAX = 100
-RATE_LIMIT_RETRIES = 10
-"""Short rate-limit waits waited out in a row for one call before the run stops anyway."""
+"""Per-item errors kept per run (the count is in ``errors``)."""
+ERROR_MAX = 2000
+ABANDONED = "abandoned: the worker running it stopped before it ended"
 
 
-@dataclass
-class RunState:
-    """One run's bookkeeping; the service stores it as a ``sync_runs`` row."""
-
-    trigger: str
-    dry: bool = False
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    conflicts: int = 0
-    errors: int = 0
-    stats: CallStats = field(default_factory=CallStats)
-    problems: list[dict[str, Any]] = field(default_factory=list)
-    """Per-item errors ``{task, remote, error}``, at most :data:`PROBLEMS_MAX` kept (``errors`` counts all)."""
-    planned: list[dict[str, Any]] = field(default_factory=list)
-    """Dry runs: ``{action, task, remote, fields}`` for every action a real run would take."""
-    mark: float | None = None
-    list_etag: str | None = None
-    stopped: str | None = None
-    """Why the run ended early (a rate limit longer than ``max_wait``, a refused credential)."""
-    resume_at: float | None = None
-    seen: set[str] = field(default_factory=set, repr=False)
-    """Tasks this run already synced (the export pass leaves them; a plan must not list them twice)."""
-
-    def problem(self, task: str | None, remote: str | None, error: str) -> None:
-        self.errors += 1
-        if len(self.problems) < PROBLEMS_MAX:
-            self.problems.append({"task": task, "remote": remote, "error": clip(error, ERROR_MAX)})
-
-    def plan(self, action: str, task: str | None, remote: str | None, fields: dict[str, Any]) -> None:
-        self.planned.append({"action": action, "task": task, "remote": remote, "fields": fields})
+def status_of(run: RunState, error: str | None) -> str:
+    """A finished run's status: failed (``error``), rate_limited (stopped by a limit), partial
+    (item errors) or ok."""
+    if error is not None:
+        return "failed"
+    if run.stopped is not None or run.resume_at is not None:
+        return "rate_limited"
+    return "partial" if run.errors else "ok"
 
 
-class Stop(Exception):
-    """The run can't go on: a rate limit longer than ``max_wait`` or a refused credential."""
-
-    def __init__(self, reason: str, resume_at: float | None) -> None:
-        super().__init__(reason)
-        self.reason, self.resume_at = reason, resume_at
-
-
-Outcome = Literal["ok", "failed", "held", "stopped"]
-"""``held``: a transient failure (the sweep's mark must not pass it); ``failed``: that item's own error."""
+async def insert_run(conn: Conn, project: str, integration: str, trigger: str, *, now: float | None = None) -> str:
+    """A ``running`` row for a run starting now (in the caller's transaction); its id."""
+    run_id = new_id()
+    await conn.execute(sync_runs.insert().values(
+        id=run_id, project=project, integration=integration, trigger=trigger, status="running",
+        started_at=time.time() if now is None else now,
+    ))
+    return run_id
 
 
-async def call(fn: Callable[..., Awaitable[T]], *args: Any, max_wait: float, delays: Iterable[float]) -> T:
-    """A tracker call: a rate limit up to ``max_wait`` waited out (counted), a longer one (or a
-    refused credential) stops the run (:class:`Stop`), a peer that is down tried again after each
-    of ``delays``, then its :class:`~tidings.sync.model.Unavailable` raised."""
-    pending = iter(delays)
-    waits = 0
-    while True:
-        try:
-            return await fn(*args)
-        except (RateLimited, AuthFailed, Unavailable) as exc:
-            waits += isinstance(exc, RateLimited)
-            await wait_or_stop(exc, waits=waits, max_wait=max_wait, delays=pending)
+async def start_run(store: Store, project: str, integration: str, trigger: str) -> str:
+    async with store.write() as conn:
+        return await insert_run(conn, project, integration, trigger)
 
 
-async def wait_or_stop(exc: Exception, *, waits: int, max_wait: float, delays: Iterator[float]) -> None:
-    """What a failed tracker call leads to before it is tried again: a wait (a short rate limit,
-    the next backoff delay), or :class:`Stop` (a long limit, a refused credential), or ``exc``
-    raised again (unavailable once the delays are spent)."""
-    if isinstance(exc, RateLimited):
-        if exc.wait > max_wait or waits > RATE_LIMIT_RETRIES:
-            raise Stop(f"rate limited for {exc.wait:.0f}s: {exc}", time.time() + exc.wait) from exc
-        count_wait(exc.wait)
-        await asyncio.sleep(exc.wait)
-    elif isinstance(exc, AuthFailed):
-        raise Stop(f"authentication failed: {exc}", None) from exc
+def _text(value: Any, limit: int = 500) -> Any:
+    """A problem's value as stored: text masked, cut and without NUL (PostgreSQL's text can't hold it)."""
+    if isinstance(value, str):
+        return clip(value.replace("\x00", ""), limit)
+    if isinstance(value, dict):
+        return {str(k)[:100]: _text(v, limit) for k, v in list(value.items())[:20]}
+    if isinstance(value, list | tuple):
+        return [_text(v, limit) for v in value[:20]]
+    return value if value is None or isinstance(value, bool | int | float) else clip(str(value), limit)
+
+
+async def record_finish(conn: Conn, run_id: str, run: RunState, status: str, error: str | None = None) -> None:
+    """Write a run's outcome, counts and cost (in the caller's transaction)."""
+    s = run.stats
+    await conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(
+        status=status, ended_at=time.time(), created=run.created, updated=run.updated, unchanged=run.unchanged,
+        conflicts=run.conflicts, errors=run.errors, api_calls=s.api_calls, not_modified=s.not_modified,
+        rate_limit_waits=s.rate_limit_waits, waited=round(s.waited, 3),
+        error=_text(error or run.stopped, ERROR_MAX) if (error or run.stopped) else None,
+        problems=[_text(p) for p in run.problems[:PROBLEMS_MAX]] or None,
+    ))
+
+
+async def count_outcome(conn: Conn, integration: str, status: str) -> int:
+    """The mapping's failures in a row after a run that ended ``status``: one more when it
+    failed, none after ok or partial; a rate-limited run changes nothing."""
+    if status == "failed":
+        values: dict[str, Any] = {"failures": sync_cursors.c.failures + 1}
+    elif status in ("ok", "partial"):
+        values = {"failures": 0}
     else:
-        delay = next(delays, None)
-        if delay is None:
-            raise exc
-        await asyncio.sleep(delay)
+        values = {}
+    if values:
+        await conn.execute(update(sync_cursors).where(sync_cursors.c.integration == integration).values(**values))
+    found = (await conn.execute(select(sync_cursors.c.failures).where(sync_cursors.c.integration == integration))).scalar()
+    return int(found or 0)
 
 
-def plan_merged(run: RunState, task: str | None, remote: str, merged: Merged) -> None:
-    """What applying ``merged`` would do, as planned actions (a status change is a ``transition``)."""
-    for c in merged.conflicts:
-        run.plan("conflict", task, remote, {c.field: {"base": c.base, "local": c.local, "remote": c.remote}})
-    run.conflicts += len(merged.conflicts)
-    if merged.to_local:
-        run.plan("update_task", task, remote, merged.to_local)
-    rest = {k: v for k, v in merged.to_remote.items() if k != "status"}
-    if rest:
-        run.plan("update_remote", task, remote, rest)
-    if "status" in merged.to_remote:
-        run.plan("transition", task, remote, {"status": merged.to_remote["status"]})
-    if merged.to_local or merged.to_remote:
-        run.updated += 1
-    elif not merged.conflicts:
-        run.unchanged += 1
+async def finish_run(store: Store, run_id: str, run: RunState, status: str, error: str | None = None) -> int:
+    """Record a run's end and count it against its mapping; the mapping's failures in a row."""
+    async with store.write() as conn:
+        await record_finish(conn, run_id, run, status, error)
+        integration = (await conn.execute(select(sync_runs.c.integration).where(sync_runs.c.id == run_id))).scalar()
+        return await count_outcome(conn, integration, status) if integration is not None else 0
 
 
-@contextlib.contextmanager
-def stats(run: RunState) -> Iterator[None]:
-    """Trackers count their calls into the run's stats while it runs."""
-    token = current_stats.set(run.stats)
-    try:
-        yield
-    finally:
-        current_stats.reset(token)
+async def abandon(conn: Conn, run_id: str | None) -> None:
+    """Mark a run whose worker went away (its claim expired while it was ``running``) failed."""
+    if run_id is not None:
+        await conn.execute(update(sync_runs).where(sync_runs.c.id == run_id, sync_runs.c.status == "running")
+                           .values(status="failed", ended_at=time.time(), error=ABANDONED))
+
+
+_LISTED = [c for c in sync_runs.c if c.name != "problems"]
+
+
+def _run(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    if "problems" in out:
+        out["problems"] = out["problems"] or []
+    return out
+
+
+async def list_runs(
+    conn: Conn, project: str, integration: str | None = None, *, status: str | None = None, limit: int = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """A project's runs, newest first, ``limit`` at a time (without their problems): ``{"items",
+    "next"}``; pass ``next`` as ``cursor`` for the page after."""
+    q = select(*_LISTED).where(sync_runs.c.project == project)
+    if integration:
+        q = q.where(sync_runs.c.integration == integration)
+    if status:
+        q = q.where(sync_runs.c.status == status)
+    if cursor:
+        q = q.where(sync_runs.c.id < cursor)
+    rows = (await conn.execute(q.order_by(sync_runs.c.id.desc()).limit(limit + 1))).all()
+    items = [_run(r) for r in rows[:limit]]
+    return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
+
+
+async def get_run(conn: Conn, project: str | None, run_id: str) -> dict[str, Any]:
+    """One run with its per-item problems (of ``project`` when given, else :class:`NotFound`)."""
+    q = select(sync_runs).where(sync_runs.c.id == run_id)
+    if project is not None:
+        q = q.where(sync_runs.c.project == project)
+    row = (await conn.execute(q)).first()
+    if row is None:
+        raise NotFound(f"no sync run {run_id}")
+    return _run(row)

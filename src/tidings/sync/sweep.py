@@ -12,7 +12,7 @@ from ..store.tables import task_links, tasks
 from . import links
 from .links import CREATING, DELETED, LINKED, UNLINKED
 from .model import AuthFailed, RateLimited, RemoteItem, Unavailable, digest
-from .runs import Outcome, RunState, Stop, wait_or_stop
+from .state import Outcome, RunState, Stop, wait_or_stop
 from .tasks import TaskError
 
 if TYPE_CHECKING:
