@@ -41,8 +41,8 @@ Goals: import and change within 1.2x their floor, the unchanged sweep at the flo
 from __future__ import annotations
 
 import argparse
-import base64
 import asyncio
+import base64
 import json
 import math
 import os
