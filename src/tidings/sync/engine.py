@@ -211,15 +211,16 @@ class Engine:
         the items one by one."""
         try:
             async with self.store.write() as conn:
-                changes = await self._insert_new(conn, items)
+                changes, made = await self._insert_new(conn, items)
         except IntegrityError:
             return False
         run.created += len(changes)
         run.seen.update(c.task["id"] for c in changes)
-        await asyncio.gather(*(self._after(c) for c in changes))
+        await asyncio.gather(*(self._after(c, [link]) for c, link in zip(changes, made, strict=True)))
         return True
 
-    async def _insert_new(self, conn: Conn, items: list[RemoteItem]) -> list[TaskChange]:
+    async def _insert_new(self, conn: Conn, items: list[RemoteItem]) -> tuple[list[TaskChange], list[dict[str, Any]]]:
+        """The tasks and their links (a new task has no other link: what its message shows)."""
         changes = await create_tasks(conn, self.project, [self._import_values(item, None) for item in items],
                                      actor=self.actor, origin=self.name)
         made = []
@@ -234,7 +235,7 @@ class Engine:
         await links.insert_many(conn, made)
         await append_many(conn, self.actor, [Entry("sync.link", target=c.task["key"], project=self.project,
                                                    after=links.summary(link)) for c, link in zip(changes, made, strict=True)])
-        return changes
+        return changes, made
 
     async def _adopt(self, link: dict[str, Any], item: RemoteItem) -> bool:
         """``item`` is what the create of ``link`` made (its answer was lost): link them. ``False``
@@ -463,11 +464,11 @@ class Engine:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    async def _after(self, change: TaskChange | None) -> None:
+    async def _after(self, change: TaskChange | None, task_links: list[dict[str, Any]] | None = None) -> None:
         """What follows a committed task change (a message, pushes to the other trackers): its
         failure is logged, it does not undo the sync that is already committed."""
         try:
-            await after_commit(self.hub, change)
+            await after_commit(self.hub, change, task_links)
         except Exception:
             log.exception("sync.after_commit_failed", integration=self.name)
 
