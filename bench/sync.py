@@ -11,7 +11,7 @@ PostgreSQL with ``auto`` when it answers, else SQLite) with **one mapping per pr
 syncs project ``gh``, Jira project ``jira``. (Both on one project would push every GitHub import
 to Jira as a new issue: a different benchmark.) Each mapping is swept by ``Engine.sweep`` the way
 the sync service runs it, one after the other, the cursor (mark, list ETag) carried from run to
-run. Calls are the requests each stand-in answered (checked against the engine's own count).
+run; the hub does not dispatch, so no sync service of its own sweeps meanwhile. Calls are the requests each stand-in answered (checked against the engine's own count).
 
 Phases and their floors:
 
