@@ -44,6 +44,7 @@ bench: install-test
 	$(BIN)/python bench/cli_start.py
 	$(BIN)/python bench/authz.py
 	$(BIN)/python bench/config_reload.py
+	$(BIN)/python bench/sync.py
 
 lint: install-test
 	$(BIN)/ruff check src tests bench

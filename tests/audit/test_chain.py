@@ -14,7 +14,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, text
 
-from tidings.audit import SYSTEM, Actor, Problem, Signer, Verified, append, load_signer, make_checkpoint
+from tidings.audit import (
+    SYSTEM,
+    Actor,
+    Entry,
+    Problem,
+    Signer,
+    Verified,
+    append,
+    append_many,
+    load_signer,
+    make_checkpoint,
+)
 from tidings.audit import verify as verify_module
 from tidings.audit.checkpoints import AuditKeyError, load_checkpoints
 from tidings.audit.export import ExportError, export_lines, read_checkpoints, verify_export
@@ -47,6 +58,30 @@ async def test_entries_chain_and_verify(store: Store, signer: Signer) -> None:
     assert rows[2]["actor_name"] == "alice@example.com" and rows[2]["after"]["matchers"] == {"service": "api-2"}
     await make_checkpoint(store, signer)
     assert await verify_store(store, signer.public_key) == Verified(1, 5, 1)
+
+
+async def test_entries_appended_together_chain_as_one_by_one(store: Store, signer: Signer) -> None:
+    """``append_many`` (an import's page): the same chain, secrets masked, verified like any other."""
+    await _fill(store, 2)
+    redact.register(["ghp_very_secret_token_98765"])
+    async with store.write() as conn:
+        assert await append_many(conn, ALICE, []) == []
+        made = await append_many(conn, ALICE, [
+            Entry("task.create", target="T-1", project="default", after={"title": "one", "labels": ("a",)}),
+            Entry("sync.link", target="T-1", project="default", after={"token": "ghp_very_secret_token_98765"}),
+            Entry("task.create", target="T-2", project="default", after={"title": "two"}, outcome="ok"),
+        ])
+        await append(conn, SYSTEM, "task.update", target="T-2")
+    assert [e["seq"] for e in made] == [3, 4, 5]
+    rows = await read_entries(store)
+    assert [(r["seq"], r["action"], r["actor_name"]) for r in rows[2:]] == [
+        (3, "task.create", "alice@example.com"), (4, "sync.link", "alice@example.com"), (5, "task.create", "alice@example.com"),
+        (6, "task.update", "tidings")]
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(rows, rows[1:], strict=False))
+    assert rows[2]["after"]["labels"] == ["a"] and "very_secret" not in str(rows[3])
+    assert [r["hash"] for r in rows[2:5]] == [e["hash"] for e in made]
+    await make_checkpoint(store, signer)
+    assert await verify_store(store, signer.public_key) == Verified(1, 6, 1)
 
 
 async def test_an_entry_commits_and_rolls_back_with_its_change(store: Store) -> None:

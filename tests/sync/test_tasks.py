@@ -22,6 +22,7 @@ from tidings.sync.tasks import (
     StaleTask,
     TaskError,
     create_task,
+    create_tasks,
     delete_task,
     get_task,
     list_tasks,
@@ -173,6 +174,30 @@ async def test_parallel_creates_take_numbers_one_after_another(alpha: Store) -> 
     numbers = await asyncio.gather(*(one(i) for i in range(12)))
     assert sorted(numbers) == list(range(1, 13))
     assert (await make(alpha, "beta"))["number"] == 1  # numbers are per project
+
+
+async def test_tasks_created_together_are_numbered_in_order_each_audited_or_none_written(alpha: Store) -> None:
+    """``create_tasks`` (a sweep page's imports): as many ``create_task`` in one go."""
+    first = await make(alpha)
+    async with alpha.write() as conn:
+        assert await create_tasks(conn, "alpha", [], actor=ALICE) == []
+        made = await create_tasks(conn, "alpha", [{"title": "two", "status": "done", "status_name": "Closed"},
+                                                  {"title": "three", "labels": ["b", "a"]}],
+                                  actor=SYSTEM, origin="gh")
+    assert [c.task["key"] for c in made] == ["T-2", "T-3"] and first["key"] == "T-1"
+    assert [(c.action, c.origin, c.changed["title"]) for c in made] == [("task.create", "gh", "two"), ("task.create", "gh", "three")]
+    async with alpha.read() as conn:
+        two, three = await get_task(conn, "alpha", "T-2"), await get_task(conn, "alpha", "T-3")
+    assert two is not None and (two["status"], two["category"]) == ("Closed", "done")
+    assert three is not None and three["labels"] == ["a", "b"]
+    entries = [(e["action"], e["target"]) for e in await read_entries(alpha) if e["action"] == "task.create"]
+    assert entries == [("task.create", "T-1"), ("task.create", "T-2"), ("task.create", "T-3")]
+    with pytest.raises(TaskError, match="title"):
+        async with alpha.write() as conn:
+            await create_tasks(conn, "alpha", [{"title": "four"}, {"title": ""}], actor=ALICE)
+    async with alpha.read() as conn:
+        assert await get_task(conn, "alpha", "T-4") is None
+    assert (await make(alpha))["key"] == "T-4"
 
 
 async def test_a_deleted_task_leaves_its_links_unlinked(alpha: Store) -> None:

@@ -6,7 +6,7 @@ Signed checkpoints (:mod:`.checkpoints`, an Ed25519 key kept outside the databas
 head, so rewriting the whole chain, or cutting its tail, is caught by :func:`verify`.
 """
 
-from .chain import GENESIS, SYSTEM, Actor, append, entry_hash
+from .chain import GENESIS, SYSTEM, Actor, Entry, append, append_many, entry_hash
 from .checkpoints import Checkpoint, Signer, load_signer, make_checkpoint
 from .verify import Problem, Verified, verify_entries, verify_store
 
@@ -15,10 +15,12 @@ __all__ = [
     "SYSTEM",
     "Actor",
     "Checkpoint",
+    "Entry",
     "Problem",
     "Signer",
     "Verified",
     "append",
+    "append_many",
     "entry_hash",
     "load_signer",
     "make_checkpoint",

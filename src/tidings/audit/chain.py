@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,6 +56,18 @@ def entry_hash(prev_hash: str, entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(DOMAIN + prev_hash.encode("ascii") + body).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What one entry of :func:`append_many` records (as :func:`append`'s arguments)."""
+
+    action: str
+    target: str | None = None
+    project: str | None = None
+    before: Any = None
+    after: Any = None
+    outcome: str = "ok"
+
+
 async def append(
     conn: Conn,
     actor: Actor,
@@ -74,15 +86,22 @@ async def append(
     write lock; on PostgreSQL a transaction-scoped advisory lock taken before the head is read), so
     ``seq`` stays gap-free and every entry links to the one before it. Secrets in ``before`` and
     ``after`` are masked before they are hashed or stored."""
+    entry = Entry(action, target=target, project=project, before=before, after=after, outcome=outcome)
+    return (await append_many(conn, actor, [entry], at=at))[0]
+
+
+async def append_many(conn: Conn, actor: Actor, entries: Sequence[Entry], *, at: float | None = None) -> list[dict[str, Any]]:
+    """Append ``entries`` (all by ``actor``, in this order) in ``conn``'s transaction, as
+    :func:`append` would one by one, but with one lock, one read of the head and one insert: the
+    entries are chained here (a page of imported tasks writes its hundreds of entries at once)."""
+    if not entries:
+        return []
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
-    head = (
-        await conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
-    ).first()
+        await conn.execute(_LOCK, {"id": PG_LOCK_ID})
+    head = (await conn.execute(_HEAD)).first()
     seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
-    entry: dict[str, Any] = {
-        "seq": seq,
-        "at": round(time.time() if at is None else at, 6),
+    when = round(time.time() if at is None else at, 6)
+    who = {
         "actor": actor.kind,
         "actor_id": actor.id,
         "actor_name": actor.name,
@@ -91,17 +110,26 @@ async def append(
         "ip": actor.ip,
         "user_agent": _cut(actor.user_agent, 500),
         "request_id": actor.request_id,
-        "project": project,
-        "action": action,
-        "target": _cut(target, 500),
-        "before": _canonical(redact_value(before)),
-        "after": _canonical(redact_value(after)),
-        "outcome": outcome,
     }
-    entry["prev_hash"] = prev
-    entry["hash"] = entry_hash(prev, entry)
-    await conn.execute(_INSERT, entry)
-    return entry
+    rows: list[dict[str, Any]] = []
+    for e in entries:
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "at": when,
+            **who,
+            "project": e.project,
+            "action": e.action,
+            "target": _cut(e.target, 500),
+            "before": _canonical(redact_value(e.before)),
+            "after": _canonical(redact_value(e.after)),
+            "outcome": e.outcome,
+            "prev_hash": prev,
+        }
+        entry["hash"] = prev = entry_hash(prev, entry)
+        rows.append(entry)
+        seq += 1
+    await conn.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+    return rows
 
 
 def _cut(value: str | None, limit: int) -> str | None:

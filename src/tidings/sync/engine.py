@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import structlog
 from sqlalchemy.exc import IntegrityError
 
-from ..audit.chain import Actor, append
+from ..audit.chain import Actor, Entry, append, append_many
 from ..ids import new_id
 from ..security.redact import ERROR_MAX, clip
 from . import links
@@ -29,7 +29,7 @@ from .merge import merge
 from .model import Merged, NotFound, RemoteItem, TrackerError, Unavailable, digest, normalize
 from .state import Outcome, RunState, Stop, call, plan_merged, stats
 from .sweep import export_pass, sweep_remote
-from .tasks import StaleTask, TaskChange, TaskError, create_task, get_task_by_id, task_fields, update_task
+from .tasks import StaleTask, TaskChange, TaskError, create_tasks, get_task_by_id, task_fields, update_task
 
 __all__ = ["Engine", "RunState"]
 
@@ -206,31 +206,36 @@ class Engine:
 
     async def import_new(self, items: list[RemoteItem], run: RunState) -> bool:
         """New items as tasks, each with its link, in one transaction (a sweep page's new items
-        share one commit). ``False`` when any link (or task number) was taken meanwhile: nothing is
-        kept, and the caller takes the items one by one."""
+        share one commit, one insert of tasks, one of links and one audit append per kind). ``False``
+        when any link (or task number) was taken meanwhile: nothing is kept, and the caller takes
+        the items one by one."""
         try:
             async with self.store.write() as conn:
-                changes = [await self._insert_new(conn, item) for item in items]
+                changes, made = await self._insert_new(conn, items)
         except IntegrityError:
             return False
         run.created += len(changes)
         run.seen.update(c.task["id"] for c in changes)
-        await asyncio.gather(*(self._after(c) for c in changes))
+        await asyncio.gather(*(self._after(c, [link]) for c, link in zip(changes, made, strict=True)))
         return True
 
-    async def _insert_new(self, conn: Conn, item: RemoteItem) -> TaskChange:
-        change = await create_task(conn, self.project, self._import_values(item, None), actor=self.actor,
-                                   origin=self.name)
-        task = change.task
-        local = task_fields(task)
-        base = {k: (v if self._imports(k) else local[k]) for k, v in self._carried(item).items()}
-        link = {"id": new_id(), "task_id": task["id"], "project": self.project, "integration": self.name,
-                "state": LINKED, "remote_id": item.id, "remote_key": item.key, "remote_url": item.url,
-                "remote_updated": item.updated_at, "etag": item.etag, "base": base,
-                "synced_at": task["updated_at"], "created_at": time.time()}
-        await links.insert(conn, **link)
-        await append(conn, self.actor, "sync.link", target=task["key"], project=self.project, after=links.summary(link))
-        return change
+    async def _insert_new(self, conn: Conn, items: list[RemoteItem]) -> tuple[list[TaskChange], list[dict[str, Any]]]:
+        """The tasks and their links (a new task has no other link: what its message shows)."""
+        changes = await create_tasks(conn, self.project, [self._import_values(item, None) for item in items],
+                                     actor=self.actor, origin=self.name)
+        made = []
+        for item, change in zip(items, changes, strict=True):
+            task = change.task
+            local = task_fields(task)
+            base = {k: (v if self._imports(k) else local[k]) for k, v in self._carried(item).items()}
+            made.append({"id": new_id(), "task_id": task["id"], "project": self.project, "integration": self.name,
+                         "state": LINKED, "remote_id": item.id, "remote_key": item.key, "remote_url": item.url,
+                         "remote_updated": item.updated_at, "etag": item.etag, "base": base,
+                         "synced_at": task["updated_at"], "created_at": time.time()})
+        await links.insert_many(conn, made)
+        await append_many(conn, self.actor, [Entry("sync.link", target=c.task["key"], project=self.project,
+                                                   after=links.summary(link)) for c, link in zip(changes, made, strict=True)])
+        return changes, made
 
     async def _adopt(self, link: dict[str, Any], item: RemoteItem) -> bool:
         """``item`` is what the create of ``link`` made (its answer was lost): link them. ``False``
@@ -459,11 +464,11 @@ class Engine:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    async def _after(self, change: TaskChange | None) -> None:
+    async def _after(self, change: TaskChange | None, task_links: list[dict[str, Any]] | None = None) -> None:
         """What follows a committed task change (a message, pushes to the other trackers): its
         failure is logged, it does not undo the sync that is already committed."""
         try:
-            await after_commit(self.hub, change)
+            await after_commit(self.hub, change, task_links)
         except Exception:
             log.exception("sync.after_commit_failed", integration=self.name)
 

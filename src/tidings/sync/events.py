@@ -83,8 +83,9 @@ def task_message(change: TaskChange, links: Sequence[dict[str, Any]] = ()) -> Me
     )
 
 
-async def after_commit(hub: Hub, change: TaskChange | None) -> None:
+async def after_commit(hub: Hub, change: TaskChange | None, links: Sequence[dict[str, Any]] | None = None) -> None:
     """Route the change's message and push it to linked trackers. Call it after the commit.
+    ``links``: the task's links when the caller has them (an import just wrote the only one), else read.
 
     The change is committed already: a failure here is logged, not raised, so the caller still
     answers what was done (the change stands; the next sweep pushes what the sync missed)."""
@@ -93,10 +94,11 @@ async def after_commit(hub: Hub, change: TaskChange | None) -> None:
     task = change.task
     key = f"{change.action}:{task['id']}:v{task.get('version', 0)}"  # a retry after a failed notify sends it once
     try:
-        links: list[dict[str, Any]] = []
-        if change.action != "task.delete" and hub.store is not None:
-            async with hub.store.read() as conn:
-                links = await links_of(conn, task["id"])
+        if links is None:
+            links = []
+            if change.action != "task.delete" and hub.store is not None:
+                async with hub.store.read() as conn:
+                    links = await links_of(conn, task["id"])
         await hub.notify(task_message(change, links), project=task["project"], idempotency_key=key)
     except Exception:
         log.exception("task.notify_failed", task=task["key"], project=task["project"])

@@ -116,6 +116,15 @@ async def insert(conn: Conn, **values: Any) -> None:
     await conn.execute(task_links.insert().values(**values))
 
 
+async def insert_many(conn: Conn, rows: list[dict[str, Any]]) -> None:
+    """Several links, every row with the same keys (one statement for a sweep page's imports)."""
+    if rows:
+        await conn.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+
+
+_INSERT = task_links.insert()
+
+
 def summary(link: dict[str, Any]) -> dict[str, Any]:
     """What an audit entry says about a link."""
     return {k: link.get(k) for k in ("integration", "remote_id", "remote_key", "remote_url", "state")}

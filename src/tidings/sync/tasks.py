@@ -15,12 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, select, text, update
 
-from ..audit.chain import PG_LOCK_ID, Actor, append
+from ..audit.chain import PG_LOCK_ID, Actor, Entry, append, append_many
 from ..ids import new_id
 from ..message import Priority
 from ..store.engine import Conn
@@ -234,24 +235,33 @@ async def get_task_by_id(conn: Conn, task_id: str) -> dict[str, Any] | None:
     return as_dict(row) if row else None
 
 
-async def _next_number(conn: Conn, project: str) -> int:
-    """The project's next task number, counted in ``task_numbers`` so that a deleted task's number
-    is never given again. On PostgreSQL creates are serialized first, so parallel ones never take
-    the same number (``ux_tasks_number``): the lock is the audit chain's, which every create takes
-    anyway to append its entry and holds until commit (so this adds no wait), and one lock can't
-    be taken in two orders (no deadlock with a caller that appended an entry first). SQLite has
-    one writer at a time."""
+async def _next_numbers(conn: Conn, project: str, count: int) -> int:
+    """The first of the project's next ``count`` task numbers (taken together), counted in
+    ``task_numbers`` so that a deleted task's number is never given again. On PostgreSQL creates
+    are serialized first, so parallel ones never take the same number (``ux_tasks_number``): the
+    lock is the audit chain's, which every create takes anyway to append its entry and holds until
+    commit (so this adds no wait), and one lock can't be taken in two orders (no deadlock with a
+    caller that appended an entry first). SQLite has one writer at a time."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PG_LOCK_ID})
-    last = (await conn.execute(select(task_numbers.c.last).where(task_numbers.c.project == project))).scalar()
-    highest = (await conn.execute(
-        select(func.coalesce(func.max(tasks.c.number), 0)).where(tasks.c.project == project))).scalar_one()
-    number = max(last or 0, highest) + 1
+        await conn.execute(_LOCK, {"id": PG_LOCK_ID})
+    last = (await conn.execute(_LAST, {"project": project})).scalar()
+    highest = (await conn.execute(_HIGHEST, {"project": project})).scalar_one()
+    first = max(last or 0, highest) + 1
+    stop = first + count - 1
     if last is None:
-        await conn.execute(task_numbers.insert().values(project=project, last=number))
+        await conn.execute(task_numbers.insert().values(project=project, last=stop))
     else:
-        await conn.execute(update(task_numbers).where(task_numbers.c.project == project).values(last=number))
-    return int(number)
+        await conn.execute(_SET_LAST, {"b_project": project, "b_last": stop})
+    return int(first)
+
+
+_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
+_LAST = select(task_numbers.c.last).where(task_numbers.c.project == bindparam("project"))
+_HIGHEST = select(func.coalesce(func.max(tasks.c.number), 0)).where(tasks.c.project == bindparam("project"))
+_SET_LAST = (update(task_numbers).where(task_numbers.c.project == bindparam("b_project"))
+             .values(last=bindparam("b_last")))
+_INSERT = tasks.insert()
+# Built once: an import creates tasks by the thousand.
 
 
 async def create_task(
@@ -260,26 +270,43 @@ async def create_task(
     """A new task from task-space ``values`` (``title`` required; ``status_name`` optional).
     A local change (no ``origin``) may assign only members (:func:`check_assignee`); a tracker's
     assignee comes through its mapping, as configured."""
-    v = check_fields(values)
-    if not v.get("title"):
-        raise TaskError("title: required")
-    await _resolve_status(conn, project, v)
-    if origin is None and v.get("assignee"):
-        v["assignee"] = await check_assignee(conn, project, v["assignee"])
-    category = v.get("status", "todo")
-    number = await _next_number(conn, project)
+    return (await create_tasks(conn, project, [values], actor=actor, origin=origin))[0]
+
+
+async def create_tasks(
+    conn: Conn, project: str, values: Sequence[dict[str, Any]], *, actor: Actor, origin: str | None = None,
+) -> list[TaskChange]:
+    """New tasks, numbered in this order, as :func:`create_task` makes one (each audited), with
+    one insert and one audit append for all (a sweep page's new items). Raises :class:`TaskError`
+    on the first value a task can't take: nothing is written then."""
+    checked = []
+    for given in values:
+        v = check_fields(given)
+        if not v.get("title"):
+            raise TaskError("title: required")
+        await _resolve_status(conn, project, v)
+        if origin is None and v.get("assignee"):
+            v["assignee"] = await check_assignee(conn, project, v["assignee"])
+        checked.append(v)
+    if not checked:
+        return []
+    number = await _next_numbers(conn, project, len(checked))
     now = time.time()
-    row = {
-        "id": new_id(), "project": project, "number": number, "title": v["title"],
-        "description": v.get("description", ""), "status": v.get("status_name") or DEFAULT_STATUS[category],
-        "category": category, "priority": v.get("priority", Priority.MEDIUM.value), "assignee": v.get("assignee"),
-        "labels": v.get("labels", []), "due": v.get("due"), "version": 1,
-        "created_by": actor.name or actor.id, "created_at": now, "updated_at": now,
-    }
-    await conn.execute(tasks.insert().values(**row))
-    task = {**row, "key": f"T-{number}"}
-    await append(conn, actor, "task.create", target=task["key"], project=project, after=_audited(task))
-    return TaskChange("task.create", task, task_fields(task), origin)
+    rows = []
+    for i, v in enumerate(checked):
+        category = v.get("status", "todo")
+        rows.append({
+            "id": new_id(), "project": project, "number": number + i, "title": v["title"],
+            "description": v.get("description", ""), "status": v.get("status_name") or DEFAULT_STATUS[category],
+            "category": category, "priority": v.get("priority", Priority.MEDIUM.value), "assignee": v.get("assignee"),
+            "labels": v.get("labels", []), "due": v.get("due"), "version": 1,
+            "created_by": actor.name or actor.id, "created_at": now, "updated_at": now,
+        })
+    await conn.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+    made = [{**row, "key": f"T-{row['number']}"} for row in rows]
+    await append_many(conn, actor, [Entry("task.create", target=t["key"], project=project, after=_audited(t))
+                                    for t in made])
+    return [TaskChange("task.create", t, task_fields(t), origin) for t in made]
 
 
 async def update_task(
