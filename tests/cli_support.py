@@ -171,8 +171,9 @@ def _invoke(cwd: Path, args: tuple[str, ...], stdin: str | None, env: dict[str, 
 
 
 def in_process(cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Ran:
-    """A command run in this process (kept for the tests that call it by this name)."""
-    return run_in_process(cwd, *args)
+    """A command run in this process with the test's own ``TIDINGS_*`` variables (set through
+    ``monkeypatch``), not only those :func:`cli_env` makes."""
+    return run_in_process(cwd, *args, **{k: v for k, v in os.environ.items() if k.startswith("TIDINGS_")})
 
 
 def db_rows(cwd: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:

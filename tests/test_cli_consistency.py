@@ -197,6 +197,7 @@ def test_output_to_a_pipe_is_not_wrapped(project: Project) -> None:
     assert any(sent["deliveries"][0]["id"] in line and "T" + "x" * 39 in line for line in table.splitlines()), table
 
 
+@pytest.mark.slow
 def test_send_shows_a_spinner_on_a_terminal_while_it_waits(project: Project) -> None:
     """A peer that accepts the connection and never answers: `send --timeout 1` waits a second."""
     p = project.path
