@@ -102,6 +102,12 @@ def tidings_process(cwd: Path, *args: str, stdin: str | None = None, timeout: fl
     return Ran(args, proc.returncode, proc.stdout, proc.stderr)
 
 
+async def tidings_async(cwd: Path, *args: str, **kwargs: Any) -> Ran:
+    """:func:`tidings` from an async test whose event loop serves what the command talks to (a
+    peer, a sink): the loop keeps running while the command runs in a thread."""
+    return await asyncio.to_thread(tidings, cwd, *args, **kwargs)
+
+
 _cli_lock = threading.Lock()
 
 
@@ -111,7 +117,8 @@ def run_in_process(cwd: Path, *args: str, stdin: str | None = None, **env: str |
     directory, fresh consoles (their width is read once), and nothing left behind in the process:
     the logging configuration, the masking registry, the directory and the environment are put
     back afterwards. From an async test (a running event loop) the command runs in a thread, as
-    ``asyncio.run`` needs; the test waits for it as it would wait for a process."""
+    ``asyncio.run`` needs, and the loop waits for it as it would wait for a process: a test whose
+    loop serves the peer the command calls uses :func:`tidings_async`."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
