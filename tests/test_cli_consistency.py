@@ -207,6 +207,8 @@ def test_send_shows_a_spinner_on_a_terminal_while_it_waits(project: Project) -> 
         config = yaml.safe_load((p / "tidings.yaml").read_text())
         config["integrations"]["silent"] = {"kind": "webhook", "url": f"http://127.0.0.1:{silent.getsockname()[1]}/h",
                                             "allow_destinations": ["127.0.0.1"]}
+        # the hub's stop gives the hanging send shutdown_timeout (10 s by default) before handing it back
+        config.setdefault("dispatcher", {})["shutdown_timeout"] = 0.5
         (p / "tidings.yaml").write_text(yaml.safe_dump(config))
         master, slave = pty.openpty()
         env = cli_env(p)
