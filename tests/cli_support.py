@@ -83,7 +83,7 @@ def tidings(cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60
     """Run ``tidings *args`` in ``cwd``: in this process (a second faster: the hub, SQLAlchemy
     and aiohttp are imported already) unless ``process`` or the command serves. The tests that
     need the interpreter itself (start-up cost, signals, the console script) pass ``process=True``."""
-    if process or PROCESS_ONLY.intersection(args[:1]):
+    if process or PROCESS_ONLY.intersection(args):  # (`-c x serve` too; a value named so only costs time)
         return tidings_process(cwd, *args, stdin=stdin, timeout=timeout, **env)
     return run_in_process(cwd, *args, stdin=stdin, **env)
 
