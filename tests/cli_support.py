@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import re
@@ -11,7 +13,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +74,22 @@ class Ran:
         return lines[0]
 
 
-def tidings(cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60, **env: str | None) -> Ran:
+PROCESS_ONLY = frozenset({"serve", "worker"})
+"""Commands that install signal handlers and run until stopped: always the real executable."""
+
+
+def tidings(cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60, process: bool = False,
+            **env: str | None) -> Ran:
+    """Run ``tidings *args`` in ``cwd``: in this process (a second faster: the hub, SQLAlchemy
+    and aiohttp are imported already) unless ``process`` or the command serves. The tests that
+    need the interpreter itself (start-up cost, signals, the console script) pass ``process=True``."""
+    if process or PROCESS_ONLY.intersection(args):  # (`-c x serve` too; a value named so only costs time)
+        return tidings_process(cwd, *args, stdin=stdin, timeout=timeout, **env)
+    return run_in_process(cwd, *args, stdin=stdin, **env)
+
+
+def tidings_process(cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60, **env: str | None) -> Ran:
+    """The real executable, in its own process."""
     proc = subprocess.run(
         [str(TIDINGS), *args],
         cwd=cwd,
@@ -83,18 +102,85 @@ def tidings(cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60
     return Ran(args, proc.returncode, proc.stdout, proc.stderr)
 
 
-def in_process(cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Ran:
-    """Run a command that never starts the hub (``config validate``, ``config schema``) in this
-    process: a second faster. Commands that start the hub configure logging for the whole
-    process, so they always run as the real executable."""
+async def tidings_async(cwd: Path, *args: str, **kwargs: Any) -> Ran:
+    """:func:`tidings` from an async test whose event loop serves what the command talks to (a
+    peer, a sink): the loop keeps running while the command runs in a thread."""
+    return await asyncio.to_thread(tidings, cwd, *args, **kwargs)
+
+
+_cli_lock = threading.Lock()
+
+
+def run_in_process(cwd: Path, *args: str, stdin: str | None = None, **env: str | None) -> Ran:
+    """``tidings *args`` through typer's CliRunner, as the executable would run it: the same
+    environment as :func:`cli_env` (the rest of ``TIDINGS_*`` unset), ``cwd`` as the working
+    directory, fresh consoles (their width is read once), and nothing left behind in the process:
+    the logging configuration, the masking registry, the directory and the environment are put
+    back afterwards. From an async test (a running event loop) the command runs in a thread, as
+    ``asyncio.run`` needs, and the loop waits for it as it would wait for a process: a test whose
+    loop serves the peer the command calls uses :func:`tidings_async`."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _invoke(cwd, args, stdin, env)
+    box: list[Ran | BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(_invoke(cwd, args, stdin, env))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            box.append(exc)
+
+    thread = threading.Thread(target=target, name="tidings-cli")
+    thread.start()
+    thread.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _invoke(cwd: Path, args: tuple[str, ...], stdin: str | None, env: dict[str, str | None]) -> Ran:
+    import structlog
     from typer.testing import CliRunner
 
-    from tidings.cli import app
+    from tidings import logs
+    from tidings.cli import _common, app
+    from tidings.security import redact
 
-    monkeypatch.chdir(cwd)
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return Ran(args, result.exit_code, result.stdout, result.stderr)
+    wanted = cli_env(cwd, **env)
+    environ: dict[str, str | None] = {k: None for k in os.environ if k not in wanted}
+    environ.update(wanted)
+    with _cli_lock:
+        saved_dir = os.getcwd()
+        saved_log = structlog.get_config()
+        was_configured = structlog.is_configured()
+        saved_masks = (set(redact._known), redact._pattern, redact._longest)
+        configure = logs.configure
+        # loggers bound meanwhile must not keep the command's configuration once it is put back
+        logs.configure = functools.partial(configure, cache=False)  # type: ignore[assignment]
+        _common.out._console = _common.err._console = None
+        os.chdir(cwd)
+        try:
+            result = CliRunner().invoke(app, list(args), input=stdin or "", env=environ)
+        finally:
+            os.chdir(saved_dir)
+            logs.configure = configure  # type: ignore[assignment]
+            _common.out._console = _common.err._console = None
+            redact._known, redact._pattern, redact._longest = saved_masks
+            if was_configured:
+                structlog.configure(**saved_log)
+            else:
+                structlog.reset_defaults()
+    err = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        err += "".join(traceback.format_exception(result.exception))  # Ran reports it as a crash
+    return Ran(args, result.exit_code, result.stdout, err)
+
+
+def in_process(cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Ran:
+    """A command run in this process with the test's own ``TIDINGS_*`` variables (set through
+    ``monkeypatch``), not only those :func:`cli_env` makes."""
+    return run_in_process(cwd, *args, **{k: v for k, v in os.environ.items() if k.startswith("TIDINGS_")})
 
 
 def db_rows(cwd: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -1,4 +1,6 @@
-"""The ``tidings`` command, run as the real executable in a scratch directory.
+"""The ``tidings`` command in a scratch directory: in this process through typer's runner
+(``cli_support.tidings``), and as the real executable where the process matters (the console
+script, an exit code seen by the shell, ``serve`` and ``worker``).
 
 Every error is one line on stderr with a non-zero exit code (2 for bad configuration), never a
 traceback. ``serve`` and ``worker`` run as long-lived processes and stop cleanly on SIGTERM.
@@ -287,7 +289,7 @@ def test_config_validate_missing_file(project: Project, monkeypatch: pytest.Monk
 
 def test_config_validate_invalid_as_a_real_process(project: Project) -> None:
     (project.path / "tidings.yaml").write_text("server:\n  port: 0\nroutes:\n  - to: [slak]\n")
-    ran = tidings(project.path, "config", "validate")
+    ran = tidings(project.path, "config", "validate", process=True)
     assert ran.code == 2
     assert ran.err.splitlines() == [
         "error: tidings.yaml: server.port: Input should be greater than or equal to 1",
@@ -489,7 +491,7 @@ def test_integrations_test_of_an_unreachable_webhook_fails(project: Project) -> 
 def test_version(tmp_path: Path) -> None:
     from tidings import __version__
 
-    assert tidings(tmp_path, "version").ok().out.strip() == __version__
+    assert tidings(tmp_path, "version", process=True).ok().out.strip() == __version__
 
 
 # -- serve and worker ----------------------------------------------------------------------------

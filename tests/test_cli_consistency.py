@@ -197,6 +197,7 @@ def test_output_to_a_pipe_is_not_wrapped(project: Project) -> None:
     assert any(sent["deliveries"][0]["id"] in line and "T" + "x" * 39 in line for line in table.splitlines()), table
 
 
+@pytest.mark.slow
 def test_send_shows_a_spinner_on_a_terminal_while_it_waits(project: Project) -> None:
     """A peer that accepts the connection and never answers: `send --timeout 1` waits a second."""
     p = project.path
@@ -206,6 +207,8 @@ def test_send_shows_a_spinner_on_a_terminal_while_it_waits(project: Project) -> 
         config = yaml.safe_load((p / "tidings.yaml").read_text())
         config["integrations"]["silent"] = {"kind": "webhook", "url": f"http://127.0.0.1:{silent.getsockname()[1]}/h",
                                             "allow_destinations": ["127.0.0.1"]}
+        # the hub's stop gives the hanging send shutdown_timeout (10 s by default) before handing it back
+        config.setdefault("dispatcher", {})["shutdown_timeout"] = 0.5
         (p / "tidings.yaml").write_text(yaml.safe_dump(config))
         master, slave = pty.openpty()
         env = cli_env(p)

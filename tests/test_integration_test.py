@@ -5,21 +5,18 @@ the real time."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from cli_support import tidings_async
 from fake_slack import FakeSlack, Scripted
 from peer import Peer
 from sink import Reply
 
-import tidings
 from tidings import Message
 
 TOKEN_REVOKED = Scripted(error="token_revoked")
@@ -73,21 +70,15 @@ async def test_a_revoked_token_in_a_test_disables_nothing(make_hub: Any, slack: 
 
 
 async def test_the_cli_test_of_a_gone_hook_leaves_it_enabled(tmp_path: Path, peer: Peer) -> None:
-    """The same through ``tidings integrations test`` (a subprocess), then ``tidings integrations``."""
+    """The same through ``tidings integrations test``, then ``tidings integrations``."""
     peer.script(Reply(410, body="gone"))
     path = tmp_path / "tidings.yaml"
     path.write_text(yaml.safe_dump({"server": {"database": f"sqlite:///{tmp_path / 'tidings.db'}"},
                                     "integrations": {"ops": hook(peer)}}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(tidings.__file__).parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    script = str(Path(sys.executable).parent / "tidings")
 
     async def run(*args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(script, *args, "-c", str(path), "--json", env=env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        ran = await tidings_async(tmp_path, *args, "-c", str(path), "--json")
+        return ran.code, ran.out, ran.err
 
     code, out, err = await run("integrations", "test", "ops")
     assert code == 1 and "HTTP 410" in out and "would disable" in out, (out, err)

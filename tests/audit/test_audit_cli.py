@@ -1,4 +1,4 @@
-"""`tidings audit ...` and the audited CLI commands, as the real executable: what is recorded, the
+"""`tidings audit ...` and the audited CLI commands (``cli_support.tidings``: in this process): what is recorded, the
 exit codes of verify and verify-export, the export verified offline with the public key alone."""
 
 from __future__ import annotations

@@ -540,6 +540,7 @@ async def test_two_workers_follow_50_revisions_under_5000_messages(
     assert time.monotonic() - started < 90
 
 
+@pytest.mark.slow
 async def test_a_worker_follows_10_revisions_on_sqlite(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
     await run_scenario(f"sqlite:///{tmp_path / 'tidings.db'}", tmp_path, workers=1, steps=10, per_step=50, seed=7,
