@@ -406,14 +406,21 @@ class Notifier(Integration):
         return truncate(text, self.body_max)
 
 
-class HttpNotifier(Notifier):
-    """A notifier that speaks HTTP: one pooled aiohttp session for its lifetime (DESIGN rule 8),
-    opened on first use (once, even when the first sends start together) and closed with it."""
+class HttpClient(Integration):
+    """An integration that speaks HTTP: one pooled, guarded aiohttp session for its lifetime (DESIGN
+    rules 8 and 10), opened on first use (once, even when the first requests start together) and
+    closed with it. New settings get a new session; the old one closes once requests still using
+    it have timed out at the latest."""
 
     _session: aiohttp.ClientSession | None = None
     _opening: asyncio.Lock | None = None
     _retiring: dict[aiohttp.ClientSession, asyncio.Task[None]] | None = None
-    """Sessions replaced by :meth:`reconfigure`, each with the task that closes it once its sends are over."""
+    """Sessions replaced by :meth:`reconfigure`, each with the task that closes it once its requests are over."""
+
+    @property
+    def http_concurrency(self) -> int:
+        """Connections the session may hold at once."""
+        return self.settings.concurrency or 8
 
     def session_headers(self) -> dict[str, str]:
         """Headers on every request (credentials that never change belong here)."""
@@ -430,7 +437,7 @@ class HttpNotifier(Notifier):
             if self._session is None:
                 self._session = guarded_session(
                     self.destinations,
-                    concurrency=self.effective_concurrency,
+                    concurrency=self.http_concurrency,
                     timeout=self.effective_timeout,
                     headers=self.session_headers(),
                 )
@@ -440,8 +447,8 @@ class HttpNotifier(Notifier):
         await self.session()
 
     def reconfigure(self, settings: IntegrationSettings) -> None:
-        """New settings, and a new session for the next send (its headers may carry the old
-        credential). The old session closes once sends still using it have timed out at the latest."""
+        """New settings, and a new session for the next request (its headers may carry the old
+        credential, its guard the old destinations)."""
         super().reconfigure(settings)
         old, self._session = self._session, None
         if old is None:
@@ -464,6 +471,15 @@ class HttpNotifier(Notifier):
         for old, task in retiring.items():
             task.cancel()
             await old.close()
+        await super().close()
+
+
+class HttpNotifier(HttpClient, Notifier):
+    """A notifier that speaks HTTP (see :class:`HttpClient`)."""
+
+    @property
+    def http_concurrency(self) -> int:
+        return self.effective_concurrency
 
 
 def truncate(text: str, limit: int | None, marker: str = TRUNCATED) -> str:

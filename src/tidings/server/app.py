@@ -28,8 +28,8 @@ from . import (
     schemas,
     secrets_api,
     signin,
-    tasks_api,
     sync_api,
+    tasks_api,
 )
 from .api import router as api_router
 from .auth import TokenCache

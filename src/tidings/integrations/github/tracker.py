@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from multidict import CIMultiDictProxy
 
-from ...security.outbound import DestinationRefused, guarded_session
+from ...security.outbound import DestinationRefused
 from ...sync.model import (
     AuthFailed,
     NotFound,
@@ -47,7 +47,7 @@ from ...sync.model import (
     count_call,
     normalize,
 )
-from ..base import Tracker, is_vault_ref
+from ..base import HttpClient, Tracker, is_vault_ref
 from ..http import parse_retry_after
 
 if TYPE_CHECKING:
@@ -149,12 +149,10 @@ class AppAuth:
         return self._token
 
 
-class GitHubTracker(Tracker):
+class GitHubTracker(HttpClient, Tracker):
     """The sync side of the ``github`` integration (mixed into the receiver)."""
 
     settings: GitHubSettings
-    _session: aiohttp.ClientSession | None = None
-    _opening: asyncio.Lock | None = None
     _secondary_streak = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -179,27 +177,9 @@ class GitHubTracker(Tracker):
         return self.settings.sync
 
     # -- HTTP ------------------------------------------------------------------------------------------
-    async def _http(self) -> aiohttp.ClientSession:
-        """One pooled, guarded session for the integration's life (DESIGN rules 8 and 10)."""
-        if self._session is not None:
-            return self._session
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._session is None:
-                from ... import __version__
-
-                self._session = guarded_session(
-                    self.destinations, concurrency=self.settings.concurrency or 8, timeout=self.effective_timeout,
-                    headers={"User-Agent": f"tidings/{__version__}", "Accept": "application/vnd.github+json",
-                             "X-GitHub-Api-Version": API_VERSION})
-        return self._session
-
-    async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-        await super().close()
+    def session_headers(self) -> dict[str, str]:
+        return {**super().session_headers(), "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": API_VERSION}
 
     async def _authorization(self) -> str:
         if self._app is not None:
@@ -217,7 +197,7 @@ class GitHubTracker(Tracker):
         headers = {"Authorization": auth or await self._authorization()}
         if etag:
             headers["If-None-Match"] = etag
-        session = await self._http()
+        session = await self.session()
         try:
             async with session.request(method, url, params=params, json=json, headers=headers) as resp:
                 status, answer = resp.status, resp.headers

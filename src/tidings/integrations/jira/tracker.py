@@ -16,11 +16,10 @@ What Jira does that shapes this module (DESIGN.md "Facts from the platforms"):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,7 +27,6 @@ import aiohttp
 import orjson
 
 from ...message import Priority
-from ...security.outbound import guarded_session
 from ...sync.model import (
     AuthFailed,
     NotFound,
@@ -41,7 +39,7 @@ from ...sync.model import (
     count_call,
     normalize,
 )
-from ..base import RETIRE_GRACE, IntegrationSettings, Tracker
+from ..base import HttpClient, IntegrationSettings, Tracker
 from ..http import parse_retry_after
 from .adf import adf_to_markdown, markdown_to_adf
 
@@ -57,23 +55,16 @@ CATEGORY = {"new": "todo", "indeterminate": "in_progress", "done": "done"}
 RATE_LIMIT_DEFAULT = 10.0
 """A 429 without ``Retry-After`` waits this long (Jira asks clients to back off)."""
 KIND_CACHE = 100_000
-_CLOSING: set[asyncio.Task[None]] = set()
-"""Closes of retired sessions under way (a task nobody holds may be collected before it runs)."""
 
-
-class JiraTracker(Tracker):
+class JiraTracker(HttpClient, Tracker):
     """The REST side of ``kind: jira``; :class:`~tidings.integrations.jira.JiraReceiver` is both."""
 
     settings: JiraSettings
-    concurrency: ClassVar[int] = 8
-    _session: aiohttp.ClientSession | None = None
-    _opening: asyncio.Lock | None = None
     _zone: datetime.tzinfo | None = None
     _transitions: dict[tuple[str, str, str], list[dict[str, Any]]] | None = None
     """(project, issue type id, status name) -> the transitions Jira offers from that status."""
     _kinds: dict[str, str] | None = None
     """Issue id -> issue type id, as last read (which workflow an issue follows)."""
-    _retiring: list[aiohttp.ClientSession] | None = None
     _read_priorities: tuple[JiraSync, dict[str, Priority]] | None = None
 
     @property
@@ -82,52 +73,20 @@ class JiraTracker(Tracker):
         return self.settings.sync
 
     # -- HTTP ----------------------------------------------------------------------------------
-    async def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            if self._opening is None:
-                self._opening = asyncio.Lock()
-            async with self._opening:
-                if self._session is None:
-                    from ... import __version__
-
-                    self._session = guarded_session(
-                        self.destinations,
-                        concurrency=self.settings.concurrency or self.concurrency,
-                        timeout=self.effective_timeout,
-                        headers={"User-Agent": f"tidings/{__version__}", "Accept": "application/json"},
-                    )
-        return self._session
+    def session_headers(self) -> dict[str, str]:
+        return {**super().session_headers(), "Accept": "application/json"}
 
     def reconfigure(self, settings: IntegrationSettings) -> None:
-        """New settings: the next request opens a new session (the allowed destinations, timeout
-        or site may have changed) and asks the account's zone again; the old session closes once
-        requests still using it have timed out (or with the integration)."""
+        """New settings (and session); the account's zone is asked again (the site may have changed)."""
         super().reconfigure(settings)
-        old, self._session, self._zone = self._session, None, None
-        if old is not None:
-            self._retiring = [*(self._retiring or []), old]
-            asyncio.get_running_loop().call_later(self.effective_timeout + RETIRE_GRACE, self._retire, old)
-
-    def _retire(self, session: aiohttp.ClientSession) -> None:
-        if self._retiring and session in self._retiring:
-            self._retiring.remove(session)
-            task = asyncio.get_running_loop().create_task(session.close())
-            _CLOSING.add(task)
-            task.add_done_callback(_CLOSING.discard)
-
-    async def close(self) -> None:
-        sessions = [s for s in (self._session, *(self._retiring or [])) if s is not None]
-        self._session, self._retiring = None, None
-        for session in sessions:
-            await session.close()
-        await super().close()
+        self._zone = None
 
     async def call(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None) -> Any:
         """One REST request, counted, with the credential of the moment (a rotated token applies at
         once); the parsed answer, or a :mod:`~tidings.sync.model` error."""
         settings = self.settings
         assert settings.base_url and settings.email and settings.api_token
-        session = await self._http()
+        session = await self.session()
         count_call()
         credential = base64.b64encode(f"{settings.email}:{settings.api_token.get_secret_value()}".encode()).decode()
         url = settings.base_url.rstrip("/") + path
