@@ -334,7 +334,9 @@ class Engine:
             base = {k: v for k, v in merged.base.items() if k not in merged.to_remote}
             base.update({k: link["base"][k] for k in merged.to_remote if k in link["base"]})
             release = {} if merged.to_remote else {"claimed_by": None, "claimed_until": None}
-            await links.update(conn, link_id, **seen, base=base, synced_at=synced_at, **release)
+            # The item moved past our last write: that write's digest must no longer pass for our echo
+            # (a person putting the item back to exactly those values is a change, not an echo).
+            await links.update(conn, link_id, **seen, base=base, synced_at=synced_at, written_hash=None, **release)
         if not merged.to_remote:  # else counted once the tracker has it
             if change is not None:
                 run.updated += 1
