@@ -8,8 +8,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from sync.e2e_support import MAYA, REPO, World, make_world  # noqa: F401  (fixture)
+from sync.e2e_support import MAYA, REPO, World
 from sync.service_fakes import until
+from sync.sync_helpers import counts
 
 pytestmark = pytest.mark.slow
 
@@ -279,8 +280,6 @@ async def test_a_task_created_through_the_api_appears_in_both_trackers(make_worl
 
 
 async def test_a_plan_through_the_api_shows_actions_and_writes_nothing(make_world: Any) -> None:
-    from sync.sync_helpers import counts
-
     w: World = await make_world()
     hook = w.gh.hook_url
     w.gh.hook_url = None
