@@ -319,6 +319,9 @@ async def test_jiras_reasons_come_with_a_rejected_write(jira: JiraCloud, tracker
         await tracker.update(item.id, {"labels": ["two words"]}, item)
     with pytest.raises(Rejected, match="assignee: Specified user does not exist"):
         await tracker.update(item.id, {"assignee": "jira:nobody"}, item)
+    # So the engine never sends one: labels with a space are what Jira can't hold (the rest still syncs).
+    assert not tracker.can_hold("labels", ["ok", "two words"]) and not tracker.can_hold("labels", ["tab\there"])
+    assert tracker.can_hold("labels", ["ok", "also-ok"]) and tracker.can_hold("labels", [])
 
 
 async def test_a_deleted_issue_is_not_found(jira: JiraCloud, tracker: JiraReceiver) -> None:
