@@ -432,7 +432,7 @@ async def test_the_stand_ins_webhooks_verify_through_the_receiver_and_hint_the_s
         "kind": "github", "secret": SECRET, "token": TOKEN, "api_url": gh.url, "allow_destinations": ["127.0.0.1"],
         "sync": {"repository": REPO}}}})
     hints = Hints()
-    api.hub.sync = hints  # what the sync service sets
+    api.hub.sync.hint = hints.hint  # type: ignore[method-assign]  # the service's hints, caught
     gh.hooks(f"{api.url}/hooks/github", SECRET)
     gh.open_issue(REPO, "Opened on GitHub", labels=["bug"], assignees=["ann"])
     gh.edit(REPO, 1, title="Renamed", state="closed")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fake_tracker import FakeTracker
 from helpers import PG_URL, pg_available, services_required
+from sync.e2e_support import make_world  # noqa: F401  (fixture: a served hub with GitHub and Jira stand-ins)
 
 from tidings import Hub
 from tidings.store.engine import Store

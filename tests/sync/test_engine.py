@@ -356,3 +356,46 @@ async def test_an_assignee_the_tracker_has_no_login_for_is_neither_written_nor_c
     await edit_task(hub, t["id"], assignee="github:octocat")  # one it can hold: written
     run = await sweep(engine)
     assert tracker.items[remote_id].fields["assignee"] == "github:octocat"
+
+
+async def test_an_item_read_before_another_run_wrote_it_is_read_again(hub: Any, make_engine: Any) -> None:
+    """A webhook run read the item, then waited while a push wrote it: merging what it read would take
+    the old value for a change made there and put it back into the task (seen end to end)."""
+    engine, tracker = make_engine("gh")
+    remote_id = tracker.add(title="A")
+    await sweep(engine)
+    [t] = await all_tasks(hub)
+    await edit_task(hub, t["id"], title="B")
+    gate, writing = asyncio.Event(), asyncio.Event()
+    write = tracker.update
+
+    async def held(*args: Any) -> None:
+        writing.set()
+        await gate.wait()
+        await write(*args)
+
+    tracker.update = held  # type: ignore[method-assign]
+    push = asyncio.create_task(engine.push_task(t["id"], RunState("local")))
+    await writing.wait()
+    stale = tracker.item(remote_id)  # what a webhook run fetched just now: still "A"
+    hook_run = RunState("webhook")
+    hook = asyncio.create_task(engine.sync_item(stale, hook_run))
+    while links._waiting.get(("gh", remote_id), 0) < 2:  # the webhook run waits for the push's lock
+        await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(push, hook)
+    assert ((await task(hub, t["id"]))["title"], tracker.items[remote_id].fields["title"]) == ("B", "B")
+    assert hook_run.errors == 0
+
+
+async def test_an_item_put_back_to_what_we_last_wrote_is_a_change_not_our_echo(hub: Any, make_engine: Any) -> None:
+    engine, tracker = make_engine("gh")
+    remote_id = tracker.add(title="A")
+    await sweep(engine)
+    [t] = await all_tasks(hub)
+    await edit_task(hub, t["id"], title="B")
+    await engine.push_task(t["id"], RunState("local"))  # we write "B"
+    for title in ("C", "B"):  # a person renames it, then puts our value back
+        tracker.edit(remote_id, title=title)
+        await engine.sync_remote_id(remote_id, RunState("webhook"))
+        assert (await task(hub, t["id"]))["title"] == title

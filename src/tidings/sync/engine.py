@@ -172,7 +172,7 @@ class Engine:
         await self._sync_item(item, run)
 
     async def _sync_item(self, item: RemoteItem, run: RunState, *, pushing: bool = False) -> None:
-        async with item_lock(self.name, item.id):
+        async with item_lock(self.name, item.id) as waited:
             deadline = time.monotonic() + self.lease + 5
             for attempt in range(1000):
                 async with self.store.read() as conn:
@@ -194,7 +194,7 @@ class Engine:
                     if await self._adopt(link, item):
                         continue  # linked now: merge it
                 else:
-                    return await self._sync_linked(link, item, run, pushing)
+                    return await self._sync_linked(link, item, run, pushing, stale=bool(waited))
                 if time.monotonic() > deadline:
                     raise Unavailable(f"{item.key} is being synced by another worker")
                 await asyncio.sleep(min(self.claim_poll * 2 ** min(attempt, 4), 0.5))
@@ -263,16 +263,26 @@ class Engine:
         await append(conn, self.actor, "sync.link", target=task["key"] if task else None, project=self.project,
                      after=links.summary({**link, **values}))
 
-    async def _sync_linked(self, link: dict[str, Any], item: RemoteItem, run: RunState, pushing: bool) -> None:
+    async def _sync_linked(self, link: dict[str, Any], item: RemoteItem, run: RunState, pushing: bool, *,
+                           stale: bool = False) -> None:
+        """``stale``: the item was read before waiting for another run of it, which may have written it."""
         if link["task_id"] is not None:
             run.seen.add(link["task_id"])
         if link["state"] != LINKED or link["task_id"] is None:
             run.unchanged += 1  # the task was deleted here, or the item there: never imported again
             return
-        if not await links.claim_waiting(self.store, link["id"], self.worker, self.lease, self.claim_poll):
-            raise Unavailable(f"{item.key} is being synced by another worker")
+        async with self.store.write() as conn:
+            claimed = await links.claim(conn, link["id"], self.worker, self.lease)
+        if not claimed:
+            stale = True
+            if not await links.claim_waiting(self.store, link["id"], self.worker, self.lease, self.claim_poll):
+                raise Unavailable(f"{item.key} is being synced by another worker")
         claimed = True
         try:
+            if stale and not item.deleted and not run.dry:
+                # Merging what we read before another run wrote the item would take its old values
+                # for a change made there (and write them into the task): read it again.
+                item = await self._call(self.tracker.fetch, item.id, None) or item
             if item.deleted:
                 claimed = False
                 return await self._remote_gone(link, run)
@@ -339,7 +349,9 @@ class Engine:
             base = {k: v for k, v in merged.base.items() if k not in merged.to_remote}
             base.update({k: link["base"][k] for k in merged.to_remote if k in link["base"]})
             release = {} if merged.to_remote else {"claimed_by": None, "claimed_until": None}
-            await links.update(conn, link_id, **seen, base=base, synced_at=synced_at, **release)
+            # The item moved past our last write: that write's digest must no longer pass for our echo
+            # (a person putting the item back to exactly those values is a change, not an echo).
+            await links.update(conn, link_id, **seen, base=base, synced_at=synced_at, written_hash=None, **release)
         if not merged.to_remote:  # else counted once the tracker has it
             if change is not None:
                 run.updated += 1

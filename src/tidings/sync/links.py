@@ -26,15 +26,17 @@ _waiting: dict[tuple[str, str], int] = {}
 
 
 @contextlib.asynccontextmanager
-async def item_lock(integration: str, key: str) -> AsyncIterator[None]:
+async def item_lock(integration: str, key: str) -> AsyncIterator[bool]:
     """This process's lock on one item (``key``: its remote id, or ``task:<id>`` for an item not
-    created yet). Locks no one waits on are dropped, so the map stays as small as the work in flight."""
+    created yet); yields whether it had to wait (what was read before may be stale by now). Locks
+    no one waits on are dropped, so the map stays as small as the work in flight."""
     k = (integration, key)
     lock = _locks.setdefault(k, asyncio.Lock())
     _waiting[k] = _waiting.get(k, 0) + 1
     try:
+        waited = lock.locked()
         async with lock:
-            yield
+            yield waited
     finally:
         _waiting[k] -= 1
         if not _waiting[k]:

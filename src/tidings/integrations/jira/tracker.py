@@ -226,6 +226,10 @@ class JiraTracker(HttpClient, Tracker):
         return email or f"jira:{account}"
 
     def can_hold(self, name: str, value: Any) -> bool:
+        """An assignee needs a Jira account; Jira refuses a label with a space in it (GitHub's
+        ``good first issue``): such labels leave the item's labels out of sync until they change."""
+        if name == "labels":
+            return not any(any(c.isspace() for c in str(x)) for x in value or [])
         if name != "assignee" or not value:
             return True
         return str(value).startswith("jira:") or value in self.sync.assignees
