@@ -351,3 +351,31 @@ async def test_stopping_interrupts_a_sweep_which_is_due_again_at_once(make_hub: 
 async def test_a_dispatching_hub_runs_the_service(make_hub: Any) -> None:
     hub = await make_hub()
     assert isinstance(hub.sync, SyncService) and hub.sync._task is not None
+
+
+async def test_webhook_and_local_runs_a_dead_process_left_running_are_marked_abandoned(store: Any) -> None:
+    now = time.time()
+    async with store.write() as conn:
+        old = [await runs.insert_run(conn, "default", "gh", t, now=now - 2 * runs.STALE_AFTER) for t in ("webhook", "local")]
+        recent = await runs.insert_run(conn, "default", "gh", "webhook", now=now - 60)
+        sweep = await runs.insert_run(conn, "default", "gh", "sweep", now=now - 2 * runs.STALE_AFTER)  # its claim says
+        other = await runs.insert_run(conn, "default", "jira", "webhook", now=now - 2 * runs.STALE_AFTER)
+    async with store.write() as conn:
+        assert await runs.abandon_stale(conn, ["gh"], now) == 2
+    async with store.read() as conn:
+        states = {i: (await runs.get_run(conn, "default", i))["status"] for i in (*old, recent, sweep, other)}
+    assert [states[i] for i in old] == ["failed", "failed"]
+    assert (states[recent], states[sweep], states[other]) == ("running", "running", "running")
+    async with store.read() as conn:
+        assert (await runs.get_run(conn, "default", old[0]))["error"] == runs.ABANDONED
+
+
+async def test_the_sweep_loop_marks_stale_runs(make_hub: Any, script: Script) -> None:
+    hub = await make_hub(dispatch=False)
+    tracker(hub, "gh")
+    async with hub.store.write() as conn:
+        stale = await runs.insert_run(conn, "default", "gh", "webhook", now=time.time() - 2 * runs.STALE_AFTER)
+    service = SyncService(hub)
+    await service._tick()
+    async with hub.store.read() as conn:
+        assert (await runs.get_run(conn, "default", stale))["status"] == "failed"

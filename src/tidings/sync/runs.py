@@ -108,6 +108,26 @@ async def abandon(conn: Conn, run_id: str | None) -> None:
                            .values(status="failed", ended_at=time.time(), error=ABANDONED))
 
 
+STALE_AFTER = 3600.0
+"""A webhook or local run still ``running`` after this long lost its process (they last seconds,
+minutes with rate-limit waits): no claim marks them, so this age does."""
+
+
+async def abandon_stale(conn: Conn, integrations: list[str], now: float) -> int:
+    """Mark webhook and local runs of ``integrations`` left ``running`` by a process that died
+    (started over :data:`STALE_AFTER` ago, within the day before) failed; how many. Sweeps and
+    manual runs are marked through their mapping's claim (:func:`abandon`)."""
+    if not integrations:
+        return 0
+    before = now - STALE_AFTER
+    result = await conn.execute(update(sync_runs).where(
+        sync_runs.c.integration.in_(integrations), sync_runs.c.started_at >= before - 86400,
+        sync_runs.c.started_at < before, sync_runs.c.status == "running",
+        sync_runs.c.trigger.in_(("webhook", "local")),
+    ).values(status="failed", ended_at=now, error=ABANDONED))
+    return int(result.rowcount or 0)
+
+
 _LISTED = [c for c in sync_runs.c if c.name != "problems"]
 
 

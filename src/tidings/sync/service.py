@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("tidings.sync")
 BATCH = 100
 """Queued items taken into one webhook or local run."""
+CLEANUP_EVERY = 600.0
+"""How often the sweep loop marks webhook and local runs a dead process left ``running`` (runs.abandon_stale)."""
 INTERRUPTED = "interrupted: the process stopped; the next sweep goes on from here"
 
 
@@ -110,6 +112,7 @@ class SyncService(Background):
         self._running: set[asyncio.Task[Any]] = set()
         self._sweeping: set[str] = set()
         self._known: dict[str, str] = {}
+        self._next_cleanup = 0.0
 
     @classmethod
     def of(cls, hub: Hub) -> SyncService:
@@ -182,6 +185,10 @@ class SyncService(Background):
             async with store.write() as conn:
                 await cursors.ensure(conn, new, now)
             self._known.update(new)
+        if now >= self._next_cleanup:
+            self._next_cleanup = now + CLEANUP_EVERY
+            async with store.write() as conn:
+                await runs.abandon_stale(conn, list(trackers), now)
         names = [n for n in trackers if n not in self._sweeping]
         async with store.read() as conn:
             due = await cursors.next_due(conn, names)
