@@ -68,7 +68,7 @@ async def test_finished_messages_go_with_their_deliveries_acks_and_inbox_items(m
 async def test_rows_younger_than_their_period_stay(make_hub: Any, sink: Sink) -> None:
     hub, _, _ = await finished_and_waiting(make_hub, sink)
     assert await prune(hub.store, hub.config.retention) == dict.fromkeys(
-        ["messages", "events", "inbox", "dedup", "silences", "threads", "groups"], 0
+        ["messages", "events", "inbox", "sync_runs", "dedup", "silences", "threads", "groups"], 0
     )
     ten_days = await prune(hub.store, RetentionSettings(messages=60 * DAY, inbox=5 * DAY), now=time.time() + 10 * DAY)
     assert ten_days["messages"] == 0 and ten_days["inbox"] == 1
@@ -77,7 +77,7 @@ async def test_rows_younger_than_their_period_stay(make_hub: Any, sink: Sink) ->
 
 async def test_null_keeps_forever(make_hub: Any, sink: Sink) -> None:
     hub, _, _ = await finished_and_waiting(make_hub, sink)
-    forever = RetentionSettings(messages=None, events=None, inbox=None)
+    forever = RetentionSettings(messages=None, events=None, inbox=None, sync_runs=None)
     assert await prune(hub.store, forever, now=time.time() + 1000 * DAY) == {"dedup": 0}
     assert await count(hub, messages) == 3 and await count(hub, inbox) == 1
 
@@ -114,7 +114,8 @@ async def test_events_windows_silences_threads_and_groups(make_hub: Any) -> None
     async with hub.store.read() as conn:
         assert [r.key for r in await conn.execute(select(dedup.c.key))] == ["open"]
     pruned = await prune(hub.store, hub.config.retention, now=now + LATER)
-    assert pruned == {"messages": 0, "events": 2, "inbox": 0, "dedup": 1, "silences": 1, "threads": 1, "groups": 1}
+    assert pruned == {"messages": 0, "events": 2, "inbox": 0, "sync_runs": 0, "dedup": 1, "silences": 1, "threads": 1,
+                      "groups": 1}
     async with hub.store.read() as conn:
         assert [r.status for r in await conn.execute(select(events.c.status))] == ["received"]
         assert [r.key for r in await conn.execute(select(groups.c.key))] == ["due"]
@@ -187,3 +188,18 @@ async def test_a_message_still_waiting_in_a_digest_stays(make_hub: Any) -> None:
 
 def update_deliveries_to(status: str, message_id: str) -> Any:
     return deliveries.update().where(deliveries.c.message_id == message_id).values(status=status)
+
+
+async def test_ended_sync_runs_go_and_a_running_one_stays(make_hub: Any) -> None:
+    from tidings.store.tables import sync_runs
+    from tidings.sync import runs
+
+    hub = await make_hub(dispatch=False)
+    async with hub.store.write() as conn:
+        ended = await runs.insert_run(conn, "default", "gh", "sweep")
+        running = await runs.insert_run(conn, "default", "gh", "webhook")
+        await conn.execute(sync_runs.update().where(sync_runs.c.id == ended).values(status="ok", ended_at=time.time()))
+    assert (await prune(hub.store, hub.config.retention))["sync_runs"] == 0  # not old yet
+    assert (await prune(hub.store, hub.config.retention, now=time.time() + LATER))["sync_runs"] == 1
+    async with hub.store.read() as conn:
+        assert [r.id for r in await conn.execute(select(sync_runs.c.id))] == [running]

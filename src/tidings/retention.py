@@ -44,6 +44,7 @@ from .store.tables import (
     inbox,
     messages,
     silences,
+    sync_runs,
     threads,
 )
 
@@ -81,6 +82,9 @@ def _rules(settings: RetentionSettings) -> list[_Rule]:
     def old_inbox(now: float) -> Any:
         return inbox.c.received_at < before(settings.inbox, now)
 
+    def old_sync_runs(now: float) -> Any:
+        return and_(sync_runs.c.id < id_floor(before(settings.sync_runs, now)), sync_runs.c.status != "running")
+
     def closed_windows(now: float) -> Any:
         return dedup.c.expires_at < now
 
@@ -97,6 +101,7 @@ def _rules(settings: RetentionSettings) -> list[_Rule]:
         _Rule(messages, "messages", old_messages),
         _Rule(events, "events", old_events),
         _Rule(inbox, "inbox", old_inbox),
+        _Rule(sync_runs, "sync_runs", old_sync_runs),
         _Rule(dedup, None, closed_windows, oldest_first=False),
         _Rule(silences, "messages", ended_silences, oldest_first=False),
         _Rule(threads, "messages", idle_threads, oldest_first=False),

@@ -112,6 +112,7 @@ class RetentionSettings(_Strict):
     )
     events: Duration | None = Field(30 * DAY, description="inbound webhook events, once processed")
     inbox: Duration | None = Field(30 * DAY, description="what the inbox integration received")
+    sync_runs: Duration | None = Field(30 * DAY, description="the sync log: ended task sync runs")
     interval: Duration | None = Field(
         3600.0, description="how often a dispatching hub prunes; null: only `tidings db prune`"
     )
