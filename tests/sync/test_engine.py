@@ -399,3 +399,22 @@ async def test_an_item_put_back_to_what_we_last_wrote_is_a_change_not_our_echo(h
         tracker.edit(remote_id, title=title)
         await engine.sync_remote_id(remote_id, RunState("webhook"))
         assert (await task(hub, t["id"]))["title"] == title
+
+
+@SQLITE_ONLY
+async def test_a_copy_listed_before_our_push_does_not_take_the_task_back(hub: Any, make_engine: Any) -> None:
+    engine, tracker = make_engine("gh")
+    remote_id = tracker.add(title="first")
+    await sweep(engine)
+    [t] = await all_tasks(hub)
+    listed = tracker.item(remote_id)  # a sweep's page, read before the push below
+
+    await edit_task(hub, t["id"], title="renamed here")
+    await engine.push_task(t["id"], RunState("local"))
+    assert tracker.items[remote_id].fields["title"] == "renamed here"
+
+    run = RunState("sweep")
+    await engine.sync_item(listed, run)  # the old copy arrives late
+    after = await task(hub, t["id"])
+    assert after["title"] == "renamed here" and after["version"] == t["version"] + 1  # never taken back
+    assert run.stats.api_calls == 1 and run.updated == 0  # it read the item again: our own echo

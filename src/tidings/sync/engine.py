@@ -279,9 +279,13 @@ class Engine:
                 raise Unavailable(f"{item.key} is being synced by another worker")
         claimed = True
         try:
-            if stale and not item.deleted and not run.dry:
-                # Merging what we read before another run wrote the item would take its old values
-                # for a change made there (and write them into the task): read it again.
+            unseen_write = (not pushing and link["written_hash"] is not None
+                            and digest(item.fields) != link["written_hash"])
+            if (stale or unseen_write) and not item.deleted and not run.dry:
+                # Merging what we read before another run wrote the item (a sweep's page listed
+                # before a push) would take its old values for a change made there, and write them
+                # into the task: read it again. Also while our last write's echo is still unseen
+                # and this copy differs from it: it may be older than that write.
                 item = await self._call(self.tracker.fetch, item.id, None) or item
             if item.deleted:
                 claimed = False
