@@ -5,7 +5,6 @@ a personal one for any member (``--user``). The feed's URL holds its token and i
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer

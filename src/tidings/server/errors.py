@@ -11,8 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..calendars.feeds import mask_path
 from ..accounts import AccessError, Unauthenticated
+from ..calendars.feeds import mask_path
 from ..delivery.queries import RetryRefused
 from ..errors import IdempotencyConflict, MessageError, NotFound, UnknownIntegration
 from ..inbound import ReplayRefused
