@@ -3,7 +3,7 @@ tidings' logging (stderr, secrets masked), written when the response is complete
 
 Not uvicorn's own access log: that one goes through the standard library's logging at the
 level ``serve`` gives uvicorn (warning, so it printed nothing), writes to stdout, and shows the
-query string, where senders put tokens (``/hooks/jira?token=...``). Here the query is left out.
+query string, where senders put tokens (``/hooks/jira?token=...``). Here the query is left out, and so is a calendar feed's token in its path.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..calendars.feeds import mask_path
 
 log = structlog.get_logger("tidings.access")
 
@@ -45,7 +47,7 @@ class AccessLog:
             log.info(
                 "http.request",
                 method=scope.get("method"),
-                path=scope.get("root_path", "") + scope.get("path", ""),
+                path=mask_path(scope.get("root_path", "") + scope.get("path", "")),
                 status=seen["status"] or 500,  # no answer started: the server answers 500
                 ms=round((time.perf_counter() - started) * 1000, 2),
                 bytes=seen["bytes"],

@@ -17,6 +17,7 @@ from ..hub import Hub
 from . import (
     accounts_api,
     audit_api,
+    calendars_api,
     config_api,
     docs,
     errors,
@@ -107,6 +108,8 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(routes_api.router)
     tasks_api.install(app)
     app.include_router(sync_api.router)
+    app.include_router(calendars_api.router)
+    app.include_router(calendars_api.feed_router)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..accounts import AccessError, Unauthenticated
+from ..calendars.feeds import mask_path
 from ..delivery.queries import RetryRefused
 from ..errors import IdempotencyConflict, MessageError, NotFound, UnknownIntegration
 from ..inbound import ReplayRefused
@@ -84,5 +85,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("server.unhandled", path=request.url.path)
+        log.exception("server.unhandled", path=mask_path(request.url.path))
         return error(500, "internal error", "see the server log")

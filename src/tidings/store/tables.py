@@ -599,3 +599,20 @@ sync_conflicts = Table(
     Index("ix_sync_conflicts_task", "task_id", "integration", "field"),
 )
 """Fields changed on both sides under the ``manual`` policy, parked until a person chooses."""
+
+calendar_feeds = Table(
+    "calendar_feeds",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True, comment="SHA-256 of the feed URL's token"),
+    Column("project", String(64), ForeignKey("projects.slug", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"),
+           comment="a personal feed: the tasks assigned to this user; NULL: every task of the project"),
+    Column("name", SafeString(100), nullable=False),
+    Column("created_by", String(36), comment="the user who made it (may revoke it)"),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+    Index("ix_calendar_feeds_project", "project"),
+)
+"""ICS feeds (``GET /calendars/{token}.ics``): the token is the credential, stored hashed."""

@@ -1,0 +1,1 @@
+"""Calendars: ICS feeds of a project's tasks with a due date (``feeds`` stores them, ``ics`` renders)."""
