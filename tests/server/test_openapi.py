@@ -49,6 +49,9 @@ def test_every_answer_has_a_schema_and_every_error_the_real_error_body(spec: dic
         responses = op["responses"]
         assert any(s.startswith("2") for s in responses), (method, path)
         for status, response in responses.items():
+            if status == "304":  # Not Modified has no body (the calendar feed's conditional GET)
+                assert "content" not in response, (method, path)
+                continue
             content = response["content"]
             if status[0] in "45":
                 assert content == {"application/json": {"schema": {"$ref": ERROR_REF}}}, (method, path, status)

@@ -144,7 +144,7 @@ ICS = {"text/calendar": {"schema": {"type": "string"}}}
     response_class=Response,
     responses={200: {"content": ICS, "headers": {"ETag": {"schema": {"type": "string"}},
                                                   "Last-Modified": {"schema": {"type": "string"}}}},
-               304: {"description": "Not modified"}, **errors(404, s404="No such feed.")},
+               304: {"description": "Not modified"}, **errors(400, 404, 422, s404="No such feed.")},
 )
 async def read_feed(
     token: str, hub: HubDep, if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
