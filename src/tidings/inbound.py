@@ -31,6 +31,7 @@ from .logs import Throttle
 from .security.redact import ERROR_MAX, clip, redact
 from .store.batch import Batch
 from .store.engine import Conn
+from .store.pages import newest_first
 from .store.tables import EVENT_ACTIVE, events
 from .templates import TemplateError
 
@@ -453,11 +454,7 @@ async def list_events(
         q = q.where(events.c.integration == integration)
     if status:
         q = q.where(events.c.status == status)
-    if before:
-        q = q.where(events.c.id < before)
-    rows = (await conn.execute(q.order_by(events.c.id.desc()).limit(limit + 1))).all()
-    items = [_event(r) for r in rows[:limit]]
-    return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
+    return await newest_first(conn, q, events.c.id, limit=limit, before=before, item=_event)
 
 
 async def _event_row(conn: Conn, event_id: str, project: str | None) -> Any:

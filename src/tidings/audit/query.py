@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 
 from ..errors import TidingsError
 from ..store.engine import Conn
+from ..store.pages import newest_first
 from ..store.tables import audit_log
 
 ACTION_FILTER = r"^[a-z0-9_]+(?:\.[a-z0-9_]+)*(?:\.\*)?$"
@@ -64,8 +65,4 @@ async def list_entries(
         if since <= 0:
             raise AuditQueryError("since must be a positive duration")
         query = query.where(audit_log.c.at >= (time.time() if now is None else now) - since)
-    if before is not None:
-        query = query.where(audit_log.c.seq < before)
-    rows = (await conn.execute(query.order_by(audit_log.c.seq.desc()).limit(limit + 1))).all()
-    items = [entry(r) for r in rows[:limit]]
-    return {"items": items, "next": items[-1]["seq"] if len(rows) > limit else None}
+    return await newest_first(conn, query, audit_log.c.seq, limit=limit, before=before, item=entry)

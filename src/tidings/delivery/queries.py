@@ -18,6 +18,7 @@ from ..errors import NotFound, TidingsError
 from ..ids import id_floor
 from ..message import Message
 from ..store.engine import Conn
+from ..store.pages import newest_first
 from ..store.tables import ERRORS_SQL, deliveries, from_active_deliveries, inbox, integration_state, messages
 from .dispatcher import set_disabled
 
@@ -93,11 +94,8 @@ async def list_deliveries(
         q = q.where(deliveries.c.status == bindparam("status", status, literal_execute=True))
     if integration:
         q = q.where(deliveries.c.integration == integration)
-    if before:
-        q = q.where(deliveries.c.id < before)
-    rows = (await conn.execute(q.order_by(deliveries.c.id.desc()).limit(limit + 1))).all()
-    items = [{**_delivery(r), "title": r.title} for r in rows[:limit]]
-    return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
+    return await newest_first(conn, q, deliveries.c.id, limit=limit, before=before,
+                              item=lambda r: {**_delivery(r), "title": r.title})
 
 
 async def _delivery_row(conn: Conn, delivery_id: str, project: str | None) -> Any:
@@ -279,21 +277,10 @@ async def list_inbox(
             messages.c.project == project, and_(messages.c.id.is_(None), inbox.c.integration.in_(list(own)))))
     if integration:
         q = q.where(inbox.c.integration == integration)
-    if before:
-        q = q.where(inbox.c.id < before)
-    rows = (await conn.execute(q.order_by(inbox.c.id.desc()).limit(limit + 1))).all()
-    items = [
-        {
-            "id": r.id,
-            "integration": r.integration,
-            "message_id": r.message_id,
-            "delivery_id": r.delivery_id,
-            "received_at": r.received_at,
-            "message": r.payload,
-        }
-        for r in rows[:limit]
-    ]
-    return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
+    return await newest_first(conn, q, inbox.c.id, limit=limit, before=before, item=lambda r: {
+        "id": r.id, "integration": r.integration, "message_id": r.message_id, "delivery_id": r.delivery_id,
+        "received_at": r.received_at, "message": r.payload,
+    })
 
 
 @dataclass

@@ -19,6 +19,7 @@ from ..errors import NotFound
 from ..ids import new_id
 from ..security.redact import clip
 from ..store.engine import Conn, Store
+from ..store.pages import newest_first
 from ..store.tables import sync_cursors, sync_runs
 from .engine import RunState
 
@@ -149,11 +150,7 @@ async def list_runs(
         q = q.where(sync_runs.c.integration == integration)
     if status:
         q = q.where(sync_runs.c.status == status)
-    if cursor:
-        q = q.where(sync_runs.c.id < cursor)
-    rows = (await conn.execute(q.order_by(sync_runs.c.id.desc()).limit(limit + 1))).all()
-    items = [_run(r) for r in rows[:limit]]
-    return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
+    return await newest_first(conn, q, sync_runs.c.id, limit=limit, before=cursor, item=_run)
 
 
 async def get_run(conn: Conn, project: str | None, run_id: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from ..audit.chain import PG_LOCK_ID, Actor, Entry, append, append_many
 from ..ids import new_id
 from ..message import Priority
 from ..store.engine import Conn
+from ..store.pages import newest_first
 from ..store.tables import memberships, nul_safe, sync_conflicts, task_links, task_numbers, tasks, users
 from .model import CATEGORIES, FIELDS, normalize
 
@@ -409,11 +410,7 @@ async def list_tasks(
     total = None
     if with_total:
         total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    if before is not None:
-        query = query.where(tasks.c.number < before)
-    rows = (await conn.execute(query.order_by(tasks.c.number.desc()).limit(limit + 1))).all()
-    items = [as_dict(r) for r in rows[:limit]]
-    page: dict[str, Any] = {"items": items, "next": items[-1]["number"] if len(rows) > limit else None}
+    page = await newest_first(conn, query, tasks.c.number, limit=limit, before=before, item=as_dict)
     if with_total:
         page["total"] = int(total or 0)
     return page
