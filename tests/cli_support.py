@@ -296,3 +296,19 @@ def whsec() -> str:
     import base64
 
     return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def on_store(db_url: str, call: Any) -> Any:
+    """``await call(store)`` on a store of ``db_url`` opened and closed for it, from sync test code."""
+
+    async def _call() -> Any:
+        from tidings.store.engine import Store
+
+        store = Store(db_url)
+        try:
+            return await call(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(_call())
+

@@ -3,7 +3,6 @@ PostgreSQL, around a scripted engine and fake trackers (``sync/service_fakes.py`
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cli_support import Ran, in_process
+from cli_support import Ran, in_process, on_store
 from sqlalchemy import select
 from sync.service_fakes import Script, install, tracker
 
@@ -37,14 +36,7 @@ class Site:
         return in_process(self.path, self.monkeypatch, *args)
 
     def on_store(self, call: Any) -> Any:
-        async def _call() -> Any:
-            store = Store(self.db_url)
-            try:
-                return await call(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(_call())
+        return on_store(self.db_url, call)
 
 
 @pytest.fixture

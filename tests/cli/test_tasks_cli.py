@@ -4,14 +4,13 @@ the whole round once on PostgreSQL)."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from cli_support import Ran, in_process
+from cli_support import Ran, in_process, on_store
 from people import person
 
 from tidings.audit.verify import read_entries
@@ -38,14 +37,7 @@ class Site:
         return self.run(*args, "--json").ok().json
 
     def on_store(self, call: Any) -> Any:
-        async def _call() -> Any:
-            store = Store(self.db_url)
-            try:
-                return await call(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(_call())
+        return on_store(self.db_url, call)
 
 
 @pytest.fixture
