@@ -19,9 +19,10 @@ from pydantic import (
     field_validator,
 )
 
-from ..integrations.base import DEFAULT_PROJECT, PROJECT_SLUG, AllowEntry, IntegrationSettings
+from ..integrations.base import DEFAULT_PROJECT, PROJECT_SLUG, AllowEntry, IntegrationSettings, is_vault_ref
 from ..integrations.registry import kinds, settings_model
 from ..message import format_error
+from ..oauth.settings import OAuthClient, ProviderName
 from ..store.engine import DEFAULT_URL
 from ..templates import Template
 from ..units import Duration, Size
@@ -71,6 +72,30 @@ class ServerSettings(_Strict):
     login_failure_window: Duration = Field(
         900.0, description="the moving window the failed sign-ins are counted over (15m); at least 1s"
     )
+    public_url: str | None = Field(
+        None,
+        description="where people and providers reach this server, e.g. https://tidings.example.com: the base of"
+        " OAuth callback URLs (/oauth/NAME/callback), re-connect links and calendar feed URLs; default"
+        " http://HOST:PORT",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("an http(s) URL without query or fragment, e.g. https://tidings.example.com")
+        return v.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """``public_url``, or ``http://HOST:PORT`` without one."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @field_validator("login_failure_window")
     @classmethod
@@ -231,6 +256,11 @@ class ConfigBase(_Strict):
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    oauth: dict[ProviderName, OAuthClient] = Field(
+        default_factory=dict,
+        description="the app registered with each OAuth provider (github, slack, google, microsoft, atlassian):"
+        " integrations with `oauth: true` connect through it; see docs/oauth.md",
+    )
     integrations: dict[str, IntegrationSettings] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     default: DefaultRoute = Field(default_factory=DefaultRoute)
@@ -251,6 +281,7 @@ class ConfigBase(_Strict):
         found = [urlsplit(url).password or "" for url in (self.server.database, self.dispatcher.rate_limit_storage)]
         for settings in self.integrations.values():
             found += settings.secret_values()
+        found += [v for c in self.oauth.values() if not is_vault_ref(v := c.client_secret.get_secret_value())]
         return [s for s in found if s]
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..integrations.base import Context, Integration, Notifier
+from ..integrations.base import Context, Integration, Notifier, secret_refs
 from ..integrations.receiver import Receiver
 from ..integrations.registry import integration_class
 from ..routing import Router
@@ -118,7 +118,7 @@ async def apply_config(hub: Hub, config: Config, revision: int) -> Switch:
         for name in (*removed, *changed):
             watch.refs.pop(name, None)
         for name in (*added, *changed):
-            if refs := config.integrations[name].vault_refs():
+            if refs := secret_refs(name, config.integrations[name]):
                 watch.refs[name] = refs
         try:
             built = await build_integrations(hub, config, [*added, *changed])

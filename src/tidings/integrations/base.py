@@ -156,6 +156,35 @@ class IntegrationSettings(BaseModel):
         return refs
 
 
+class ConnectableSettings(IntegrationSettings):
+    """Settings of a kind whose token may come from an OAuth connection instead of being pasted:
+    with ``oauth: true`` the field :attr:`token_field` is filled from the vault secret the
+    connection keeps current (``oauth/NAME/access``), so a refreshed token reaches the running
+    integration like any rotated secret (``security/vault_watch.py``)."""
+
+    oauth: bool = Field(
+        False,
+        description="take the token from this integration's OAuth connection (Connect in the UI, or `tidings connect"
+        " NAME`) instead of a pasted one; the oauth.<provider> app registration must be configured",
+    )
+
+    oauth_provider: ClassVar[str] = ""
+    """github, slack, google, microsoft or atlassian."""
+    token_field: ClassVar[str] = "token"
+    """The field the connection's access token fills."""
+
+
+def secret_refs(name: str, settings: IntegrationSettings) -> dict[str, str]:
+    """Field -> vault secret for integration ``name``: its ``${vault:NAME}`` fields and, with
+    ``oauth: true``, its token field -> the connection's access token."""
+    from ..oauth.names import access_secret
+
+    refs = settings.vault_refs()
+    if isinstance(settings, ConnectableSettings) and settings.oauth:
+        refs[settings.token_field] = access_secret(name)
+    return refs
+
+
 class OutcomeStatus(str, enum.Enum):
     DELIVERED = "delivered"
     RETRY = "retry"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..audit import SYSTEM, Actor
 from ..errors import NotFound, VaultError
+from ..integrations.base import secret_refs
 from .vault import Vault, check_name
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def references(config: Config) -> dict[str, list[str]]:
     (sorted). The one place that answers "who uses this secret" for list, show and delete."""
     found: dict[str, set[str]] = {}
     for integration, settings in config.integrations.items():
-        for secret in settings.vault_refs().values():
+        for secret in secret_refs(integration, settings).values():
             found.setdefault(secret, set()).add(integration)
     return {name: sorted(users) for name, users in sorted(found.items())}
 

@@ -176,6 +176,18 @@ class Vault:
                 with contextlib.suppress(Exception):
                     await conn.exec_driver_sql("PRAGMA secure_delete=OFF")
 
+    def seal(self, value: str) -> bytes:
+        """``value`` encrypted with the newest key, for a row that must hold a secret briefly (an
+        OAuth flow's PKCE verifier); :meth:`unseal` reads it back."""
+        return self._require().encrypt(check_value(value))
+
+    def unseal(self, token: bytes) -> str:
+        """What :meth:`seal` sealed; :class:`VaultError` when no configured key opens it."""
+        try:
+            return self._require().decrypt(bytes(token)).decode()
+        except InvalidToken:
+            raise VaultError("a sealed value can't be decrypted with the configured keys") from None
+
     # -- values --------------------------------------------------------------------------------
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Conn]:
         """A write transaction fit for :meth:`put` (on SQLite, with ``secure_delete``): a caller
@@ -241,14 +253,23 @@ class Vault:
         """Delete ``name`` for good (audited ``secret.delete``, with ``note`` in its ``after``); its
         metadata and whether the purge completed (``purged``), or None when there is no such secret."""
         async with self._write() as conn:
-            old = await _row(conn, name)
-            if old is None:
-                return None
-            await conn.execute(delete(secrets).where(secrets.c.name == name))
-            await append(conn, actor, "secret.delete", target=f"secret/{name}", before=_metadata(old),
-                         after={"deleted": True, **(note or {})})
+            old = await self.remove(conn, name, actor=actor, note=note)
+        if old is None:
+            return None
+        return {**old, "purged": await self.purge()}
+
+    async def remove(self, conn: Conn, name: str, *, actor: Actor = SYSTEM,
+                     note: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """What :meth:`delete` does, in the caller's transaction (from :meth:`transaction`); the
+        caller calls :meth:`purge` after its commit. The metadata it had, or None."""
+        old = await _row(conn, name)
+        if old is None:
+            return None
+        await conn.execute(delete(secrets).where(secrets.c.name == name))
+        await append(conn, actor, "secret.delete", target=f"secret/{name}", before=_metadata(old),
+                     after={"deleted": True, **(note or {})})
         self._used.pop(name, None)
-        return {**_metadata(old), "purged": await self.purge()}
+        return _metadata(old)
 
     # -- metadata ------------------------------------------------------------------------------
     async def names(self) -> list[str]:

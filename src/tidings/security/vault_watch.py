@@ -19,6 +19,8 @@ import structlog
 
 from ..background import Background
 from ..errors import VaultError
+from ..integrations.base import secret_refs
+from ..oauth.names import is_connection_secret
 from .redact import clip, register
 from .vault import Vault, load_keys
 
@@ -41,7 +43,7 @@ class VaultWatch(Background):
         self.hub = hub
         self.interval = interval
         self.refs: dict[str, dict[str, str]] = {
-            name: refs for name, settings in hub.config.integrations.items() if (refs := settings.vault_refs())
+            name: refs for name, settings in hub.config.integrations.items() if (refs := secret_refs(name, settings))
         }
         """Integration -> its fields written as ``${vault:NAME}`` -> the secret's name."""
         self.seen: dict[str, float | None] = {}
@@ -65,9 +67,16 @@ class VaultWatch(Background):
         refs = self.refs.get(integration)
         if not refs:
             return settings
-        resolved: dict[str, str] = {}
+        resolved: dict[str, str | None] = {}
         for field, secret in refs.items():
-            resolved[field], self.seen[secret] = await self.vault.fetch(secret)
+            try:
+                resolved[field], self.seen[secret] = await self.vault.fetch(secret)
+            except VaultError:
+                if not is_connection_secret(secret) or await self.vault.info(secret) is not None:
+                    raise
+                # Not connected yet: built without a token (its sends are held) until the
+                # connection stores one, which the next check picks up like a rotation.
+                resolved[field], self.seen[secret] = None, None
         return type(settings).model_validate({**settings.model_dump(), **resolved})
 
     def start(self) -> None:
@@ -163,5 +172,6 @@ class VaultWatch(Background):
             log.warning("vault.mark_used_failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
 
 
-def _values(settings: IntegrationSettings, fields: dict[str, str]) -> dict[str, str]:
-    return {field: getattr(settings, field).get_secret_value() for field in fields}
+def _values(settings: IntegrationSettings, fields: dict[str, str]) -> dict[str, str | None]:
+    return {field: value.get_secret_value() if (value := getattr(settings, field)) is not None else None
+            for field in fields}
