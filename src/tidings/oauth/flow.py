@@ -26,7 +26,7 @@ import structlog
 from sqlalchemy import select, update
 
 from ..audit import SYSTEM, Actor, append
-from ..integrations.base import ConnectableSettings
+from ..integrations.base import VAULT_REF, ConnectableSettings
 from ..security.outbound import Destinations, guarded_session
 from ..security.redact import register
 from ..security.vault import VaultError
@@ -106,6 +106,18 @@ EXCHANGE_TIMEOUT = 15.0
 """Seconds the callback waits for the token endpoint and the account lookup (the integration's
 ``timeout`` when it sets one)."""
 _WORD = re.compile(r"^[a-z_]{1,64}$")
+
+
+async def client_secret(vault: Vault, client: OAuthClient) -> str:
+    """The app's client secret: ``${vault:NAME}`` read from the vault (:class:`OAuthError` when it
+    can't be), else the value as written."""
+    value = client.client_secret.get_secret_value()
+    if (m := VAULT_REF.match(value)) is None:
+        return value
+    try:
+        return await vault.get(m.group(1))
+    except VaultError as exc:
+        raise OAuthError(f"the client secret: {exc}") from None
 
 
 @dataclasses.dataclass
@@ -202,9 +214,13 @@ async def _connect(hub: Hub, settings: ConnectableSettings, client: OAuthClient,
     assert vault is not None
     name = row.integration
     destinations = Destinations.parse(hub.config.server.allow_destinations).merged(settings.allow_destinations)
+    try:
+        secret = await client_secret(vault, client)
+    except OAuthError as exc:
+        raise CallbackRefused("client_secret_missing", f"{exc}; check oauth.{prov.name}.client_secret") from None
     async with guarded_session(destinations, concurrency=2, timeout=settings.timeout or EXCHANGE_TIMEOUT) as session:
         try:
-            granted = await tokens.exchange(session, prov, client.client_id, client.client_secret.get_secret_value(),
+            granted = await tokens.exchange(session, prov, client.client_id, secret,
                                             code=code, verifier=verifier, redirect_uri=row.redirect_uri, now=now)
         except GrantRefused as exc:
             raise CallbackRefused("exchange_refused", f"the provider refused the code: {exc}; start again") from None
