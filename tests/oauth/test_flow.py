@@ -137,3 +137,50 @@ async def test_connecting_enables_an_integration_disabled_for_its_connection(mak
         state = (await conn.execute(select(integration_state).where(integration_state.c.name == "slack-probe"))).one()
     assert state.disabled is (not enabled)
     assert len(await audit(world, "integration.enable")) == int(enabled)
+
+
+async def test_who_may_start_connecting(make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signed-in owner (session cookie) starts and becomes the connection's ``connected_by``; a
+    viewer is refused (403, audited); someone of another project doesn't learn the integration exists."""
+    import httpx
+    from argon2 import PasswordHasher
+    from people import person
+
+    from tidings.accounts import passwords
+    from tidings.accounts.projects import create_project, set_member
+    from tidings.accounts.users import create_user
+    from tidings.audit import SYSTEM
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # the flow is tested here, not the hash's cost
+    monkeypatch.setattr(passwords, "_hasher", cheap)
+    monkeypatch.setattr(passwords, "_DUMMY", cheap.hash("dummy"))
+    world: World = await make_world()
+    store = world.hub.store
+    async with store.write() as conn:
+        owner = await create_user(conn, SYSTEM, email="owner@example.com", password="correct horse battery staple")
+        await set_member(conn, SYSTEM, "default", "owner@example.com", "owner")
+        await create_project(conn, SYSTEM, "elsewhere")
+    viewer = await person(store, "viewer@example.com", {"default": "viewer"})
+    stranger = await person(store, "stranger@example.com", {"elsewhere": "owner"})
+    r = await world.api.get("/oauth/google-probe/start", auth=False, headers={"Authorization": f"Bearer {viewer}"})
+    assert r.status_code == 403 and "integration:write" in r.json()["detail"]
+    assert len(await audit(world, "access.denied")) == 1
+    r = await world.api.get("/oauth/google-probe/start", auth=False, headers={"Authorization": f"Bearer {stranger}"})
+    assert r.status_code == 404
+    r = await world.api.post("/api/v1/integrations/google-probe/connect", auth=False,
+                             headers={"Authorization": f"Bearer {viewer}"})
+    assert r.status_code == 403
+
+    async with httpx.AsyncClient(base_url=world.api.url, timeout=15.0) as browser:
+        signed = await browser.post("/auth/login", json={"email": "owner@example.com",
+                                                          "password": "correct horse battery staple"})
+        assert signed.status_code == 200, signed.text
+        start = await browser.get("/oauth/google-probe/start")
+        assert start.status_code == 302
+    back = await world.browse(start.headers["location"])
+    page = await world.browse(back.headers["location"])
+    assert page.status_code == 200, page.text
+    async with store.read() as conn:
+        row = await connections.get(conn, "google-probe")
+    assert row is not None and row["connected_by"] == owner.id
+    assert [e.actor_id for e in await audit(world, "oauth.connect")] == [owner.id]

@@ -28,7 +28,8 @@ from ..security.redact import redact
 from . import errors
 from .api import ActorDep, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow, principal_of, require
-from .schemas import errors as api_errors
+from .schemas import api_errors
+from .schemas import errors as error_docs
 
 log = structlog.get_logger("tidings.server")
 Name = Annotated[str, Path(max_length=100, description="the integration's name")]
@@ -58,7 +59,7 @@ routes = APIRouter()
     summary="Connect through OAuth",
     description="A new authorization address for the integration (`oauth: true`): open it in a browser to connect "
     "it. Single use, valid ten minutes; the provider sends the person back to `/oauth/{name}/callback`.",
-    responses=api_errors(404, 409, s404="No integration of this name in the project.", s409=_NOT_CONNECTABLE),
+    responses=api_errors(403, 404, 409, s404="No integration of this name in the project.", s409=_NOT_CONNECTABLE),
 )
 async def connect(name: Name, request: Request, hub: HubDep, project: ProjectDep) -> Any:
     settings = hub.config.integrations.get(name)
@@ -72,7 +73,7 @@ async def connect(name: Name, request: Request, hub: HubDep, project: ProjectDep
 router = APIRouter(prefix="/api/v1", tags=["integrations"], dependencies=[Depends(known_query)])
 router.include_router(routes)
 router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=api_errors(404, 422, s404="No such project, or no integration of this name in it."))
+                      responses=error_docs(404, 422, s404="No such project, or no integration of this name in it."))
 
 pages = APIRouter(tags=["integrations"])
 
