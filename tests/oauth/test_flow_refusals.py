@@ -170,3 +170,14 @@ async def test_no_secret_in_a_refusal(make_world: Any, capsys: pytest.CaptureFix
     shown = page.text + audit + "".join(capsys.readouterr())
     for secret in (query(first)["code"], query(first)["state"], query(second)["state"]):
         assert secret not in shown
+
+
+async def test_states_long_expired_are_cleaned_up_by_the_next_start(make_world: Any) -> None:
+    world: World = await make_world()
+    old = await world.authorize("github-probe")
+    await change_state(world, old, expires_at=time.time() - 2 * 86400)
+    await world.authorize("github-probe")
+    async with world.hub.store.read() as conn:
+        left = list(await conn.execute(select(oauth_states.c.state_hash)))
+    assert [r.state_hash for r in left] != [] and state_hash(query(old)["state"]) not in {r.state_hash for r in left}
+    refused(await world.browse(old), "not one tidings made")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ..audit import SYSTEM, Actor, append
 from ..integrations.base import VAULT_REF, ConnectableSettings
@@ -47,6 +47,9 @@ log = structlog.get_logger("tidings.oauth")
 
 STATE_TTL = 600.0
 """Seconds a started flow waits for its callback."""
+STATES_KEPT = 86400.0
+"""Seconds an expired or used state is kept after it expires (a late callback is told "used" or
+"expired", not "unknown"); each :func:`start` deletes older ones."""
 
 
 def state_hash(state: str) -> str:
@@ -90,6 +93,7 @@ async def start(store: Store, vault: Vault, config: Config, integration: str, *,
     verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9-_]: RFC 7636 allows 43-128
     redirect = redirect_uri(config, integration)
     async with store.write() as conn:
+        await conn.execute(delete(oauth_states).where(oauth_states.c.expires_at < now - STATES_KEPT))
         await conn.execute(oauth_states.insert().values(
             state_hash=state_hash(state), integration=integration, project=settings.project, provider=prov.name,
             verifier=vault.seal(verifier), redirect_uri=redirect, created_by=user_id, created_at=now,
