@@ -184,3 +184,19 @@ async def test_who_may_start_connecting(make_world: Any, monkeypatch: pytest.Mon
         row = await connections.get(conn, "google-probe")
     assert row is not None and row["connected_by"] == owner.id
     assert [e.actor_id for e in await audit(world, "oauth.connect")] == [owner.id]
+
+
+@pytest.mark.parametrize(("base_url", "chosen"), [(None, 0), ("https://second.atlassian.net/", 1)])
+async def test_atlassian_with_several_sites_picks_the_integrations_one(make_world: Any, base_url: str | None,
+                                                                       chosen: int) -> None:
+    world: World = await make_world(atlassian={"base_url": base_url} if base_url else {})
+    sites = [dict(world.auth.person.sites[0]), {"id": "b0b0b0b0-1111-2222-3333-444455556666",
+                                                "url": "https://second.atlassian.net", "name": "second",
+                                                "scopes": ["read:jira-work"], "avatarUrl": "https://x.example/a.png"}]
+    world.auth.person.sites = sites
+    assert (await world.connect("atlassian-probe")).status_code == 200
+    async with world.hub.store.read() as conn:
+        row = await connections.get(conn, "atlassian-probe")
+    assert row is not None
+    assert row["extra"]["cloud_id"] == sites[chosen]["id"] and row["extra"]["site_url"] == sites[chosen]["url"]
+    assert [s["id"] for s in row["extra"]["sites"]] == [s["id"] for s in sites]

@@ -181,3 +181,21 @@ async def test_states_long_expired_are_cleaned_up_by_the_next_start(make_world: 
         left = list(await conn.execute(select(oauth_states.c.state_hash)))
     assert [r.state_hash for r in left] != [] and state_hash(query(old)["state"]) not in {r.state_hash for r in left}
     refused(await world.browse(old), "not one tidings made")
+
+
+async def test_a_failure_while_storing_answers_a_page_and_stores_nothing(make_world: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tidings.oauth import flow
+
+    world: World = await make_world()
+    back = await world.authorize("slack-probe")
+    real = flow.connections.store_tokens
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        await real(*args, **kwargs)
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(flow.connections, "store_tokens", broken)
+    page = await world.browse(back)
+    assert page.status_code == 503 and "try again" in page.text and "disk" not in page.text
+    await nothing_stored(world, "slack-probe")  # the transaction that stored them was rolled back
