@@ -16,6 +16,7 @@ from sqlalchemy import select
 from tidings.delivery.dispatcher import set_disabled
 from tidings.delivery.holds import BY_HAND
 from tidings.oauth import connections
+from tidings.store.connection_tables import oauth_states
 from tidings.store.tables import audit_log, integration_state
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -175,7 +176,12 @@ async def test_who_may_start_connecting(make_world: Any, monkeypatch: pytest.Mon
         signed = await browser.post("/auth/login", json={"email": "owner@example.com",
                                                           "password": "correct horse battery staple"})
         assert signed.status_code == 200, signed.text
-        start = await browser.get("/oauth/google-probe/start")
+        lured = await browser.get("/oauth/google-probe/start", headers={"Sec-Fetch-Site": "cross-site"})
+        assert lured.status_code == 200 and 'href="/oauth/google-probe/start"' in lured.text  # a click to confirm
+        assert lured.headers["x-frame-options"] == "DENY" and not world.auth.authorizations
+        async with store.read() as conn:
+            assert (await conn.execute(select(oauth_states))).first() is None
+        start = await browser.get("/oauth/google-probe/start", headers={"Sec-Fetch-Site": "same-origin"})
         assert start.status_code == 302
     back = await world.browse(start.headers["location"])
     page = await world.browse(back.headers["location"])

@@ -85,6 +85,12 @@ async def start(integration: Name, request: Request, hub: HubDep) -> Any:
     if settings is None or not allowed(principal, "integration:read", settings.project):
         return errors.error(404, "not found", f"no integration {integration!r}")
     await require(request, "integration:write", settings.project)
+    if principal.auth_method == "session" and request.headers.get("sec-fetch-site") == "cross-site":
+        # Another site sent a signed-in person here (the session cookie is SameSite=Lax): they
+        # confirm with a click on this page, so a page elsewhere can't connect in their name.
+        here = html.escape(f"/oauth/{integration}/start", quote=True)
+        return _page(200, f"Connect {integration}?", f"Continue to connect {html.escape(integration)}: <a href=\"{here}\">"
+                     "continue</a>", raw=True)
     url = await _start(hub, integration, principal.user_id)
     return url if isinstance(url, JSONResponse) else RedirectResponse(url, status_code=302)
 
@@ -111,12 +117,14 @@ def _anonymous(actor: Actor) -> Actor:
                  request_id=actor.request_id)
 
 
-def _page(status: int, title: str, text: str) -> HTMLResponse:
-    t, body = html.escape(title), html.escape(redact(text))
+def _page(status: int, title: str, text: str, *, raw: bool = False) -> HTMLResponse:
+    """A small page; ``text`` escaped unless ``raw`` (markup made here from escaped parts)."""
+    t, body = html.escape(title), text if raw else html.escape(redact(text))
     return HTMLResponse(
         f"<!doctype html><html lang=en><meta charset=utf-8><title>{t}</title>"
         f"<body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\"><h1>{t}</h1><p>{body}</p></body></html>",
-        status_code=status, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        status_code=status, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+                                     "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"})
 
 
 def install(app: Any) -> None:
