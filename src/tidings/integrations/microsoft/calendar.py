@@ -33,6 +33,11 @@ def transaction_id(integration: str, task_id: str, creates: int) -> str:
     return str(uuid.uuid5(_NS, f"{integration}:{task_id}:{creates}"))
 
 
+def ours(extension: dict[str, Any]) -> bool:
+    """Whether an expanded extension is ours (Graph names it ``Microsoft.OutlookServices.OpenTypeExtension.<name>``)."""
+    return extension.get("extensionName") == EXTENSION or str(extension.get("id", "")).endswith(f".{EXTENSION}")
+
+
 class OutlookCalendarSettings(CalendarSettings):
     kind: Literal["outlook_calendar"]
     user: str | None = Field(None, max_length=320,
@@ -136,7 +141,7 @@ class OutlookCalendar(CalendarPush):
             if answer.status != 200:
                 raise self.failure(answer, "listing events")
             for item in answer.data.get("value") or []:
-                ext = next((x for x in item.get("extensions") or [] if x.get("id") == EXTENSION), None)
+                ext = next((x for x in item.get("extensions") or [] if ours(x)), None)
                 if ext and ext.get("taskId") and ext.get("project") == self.project:
                     yield EventRef(item["id"], item.get("@odata.etag"), ext["taskId"])
             url, params = answer.data.get("@odata.nextLink"), None
