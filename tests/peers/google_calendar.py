@@ -32,7 +32,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-
 from peers.calendar_standin import StandIn
 
 ID = re.compile(r"^[a-v0-9]{5,1024}$")

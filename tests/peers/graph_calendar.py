@@ -31,7 +31,6 @@ from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
-
 from peers.calendar_standin import StandIn
 
 EXT_PREFIX = "Microsoft.OutlookServices.OpenTypeExtension."
