@@ -223,12 +223,13 @@ class CalendarPush(HttpNotifier, Calendar):
         if (missing := self.not_connected()) is not None:
             return missing
         try:
-            answer = await self.call("GET", self.calendar_url())
+            answer = await self.call("GET", self.probe_url())
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return connection_error(exc)
         if answer.status == 200:
             return Outcome.delivered()
         return self.failure(answer, "reading the calendar").outcome
 
-    def calendar_url(self) -> str:
+    def probe_url(self) -> str:
+        """What :meth:`test` reads: a URL the integration's scopes allow reading."""
         raise NotImplementedError

@@ -65,6 +65,9 @@ class GoogleCalendar(CalendarPush):
     def events_url(self) -> str:
         return f"{self.calendar_url()}/events"
 
+    def probe_url(self) -> str:
+        return f"{self.events_url()}?maxResults=1"  # the calendar.events scope may not read the calendar itself
+
     def first_id(self, task_id: str) -> str | None:
         return event_id(task_id)
 

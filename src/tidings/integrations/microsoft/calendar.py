@@ -76,6 +76,9 @@ class OutlookCalendar(CalendarPush):
         cid = self.settings.calendar_id
         return f"{self.owner_url()}/calendars/{quote(cid, safe='')}" if cid else f"{self.owner_url()}/calendar"
 
+    def probe_url(self) -> str:
+        return self.calendar_url()
+
     def event_url(self, eid: str) -> str:
         return f"{self.owner_url()}/events/{quote(eid, safe='')}"
 
