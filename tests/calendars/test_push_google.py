@@ -11,6 +11,7 @@ from calendars.push_support import TOKEN, Tasks, calendar_config
 from peers.google_calendar import GoogleCalendarAPI
 from sync.service_fakes import until
 
+from tidings.calendars.reconcile import ReconcileError, reconcile
 from tidings.integrations.google.calendar import event_id
 
 
@@ -162,6 +163,8 @@ async def test_a_refused_token_disables_the_integration(start: Any, gcal: Google
     rows = await until(refused, what="the 401 recorded")
     assert "the token was refused" in rows[0]["last_error"] and TOKEN not in rows[0]["last_error"]
     assert rows[0]["attempts"] == 1
+    with pytest.raises(ReconcileError, match="cal is disabled .*the token was refused"):
+        await reconcile(tasks.hub, "cal")
 
 
 async def test_stand_in_rules(gcal: GoogleCalendarAPI) -> None:

@@ -98,6 +98,12 @@ async def test_graph_reconcile_deletes_a_duplicate_and_an_orphan(make_hub: Any, 
     assert set(graph.live()) == {eid, foreign}
     assert twin["id"] not in graph.events and orphan["id"] not in graph.events
     assert (await tasks.row(task["id"]))["remote_id"] == eid  # type: ignore[index]
+    del graph.events[eid]  # deleted by a person in Outlook: pushed again, as a new event
+    assert await reconcile(hub, "cal") == {"listed": 0, "kept": 0, "deleted": 0, "repushed": 1}
+    await tasks.settled()
+    [(new, event)] = [(k, v) for k, v in graph.live().items() if k != foreign]
+    assert new != eid and event["extensions"][0]["taskId"] == task["id"]
+    assert (await tasks.row(task["id"]))["remote_id"] == new  # type: ignore[index]
 
 
 async def test_reconcile_failures_are_clear(make_hub: Any, gcal: GoogleCalendarAPI) -> None:

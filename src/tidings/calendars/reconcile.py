@@ -19,7 +19,7 @@ from sqlalchemy import select
 from ..background import Background
 from ..integrations.base import CalendarFailure
 from ..security.redact import clip
-from ..store.tables import tasks
+from ..store.tables import integration_state, tasks
 from ..sync.events import task_message
 from ..sync.tasks import TaskChange, as_dict
 from . import state
@@ -56,8 +56,13 @@ async def reconcile(hub: Hub, name: str) -> dict[str, int]:
     cal = calendar_of(hub, name)
     if (missing := cal.not_connected()) is not None:
         raise ReconcileError(missing.error or "not connected")
-    counts = Counts()
     store = hub.require_store()
+    async with store.read() as conn:
+        off = (await conn.execute(select(integration_state.c.reason).where(
+            integration_state.c.name == name, integration_state.c.disabled.is_(True)))).first()
+    if off is not None:
+        raise ReconcileError(f"{name} is disabled ({off.reason or 'by hand'}): enable it first")
+    counts = Counts()
     try:
         remote = [ref async for ref in cal.list_ours()]
         counts.listed = len(remote)

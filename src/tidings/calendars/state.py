@@ -37,12 +37,9 @@ async def creating(conn: Conn, integration: str, task: dict[str, Any], remote_id
     if old is None:
         await conn.execute(t.insert().values(integration=integration, task_id=task["id"], project=task["project"],
                                              creates=1, **values))
-    elif old["state"] == "deleted":
+    else:  # deleted, or missing (reconcile found none): a new event, with a new create key
         await conn.execute(update(t).where(t.c.integration == integration, t.c.task_id == task["id"])
                            .values(creates=old["creates"] + 1, **values))
-    else:  # missing: reconcile found no event; keep the id, try again
-        values["remote_id"] = remote_id or old["remote_id"]
-        await conn.execute(update(t).where(t.c.integration == integration, t.c.task_id == task["id"]).values(**values))
     row = await get(conn, integration, task["id"])
     assert row is not None
     return row
