@@ -65,3 +65,42 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def stop_all(procs: dict[str, Any], timeout: float = 15) -> dict[str, int | None]:
+    """SIGTERM every process still running, then each one's exit code (None: it had to be killed)."""
+    import signal
+    import subprocess
+
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    codes: dict[str, int | None] = {}
+    for name, proc in procs.items():
+        try:
+            codes[name] = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            codes[name] = None
+    return codes
+
+
+def start_worker(cwd: Any, config: Any, name: str) -> Any:
+    """``tidings worker --config CONFIG`` as its own process in ``cwd`` (the key file there, none of
+    this process's TIDINGS_* variables), output in ``cwd/NAME.out|.err``; stop it with :func:`stop_all`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    if env.get("PYTHONPATH"):  # `PYTHONPATH=src pytest`: the worker runs the same code
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p)
+    env.update(WORKER_NAME=name, TIDINGS_KEY_FILE=str(Path(cwd) / "tidings.key"), TIDINGS_LOG_LEVEL="INFO",
+               PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("tidings")), "worker", "--config", str(config)], cwd=cwd, env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=open(Path(cwd) / f"{name}.out", "wb"),  # noqa: SIM115 - closed with the process
+        stderr=open(Path(cwd) / f"{name}.err", "wb"),  # noqa: SIM115
+    )

@@ -8,13 +8,12 @@ import base64
 import collections
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import start_worker, stop_all
 from sink import Sink
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
@@ -26,7 +25,6 @@ from tidings.store.tables import deliveries
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-TIDINGS = Path(sys.executable).with_name("tidings")
 COUNT = 5_000
 
 
@@ -54,19 +52,6 @@ integrations:
 default:
   to: [ops]
 """
-    )
-
-
-def start_worker(cwd: Path, config: Path, name: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    env.update(WORKER_NAME=name, TIDINGS_KEY_FILE=str(cwd / "tidings.key"), TIDINGS_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [str(TIDINGS), "worker", "--config", str(config)],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=open(cwd / f"{name}.out", "wb"),  # noqa: SIM115 - closed with the process
-        stderr=open(cwd / f"{name}.err", "wb"),  # noqa: SIM115
     )
 
 
@@ -118,17 +103,7 @@ async def test_two_workers_deliver_every_message_exactly_once(pg_url: str, tmp_p
 
         await wait_for(all_delivered, 45, f"{COUNT} deliveries delivered")
     finally:
-        for proc in workers.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        codes = {}
-        for name, proc in workers.items():
-            try:
-                codes[name] = proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                codes[name] = None
+        codes = stop_all(workers)
         await writer.stop()
 
     for name, code in codes.items():

@@ -18,12 +18,8 @@ import asyncio
 import collections
 import copy
 import json
-import os
 import random
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +28,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from helpers import start_worker, stop_all
 from sqlalchemy import func, select
 
 from tidings import Message
@@ -40,7 +37,6 @@ from tidings.config.document import to_config
 from tidings.hub import Hub
 from tidings.store.tables import config_processes, config_revisions, deliveries
 
-TIDINGS = Path(sys.executable).with_name("tidings")
 STALE_LIMIT = 2.0
 """Seconds a process may run a revision older than the current one after its commit."""
 POOL = ["base", "w1", "w2", "w3", "w4", "w5", "w6", "slow1", "slow2"]
@@ -218,18 +214,6 @@ def write_config(path: Path, database: str, doc: dict[str, Any]) -> None:
         "dispatcher": {"poll_interval": 0.1, "batch": 250, "shutdown_timeout": 5},
         **doc,
     }))
-
-
-def start_worker(cwd: Path, config: Path, name: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    if env.get("PYTHONPATH"):  # `PYTHONPATH=src pytest`: the worker runs the same code
-        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep) if p)
-    env.update(WORKER_NAME=name, TIDINGS_KEY_FILE=str(cwd / "tidings.key"), TIDINGS_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [str(TIDINGS), "worker", "--config", str(config)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=open(cwd / f"{name}.out", "wb"),  # noqa: SIM115 - closed with the process
-        stderr=open(cwd / f"{name}.err", "wb"),  # noqa: SIM115
-    )
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: str | Callable[[], Awaitable[str]]) -> None:
@@ -412,17 +396,7 @@ async def run_scenario(
     finally:
         if tracker.task is not None:
             tracker.task.cancel()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        codes = {}
-        for name, proc in procs.items():
-            try:
-                codes[name] = proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                codes[name] = None
+        codes = stop_all(procs)
         async with store.read() as conn:
             rows = (await conn.execute(select(config_revisions.c.number, config_revisions.c.created_at))).all()
             by_status = dict((await conn.execute(
