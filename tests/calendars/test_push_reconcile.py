@@ -13,7 +13,7 @@ from peers.graph_calendar import GraphCalendarAPI
 from sqlalchemy import update
 from sync.service_fakes import until
 
-from tidings.calendars.reconcile import ReconcileError, reconcile
+from tidings.calendars.reconcile import EVERY, ReconcileError, Reconciler, reconcile
 from tidings.integrations.google.calendar import event_id
 from tidings.oauth.connections import TokenSet, store_tokens
 from tidings.security.vault import new_key
@@ -157,3 +157,16 @@ async def test_not_connected_holds_the_push(make_hub: Any, gcal: GoogleCalendarA
     assert gcal.writes() == 0
     with pytest.raises(ReconcileError, match="not connected"):
         await reconcile(hub, "cal")
+
+
+async def test_the_hub_reconciles_on_its_own(make_hub: Any, gcal: GoogleCalendarAPI) -> None:
+    hub = await make_hub(calendar_config("google_calendar", gcal.url), migrate=False)
+    assert isinstance(hub.calendars, Reconciler) and hub.calendars.every == EVERY
+    orphan = gcal.add(summary="old", date="2026-12-01",
+                      private={"tidings_task": "0193a7c2-0000-7000-8000-000000000000", "tidings_project": "default"})
+    quick = Reconciler(hub, every=0.05)
+    quick.start()
+    try:
+        await until(lambda: orphan not in gcal.live(), what="the orphan deleted by the loop")
+    finally:
+        await quick.stop()

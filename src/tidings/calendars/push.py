@@ -122,7 +122,6 @@ class CalendarPush(HttpNotifier, Calendar):
 
     settings: CalendarSettings
     Settings: ClassVar[type[CalendarSettings]] = CalendarSettings
-    reconnect_hint: ClassVar[str] = ""
 
     # -- what the outbox carries -------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
