@@ -167,6 +167,15 @@ async def test_a_refused_token_disables_the_integration(start: Any, gcal: Google
         await reconcile(tasks.hub, "cal")
 
 
+async def test_a_refusal_that_is_no_rate_limit_is_permanent(start: Any, gcal: GoogleCalendarAPI) -> None:
+    tasks = await start()
+    gcal.fail(403, reason="forbidden")
+    await tasks.create(title="a", due="2026-12-10")
+    [row] = await tasks.settled()
+    assert row["status"] == "dead" and row["attempts"] == 1
+    assert "updating the event: HTTP 403" in row["last_error"] and "forbidden" in row["last_error"]
+
+
 async def test_stand_in_rules(gcal: GoogleCalendarAPI) -> None:
     """The stand-in refuses what Google refuses (so the tests above can fail)."""
     import aiohttp

@@ -170,3 +170,16 @@ async def test_the_hub_reconciles_on_its_own(make_hub: Any, gcal: GoogleCalendar
         await until(lambda: orphan not in gcal.live(), what="the orphan deleted by the loop")
     finally:
         await quick.stop()
+
+
+async def test_reconcile_rewrites_events_after_a_settings_change(make_hub: Any, gcal: GoogleCalendarAPI) -> None:
+    hub = await make_hub(calendar_config("google_calendar", gcal.url), migrate=False)
+    tasks = Tasks(hub)
+    task = await tasks.create(title="a", due="2026-12-10")
+    await tasks.settled()
+    cal = hub.notifiers["cal"]
+    cal.reconfigure(cal.settings.model_copy(update={"reminders": [15]}))
+    assert await reconcile(hub, "cal") == {"listed": 1, "kept": 1, "deleted": 0, "repushed": 1}
+    await tasks.settled()
+    assert gcal.live()[event_id(task["id"])]["reminders"]["overrides"] == [{"method": "popup", "minutes": 15}]
+    assert await reconcile(hub, "cal") == {"listed": 1, "kept": 1, "deleted": 0, "repushed": 0}

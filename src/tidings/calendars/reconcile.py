@@ -3,8 +3,9 @@ tasks whose event is missing. Only events carrying our private property (``list_
 touched. Runs from the hub once an hour (:class:`Reconciler`) and from ``tidings calendar reconcile``.
 
 Orphans (the task is gone, done, without a due date or outside the filter, or a second event for a
-task) are deleted here and now; a missing event is pushed again through the outbox, as a task
-message addressed to the calendar alone, so it is retried and ordered like any push.
+task) are deleted here and now; a missing event, or one that differs from what the task shows now
+(new reminders in the settings...), is pushed again through the outbox, as a task message addressed
+to the calendar alone, so it is retried and ordered like any push.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from sqlalchemy import select
 from ..background import Background
 from ..integrations.base import CalendarFailure
 from ..security.redact import clip
-from ..store.tables import integration_state, tasks
+from ..store.tables import integration_state, task_links, tasks
 from ..sync.events import task_message
 from ..sync.tasks import TaskChange, as_dict
 from . import state
-from .push import CalendarPush, wanted
+from .push import CalendarPush, digest, event_of, wanted
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -38,6 +39,7 @@ class Counts:
     kept: int = 0
     deleted: int = 0
     repushed: int = 0
+    """Tasks whose event is missing, or differs from what the task shows now (settings changed)."""
 
 
 class ReconcileError(Exception):
@@ -85,11 +87,18 @@ async def reconcile(hub: Hub, name: str) -> dict[str, int]:
             if row is not None and row["remote_id"] == ref.event_id:
                 async with store.write() as conn:
                     await state.deleted(conn, name, row["task_id"])
+        async with store.read() as conn:
+            links = await _links(conn, seen)
         for task in by_id.values():
-            if task["id"] in seen or not wanted(task, cal.settings):
+            if not wanted(task, cal.settings):
                 continue
-            async with store.write() as conn:
-                await state.missing(conn, name, task["id"])
+            if task["id"] in seen:
+                row = rows.get(task["id"])
+                if row is None or row["written_hash"] == digest(event_of(task, links.get(task["id"], []), cal.settings)):
+                    continue  # as it should be (or a create under way: its push ends it)
+            else:
+                async with store.write() as conn:
+                    await state.missing(conn, name, task["id"])
             await hub.notify(task_message(TaskChange("task.update", task)), to=[name], project=cal.project)
             counts.repushed += 1
     except CalendarFailure as failure:
@@ -98,6 +107,19 @@ async def reconcile(hub: Hub, name: str) -> dict[str, int]:
         raise ReconcileError(f"{name}: {clip(f'{type(exc).__name__}: {exc}', 300)}") from None
     log.info("calendar.reconciled", integration=name, **asdict(counts))
     return asdict(counts)
+
+
+async def _links(conn: Any, task_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Task id -> its tracker links (what an event's description shows), for ``task_ids``."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    ids = sorted(task_ids)
+    for start in range(0, len(ids), 500):
+        rows = await conn.execute(select(task_links.c.task_id, task_links.c.remote_url, task_links.c.state)
+                                  .where(task_links.c.task_id.in_(ids[start:start + 500]))
+                                  .order_by(task_links.c.integration))
+        for r in rows:
+            found.setdefault(r.task_id, []).append(dict(r._mapping))
+    return found
 
 
 class Reconciler(Background):
