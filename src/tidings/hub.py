@@ -57,6 +57,7 @@ from .store.engine import Store
 from .templates import apply_templates
 
 if TYPE_CHECKING:
+    from .calendars.reconcile import Reconciler
     from .sync.service import SyncService
 
 log = structlog.get_logger("tidings.hub")
@@ -128,6 +129,8 @@ class Hub:
         """Active silences, in memory (checked on every notify without a query)."""
         self.sync: SyncService | None = None
         """Sweeps, webhook hints, local changes and manual runs of task sync (``sync/service.py``)."""
+        self.calendars: Reconciler | None = None
+        """Reconciles the calendar integrations once an hour (``calendars/reconcile.py``)."""
         self._writer = _WriteMessages(self)
         self._flushed: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -259,6 +262,10 @@ class Hub:
 
             self.sync = SyncService(self)
             self.sync.start()
+            from .calendars.reconcile import Reconciler
+
+            self.calendars = Reconciler(self)
+            self.calendars.start()
             self.pruner = Pruner(self.store, self.config.retention, self.metrics)
             self.pruner.start()
             self.checkpointer = checkpointer_for(self.store, self.config_dir, self.config.audit,
@@ -285,6 +292,8 @@ class Hub:
                 await self.events.stop()
             if self.sync is not None:
                 await self.sync.stop()
+            if self.calendars is not None:
+                await self.calendars.stop()
             if self.grouper is not None:
                 await self.grouper.stop()
             self.started = False

@@ -14,7 +14,7 @@ from ._common import ConfigOpt, JsonOpt, _on_hub, _when, cli_actor, emit, group,
 if TYPE_CHECKING:
     from ..hub import Hub
 
-calendar_app = group("calendar", "A project's calendar (ICS) feeds: create, list, revoke.")
+calendar_app = group("calendar", "A project's calendar (ICS) feeds: create, list, revoke; reconcile a pushed calendar.")
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="the project's slug")]
 
 
@@ -118,3 +118,27 @@ def calendar_revoke(
 
     feed = _on_hub(config, _revoke)
     emit(feed, as_json, f"revoked calendar feed {feed['id']} ({feed['name']})")
+
+
+@calendar_app.command("reconcile")
+@handled
+def calendar_reconcile(
+    name: Annotated[str, typer.Argument(help="the calendar integration (kind google_calendar or outlook_calendar)")],
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Delete the events tidings made that no task wants any more, and push again the tasks whose
+    event is missing (through the outbox: a running server sends them). Never touches other events."""
+    from ..calendars.reconcile import ReconcileError, reconcile
+    from ..errors import TidingsError
+
+    plain(name, "the integration")
+
+    async def _reconcile(hub: Hub) -> dict[str, Any]:
+        try:
+            return {"integration": name, **await reconcile(hub, name)}
+        except ReconcileError as exc:
+            raise TidingsError(str(exc)) from None
+
+    counts = _on_hub(config, _reconcile)
+    emit(counts, as_json, f"reconciled {name}: {counts['listed']} events of ours, {counts['kept']} kept, "
+                          f"{counts['deleted']} deleted, {counts['repushed']} tasks pushed again")

@@ -16,6 +16,8 @@ KINDS: dict[str, str] = {
     "jira": "tidings.integrations.jira:JiraReceiver",
     "alertmanager": "tidings.integrations.alertmanager:AlertmanagerReceiver",
     "github": "tidings.integrations.github:GitHubReceiver",
+    "google_calendar": "tidings.integrations.google:GoogleCalendar",
+    "outlook_calendar": "tidings.integrations.microsoft:OutlookCalendar",
 }
 
 
