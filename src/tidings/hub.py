@@ -57,6 +57,7 @@ from .store.engine import Store
 from .templates import apply_templates
 
 if TYPE_CHECKING:
+    from .oauth.keeper import Keeper
     from .sync.service import SyncService
 
 log = structlog.get_logger("tidings.hub")
@@ -126,6 +127,8 @@ class Hub:
         """Signs audit checkpoints (a dispatching hub with an audit key)."""
         self.silences: Silences | None = None
         """Active silences, in memory (checked on every notify without a query)."""
+        self.keeper: Keeper | None = None
+        """Refreshes OAuth connections before their access tokens expire (``oauth/keeper.py``)."""
         self.sync: SyncService | None = None
         """Sweeps, webhook hints, local changes and manual runs of task sync (``sync/service.py``)."""
         self._writer = _WriteMessages(self)
@@ -259,6 +262,10 @@ class Hub:
 
             self.sync = SyncService(self)
             self.sync.start()
+            from .oauth.keeper import Keeper
+
+            self.keeper = Keeper(self)
+            self.keeper.start()
             self.pruner = Pruner(self.store, self.config.retention, self.metrics)
             self.pruner.start()
             self.checkpointer = checkpointer_for(self.store, self.config_dir, self.config.audit,
@@ -285,6 +292,8 @@ class Hub:
                 await self.events.stop()
             if self.sync is not None:
                 await self.sync.stop()
+            if self.keeper is not None:
+                await self.keeper.stop()
             if self.grouper is not None:
                 await self.grouper.stop()
             self.started = False
