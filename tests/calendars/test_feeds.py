@@ -16,7 +16,7 @@ from tidings.accounts.projects import create_project
 from tidings.audit import SYSTEM, Actor
 from tidings.calendars.feeds import mask_path
 from tidings.store.tables import audit_log, calendar_feeds, task_links
-from tidings.sync.tasks import create_task, get_task, input_values, update_task
+from tidings.sync.tasks import create_task, delete_task, get_task, input_values, update_task
 
 ALICE = Actor("user", name="owner@example.com", auth_method="token")
 BASE = "/api/v1/projects/alpha/calendars"
@@ -222,3 +222,44 @@ async def test_bad_bodies(world: World) -> None:
 def test_mask_path_leaves_other_paths() -> None:
     assert mask_path("/api/v1/tasks") == "/api/v1/tasks"
     assert mask_path("/calendars/abc.ics") == "/calendars/***.ics"
+
+
+async def test_if_modified_since(world: World) -> None:
+    """Without If-None-Match, If-Modified-Since answers 304 until the feed's tasks change, whatever
+    the change: an edit, a task leaving a personal feed by reassignment, a deletion."""
+    import asyncio
+    import email.utils
+    import time
+
+    await world.task(due="2030-01-02", assignee="viewer@example.com")
+    await world.task(due="2030-01-03", assignee="viewer@example.com")
+    feed = await world.feed("viewer", mine=True, name="mine")
+
+    async def last_modified() -> str:
+        """A Last-Modified that covers the last change: one read after the end of its second
+        (a read within that second answers a date the feed never counts as unmodified since)."""
+        while True:
+            asked = time.time()
+            answer = (await world.read(feed["url"])).headers["last-modified"]
+            if asked >= email.utils.parsedate_to_datetime(answer).timestamp() + 1:
+                return answer  # type: ignore[no-any-return]
+            await asyncio.sleep(0.05)
+
+    async def status(since: str, **more: str) -> int:
+        return (await world.read(feed["url"], **{"If-Modified-Since": since, **more})).status_code  # type: ignore[no-any-return]
+
+    since = await last_modified()
+    assert await status(since) == 304
+    assert await status("not a date") == 200
+    assert await status(since, **{"If-None-Match": '"other"'}) == 200  # If-None-Match wins
+    assert await status(email.utils.formatdate(0, usegmt=True)) == 200
+
+    await world.change("T-1", assignee="member@example.com")  # leaves the viewer's feed
+    assert await status(since) == 200
+    since = await last_modified()
+    assert await status(since) == 304
+    async with world.api.hub.store.write() as conn:
+        task = await get_task(conn, "alpha", "T-2")
+        assert task is not None
+        await delete_task(conn, task, actor=ALICE)
+    assert await status(since) == 200

@@ -13,13 +13,13 @@ import secrets as pysecrets
 import time
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from ..audit import Actor, append
 from ..ids import new_id
 from ..security.tokens import TOUCH_EVERY, hash_token
 from ..store.engine import Conn
-from ..store.tables import calendar_feeds, memberships, task_links, tasks, users
+from ..store.tables import audit_log, calendar_feeds, memberships, task_links, tasks, users
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 """What ``secrets.token_urlsafe(32)`` gives: anything else is no feed, without a query."""
@@ -127,6 +127,17 @@ async def feed_tasks(conn: Conn, feed: dict[str, Any]) -> list[dict[str, Any]]:
         for link in links:
             urls.setdefault(link.task_id, link.remote_url)
     return [{**t, "url": urls.get(t["id"])} for t in found]
+
+
+async def last_changed(conn: Conn, feed: dict[str, Any]) -> float:
+    """When the feed's content may last have changed (its ``Last-Modified``): the feed's making,
+    the last change of ANY task of the project (a task reassigned or its due date removed leaves the
+    feed by a change of its own) and the project's last task deletion (from the audit trail)."""
+    latest = (await conn.execute(select(func.max(tasks.c.updated_at)).where(tasks.c.project == feed["project"]))).scalar()
+    deleted = (await conn.execute(
+        select(audit_log.c.at).where(audit_log.c.action == "task.delete", audit_log.c.project == feed["project"])
+        .order_by(audit_log.c.seq.desc()).limit(1))).scalar()
+    return max(t for t in (feed["created_at"], latest, deleted) if t is not None)
 
 
 def due_touch(feed: dict[str, Any], *, now: float | None = None) -> bool:

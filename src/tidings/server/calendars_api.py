@@ -8,13 +8,15 @@
 - ``DELETE .../calendars/{id}`` revokes a feed: its creator or an owner. Another's feed is not found.
 - ``GET /calendars/{token}.ics`` needs no credentials: the token is one (calendar clients can't send
   headers). An unknown or revoked token is 404, never 401, so nothing tells a guess apart. A strong
-  ``ETag`` (the body's hash) and ``Last-Modified``; ``If-None-Match`` answers 304. The token is kept
+  ``ETag`` (the body's hash) and ``Last-Modified``; ``If-None-Match`` answers 304, and without it
+  ``If-Modified-Since`` (RFC 9110 §13.2.2: If-None-Match wins when both come). The token is kept
   out of logs (``calendars.feeds.mask_path``).
 """
 
 from __future__ import annotations
 
 import email.utils
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Request, Response
@@ -140,7 +142,8 @@ ICS = {"text/calendar": {"schema": {"type": "string"}}}
     "/calendars/{token}.ics",
     summary="A calendar feed",
     description="The feed's tasks as iCalendar (RFC 5545), for a calendar client's subscription. No credentials: "
-    "the token in the URL is one. 404 for an unknown or revoked token. `If-None-Match` with the `ETag` answers 304.",
+    "the token in the URL is one. 404 for an unknown or revoked token. `If-None-Match` with the `ETag` answers 304;"
+    " without it, `If-Modified-Since` at or after `Last-Modified` does.",
     response_class=Response,
     responses={200: {"content": ICS, "headers": {"ETag": {"schema": {"type": "string"}},
                                                   "Last-Modified": {"schema": {"type": "string"}}}},
@@ -148,16 +151,17 @@ ICS = {"text/calendar": {"schema": {"type": "string"}}}
 )
 async def read_feed(
     token: str, hub: HubDep, if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    if_modified_since: Annotated[str | None, Header(alias="If-Modified-Since")] = None,
 ) -> Response:
     async with hub.require_store().read() as conn:
         feed = await feeds.feed_by_token(conn, token)
         items = await feeds.feed_tasks(conn, feed) if feed is not None else []
+        changed = await feeds.last_changed(conn, feed) if feed is not None else 0.0
     if feed is None:
         return error(404, "not found", "no such calendar feed")
     body = ics.render(feed["name"], items)
     tag = ics.etag(body)
-    changed = max([feed["created_at"], *(t["updated_at"] for t in items)])
-    headers = {"ETag": tag, "Last-Modified": email.utils.formatdate(changed, usegmt=True),
+    headers = {"ETag": tag, "Last-Modified": email.utils.formatdate(_last_modified(changed), usegmt=True),
                "Cache-Control": "private, max-age=300"}
     if feeds.due_touch(feed):
         async with hub.require_store().write() as conn:
@@ -165,4 +169,32 @@ async def read_feed(
     if if_none_match is not None and (if_none_match.strip() == "*" or tag in
                                       [t.strip().removeprefix("W/") for t in if_none_match.split(",")]):
         return Response(status_code=304, headers=headers)
+    if if_none_match is None and _not_modified_since(if_modified_since, changed):
+        return Response(status_code=304, headers=headers)
     return Response(body, media_type="text/calendar; charset=utf-8", headers=headers)
+
+
+def _last_modified(changed: float, now: float | None = None) -> int:
+    """The whole second to send as ``Last-Modified`` for content last changed at ``changed``.
+
+    HTTP dates have whole seconds, so a second change within the second of the first would look
+    unmodified. The end of ``changed``'s second is sent once that second is over (no later change
+    can fall in it, and the date is not in the future); until then its start, which
+    :func:`_not_modified_since` never finds covering ``changed``: such a feed is sent again."""
+    now = time.time() if now is None else now
+    end = int(changed) + 1
+    return end if now >= end else int(changed)
+
+
+def _not_modified_since(header: str | None, changed: float) -> bool:
+    """Whether ``If-Modified-Since: header`` covers a feed last changed at ``changed``: strictly
+    before that date (see :func:`_last_modified`). An unparsable date is ignored, as RFC 9110 says."""
+    if not header:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return False
+    if since is None or since.tzinfo is None:
+        return False
+    return changed < since.timestamp()
