@@ -196,7 +196,7 @@ with demo_kind():
 """
 
 
-@pytest.mark.parametrize("provider", ["slack", "atlassian"], indirect=True)
+@pytest.mark.parametrize("provider", ["atlassian"], indirect=True)
 async def test_two_processes_hammering_refreshes_never_overlap(hub: Hub, auth: OAuthServer, provider: str,
                                                                tmp_path: Path, make_config: Callable[..., Any]) -> None:
     await _connected(hub, auth)
@@ -206,10 +206,13 @@ async def test_two_processes_hammering_refreshes_never_overlap(hub: Hub, auth: O
     config["server"]["allow_destinations"] = ["127.0.0.1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), str(Path("tests").resolve())])}
     procs = [await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HAMMER, json.dumps(config), str(tmp_path), provider, "6", f"proc{i}",
+        sys.executable, "-c", HAMMER, json.dumps(config), str(tmp_path), provider, "5", f"proc{i}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env) for i in range(2)]
-    here = [await keeper.refresh_one(hub, "chat", "here", force=True) for _ in range(4)]
-    outs = [await p.communicate() for p in procs]
+    talks = [asyncio.ensure_future(p.communicate()) for p in procs]
+    here = []
+    while not all(t.done() for t in talks) or len(here) < 4:  # this process refreshes while they do
+        here.append(await keeper.refresh_one(hub, "chat", "here", force=True))
+    outs = [await t for t in talks]
     for (_, err), p in zip(outs, procs, strict=True):
         assert p.returncode == 0, err.decode()[-2000:]
     done = here + [x for out, _ in outs for x in json.loads(out.decode().strip().splitlines()[-1])]
