@@ -280,7 +280,8 @@ async def purged(hub: Hub) -> None:
 
 
 async def refresh_now(hub: Hub, integration: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
-    """Refresh ``integration``'s connection now (the CLI, the API): the connection as shown after.
+    """Refresh ``integration``'s connection now (the CLI, the API): the connection as :func:`one`
+    shows it after, with ``outcome`` (``refreshed``, ``failed``, ``refused``, ``not_due``).
     :class:`NotFound` when not connected; :class:`RefreshRefused` when it can't be refreshed
     (needs re-auth, no refresh token, another worker refreshing it)."""
     store = hub.require_store()
@@ -298,11 +299,77 @@ async def refresh_now(hub: Hub, integration: str, *, actor: Actor = SYSTEM) -> d
     if outcome == "busy":
         raise RefreshRefused(f"{integration} is being refreshed by another worker now: try again in a moment")
     async with store.write() as conn:
-        after = await connections.get(conn, integration)
         await append(conn, actor, "oauth.refresh_now", target=f"integration/{integration}", project=row["project"],
                      after={"outcome": outcome})
-    assert after is not None
-    return after
+    return {**await one(hub, integration), "outcome": outcome}
+
+
+# -- what the API and the CLI show and do ------------------------------------------------------------
+def connectable_names(hub: Hub, project: str | None = None) -> dict[str, str]:
+    """The integrations (of ``project``) that connect through OAuth (``oauth: true``) -> provider."""
+    from ..integrations.base import ConnectableSettings
+
+    return {name: s.oauth_provider for name, s in hub.config.integrations.items()
+            if isinstance(s, ConnectableSettings) and s.oauth and s.oauth_provider
+            and (project is None or s.project == project)}
+
+
+def start_url(hub: Hub, integration: str) -> str:
+    """Where a person goes to connect ``integration`` (``GET /oauth/NAME/start``)."""
+    return f"{hub.config.server.base_url}/oauth/{integration}/start"
+
+
+def _view(hub: Hub, name: str, project: str, provider: str, row: dict[str, Any] | None,
+          configured: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {k: None for k in connections.SHOWN}
+    out.update(integration=name, project=project, provider=provider, status=connections.NOT_CONNECTED,
+               has_refresh=False, failures=0, version=0, extra={})
+    if row is not None:
+        out.update(row)
+    out["scopes"] = out["scopes"].split() if out["scopes"] else []
+    out["health"] = connections.health(row)
+    out["access_expired"] = bool(row and connections.access_expired(row))
+    out["configured"] = configured
+    out["start_url"] = start_url(hub, name)
+    return out
+
+
+async def overview(hub: Hub, project: str | None = None) -> list[dict[str, Any]]:
+    """Every connection-capable integration (of ``project``) with its connection's health, the
+    not connected ones too, and connections whose integration is no longer configured; by name."""
+    names = connectable_names(hub, project)
+    async with hub.require_store().read() as conn:
+        rows = {r["integration"]: r for r in await connections.list_connections(conn, project)}
+    out = [_view(hub, name, hub.config.integrations[name].project, provider, rows.get(name), True)
+           for name, provider in names.items()]
+    out += [_view(hub, name, row["project"], row["provider"], row, False) for name, row in rows.items()
+            if name not in names]
+    return sorted(out, key=lambda c: c["integration"])
+
+
+async def one(hub: Hub, integration: str, project: str | None = None) -> dict[str, Any]:
+    """The connection of ``integration`` (of ``project``) as :func:`overview` shows it; :class:`NotFound`."""
+    for item in await overview(hub, project):
+        if item["integration"] == integration:
+            return item
+    raise NotFound(f"no integration {integration!r} connects through OAuth" +
+                   (f" in project {project}" if project else "") + " (`oauth: true` on a kind that can)")
+
+
+async def disconnect(hub: Hub, integration: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
+    """Forget ``integration``'s connection: the row and both tokens in one transaction (audited),
+    then purge the vault. Its next send is held as not connected (the vault watch drops the token).
+    :class:`NotFound` when not connected."""
+    vault = hub.vault
+    assert vault is not None
+    async with vault.transaction() as conn:
+        old = await connections.disconnect(vault, conn, integration, actor=actor)
+    if old is None:
+        raise NotFound(f"integration {integration!r} is not connected")
+    if hub.vault_watch is not None:
+        await hub.vault_watch.check()  # this process at once; the others within a second
+    await vault.purge()
+    return old
 
 
 class Keeper(Background):
@@ -360,5 +427,5 @@ class Keeper(Background):
         return max(0.0, wait)
 
 
-__all__ = ["BACKOFF", "LEASE", "MARGIN", "REAUTH", "Keeper", "RefreshRefused", "backoff", "due_at", "refresh_now",
-           "refresh_one"]
+__all__ = ["BACKOFF", "LEASE", "MARGIN", "REAUTH", "Keeper", "RefreshRefused", "backoff", "connectable_names",
+           "disconnect", "due_at", "one", "overview", "refresh_now", "refresh_one", "start_url"]
