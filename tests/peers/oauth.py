@@ -50,6 +50,8 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from aiohttp import web
 
+from .oauth_answers import Answer, html_page, json_reply
+
 PROVIDERS = ("github", "slack", "google", "microsoft", "atlassian")
 CODE_TTL = 600.0
 ROTATES = {"github": True, "slack": True, "google": False, "microsoft": True, "atlassian": True}
@@ -256,7 +258,7 @@ class OAuthServer:
         if not fault.status:
             return None
         headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after is not None else {}
-        return _json(fault.status, {"error": "temporarily_unavailable",
+        return json_reply(fault.status, {"error": "temporarily_unavailable",
                                     "error_description": f"scripted HTTP {fault.status}"}, headers)
 
     def _fault(self, endpoint: str) -> Fault | None:
@@ -275,13 +277,13 @@ class OAuthServer:
         self.authorizations.append(q)
         client = self.clients.get((provider, q.get("client_id", "")))
         if client is None:
-            return _page(400, f"{provider}: unknown client_id (the application could not be found)")
+            return html_page(400, f"{provider}: unknown client_id (the application could not be found)")
         redirect = q.get("redirect_uri", "")
         if redirect not in client.redirect_uris:  # never redirect to an address not registered
-            return _page(400, f"{provider}: redirect_uri is not registered for this application")
+            return html_page(400, f"{provider}: redirect_uri is not registered for this application")
         state = q.get("state", "")
         if not state:
-            return _page(400, f"{provider}: state is required")
+            return html_page(400, f"{provider}: state is required")
 
         def back(**params: str) -> web.StreamResponse:
             raise web.HTTPFound(f"{redirect}{'&' if '?' in redirect else '?'}{urlencode({**params, 'state': state})}")
@@ -293,7 +295,7 @@ class OAuthServer:
                         error_description="PKCE required: code_challenge with code_challenge_method=S256")
         scopes = [s for s in q.get("scope", "").replace(",", " ").split() if s]
         if provider == "atlassian" and q.get("audience") != "api.atlassian.com":
-            return _page(400, "atlassian: audience must be api.atlassian.com")
+            return html_page(400, "atlassian: audience must be api.atlassian.com")
         if self.deny:
             return back(error="access_denied", error_description="The user denied the request")
         offline = {"google": q.get("access_type") == "offline" and "consent" in q.get("prompt", "").split(),
@@ -309,11 +311,11 @@ class OAuthServer:
         raw = await request.read()
         if provider == "atlassian":
             if not request.content_type.endswith("json"):
-                return _json(415, {"error": "unsupported_media_type", "error_description": "a JSON body is required"})
+                return json_reply(415, {"error": "unsupported_media_type", "error_description": "a JSON body is required"})
             try:
                 body = {k: str(v) for k, v in orjson.loads(raw).items()}
             except (orjson.JSONDecodeError, AttributeError):
-                return _json(400, {"error": "invalid_request", "error_description": "malformed JSON"})
+                return json_reply(400, {"error": "invalid_request", "error_description": "malformed JSON"})
         else:
             body = dict(parse_qsl(raw.decode("utf-8", "replace")))
         basic = request.headers.get("Authorization", "")
@@ -338,7 +340,7 @@ class OAuthServer:
             self._refreshing[key] -= 1
 
     def _grant(self, provider: str, grant_type: str, body: dict[str, str], request: web.Request) -> web.Response:
-        answer = _Answer(provider, request.headers.get("Accept", ""), self.now())
+        answer = Answer(provider, request.headers.get("Accept", ""), self.now())
         client = self.clients.get((provider, body.get("client_id", "")))
         if client is None or not secrets.compare_digest(client.client_secret, body.get("client_secret", "")):
             return answer.bad_client()
@@ -348,7 +350,7 @@ class OAuthServer:
             return self._refresh(client, body, answer)
         return answer.error("unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
 
-    def _exchange(self, client: Client, body: dict[str, str], answer: _Answer) -> web.Response:
+    def _exchange(self, client: Client, body: dict[str, str], answer: Answer) -> web.Response:
         code = self.codes.get(body.get("code", ""))
         if code is None or code.client_id != client.client_id or code.provider != client.provider:
             return answer.bad_code("unknown")
@@ -365,7 +367,7 @@ class OAuthServer:
             return answer.bad_verifier(missing=not verifier)
         return answer.tokens(self._issue(client, code.grant, code.scopes, refresh=code.offline), self.person)
 
-    def _refresh(self, client: Client, body: dict[str, str], answer: _Answer) -> web.Response:
+    def _refresh(self, client: Client, body: dict[str, str], answer: Answer) -> web.Response:
         old = self.tokens.get(body.get("refresh_token", ""))
         if old is None or old.kind != "refresh" or old.client_id != client.client_id or not self.valid(old.value):
             return answer.bad_refresh()
@@ -409,154 +411,35 @@ class OAuthServer:
         who = self.person
         if provider == "github" and rest == "/api/user" and request.method == "GET":
             if not ok:
-                return _json(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest",
+                return json_reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest",
                                    "status": "401"})
-            return _json(200, {"login": who.login, "id": who.github_id, "type": "User", "name": who.name,
+            return json_reply(200, {"login": who.login, "id": who.github_id, "type": "User", "name": who.name,
                                "email": who.email, "html_url": f"https://github.com/{who.login}"})
         if provider == "slack" and rest == "/api/auth.test":
             if not ok:
                 expired = t is not None and not t.revoked
-                return _json(200, {"ok": False, "error": "token_expired" if expired else "invalid_auth"})
-            return _json(200, {"ok": True, "url": f"https://{who.slack_team['name'].lower().replace(' ', '')}.slack.com/",
+                return json_reply(200, {"ok": False, "error": "token_expired" if expired else "invalid_auth"})
+            return json_reply(200, {"ok": True, "url": f"https://{who.slack_team['name'].lower().replace(' ', '')}.slack.com/",
                                "team": who.slack_team["name"], "user": "tidings", "team_id": who.slack_team["id"],
                                "user_id": "U0TIDINGSBOT", "bot_id": "B0TIDINGS", "is_enterprise_install": False})
         if provider == "google" and rest in ("/oauth2/v3/userinfo", "/v1/userinfo"):
             if not ok:
-                return _json(401, {"error": "invalid_request", "error_description": "Invalid Credentials"},
+                return json_reply(401, {"error": "invalid_request", "error_description": "Invalid Credentials"},
                              {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'})
-            return _json(200, {"sub": who.google_sub, "email": who.email, "email_verified": True, "name": who.name})
+            return json_reply(200, {"sub": who.google_sub, "email": who.email, "email_verified": True, "name": who.name})
         if provider == "microsoft" and rest == "/v1.0/me":
             if not ok:
-                return _json(401, {"error": {"code": "InvalidAuthenticationToken",
+                return json_reply(401, {"error": {"code": "InvalidAuthenticationToken",
                                              "message": "Access token has expired or is not yet valid.",
                                              "innerError": {"request-id": str(uuid.uuid4())}}})
-            return _json(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+            return json_reply(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
                                "id": who.microsoft_id, "displayName": who.name, "mail": who.email,
                                "userPrincipalName": who.email})
         if provider == "atlassian" and rest in ("/oauth/token/accessible-resources", "/me"):
             if not ok:
-                return _json(401, {"code": 401, "message": "Unauthorized"})
+                return json_reply(401, {"code": 401, "message": "Unauthorized"})
             if rest == "/me":
-                return _json(200, {"account_type": "atlassian", "account_id": who.atlassian_id, "email": who.email,
+                return json_reply(200, {"account_type": "atlassian", "account_id": who.atlassian_id, "email": who.email,
                                    "name": who.name, "account_status": "active"})
-            return _json(200, who.sites)
-        return _json(404, {"error": "not_found", "path": rest})
-
-
-class _Answer:
-    """A token endpoint's answers in one provider's shape and error style."""
-
-    def __init__(self, provider: str, accept: str, now: float) -> None:
-        self.p, self.now = provider, now
-        self.form = provider == "github" and "application/json" not in accept
-
-    def _out(self, status: int, data: dict[str, Any]) -> web.Response:
-        if self.form:
-            return web.Response(status=status, text=urlencode({k: v for k, v in data.items() if v is not None}),
-                                content_type="application/x-www-form-urlencoded")
-        return _json(status, data)
-
-    def error(self, code: str, description: str, status: int = 400, **extra: Any) -> web.Response:
-        if self.p == "github":
-            return self._out(200, {"error": code, "error_description": description,
-                                   "error_uri": f"https://docs.github.com/apps/troubleshooting#{code.replace('_', '-')}"})
-        if self.p == "slack":
-            return _json(200, {"ok": False, "error": code})
-        if self.p == "microsoft":
-            number = int(description[6:description.index(":")]) if description.startswith("AADSTS") else 0
-            return _json(status, {"error": code, "error_description": description, "error_codes": [number],
-                                  "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-                                  "trace_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4()), **extra})
-        return _json(status, {"error": code, "error_description": description})
-
-    def bad_client(self) -> web.Response:
-        return {
-            "github": lambda: self.error("incorrect_client_credentials",
-                                         "The client_id and/or client_secret passed are incorrect."),
-            "slack": lambda: self.error("bad_client_secret", ""),
-            "google": lambda: self.error("invalid_client", "Unauthorized", 401),
-            "microsoft": lambda: self.error("invalid_client", "AADSTS7000215: Invalid client secret provided.", 401),
-            "atlassian": lambda: self.error("access_denied", "Unauthorized", 401),
-        }[self.p]()
-
-    def bad_code(self, why: str) -> web.Response:
-        if self.p == "github":
-            return self.error("bad_verification_code", "The code passed is incorrect or expired.")
-        if self.p == "slack":
-            return self.error("invalid_code", "")
-        if self.p == "microsoft":
-            text = {"used": "AADSTS54005: OAuth2 Authorization code was already redeemed, please retry with a new valid"
-                            " code or use an existing refresh token.",
-                    "expired": "AADSTS70008: The provided authorization code or refresh token has expired due to"
-                               " inactivity."}.get(why, "AADSTS9002313: Invalid request. Request is malformed or invalid.")
-            return self.error("invalid_grant", text)
-        if self.p == "atlassian":
-            return self.error("invalid_grant", "Invalid authorization code", 403)
-        return self.error("invalid_grant", "Bad Request")
-
-    def bad_verifier(self, missing: bool) -> web.Response:
-        if self.p in ("github", "slack"):
-            return self.bad_code("verifier")
-        if self.p == "microsoft":
-            return self.error("invalid_grant", "AADSTS501481: The Code_Verifier does not match the code_challenge"
-                                               " supplied in the authorization request.")
-        if self.p == "atlassian":
-            return self.error("invalid_grant", "Invalid code verifier", 403)
-        return self.error("invalid_grant", "Missing code verifier." if missing else "Invalid code verifier.")
-
-    def redirect_mismatch(self) -> web.Response:
-        if self.p == "github":
-            return self.error("redirect_uri_mismatch",
-                              "The redirect_uri MUST match the registered callback URL for this application.")
-        if self.p == "slack":
-            return self.error("bad_redirect_uri", "")
-        if self.p == "microsoft":
-            return self.error("invalid_grant", "AADSTS500112: The reply address does not match the reply address"
-                                               " provided when requesting authorization code.")
-        return self.error("redirect_uri_mismatch" if self.p == "google" else "invalid_grant", "Bad Request",
-                          403 if self.p == "atlassian" else 400)
-
-    def bad_refresh(self) -> web.Response:
-        return {
-            "github": lambda: self.error("bad_refresh_token", "The refresh token passed is incorrect or expired."),
-            "slack": lambda: self.error("invalid_refresh_token", ""),
-            "google": lambda: self.error("invalid_grant", "Token has been expired or revoked."),
-            "microsoft": lambda: self.error("invalid_grant", "AADSTS70000: The provided value for the 'refresh_token'"
-                                                             " is not valid."),
-            "atlassian": lambda: self.error("invalid_grant", "Unknown or invalid refresh token.", 403),
-        }[self.p]()
-
-    def tokens(self, issued: dict[str, Token], who: Person, *, refreshed: bool = False) -> web.Response:
-        access, refresh = issued["access"], issued.get("refresh")
-        ttl = int(access.expires_at - self.now) if access.expires_at else None
-        if self.p == "github":
-            data: dict[str, Any] = {"access_token": access.value, "scope": ",".join(access.scopes),
-                                    "token_type": "bearer"}
-            if ttl:
-                data["expires_in"] = ttl
-            if refresh is not None:
-                data["refresh_token"] = refresh.value
-                if refresh.expires_at:
-                    data["refresh_token_expires_in"] = int(refresh.expires_at - self.now)
-            return self._out(200, data)
-        if self.p == "slack":
-            return _json(200, {"ok": True, "app_id": "A0TIDINGS", "authed_user": {"id": who.slack_user},
-                               "scope": ",".join(access.scopes), "token_type": "bot", "access_token": access.value,
-                               "bot_user_id": "U0TIDINGSBOT", "refresh_token": refresh.value if refresh else None,
-                               "expires_in": ttl, "team": who.slack_team, "enterprise": None,
-                               "is_enterprise_install": False})
-        data = {"access_token": access.value, "expires_in": ttl, "token_type": "Bearer",
-                "scope": " ".join(s for s in access.scopes if s != "offline_access" or self.p == "atlassian")}
-        if self.p == "microsoft":
-            data["ext_expires_in"] = ttl
-        if refresh is not None:
-            data["refresh_token"] = refresh.value
-        return _json(200, data)
-
-
-def _json(status: int, data: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json", headers=headers)
-
-
-def _page(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=f"<!doctype html><title>Error</title><p>{text}</p>", content_type="text/html")
+            return json_reply(200, who.sites)
+        return json_reply(404, {"error": "not_found", "path": rest})

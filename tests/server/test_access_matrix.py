@@ -124,6 +124,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/redoc"): PUBLIC,
     ("GET", "/static/{path}"): PUBLIC,
     ("POST", "/hooks/{integration}"): PUBLIC,
+    **both("POST", "/integrations/{name}/connect", "integration:write"),
+    ("GET", "/oauth/{integration}/start"): SIGNED_IN,
+    ("GET", "/oauth/{integration}/callback"): PUBLIC,
 }
 """(method, path template) -> what the route needs."""
 

@@ -25,6 +25,7 @@ from . import (
     hooks,
     integrations_api,
     messages,
+    oauth_api,
     openapi,
     routes_api,
     schemas,
@@ -107,6 +108,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(integrations_api.kinds_router)  # before /integrations/{name}
     app.include_router(integrations_api.router)
     app.include_router(routes_api.router)
+    oauth_api.install(app)
     tasks_api.install(app)
     app.include_router(sync_api.router)
     app.include_router(calendars_api.router)

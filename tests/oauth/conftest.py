@@ -1,0 +1,6 @@
+"""Fixtures of the OAuth tests: the database migrated once per worker (tests/migrated.py), and the
+served hub with a connectable integration per provider against the authorization server stand-in
+(tests/oauth/flow_support.py)."""
+
+from flow_support import make_world, probe_kinds  # noqa: F401  (fixtures)
+from migrated import db_url, migrated_databases  # noqa: F401  (fixtures: migrated once, emptied per test)
