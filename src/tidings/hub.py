@@ -532,9 +532,14 @@ class Hub:
     async def integrations(self, *, project: str | None = None) -> list[dict[str, Any]]:
         """Every integration (of ``project``, when given) with its health and stats (sending and,
         for receivers, inbound)."""
+        from .oauth.connections import health, list_connections
+        from .oauth.keeper import connectable_names
+
         names = self.integrations_of(project)
         senders = [n for n in names if n in self.notifiers]
+        connectable = connectable_names(self, project)
         async with self.require_store().read() as conn:
+            connected = {c["integration"]: c for c in await list_connections(conn, project)} if connectable else {}
             stats = await queries.integration_stats(conn, senders)
             inbound = await inbound_stats(conn, [n for n in names if n in self.receivers], time.time() - queries.STATS_WINDOW)
             breakers = await circuits.circuits(conn, senders, time.time())
@@ -569,6 +574,8 @@ class Hub:
                 item["health"] = "failing" if inbound.get(name, {}).get("failed") else "ok"
             if name in self.receivers:
                 item["inbound"] = {**inbound[name], "rejected": self.rejected[name]}
+            if name in connectable:
+                item["connection"] = health(connected.get(name))
             out.append(item)
         return out
 

@@ -92,6 +92,11 @@ async def test_a_viewer_lists_the_projects_connections(api: Any, endpoint: Token
     assert (await api.get("/api/v1/projects/beta/connections", **who(api, "viewer"))).status_code == 403
     r = await api.get("/api/v1/projects/beta/connections", **who(api, "beta owner"))
     assert [c["integration"] for c in r.json()] == ["beta-chat"]
+    # The integrations list shows each one's connection health too.
+    r = await api.get("/api/v1/projects/alpha/integrations", **who(api, "viewer"))
+    health = {i["name"]: i.get("connection") for i in r.json()}
+    assert health == {"chat": "healthy", "chat2": "not_connected", "plain": None}
+    _no_tokens(api, endpoint, r.text)
 
 
 async def test_health_shows_what_a_person_must_do(api: Any, endpoint: TokenEndpoint) -> None:

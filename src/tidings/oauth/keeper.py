@@ -40,7 +40,7 @@ from ..security.outbound import Destinations, guarded_session
 from ..security.redact import clip, redact
 from ..store.connection_tables import oauth_connections
 from . import connections, flow, tokens
-from .errors import GrantRefused, OAuthError, TokenEndpointFailed
+from .errors import GrantRefused, TokenEndpointFailed
 from .names import refresh_secret
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ async def refresh_one(hub: Hub, integration: str, owner: str, *, force: bool = F
     except GrantRefused as exc:
         await _refused(hub, integration, owner, str(exc))
         return "refused"
-    except (OAuthError, TidingsError, ValueError) as exc:  # TokenEndpointFailed, a misconfiguration, the vault
+    except Exception as exc:  # TokenEndpointFailed, a misconfiguration (OAuthError), the vault, anything else
         await _failed(hub, integration, owner, exc)
         return "failed"
     except BaseException:
@@ -421,7 +421,12 @@ class Keeper(Background):
             if due > now:
                 wait = min(wait, due - now)
                 continue
-            outcome = await refresh_one(self.hub, row.integration, self.owner)
+            try:
+                outcome = await refresh_one(self.hub, row.integration, self.owner)
+            except Exception as exc:  # the store failed: the others still get their turn
+                log.error("oauth.refresh_not_recorded", integration=row.integration,
+                          error=clip(f"{type(exc).__name__}: {exc}", 300))
+                outcome = "busy"
             if outcome == "busy":
                 wait = min(wait, 1.0)
         return max(0.0, wait)
