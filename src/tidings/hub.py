@@ -58,6 +58,7 @@ from .templates import apply_templates
 
 if TYPE_CHECKING:
     from .calendars.reconcile import Reconciler
+    from .oauth.keeper import Keeper
     from .sync.service import SyncService
 
 log = structlog.get_logger("tidings.hub")
@@ -127,6 +128,8 @@ class Hub:
         """Signs audit checkpoints (a dispatching hub with an audit key)."""
         self.silences: Silences | None = None
         """Active silences, in memory (checked on every notify without a query)."""
+        self.keeper: Keeper | None = None
+        """Refreshes OAuth connections before their access tokens expire (``oauth/keeper.py``)."""
         self.sync: SyncService | None = None
         """Sweeps, webhook hints, local changes and manual runs of task sync (``sync/service.py``)."""
         self.calendars: Reconciler | None = None
@@ -266,6 +269,10 @@ class Hub:
 
             self.calendars = Reconciler(self)
             self.calendars.start()
+            from .oauth.keeper import Keeper
+
+            self.keeper = Keeper(self)
+            self.keeper.start()
             self.pruner = Pruner(self.store, self.config.retention, self.metrics)
             self.pruner.start()
             self.checkpointer = checkpointer_for(self.store, self.config_dir, self.config.audit,
@@ -294,6 +301,8 @@ class Hub:
                 await self.sync.stop()
             if self.calendars is not None:
                 await self.calendars.stop()
+            if self.keeper is not None:
+                await self.keeper.stop()
             if self.grouper is not None:
                 await self.grouper.stop()
             self.started = False
@@ -532,9 +541,14 @@ class Hub:
     async def integrations(self, *, project: str | None = None) -> list[dict[str, Any]]:
         """Every integration (of ``project``, when given) with its health and stats (sending and,
         for receivers, inbound)."""
+        from .oauth.connections import health, list_connections
+        from .oauth.keeper import connectable_names
+
         names = self.integrations_of(project)
         senders = [n for n in names if n in self.notifiers]
+        connectable = connectable_names(self, project)
         async with self.require_store().read() as conn:
+            connected = {c["integration"]: c for c in await list_connections(conn, project)} if connectable else {}
             stats = await queries.integration_stats(conn, senders)
             inbound = await inbound_stats(conn, [n for n in names if n in self.receivers], time.time() - queries.STATS_WINDOW)
             breakers = await circuits.circuits(conn, senders, time.time())
@@ -569,6 +583,8 @@ class Hub:
                 item["health"] = "failing" if inbound.get(name, {}).get("failed") else "ok"
             if name in self.receivers:
                 item["inbound"] = {**inbound[name], "rejected": self.rejected[name]}
+            if name in connectable:
+                item["connection"] = health(connected.get(name))
             out.append(item)
         return out
 

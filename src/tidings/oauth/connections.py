@@ -19,7 +19,10 @@ from .names import access_secret, refresh_secret
 EXPIRING_WITHIN = 7 * 86400.0
 """A connection whose refresh token (or, without one, whose access token) ends within this is
 ``expiring``: a person should connect it again soon."""
-HEALTHY, EXPIRING, NEEDS_REAUTH = "healthy", "expiring", "needs_reauth"
+HEALTHY, EXPIRING, NEEDS_REAUTH, NOT_CONNECTED = "healthy", "expiring", "needs_reauth", "not_connected"
+HEALTHS = (HEALTHY, EXPIRING, NEEDS_REAUTH, NOT_CONNECTED)
+FAILING_AFTER = 3
+"""Refreshes failed in a row (each retried) after which a connection is ``expiring``."""
 SHOWN = ("integration", "project", "provider", "status", "account", "account_id", "scopes", "expires_at",
          "refresh_expires_at", "has_refresh", "extra", "connected_at", "connected_by", "refreshed_at", "failures",
          "last_error", "notified_at", "version")
@@ -43,22 +46,36 @@ class TokenSet:
 
 
 def health(row: dict[str, Any] | None, now: float | None = None) -> str:
-    """``healthy``, ``expiring`` or ``needs_reauth`` (``not_connected`` without a row)."""
+    """``not_connected`` without a row; ``needs_reauth`` when a refresh was refused, or what it
+    refreshes with (the refresh token, or without one the access token) has ended; ``expiring``
+    when that ends within :data:`EXPIRING_WITHIN` or refreshes keep failing (:data:`FAILING_AFTER`
+    in a row, or one failed and the access token has expired); else ``healthy``."""
     if row is None:
-        return "not_connected"
+        return NOT_CONNECTED
     if row["status"] == NEEDS_REAUTH:
         return NEEDS_REAUTH
     now = time.time() if now is None else now
     ends = row["refresh_expires_at"] if row["has_refresh"] else row["expires_at"]
+    if ends is not None and ends <= now:
+        return NEEDS_REAUTH
     if ends is not None and ends - now < EXPIRING_WITHIN:
-        return EXPIRING if ends > now else NEEDS_REAUTH
+        return EXPIRING
+    if row["failures"] >= FAILING_AFTER or (row["failures"] and access_expired(row, now)):
+        return EXPIRING
     return HEALTHY
+
+
+def access_expired(row: dict[str, Any], now: float | None = None) -> bool:
+    """The access token has expired (the integration's calls fail until a refresh succeeds)."""
+    now = time.time() if now is None else now
+    return row["expires_at"] is not None and row["expires_at"] <= now
 
 
 def shown(row: Any) -> dict[str, Any]:
     out = {k: getattr(row, k) if not isinstance(row, dict) else row[k] for k in SHOWN}
     out["has_refresh"] = bool(out["has_refresh"])
     out["health"] = health(out)
+    out["access_expired"] = access_expired(out)
     return out
 
 
@@ -129,5 +146,6 @@ async def disconnect(vault: Vault, conn: Conn, integration: str, *, actor: Actor
     return old
 
 
-__all__ = ["EXPIRING", "EXPIRING_WITHIN", "HEALTHY", "NEEDS_REAUTH", "TokenSet", "disconnect", "get", "health",
+__all__ = ["EXPIRING", "EXPIRING_WITHIN", "FAILING_AFTER", "HEALTHS", "HEALTHY", "NEEDS_REAUTH", "NOT_CONNECTED",
+           "TokenSet", "access_expired", "disconnect", "get", "health",
            "list_connections", "shown", "store_tokens"]

@@ -19,6 +19,7 @@ from . import (
     audit_api,
     calendars_api,
     config_api,
+    connections_api,
     docs,
     errors,
     hooks,
@@ -111,6 +112,7 @@ def create_app(hub: Hub) -> FastAPI:
     tasks_api.install(app)
     app.include_router(sync_api.router)
     app.include_router(calendars_api.router)
+    app.include_router(connections_api.router)
     app.include_router(calendars_api.feed_router)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 

@@ -199,6 +199,10 @@ class Integration(Out):
         None, description="its settings as configured in the current revision (as `GET .../integrations/{name}` "
         "shows them: secrets masked)"
     )
+    connection: str | None = Field(
+        None, description="integrations with `oauth: true` only: their OAuth connection's health (`healthy`, "
+        "`expiring`, `needs_reauth`, `not_connected`; details in `GET .../connections/{name}`)"
+    )
 
 
 class TestResult(Out):
