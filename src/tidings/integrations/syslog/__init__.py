@@ -47,6 +47,14 @@ from .transport import Connection, TlsOptions
 
 DEFAULT_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
 DEFAULT_MAX_LENGTH = {"udp": 2048, "tcp": 8192, "tls": 8192}
+CLIENT_CERT_REFUSED = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "it requires a client certificate (set tls_cert_file and tls_key_file)",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake failure (does it require a client certificate? set tls_cert_file and tls_key_file)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "it does not accept our client certificate",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "it does not accept our client certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "it does not trust the CA of our client certificate",
+    "TLSV1_ALERT_ACCESS_DENIED": "access denied",
+}
 _HOST_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]")
 
 
@@ -221,6 +229,10 @@ class SyslogNotifier(Notifier):
             return Outcome.permanent(
                 f"TLS certificate verification failed for {where}: {reason} "
                 "(set tls_ca_file to trust a private CA, tls_server_name for another name, or tls_verify: false)"
+            )
+        if isinstance(exc, ssl.SSLError) and exc.reason in CLIENT_CERT_REFUSED:
+            return Outcome.permanent(
+                f"{where} refused the TLS connection: {CLIENT_CERT_REFUSED[exc.reason]} ({exc.reason})"
             )
         if isinstance(exc, ssl.SSLError):
             if exc.reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"):

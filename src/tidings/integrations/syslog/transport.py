@@ -26,6 +26,8 @@ from ...security.outbound import DestinationRefused, Destinations
 
 Transport = Literal["udp", "tcp", "tls"]
 Framing = Literal["octet-counting", "lf"]
+TLS13_SETTLE = 0.3
+"""Seconds a new TLS 1.3 connection waits for the server's verdict on the client (see ``_settle``)."""
 
 
 @dataclass(frozen=True)
@@ -127,11 +129,37 @@ class Connection:
             except BaseException:
                 sock.close()
                 raise
+        stream = _Stream(reader, writer)
+        if tls:
+            try:
+                await self._settle(stream)
+            except BaseException:
+                stream.close()
+                raise
         self.connects += 1
-        return _Stream(reader, writer)
+        return stream
+
+    async def _settle(self, stream: _Stream) -> None:
+        """With TLS 1.3 the client's handshake is over before the server has checked the client's
+        certificate: a server that refuses it says so right after, and frames written meanwhile
+        are lost. Listen for that verdict briefly before the connection is used."""
+        if stream.writer.get_extra_info("ssl_object").version() != "TLSv1.3":
+            return
+        try:
+            async with asyncio.timeout(min(TLS13_SETTLE, self.timeout)):
+                data = await stream.reader.read(1)
+        except TimeoutError:
+            return
+        if not data:
+            hint = "does it accept our client certificate?" if self.tls.cert_file else (
+                "does it require a client certificate? set tls_cert_file and tls_key_file")
+            raise ConnectionResetError(f"the receiver closed the connection right after the TLS handshake ({hint})")
 
     async def _send_stream(self, data: bytes) -> None:
-        await asyncio.sleep(0)  # let the loop see a close or reset that already arrived
+        # Let the loop handle a close or reset that already arrived: one turn to poll the socket,
+        # one to run what the poll found (this coroutine resumes first within a turn).
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
         stream = self._stream
         if stream is not None and stream.broken:
             stream.close()
