@@ -28,13 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
-GTLS = Path("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so")
 
 
 def gtls_available() -> bool:
-    return any(Path(p).exists() for p in (GTLS, "/usr/lib/rsyslog/lmnsd_gtls.so")) or bool(
-        list(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so"))
-    )
+    """Whether the gtls stream driver (Debian package rsyslog-gnutls) is installed."""
+    return Path("/usr/lib/rsyslog/lmnsd_gtls.so").exists() or any(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so"))
 
 
 def _free_port(kind: int) -> int:
