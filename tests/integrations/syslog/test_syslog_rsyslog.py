@@ -260,3 +260,58 @@ async def test_through_a_hub_a_wrong_ca_is_dead_not_delivered(make_hub: Any, sha
     d = (await hub.wait(r.id))["deliveries"][0]
     assert d["status"] == "dead" and d["attempts"] == 1
     assert "TLS certificate verification failed" in d["last_error"]
+
+
+async def test_a_write_that_fails_is_made_again_whole_on_a_new_connection(shared: Rsyslog) -> None:
+    n = notifier(shared, "tcp")
+    first = uuid.uuid4().hex
+    await send(n, Message(title=first))
+    stream = n.connection._stream
+    assert stream is not None
+    real_drain = stream.writer.drain
+
+    async def failing_drain() -> None:
+        stream.writer.drain = real_drain  # type: ignore[method-assign]
+        raise ConnectionResetError("reset while writing")
+
+    stream.writer.drain = failing_drain  # type: ignore[method-assign]
+    second = uuid.uuid4().hex
+    a = await send(n, Message(title=second, body="line\n" * 50))
+    raws = await arrived(shared, "tcp", [first, second])
+    rec = parse_5424(raws[1])
+    assert rec.sd["tidings@32473"]["delivery"] == a.delivery_id and rec.msg.endswith("line\n" * 49 + "line")
+    assert n.connection.connects == 2
+    copies = [r for r in shared.received("tcp") if second in r]
+    assert 1 <= len(copies) <= 2 and len(set(copies)) == 1, "at least once, each copy whole"
+    await n.close()
+
+
+async def test_new_settings_take_a_new_connection(shared: Rsyslog) -> None:
+    n = notifier(shared, "tcp")
+    await send(n, Message(title=uuid.uuid4().hex))
+    old = n.connection
+    n.reconfigure(SyslogSettings(**settings(shared, "tls", format="cef")))
+    assert n.connection is not old and n.connection.transport == "tls"
+    marker = uuid.uuid4().hex
+    await send(n, Message(title=marker))
+    (raw,) = await arrived(shared, "tls", [marker])
+    assert parse_5424(raw).msg.startswith("CEF:0|")
+    await n.close()
+    await old.close()
+
+
+async def test_the_cli_test_connects_and_names_a_wrong_ca(tmp_path: Path, shared: Rsyslog) -> None:
+    import yaml
+    from cli_support import tidings_async
+
+    good = settings(shared, "tls") | {"allow_destinations": ["127.0.0.1"]}
+    bad = good | {"tls_ca_file": str(shared.pki.other_ca)}
+    path = tmp_path / "tidings.yaml"
+    path.write_text(yaml.safe_dump({"server": {"database": f"sqlite:///{tmp_path / 'tidings.db'}"},
+                                    "integrations": {"siem": good, "wrong": bad}}))
+    before = len(shared.received("tls"))
+    ran = await tidings_async(tmp_path, "integrations", "test", "siem", "-c", str(path), "--json")
+    assert ran.code == 0 and "TLS connection to 127.0.0.1" in ran.out and "certificate verified" in ran.out, (ran.out, ran.err)
+    ran = await tidings_async(tmp_path, "integrations", "test", "wrong", "-c", str(path))
+    assert ran.code == 1 and "TLS certificate verification failed" in ran.out, (ran.out, ran.err)
+    assert len(shared.received("tls")) == before, "a test sends nothing"
