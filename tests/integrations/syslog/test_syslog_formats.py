@@ -200,3 +200,25 @@ async def test_nothing_listening_is_retryable() -> None:
     assert out.status is OutcomeStatus.RETRY and "refused the connection" in (out.error or "")
     assert time.monotonic() - started < 5
     await n.close()
+
+
+async def test_udp_reports_a_port_unreachable_on_the_next_send() -> None:
+    import socket
+
+    from helpers import eventually
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    n = notifier(transport="udp", port=port)
+    m = Message(title="x")
+    assert (await n.send(n.render(m), attempt(m))).ok, "UDP can't know yet"
+
+    async def icmp_seen() -> bool:
+        udp = n.connection._udp
+        return udp is not None and udp[1].error is not None
+
+    await eventually(icmp_seen)
+    out = await n.send(n.render(m), attempt(m))
+    assert out.status is OutcomeStatus.RETRY and "refused" in (out.error or "")
+    await n.close()

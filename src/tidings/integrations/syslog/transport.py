@@ -17,6 +17,7 @@ UDP through the same checks on the resolved addresses, before a socket is made.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 from dataclasses import dataclass
@@ -63,6 +64,18 @@ class _Stream:
     def broken(self) -> bool:
         """The receiver closed or reset it (seen by the event loop): it can't take a frame."""
         return self.writer.is_closing() or self.reader.at_eof() or self.reader.exception() is not None
+
+    @property
+    def readable(self) -> bool:
+        """The socket has something to read: the receiver never sends data, so most likely it
+        closed or reset the connection."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is None or sock.fileno() < 0:
+            return False
+        try:
+            return bool(select.select([sock.fileno()], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
     def close(self) -> None:
         self.writer.close()
@@ -156,11 +169,12 @@ class Connection:
             raise ConnectionResetError(f"the receiver closed the connection right after the TLS handshake ({hint})")
 
     async def _send_stream(self, data: bytes) -> None:
-        # Let the loop handle a close or reset that already arrived: one turn to poll the socket,
-        # one to run what the poll found (this coroutine resumes first within a turn).
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
         stream = self._stream
+        if stream is not None and stream.readable:
+            # A close or reset (or a TLS record) arrived that the loop hasn't handled yet: one turn
+            # to poll the socket, one to run what the poll found (this coroutine resumes first).
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         if stream is not None and stream.broken:
             stream.close()
             stream = self._stream = None
