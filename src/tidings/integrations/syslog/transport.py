@@ -182,24 +182,24 @@ class Connection:
         if stream is None:
             stream = self._stream = await self._open_stream()
         try:
-            stream.writer.write(data)
-            async with asyncio.timeout(self.timeout):
-                await stream.writer.drain()
+            await self._write(stream, data)
         except (OSError, TimeoutError):
-            stream.close()
-            self._stream = None
             if fresh:
                 raise
             # The old connection failed mid-write: the whole frame again, on a new one.
             stream = self._stream = await self._open_stream()
-            try:
-                stream.writer.write(data)
-                async with asyncio.timeout(self.timeout):
-                    await stream.writer.drain()
-            except BaseException:
-                stream.close()
+            await self._write(stream, data)
+
+    async def _write(self, stream: _Stream, data: bytes) -> None:
+        try:
+            stream.writer.write(data)
+            async with asyncio.timeout(self.timeout):
+                await stream.writer.drain()
+        except BaseException:
+            stream.close()
+            if self._stream is stream:
                 self._stream = None
-                raise
+            raise
 
     # -- UDP -------------------------------------------------------------------------------------
     async def _resolve(self, kind: socket.SocketKind) -> tuple[int, tuple[object, ...]]:
