@@ -21,11 +21,15 @@ from rsyslog import Rsyslog, available, gtls_available  # noqa: E402
 MARKER = re.compile(rb"benchref(\d+)x")
 
 
+def rsyslog_available() -> bool:
+    return available() and gtls_available()
+
+
 class RsyslogPeer:
     """What throughput.py asks of a peer: ``distinct``, ``reset()``, ``wait_ready()``, a context."""
 
     def __init__(self) -> None:
-        if not (available() and gtls_available()):
+        if not rsyslog_available():
             raise SystemExit("the syslog channel needs rsyslogd with gtls: apt-get install -y rsyslog rsyslog-gnutls")
         self._tmp = tempfile.TemporaryDirectory()
         self.server = Rsyslog(Path(self._tmp.name))

@@ -47,7 +47,7 @@ from tidings.store.engine import Store
 sys.path.insert(0, str(Path(__file__).parent))
 from _peers import SLACK_TOKEN, PeerProcess, marker  # noqa: E402
 from _sink import ServedProcess, SinkProcess, free_port, pct, wait_ok, wait_ready  # noqa: E402
-from _syslog import RsyslogPeer, frames, tls_writer  # noqa: E402
+from _syslog import RsyslogPeer, frames, rsyslog_available, tls_writer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -410,8 +410,8 @@ async def main() -> None:
     ap.add_argument("--apprise-messages", type=int, default=1_000, help="Apprise is slow; a smaller sample suffices")
     ap.add_argument("--via", choices=("hub", "api"), default="hub")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
-    ap.add_argument("--channels", type=_channels, default=list(CHANNELS),
-                    help=f"comma-separated, among {','.join(CHANNELS)} (default: all)")
+    ap.add_argument("--channels", type=_channels, default=[c for c in CHANNELS if c != "syslog" or rsyslog_available()],
+                    help=f"comma-separated, among {','.join(CHANNELS)} (default: all; syslog when rsyslogd is installed)")
     ap.add_argument("--channel-messages", type=int, default=3_000, help="per round, for slack and teams")
     ap.add_argument("--email-messages", type=int, default=1_000, help="per round (a connection per mail is slow)")
     ap.add_argument("--email-concurrency", type=int, default=16, help="SMTP connections at once, both sides")
