@@ -130,7 +130,7 @@ def test_huge_labels_leave_the_structured_data_but_the_ids_stay() -> None:
 
 
 def test_lf_framing_keeps_one_line_and_octet_counting_keeps_newlines() -> None:
-    m = Message(title="a", body="b\nc")
+    m = Message(title="a", body="b\nc", thread_key="t\n1", labels={"k": "v\r\nw"})
     lf = notifier(framing="lf")
     raw = lf.frame(lf.render(m), attempt(m))
     assert b"\n" not in raw and lf.connection.framed(raw) == raw + b"\n"

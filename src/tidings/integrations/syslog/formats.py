@@ -235,16 +235,17 @@ def frame(
     when the header and structured data alone are too long the labels are left out. ``one_line``:
     line breaks in MSG become spaces (LF framing can't carry them)."""
     msg = fill(payload.msg, when, message_id, delivery_id)
-    if one_line:
-        msg = _LINE_BREAK.sub(" ", msg)
-    head = f"<{payload.pri}>1 {timestamp(when)} {payload.header} "
     sd = fill(payload.sd, when, message_id, delivery_id)
+    if one_line:
+        msg, sd = _LINE_BREAK.sub(" ", msg), _LINE_BREAK.sub(" ", sd)
+    head = f"<{payload.pri}>1 {timestamp(when)} {payload.header} "
     body = ((BOM if payload.bom else "") + msg).encode()
     prefix = f"{head}{sd} ".encode()
     if len(prefix) + len(body) <= limit:
         return prefix + body
     if len(prefix) > limit // 2:
-        prefix = f"{head}{fill(payload.sd_short, when, message_id, delivery_id)} ".encode()
+        short = fill(payload.sd_short, when, message_id, delivery_id)
+        prefix = f"{head}{_LINE_BREAK.sub(' ', short) if one_line else short} ".encode()
     room = limit - len(prefix) - len(TRUNCATED.encode())
     if room <= 0:
         return prefix[:limit].decode("utf-8", "ignore").encode()
