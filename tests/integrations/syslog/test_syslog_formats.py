@@ -222,3 +222,21 @@ async def test_udp_reports_a_port_unreachable_on_the_next_send() -> None:
     out = await n.send(n.render(m), attempt(m))
     assert out.status is OutcomeStatus.RETRY and "refused" in (out.error or "")
     await n.close()
+
+
+async def test_a_wrong_key_password_is_permanent_and_never_shown(tmp_path: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from peer import free_port
+    from rsyslog import make_pki
+
+    pki = make_pki(tmp_path)
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.BestAvailableEncryption(b"the right one")))
+    n = notifier(transport="tls", port=free_port(), tls_ca_file=str(pki.ca), tls_cert_file=str(pki.client_cert),
+                 tls_key_file=str(encrypted), tls_key_password="hunter2-wrong")
+    out = await n.test()
+    assert out.status is OutcomeStatus.PERMANENT and "could not load the TLS files" in (out.error or "")
+    assert "hunter2" not in repr(out)
+    await n.close()

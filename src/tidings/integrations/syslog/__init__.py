@@ -43,7 +43,7 @@ from .formats import (
     structured_data,
     text_of,
 )
-from .transport import Connection, TlsOptions
+from .transport import Connection, TlsOptions, TlsSetupError
 
 DEFAULT_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
 DEFAULT_MAX_LENGTH = {"udp": 2048, "tcp": 8192, "tls": 8192}
@@ -201,7 +201,7 @@ class SyslogNotifier(Notifier):
     async def send(self, payload: SyslogPayload, attempt: Attempt) -> Outcome:
         try:
             await self.connection.send(self.frame(payload, attempt))
-        except (OSError, TimeoutError, DestinationRefused, ValueError) as exc:  # ssl.SSLError is an OSError
+        except (OSError, TimeoutError, DestinationRefused, ValueError, TlsSetupError) as exc:  # ssl.SSLError is an OSError
             return self._failure(exc)
         return Outcome.delivered()
 
@@ -211,7 +211,7 @@ class SyslogNotifier(Notifier):
                            self.connection.framing, self.destinations, self.effective_timeout, self.connection.tls)
         try:
             what = await fresh.check()
-        except (OSError, TimeoutError, DestinationRefused, ValueError) as exc:
+        except (OSError, TimeoutError, DestinationRefused, ValueError, TlsSetupError) as exc:
             return self._failure(exc)
         return Outcome.delivered(what)
 
@@ -222,7 +222,7 @@ class SyslogNotifier(Notifier):
     def _failure(self, exc: BaseException) -> Outcome:
         s = self.settings
         where = f"{s.host}:{s.effective_port}"
-        if isinstance(exc, DestinationRefused):
+        if isinstance(exc, DestinationRefused | TlsSetupError):
             return Outcome.permanent(str(exc))
         if isinstance(exc, ssl.SSLCertVerificationError):
             reason = exc.verify_message or str(exc)
@@ -237,8 +237,6 @@ class SyslogNotifier(Notifier):
         if isinstance(exc, ssl.SSLError):
             if exc.reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"):
                 return Outcome.permanent(f"{where} does not speak TLS: {exc} (transport: tcp for plain syslog)")
-            if exc.reason in ("PEM_LIB", "KEY_VALUES_MISMATCH", "BAD_DECRYPT") or exc.library == "PEM":
-                return Outcome.permanent(f"could not load the client certificate or key: {exc.reason or exc}")
             return Outcome.retry(f"TLS with {where} failed: {exc.reason or exc}")
         if isinstance(exc, TimeoutError):
             return Outcome.retry(f"timed out talking to {where}")
@@ -246,8 +244,6 @@ class SyslogNotifier(Notifier):
             return Outcome.retry(f"{where} refused the connection (is the syslog receiver running?)")
         if isinstance(exc, socket.gaierror):
             return Outcome.retry(f"could not resolve {s.host}: {exc.strerror or exc}")
-        if isinstance(exc, FileNotFoundError | PermissionError):
-            return Outcome.permanent(f"could not read a TLS file: {exc}")
         name = type(exc).__name__
         return Outcome.retry(f"could not send to {where}: {name}: {exc}" if str(exc) else f"could not send to {where}: {name}")
 

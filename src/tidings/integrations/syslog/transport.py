@@ -31,6 +31,11 @@ TLS13_SETTLE = 0.3
 """Seconds a new TLS 1.3 connection waits for the server's verdict on the client (see ``_settle``)."""
 
 
+class TlsSetupError(Exception):
+    """The TLS settings can't be used (an unreadable CA file, a key that doesn't match or whose
+    password is wrong): permanent until they change."""
+
+
 @dataclass(frozen=True)
 class TlsOptions:
     ca_file: str | None = None
@@ -125,7 +130,10 @@ class Connection:
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = self.tls.context()
+            try:
+                self._ssl = self.tls.context()
+            except (ssl.SSLError, OSError) as exc:  # never the password: ssl doesn't show it
+                raise TlsSetupError(f"could not load the TLS files (CA, client certificate or key): {exc}") from None
         return self._ssl
 
     # -- TCP / TLS -------------------------------------------------------------------------------
