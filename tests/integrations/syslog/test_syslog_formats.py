@@ -240,3 +240,22 @@ async def test_a_wrong_key_password_is_permanent_and_never_shown(tmp_path: Any) 
     assert out.status is OutcomeStatus.PERMANENT and "could not load the TLS files" in (out.error or "")
     assert "hunter2" not in repr(out)
     await n.close()
+
+
+async def test_a_receiver_that_stops_reading_times_out_within_the_timeout() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)  # connections complete in the backlog; nothing ever reads them
+        n = notifier(port=listener.getsockname()[1], timeout=0.5, max_length=65_000)
+        m = Message(title="x", body="y" * 60_000)
+        for _ in range(2_000):
+            started = time.monotonic()
+            out = await n.send(n.render(m), attempt(m))
+            if not out.ok:
+                break
+        assert out.status is OutcomeStatus.RETRY and "timed out talking to 127.0.0.1:" in (out.error or "")
+        assert time.monotonic() - started < 2.0
+        assert n.connection._stream is None, "a connection cut mid-frame is never used again"
+        await n.close()

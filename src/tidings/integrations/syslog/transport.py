@@ -245,7 +245,10 @@ class Connection:
     async def send(self, message: bytes) -> None:
         """Send one syslog message (framed here); one at a time, in the order called."""
         data = self.framed(message)
-        async with self._lock:
+        # One deadline for the whole send, waiting behind other sends included: it fails as timed
+        # out (retried) before the dispatcher's watchdog has to step in. A connection cut short by
+        # it is closed, never reused with half a frame on it.
+        async with asyncio.timeout(self.timeout), self._lock:
             if self.transport == "udp":
                 await self._send_udp(data)
             else:
