@@ -1,7 +1,7 @@
 """Throughput of tidings end to end against the same local sink as the baselines, in one run.
 
     python bench/throughput.py [--messages 20000] [--concurrency 64] [--via hub|api]
-                               [--channels webhook,slack,teams,email]
+                               [--channels webhook,slack,teams,email,syslog]
 
 Measures, against one HTTP sink process on 127.0.0.1:
   ceiling  a bare aiohttp client posting the same payloads with the same concurrency, just before
@@ -15,6 +15,8 @@ a baseline sending the same kind of payload straight to that peer in the same ro
   slack    bot mode (chat.postMessage) vs bare aiohttp posts and vs slack_sdk's AsyncWebClient;
   teams    a Workflows webhook (Adaptive Card) vs bare aiohttp posts;
   email    plain SMTP to aiosmtpd, one connection per mail as tidings does, vs aiosmtplib.send.
+  syslog   RFC 5424 over TLS (octet counting) to a real rsyslog (imtcp + gtls), vs a bare asyncio
+           TLS writer sending the same frames over one connection to the same rsyslog (bench/_syslog.py).
 The per-integration rate limits (Slack 1/s, Teams 4/s) are raised for these runs, or they alone
 would set the figures. The last line is one JSON object with the figures and their ratios.
 """
@@ -45,6 +47,7 @@ from tidings.store.engine import Store
 sys.path.insert(0, str(Path(__file__).parent))
 from _peers import SLACK_TOKEN, PeerProcess, marker  # noqa: E402
 from _sink import ServedProcess, SinkProcess, free_port, pct, wait_ok, wait_ready  # noqa: E402
+from _syslog import RsyslogPeer, frames, rsyslog_available, tls_writer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +62,7 @@ def payload(i: int) -> dict[str, Any]:
     }
 
 
-CHANNELS = ("webhook", "slack", "teams", "email")
+CHANNELS = ("webhook", "slack", "teams", "email", "syslog")
 RAISED_RATE = "1000000/second"
 LOCAL = ["127.0.0.1/32", "::1/128"]  # the local peers: allowed past the outbound guard
 """The bench's rate limit for every channel: far above what one process sends."""
@@ -71,7 +74,7 @@ def channel_payload(i: int) -> dict[str, Any]:
     return {**p, "title": f"{p['title']} {marker(i)}"}
 
 
-async def wait_received(server: ServedProcess, n: int, timeout: float = 120.0) -> None:
+async def wait_received(server: ServedProcess | RsyslogPeer, n: int, timeout: float = 120.0) -> None:
     """Until the sink or peer holds ``n`` distinct messages. Its count is read from memory it
     shares with this process: asking it over HTTP every few milliseconds would cost the process
     being measured (and the server) CPU of their own."""
@@ -82,7 +85,7 @@ async def wait_received(server: ServedProcess, n: int, timeout: float = 120.0) -
         await asyncio.sleep(0.005)
 
 
-async def wait_done(server: ServedProcess, store: Store, n: int) -> None:
+async def wait_done(server: ServedProcess | RsyslogPeer, store: Store, n: int) -> None:
     """Until the sink or peer holds ``n`` distinct deliveries and the database marks ``n`` delivered."""
     await wait_received(server, n)
     await wait_delivered(store, n)
@@ -229,8 +232,8 @@ async def api_rate(sink: SinkProcess, n: int, concurrency: int, tmp: Path) -> tu
 
 
 # -- per channel ---------------------------------------------------------------------------------
-def _channel_config(tmp: Path, kind: str, peer: PeerProcess, concurrency: int, db: str) -> Path:
-    integration: dict[str, Any] = {
+def _channel_config(tmp: Path, kind: str, peer: PeerProcess | RsyslogPeer, concurrency: int, db: str) -> Path:
+    integration: dict[str, Any] = peer.integration() if isinstance(peer, RsyslogPeer) else {
         "slack": {"kind": "slack", "token": SLACK_TOKEN, "channel": "#bench", "api_url": peer.slack_api},
         "teams": {"kind": "teams", "webhook_url": peer.teams_url, "mode": "workflows"},
         "email": {"kind": "email", "host": "127.0.0.1", "port": peer.port, "security": "none", "allow_insecure": True,
@@ -247,7 +250,7 @@ def _channel_config(tmp: Path, kind: str, peer: PeerProcess, concurrency: int, d
     return path
 
 
-async def hub_channel_rate(kind: str, peer: PeerProcess, n: int, concurrency: int, tmp: Path) -> float:
+async def hub_channel_rate(kind: str, peer: PeerProcess | RsyslogPeer, n: int, concurrency: int, tmp: Path) -> float:
     """N messages through Hub.notify -> outbox (SQLite) -> the channel's integration -> its peer,
     counting only messages the peer received and the database marks delivered."""
     from tidings import Hub, Message
@@ -382,7 +385,14 @@ async def email_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
     return rate
 
 
-BASELINES = {"slack": slack_baseline, "teams": teams_baseline, "email": email_baseline}
+async def syslog_baseline(peer: RsyslogPeer, n: int, concurrency: int) -> float:
+    """A bare asyncio TLS writer: the frames tidings would send, one connection, to the same rsyslog."""
+    from tidings import Message
+
+    return await tls_writer(peer, frames(peer, [Message(**channel_payload(i)) for i in range(n)]), wait_received)
+
+
+BASELINES = {"slack": slack_baseline, "teams": teams_baseline, "email": email_baseline, "syslog": syslog_baseline}
 
 
 def _channels(value: str) -> list[str]:
@@ -400,8 +410,8 @@ async def main() -> None:
     ap.add_argument("--apprise-messages", type=int, default=1_000, help="Apprise is slow; a smaller sample suffices")
     ap.add_argument("--via", choices=("hub", "api"), default="hub")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
-    ap.add_argument("--channels", type=_channels, default=list(CHANNELS),
-                    help=f"comma-separated, among {','.join(CHANNELS)} (default: all)")
+    ap.add_argument("--channels", type=_channels, default=[c for c in CHANNELS if c != "syslog" or rsyslog_available()],
+                    help=f"comma-separated, among {','.join(CHANNELS)} (default: all; syslog when rsyslogd is installed)")
     ap.add_argument("--channel-messages", type=int, default=3_000, help="per round, for slack and teams")
     ap.add_argument("--email-messages", type=int, default=1_000, help="per round (a connection per mail is slow)")
     ap.add_argument("--email-concurrency", type=int, default=16, help="SMTP connections at once, both sides")
@@ -424,7 +434,8 @@ async def main() -> None:
     with contextlib.ExitStack() as stack:
         tmpdir = stack.enter_context(tempfile.TemporaryDirectory())
         sink = stack.enter_context(SinkProcess()) if "webhook" in args.channels else None
-        peers = {ch: stack.enter_context(PeerProcess("smtp" if ch == "email" else ch)) for ch in others}
+        peers = {ch: stack.enter_context(RsyslogPeer() if ch == "syslog" else PeerProcess("smtp" if ch == "email" else ch))
+                 for ch in others}
         if sink is not None:
             await wait_ready(sink.url)
             await ceiling(sink.url, min(n, 2_000), c)  # warm up both sides
@@ -497,7 +508,7 @@ async def main() -> None:
         }
     if others:
         result["rate_limits"] = RAISED_RATE
-    baseline_names = {"slack": "aiohttp", "teams": "aiohttp", "email": "aiosmtplib"}
+    baseline_names = {"slack": "aiohttp", "teams": "aiohttp", "email": "aiosmtplib", "syslog": "tls"}
     for ch, f in figures.items():
         hub_ch, base_ch = median(f["hub"]), median(f["baseline"])
         result |= {

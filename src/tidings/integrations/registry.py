@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "github": "tidings.integrations.github:GitHubReceiver",
     "google_calendar": "tidings.integrations.google:GoogleCalendar",
     "outlook_calendar": "tidings.integrations.microsoft:OutlookCalendar",
+    "syslog": "tidings.integrations.syslog:SyslogNotifier",
 }
 
 
