@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "jira": "tidings.integrations.jira:JiraReceiver",
     "alertmanager": "tidings.integrations.alertmanager:AlertmanagerReceiver",
     "github": "tidings.integrations.github:GitHubReceiver",
+    "splunk": "tidings.integrations.splunk:SplunkNotifier",
 }
 
 
