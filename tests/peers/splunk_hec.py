@@ -68,6 +68,8 @@ class SplunkHec:
     indexed: list[Indexed] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)
     """Events in each event request that reached the parser."""
+    arrivals: list[float] = field(default_factory=list)
+    """``time.monotonic()`` when each event request arrived."""
     ack_polls: int = 0
     _faults: deque[Fault] = field(default_factory=deque)
     _next_ack: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -133,6 +135,7 @@ class SplunkHec:
         return channel, None
 
     async def _event(self, request: web.Request) -> web.StreamResponse:
+        self.arrivals.append(time.monotonic())
         if (refused := self._auth(request)) is not None:
             return refused
         channel, refused = self._channel(request)
