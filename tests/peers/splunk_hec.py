@@ -88,7 +88,8 @@ class SplunkHec:
     def events(self) -> list[dict[str, Any]]:
         return [i.event for i in self.indexed]
 
-    async def start(self) -> None:
+    async def start(self, sock: Any = None) -> None:
+        """Listen on ``port`` (0: any free one), or on the bound socket ``sock``."""
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/services/collector/event", self._event)
         app.router.add_post("/services/collector", self._event)
@@ -96,7 +97,7 @@ class SplunkHec:
         app.router.add_get("/services/collector/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.SockSite(self._runner, sock) if sock is not None else web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
