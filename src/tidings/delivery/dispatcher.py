@@ -3,8 +3,9 @@ outcomes in batches.
 
 One loop claims (most urgent first) as long as there is room and queues each delivery on its
 integration's *lane*: a circuit breaker, a rate limit, and as many worker coroutines as the
-integration's concurrency. Results collect in memory and a flusher writes them with one statement
-per batch. A watchdog cancels a send that outlives its integration's timeout. A delivery whose
+integration's concurrency (a worker of a :class:`~tidings.integrations.base.BatchNotifier` sends
+what its lane has queued in one request, each delivery with its own outcome). Results collect in
+memory and a flusher writes them with one statement per batch. A watchdog cancels a send that outlives its integration's timeout. A delivery whose
 outcome was never written (crash, kill -9) comes back when its lease expires.
 """
 
@@ -417,7 +418,8 @@ class Dispatcher:
 
     # -- sending ---------------------------------------------------------------------------
     async def _work(self, lane: Lane) -> None:
-        """One of a lane's workers: send what is queued, one delivery at a time."""
+        """One of a lane's workers: send what is queued, one delivery at a time (a
+        :class:`BatchNotifier`'s: what is queued, up to its batch, in one request)."""
         me = asyncio.current_task()
         assert me is not None
         batching = isinstance(lane.notifier, BatchNotifier)
