@@ -174,6 +174,12 @@ class ConnectableSettings(IntegrationSettings):
     """The field the connection's access token fills."""
 
 
+def not_connected(name: str) -> str:
+    """Why integration ``name`` (``oauth: true``) can't call its provider yet: its send's permanent
+    error (``disable=True``: its deliveries are held until it is connected) and its sync run's."""
+    return f"not connected: open /oauth/{name}/start or run `tidings connect {name}`"
+
+
 def secret_refs(name: str, settings: IntegrationSettings) -> dict[str, str]:
     """Field -> vault secret for integration ``name``: its ``${vault:NAME}`` fields and, with
     ``oauth: true``, its token field -> the connection's access token."""
