@@ -275,6 +275,9 @@ class Context:
     secrets: set[str] = field(default_factory=set)
     destinations: Destinations = Destinations()
     """Where integrations may connect: public addresses plus ``server.allow_destinations``."""
+    oauth: dict[str, Any] = field(default_factory=dict)
+    """The ``oauth:`` app registrations (provider -> :class:`~tidings.oauth.settings.OAuthClient`):
+    where an integration with ``oauth: true`` reaches its provider's API (Atlassian's gateway)."""
 
 
 class Integration:
