@@ -180,6 +180,11 @@ def not_connected(name: str) -> str:
     return f"not connected: open /oauth/{name}/start or run `tidings connect {name}`"
 
 
+def not_connected_outcome(name: str) -> Outcome:
+    """A send of ``name`` before its connection exists: held, the integration disabled."""
+    return Outcome.held(not_connected(name))
+
+
 def secret_refs(name: str, settings: IntegrationSettings) -> dict[str, str]:
     """Field -> vault secret for integration ``name``: its ``${vault:NAME}`` fields and, with
     ``oauth: true``, its token field -> the connection's access token."""
@@ -218,6 +223,13 @@ class Outcome:
     @classmethod
     def retry(cls, error: str, after: float | None = None) -> Outcome:
         return cls(OutcomeStatus.RETRY, error=error, retry_after=after)
+
+    @classmethod
+    def held(cls, error: str) -> Outcome:
+        """Nothing can go until someone acts (an ``oauth: true`` integration not connected yet): the
+        integration is disabled and this delivery waits, held with the others (``delivery/holds.py``),
+        until it is enabled again. Unlike a permanent outcome, nothing is lost."""
+        return cls(OutcomeStatus.RETRY, error=error + DISABLED, disable=True)
 
     @classmethod
     def permanent(cls, error: str, *, disable: bool = False) -> Outcome:

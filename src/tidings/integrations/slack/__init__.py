@@ -33,7 +33,7 @@ from ..base import (
     Outcome,
     OutcomeStatus,
     RenderOptions,
-    not_connected,
+    not_connected_outcome,
 )
 from ..http import (
     classify_status,
@@ -253,9 +253,10 @@ class SlackNotifier(HttpNotifier, SlackTaskReceiver):
 
     async def _call(self, method: str, body: dict[str, Any], deadline: float) -> tuple[Outcome, dict[str, Any] | None]:
         """POST a Web API method; the Outcome and, when Slack said ok, its answer. With ``oauth:
-        true`` and no connection yet: permanent, disabling (the deliveries wait for the connection)."""
+        true`` and no connection yet: :meth:`Outcome.held` (this delivery and the next wait, held,
+        for the connection)."""
         if not self.settings.connected:
-            return Outcome.permanent(not_connected(self.name), disable=True), None
+            return not_connected_outcome(self.name), None
         session = await self.session()
         url = f"{self.settings.api_url}/{method}"
         headers = {"Content-Type": "application/json; charset=utf-8"}
