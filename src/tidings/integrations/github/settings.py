@@ -126,7 +126,7 @@ class GitHubSettings(ConnectableSettings):
             return self
         token = self.token is not None or self.oauth
         if token and any(v is not None for v in app):
-            raise ValueError("sync: give one of token, oauth: true or app_id + installation_id + private_key")
+            raise ValueError("sync: give one of token, oauth: true or app_id + installation_id + private_key, not both")
         if not token and not all(v is not None for v in app):
             raise ValueError("sync needs credentials: token (a personal access token), oauth: true (a connection:"
                              " a GitHub App's user token or an OAuth App's token), or app_id + installation_id"
