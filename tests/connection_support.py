@@ -20,11 +20,11 @@ def with_key(config_dir: Path) -> None:
 
 
 async def store(hub: Hub, integration: str, provider: str, access: str, *, refresh: bool = False,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                extra: dict[str, Any] | None = None, project: str | None = None) -> dict[str, Any]:
     """Connect ``integration`` with ``access`` (``refresh=True``: as the refresher's new token)."""
     vault = hub.vault
     assert vault is not None
-    project = hub.config.integrations[integration].project
+    project = project or hub.config.integrations[integration].project
     async with vault.transaction() as conn:
         return await connections.store_tokens(
             vault, conn, integration=integration, project=project, provider=provider,
