@@ -148,3 +148,25 @@ async def test_without_a_connection_the_test_and_commands_say_not_connected(slac
 def test_the_connection_secret_is_referenced_by_its_integration() -> None:
     config = parse_config({"integrations": {"chat": {"kind": "slack", "oauth": True, "channel": "#a"}}})
     assert credentials.references(config) == {"oauth/chat/access": ["chat"]}
+
+
+async def test_a_disconnect_puts_the_integration_back_to_not_connected(
+    make_hub: Any, slack: FakeSlack, tmp_path: Path
+) -> None:
+    from tidings.oauth import connections
+
+    with_key(tmp_path)
+    hub = await make_hub(connected_bot(slack))
+    await store(hub, "chat", "slack", slack.token)
+    await holds(hub, "chat", slack.token)
+    async with hub.vault.transaction() as conn:
+        assert await connections.disconnect(hub.vault, conn, "chat") is not None
+
+    async def forgotten() -> bool:
+        return hub._integrations["chat"].settings.token is None
+
+    await eventually(forgotten, timeout=5)
+    receipt = await hub.notify(Message("after the disconnect"))
+    held = await status_is(hub, receipt.id, "held")
+    assert held["last_error"].startswith("held: integration disabled by its peer (not connected: open /oauth/chat/start")
+    assert slack.calls_of("chat.postMessage") == [], "the revoked token is not used"

@@ -102,13 +102,18 @@ class VaultWatch(Background):
         async with self._checking:
             versions = await self.vault.versions(self.secrets)
             changed = {s for s in self.secrets if versions.get(s) != self.seen.get(s)}
-            for secret in sorted(changed - versions.keys() - self._missing):
+            # A connection's token gone (disconnected): its integrations go back to not connected
+            # (their sends held) rather than keep a token that was revoked with it.
+            disconnected = {s for s in changed - versions.keys() if is_connection_secret(s)}
+            for secret in sorted(changed - versions.keys() - self._missing - disconnected):
                 log.warning("vault.secret_deleted", secret=secret,
                             hint="the integrations using it keep the value they hold; their next start fails")
             self._missing = self.secrets - versions.keys()
             # Seen even if reloading fails (an unreadable value is reported once, not every second).
             self.seen.update({s: versions[s] for s in changed - self._missing})
-            updated = [name for name, refs in self.refs.items() if set(refs.values()) & (changed - self._missing)]
+            self.seen.update(dict.fromkeys(disconnected))
+            reload = (changed - self._missing) | disconnected
+            updated = [name for name, refs in self.refs.items() if set(refs.values()) & reload]
             done = [name for name in updated if await self._reload(name)]
             await self._mark_used()
             return done
