@@ -193,3 +193,15 @@ def test_jira_with_oauth_needs_no_site_email_or_api_token() -> None:
     with pytest.raises(ConfigError, match="give one of token, oauth: true"):
         parse_config({"integrations": {"github": {"kind": "github", "oauth": True, "app_id": 1, "installation_id": 2,
                                                   "private_key": "${vault:KEY}", "sync": {"repository": REPO}}}})
+
+
+async def test_a_jira_connection_without_a_site_says_so(make_hub: Any, jira: JiraCloud, tmp_path: Path) -> None:
+    with_key(tmp_path)
+    jira.bearer = "jira-access-1"
+    hub = await make_hub(jira_config(jira), migrate=False)
+    await first_run_ended(hub, "jira")
+    await store(hub, "jira", "atlassian", "jira-access-1", extra={"sites": []})
+    await holds(hub, "jira", "jira-access-1", field="api_token")
+    failed = await run(hub, "jira")
+    assert stopped_by_auth(failed) and "names no Jira site (cloud_id): connect again" in failed["error"]
+    assert jira.gateway_auth == [], "nothing sent without a site"
