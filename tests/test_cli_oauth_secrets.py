@@ -46,7 +46,7 @@ def test_a_connection_not_made_is_no_config_error_and_its_secret_is_kept_while_u
     listed = {s["name"]: s for s in tidings(p, "secret", "list", "--json").ok().json}
     assert listed["oauth/chat/access"]["references"] == ["chat"]
     assert "xoxe.xoxb-1-connected-token" not in tidings(p, "secret", "list").ok().out
-    tidings(p, "secret", "delete", "oauth/chat/access").one_line_error("referenced by chat", code=1)
+    tidings(p, "secret", "delete", "oauth/chat/access").one_line_error("referenced by chat", "disconnect", code=1)
     assert "oauth/chat/access" in {s["name"] for s in tidings(p, "secret", "list", "--json").ok().json}
     assert tidings(p, "config", "validate", "--json").ok().json["ok"] is True
 
