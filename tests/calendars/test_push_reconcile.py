@@ -154,6 +154,7 @@ async def test_not_connected_holds_the_push(make_hub: Any, gcal: GoogleCalendarA
 
     rows = await until(held, what="the push refused")
     assert "not connected: open /oauth/cal/start" in rows[0]["last_error"]
+    assert rows[0]["status"] == "held"  # waits for the connection: nothing lost
     assert gcal.writes() == 0
     with pytest.raises(ReconcileError, match="not connected"):
         await reconcile(hub, "cal")

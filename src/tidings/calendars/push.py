@@ -30,6 +30,7 @@ from ..integrations.base import (
     HttpNotifier,
     Outcome,
     RenderOptions,
+    not_connected_outcome,
 )
 from ..integrations.http import connection_error, parse_retry_after, snippet
 from ..message import Message
@@ -181,8 +182,7 @@ class CalendarPush(HttpNotifier, Calendar):
     def not_connected(self) -> Outcome | None:
         if self.settings.token is not None:
             return None
-        return Outcome.permanent(
-            f"not connected: open /oauth/{self.name}/start or run `tidings connect {self.name}`", disable=True)
+        return not_connected_outcome(self.name)
 
     async def call(self, method: str, url: str, *, json: Any = None, params: dict[str, str] | None = None,
                    headers: dict[str, str] | None = None) -> Answer:
