@@ -114,6 +114,27 @@ def test_token_expired_disables_a_pasted_token_and_is_retried_with_a_connection(
     assert connected.retry_after == slack_module.EXPIRED_RETRY
     revoked = classify_error({"ok": False, "error": "token_revoked"}, {}, connection=True)
     assert revoked.disable and revoked.error is not None and "connect it again" in revoked.error
+    assert revoked.status is OutcomeStatus.RETRY  # held with the others until connected again, not dead
+    pasted_revoked = classify_error({"ok": False, "error": "token_revoked"}, {})
+    assert pasted_revoked.status is OutcomeStatus.PERMANENT and pasted_revoked.disable
+
+
+async def test_a_revoked_connection_holds_the_message_until_connected_again(
+    make_hub: Any, slack: FakeSlack, tmp_path: Path
+) -> None:
+    with_key(tmp_path)
+    hub = await make_hub(connected_bot(slack))
+    await store(hub, "chat", "slack", slack.token)
+    await holds(hub, "chat", slack.token)
+    slack.script("chat.postMessage", Scripted(error="invalid_auth"))
+    receipt = await hub.notify(Message("sent as the token is revoked"))
+    d = await status_is(hub, receipt.id, "held")
+    assert "invalid_auth" in d["last_error"] and "connect it again" in d["last_error"]
+    slack.token = NEW  # the new grant's token is the one Slack takes
+    await store(hub, "chat", "slack", NEW)  # connected again
+    await holds(hub, "chat", NEW)
+    await hub.set_enabled("chat", True)
+    assert (await status_is(hub, receipt.id, "delivered"))["attempts"] == 2
 
 
 def chat(**settings: Any) -> Any:

@@ -357,8 +357,9 @@ def classify_error(
         return Outcome.retry("token_expired: the connection's token expired; retried once it is refreshed",
                              EXPIRED_RETRY)
     if code in AUTH_ERRORS:
-        fix = "connect it again" if connection else "fix the token"
-        return Outcome.permanent(f"{error} ({fix}, then enable the integration)", disable=True)
+        if connection:  # a person connects again: this message waits with the others, nothing lost
+            return Outcome.held(f"{error} (connect it again)")
+        return Outcome.permanent(f"{error} (fix the token, then enable the integration)", disable=True)
     return Outcome.permanent(error)
 
 
