@@ -23,7 +23,7 @@ import json
 import re
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +219,8 @@ def _check_block(where: str, block: dict[str, Any], action_ids: list[str]) -> li
 class FakeSlack:
     def __init__(self, port: int = 0) -> None:
         self.token = TOKEN
+        self.accept: Callable[[str], bool] | None = None
+        """Also take the bearer tokens this says are valid (an authorization server's ``valid``)."""
         self.bind_port = port
         self.port = 0
         self.calls: list[Call] = []
@@ -327,7 +329,8 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         if not auth:
             return self._fail("not_authed")
-        if auth != f"Bearer {self.token}":
+        if auth != f"Bearer {self.token}" and not (
+                self.accept is not None and auth.startswith("Bearer ") and self.accept(auth[7:])):
             return self._fail("invalid_auth")
         if body is None:
             return self._fail("invalid_json")

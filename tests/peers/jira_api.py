@@ -113,6 +113,8 @@ class JiraCloud:
         self.email, self.api_token = email, api_token
         self.cloud_id = "11223344-a1b2-3b33-c444-def123456789"
         self.bearer: str | None = None
+        self.accept: Callable[[str], bool] | None = None
+        """Also take the bearer tokens this says are valid (an authorization server's ``valid``)."""
         """The access token the gateway (``/ex/jira/{cloud_id}``) accepts; another one is a 401."""
         self.gateway_auth: list[str] = []
         self.account_id = "712020:5b10ac8d-82e0-5b22-cc7d-4ef5sync0001"
@@ -252,7 +254,9 @@ class JiraCloud:
         if gateway:
             header = request.headers.get("Authorization", "")
             self.gateway_auth.append(header)
-            if self.bearer is None or not hmac.compare_digest(header.encode(), f"Bearer {self.bearer}".encode()):
+            issued = self.accept is not None and header.startswith("Bearer ") and self.accept(header[7:])
+            if not issued and (self.bearer is None
+                               or not hmac.compare_digest(header.encode(), f"Bearer {self.bearer}".encode())):
                 return web.json_response({"code": 401, "message": "Unauthorized"}, status=401)
         elif not self._authenticated(request):
             return web.Response(status=401, text="Client must be authenticated to access this resource.",

@@ -16,12 +16,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from pydantic import ValidationError
 
 from ..background import Background
 from ..errors import VaultError
 from ..integrations.base import secret_refs
 from ..oauth.names import is_connection_secret
-from .redact import clip, register
+from .redact import clip, redact, register
 from .vault import Vault, load_keys
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class VaultWatch(Background):
         try:
             settings = await self._resolve_reloading_keys(name)
         except Exception as exc:  # unreadable or invalid: keep what works, say why
-            log.warning("vault.reload_failed", integration=name, error=clip(f"{type(exc).__name__}: {exc}", 300))
+            log.warning("vault.reload_failed", integration=name, error=clip(_why(exc), 300))
             return False
         fields = self.refs[name]
         if _values(settings, fields) == _values(integration.settings, fields):
@@ -180,3 +181,10 @@ class VaultWatch(Background):
 def _values(settings: IntegrationSettings, fields: dict[str, str]) -> dict[str, str | None]:
     return {field: value.get_secret_value() if (value := getattr(settings, field)) is not None else None
             for field in fields}
+
+
+def _why(exc: Exception) -> str:
+    """Why a reload failed, never with the value refused (pydantic quotes the input: the secret)."""
+    if isinstance(exc, ValidationError):
+        return "invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return redact(f"{type(exc).__name__}: {exc}")

@@ -14,7 +14,8 @@ from ..base import ConnectableSettings, is_vault_ref
 from ..http import HttpUrl, check_http_url
 
 DEFAULT_API_URL = "https://slack.com/api"
-_TOKEN = re.compile(r"^(xoxe\.)?xoxb-[A-Za-z0-9-]+$")
+_TOKEN = re.compile(r"^(xoxe\.)?xoxb-[A-Za-z0-9._~-]+$")
+"""The prefix is what tells a bot token; the rest is opaque (a rotating token's tail is base64url: ``_`` too)."""
 _EMOJI_NAME = re.compile(r"^:[a-z0-9_+'\-]+:$")
 _CHANNEL = re.compile(r"^#?[^\s,<>&|]{1,80}$")
 _COMMAND = re.compile(r"^/[a-z0-9_\-]{1,31}$")
