@@ -250,6 +250,8 @@ class Hub:
                 on_flush=self._notify_flushed,
                 routes=lambda route: self.router.options_for(route),  # the router running now
             )
+            if self.vault_watch is not None:
+                self.dispatcher.before_enabled = self.vault_watch.check
             await self.dispatcher.start()
             self.grouper = Grouper(
                 self.store,

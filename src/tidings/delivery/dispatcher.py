@@ -176,6 +176,9 @@ class Dispatcher:
         self._stopping = False
         self._starved = False
         self._disabled_checked = 0.0
+        self.before_enabled: Callable[[], Awaitable[object]] | None = None
+        """Called before lanes another process enabled send again (the hub: apply rotated secrets
+        first, so an integration enabled by an OAuth connect sends with the connection's token)."""
         self._recorder = _Record(self)
         self._inflight = 0
         self._retired: list[Lane] = []
@@ -413,6 +416,12 @@ class Dispatcher:
         async with self.store.read() as conn:
             rows = await conn.execute(select(integration_state.c.name).where(integration_state.c.disabled.is_(True)))
             disabled = {r.name for r in rows}
+        if self.before_enabled is not None and any(
+                lane.disabled and name not in disabled for name, lane in self.lanes.items()):
+            try:
+                await self.before_enabled()
+            except Exception as exc:  # the lanes are enabled anyway: a send without it says why
+                log.warning("dispatcher.before_enabled_failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
         for name, lane in self.lanes.items():
             lane.disabled = name in disabled
 

@@ -247,11 +247,18 @@ async def _connect(hub: Hub, settings: ConnectableSettings, client: OAuthClient,
             await set_enabled(conn, name, True, actor=actor, project=row.project, now=now)
     if connection["version"] > 1:
         await vault.purge()  # the tokens of the connection before: unreadable from the database's files
+    if hub.vault_watch is not None:  # the new token in the running integration before its held sends resume
+        try:
+            await hub.vault_watch.check()
+        except Exception as exc:  # its next check (within a second) applies it
+            log.warning("oauth.token_not_applied_yet", integration=name, error=f"{type(exc).__name__}")
     if enable and hub.dispatcher is not None:
         lane = hub.dispatcher.lanes.get(name)
         if lane is not None:
             lane.disabled = False
         hub.dispatcher.wake()
+    if hub.keeper is not None:  # its refresh is planned from this token's expiry, not at the next poll
+        hub.keeper.wake()
     log.info("oauth.connected", integration=name, provider=prov.name, account=who.account)
     return Connected(name, prov.name, who.account, connection, enable)
 

@@ -429,6 +429,8 @@ class Keeper(Background):
                 outcome = "busy"
             if outcome == "busy":
                 wait = min(wait, 1.0)
+            elif outcome in ("refreshed", "failed"):
+                wait = 0.0  # look again at once: the row's next due (or retry) time is new
         return max(0.0, wait)
 
 
