@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from fake_slack import FakeSlack
 from helpers import eventually
-from oauth.e2e_support import OWNER, Issued, World
+from oauth.e2e_support import OWNER, AtlassianGateway, Builder, Issued, World, sweep, titles
+from peers.github_api import GitHubAPI
+from peers.google_calendar import GoogleCalendarAPI
+from peers.jira_api import JiraCloud
 
 from tidings import Message
 
@@ -57,7 +60,6 @@ async def test_slack_connect_rotate_revoke_and_reconnect(make_e2e: Any, slack: F
     # rotation: the keeper refreshes before the 4 s token expires; the next message goes with the new one
     await eventually(lambda: _true(w.auth.token_requests["slack refresh_token"] >= 1), timeout=15)
     await eventually(lambda: _true(first not in w.auth.live("slack")), timeout=15)
-    [second] = w.auth.live("slack")
     after = await w.hub.notify(Message("after the refresh"))
     await reaches(w.hub, after.id, "delivered")
     assert bearers(slack)[-1] in w.auth.tokens and bearers(slack)[-1] != first
@@ -84,13 +86,113 @@ async def test_slack_connect_rotate_revoke_and_reconnect(make_e2e: Any, slack: F
     assert len(await w.notices()) == 1
 
     w.auth.advance(-3600)
-    page = await w.connect("chat", start=f"https://tidings.example.com/oauth/chat/start")
+    page = await w.connect("chat", start="https://tidings.example.com/oauth/chat/start")
     assert page.status_code == 200 and "enabled again" in page.text, page.text
     await reaches(w.hub, late.id, "delivered")
     assert bearers(slack)[-1] in w.auth.live("slack")
     assert (await w.connection("chat"))["health"] == "healthy"
     assert len(await w.notices()) == 1, "told once"
     no_token_in(capfd.readouterr(), w)
+
+
+SYNCED = {"timeout": 5, "allow_destinations": ["127.0.0.1"]}
+
+
+async def test_jira_through_atlassian_3lo(make_e2e: Builder) -> None:
+    site = JiraCloud()
+    await site.start()
+    gateway = AtlassianGateway(make_e2e.auth, site.url)
+    await gateway.start()
+    try:
+        site.add_project("OPS", "Operations")
+        site.seed("OPS", 2)
+        site.accept = Issued(make_e2e.auth, "atlassian")
+        make_e2e.auth.person.sites.insert(0, {"id": "another-cloud", "url": "https://other.atlassian.net",
+                                              "name": "other", "scopes": ["read:jira-work"]})
+        make_e2e.auth.person.sites[1].update(id=site.cloud_id, url="https://acme.atlassian.net", name="acme")
+        make_e2e.auth.access_ttl["atlassian"] = 4.0
+        w = await make_e2e({"jira": {"kind": "jira", "oauth": True, "base_url": "https://acme.atlassian.net", **SYNCED,
+                                     "sync": {"project": "OPS", "interval": 3600}}}, ("atlassian",),
+                           apis={"atlassian": gateway.url})
+        page = await w.connect("jira")
+        assert page.status_code == 200 and "Connected jira as grace@example.com" in page.text, page.text
+        extra = (await w.connection("jira"))["extra"]
+        assert (extra["cloud_id"], extra["site_url"]) == (site.cloud_id, "https://acme.atlassian.net"), extra
+        assert len(extra["sites"]) == 2
+        run = await sweep(w, "jira")
+        assert run["status"] == "ok", run
+        assert {"Seeded issue 1", "Seeded issue 2"} <= await titles(w)
+        assert site.gateway_auth and all(a[7:] in make_e2e.auth.tokens for a in site.gateway_auth)
+        await _next_refresh(w, "atlassian")
+        seen = len(site.gateway_auth)
+        assert (await sweep(w, "jira"))["status"] == "ok"
+        assert {a[7:] for a in site.gateway_auth[seen:]} <= set(w.auth.live("atlassian")), "the new token"
+    finally:
+        await gateway.stop()
+        await site.stop()
+
+
+async def _next_refresh(w: World, provider: str) -> None:
+    """Until the keeper has refreshed once more and the running integration holds the new token."""
+    before = w.auth.token_requests[f"{provider} refresh_token"]
+    old = set(w.auth.live(provider))
+    await eventually(lambda: _true(w.auth.token_requests[f"{provider} refresh_token"] > before), timeout=15)
+    new = [v for v, t in w.auth.tokens.items() if t.provider == provider and t.kind == "access"][-1]
+    assert new not in old
+
+    async def held() -> bool:
+        return any(v is not None and v.get_secret_value() == new for v in
+                   vars(w.hub._integrations[next(iter(w.data["integrations"]))].settings).values()
+                   if hasattr(v, "get_secret_value"))
+
+    await eventually(held, timeout=10)
+
+
+async def test_github_app_user_token_sync_and_rotation(make_e2e: Builder) -> None:
+    gh = GitHubAPI()
+    gh.tokens = Issued(make_e2e.auth, "github")  # type: ignore[assignment]
+    gh.repo("octo/repo")
+    gh.open_issue("octo/repo", "Seen through the app's user token")
+    await gh.start()
+    try:
+        make_e2e.auth.access_ttl["github"] = 4.0
+        w = await make_e2e({"github": {"kind": "github", "oauth": True, "api_url": gh.url, **SYNCED,
+                                       "sync": {"repository": "octo/repo", "interval": 3600}}}, ("github",))
+        page = await w.connect("github")
+        assert page.status_code == 200 and "Connected github as octocat" in page.text, page.text
+        run = await sweep(w, "github")
+        assert run["status"] == "ok", run
+        assert "Seen through the app's user token" in await titles(w)
+        first = {r[2].get("Authorization") for r in gh.requests}
+        await _next_refresh(w, "github")
+        assert w.auth.revoked["github refresh"] >= 1, "rotated"
+        gh.open_issue("octo/repo", "After the refresh")
+        seen = len(gh.requests)
+        assert (await sweep(w, "github"))["status"] == "ok"
+        assert "After the refresh" in await titles(w)
+        used = {r[2].get("Authorization", "").split(" ", 1)[1] for r in gh.requests[seen:]}
+        assert used <= set(w.auth.live("github")) and not used & {a.split(" ", 1)[1] for a in first if a}
+    finally:
+        await gh.stop()
+
+
+async def test_google_calendar_event_with_the_connections_token(make_e2e: Builder) -> None:
+    gcal = GoogleCalendarAPI()
+    gcal.tokens = Issued(make_e2e.auth, "google")  # type: ignore[assignment]
+    await gcal.start()
+    try:
+        w = await make_e2e({"cal": {"kind": "google_calendar", "oauth": True, "api_url": gcal.url, "timeout": 5,
+                                    "retry": {"base": 0.05, "cap": 0.2, "max_attempts": 100}}}, ("google",),
+                           routes=[{"name": "tasks-to-calendar", "match": {"source": "tasks"}, "to": ["cal"]}])
+        page = await w.connect("cal")
+        assert page.status_code == 200 and "Connected cal as grace@example.com" in page.text, page.text
+        r = await w.api.post("/api/v1/tasks", json={"title": "Rotate the keys", "due": "2030-12-10"})
+        assert r.status_code == 201, r.text
+        await eventually(lambda: _true(bool(gcal.live())), timeout=15)
+        [event] = gcal.live().values()
+        assert event["summary"].endswith("Rotate the keys") and event["start"] == {"date": "2030-12-10"}, event
+    finally:
+        await gcal.stop()
 
 
 def no_token_in(captured: Any, w: World) -> None:
