@@ -195,6 +195,27 @@ async def test_google_calendar_event_with_the_connections_token(make_e2e: Builde
         await gcal.stop()
 
 
+async def test_two_workers_refresh_one_at_a_time(make_e2e: Builder, make_hub: Any, slack: FakeSlack) -> None:
+    make_e2e.auth.access_ttl["slack"] = 2.0
+    make_e2e.auth.stall("token", 0.3, times=1000)  # each refresh in flight a while: two at once would meet
+    w = await make_e2e({"chat": {"kind": "slack", "oauth": True, "channel": "#alerts", "api_url": slack.api_url}},
+                       ("slack",))
+    if w.hub.store.is_sqlite:
+        pytest.skip("several workers share PostgreSQL")
+    other = await make_hub(w.data)  # a second dispatching worker on the same database, its own keeper
+    assert other.keeper is not None and other.keeper.owner != w.hub.keeper.owner
+    await w.connect("chat")
+    other.keeper.wake()
+    await eventually(lambda: _true(w.auth.token_requests["slack refresh_token"] >= 8), timeout=60)
+    row = await w.connection("chat")
+    assert row["health"] == "healthy" and not row["last_error"], row
+    assert w.auth.max_concurrent_refreshes == 1 and w.auth.concurrent_refreshes == 0
+    # every refresh that reached the server was answered with new tokens: none refused
+    answered = w.auth.issued["slack refresh"] - 1  # the connect's was the first
+    assert w.auth.token_requests["slack refresh_token"] - answered <= w.auth.active_refreshes
+    assert len(w.auth.live("slack", "refresh")) == 1
+
+
 def no_token_in(captured: Any, w: World) -> None:
     """No token the authorization server issued (nor a long piece of one) in the process's output."""
     text = captured.out + captured.err
