@@ -429,9 +429,21 @@ class Keeper(Background):
                 outcome = "busy"
             if outcome == "busy":
                 wait = min(wait, 1.0)
-            elif outcome in ("refreshed", "failed"):
-                wait = 0.0  # look again at once: the row's next due (or retry) time is new
+            elif outcome in ("refreshed", "failed"):  # its next due (or retry) time is new
+                wait = min(wait, await self._next(row.integration))
         return max(0.0, wait)
+
+    async def _next(self, integration: str) -> float:
+        """Seconds until ``integration``'s connection is due again, or its retry (the poll when never)."""
+        async with self.hub.require_store().read() as conn:
+            row = (await conn.execute(select(oauth_connections).where(
+                oauth_connections.c.integration == integration))).first()
+        due = due_at(row) if row is not None else None
+        if due is None:
+            return self.poll
+        if row is not None and row.claimed_until is not None:
+            due = max(due, row.claimed_until)
+        return max(0.0, due - time.time())
 
 
 __all__ = ["BACKOFF", "LEASE", "MARGIN", "REAUTH", "Keeper", "RefreshRefused", "backoff", "connectable_names",
