@@ -198,13 +198,18 @@ async def test_google_calendar_event_with_the_connections_token(make_e2e: Builde
 async def test_two_workers_refresh_one_at_a_time(make_e2e: Builder, make_hub: Any, slack: FakeSlack) -> None:
     make_e2e.auth.access_ttl["slack"] = 2.0
     make_e2e.auth.stall("token", 0.3, times=1000)  # each refresh in flight a while: two at once would meet
-    w = await make_e2e({"chat": {"kind": "slack", "oauth": True, "channel": "#alerts", "api_url": slack.api_url}},
-                       ("slack",))
+    w = await make_e2e({"chat": {"kind": "slack", "oauth": True, "channel": "#alerts", "api_url": slack.api_url,
+                                 "retry": {"base": 0.05, "cap": 0.2, "max_attempts": 100}}}, ("slack",),
+                       default={"to": ["chat"]})
     if w.hub.store.is_sqlite:
         pytest.skip("several workers share PostgreSQL")
     other = await make_hub(w.data)  # a second dispatching worker on the same database, its own keeper
     assert other.keeper is not None and other.keeper.owner != w.hub.keeper.owner
+    slack.token, slack.accept = "never-this-one", Issued(w.auth, "slack")
+    early = await w.hub.notify(Message("held until connected"))
+    await reaches(w.hub, early.id, "held")
     await w.connect("chat")
+    await reaches(w.hub, early.id, "delivered")  # by either worker, with the connection's token
     other.keeper.wake()
     await eventually(lambda: _true(w.auth.token_requests["slack refresh_token"] >= 8), timeout=60)
     row = await w.connection("chat")

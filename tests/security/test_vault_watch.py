@@ -247,3 +247,25 @@ async def test_closing_closes_a_session_still_retiring(sink: Sink) -> None:
     await hook.close()
     assert session.closed and not hook._retiring
     await hook.close()  # twice: nothing left to do
+
+
+def test_a_refused_value_is_never_in_the_reason_logged() -> None:
+    from pydantic import BaseModel, ValidationError, field_validator
+
+    from tidings.security.vault_watch import _why
+
+    class S(BaseModel):
+        token: str
+
+        @field_validator("token")
+        @classmethod
+        def _t(cls, v: str) -> str:
+            raise ValueError("a bot token starts with 'xoxb-'")
+
+    secret = "xoxe.xoxb-1-AInSemVHwQDYabcdefghijklmnopqrstuvwxyz_VhcyKRDg9KdS8_Th2gLdm2X"
+    try:
+        S(token=secret)
+    except ValidationError as exc:
+        why = _why(exc)
+    assert why == "invalid settings: token: Value error, a bot token starts with 'xoxb-'"
+    assert secret[:12] not in why and secret[-12:] not in why
