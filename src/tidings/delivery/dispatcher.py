@@ -176,9 +176,11 @@ class Dispatcher:
         self._stopping = False
         self._starved = False
         self._disabled_checked = 0.0
-        self.before_enabled: Callable[[], Awaitable[object]] | None = None
-        """Called before lanes another process enabled send again (the hub: apply rotated secrets
-        first, so an integration enabled by an OAuth connect sends with the connection's token)."""
+        self.before_enabled: Callable[[], Awaitable[list[str]]] | None = None
+        """Applies rotated secrets now; the integrations that took new ones (the hub: its vault watch).
+        Called before lanes another process enabled send again, and before a send's refusal disables
+        an integration: a refusal of credentials this process had not caught up with (an OAuth connect
+        or refresh elsewhere a moment ago) is tried again with the new ones instead."""
         self._recorder = _Record(self)
         self._inflight = 0
         self._retired: list[Lane] = []
@@ -406,6 +408,16 @@ class Dispatcher:
         await wait_at_most(self._wake.wait(), seconds)
         self._wake.clear()
 
+    async def _fresh_secrets(self) -> list[str]:
+        """The integrations that took rotated secrets just now (:attr:`before_enabled`)."""
+        if self.before_enabled is None:
+            return []
+        try:
+            return await self.before_enabled()
+        except Exception as exc:  # a send without them says why
+            log.warning("dispatcher.secrets_not_checked", error=clip(f"{type(exc).__name__}: {exc}", 300))
+            return []
+
     async def _refresh_disabled(self, force: bool = False) -> None:
         now = self._clock()
         if not force and now - self._disabled_checked < DISABLED_REFRESH:
@@ -416,12 +428,8 @@ class Dispatcher:
         async with self.store.read() as conn:
             rows = await conn.execute(select(integration_state.c.name).where(integration_state.c.disabled.is_(True)))
             disabled = {r.name for r in rows}
-        if self.before_enabled is not None and any(
-                lane.disabled and name not in disabled for name, lane in self.lanes.items()):
-            try:
-                await self.before_enabled()
-            except Exception as exc:  # the lanes are enabled anyway: a send without it says why
-                log.warning("dispatcher.before_enabled_failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
+        if any(lane.disabled and name not in disabled for name, lane in self.lanes.items()):
+            await self._fresh_secrets()
         for name, lane in self.lanes.items():
             lane.disabled = name in disabled
 
@@ -589,6 +597,9 @@ class Dispatcher:
             outcomes = [Outcome.retry(f"{type(exc).__name__}: {exc}")] * len(sent)
         latency = time.perf_counter() - started
         self._breaker_record(lane, any(o.status is not OutcomeStatus.RETRY for o in outcomes), epoch)
+        if any(o.disable for o in outcomes) and notifier.name in await self._fresh_secrets():
+            outcomes = [Outcome.retry(f"{o.error}; its credentials just changed: tried again with them", after=0.0)
+                        if o.disable else o for o in outcomes]
         if any(o.disable for o in outcomes):
             error = next(o.error for o in outcomes if o.disable)
             if not lane.disabled:
