@@ -435,6 +435,34 @@ class Notifier(Integration):
         return truncate(text, self.body_max)
 
 
+class BatchNotifier(Notifier):
+    """A notifier that can carry several deliveries in one request (Splunk HEC's concatenated
+    events). The dispatcher takes up to :attr:`max_batch` ready deliveries of the integration,
+    renders each, keeps the first :meth:`batch_cut` of them for one :meth:`send_batch` (the rest
+    go back to the front of the lane's queue, in order) and records each delivery's own outcome.
+    One batch is one send for the rate limit and the breaker. A thread's deliveries are claimed one
+    at a time (``outbox.claim``), so a batch never holds two of one thread."""
+
+    max_batch: ClassVar[int] = 100
+
+    @property
+    def effective_max_batch(self) -> int:
+        """Deliveries one request may carry (settings may lower the class default)."""
+        return self.max_batch
+
+    def batch_cut(self, payloads: list[Any]) -> int:
+        """How many of ``payloads``, from the first, fit in one request (at least one)."""
+        return len(payloads)
+
+    async def send_batch(self, payloads: list[Any], attempts: list[Attempt]) -> list[Outcome]:
+        """Send ``payloads`` (one per attempt) in one request; one outcome per payload, in order.
+        Never raises for a peer's failure."""
+        raise NotImplementedError
+
+    async def send(self, payload: Any, attempt: Attempt) -> Outcome:
+        return (await self.send_batch([payload], [attempt]))[0]
+
+
 class HttpClient(Integration):
     """An integration that speaks HTTP: one pooled, guarded aiohttp session for its lifetime (DESIGN
     rules 8 and 10), opened on first use (once, even when the first requests start together) and
