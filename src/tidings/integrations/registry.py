@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "outlook_calendar": "tidings.integrations.microsoft:OutlookCalendar",
     "syslog": "tidings.integrations.syslog:SyslogNotifier",
     "splunk": "tidings.integrations.splunk:SplunkNotifier",
+    "sentinel": "tidings.integrations.sentinel:SentinelNotifier",
 }
 
 
