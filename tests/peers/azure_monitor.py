@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import gzip
 import itertools
 import json
 import time
@@ -98,7 +97,7 @@ class AzureMonitor:
     issued: dict[str, tuple[str, float]] = field(default_factory=dict)
     """Token -> (audience, expiry as time.monotonic())."""
     bodies: list[bytes] = field(default_factory=list)
-    """Every raw request body both endpoints received (to look for secrets)."""
+    """Every request body both endpoints received, decompressed (to look for secrets)."""
     undeclared: set[str] = field(default_factory=set)
     mistyped: set[str] = field(default_factory=set)
     _faults: deque[Fault] = field(default_factory=deque)
@@ -161,7 +160,7 @@ class AzureMonitor:
         if not scope.endswith("/.default"):
             return _aad_error(400, "invalid_scope", 1002012, f"The provided value for scope {scope} is not valid.")
         token = f"eyJ0eXAiOiJKV1Qi.stand-in-{next(_tokens)}-{uuid.uuid4().hex}"
-        self.issued[token] = (scope.removesuffix(".default"), time.monotonic() + self.token_lifetime)
+        self.issued[token] = (scope.removesuffix("/.default"), time.monotonic() + self.token_lifetime)
         return web.json_response({"token_type": "Bearer", "expires_in": int(self.token_lifetime),
                                   "ext_expires_in": int(self.token_lifetime), "access_token": token})
 
@@ -213,11 +212,8 @@ class AzureMonitor:
                     400: "InvalidRequest"}[status]
             headers = {"Retry-After": str(fault.retry_after)} if status in (429, 503) else None
             return _error(status, code, fault.message if status == 400 else code, headers)
-        gzipped = request.headers.get("Content-Encoding", "").lower() == "gzip"
-        try:
-            body = gzip.decompress(raw) if gzipped else raw
-        except (OSError, EOFError):
-            return _error(400, "InvalidContentEncoding", "The request body could not be decompressed.")
+        # aiohttp has decompressed a gzip body already (a body that isn't gzip is refused with 400).
+        gzipped, body = request.headers.get("Content-Encoding", "").lower() == "gzip", raw
         if len(body) > self.max_bytes:
             return _error(413, "ContentLengthLimitExceeded",
                           f"The request is {len(body)} bytes; at most {self.max_bytes} are allowed.")
