@@ -262,3 +262,15 @@ async def test_the_secret_travels_only_to_the_token_endpoint(make: Callable[...,
     await send(make(), 2)
     assert SECRET.encode() in azure.bodies[0] and len(azure.bodies) == 2
     assert b'"Title":"disk full 1"' in azure.bodies[1] and SECRET.encode() not in azure.bodies[1]
+
+
+async def test_the_default_bound_fills_a_request_azure_takes(make: Callable[..., SentinelNotifier],
+                                                              azure: AzureMonitor) -> None:
+    n = make()
+    messages = [a_message(i, body="é" * 4000) for i in range(300)]
+    payloads = [n.render(m) for m in messages]
+    cut = n.batch_cut(payloads)
+    assert 80 <= cut < 300
+    outcomes = await n.send_batch(payloads[:cut], [attempt(m, i) for i, m in enumerate(messages[:cut])])
+    assert {o.status for o in outcomes} == {D} and azure.requests == [cut]
+    assert 900_000 < len(azure.bodies[-1]) <= 1_000_000

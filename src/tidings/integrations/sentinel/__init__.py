@@ -1,6 +1,6 @@
 """Microsoft Sentinel through the Azure Monitor Logs Ingestion API: each message becomes one record
 of a custom table (``Custom-<Table>_CL``, or a stream the DCR declares); a request carries several
-records as a gzipped JSON array of at most 1 MiB (measured uncompressed, as Azure's SDKs split
+records as a gzipped JSON array of at most 1 MB (measured uncompressed, as Azure's SDKs split
 batches), with a bearer token from Entra ID client credentials (:mod:`.entra`).
 
 ``POST {endpoint}/dataCollectionRules/{dcr_immutable_id}/streams/{stream}?api-version=2023-01-01``.
@@ -29,7 +29,9 @@ from .answers import Next
 from .entra import EntraToken, TokenFailure
 
 MAX_REQUEST = 1024 * 1024
-"""Azure's bound on one request (the SDKs measure the JSON before gzip)."""
+"""Azure's bound on one request: "1 MB", which the SDKs read as 1 MiB of JSON before gzip."""
+DEFAULT_REQUEST = 1_000_000
+"""A little under it by default: Azure's documents leave open whether its MB is decimal."""
 SEVERITY = {
     Priority.CRITICAL: "High",
     Priority.HIGH: "High",
@@ -80,8 +82,8 @@ class SentinelSettings(IntegrationSettings):
                        " https://monitor.azure.cn//.default for Azure China)")
     api_version: str = Field("2023-01-01", pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")
     batch_max_records: int = Field(500, ge=1, le=10_000, description="records per request at most")
-    max_request_bytes: Size = Field(MAX_REQUEST, ge=4096, le=MAX_REQUEST,
-                                    description="bytes of JSON per request at most (Azure takes 1 MiB)")
+    max_request_bytes: Size = Field(DEFAULT_REQUEST, ge=4096, le=MAX_REQUEST,
+                                    description="bytes of JSON per request at most, before gzip (Azure takes 1 MB)")
 
     @field_validator("endpoint", "authority_url")
     @classmethod
