@@ -7,7 +7,10 @@ secret nor a token in any row or log."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from conftest import sentinel_settings
@@ -16,6 +19,9 @@ from peers.azure_monitor import SECRET, AzureMonitor
 from sqlalchemy import select
 
 from tidings import Message
+from tidings.audit import Actor
+from tidings.security.vault import Vault, load_keys, new_key, write_key_file
+from tidings.store.engine import Store
 from tidings.store.tables import metadata
 
 
@@ -207,3 +213,38 @@ async def test_preview_and_test(make_hub: Any, azure: AzureMonitor) -> None:
     assert not bad.ok and "AADSTS7000215" in (bad.error or "") and "would disable" in (bad.error or "")
     assert {i["name"]: i for i in await hub.integrations()}["sentinel"]["health"] != "disabled"
     assert azure.rows == []
+
+
+@pytest.fixture
+async def vault(db_url: str, tmp_path: Path) -> AsyncIterator[Vault]:
+    """The hub's vault as `tidings secrets set` sees it (the key file the hub reads)."""
+    write_key_file(tmp_path / "tidings.key", [new_key()])
+    store = Store(db_url)
+    await store.migrate()
+    yield Vault(store, load_keys(tmp_path))
+    await store.close()
+
+
+async def test_the_secret_from_the_vault_and_rotated(make_hub: Any, azure: AzureMonitor, vault: Vault,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    cli = Actor("user", name="cli:ops", auth_method="cli")
+    await vault.set("AZURE_SECRET", SECRET, actor=cli)
+    hub = await make_hub(config(azure, client_secret="${vault:AZURE_SECRET}"))
+    await all_status(hub, [(await hub.notify(Message("with the first secret"))).id])
+    rotated = "n3w~Qx8Q~rotated-client-secret-4567"
+    azure.secret = rotated  # Entra now takes only the new secret (tokens already issued stay good)
+    await vault.set("AZURE_SECRET", rotated, actor=cli, must_exist=True)
+
+    async def rotated_in() -> bool:
+        return hub.notifiers["sentinel"].settings.client_secret.get_secret_value() == rotated
+
+    await eventually(rotated_in, timeout=10, interval=0.1)
+    assert azure.token_requests == 1
+    await all_status(hub, [(await hub.notify(Message("with the new secret"))).id])
+    assert azure.token_requests == 2, "new settings, a new token: the cached one was dropped"
+    assert parse_qs(azure.bodies[-2].decode())["client_secret"] == [rotated]
+    assert (await hub.test("sentinel")).ok
+    assert [r["Title"] for r in azure.records()] == ["with the first secret", "with the new secret"]
+    out, err = capfd.readouterr()
+    for text in (await everything(hub), out, err):
+        assert rotated not in text and SECRET not in text
