@@ -202,7 +202,8 @@ async def test_413_splits_and_delivers_everything(make_hub: Any, azure: AzureMon
 async def test_preview_and_test(make_hub: Any, azure: AzureMonitor) -> None:
     hub = await make_hub(config(azure))
     (preview,) = hub.preview(Message("what would go", priority="critical", thread_key="t-1"))
-    payload = preview["payload"] if "payload" in preview else preview
+    payload = preview["payload"]
+    assert preview["kind"] == "sentinel" and payload["TimeGenerated"] == "(set when sent)"
     assert payload["Title"] == "what would go" and payload["Severity"] == "High" and payload["ThreadKey"] == "t-1"
     assert azure.token_requests == 0 and azure.ingest_calls == 0, "a preview sends nothing"
     ok = await hub.test("sentinel")

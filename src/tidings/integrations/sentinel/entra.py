@@ -56,8 +56,6 @@ class EntraToken:
         self._clock = clock
         self._token: Token | None = None
         self._lock = asyncio.Lock()
-        self.fetches = 0
-        """Tokens requested so far (for tests and metrics)."""
 
     def _fresh(self) -> Token | None:
         token = self._token
@@ -79,7 +77,6 @@ class EntraToken:
             self._token = None
 
     async def _fetch(self, session: aiohttp.ClientSession) -> Token:
-        self.fetches += 1
         try:
             async with session.post(self.url, data=self._form, allow_redirects=False, timeout=self._timeout,
                                     headers={"Accept": "application/json"}) as resp:
