@@ -451,9 +451,14 @@ async def main() -> None:
     with contextlib.ExitStack() as stack:
         tmpdir = stack.enter_context(tempfile.TemporaryDirectory())
         sink = stack.enter_context(SinkProcess()) if "webhook" in args.channels else None
-        peers = {ch: stack.enter_context(RsyslogPeer() if ch == "syslog" else _splunk.SplunkPeerProcess()
-                                         if ch == "splunk" else PeerProcess("smtp" if ch == "email" else ch))
-                 for ch in others}
+        def _peer(ch: str) -> Any:
+            if ch == "syslog":
+                return RsyslogPeer()
+            if ch == "splunk":
+                return _splunk.SplunkPeerProcess()
+            return PeerProcess("smtp" if ch == "email" else ch)
+
+        peers = {ch: stack.enter_context(_peer(ch)) for ch in others}
         if sink is not None:
             await wait_ready(sink.url)
             await ceiling(sink.url, min(n, 2_000), c)  # warm up both sides
@@ -527,8 +532,7 @@ async def main() -> None:
         }
     if others:
         result["rate_limits"] = RAISED_RATE
-    baseline_names = {"slack": "aiohttp", "teams": "aiohttp", "email": "aiosmtplib", "syslog": "tls",
-                      "splunk": "aiohttp"}
+    baseline_names = {"slack": "aiohttp", "teams": "aiohttp", "email": "aiosmtplib", "syslog": "tls", "splunk": "aiohttp"}
     for ch, f in figures.items():
         hub_ch, base_ch = median(f["hub"]), median(f["baseline"])
         result |= {

@@ -174,6 +174,17 @@ class ConnectableSettings(IntegrationSettings):
     """The field the connection's access token fills."""
 
 
+def not_connected(name: str) -> str:
+    """Why integration ``name`` (``oauth: true``) can't call its provider yet: its send's permanent
+    error (``disable=True``: its deliveries are held until it is connected) and its sync run's."""
+    return f"not connected: open /oauth/{name}/start or run `tidings connect {name}`"
+
+
+def not_connected_outcome(name: str) -> Outcome:
+    """A send of ``name`` before its connection exists: held, the integration disabled."""
+    return Outcome.held(not_connected(name))
+
+
 def secret_refs(name: str, settings: IntegrationSettings) -> dict[str, str]:
     """Field -> vault secret for integration ``name``: its ``${vault:NAME}`` fields and, with
     ``oauth: true``, its token field -> the connection's access token."""
@@ -212,6 +223,13 @@ class Outcome:
     @classmethod
     def retry(cls, error: str, after: float | None = None) -> Outcome:
         return cls(OutcomeStatus.RETRY, error=error, retry_after=after)
+
+    @classmethod
+    def held(cls, error: str) -> Outcome:
+        """Nothing can go until someone acts (an ``oauth: true`` integration not connected yet): the
+        integration is disabled and this delivery waits, held with the others (``delivery/holds.py``),
+        until it is enabled again. Unlike a permanent outcome, nothing is lost."""
+        return cls(OutcomeStatus.RETRY, error=error + DISABLED, disable=True)
 
     @classmethod
     def permanent(cls, error: str, *, disable: bool = False) -> Outcome:
@@ -269,6 +287,9 @@ class Context:
     secrets: set[str] = field(default_factory=set)
     destinations: Destinations = Destinations()
     """Where integrations may connect: public addresses plus ``server.allow_destinations``."""
+    oauth: dict[str, Any] = field(default_factory=dict)
+    """The ``oauth:`` app registrations (provider -> :class:`~tidings.oauth.settings.OAuthClient`):
+    where an integration with ``oauth: true`` reaches its provider's API (Atlassian's gateway)."""
 
 
 class Integration:

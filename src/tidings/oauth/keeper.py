@@ -218,9 +218,7 @@ async def _refused(hub: Hub, integration: str, owner: str, error: str) -> None:
                      before=old, after=after)
     log.warning("oauth.needs_reauth", integration=integration, error=error)
     if hub.dispatcher is not None:
-        lane = hub.dispatcher.lanes.get(integration)
-        if lane is not None:
-            lane.disabled = True
+        hub.dispatcher.set_enabled(integration, False)
     if tell:
         await _tell_owners(hub, integration, old["project"], old["provider"], error)
 
