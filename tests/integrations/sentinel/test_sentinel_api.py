@@ -118,6 +118,17 @@ async def test_concurrent_sends_share_one_token_request(make: Callable[..., Sent
     assert all(r[0].ok for r in results) and azure.token_requests == 1
 
 
+async def test_senders_waiting_for_a_failed_token_share_its_failure(make: Callable[..., SentinelNotifier],
+                                                                   azure: AzureMonitor) -> None:
+    n = make()
+    await n.open()
+    azure.fail_token("unavailable")
+    results = await asyncio.gather(*(send(n, 1) for _ in range(10)))
+    assert {r[0].status for r in results} == {R}, [(r[0].status, r[0].error, azure.token_requests) for r in results]
+    assert azure.token_requests == 1
+    assert (await send(n, 1))[0].ok and azure.token_requests == 2
+
+
 async def test_a_token_is_renewed_before_it_expires(make: Callable[..., SentinelNotifier], azure: AzureMonitor) -> None:
     azure.token_lifetime = 1.0
     n = make()

@@ -1,6 +1,7 @@
 """Microsoft Entra ID client credentials (OAuth 2.0, RFC 6749 section 4.4) for one integration: a
 token is fetched with ``POST {authority}/{tenant}/oauth2/v2.0/token``, kept until shortly before it
-expires, and fetched again by one caller at a time (the others wait for it). A token the resource
+expires, and fetched again by one caller at a time: the others wait for it, and share its failure
+if it fails (one request per wave of senders, not one each). A token the resource
 refused is dropped with :meth:`EntraToken.drop`, so the next :meth:`EntraToken.get` fetches anew.
 
 Entra answers errors as ``{"error": ..., "error_description": "AADSTS<code>: ...", "error_codes":
@@ -56,6 +57,10 @@ class EntraToken:
         self._clock = clock
         self._token: Token | None = None
         self._lock = asyncio.Lock()
+        self._finished = 0
+        """Fetches over (either way)."""
+        self._failure: Outcome | None = None
+        """How the last fetch failed (None: it didn't): the callers that waited for it share it."""
 
     def _fresh(self) -> Token | None:
         token = self._token
@@ -66,9 +71,24 @@ class EntraToken:
         :class:`TokenFailure`."""
         if not fresh and (token := self._fresh()) is not None:
             return token.value
+        finished = self._finished
         async with self._lock:
-            if fresh or (token := self._fresh()) is None:
+            if not fresh and (token := self._fresh()) is not None:
+                return token.value
+            if self._finished != finished and self._failure is not None:
+                raise TokenFailure(self._failure)  # it failed while this caller waited: no second try now
+            try:
                 token = self._token = await self._fetch(session)
+            except TokenFailure as failed:
+                self._failure = failed.outcome
+                raise
+            except BaseException:  # cancelled (a send's deadline): the next waiter tries itself
+                self._failure = None
+                raise
+            else:
+                self._failure = None
+            finally:
+                self._finished += 1
         return token.value
 
     def drop(self, value: str) -> None:
