@@ -164,7 +164,7 @@ async def test_a_refused_request_is_dead_with_azures_reason(make_hub: Any, azure
 @pytest.mark.parametrize("fault", [{"kind": "throttled", "retry_after": 0}, {"kind": "unavailable", "retry_after": 0},
                                    {"kind": "error"}, {"kind": "reset"}, {"kind": "timeout", "seconds": 3}])
 async def test_faults_are_retried_and_nothing_is_lost(make_hub: Any, azure: AzureMonitor, fault: dict[str, Any]) -> None:
-    cfg = config(azure, timeout=0.5)
+    cfg = config(azure, timeout=1.0)
     ids = await queued(make_hub, cfg, [Message(f"alert {i}") for i in range(10)])
     azure.fail(**{"times": 2, **fault})
     done = await all_status(await make_hub(cfg), ids)
