@@ -43,6 +43,8 @@ SEVERITY = {
 RECORD_EXTRA = 180
 """Bytes the send adds to a rendered record (TimeGenerated, MessageId, DeliveryId) and a comma."""
 SENT_AT_SEND = "(set when sent)"
+COMPRESS_INLINE = 64 * 1024
+"""Bodies smaller than this are gzipped on the event loop, larger ones in a thread."""
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -177,7 +179,10 @@ class SentinelNotifier(HttpNotifier, BatchNotifier):
     async def _post(self, body: bytes, records: int) -> tuple[Outcome, Next]:
         """One ingestion request; a token the API refuses (401) is replaced once."""
         session = self._session or await self.session()
-        data = gzip.compress(body, compresslevel=6)
+        if len(body) < COMPRESS_INLINE:
+            data = gzip.compress(body, compresslevel=6)
+        else:  # a large batch takes milliseconds to compress: not on the event loop
+            data = await asyncio.to_thread(gzip.compress, body, 6)
         refused = False
         while True:
             try:
