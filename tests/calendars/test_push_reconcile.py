@@ -138,6 +138,13 @@ async def test_oauth_true_uses_the_connections_token(make_hub: Any, gcal: Google
     assert rows[0]["status"] == "delivered"
     assert list(gcal.live()) == [event_id(task["id"])]
 
+    # The grant revoked at Google: the next push waits, held, for a person to connect again.
+    gcal.tokens = {"ya29.after-reconnecting"}
+    await tasks.update(task["key"], title="b")
+    held = [r for r in await tasks.settled() if r["status"] != "delivered"]
+    assert [r["status"] for r in held] == ["held"]
+    assert "oauth connection needs re-auth" in held[0]["last_error"] and "ya29" not in held[0]["last_error"]
+
 
 async def test_not_connected_holds_the_push(make_hub: Any, gcal: GoogleCalendarAPI,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,6 +161,7 @@ async def test_not_connected_holds_the_push(make_hub: Any, gcal: GoogleCalendarA
 
     rows = await until(held, what="the push refused")
     assert "not connected: open /oauth/cal/start" in rows[0]["last_error"]
+    assert rows[0]["status"] == "held"  # waits for the connection: nothing lost
     assert gcal.writes() == 0
     with pytest.raises(ReconcileError, match="not connected"):
         await reconcile(hub, "cal")

@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "google_calendar": "tidings.integrations.google:GoogleCalendar",
     "outlook_calendar": "tidings.integrations.microsoft:OutlookCalendar",
     "syslog": "tidings.integrations.syslog:SyslogNotifier",
+    "splunk": "tidings.integrations.splunk:SplunkNotifier",
     "s3": "tidings.integrations.s3:S3Notifier",
 }
 
