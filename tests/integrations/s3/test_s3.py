@@ -5,7 +5,9 @@ SlowDown / 500 / resets retried with nothing lost and no duplicate, preview, and
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -270,4 +272,67 @@ async def test_preview_and_test_through_the_hub(make_hub: Any, moto: str, bucket
     out = await hub.test("archive")
     assert out.ok and out.remote_id == f"bucket {bucket} exists", out
     assert keys(s3, bucket) == [], "a test writes nothing"
-    time.sleep(0)
+
+
+# -- batch: true ----------------------------------------------------------------------------------------
+BATCH_KEY = re.compile(r"^tidings/prod/(\d{4})/(\d\d)/(\d\d)/(\d\d)-(\d\d)-[0-9a-f]+-(\d{6})\.jsonl\.gz$")
+
+
+def batch_lines(s3: Any, bucket: str) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for key in keys(s3, bucket):
+        assert BATCH_KEY.match(key), key
+        got = s3.get_object(Bucket=bucket, Key=key)
+        assert got["ContentType"] == "application/gzip"
+        out[key] = [json.loads(line) for line in gzip.decompress(got["Body"].read()).splitlines()]
+    return out
+
+
+def test_batch_settings_exclude_per_object_ones() -> None:
+    base = archive("http://127.0.0.1:9000", "my-bucket", batch=True)
+    with pytest.raises(ValidationError, match="include"):
+        S3Settings(**{**base, "include": ["deliveries"]})
+    with pytest.raises(ValidationError, match="skip_existing"):
+        S3Settings(**{**base, "skip_existing": True})
+    assert not S3Settings(**{**base, "object_lock": {"mode": "GOVERNANCE", "days": 1}}).checks_existing
+
+
+async def test_a_batch_is_one_gzip_json_lines_object(moto: str, s3: Any, bucket: str) -> None:
+    n = notifier(moto, bucket, batch=True, max_batch=50, sse="AES256")
+    assert n.effective_max_batch == 50 and notifier(moto, bucket).effective_max_batch == 1
+    messages = [Message(f"m{i} ü", labels={"i": str(i)}) for i in range(3)]
+    before = time.time()
+    outs = await n.send_batch([n.render(m) for m in messages],
+                              [attempt(m, f"msg_{i}") for i, m in enumerate(messages)])
+    await n.close()
+    ((key, lines),) = batch_lines(s3, bucket).items()
+    assert [o.ok for o in outs] == [True] * 3
+    assert [o.remote_id.split(" ")[:3] for o in outs if o.remote_id] == [[f"s3://{bucket}/{key}", "line", str(i)]
+                                                                       for i in (1, 2, 3)]
+    assert [(x["id"], x["title"], x["labels"]) for x in lines] == [(f"msg_{i}", f"m{i} ü", {"i": str(i)}) for i in range(3)]
+    minute = datetime.fromtimestamp(before, UTC)
+    assert BATCH_KEY.match(key).group(4) in (f"{minute:%H}", f"{(minute + timedelta(minutes=1)):%H}")  # type: ignore[union-attr]
+    assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+
+
+async def test_a_failed_batch_fails_each_delivery_alike(proxy: FaultProxy, bucket: str) -> None:
+    proxy.script = ["slowdown"]
+    n = notifier(proxy.url, bucket, batch=True)
+    outs = await n.send_batch([n.render(Message("a")), n.render(Message("b"))],
+                              [attempt(Message("a"), "msg_a"), attempt(Message("b"), "msg_b")])
+    await n.close()
+    assert [o.status for o in outs] == [OutcomeStatus.RETRY] * 2 and "SlowDown" in (outs[0].error or "")
+
+
+async def test_batches_through_the_hub_archive_every_message_once(make_hub: Any, moto: str, s3: Any, bucket: str) -> None:
+    config = routed(archive(moto, bucket, batch=True, max_batch=8))
+    writer = await make_hub(config, dispatch=False)
+    ids = [(await writer.notify(Message(f"alert {i}"))).id for i in range(20)]
+    await writer.stop()
+    hub = await make_hub(config)
+    for message_id in ids:
+        await wait_status(hub, message_id, "delivered")
+    objects = batch_lines(s3, bucket)
+    archived = [line["id"] for lines in objects.values() for line in lines]
+    assert sorted(archived) == sorted(ids), "every message once"
+    assert 3 <= len(objects) < 20 and max(len(v) for v in objects.values()) <= 8

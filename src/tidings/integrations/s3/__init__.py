@@ -5,13 +5,23 @@ created), shaped as the API shows the message (id, project, created_at, title, b
 format, fields, links, labels, keys, source) and, with ``include: [deliveries]``, its delivery
 outcomes known at write time. The key is the message id, so a retry overwrites the same object;
 with ``skip_existing`` (on by default with Object Lock, whose buckets are versioned) a HeadObject
-first finds an object already holding the same bytes and skips the put. See docs/s3.md.
+first finds an object already holding the same bytes and skips the put.
+
+With ``batch: true`` the deliveries the dispatcher hands over together (up to ``max_batch``, see
+:class:`~tidings.integrations.base.BatchNotifier`) are one gzip JSON-lines object at
+``<prefix>/yyyy/mm/dd/HH-MM-<worker>-<seq>.jsonl.gz`` (the UTC minute of the write); a retried
+batch is a new object, so a lost answer can archive a message twice (at least once). See docs/s3.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import itertools
 import json
+import os
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,11 +29,14 @@ from typing import Any
 from sqlalchemy import select
 
 from ...message import Message
-from ..base import NO_OPTIONS, RETIRE_GRACE, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
+from ..base import NO_OPTIONS, RETIRE_GRACE, Attempt, BatchNotifier, IntegrationSettings, Outcome, RenderOptions
 from .client import Put, S3Client, classify
 from .settings import ObjectLock, S3Settings
 
 CONTENT_TYPE = "application/json"
+WORKER = f"{os.getpid()}{uuid.uuid4().hex[:6]}"
+"""Names this process in batch keys, so that two workers never write the same key."""
+_SEQ = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +56,12 @@ def encode(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
-class S3Notifier(Notifier):
+def batch_key(prefix: str, now: float, seq: int) -> str:
+    minute = datetime.fromtimestamp(now, UTC)
+    return f"{prefix}{minute:%Y/%m/%d/%H-%M}-{WORKER}-{seq:06d}.jsonl.gz"
+
+
+class S3Notifier(BatchNotifier):
     kind = "s3"
     Settings = S3Settings
     concurrency = 8
@@ -65,6 +83,11 @@ class S3Notifier(Notifier):
 
             asyncio.get_running_loop().create_task(retire(), name=f"tidings-retire-{self.name}")
 
+    @property
+    def effective_max_batch(self) -> int:
+        """One delivery a send, unless ``batch``."""
+        return self.settings.max_batch if self.settings.batch else 1
+
     # -- rendering -------------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> ArchiveObject:
         return ArchiveObject({"project": self.settings.project, **message.to_dict(), "source": message.source})
@@ -73,6 +96,9 @@ class S3Notifier(Notifier):
         record = {"id": "(message id)", "created_at": "(time of the message)", **payload.record}
         if "deliveries" in self.settings.include:
             record["deliveries"] = "(delivery outcomes at write time)"
+        if self.settings.batch:
+            return {"bucket": self.settings.bucket, "line": record,
+                    "key": f"{self.settings.key_prefix}yyyy/mm/dd/HH-MM-(worker)-(seq).jsonl.gz"}
         return {
             "bucket": self.settings.bucket,
             "key": f"{self.settings.key_prefix}yyyy/mm/dd/(message id).json",
@@ -97,7 +123,23 @@ class S3Notifier(Notifier):
             return [dict(r._mapping) for r in rows]
 
     # -- sending ---------------------------------------------------------------------------------
+    async def send_batch(self, payloads: list[ArchiveObject], attempts: list[Attempt]) -> list[Outcome]:
+        if not self.settings.batch:
+            return [await self.send(p, a) for p, a in zip(payloads, attempts, strict=True)]
+        lines = b"".join(encode({"id": a.message_id, "created_at": a.created_at, **p.record}) + b"\n"
+                         for p, a in zip(payloads, attempts, strict=True))
+        put = Put(batch_key(self.settings.key_prefix, time.time(), next(_SEQ)), gzip.compress(lines, mtime=0),
+                  "application/gzip")
+        try:
+            etag = await self.client.put(put)
+        except Exception as exc:
+            return [classify(exc, self.settings)] * len(attempts)
+        where = f"s3://{self.settings.bucket}/{put.key}"
+        return [Outcome.delivered(f"{where} line {n} {etag}".rstrip()) for n in range(1, len(attempts) + 1)]
+
     async def send(self, payload: ArchiveObject, attempt: Attempt) -> Outcome:
+        if self.settings.batch:
+            return (await self.send_batch([payload], [attempt]))[0]
         try:
             put = await self.build(payload, attempt)
             etag = await self.client.put(put, check_existing=self.settings.checks_existing)
@@ -127,4 +169,4 @@ class S3Notifier(Notifier):
         await super().close()
 
 
-__all__ = ["ArchiveObject", "ObjectLock", "S3Notifier", "S3Settings", "object_key"]
+__all__ = ["ArchiveObject", "ObjectLock", "S3Notifier", "S3Settings", "batch_key", "object_key"]

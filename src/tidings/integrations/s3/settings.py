@@ -49,6 +49,11 @@ class S3Settings(IntegrationSettings):
     include: list[Literal["deliveries"]] = Field(
         default_factory=list, description="deliveries: add the message's delivery outcomes known at write time"
     )
+    batch: bool = Field(
+        False, description="gzip JSON lines: the deliveries ready together (up to max_batch) in one object "
+        "<prefix>/yyyy/mm/dd/HH-MM-<worker>-<seq>.jsonl.gz, instead of one object per message",
+    )
+    max_batch: int = Field(500, ge=1, le=10_000, description="batch: true only: most messages in one object")
     skip_existing: bool | None = Field(
         None,
         description="HeadObject first and skip the put when the object is there with the same content (a retry "
@@ -103,6 +108,10 @@ class S3Settings(IntegrationSettings):
             raise ValueError("access_key_id and secret_access_key go together")
         if self.session_token is not None and self.access_key_id is None:
             raise ValueError("session_token needs access_key_id and secret_access_key")
+        if self.batch and self.include:
+            raise ValueError("include: [deliveries] is for one object per message (batch: false)")
+        if self.batch and self.skip_existing:
+            raise ValueError("skip_existing is for one object per message (batch: false): a batch's key is new each time")
         if self.kms_key_id is not None and self.sse != "aws:kms":
             raise ValueError("kms_key_id needs sse: aws:kms")
         return self
@@ -113,6 +122,8 @@ class S3Settings(IntegrationSettings):
 
     @property
     def checks_existing(self) -> bool:
+        if self.batch:
+            return False
         return self.object_lock is not None if self.skip_existing is None else self.skip_existing
 
     @property
