@@ -182,15 +182,22 @@ async def test_integrations_test_checks_the_bucket_and_its_object_lock(
         assert needle in (out.remote_id if ok else out.error) or "", out
 
 
-async def test_the_outbound_guard_refuses_loopback_unless_allowed(moto: str, bucket: str) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_the_outbound_guard_refuses_loopback_unless_allowed(moto: str, s3: Any, bucket: str, host: str) -> None:
     from tidings.integrations.base import Context
     from tidings.security.outbound import Destinations
 
-    n = S3Notifier("archive", S3Settings(**archive(moto, bucket)), Context(store=None, threads=None,  # type: ignore[arg-type]
-                                                                            destinations=Destinations()))
-    out = await n.send(n.render(Message("x")), attempt(Message("x")))
-    await n.close()
-    assert out.status is OutcomeStatus.PERMANENT and "loopback" in (out.error or ""), out
+    endpoint = moto.replace("127.0.0.1", host)
+    for allow, ok in [([], False), (["127.0.0.0/8", "::1/128"], True)]:
+        settings = S3Settings(**archive(endpoint, bucket, allow_destinations=allow))
+        n = S3Notifier("archive", settings, Context(store=None, threads=None,  # type: ignore[arg-type]
+                                                    destinations=Destinations()))
+        out = await n.send(n.render(Message("x")), attempt(Message("x")))
+        await n.close()
+        assert out.ok is ok, out
+        if not ok:
+            assert out.status is OutcomeStatus.PERMANENT and "loopback" in (out.error or ""), out
+    assert len(keys(s3, bucket)) == 1
 
 
 # -- through a hub ------------------------------------------------------------------------------------

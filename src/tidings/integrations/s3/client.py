@@ -217,6 +217,8 @@ def classify(exc: BaseException, settings: S3Settings) -> Outcome:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code in ("NoSuchBucket", "404") and exc.operation_name in ("PutObject", "HeadBucket"):
             return Outcome.permanent(f"bucket {settings.bucket} does not exist ({where}; {said})", disable=True)
+        if code in TRANSIENT:  # RequestTimeTooSkewed is a 403 that a synced clock fixes
+            return Outcome.retry(f"{where} answered {said} (HTTP {status})")
         if code in CREDENTIALS or status == 403:
             return Outcome.permanent(f"{where} refused our credentials ({said}): check access_key_id, "
                                      "secret_access_key and the IAM policy (docs/s3.md)", disable=True)
