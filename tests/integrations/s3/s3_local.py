@@ -54,6 +54,7 @@ class FaultProxy:
         self.upstream = upstream
         self.script: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.headers: list[dict[str, str]] = []
         self.keys = {KEY_ID}
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -81,6 +82,7 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         match = CREDENTIAL.search(request.headers.get("Authorization", ""))
         if match is None or match.group(1) not in self.keys:
             return _error(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")

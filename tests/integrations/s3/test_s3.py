@@ -343,3 +343,24 @@ async def test_batches_through_the_hub_archive_every_message_once(make_hub: Any,
     archived = [line["id"] for lines in objects.values() for line in lines]
     assert sorted(archived) == sorted(ids), "every message once"
     assert 3 <= len(objects) < 20 and max(len(v) for v in objects.values()) <= 8
+
+
+async def test_each_put_carries_content_md5_and_the_lock_headers_and_no_crc_trailer(
+    proxy: FaultProxy, s3: Any, locked_bucket: str
+) -> None:
+    import base64
+    import hashlib
+
+    n = notifier(proxy.url, locked_bucket, object_lock={"mode": "GOVERNANCE", "days": 2}, sse="AES256")
+    assert (await n.send(n.render(Message("x")), attempt(Message("x")))).ok
+    await n.close()
+    methods = [m for m, _ in proxy.requests]
+    assert methods == ["HEAD", "PUT"], "skip_existing asks first"
+    put = proxy.headers[1]
+    (key,) = keys(s3, locked_bucket)
+    body = s3.get_object(Bucket=locked_bucket, Key=key)["Body"].read()
+    assert put["content-md5"] == base64.b64encode(hashlib.md5(body).digest()).decode()
+    assert put["x-amz-object-lock-mode"] == "GOVERNANCE" and put["x-amz-server-side-encryption"] == "AES256"
+    until = datetime.fromisoformat(put["x-amz-object-lock-retain-until-date"].replace("Z", "+00:00"))
+    assert abs((until - datetime.now(UTC)) - timedelta(days=2)) < timedelta(minutes=1)
+    assert not any(h.startswith("x-amz-checksum") or h == "x-amz-trailer" for h in put), put
