@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "syslog": "tidings.integrations.syslog:SyslogNotifier",
     "splunk": "tidings.integrations.splunk:SplunkNotifier",
     "sentinel": "tidings.integrations.sentinel:SentinelNotifier",
+    "s3": "tidings.integrations.s3:S3Notifier",
 }
 
 
