@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "google_calendar": "tidings.integrations.google:GoogleCalendar",
     "outlook_calendar": "tidings.integrations.microsoft:OutlookCalendar",
     "syslog": "tidings.integrations.syslog:SyslogNotifier",
+    "servicenow": "tidings.integrations.servicenow:ServiceNowNotifier",
 }
 
 
