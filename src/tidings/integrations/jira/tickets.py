@@ -83,32 +83,32 @@ class JiraTicketing(Notifier):
         jql = f'project = "{self.tickets.project}" AND labels = "{MARKER_PREFIX}{marker}"'
         answer = await self._jira("POST", f"{API}/search/jql", body={"jql": jql, "fields": ["status"], "maxResults": 1})
         issues = answer.get("issues") if isinstance(answer, dict) else None
-        return self._ticket(issues[0]) if isinstance(issues, list) and issues else None
+        return self._ticket_of(issues[0]) if isinstance(issues, list) and issues else None
 
     async def create_ticket(self, payload: dict[str, Any], alert: Alert, marker: str) -> Ticket:
         fields = dict(payload["fields"])
         fields["labels"] = [*fields.get("labels", []), f"{MARKER_PREFIX}{marker}"]
         body = {"fields": fields, "properties": [{"key": ALERT_PROPERTY, "value": {"marker": marker, "alert": alert.key}}]}
-        return self._ticket(await self._jira("POST", f"{API}/issue", body=body))
+        return self._ticket_of(await self._jira("POST", f"{API}/issue", body=body))
 
     async def comment_ticket(self, ticket: Ticket, payload: dict[str, Any], alert: Alert, repeats: int) -> None:
-        await self._comment(ticket, repeat_text(alert.message, repeats))
+        await self._ticket_comment(ticket, repeat_text(alert.message, repeats))
 
     async def resolve_ticket(self, ticket: Ticket, payload: dict[str, Any], alert: Alert, repeats: int) -> None:
         more = f" (it fired {repeats} more times since the last comment)" if repeats else ""
-        await self._comment(ticket, f"Resolved{more}: {alert.message.title}")
-        await self._move(ticket, done=True)
+        await self._ticket_comment(ticket, f"Resolved{more}: {alert.message.title}")
+        await self._ticket_move(ticket, done=True)
 
     async def reopen_ticket(self, ticket: Ticket, payload: dict[str, Any], alert: Alert) -> None:
-        await self._move(ticket, done=False)
-        await self._comment(ticket, f"The alert fired again after it was resolved: {alert.message.title}")
+        await self._ticket_move(ticket, done=False)
+        await self._ticket_comment(ticket, f"The alert fired again after it was resolved: {alert.message.title}")
 
     # -- helpers -------------------------------------------------------------------------------
-    async def _comment(self, ticket: Ticket, text: str) -> None:
+    async def _ticket_comment(self, ticket: Ticket, text: str) -> None:
         await self._jira("POST", f"{API}/issue/{quote(ticket.remote_id, safe='')}/comment",
                          body={"body": markdown_to_adf(text)})
 
-    async def _move(self, ticket: Ticket, *, done: bool) -> None:
+    async def _ticket_move(self, ticket: Ticket, *, done: bool) -> None:
         """A transition into (``done``) or out of the Done category, the configured status preferred."""
         offered = await self._offered(ticket.remote_id)  # type: ignore[attr-defined]
         fitting = [t for t in offered if (t["category"] == "done") == done]
@@ -126,7 +126,7 @@ class JiraTicketing(Notifier):
         await self._jira("POST", f"{API}/issue/{quote(ticket.remote_id, safe='')}/transitions",
                          body={"transition": {"id": choice["id"]}})
 
-    def _ticket(self, issue: Any) -> Ticket:
+    def _ticket_of(self, issue: Any) -> Ticket:
         if not isinstance(issue, dict) or not issue.get("id"):
             raise TicketFailure(Outcome.retry("Jira answered without the issue's id"))
         key = str(issue.get("key") or issue["id"])
