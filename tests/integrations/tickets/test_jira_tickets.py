@@ -185,3 +185,14 @@ def test_the_ticket_mixin_shadows_nothing_of_the_receiver() -> None:
     for cls in JiraReceiver.__mro__:
         if cls not in (JiraTicketing, Notifier, Integration, object):
             assert not own & set(vars(cls)), cls
+
+
+async def test_an_issue_someone_closed_already_is_resolved_without_a_transition(make_hub: Any, jira: JiraCloud) -> None:
+    hub = await make_hub(routed("jira", jira_settings(jira)))
+    await send(hub, alert())
+    jira.move("OPS-1", "Done")
+    d = await send(hub, alert(resolves=True))
+    assert d["status"] == "delivered"
+    assert jira.calls["POST /rest/api/3/issue/{id}/transitions"] == 0
+    row = await ledger_row(hub.store, "jira", "disk:db-01")
+    assert row is not None and row["state"] == "resolved"

@@ -118,8 +118,10 @@ class JiraTicketing(Notifier):
             choice = next((t for t in fitting if t["category"] == "todo"), None)
         choice = choice or (fitting[0] if fitting else None)
         if choice is None:
-            if done and not offered:
-                return  # nothing offered at all: Jira shows no transitions from a status we can't leave
+            issue = await self._jira("GET", f"{API}/issue/{quote(ticket.remote_id, safe='')}", params={"fields": "status"})
+            status = ((issue or {}).get("fields") or {}).get("status") or {}
+            if ((status.get("statusCategory") or {}).get("key") == "done") == done:
+                return  # someone moved it there already
             names = ", ".join(f"{t['name']} → {t['to']}" for t in offered) or "none"
             raise TicketFailure(Outcome.permanent(
                 f"{ticket.key}: no transition {'into' if done else 'out of'} the Done category (offered: {names})"))
@@ -133,10 +135,10 @@ class JiraTicketing(Notifier):
         base = (self.settings.base_url or "").rstrip("/")
         return Ticket(str(issue["id"]), key, f"{base}/browse/{key}" if base else None)
 
-    async def _jira(self, method: str, path: str, *, body: Any = None) -> Any:
+    async def _jira(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None) -> Any:
         """:meth:`JiraTracker.call`, its errors as the Outcome a send answers."""
         try:
-            return await self.call(method, path, body=body)  # type: ignore[attr-defined]
+            return await self.call(method, path, body=body, params=params)  # type: ignore[attr-defined]
         except RateLimited as exc:
             raise TicketFailure(Outcome.retry(str(exc), exc.wait)) from None
         except AuthFailed as exc:
