@@ -100,6 +100,13 @@ class ServiceNow:
     def expire_tokens(self) -> None:
         self.tokens.clear()
 
+    def close(self, sys_id: str) -> None:
+        """A person closes the incident (state 7, no longer active)."""
+        self.incidents[sys_id].update(state="7", active="false")
+
+    def delete(self, sys_id: str) -> None:
+        del self.incidents[sys_id]
+
     def active(self) -> list[dict[str, Any]]:
         return [r for r in self.incidents.values() if r["active"] == "true"]
 

@@ -14,6 +14,9 @@ the remote ticket and its state:
 - ``open`` and a resolving message: the ticket is resolved (repeats not yet commented counted);
 - ``resolved`` and a firing message with ``reopen: true``: the ticket is reopened.
 
+A ticket deleted (or closed for good) on the other side is :class:`TicketGone`: the next firing
+opens a new one; a resolve of it has nothing left to do.
+
 Work on one alert is serialized by a lease on its row (a conditional insert claims a new alert, a
 conditional update an existing one), so two sends, in one process or in two workers, never both
 create: the second waits for the first and then sees the ticket.
@@ -80,6 +83,10 @@ class TicketFailure(Exception):
         self.outcome = outcome
 
 
+class TicketGone(Exception):
+    """The alert's ticket can no longer be written (deleted, closed for good): a firing opens a new one."""
+
+
 class TicketBackend(Protocol):
     """What a ticket system does for the ledger; each method raises :class:`TicketFailure`."""
 
@@ -90,7 +97,8 @@ class TicketBackend(Protocol):
         """A new ticket for the alert, carrying ``marker``."""
 
     async def comment_ticket(self, ticket: Ticket, payload: Any, alert: Alert, repeats: int) -> None:
-        """A comment saying the alert fired again (``repeats`` times since the last comment)."""
+        """A comment saying the alert fired again (``repeats`` times since the last comment).
+        This and the next two raise :class:`TicketGone` when the ticket is gone."""
 
     async def resolve_ticket(self, ticket: Ticket, payload: Any, alert: Alert, repeats: int) -> None:
         """Move the ticket to resolved / done."""
@@ -165,6 +173,24 @@ async def _step(
         return Outcome.delivered(created.key), {**_opened(created, now), "marker": marker, "tickets": row["tickets"] + 1,
                                                 "comments": 0, "last_comment_at": None, "resolved_at": None}
     assert ticket is not None
+    try:
+        return await _update(backend, row, ticket, alert, payload, policy, now)
+    except TicketGone as gone:
+        if message.resolves:
+            return Outcome.delivered(ticket.key, warning=f"{gone}: nothing to resolve"), {
+                "state": "resolved", "resolved_at": now, "updated_at": now, "pending_repeats": 0}
+        fresh = {**row, "state": "creating", "created_by": None, "marker": new_id()}
+        outcome, changes = await _step(backend, fresh, alert, payload, policy, clock, mark)
+        return outcome, {"marker": fresh["marker"], **changes}
+
+
+async def _update(
+    backend: TicketBackend, row: dict[str, Any], ticket: Ticket, alert: Alert, payload: Any, policy: TicketPolicy,
+    now: float,
+) -> tuple[Outcome, dict[str, Any]]:
+    """The alert's ticket exists: reopen, resolve or comment it."""
+    message = alert.message
+    state = row["state"]
     if state == "resolved":
         if message.resolves:
             return Outcome.delivered(ticket.key, warning="the ticket is resolved already"), {}

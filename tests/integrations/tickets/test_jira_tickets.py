@@ -196,3 +196,13 @@ async def test_an_issue_someone_closed_already_is_resolved_without_a_transition(
     assert jira.calls["POST /rest/api/3/issue/{id}/transitions"] == 0
     row = await ledger_row(hub.store, "jira", "disk:db-01")
     assert row is not None and row["state"] == "resolved"
+
+
+async def test_a_deleted_issue_gets_a_new_one_and_its_resolve_is_a_no_op(make_hub: Any, jira: JiraCloud) -> None:
+    hub = await make_hub(routed("jira", jira_settings(jira, comment_every=0)))
+    await send(hub, alert())
+    jira.delete("OPS-1")
+    assert (await send(hub, alert()))["remote_id"] == "OPS-2"
+    jira.delete("OPS-2")
+    d = await send(hub, alert(resolves=True))
+    assert d["status"] == "delivered" and "nothing to resolve" in d["last_error"]

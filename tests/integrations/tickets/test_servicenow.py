@@ -191,3 +191,20 @@ def test_settings_need_one_way_to_authenticate() -> None:
     with pytest.raises(ValueError, match="1, 2 or 3"):
         ServiceNowSettings(kind="servicenow", instance_url="https://x.service-now.com", user="u", password="p",
                            priorities={"high": (1, 4)})
+
+
+@pytest.mark.parametrize("how", ["closed", "deleted"])
+async def test_an_incident_closed_or_deleted_by_a_person_gets_a_new_one(make_hub: Any, snow: ServiceNow, how: str) -> None:
+    hub = await make_hub(routed("sn", sn(snow, comment_every=0)))
+    await send(hub, alert())
+    [first] = list(snow.incidents)
+    if how == "closed":
+        await send(hub, alert(resolves=True))
+        snow.close(first)
+    else:
+        snow.delete(first)
+    d = await send(hub, alert())
+    assert d["status"] == "delivered"
+    assert len(snow.active()) == 1 and snow.active()[0]["sys_id"] != first
+    row = await ledger_row(hub.store, "sn", "cpu:web-01")
+    assert row is not None and row["state"] == "open" and row["tickets"] == 2

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from ...message import Message
 from ...sync.model import AuthFailed, NotFound, RateLimited, TrackerError, Unavailable
 from ..base import NO_OPTIONS, Attempt, Integration, IntegrationSettings, Notifier, Outcome, RenderOptions
-from ..tickets import Alert, Ticket, TicketFailure, alert_text, repeat_text, send_ticket
+from ..tickets import Alert, Ticket, TicketFailure, TicketGone, alert_text, repeat_text, send_ticket
 from .adf import markdown_to_adf
 
 if TYPE_CHECKING:
@@ -146,7 +146,9 @@ class JiraTicketing(Notifier):
         except Unavailable as exc:
             raise TicketFailure(Outcome.retry(str(exc))) from None
         except NotFound as exc:
-            raise TicketFailure(Outcome.permanent(f"{exc} (the issue was deleted or moved)")) from None
+            if path.startswith(f"{API}/issue/"):
+                raise TicketGone(str(exc)) from None  # deleted (or moved out of reach): a firing opens a new one
+            raise TicketFailure(Outcome.permanent(str(exc))) from None
         except TrackerError as exc:
             raise TicketFailure(Outcome.permanent(str(exc))) from None
 

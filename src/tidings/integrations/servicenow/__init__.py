@@ -28,12 +28,14 @@ import orjson
 from ...message import Message
 from ..base import NO_OPTIONS, Attempt, HttpNotifier, Outcome, RenderOptions
 from ..http import classify_status, connection_error, snippet
-from ..tickets import Alert, Ticket, TicketFailure, alert_text, repeat_text, send_ticket
+from ..tickets import Alert, Ticket, TicketFailure, TicketGone, alert_text, repeat_text, send_ticket
 from .settings import ServiceNowSettings
 
 __all__ = ["ServiceNowNotifier", "ServiceNowSettings"]
 
 RESOLVED, IN_PROGRESS = "6", "2"
+CLOSED = frozenset({"7", "8"})
+"""Closed and Canceled: final states, read-only for the itil role."""
 SHORT_MAX = 160
 TOKEN_MARGIN = 60.0
 """A cached OAuth token is renewed this long before it expires."""
@@ -102,6 +104,9 @@ class ServiceNowNotifier(HttpNotifier):
         })
 
     async def reopen_ticket(self, ticket: Ticket, payload: dict[str, Any], alert: Alert) -> None:
+        current = await self._call("GET", f"/{quote(ticket.remote_id, safe='')}", params={"sysparm_fields": "state"})
+        if str(((current or {}).get("result") or {}).get("state")) in CLOSED:
+            raise TicketGone(f"{ticket.key} is closed")  # closed or canceled incidents are not reopened: a new one
         await self._call("PATCH", f"/{quote(ticket.remote_id, safe='')}", body={
             "state": IN_PROGRESS, "work_notes": f"The alert fired again after it was resolved: {alert.message.title}",
         })
@@ -135,6 +140,8 @@ class ServiceNowNotifier(HttpNotifier):
             raise TicketFailure(connection_error(exc)) from None
         if status == 401 and s.client_id and not fresh:
             return await self._call(method, path, params=params, body=body, fresh=True)  # the token may have expired
+        if status == 404 and path:
+            raise TicketGone(f"ServiceNow has no {s.table} {path.lstrip('/')} any more")
         if 200 <= status < 300:
             try:
                 return orjson.loads(raw) if raw else None
