@@ -40,7 +40,8 @@ from ..units import Duration
 from .base import Attempt, Outcome
 
 LEASE = 60.0
-"""A send holds its alert this long at most (its timeout is shorter): a worker that died lets go."""
+"""A send holds its alert this long at most (or three times its timeout, if longer; the dispatcher
+cancels a send after its timeout): a worker that died lets go."""
 LEASE_WAIT = 0.05
 
 
@@ -114,12 +115,13 @@ def alert_key(message: Message, message_id: str) -> str:
 
 async def send_ticket(
     backend: TicketBackend, *, store: Any, integration: str, project: str, payload: Any, attempt: Attempt,
-    policy: TicketPolicy, wait: float = 10.0, clock: Any = time.time,
+    policy: TicketPolicy, timeout: float = 10.0, clock: Any = time.time,
 ) -> Outcome:
-    """One delivery to a ticket system, through the ledger (see the module's docstring)."""
+    """One delivery to a ticket system, through the ledger (see the module's docstring). ``timeout``:
+    the integration's; a send waits at most half of it for another send of the same alert."""
     alert = Alert(alert_key(attempt.message, attempt.message_id), attempt.message, attempt.delivery_id)
     owner = new_id()
-    row = await _claim(store, integration, alert.key, project, owner, clock, wait)
+    row = await _claim(store, integration, alert.key, project, owner, clock, timeout / 2, max(LEASE, 3 * timeout))
     if row is None:
         return Outcome.retry("another send is working on this alert's ticket", after=1.0)
     try:
@@ -220,7 +222,7 @@ def _pk(integration: str, key: str) -> Any:
 
 
 async def _claim(
-    store: Any, integration: str, key: str, project: str, owner: str, clock: Any, wait: float,
+    store: Any, integration: str, key: str, project: str, owner: str, clock: Any, wait: float, lease: float,
 ) -> dict[str, Any] | None:
     """The alert's row, leased to ``owner``; a new alert's row is inserted ``creating`` (nothing sent
     yet). ``None`` when another send holds it for longer than ``wait``."""
@@ -231,12 +233,12 @@ async def _claim(
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             await conn.execute(insert(ticket_ledger).values(
                 integration=integration, alert_key=key, project=project, state="creating", marker=new_id(),
-                created_at=now, updated_at=now, lease_owner=owner, lease_until=now + LEASE,
+                created_at=now, updated_at=now, lease_owner=owner, lease_until=now + lease,
             ).on_conflict_do_nothing())
             c = ticket_ledger.c
             taken = await conn.execute(update(ticket_ledger).where(
                 _pk(integration, key), or_(c.lease_owner.is_(None), c.lease_owner == owner, c.lease_until < now),
-            ).values(lease_owner=owner, lease_until=now + LEASE))
+            ).values(lease_owner=owner, lease_until=now + lease))
             if taken.rowcount:
                 row = (await conn.execute(select(ticket_ledger).where(_pk(integration, key)))).mappings().one()
                 return dict(row)

@@ -66,7 +66,8 @@ class JiraTicketing(Notifier):
 
     async def send(self, payload: dict[str, Any], attempt: Attempt) -> Outcome:
         return await send_ticket(self, store=self.context.store, integration=self.name, project=self.project,
-                                 payload=payload, attempt=attempt, policy=self.tickets)
+                                 payload=payload, attempt=attempt, policy=self.tickets,
+                                 timeout=self.effective_timeout)
 
     async def test(self) -> Outcome:
         """``GET /myself``: the site and the credentials, nothing created."""

@@ -68,7 +68,8 @@ class ServiceNowNotifier(HttpNotifier):
 
     async def send(self, payload: dict[str, Any], attempt: Attempt) -> Outcome:
         return await send_ticket(self, store=self.context.store, integration=self.name, project=self.project,
-                                 payload=payload, attempt=attempt, policy=self.settings.policy)
+                                 payload=payload, attempt=attempt, policy=self.settings.policy,
+                                 timeout=self.effective_timeout)
 
     async def test(self) -> Outcome:
         """Read one incident (``sysparm_limit=1``): credentials and the table ACL checked, nothing written."""
