@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +27,7 @@ import aiohttp
 import orjson
 
 from ...message import Message
-from ..base import NO_OPTIONS, Attempt, HttpNotifier, Outcome, RenderOptions
+from ..base import NO_OPTIONS, Attempt, HttpNotifier, Outcome, OutcomeStatus, RenderOptions
 from ..http import classify_status, connection_error, snippet
 from ..tickets import Alert, Ticket, TicketFailure, TicketGone, alert_text, repeat_text, send_ticket
 from .settings import ServiceNowSettings
@@ -153,8 +154,6 @@ class ServiceNowNotifier(HttpNotifier):
     async def _authorization(self, fresh: bool) -> str:
         s = self.settings
         if not s.client_id:
-            import base64
-
             assert s.user and s.password
             pair = f"{s.user}:{s.password.get_secret_value()}".encode()
             return "Basic " + base64.b64encode(pair).decode()
@@ -199,7 +198,7 @@ def _failure(status: int, headers: Any, raw: bytes, what: str) -> Outcome:
     if status == 403:
         return Outcome.permanent(detail + " (the user lacks a role or an ACL refuses: itil, or incident read/write)")
     outcome = classify_status(status, headers)
-    if outcome.status.value == "retry":
+    if outcome.status is OutcomeStatus.RETRY:
         return Outcome.retry(detail, outcome.retry_after)
     return Outcome.permanent(detail)
 
