@@ -14,9 +14,11 @@ and per channel, each against a minimal local peer in its own process (bench/_pe
 a baseline sending the same kind of payload straight to that peer in the same round:
   slack    bot mode (chat.postMessage) vs bare aiohttp posts and vs slack_sdk's AsyncWebClient;
   teams    a Workflows webhook (Adaptive Card) vs bare aiohttp posts;
-  email    plain SMTP to aiosmtpd, one connection per mail as tidings does, vs aiosmtplib.send.
+  email    plain SMTP to aiosmtpd, one connection per mail as tidings does, vs aiosmtplib.send;
   syslog   RFC 5424 over TLS (octet counting) to a real rsyslog (imtcp + gtls), vs a bare asyncio
-           TLS writer sending the same frames over one connection to the same rsyslog (bench/_syslog.py).
+           TLS writer sending the same frames over one connection to the same rsyslog (bench/_syslog.py);
+  splunk   HEC batches (concatenated events, 100 a request) to the HEC stand-in of tests/peers vs
+           bare aiohttp posting the same batches to it (bench/_splunk.py).
 The per-integration rate limits (Slack 1/s, Teams 4/s) are raised for these runs, or they alone
 would set the figures. The last line is one JSON object with the figures and their ratios.
 """
@@ -45,6 +47,7 @@ import orjson
 from tidings.store.engine import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _splunk  # noqa: E402
 from _peers import SLACK_TOKEN, PeerProcess, marker  # noqa: E402
 from _sink import ServedProcess, SinkProcess, free_port, pct, wait_ok, wait_ready  # noqa: E402
 from _syslog import RsyslogPeer, frames, rsyslog_available, tls_writer  # noqa: E402
@@ -62,7 +65,7 @@ def payload(i: int) -> dict[str, Any]:
     }
 
 
-CHANNELS = ("webhook", "slack", "teams", "email", "syslog")
+CHANNELS = ("webhook", "slack", "teams", "email", "syslog", "splunk")
 RAISED_RATE = "1000000/second"
 LOCAL = ["127.0.0.1/32", "::1/128"]  # the local peers: allowed past the outbound guard
 """The bench's rate limit for every channel: far above what one process sends."""
@@ -232,18 +235,24 @@ async def api_rate(sink: SinkProcess, n: int, concurrency: int, tmp: Path) -> tu
 
 
 # -- per channel ---------------------------------------------------------------------------------
-def _channel_config(tmp: Path, kind: str, peer: PeerProcess | RsyslogPeer, concurrency: int, db: str) -> Path:
-    integration: dict[str, Any] = peer.integration() if isinstance(peer, RsyslogPeer) else {
-        "slack": {"kind": "slack", "token": SLACK_TOKEN, "channel": "#bench", "api_url": peer.slack_api},
-        "teams": {"kind": "teams", "webhook_url": peer.teams_url, "mode": "workflows"},
-        "email": {"kind": "email", "host": "127.0.0.1", "port": peer.port, "security": "none", "allow_insecure": True,
-                  "from_address": "tidings@bench.example", "to": ["ops@bench.example"]},
-    }[kind]
-    integration |= {"rate_limit": RAISED_RATE, "burst": 10_000, "concurrency": concurrency}
+def _channel_config(tmp: Path, kind: str, peer: Any, concurrency: int, db: str) -> Path:
+    inflight = 4 * concurrency
+    if kind == "splunk":  # batches: its lane holds what its requests carry (bench/_splunk.py)
+        integration, inflight = _splunk.integration(peer), _splunk.INFLIGHT
+    elif isinstance(peer, RsyslogPeer):
+        integration = peer.integration() | {"concurrency": concurrency}
+    else:
+        integration = {
+            "slack": {"kind": "slack", "token": SLACK_TOKEN, "channel": "#bench", "api_url": peer.slack_api},
+            "teams": {"kind": "teams", "webhook_url": peer.teams_url, "mode": "workflows"},
+            "email": {"kind": "email", "host": "127.0.0.1", "port": peer.port, "security": "none",
+                      "allow_insecure": True, "from_address": "tidings@bench.example", "to": ["ops@bench.example"]},
+        }[kind] | {"concurrency": concurrency}
+    integration |= {"rate_limit": RAISED_RATE, "burst": 10_000}
     path = tmp / f"{kind}.yaml"
     path.write_text(json.dumps({
         "server": {"database": db, "allow_destinations": LOCAL},
-        "dispatcher": {"batch": 500, "max_inflight": 4 * concurrency},
+        "dispatcher": {"batch": 500, "max_inflight": inflight},
         "integrations": {kind: integration},
         "default": {"to": [kind]},
     }))
@@ -392,7 +401,15 @@ async def syslog_baseline(peer: RsyslogPeer, n: int, concurrency: int) -> float:
     return await tls_writer(peer, frames(peer, [Message(**channel_payload(i)) for i in range(n)]), wait_received)
 
 
-BASELINES = {"slack": slack_baseline, "teams": teams_baseline, "email": email_baseline, "syslog": syslog_baseline}
+async def splunk_baseline(peer: Any, n: int, concurrency: int) -> float:
+    """Bare aiohttp posting the same HEC batches to the same stand-in (bench/_splunk.py)."""
+    rate = await _splunk.baseline(peer, [channel_payload(i) for i in range(n)])
+    await wait_received(peer, n)
+    return rate
+
+
+BASELINES = {"slack": slack_baseline, "teams": teams_baseline, "email": email_baseline, "syslog": syslog_baseline,
+             "splunk": splunk_baseline}
 
 
 def _channels(value: str) -> list[str]:
@@ -434,8 +451,14 @@ async def main() -> None:
     with contextlib.ExitStack() as stack:
         tmpdir = stack.enter_context(tempfile.TemporaryDirectory())
         sink = stack.enter_context(SinkProcess()) if "webhook" in args.channels else None
-        peers = {ch: stack.enter_context(RsyslogPeer() if ch == "syslog" else PeerProcess("smtp" if ch == "email" else ch))
-                 for ch in others}
+        def _peer(ch: str) -> Any:
+            if ch == "syslog":
+                return RsyslogPeer()
+            if ch == "splunk":
+                return _splunk.SplunkPeerProcess()
+            return PeerProcess("smtp" if ch == "email" else ch)
+
+        peers = {ch: stack.enter_context(_peer(ch)) for ch in others}
         if sink is not None:
             await wait_ready(sink.url)
             await ceiling(sink.url, min(n, 2_000), c)  # warm up both sides
@@ -472,6 +495,7 @@ async def main() -> None:
                 )
             for ch, peer in peers.items():
                 m, cc = (args.email_messages, args.email_concurrency) if ch == "email" else (args.channel_messages, c)
+                cc = _splunk.CONCURRENCY if ch == "splunk" else cc
                 f = figures[ch]
                 peer.reset()
                 f["baseline"].append(await BASELINES[ch](peer, m, cc))
@@ -508,7 +532,7 @@ async def main() -> None:
         }
     if others:
         result["rate_limits"] = RAISED_RATE
-    baseline_names = {"slack": "aiohttp", "teams": "aiohttp", "email": "aiosmtplib", "syslog": "tls"}
+    baseline_names = {"slack": "aiohttp", "teams": "aiohttp", "email": "aiosmtplib", "syslog": "tls", "splunk": "aiohttp"}
     for ch, f in figures.items():
         hub_ch, base_ch = median(f["hub"]), median(f["baseline"])
         result |= {

@@ -594,9 +594,7 @@ class Hub:
         async with self.require_store().write() as conn:
             await queries.set_enabled(conn, name, enabled, actor=actor, project=notifier.project)
         if self.dispatcher is not None:
-            lane = self.dispatcher.lanes.get(name)
-            if lane is not None:
-                lane.disabled = not enabled
+            self.dispatcher.set_enabled(name, enabled)
             self.dispatcher.wake()
 
     async def test(self, name: str, *, project: str | None = None) -> Outcome:

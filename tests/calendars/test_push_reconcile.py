@@ -3,11 +3,10 @@ calendar integration's token from its OAuth connection, and the integration test
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from calendars.push_support import TOKEN, Tasks, calendar_config
+from calendars.push_support import Tasks, calendar_config
 from peers.google_calendar import GoogleCalendarAPI
 from peers.graph_calendar import GraphCalendarAPI
 from sqlalchemy import update
@@ -18,22 +17,6 @@ from tidings.integrations.google.calendar import event_id
 from tidings.oauth.connections import TokenSet, store_tokens
 from tidings.security.vault import new_key
 from tidings.store.tables import tasks as tasks_table
-
-
-@pytest.fixture
-async def gcal() -> AsyncIterator[GoogleCalendarAPI]:
-    api = GoogleCalendarAPI(tokens={TOKEN})
-    await api.start()
-    yield api
-    await api.stop()
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[GraphCalendarAPI]:
-    api = GraphCalendarAPI(tokens={TOKEN})
-    await api.start()
-    yield api
-    await api.stop()
 
 
 async def close_quietly(hub: Any, task_id: str) -> None:
@@ -138,6 +121,13 @@ async def test_oauth_true_uses_the_connections_token(make_hub: Any, gcal: Google
     assert rows[0]["status"] == "delivered"
     assert list(gcal.live()) == [event_id(task["id"])]
 
+    # The grant revoked at Google: the next push waits, held, for a person to connect again.
+    gcal.tokens = {"ya29.after-reconnecting"}
+    await tasks.update(task["key"], title="b")
+    held = [r for r in await tasks.settled() if r["status"] != "delivered"]
+    assert [r["status"] for r in held] == ["held"]
+    assert "oauth connection needs re-auth" in held[0]["last_error"] and "ya29" not in held[0]["last_error"]
+
 
 async def test_not_connected_holds_the_push(make_hub: Any, gcal: GoogleCalendarAPI,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,6 +144,7 @@ async def test_not_connected_holds_the_push(make_hub: Any, gcal: GoogleCalendarA
 
     rows = await until(held, what="the push refused")
     assert "not connected: open /oauth/cal/start" in rows[0]["last_error"]
+    assert rows[0]["status"] == "held"  # waits for the connection: nothing lost
     assert gcal.writes() == 0
     with pytest.raises(ReconcileError, match="not connected"):
         await reconcile(hub, "cal")

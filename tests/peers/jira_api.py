@@ -3,7 +3,10 @@
 What it does as Jira does (DESIGN.md "Facts from the platforms"; shapes from Atlassian's
 swagger-v3 and the webhook documentation):
 
-- Basic auth (``email:api_token``), else 401. ``GET /rest/api/3/myself`` with the user's ``timeZone``:
+- Basic auth (``email:api_token``), else 401. Also served as Atlassian's API gateway serves a site to
+  an OAuth 2.0 (3LO) app: ``/ex/jira/{cloud_id}/rest/api/3/...`` with ``Authorization: Bearer <token>``
+  (the token a test sets: ``bearer``), else 401 ``{"code": 401, "message": "Unauthorized"}``; another
+  cloud id is a 404. ``GET /rest/api/3/myself`` with the user's ``timeZone``:
   JQL dates are read in it.
 - ``POST /rest/api/3/search/jql`` ``{jql, fields, maxResults, nextPageToken, properties}`` ->
   ``{issues, nextPageToken?, isLast}`` (no ``total``; no ``nextPageToken`` on the last page); without
@@ -19,7 +22,8 @@ swagger-v3 and the webhook documentation):
 - Webhooks for every change (``jira:issue_created|updated|deleted`` with ``issue``, ``changelog.items``,
   ``user``, ``timestamp``), signed ``X-Hub-Signature: sha256=<hex>`` with ``X-Atlassian-Webhook-Identifier``.
 
-Test controls: ``fail(status, retry_after=..., times=..., path=...)`` answers the next matching
+Test controls: ``bearer`` (the OAuth access token the gateway accepts; None: none), ``cloud_id``,
+``gateway_auth`` (the Authorization headers seen through the gateway); ``fail(status, retry_after=..., times=..., path=...)`` answers the next matching
 requests with that status; ``drop_next_create()`` creates the issue and drops the connection
 before answering; ``calls`` counts requests per route; ``seed()`` adds issues without HTTP;
 ``edit()``, ``move()``, ``delete()`` are a person's changes in Jira (with their webhooks).
@@ -108,6 +112,10 @@ class JiraCloud:
     def __init__(self, *, email: str = "sync-bot@example.com", api_token: str = "ATATT3xFfGF0-test-token",
                  time_zone: str = "UTC") -> None:
         self.email, self.api_token = email, api_token
+        self.cloud_id = "11223344-a1b2-3b33-c444-def123456789"
+        self.bearer: str | None = None
+        """The access token the gateway (``/ex/jira/{cloud_id}``) accepts; another one is a 401."""
+        self.gateway_auth: list[str] = []
         self.account_id = "712020:5b10ac8d-82e0-5b22-cc7d-4ef5sync0001"
         self.time_zone = time_zone
         self.users: dict[str, str] = {self.account_id: "tidings sync"}
@@ -222,8 +230,18 @@ class JiraCloud:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- HTTP ----------------------------------------------------------------------------------
+    @property
+    def gateway_url(self) -> str:
+        """What a connection's ``{api_url}/ex/jira/{cloud_id}`` is for this site."""
+        return f"{self.url}/ex/jira/{self.cloud_id}"
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
+        path, gateway = request.path, request.path.startswith("/ex/jira/")
+        if gateway:
+            cloud_id, _, rest = path.removeprefix("/ex/jira/").partition("/")
+            if cloud_id != self.cloud_id:
+                return web.json_response({"code": 404, "message": "Not Found"}, status=404)
+            path = "/" + rest
         route = self._route(request.method, path)
         self.calls[route] += 1
         raw = await request.read()
@@ -232,7 +250,12 @@ class JiraCloud:
         except ValueError:
             return _error(400, ["Unexpected character in the JSON body."])
         self.requests.append((request.method, path, body))
-        if not self._authenticated(request):
+        if gateway:
+            header = request.headers.get("Authorization", "")
+            self.gateway_auth.append(header)
+            if self.bearer is None or not hmac.compare_digest(header.encode(), f"Bearer {self.bearer}".encode()):
+                return web.json_response({"code": 401, "message": "Unauthorized"}, status=401)
+        elif not self._authenticated(request):
             return web.Response(status=401, text="Client must be authenticated to access this resource.",
                                 headers={"WWW-Authenticate": 'Basic realm="protected-area"'})
         for fault in self.faults:

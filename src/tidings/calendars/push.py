@@ -30,6 +30,7 @@ from ..integrations.base import (
     HttpNotifier,
     Outcome,
     RenderOptions,
+    not_connected_outcome,
 )
 from ..integrations.http import connection_error, parse_retry_after, snippet
 from ..message import Message
@@ -181,8 +182,7 @@ class CalendarPush(HttpNotifier, Calendar):
     def not_connected(self) -> Outcome | None:
         if self.settings.token is not None:
             return None
-        return Outcome.permanent(
-            f"not connected: open /oauth/{self.name}/start or run `tidings connect {self.name}`", disable=True)
+        return not_connected_outcome(self.name)
 
     async def call(self, method: str, url: str, *, json: Any = None, params: dict[str, str] | None = None,
                    headers: dict[str, str] | None = None) -> Answer:
@@ -207,8 +207,9 @@ class CalendarPush(HttpNotifier, Calendar):
         if answer.status == 401:
             how = (f"connect again: open /oauth/{self.name}/start or run `tidings connect {self.name}`"
                    if self.settings.oauth else "check the integration's token")
-            reason = "oauth connection needs re-auth" if self.settings.oauth else "the token was refused"
-            return CalendarFailure(Outcome.permanent(f"{reason} ({clip(detail, 300)}); {how}", disable=True))
+            if self.settings.oauth:  # a person connects again: this push waits, held, nothing lost
+                return CalendarFailure(Outcome.held(f"oauth connection needs re-auth ({clip(detail, 300)}); {how}"))
+            return CalendarFailure(Outcome.permanent(f"the token was refused ({clip(detail, 300)}); {how}", disable=True))
         if answer.status in (408, 425, 429) or answer.status >= 500 or self.rate_limited(answer):
             return CalendarFailure(Outcome.retry(detail, parse_retry_after(answer.headers.get("Retry-After"))))
         return CalendarFailure(Outcome.permanent(detail))

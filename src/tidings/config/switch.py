@@ -77,6 +77,7 @@ def context_of(hub: Hub) -> Context:
             store=hub.store,
             threads=Threads(hub.store),
             destinations=Destinations.parse(hub.config.server.allow_destinations),
+            oauth=dict(hub.config.oauth),
         )
     return hub._context
 
@@ -86,6 +87,7 @@ async def build_integrations(hub: Hub, config: Config, names: list[str] | None =
     (``hub.vault_watch.refs`` must name their references already)."""
     assert hub.vault_watch is not None
     context = context_of(hub)
+    context.oauth = dict(config.oauth)  # the registrations of the config being built (a switch may change them)
     out: dict[str, Integration] = {}
     for name in config.integrations if names is None else names:
         settings = await hub.vault_watch.resolve(name, config.integrations[name])

@@ -3,8 +3,9 @@ outcomes in batches.
 
 One loop claims (most urgent first) as long as there is room and queues each delivery on its
 integration's *lane*: a circuit breaker, a rate limit, and as many worker coroutines as the
-integration's concurrency. Results collect in memory and a flusher writes them with one statement
-per batch. A watchdog cancels a send that outlives its integration's timeout. A delivery whose
+integration's concurrency (a worker of a :class:`~tidings.integrations.base.BatchNotifier` sends
+what its lane has queued in one request, each delivery with its own outcome). Results collect in
+memory and a flusher writes them with one statement per batch. A watchdog cancels a send that outlives its integration's timeout. A delivery whose
 outcome was never written (crash, kill -9) comes back when its lease expires.
 """
 
@@ -16,16 +17,18 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
 from ..background import wait_at_most
 from ..config.models import DispatcherSettings
-from ..integrations.base import Attempt, Notifier, Outcome, OutcomeStatus, RetryPolicy
+from ..integrations.base import Attempt, BatchNotifier, Notifier, Outcome, OutcomeStatus, RetryPolicy
 from ..logs import Throttle
+from ..message import Message
 from ..metrics import Metrics
 from ..routing import NO_ROUTE, RouteOptions
 from ..security.redact import ERROR_MAX, clip, redact, register
@@ -112,10 +115,12 @@ def lane_for(notifier: Notifier, shared: SharedLimits | None = None) -> Lane:
     concurrency = notifier.effective_concurrency
     rate = notifier.effective_rate_limit
     limiter = RateLimiter(rate, notifier.effective_burst, shared) if rate else None
-    # Claim no more than the lane can start within a couple of seconds.
-    capacity = concurrency * 4
+    # Claim no more than the lane can start within a couple of seconds (a send may carry a batch).
+    per_send = notifier.effective_max_batch if isinstance(notifier, BatchNotifier) else 1
+    capacity = concurrency * 4 * per_send
     if limiter is not None:
-        capacity = max(1, min(capacity, int(limiter.per_second * MAX_RATE_WAIT) + notifier.effective_burst))
+        sends = int(limiter.per_second * MAX_RATE_WAIT) + notifier.effective_burst
+        capacity = max(1, min(capacity, sends * per_send))
     return Lane(
         notifier=notifier,
         policy=notifier.settings.retry,
@@ -224,6 +229,15 @@ class Dispatcher:
     def wake(self) -> None:
         """Look for work now (called after this process stored new deliveries)."""
         self._wake.set()
+
+    def set_enabled(self, integration: str, enabled: bool) -> None:
+        """Follow an enable or disable this process just committed at once (other processes read
+        it from ``integration_state`` within ``DISABLED_REFRESH``); enabling looks for work now."""
+        lane = self.lanes.get(integration)
+        if lane is not None:
+            lane.disabled = not enabled
+        if enabled:
+            self.wake()
 
     def breaker_state(self, integration: str) -> str | None:
         """This process's view of the breaker (every process's: ``circuits.circuits``)."""
@@ -413,27 +427,41 @@ class Dispatcher:
 
     # -- sending ---------------------------------------------------------------------------
     async def _work(self, lane: Lane) -> None:
-        """One of a lane's workers: send what is queued, one delivery at a time."""
+        """One of a lane's workers: send what is queued, one delivery at a time (a
+        :class:`BatchNotifier`'s: what is queued, up to its batch, in one request)."""
         me = asyncio.current_task()
         assert me is not None
+        batching = isinstance(lane.notifier, BatchNotifier)
         while True:
             c = await lane.get()
+            group = [c]  # taken from the queue and not yet in results (a batch takes more)
+            results: list[Result] = []
             try:
-                result = await self._attempt(lane, c, me)
+                if batching:
+                    await self._attempt_batch(lane, group, results, me)
+                else:
+                    results.append(await self._attempt(lane, c, me))
+                    group.clear()
             except asyncio.CancelledError:
                 if me not in self._timed_out:
-                    self._done(lane, self._release(c, self._clock(), "shutdown: handed back before the send finished"))
+                    now = self._clock()
+                    results += [self._release(c, now, "shutdown: handed back before the send finished") for c in group]
+                    for result in results:
+                        self._done(lane, result)
                     raise
                 me.uncancel()
                 timeout = lane.notifier.effective_timeout
-                result = self._finish(lane, c, Outcome.retry(f"timed out after {timeout:g}s"), timeout + TIMEOUT_GRACE)
+                error = Outcome.retry(f"timed out after {timeout:g}s")
+                results += [self._finish(lane, c, error, timeout + TIMEOUT_GRACE) for c in group]
             except Exception as exc:  # a bug of ours must not strand the delivery until its lease ends
                 log.exception("dispatcher.attempt_failed", integration=c.integration, delivery=c.id)
-                result = self._finish(lane, c, Outcome.retry(f"internal error: {type(exc).__name__}: {exc}"), None)
+                error = Outcome.retry(f"internal error: {type(exc).__name__}: {exc}")
+                results += [self._finish(lane, c, error, None) for c in group]
             finally:
                 lane.sending.pop(me, None)
                 self._timed_out.discard(me)
-            self._done(lane, result)
+            for result in results:
+                self._done(lane, result)
 
     async def _watchdog(self) -> None:
         """Cancel sends that outlive their integration's timeout (a peer or library that hangs)."""
@@ -455,32 +483,99 @@ class Dispatcher:
         if blocked is not None:
             return self._release(c, blocked, None)
         notifier = lane.notifier
+        prepared = self._prepare(lane, c)
+        if isinstance(prepared, Result):
+            lane.breaker.release(epoch)
+            return prepared
+        message, payload = prepared
+        if (due := await self._rate_wait(lane, notifier.rate_key(payload))) is not None:
+            lane.breaker.release(epoch)
+            return self._release(c, due, None)
+        attempt = Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, message)
+        outcomes, latency = await self._send(lane, worker, epoch, notifier.send(payload, attempt), [c])
+        return self._finish(lane, c, outcomes[0], latency)
+
+    async def _attempt_batch(self, lane: Lane, group: list[Claimed], results: list[Result],
+                             worker: asyncio.Task[None]) -> None:
+        """Send ``group`` and what else is queued, up to the notifier's batch, in one request.
+        Each delivery moves from ``group`` to ``results`` (or back to the front of the queue,
+        order kept, when the request can't carry it): what stays in ``group`` has no result yet."""
+        notifier = lane.notifier
+        assert isinstance(notifier, BatchNotifier)
+        while lane.queue and len(group) < notifier.effective_max_batch:
+            group.append(lane.queue.popleft())
+
+        def hand_back(due: float) -> None:
+            results.extend(self._release(c, due, None) for c in group)
+            group.clear()
+
+        if lane.disabled:
+            return hand_back(self._clock() + DISABLED_REFRESH)
+        blocked, epoch = lane.breaker.admit()
+        if blocked is not None:
+            return hand_back(blocked)
+        ready: list[tuple[Claimed, Message, Any]] = []
+        for c in list(group):
+            prepared = self._prepare(lane, c)
+            if isinstance(prepared, Result):
+                group.remove(c)
+                results.append(prepared)
+            else:
+                ready.append((c, *prepared))
+        keep = max(1, notifier.batch_cut([p for _, _, p in ready])) if ready else 0
+        if keep < len(ready):
+            rest = [c for c, _, _ in ready[keep:]]
+            del ready[keep:], group[len(group) - len(rest):]
+            lane.queue.extendleft(reversed(rest))
+            lane._wake_one()
+        if not ready:
+            return lane.breaker.release(epoch)
+        if (due := await self._rate_wait(lane, notifier.rate_key(ready[0][2]))) is not None:
+            lane.breaker.release(epoch)
+            return hand_back(due)
+        attempts = [Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, m) for c, m, _ in ready]
+        sent = notifier.send_batch([p for _, _, p in ready], attempts)
+        outcomes, latency = await self._send(lane, worker, epoch, sent, group)
+        results.extend(self._finish(lane, c, o, latency) for c, o in zip(group, outcomes, strict=True))
+        group.clear()
+
+    def _prepare(self, lane: Lane, c: Claimed) -> Result | tuple[Message, Any]:
+        """The message after templates and its payload, or the delivery's (permanent) result."""
+        notifier = lane.notifier
         route = self.routes(c.route)
         try:
             message = apply_templates(c.message, route.template, notifier.settings.template)
         except TemplateError as exc:
-            lane.breaker.release(epoch)
             noisy(log.error, (c.integration, c.route, "template"), "config.template_failed", integration=c.integration,
                   route=c.route, error=redact(str(exc)))
             return self._finish(lane, c, Outcome.permanent(str(exc)), None)
         try:
-            payload = notifier.render(message, route.render)
+            return message, notifier.render(message, route.render)
         except Exception as exc:
-            lane.breaker.release(epoch)
             log.exception("dispatcher.render_failed", integration=notifier.name, delivery=c.id)
             return self._finish(lane, c, Outcome.permanent(f"render failed: {type(exc).__name__}: {exc}"), None)
+
+    async def _rate_wait(self, lane: Lane, key: str) -> float | None:
+        """Wait for a rate-limit slot; ``None`` once taken, or when to try again if the wait is too long."""
         if lane.limiter is not None:
-            key = notifier.rate_key(payload)
             while (wait := await lane.limiter.acquire(key)) > 0:
                 if wait > MAX_RATE_WAIT:
-                    lane.breaker.release(epoch)
-                    return self._release(c, self._clock() + wait, None)
+                    return self._clock() + wait
                 await asyncio.sleep(wait)
-        attempt = Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, message)
+        return None
+
+    async def _send(self, lane: Lane, worker: asyncio.Task[None], epoch: int,
+                    sending: Awaitable[Outcome | list[Outcome]], sent: list[Claimed]) -> tuple[list[Outcome], float]:
+        """Await one request carrying ``sent``: an outcome per delivery, and how long it took. One
+        request is one call for the breaker: a failure only when every delivery is to be retried."""
+        notifier = lane.notifier
         started = time.perf_counter()
         lane.sending[worker] = time.monotonic() + notifier.effective_timeout + TIMEOUT_GRACE
         try:
-            outcome = await notifier.send(payload, attempt)
+            answer = await sending
+            outcomes = [answer] if isinstance(answer, Outcome) else answer
+            if len(outcomes) != len(sent):
+                raise ValueError(f"{len(outcomes)} outcomes for {len(sent)} deliveries")
         except asyncio.CancelledError:
             if worker in self._timed_out:  # the watchdog's: a failure (and _work records the retry)
                 self._breaker_record(lane, False, epoch)
@@ -488,19 +583,19 @@ class Dispatcher:
                 lane.breaker.release(epoch)
             raise
         except TimeoutError:
-            outcome = Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")
+            outcomes = [Outcome.retry(f"timed out after {notifier.effective_timeout:g}s")] * len(sent)
         except Exception as exc:
-            log.warning("dispatcher.send_raised", integration=notifier.name, delivery=c.id, error=repr(exc))
-            outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+            log.warning("dispatcher.send_raised", integration=notifier.name, delivery=sent[0].id, error=repr(exc))
+            outcomes = [Outcome.retry(f"{type(exc).__name__}: {exc}")] * len(sent)
         latency = time.perf_counter() - started
-        self._breaker_record(lane, outcome.status is not OutcomeStatus.RETRY, epoch)
-        if outcome.disable:
+        self._breaker_record(lane, any(o.status is not OutcomeStatus.RETRY for o in outcomes), epoch)
+        if any(o.disable for o in outcomes):
+            error = next(o.error for o in outcomes if o.disable)
             if not lane.disabled:
-                log.warning("integration.disabled", integration=notifier.name,
-                            reason=clip(outcome.error or "by the peer", ERROR_MAX))
+                log.warning("integration.disabled", integration=notifier.name, reason=clip(error or "by the peer", ERROR_MAX))
             lane.disabled = True
-            self._pending.disable[notifier.name] = clip(outcome.error or "disabled by the peer", ERROR_MAX)
-        return self._finish(lane, c, outcome, latency)
+            self._pending.disable[notifier.name] = clip(error or "disabled by the peer", ERROR_MAX)
+        return outcomes, latency
 
     def _breaker_record(self, lane: Lane, ok: bool, epoch: int) -> None:
         if lane.breaker.record(ok, epoch):

@@ -174,6 +174,17 @@ class ConnectableSettings(IntegrationSettings):
     """The field the connection's access token fills."""
 
 
+def not_connected(name: str) -> str:
+    """Why integration ``name`` (``oauth: true``) can't call its provider yet: its send's permanent
+    error (``disable=True``: its deliveries are held until it is connected) and its sync run's."""
+    return f"not connected: open /oauth/{name}/start or run `tidings connect {name}`"
+
+
+def not_connected_outcome(name: str) -> Outcome:
+    """A send of ``name`` before its connection exists: held, the integration disabled."""
+    return Outcome.held(not_connected(name))
+
+
 def secret_refs(name: str, settings: IntegrationSettings) -> dict[str, str]:
     """Field -> vault secret for integration ``name``: its ``${vault:NAME}`` fields and, with
     ``oauth: true``, its token field -> the connection's access token."""
@@ -212,6 +223,13 @@ class Outcome:
     @classmethod
     def retry(cls, error: str, after: float | None = None) -> Outcome:
         return cls(OutcomeStatus.RETRY, error=error, retry_after=after)
+
+    @classmethod
+    def held(cls, error: str) -> Outcome:
+        """Nothing can go until someone acts (an ``oauth: true`` integration not connected yet): the
+        integration is disabled and this delivery waits, held with the others (``delivery/holds.py``),
+        until it is enabled again. Unlike a permanent outcome, nothing is lost."""
+        return cls(OutcomeStatus.RETRY, error=error + DISABLED, disable=True)
 
     @classmethod
     def permanent(cls, error: str, *, disable: bool = False) -> Outcome:
@@ -269,6 +287,9 @@ class Context:
     secrets: set[str] = field(default_factory=set)
     destinations: Destinations = Destinations()
     """Where integrations may connect: public addresses plus ``server.allow_destinations``."""
+    oauth: dict[str, Any] = field(default_factory=dict)
+    """The ``oauth:`` app registrations (provider -> :class:`~tidings.oauth.settings.OAuthClient`):
+    where an integration with ``oauth: true`` reaches its provider's API (Atlassian's gateway)."""
 
 
 class Integration:
@@ -433,6 +454,34 @@ class Notifier(Integration):
 
     def truncate_body(self, text: str) -> str:
         return truncate(text, self.body_max)
+
+
+class BatchNotifier(Notifier):
+    """A notifier that can carry several deliveries in one request (Splunk HEC's concatenated
+    events). The dispatcher takes up to :attr:`max_batch` ready deliveries of the integration,
+    renders each, keeps the first :meth:`batch_cut` of them for one :meth:`send_batch` (the rest
+    go back to the front of the lane's queue, in order) and records each delivery's own outcome.
+    One batch is one send for the rate limit and the breaker. A thread's deliveries are claimed one
+    at a time (``outbox.claim``), so a batch never holds two of one thread."""
+
+    max_batch: ClassVar[int] = 100
+
+    @property
+    def effective_max_batch(self) -> int:
+        """Deliveries one request may carry (settings may lower the class default)."""
+        return self.max_batch
+
+    def batch_cut(self, payloads: list[Any]) -> int:
+        """How many of ``payloads``, from the first, fit in one request (at least one)."""
+        return len(payloads)
+
+    async def send_batch(self, payloads: list[Any], attempts: list[Attempt]) -> list[Outcome]:
+        """Send ``payloads`` (one per attempt) in one request; one outcome per payload, in order.
+        Never raises for a peer's failure."""
+        raise NotImplementedError
+
+    async def send(self, payload: Any, attempt: Attempt) -> Outcome:
+        return (await self.send_batch([payload], [attempt]))[0]
 
 
 class HttpClient(Integration):

@@ -19,6 +19,8 @@ KINDS: dict[str, str] = {
     "google_calendar": "tidings.integrations.google:GoogleCalendar",
     "outlook_calendar": "tidings.integrations.microsoft:OutlookCalendar",
     "syslog": "tidings.integrations.syslog:SyslogNotifier",
+    "splunk": "tidings.integrations.splunk:SplunkNotifier",
+    "sentinel": "tidings.integrations.sentinel:SentinelNotifier",
     "servicenow": "tidings.integrations.servicenow:ServiceNowNotifier",
 }
 

@@ -248,10 +248,7 @@ async def _connect(hub: Hub, settings: ConnectableSettings, client: OAuthClient,
     if connection["version"] > 1:
         await vault.purge()  # the tokens of the connection before: unreadable from the database's files
     if enable and hub.dispatcher is not None:
-        lane = hub.dispatcher.lanes.get(name)
-        if lane is not None:
-            lane.disabled = False
-        hub.dispatcher.wake()
+        hub.dispatcher.set_enabled(name, True)
     log.info("oauth.connected", integration=name, provider=prov.name, account=who.account)
     return Connected(name, prov.name, who.account, connection, enable)
 

@@ -24,9 +24,18 @@ class SecretInUse(VaultError):
     """A secret that integrations refer to was to be deleted without ``force``."""
 
     def __init__(self, name: str, integrations: list[str]) -> None:
+        from ..oauth.names import is_connection_secret
+
         self.integrations = integrations
+        users = ", ".join(integrations)
+        if is_connection_secret(name):
+            super().__init__(
+                f"secret {name!r} is referenced by {users}: it is the token of an OAuth connection in use; "
+                "disconnect the integration instead (or set oauth: false first)"
+            )
+            return
         super().__init__(
-            f"secret {name!r} is referenced by {', '.join(integrations)}: remove the ${{vault:{name}}} references "
+            f"secret {name!r} is referenced by {users}: remove the ${{vault:{name}}} references "
             "first, or force it (those integrations then keep the value they hold until their next start, which fails)"
         )
 

@@ -27,9 +27,10 @@ from ..config import edits
 from ..config.document import Document, is_reference, secret_fields, to_config
 from ..errors import ConfigError, VaultError
 from ..hub import Hub
-from ..integrations.base import DEFAULT_PROJECT, Context, Notifier, Outcome
+from ..integrations.base import DEFAULT_PROJECT, Context, Notifier, Outcome, not_connected, secret_refs
 from ..integrations.receiver import Receiver
 from ..integrations.registry import KINDS, integration_class, kinds, settings_model
+from ..oauth.names import is_connection_secret
 from ..security.outbound import Destinations
 from ..security.redact import register
 from ..threads import Threads
@@ -296,19 +297,26 @@ async def test_draft(request: Request, hub: Hub, project: str, name: str, entry:
     settings = config.integrations[name]
     resolved: dict[str, str] = {}
     problems = []
-    for field, secret in settings.vault_refs().items():
+    unconnected = False
+    for field, secret in secret_refs(name, settings).items():
         try:
             resolved[field] = await hub.vault.get(secret) if hub.vault is not None else ""
         except VaultError as exc:
-            problems.append(f"integrations.{name}.{field}: {exc}")
+            if is_connection_secret(secret) and (hub.vault is None or await hub.vault.info(secret) is None):
+                unconnected = True  # oauth: true, no connection yet: not a config error, the test says so
+            else:
+                problems.append(f"integrations.{name}.{field}: {exc}")
     if problems:
         raise ConfigError(problems)
+    if unconnected:
+        return _draft_result(name, Outcome.permanent(not_connected(name)))
     if resolved:
         settings = type(settings).model_validate({**settings.model_dump(), **resolved})
     values = settings.secret_values()
     register(values)
     context = Context(store=hub.require_store(), threads=Threads(hub.require_store()), secrets=set(values),
-                      destinations=Destinations.parse(hub.config.server.allow_destinations))
+                      destinations=Destinations.parse(hub.config.server.allow_destinations),
+                      oauth=dict(hub.config.oauth))
     integration = integration_class(settings.kind)(name, settings, context)
     started = time.perf_counter()
     try:
@@ -321,6 +329,10 @@ async def test_draft(request: Request, hub: Hub, project: str, name: str, entry:
     outcome = outcome.as_test()
     log.info("config.draft_tested", integration=name, project=project, status=outcome.status.value,
              ms=round((time.perf_counter() - started) * 1000, 1))
+    return _draft_result(name, outcome)
+
+
+def _draft_result(name: str, outcome: Outcome) -> dict[str, Any]:
     return {"integration": name, "ok": outcome.ok, "status": outcome.status.value, "remote_id": outcome.remote_id,
             "error": outcome.error, "retry_after": outcome.retry_after, "draft": True}
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...sync.settings import SyncSettings
-from ..base import IntegrationSettings
+from ..base import ConnectableSettings
 from ..http import HttpUrl
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.\-]+/(\*|[A-Za-z0-9_.\-]+)$")
@@ -62,7 +62,9 @@ class GitHubSync(SyncSettings):
         return self
 
 
-class GitHubSettings(IntegrationSettings):
+class GitHubSettings(ConnectableSettings):
+    oauth_provider: ClassVar[str] = "github"
+    token_field: ClassVar[str] = "token"
     kind: Literal["github"]
     secret: SecretStr | None = Field(
         description="the webhook's secret: the same value as in GitHub's webhook settings (or ${vault:NAME});"
@@ -75,7 +77,7 @@ class GitHubSettings(IntegrationSettings):
     sync: GitHubSync | None = Field(None, description="keep the project's tasks in two-way sync with one repository")
     token: SecretStr | None = Field(
         None, description="for sync: a personal access token (fine-grained: Issues read/write, Metadata read;"
-        " classic: repo), as ${vault:NAME}"
+        " classic: repo), as ${vault:NAME}; or oauth: true (the token of the GitHub App's or OAuth App's connection)"
     )
     app_id: int | None = Field(None, ge=1, description="for sync as a GitHub App: its app id")
     installation_id: int | None = Field(None, ge=1, description="for sync as a GitHub App: the installation's id")
@@ -122,10 +124,12 @@ class GitHubSettings(IntegrationSettings):
             raise ValueError("secret: required unless sync is set")
         if self.sync is None:
             return self
-        if self.token is not None and any(v is not None for v in app):
-            raise ValueError("sync: give either token or app_id + installation_id + private_key, not both")
-        if self.token is None and not all(v is not None for v in app):
-            raise ValueError("sync needs credentials: token (a personal access token), or app_id + installation_id"
+        token = self.token is not None or self.oauth
+        if token and any(v is not None for v in app):
+            raise ValueError("sync: give one of token, oauth: true or app_id + installation_id + private_key, not both")
+        if not token and not all(v is not None for v in app):
+            raise ValueError("sync needs credentials: token (a personal access token), oauth: true (a connection:"
+                             " a GitHub App's user token or an OAuth App's token), or app_id + installation_id"
                              " + private_key (a GitHub App)")
         return self
 

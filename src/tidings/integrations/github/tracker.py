@@ -47,7 +47,7 @@ from ...sync.model import (
     count_call,
     normalize,
 )
-from ..base import HttpClient, Tracker, is_vault_ref
+from ..base import HttpClient, Tracker, is_vault_ref, not_connected
 from ..http import parse_retry_after
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class GitHubTracker(HttpClient, Tracker):
         s = self.settings
         self._api = s.api_url.rstrip("/")
         self._app: AppAuth | None = None
-        if s.sync is not None and s.token is None and s.private_key is not None:
+        if s.sync is not None and s.token is None and not s.oauth and s.private_key is not None:
             assert s.app_id is not None and s.installation_id is not None
             self._app = AppAuth(self._api, s.app_id, s.installation_id, s.private_key.get_secret_value())
         sync = s.sync
@@ -185,6 +185,8 @@ class GitHubTracker(HttpClient, Tracker):
         if self._app is not None:
             return f"Bearer {await self._app.token(self)}"
         token = self.settings.token.get_secret_value() if self.settings.token else ""
+        if not token and self.settings.oauth:
+            raise AuthFailed(not_connected(self.name))
         if not token or is_vault_ref(token):
             raise AuthFailed("no GitHub token: set token (or app_id, installation_id and private_key)")
         return f"Bearer {token}"
@@ -240,7 +242,8 @@ class GitHubTracker(HttpClient, Tracker):
         if status == 401:
             if self._app is not None and own_token:
                 self._app.forget()
-            return AuthFailed(f"GitHub refused the credentials (401): {reason}")
+            whose = " (the connection's token: connect again if refreshing doesn't mend it)" if self.settings.oauth else ""
+            return AuthFailed(f"GitHub refused the credentials (401): {reason}{whose}")
         if status in (404, 410):
             return NotFound(f"{where}: {status} {reason}")
         if status in (400, 422):

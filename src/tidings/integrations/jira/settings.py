@@ -1,17 +1,18 @@
 """``kind: jira`` settings: the webhook's authentication, how issues read as messages, and the
-optional ``sync:`` mapping with the REST credentials it needs (``email`` + ``api_token``)."""
+optional ``sync:`` mapping with the REST credentials it needs (``email`` + ``api_token``, or an
+OAuth connection: ``oauth: true``)."""
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ...message import Priority
 from ...sync.model import Category
 from ...sync.settings import SyncSettings
-from ..base import IntegrationSettings, is_vault_ref
+from ..base import ConnectableSettings, is_vault_ref
 from ..http import HttpUrl
 from .ticket_settings import JiraTickets
 
@@ -56,10 +57,12 @@ class JiraSync(SyncSettings):
         return v.strip() or None if v is not None else None
 
 
-class JiraSettings(IntegrationSettings):
+class JiraSettings(ConnectableSettings):
     model_config = ConfigDict(json_schema_extra={"anyOf": [
         {"required": ["secret"]}, {"required": ["token"]}, {"required": ["sync"]}, {"required": ["tickets"]},
     ]})
+    oauth_provider: ClassVar[str] = "atlassian"
+    token_field: ClassVar[str] = "api_token"
     kind: Literal["jira"]
     secret: SecretStr | None = Field(
         None, description="the webhook's secret: requests must carry X-Hub-Signature: sha256=<HMAC of the body>"
@@ -69,7 +72,7 @@ class JiraSettings(IntegrationSettings):
     )
     base_url: HttpUrl | None = Field(
         None, description="the Jira site (https://example.atlassian.net): for links (default: from issue.self),"
-        " and the REST API of sync (required then)",
+        " and the REST API of sync (required then, unless oauth: true: the connection names the site)",
     )
     priority_map: dict[str, Priority] = Field(
         default_factory=dict, description="Jira priority name -> tidings priority, over the defaults (case-insensitive)"
@@ -78,7 +81,7 @@ class JiraSettings(IntegrationSettings):
     email: str | None = Field(None, max_length=320, description="the Atlassian account's email, for sync (Basic auth)")
     api_token: SecretStr | None = Field(
         None, description="an API token of that account (id.atlassian.com > Security > API tokens), for sync;"
-        " write it as ${vault:NAME}",
+        " write it as ${vault:NAME}; with oauth: true the connection's access token fills it",
     )
     sync: JiraSync | None = Field(None, description="two-way sync of a Jira project with this project's tasks")
     # -- tickets (integrations/jira/tickets.py) -------------------------------------------------
@@ -89,11 +92,10 @@ class JiraSettings(IntegrationSettings):
     @model_validator(mode="after")
     def _tickets_rest(self) -> JiraSettings:
         if self.tickets is not None:
-            missing = ["base_url"] if not self.base_url else []
-            if not getattr(self, "oauth", False):
-                missing += [n for n in ("email", "api_token") if getattr(self, n) in (None, "")]
+            missing = [] if self.oauth else [n for n in ("base_url", "email", "api_token") if getattr(self, n) in (None, "")]
             if missing:
-                raise ValueError(f"tickets needs {', '.join(missing)} (the Jira site and an account's email + API token)")
+                raise ValueError(f"tickets needs {', '.join(missing)} (the Jira site and an account's email + API token),"
+                                 " or oauth: true (an Atlassian connection)")
         return self
     # -- end of tickets ---------------------------------------------------------------------------
 
@@ -104,10 +106,11 @@ class JiraSettings(IntegrationSettings):
                 "set secret (Jira signs each request with it) or token (sent as ?token=... in the URL): "
                 "unauthenticated webhooks are refused"
             )
-        if self.sync is not None:
+        if self.sync is not None and not self.oauth:
             missing = [n for n in ("base_url", "email", "api_token") if getattr(self, n) in (None, "")]
             if missing:
-                raise ValueError(f"sync needs {', '.join(missing)} (the Jira site and an account's email + API token)")
+                raise ValueError(f"sync needs {', '.join(missing)} (the Jira site and an account's email + API token),"
+                                 " or oauth: true (an Atlassian connection)")
         return self
 
     @field_validator("secret")

@@ -133,7 +133,8 @@ class JiraTicketing(Notifier):
         if not isinstance(issue, dict) or not issue.get("id"):
             raise TicketFailure(Outcome.retry("Jira answered without the issue's id"))
         key = str(issue.get("key") or issue["id"])
-        base = (self.settings.base_url or "").rstrip("/")
+        site = getattr(self, "_site", None)  # with oauth: true, the connected site (JiraTracker.site)
+        base = (self.settings.base_url or (site[1] if site else "")).rstrip("/")
         return Ticket(str(issue["id"]), key, f"{base}/browse/{key}" if base else None)
 
     async def _jira(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None) -> Any:

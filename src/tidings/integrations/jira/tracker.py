@@ -1,4 +1,6 @@
-"""Jira Cloud as a sync :class:`~tidings.integrations.base.Tracker` (REST v3, ``email`` + API token).
+"""Jira Cloud as a sync :class:`~tidings.integrations.base.Tracker` (REST v3, ``email`` + API token,
+or an OAuth 2.0 (3LO) connection: ``Authorization: Bearer`` through Atlassian's gateway,
+``{api_url}/ex/jira/{cloud id}/rest/api/3/...``, the cloud id and site from the connection).
 
 What Jira does that shapes this module (DESIGN.md "Facts from the platforms"):
 
@@ -39,7 +41,7 @@ from ...sync.model import (
     count_call,
     normalize,
 )
-from ..base import HttpClient, IntegrationSettings, Tracker
+from ..base import HttpClient, IntegrationSettings, Tracker, not_connected
 from ..http import parse_retry_after
 from .adf import adf_to_markdown, markdown_to_adf
 
@@ -66,6 +68,9 @@ class JiraTracker(HttpClient, Tracker):
     _kinds: dict[str, str] | None = None
     """Issue id -> issue type id, as last read (which workflow an issue follows)."""
     _read_priorities: tuple[JiraSync, dict[str, Priority]] | None = None
+    _site: tuple[str, str] | None = None
+    """With ``oauth: true``: (the REST base through Atlassian's gateway, the site's URL), from the
+    connection row (it doesn't change while connected: a new connection reconfigures, which forgets it)."""
 
     @property
     def sync(self) -> JiraSync:
@@ -77,21 +82,56 @@ class JiraTracker(HttpClient, Tracker):
         return {**super().session_headers(), "Accept": "application/json"}
 
     def reconfigure(self, settings: IntegrationSettings) -> None:
-        """New settings (and session); the account's zone is asked again (the site may have changed)."""
+        """New settings (and session); the account's zone and the connection's site are asked again
+        (the site may have changed)."""
         super().reconfigure(settings)
         self._zone = None
+        self._site = None
+
+    async def site(self) -> tuple[str, str]:
+        """Where REST calls go and issues are browsed: ``base_url``, or with ``oauth: true`` the
+        gateway URL of the connected site (``{api_url}/ex/jira/{cloud_id}``) and its site URL."""
+        settings = self.settings
+        if not settings.oauth:
+            assert settings.base_url
+            base = settings.base_url.rstrip("/")
+            return base, base
+        if self._site is None:
+            from ...oauth import connections
+            from ...oauth.providers import provider
+
+            async with self.context.store.read() as conn:
+                row = await connections.get(conn, self.name)
+            extra = (row or {}).get("extra") or {}
+            cloud_id = extra.get("cloud_id") if isinstance(extra, dict) else None
+            if row is None or not isinstance(cloud_id, str) or not cloud_id:
+                raise AuthFailed(not_connected(self.name) if row is None else
+                                 "the Atlassian connection names no Jira site (cloud_id): connect again")
+            api = provider("atlassian", self.context.oauth.get("atlassian")).api_url.rstrip("/")
+            site_url = str(extra.get("site_url") or settings.base_url or "").rstrip("/")
+            self._site = (f"{api}/ex/jira/{quote(cloud_id, safe='')}", site_url)
+        return self._site
+
+    def _credential(self) -> str:
+        settings = self.settings
+        if settings.oauth:
+            if settings.api_token is None:
+                raise AuthFailed(not_connected(self.name))
+            return f"Bearer {settings.api_token.get_secret_value()}"
+        assert settings.email and settings.api_token
+        pair = f"{settings.email}:{settings.api_token.get_secret_value()}".encode()
+        return f"Basic {base64.b64encode(pair).decode()}"
 
     async def call(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None) -> Any:
         """One REST request, counted, with the credential of the moment (a rotated token applies at
         once); the parsed answer, or a :mod:`~tidings.sync.model` error."""
-        settings = self.settings
-        assert settings.base_url and settings.email and settings.api_token
+        credential = self._credential()
+        base, _ = await self.site()
         session = await self.session()
         count_call()
-        credential = base64.b64encode(f"{settings.email}:{settings.api_token.get_secret_value()}".encode()).decode()
-        url = settings.base_url.rstrip("/") + path
+        url = base + path
         data = orjson.dumps(body) if body is not None else None
-        headers = {"Authorization": f"Basic {credential}"}
+        headers = {"Authorization": credential}
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -109,7 +149,7 @@ class JiraTracker(HttpClient, Tracker):
                 return orjson.loads(raw)
             except orjson.JSONDecodeError:
                 raise Unavailable(f"Jira answered {method} {path} with {status} and a body that is not JSON") from None
-        raise _error(status, answer_headers, raw, f"{method} {path}")
+        raise _error(status, answer_headers, raw, f"{method} {path}", connection=self.settings.oauth)
 
     # -- reading -------------------------------------------------------------------------------
     async def zone(self) -> datetime.tzinfo:
@@ -199,12 +239,18 @@ class JiraTracker(HttpClient, Tracker):
         return RemoteItem(
             id=issue_id,
             key=key,
-            url=f"{(self.settings.base_url or '').rstrip('/')}/browse/{key}",
+            url=f"{self._browse()}/browse/{key}",
             updated_at=_epoch(fields.get("updated")),
             fields=normalize(values),
             marker=_marker(issue),
             status_name=str(status.get("name") or "") or None,
         )
+
+    def _browse(self) -> str:
+        """The site issues are shown on (the connection's once :meth:`site` read it)."""
+        if self.settings.oauth and self._site is not None and self._site[1]:
+            return self._site[1]
+        return (self.settings.base_url or "").rstrip("/")
 
     def _priority(self, value: Any) -> Priority:
         from . import DEFAULT_PRIORITY_MAP
@@ -348,14 +394,18 @@ def _epoch(value: Any) -> float:
     return moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=datetime.UTC).timestamp()
 
 
-def _error(status: int, headers: Any, raw: bytes, what: str) -> TrackerError:
-    """Jira's answer as the error the engine acts on, with Jira's own reasons."""
+def _error(status: int, headers: Any, raw: bytes, what: str, *, connection: bool = False) -> TrackerError:
+    """Jira's answer as the error the engine acts on, with Jira's own reasons (Atlassian's gateway
+    answers ``{"code": 401, "message": "Unauthorized"}``)."""
     reason = _reasons(raw)
     detail = f"Jira answered {what} with {status}" + (f": {reason}" if reason else "")
     wait = parse_retry_after(headers.get("Retry-After"))
     if status == 429 or (status in (403, 503) and wait is not None):
         return RateLimited(detail, wait if wait is not None else RATE_LIMIT_DEFAULT)
     if status in (401, 403):
+        if connection:
+            return AuthFailed(detail + " (the connection's token was refused: it is refreshed before it expires;"
+                              " if this lasts, connect again, and check the account's access to the project)")
         return AuthFailed(detail + " (check email and api_token, and the account's access to the project)")
     if status in (404, 410):
         return NotFound(detail)
@@ -375,6 +425,8 @@ def _reasons(raw: bytes) -> str:
 
         return snippet(raw, 200) if raw else ""
     parts = [str(m) for m in body.get("errorMessages") or [] if m]
+    if not parts and isinstance(body.get("message"), str):
+        parts.append(body["message"])
     errors = body.get("errors")
     if isinstance(errors, dict):
         parts.extend(f"{field}: {message}" for field, message in errors.items())

@@ -18,15 +18,12 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
 
 import aiohttp
 import orjson
 import structlog
-from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ...accounts.users import AccountError, normalize_email
 from ...message import Message, Priority
 from ..base import (
     NO_OPTIONS,
@@ -36,11 +33,9 @@ from ..base import (
     Outcome,
     OutcomeStatus,
     RenderOptions,
-    is_vault_ref,
+    not_connected_outcome,
 )
 from ..http import (
-    HttpUrl,
-    check_http_url,
     classify_status,
     connection_error,
     parse_retry_after,
@@ -48,18 +43,13 @@ from ..http import (
     snippet,
 )
 from .blocks import build, finalize, resolved_attachments
+from .settings import SlackSettings
 from .task_blocks import add_task_buttons, is_task_message
 from .tasks import SlackTaskReceiver
 
 log = structlog.get_logger("tidings.slack")
 
-DEFAULT_API_URL = "https://slack.com/api"
-_TOKEN = re.compile(r"^(xoxe\.)?xoxb-[A-Za-z0-9-]+$")
-_EMOJI_NAME = re.compile(r"^:[a-z0-9_+'\-]+:$")
-_CHANNEL = re.compile(r"^#?[^\s,<>&|]{1,80}$")
 _SLACK_ERROR = re.compile(r"^[a-z0-9_]{2,64}$")
-_COMMAND = re.compile(r"^/[a-z0-9_\-]{1,31}$")
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 _ANSWER_MAX = 1024 * 1024
 
 RETRYABLE_ERRORS = frozenset(
@@ -70,6 +60,9 @@ RETRYABLE_ERRORS = frozenset(
 AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
 """Codes that fail every message alike: the integration is disabled (its deliveries wait) until
 the token is fixed and it is enabled again."""
+EXPIRED_RETRY = 10.0
+"""With an OAuth connection, ``token_expired`` is retried after this long: the refresher replaces
+the token (and the vault watch hands it over within a second), nobody has to fix anything."""
 _HINTS = {
     "invalid_auth": "the token is not valid",
     "not_authed": "no token was sent",
@@ -90,149 +83,6 @@ _HINTS = {
 }
 _WEBHOOK_DISABLING = {(404, "no_service"), (404, "channel_not_found"), (410, "channel_is_archived")}
 """Incoming-webhook answers that mean the URL will never work again: disable the integration."""
-
-
-class SlackSettings(IntegrationSettings):
-    outbound = ("webhook_url", "api_url")
-    kind: Literal["slack"]
-    token: SecretStr | None = Field(None, description="bot token xoxb-... (or ${vault:NAME}); or use webhook_url")
-    webhook_url: SecretStr | None = Field(None, description="incoming webhook URL (a secret); or use token")
-    channel: str | None = Field(
-        None, description="bot mode: the default channel (#name or ID); a message's `channel` label overrides it"
-    )
-    api_url: HttpUrl = Field(DEFAULT_API_URL, description="Slack Web API base URL")
-    username: str | None = Field(None, min_length=1, max_length=80, description="needs chat:write.customize")
-    icon_emoji: str | None = Field(None, description="e.g. ':rotating_light:'; needs chat:write.customize")
-    icon_url: HttpUrl | None = Field(None, description="needs chat:write.customize")
-    unfurl: bool = Field(False, description="let Slack unfurl links in the message")
-    signing_secret: SecretStr | None = Field(
-        None,
-        description="receive at POST /hooks/{name}: the app's Signing Secret (Basic Information), or ${vault:NAME}",
-    )
-    slash_command: str = Field("/tidings", description="the slash command this app answers")
-    users: dict[str, str] = Field(
-        default_factory=dict,
-        description="Slack user id -> tidings user email (U0123ABC: alice@example.com): who a Slack user acts as "
-        "for task commands and task buttons, with that user's role in the integration's project",
-    )
-    task_url: str | None = Field(
-        None,
-        description="the Open button on task messages: a URL with {project}, {key} and {id} filled in, e.g. "
-        "https://tidings.example.com/projects/{project}/tasks/{key}; without it there is no Open button",
-    )
-
-    @field_validator("signing_secret")
-    @classmethod
-    def _signing_secret(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is None:
-            return v
-        raw = v.get_secret_value()
-        if not is_vault_ref(raw) and (len(raw) < 16 or any(c.isspace() for c in raw)):
-            raise ValueError("the app's Signing Secret (Basic Information → App Credentials), 32 characters")
-        return v
-
-    @field_validator("slash_command")
-    @classmethod
-    def _slash_command(cls, v: str) -> str:
-        v = v.strip().lower()
-        if not v.startswith("/"):
-            v = "/" + v
-        if not _COMMAND.match(v):
-            raise ValueError("a slash command like '/tidings' (letters, digits, - and _; at most 32 characters)")
-        return v
-
-    @field_validator("users")
-    @classmethod
-    def _users(cls, v: dict[str, str]) -> dict[str, str]:
-        out = {}
-        for slack_user, email in v.items():
-            if not _SLACK_USER.match(slack_user):
-                raise ValueError(f"{slack_user[:40]!r} is not a Slack user id (U0123ABC or W0123ABC: the member ID in "
-                                 "the user's Slack profile)")
-            try:
-                out[slack_user] = normalize_email(email)
-            except AccountError as exc:
-                raise ValueError(f"{slack_user}: {exc}") from None
-        return out
-
-    @field_validator("task_url")
-    @classmethod
-    def _task_url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        check_http_url(v.replace("{project}", "p").replace("{key}", "T-1").replace("{id}", "i"))
-        return v
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is None:
-            return v
-        raw = v.get_secret_value()
-        if not is_vault_ref(raw) and not _TOKEN.match(raw):
-            raise ValueError("a bot token starts with 'xoxb-' (Slack app → OAuth & Permissions → Bot User OAuth Token)")
-        return v
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_url(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is None:
-            return v
-        raw = v.get_secret_value()
-        if not is_vault_ref(raw):
-            check_http_url(raw)  # its errors never repeat the URL
-        return v
-
-    @field_validator("channel")
-    @classmethod
-    def _channel(cls, v: str | None) -> str | None:
-        if v is not None and not _CHANNEL.match(v.strip()):
-            raise ValueError("a channel is '#name', 'name' or an ID like 'C0123456789'")
-        return v.strip() if v is not None else v
-
-    @field_validator("icon_emoji")
-    @classmethod
-    def _icon_emoji(cls, v: str | None) -> str | None:
-        if v is not None and not _EMOJI_NAME.match(v):
-            raise ValueError("an emoji name between colons, e.g. ':rotating_light:'")
-        return v
-
-    @field_validator("api_url")
-    @classmethod
-    def _api_url(cls, v: str) -> str:
-        return v.rstrip("/")
-
-    @model_validator(mode="after")
-    def _mode(self) -> SlackSettings:
-        if self.token is not None and self.webhook_url is not None:
-            raise ValueError("set exactly one of token (bot mode, chat.postMessage) or webhook_url (incoming webhook)")
-        if self.token is None and self.webhook_url is None and self.signing_secret is None:
-            raise ValueError(
-                "set exactly one of token (bot mode, chat.postMessage) or webhook_url (incoming webhook); "
-                "or only signing_secret to only receive"
-            )
-        if self.token is not None and not self.channel:
-            raise ValueError("channel: required with token (the default channel; a message's `channel` label overrides it)")
-        if self.webhook_url is not None and self.channel:
-            raise ValueError("channel: an incoming webhook posts to the channel it was created for; leave channel out")
-        if self.icon_emoji and self.icon_url:
-            raise ValueError("set icon_emoji or icon_url, not both")
-        return self
-
-    @property
-    def bot(self) -> bool:
-        return self.token is not None
-
-    def secret_values(self) -> list[str]:
-        found = super().secret_values()
-        if self.webhook_url is not None and not is_vault_ref(url := self.webhook_url.get_secret_value()):
-            # A peer or a library may repeat the URL's path or query alone: mask those too.
-            parts = urlsplit(url)
-            last = parts.path.rstrip("/").rsplit("/", 1)[-1]
-            if len(last) >= 16:
-                found += [parts.path, last]
-            found += [value for _, value in parse_qsl(parts.query) if len(value) >= 16]
-        return found
 
 
 class SlackNotifier(HttpNotifier, SlackTaskReceiver):
@@ -267,7 +117,7 @@ class SlackNotifier(HttpNotifier, SlackTaskReceiver):
 
     @classmethod
     def can_send(cls, settings: IntegrationSettings) -> bool:
-        return getattr(settings, "token", None) is not None or getattr(settings, "webhook_url", None) is not None
+        return isinstance(settings, SlackSettings) and (settings.bot or settings.webhook_url is not None)
 
     # -- rendering -------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
@@ -402,7 +252,11 @@ class SlackNotifier(HttpNotifier, SlackTaskReceiver):
         return aiohttp.ClientTimeout(total=left, connect=min(left, 10.0))
 
     async def _call(self, method: str, body: dict[str, Any], deadline: float) -> tuple[Outcome, dict[str, Any] | None]:
-        """POST a Web API method; the Outcome and, when Slack said ok, its answer."""
+        """POST a Web API method; the Outcome and, when Slack said ok, its answer. With ``oauth:
+        true`` and no connection yet: :meth:`Outcome.held` (this delivery and the next wait, held,
+        for the connection)."""
+        if not self.settings.connected:
+            return not_connected_outcome(self.name), None
         session = await self.session()
         url = f"{self.settings.api_url}/{method}"
         headers = {"Content-Type": "application/json; charset=utf-8"}
@@ -430,7 +284,7 @@ class SlackNotifier(HttpNotifier, SlackTaskReceiver):
             if method == "chat.postMessage":
                 return Outcome.delivered(f"{data.get('channel')}:{data.get('ts')}"), data
             return Outcome.delivered(), data
-        return classify_error(data, resp_headers, body.get("channel")), None
+        return classify_error(data, resp_headers, body.get("channel"), connection=self.settings.oauth), None
 
     async def _post_webhook(self, body: dict[str, Any], deadline: float) -> Outcome:
         assert self.settings.webhook_url is not None
@@ -480,8 +334,12 @@ def channel_of(message: Message, default: str | None) -> str:
     return label or (default or "")
 
 
-def classify_error(data: Mapping[str, Any], headers: Mapping[str, str], channel: Any = None) -> Outcome:
-    """Slack's ``ok: false``: a code from the table, and a hint of what to do about it."""
+def classify_error(
+    data: Mapping[str, Any], headers: Mapping[str, str], channel: Any = None, *, connection: bool = False
+) -> Outcome:
+    """Slack's ``ok: false``: a code from the table, and a hint of what to do about it.
+    ``connection``: the token comes from an OAuth connection, whose refresher replaces an expired
+    one: ``token_expired`` is then retried shortly instead of disabling the integration."""
     code = data.get("error")
     code = code if isinstance(code, str) and code else "unknown_error"
     hint = _HINTS.get(code, "")
@@ -495,7 +353,12 @@ def classify_error(data: Mapping[str, Any], headers: Mapping[str, str], channel:
     error = code + (f": {hint}" if hint else "")
     if code in RETRYABLE_ERRORS:
         return Outcome.retry(error, parse_retry_after(headers.get("retry-after")))
+    if code == "token_expired" and connection:
+        return Outcome.retry("token_expired: the connection's token expired; retried once it is refreshed",
+                             EXPIRED_RETRY)
     if code in AUTH_ERRORS:
+        if connection:  # a person connects again: this message waits with the others, nothing lost
+            return Outcome.held(f"{error} (connect it again)")
         return Outcome.permanent(f"{error} (fix the token, then enable the integration)", disable=True)
     return Outcome.permanent(error)
 

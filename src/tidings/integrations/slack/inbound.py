@@ -363,8 +363,8 @@ class SlackReceiver(Receiver):
     async def _app_mention(self, event: InboundEvent, hub: Hub) -> dict[str, Any]:
         """``@tidings <command>`` in a channel: run it and answer in the thread."""
         ev = event.json()["event"]
-        if not self.settings.bot:
-            return {"status": "ignored", "reason": "answering a mention needs a bot token"}
+        if not self.settings.connected:
+            return {"status": "ignored", "reason": "answering a mention needs a bot token (or a connection made)"}
         try:
             name, words = parse_command(_MENTION.sub("", str(ev.get("text") or "")))
             if name in CHANGES:
@@ -419,7 +419,7 @@ class SlackReceiver(Receiver):
         where: list[tuple[str, str, list[dict[str, Any]] | None]] | None,
     ) -> list[str]:
         """Edit the alert in place wherever this integration posted it: no button, who acked."""
-        if not self.settings.bot:
+        if not self.settings.connected:
             return []
         async with hub.require_store().read() as conn:
             row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()

@@ -453,8 +453,8 @@ class SlackTaskReceiver(SlackReceiver):
             await self._respond(url, text)
 
     async def _show_click(self, payload: dict[str, Any], verb: str, task: dict[str, Any], by: str) -> str | None:
-        """Edit the clicked message: ``chat.update`` in bot mode, else through the click's
-        ``response_url``. Where it was edited, or ``None``."""
+        """Edit the clicked message: ``chat.update`` with a bot token (pasted or the connection's),
+        else through the click's ``response_url``. Where it was edited, or ``None``."""
         shown = (payload.get("message") or {}).get("attachments")
         if not isinstance(shown, list) or not shown:
             return None
@@ -463,7 +463,7 @@ class SlackTaskReceiver(SlackReceiver):
         container = payload.get("container") or {}
         channel = container.get("channel_id") or (payload.get("channel") or {}).get("id")
         ts = container.get("message_ts") or (payload.get("message") or {}).get("ts")
-        if self.settings.bot and channel and ts:
+        if self.settings.connected and channel and ts:
             body = {"channel": channel, "ts": ts, "text": text, "attachments": attachments}
             outcome, _ = await self._call("chat.update", body, time.monotonic() + self.effective_timeout)
             if outcome.status is OutcomeStatus.RETRY:
