@@ -22,6 +22,7 @@ KINDS: dict[str, str] = {
     "splunk": "tidings.integrations.splunk:SplunkNotifier",
     "sentinel": "tidings.integrations.sentinel:SentinelNotifier",
     "s3": "tidings.integrations.s3:S3Notifier",
+    "apprise": "tidings.integrations.apprise:AppriseNotifier",
 }
 
 
