@@ -73,7 +73,12 @@ def _apprise() -> Any:
     return apprise
 
 
-def instantiate(url: str) -> Any:
+def asset() -> Any:
+    """What Apprise calls us (a desktop notification's application name)."""
+    return _apprise().AppriseAsset(app_id="tidings", app_desc="tidings")
+
+
+def instantiate(url: str, with_asset: Any = None) -> Any:
     """Apprise's plugin for ``url``, or None when Apprise doesn't understand it. What Apprise
     logs about a bad URL (the URL itself) is captured and dropped, never shown."""
     apprise = _apprise()
@@ -81,7 +86,8 @@ def instantiate(url: str) -> Any:
         logger = logging.getLogger("apprise")
         was, logger.disabled = logger.disabled, True
         try:
-            return apprise.Apprise.instantiate(url, asset=apprise.AppriseAsset(), suppress_exceptions=True)
+            return apprise.Apprise.instantiate(
+                url, asset=with_asset or apprise.AppriseAsset(), suppress_exceptions=True)
         finally:
             logger.disabled = was
 
@@ -226,14 +232,15 @@ class AppriseNotifier(Notifier):
 
     async def _one(self, url: str, payload: dict[str, Any]) -> str | None:
         """Send to one URL: None when Apprise said it was sent, else why not (masked)."""
-        plugin = instantiate(url)
+        identity = asset()
+        plugin = instantiate(url, identity)
         if plugin is None:
             return "Apprise can't use this URL any more"
         if reason := await _guard(plugin, self.destinations):
             return reason
         self._tune(plugin, url, payload)
         apprise = _apprise()
-        obj = apprise.Apprise(asset=apprise.AppriseAsset(app_id="tidings", app_desc="tidings"))
+        obj = apprise.Apprise(asset=identity)
         obj.add(plugin)
         kwargs = {"title": payload["title"], "body": payload["body"] or " ",
                   "body_format": payload["body_format"], "notify_type": payload["notify_type"]}
