@@ -78,18 +78,19 @@ def asset() -> Any:
     return _apprise().AppriseAsset(app_id="tidings", app_desc="tidings")
 
 
-def instantiate(url: str, with_asset: Any = None) -> Any:
-    """Apprise's plugin for ``url``, or None when Apprise doesn't understand it. What Apprise
-    logs about a bad URL (the URL itself) is captured and dropped, never shown."""
+def instantiate(url: str, with_asset: Any = None, *, quiet: bool = True) -> Any:
+    """Apprise's plugin for ``url``, or None when Apprise doesn't understand it. ``quiet`` (at
+    config load, before tidings knows the URL is a secret to mask): Apprise's logger is off
+    meanwhile, since what it logs about a bad URL is the URL itself."""
     apprise = _apprise()
-    with apprise.LogCapture(level=logging.CRITICAL + 1):
-        logger = logging.getLogger("apprise")
-        was, logger.disabled = logger.disabled, True
-        try:
-            return apprise.Apprise.instantiate(
-                url, asset=with_asset or apprise.AppriseAsset(), suppress_exceptions=True)
-        finally:
-            logger.disabled = was
+    logger = logging.getLogger("apprise")
+    was = logger.disabled
+    if quiet:
+        logger.disabled = True
+    try:
+        return apprise.Apprise.instantiate(url, asset=with_asset or apprise.AppriseAsset(), suppress_exceptions=True)
+    finally:
+        logger.disabled = was
 
 
 def fingerprint(url: str) -> str:
@@ -233,7 +234,7 @@ class AppriseNotifier(Notifier):
     async def _one(self, url: str, payload: dict[str, Any]) -> str | None:
         """Send to one URL: None when Apprise said it was sent, else why not (masked)."""
         identity = asset()
-        plugin = instantiate(url, identity)
+        plugin = instantiate(url, identity, quiet=False)
         if plugin is None:
             return "Apprise can't use this URL any more"
         if reason := await _guard(plugin, self.destinations):
