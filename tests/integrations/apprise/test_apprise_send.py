@@ -202,6 +202,15 @@ def test_secrets_and_vault_refs() -> None:
     assert "**" in repr(resolved.urls[0])
 
 
+def test_url_secrets_mask_credentials_not_words() -> None:
+    from tidings.integrations.apprise import url_secrets
+
+    discord = "discord://123456789012345678/" + TOKEN * 3
+    assert {"123456789012345678", TOKEN * 3} <= set(url_secrets(discord))
+    plain = url_secrets("ntfys://bob:pw1234@ntfy.example.com/alerts?priority=high")
+    assert "pw1234" in plain and not {"ntfy.example.com", "alerts", "high", "bob"} & set(plain)
+
+
 # -- the guard -------------------------------------------------------------------------------
 def test_network_host() -> None:
     from tidings.integrations.apprise import instantiate

@@ -45,7 +45,7 @@ MAX_URLS = 50
 LOG_MAX = 600
 """Characters of what Apprise logged kept in an error (after masking)."""
 DONE_KEY = "apprise_done"
-_SECRET_PART = 6
+_SECRET_PART = 12
 AppriseFormat = Literal["text", "markdown", "html"]
 DEFAULT_FORMATS: dict[Format, AppriseFormat] = {Format.PLAIN: "text", Format.MARKDOWN: "markdown", Format.HTML: "html"}
 NOTIFY_TYPES: dict[Priority, str] = {
@@ -100,17 +100,22 @@ def fingerprint(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """``url`` and the parts of it a service or a log line may show alone: the password, the user,
-    the path segments and query values (tokens)."""
+    """``url`` and the parts of it a service or a log line may show alone: the password, and the
+    user, an id in the host's place (``discord://ID/TOKEN``), path segments and query values of at
+    least :data:`_SECRET_PART` characters (tokens, keys). Shorter parts (``/alerts``, a chat id)
+    are left alone: masked everywhere, they would hide ordinary words in every log line."""
     found = [url]
     try:
         parts = urlsplit(url)
-        found += [p for p in (parts.password, parts.username, parts.netloc.rpartition("@")[2]) if p]
-        found += [seg for seg in parts.path.split("/") if seg]
-        found += [value for _, value in parse_qsl(parts.query) if value]
+        host = parts.hostname or ""
+        if parts.password:
+            found.append(parts.password)
+        found += [p for p in (parts.username, host) if p and "." not in p and len(p) >= _SECRET_PART]
+        found += [seg for seg in parts.path.split("/") if len(seg) >= _SECRET_PART]
+        found += [value for _, value in parse_qsl(parts.query) if len(value) >= _SECRET_PART]
     except ValueError:
         pass
-    return [s for s in found if len(s) >= _SECRET_PART]
+    return [s for s in found if s]
 
 
 class AppriseSettings(IntegrationSettings):
