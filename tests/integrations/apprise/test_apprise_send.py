@@ -239,3 +239,21 @@ async def test_private_address_refused() -> None:
     guarded = Context(store=None, threads=None, destinations=Destinations())  # type: ignore[arg-type]
     outcome = await send(notifier("json://10.20.30.40:8080/x", context=guarded), Message("x"))
     assert outcome.status is OutcomeStatus.PERMANENT and "10.20.30.40" in (outcome.error or "")
+
+
+async def test_a_plugin_raising_fails_its_url_alone(peer: Sink, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tidings.integrations.apprise as module
+
+    real = module._notify
+
+    async def flaky(apprise: Any, obj: Any, kwargs: dict[str, Any]) -> tuple[bool, str]:
+        if "/boom" in str(obj[0].url(privacy=False)):
+            raise RuntimeError(f"plugin exploded near {TOKEN}")
+        return await real(apprise, obj, kwargs)
+
+    monkeypatch.setattr(module, "_notify", flaky)
+    n = notifier(f"json://127.0.0.1:{peer.port}/ok", f"json://127.0.0.1:{peer.port}/boom/{TOKEN}")
+    outcome = await send(n, Message("x"))
+    assert outcome.status is OutcomeStatus.RETRY
+    assert "1 of 2 URLs got it; urls[1]: Apprise raised RuntimeError" in (outcome.error or "")
+    assert TOKEN not in (outcome.error or "") and len(peer.received) == 1

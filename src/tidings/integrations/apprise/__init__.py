@@ -222,7 +222,9 @@ class AppriseNotifier(Notifier):
     async def send(self, payload: dict[str, Any], attempt: Attempt) -> Outcome:
         done = await self._done(attempt.delivery_id)
         todo = [(i, url) for i, url in enumerate(self.urls) if fingerprint(url) not in done]
-        results = await asyncio.gather(*(self._one(url, payload) for _, url in todo))
+        answers = await asyncio.gather(*(self._one(url, payload) for _, url in todo), return_exceptions=True)
+        # A plugin raising (Apprise catches most) fails its URL alone: the others' progress is kept.
+        results = [_raised(a, url) if isinstance(a, BaseException) else a for a, (_, url) in zip(answers, todo, strict=True)]
         failed = [f"urls[{i}]: {why}" for (i, _), why in zip(todo, results, strict=True) if why is not None]
         done |= {fingerprint(url) for (_, url), why in zip(todo, results, strict=True) if why is None}
         progress = orjson.dumps({DONE_KEY: sorted(done)}).decode()
@@ -303,6 +305,15 @@ class AppriseNotifier(Notifier):
 
 
 _REFUSED = "refused: "
+
+
+def _raised(exc: BaseException, url: str) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
+    text = f"{type(exc).__name__}: {exc}"
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "…")
+    return f"Apprise raised {redact(text)[:LOG_MAX]}"
 
 
 def progress_of(remote_id: str | None) -> set[str]:
