@@ -119,6 +119,8 @@ async def test_timeout_is_retryable(peer: Sink) -> None:
     n = notifier(f"json://127.0.0.1:{peer.port}/hook", timeout=0.5)
     outcome = await send(n, Message("slow"))
     assert outcome.status is OutcomeStatus.RETRY, outcome
+    # requests' read timeout (the integration's timeout, handed to the plugin) or Apprise's call timeout
+    assert any(w in (outcome.error or "") for w in ("timed out", "Connection error")), outcome.error
     assert len(peer.received) == 1, "Apprise's own retries are off: tidings retries"
 
 
@@ -246,10 +248,10 @@ async def test_a_plugin_raising_fails_its_url_alone(peer: Sink, monkeypatch: pyt
 
     real = module._notify
 
-    async def flaky(apprise: Any, obj: Any, kwargs: dict[str, Any]) -> tuple[bool, str]:
+    async def flaky(apprise: Any, obj: Any, kwargs: dict[str, Any], timeout: float) -> tuple[bool, str]:
         if "/boom" in str(obj[0].url(privacy=False)):
             raise RuntimeError(f"plugin exploded near {TOKEN}")
-        return await real(apprise, obj, kwargs)
+        return await real(apprise, obj, kwargs, timeout)
 
     monkeypatch.setattr(module, "_notify", flaky)
     n = notifier(f"json://127.0.0.1:{peer.port}/ok", f"json://127.0.0.1:{peer.port}/boom/{TOKEN}")

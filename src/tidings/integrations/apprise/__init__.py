@@ -252,7 +252,7 @@ class AppriseNotifier(Notifier):
         obj.add(plugin)
         kwargs = {"title": payload["title"], "body": payload["body"] or " ",
                   "body_format": payload["body_format"], "notify_type": payload["notify_type"]}
-        ok, logged = await _notify(apprise, obj, kwargs)
+        ok, logged = await _notify(apprise, obj, kwargs, float(self.effective_timeout))
         if ok:
             return None
         text = " ".join(logged.split())
@@ -364,17 +364,18 @@ async def _guard(plugin: Any, destinations: Destinations) -> str | None:
     return None
 
 
-async def _notify(apprise: Any, obj: Any, kwargs: dict[str, Any]) -> tuple[bool, str]:
+async def _notify(apprise: Any, obj: Any, kwargs: dict[str, Any], timeout: float) -> tuple[bool, str]:
     """``async_notify`` (plugins run in threads: the loop never blocks) and what Apprise logged at
     warning level or above for this call: the call's own log (Apprise 2) or a capture of its
-    logger (Apprise 1, which may also hold lines of a send running at the same time)."""
+    logger (Apprise 1, which may also hold lines of a send running at the same time). Apprise 2
+    also bounds the whole call by ``timeout``."""
     if _per_call_logs(apprise):
-        result = await obj.async_notify(**kwargs)
+        result = await obj.async_notify(**kwargs, timeout=timeout)
         logs = getattr(result, "logs", None)
-        if callable(logs):
-            lines = [f"{e.level}: {e.message}" for e in logs() if str(e.level).upper() in _LOUD]
-            return bool(result), " | ".join(lines)
-        return bool(result), ""
+        lines = [f"{e.level}: {e.message}" for e in logs() if str(e.level).upper() in _LOUD] if callable(logs) else []
+        if getattr(result, "timeout_count", 0):
+            lines.append(f"timed out after {timeout:g}s")
+        return bool(result), " | ".join(lines)
     with apprise.LogCapture(level=logging.WARNING, fmt="%(levelname)s: %(message)s") as buf:
         ok = await obj.async_notify(**kwargs)
     return bool(ok), buf.getvalue()
