@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "sentinel": "tidings.integrations.sentinel:SentinelNotifier",
     "s3": "tidings.integrations.s3:S3Notifier",
     "servicenow": "tidings.integrations.servicenow:ServiceNowNotifier",
+    "apprise": "tidings.integrations.apprise:AppriseNotifier",
 }
 
 
