@@ -31,6 +31,7 @@ import structlog
 from . import gc_tuning
 from .acks import record_ack
 from .audit import SYSTEM, Actor
+from .audit.archive import ObjectArchive, archive_of
 from .audit.checkpointer import Checkpointer, checkpointer_for
 from .background import wait_at_most
 from .config import Config, config_path, load_config, switch
@@ -278,7 +279,8 @@ class Hub:
             self.pruner = Pruner(self.store, self.config.retention, self.metrics)
             self.pruner.start()
             self.checkpointer = checkpointer_for(self.store, self.config_dir, self.config.audit,
-                                                 poll=max(1.0, self.config.dispatcher.poll_interval * 5))
+                                                 poll=max(1.0, self.config.dispatcher.poll_interval * 5),
+                                                 archive=self._audit_archive())
             if self.checkpointer is not None:
                 self.checkpointer.start()
         if self._watch:
@@ -496,6 +498,11 @@ class Hub:
                                     actor=actor)
 
     # -- reading and managing ------------------------------------------------------------------
+    def _audit_archive(self) -> ObjectArchive | None:
+        """The integration ``audit.archive`` names (the loader checked it is an s3 one)."""
+        name = self.config.audit.archive
+        return archive_of(dict(self.notifiers), name) if name else None
+
     async def message(self, message_id: str, *, project: str | None = None) -> dict[str, Any]:
         async with self.require_store().read() as conn:
             return await queries.get_message(conn, message_id, project)
@@ -596,9 +603,7 @@ class Hub:
         async with self.require_store().write() as conn:
             await queries.set_enabled(conn, name, enabled, actor=actor, project=notifier.project)
         if self.dispatcher is not None:
-            lane = self.dispatcher.lanes.get(name)
-            if lane is not None:
-                lane.disabled = not enabled
+            self.dispatcher.set_enabled(name, enabled)
             self.dispatcher.wake()
 
     async def test(self, name: str, *, project: str | None = None) -> Outcome:

@@ -3,23 +3,13 @@ event again through the outbox), clear one-line errors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from calendars.push_support import TOKEN, Tasks, calendar_config
+from calendars.push_support import Tasks, calendar_config
 from cli_support import tidings_async
 from peers.google_calendar import GoogleCalendarAPI
-
-
-@pytest.fixture
-async def gcal() -> AsyncIterator[GoogleCalendarAPI]:
-    api = GoogleCalendarAPI(tokens={TOKEN})
-    await api.start()
-    yield api
-    await api.stop()
 
 
 async def test_reconcile_from_the_cli(tmp_path: Path, db_url: str, make_hub: Any, gcal: GoogleCalendarAPI) -> None:

@@ -3,7 +3,6 @@ dispatching hub, routes, retries. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,14 +12,6 @@ from sync.service_fakes import until
 
 from tidings.calendars.reconcile import ReconcileError, reconcile
 from tidings.integrations.google.calendar import event_id
-
-
-@pytest.fixture
-async def gcal() -> AsyncIterator[GoogleCalendarAPI]:
-    api = GoogleCalendarAPI(tokens={TOKEN})
-    await api.start()
-    yield api
-    await api.stop()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -12,14 +11,6 @@ from calendars.push_support import TOKEN, Tasks, calendar_config
 from peers.graph_calendar import GraphCalendarAPI
 
 from tidings.integrations.microsoft.calendar import EXTENSION
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[GraphCalendarAPI]:
-    api = GraphCalendarAPI(tokens={TOKEN})
-    await api.start()
-    yield api
-    await api.stop()
 
 
 @pytest.fixture

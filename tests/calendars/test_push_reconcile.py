@@ -3,11 +3,10 @@ calendar integration's token from its OAuth connection, and the integration test
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from calendars.push_support import TOKEN, Tasks, calendar_config
+from calendars.push_support import Tasks, calendar_config
 from peers.google_calendar import GoogleCalendarAPI
 from peers.graph_calendar import GraphCalendarAPI
 from sqlalchemy import update
@@ -18,22 +17,6 @@ from tidings.integrations.google.calendar import event_id
 from tidings.oauth.connections import TokenSet, store_tokens
 from tidings.security.vault import new_key
 from tidings.store.tables import tasks as tasks_table
-
-
-@pytest.fixture
-async def gcal() -> AsyncIterator[GoogleCalendarAPI]:
-    api = GoogleCalendarAPI(tokens={TOKEN})
-    await api.start()
-    yield api
-    await api.stop()
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[GraphCalendarAPI]:
-    api = GraphCalendarAPI(tokens={TOKEN})
-    await api.start()
-    yield api
-    await api.stop()
 
 
 async def close_quietly(hub: Any, task_id: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,7 +14,7 @@ import pytest
 import yaml
 from cli_support import Ran, in_process
 from migrated import db_url, migrated_databases  # noqa: F401  (fixtures)
-from oauth.keeper_support import TokenEndpoint, connect, demo_config, demo_kind
+from oauth.keeper_support import TokenEndpoint, connect, demo_config
 from sqlalchemy import select
 
 from tidings import Hub
@@ -25,18 +24,7 @@ from tidings.store.tables import audit_log
 WHO = f"cli:{getpass.getuser()}"
 
 
-@pytest.fixture(autouse=True)
-def _kind() -> Iterator[None]:
-    with demo_kind():
-        yield
-
-
-@pytest.fixture
-async def endpoint() -> AsyncIterator[TokenEndpoint]:
-    e = TokenEndpoint()
-    await e.start()
-    yield e
-    await e.stop()
+pytestmark = pytest.mark.usefixtures("demo")
 
 
 class Site:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
+import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
@@ -159,3 +160,19 @@ async def connect(hub: Any, name: str, tokens: TokenSet, *, now: float | None = 
     async with hub.vault.transaction() as conn:
         return await connections.store_tokens(hub.vault, conn, integration=name, project=settings.project,
                                               provider="slack", tokens=tokens, account=account, now=now)
+
+
+@pytest.fixture
+def demo() -> Iterator[None]:
+    """The ``oauthdemo`` kind registered for the test (use: ``pytestmark = pytest.mark.usefixtures("demo")``)."""
+    with demo_kind():
+        yield
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[TokenEndpoint]:
+    """A running :class:`TokenEndpoint`."""
+    e = TokenEndpoint()
+    await e.start()
+    yield e
+    await e.stop()

@@ -5,13 +5,12 @@ project's integration not found; never a token in any answer."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from migrated import db_url, migrated_databases  # noqa: F401  (fixtures)
-from oauth.keeper_support import TokenEndpoint, connect, demo_config, demo_kind
+from oauth.keeper_support import TokenEndpoint, connect, demo_config
 from people import person
 from sqlalchemy import select
 
@@ -24,18 +23,7 @@ from tidings.store.tables import audit_log, secrets
 A = "/api/v1/projects/alpha/connections"
 
 
-@pytest.fixture(autouse=True)
-def _kind() -> Iterator[None]:
-    with demo_kind():
-        yield
-
-
-@pytest.fixture
-async def endpoint() -> AsyncIterator[TokenEndpoint]:
-    e = TokenEndpoint()
-    await e.start()
-    yield e
-    await e.stop()
+pytestmark = pytest.mark.usefixtures("demo")
 
 
 @pytest.fixture

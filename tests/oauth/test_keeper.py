@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import eventually
 from migrated import db_url, migrated_databases  # noqa: F401  (fixtures)
-from oauth.keeper_support import TokenEndpoint, connect, demo_config, demo_kind
+from oauth.keeper_support import TokenEndpoint, connect, demo_config
 from sqlalchemy import select
 
 from tidings import Hub
@@ -24,19 +24,7 @@ from tidings.oauth.names import access_secret, refresh_secret
 from tidings.security.vault import new_key, write_key_file
 from tidings.store.tables import audit_log, deliveries, integration_state, messages
 
-
-@pytest.fixture(autouse=True)
-def _kind() -> Iterator[None]:
-    with demo_kind():
-        yield
-
-
-@pytest.fixture
-async def endpoint() -> AsyncIterator[TokenEndpoint]:
-    e = TokenEndpoint()
-    await e.start()
-    yield e
-    await e.stop()
+pytestmark = pytest.mark.usefixtures("demo")
 
 
 @pytest.fixture

@@ -66,6 +66,7 @@ from peers.jira_data import (
     text_of,
 )
 from peers.jira_jql import JqlError, parse
+from peers.jira_tickets import ticket_route
 
 
 @dataclass
@@ -338,6 +339,8 @@ class JiraCloud:
                 if parts[2] not in issue.properties:
                     raise JiraApiError(404, [f"The property with key '{parts[2]}' does not exist."])
                 return {"key": parts[2], "value": issue.properties[parts[2]]}
+        if (extra := ticket_route(self, issue, parts, method, body)) is not None:
+            return extra
         raise JiraApiError(405 if len(parts) == 1 else 404, ["Method not allowed" if len(parts) == 1 else "Not found"])
 
     # -- search --------------------------------------------------------------------------------

@@ -134,6 +134,8 @@ def audit_verify(
 def audit_export(
     since: Annotated[str | None, typer.Option(help="only entries of the last 1h, 7d... (from the checkpoint before)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here (mode 0600) instead of stdout")] = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="write it to this s3 integration instead, at <prefix>/audit/export-<time>.jsonl")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -161,6 +163,12 @@ def audit_export(
                     counts["checkpoints"] += 1
         return counts
 
+    if to is not None:
+        if output is not None:
+            raise ValueError("--to and --output: give one of them")
+        data = _export_to(config, to, _export)
+        emit(data, as_json, f"wrote {data['entries']} entries and {data['checkpoints']} checkpoint(s) to {data['object']}")
+        return
     if output is None:
         run(_export(sys.stdout.buffer))
         sys.stdout.flush()
@@ -170,6 +178,27 @@ def audit_export(
         counts = run(_export(fh))
     emit({"file": str(output), **counts}, as_json,
          f"wrote {counts['entries']} entries and {counts['checkpoints']} checkpoint(s) to {output}")
+
+
+def _export_to(config: Path | None, name: str, export: Any) -> dict[str, Any]:
+    """Run ``export`` into memory and put it on the s3 integration ``name``."""
+    import io
+
+    from ..audit.archive import archive_of, export_key
+    from ..errors import TidingsError
+    from ._common import _on_hub
+
+    async def _put(hub: Any) -> dict[str, Any]:
+        archive = archive_of(dict(hub.notifiers), name)
+        buffer = io.BytesIO()
+        counts = await export(buffer)
+        outcome = await archive.put(export_key(), buffer.getvalue(), "application/x-ndjson")
+        if not outcome.ok:
+            raise TidingsError(f"could not write the export to {name}: {outcome.error}")
+        return {"object": (outcome.remote_id or "").split(" ")[0], **counts}
+
+    result: dict[str, Any] = _on_hub(config, _put)
+    return result
 
 
 @audit_app.command("verify-export")

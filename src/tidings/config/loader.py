@@ -76,7 +76,7 @@ def parse_config(
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors()] + problems, source) from None
     register(config.secret_values())  # before anything can print them
-    problems += _check_timeouts(config) + _check_targets(config) + _check_projects(config)
+    problems += _check_timeouts(config) + _check_targets(config) + _check_projects(config) + _check_archive(config)
     if problems:
         raise ConfigError(problems, source)
     if base_dir is not None and "TIDINGS_DATABASE_URL" not in env:
@@ -211,6 +211,19 @@ def _check_targets(config: Config) -> list[str]:
         if target in config.integrations and not sends(target):
             problems.append(f"default.to[{j}]: integration {target!r} only receives; it can't be a target")
     return problems
+
+
+def _check_archive(config: Config) -> list[str]:
+    """``audit.archive`` names an s3 integration."""
+    name = config.audit.archive
+    if name is None:
+        return []
+    settings = config.integrations.get(name)
+    if settings is None:
+        return [f"audit.archive: unknown integration {name!r}{_suggest(name, set(config.integrations))}"]
+    if settings.kind != "s3":
+        return [f"audit.archive: integration {name!r} is {settings.kind}; audit copies go to an s3 integration"]
+    return []
 
 
 def _check_projects(config: Config) -> list[str]:

@@ -150,6 +150,9 @@ class AuditSettings(_Strict):
     checkpoint_interval: Duration = Field(
         3600.0, gt=0, description="...or once the oldest entry not yet signed is this old"
     )
+    archive: str | None = Field(
+        None, description="an s3 integration each new checkpoint is copied to (<prefix>/audit/checkpoints/<tree size>.json)"
+    )
 
 
 class RegexMatch(_Strict):

@@ -235,6 +235,15 @@ class Dispatcher:
         """Look for work now (called after this process stored new deliveries)."""
         self._wake.set()
 
+    def set_enabled(self, integration: str, enabled: bool) -> None:
+        """Follow an enable or disable this process just committed at once (other processes read
+        it from ``integration_state`` within ``DISABLED_REFRESH``); enabling looks for work now."""
+        lane = self.lanes.get(integration)
+        if lane is not None:
+            lane.disabled = not enabled
+        if enabled:
+            self.wake()
+
     def breaker_state(self, integration: str) -> str | None:
         """This process's view of the breaker (every process's: ``circuits.circuits``)."""
         lane = self.lanes.get(integration)

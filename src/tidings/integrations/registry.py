@@ -20,6 +20,10 @@ KINDS: dict[str, str] = {
     "outlook_calendar": "tidings.integrations.microsoft:OutlookCalendar",
     "syslog": "tidings.integrations.syslog:SyslogNotifier",
     "splunk": "tidings.integrations.splunk:SplunkNotifier",
+    "sentinel": "tidings.integrations.sentinel:SentinelNotifier",
+    "s3": "tidings.integrations.s3:S3Notifier",
+    "servicenow": "tidings.integrations.servicenow:ServiceNowNotifier",
+    "apprise": "tidings.integrations.apprise:AppriseNotifier",
 }
 
 

@@ -253,10 +253,7 @@ async def _connect(hub: Hub, settings: ConnectableSettings, client: OAuthClient,
         except Exception as exc:  # its next check (within a second) applies it
             log.warning("oauth.token_not_applied_yet", integration=name, error=f"{type(exc).__name__}")
     if enable and hub.dispatcher is not None:
-        lane = hub.dispatcher.lanes.get(name)
-        if lane is not None:
-            lane.disabled = False
-        hub.dispatcher.wake()
+        hub.dispatcher.set_enabled(name, True)
     if hub.keeper is not None:  # its refresh is planned from this token's expiry, not at the next poll
         hub.keeper.wake()
     log.info("oauth.connected", integration=name, provider=prov.name, account=who.account)

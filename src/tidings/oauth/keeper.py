@@ -35,7 +35,6 @@ from sqlalchemy import or_, select, update
 from ..audit import SYSTEM, Actor, append
 from ..background import Background, wait_at_most
 from ..errors import NotFound, TidingsError
-from ..integrations.base import VAULT_REF
 from ..security.outbound import Destinations, guarded_session
 from ..security.redact import clip, redact
 from ..store.connection_tables import oauth_connections
@@ -120,11 +119,6 @@ async def _release(conn: Conn, integration: str, owner: str, **values: Any) -> b
     return bool(result.rowcount == 1)
 
 
-async def _client_secret(hub: Hub, secret: str) -> str:
-    ref = VAULT_REF.match(secret)
-    return await hub.vault.get(ref.group(1)) if ref is not None and hub.vault is not None else secret
-
-
 def _reason(error: str) -> str:
     return clip(f"{REAUTH} ({error}): connect it again", 500)
 
@@ -152,7 +146,7 @@ async def refresh_one(hub: Hub, integration: str, owner: str, *, force: bool = F
             return "not_due"
         refresh_token = await vault.get(refresh_secret(integration))
         settings, client, prov = flow.connectable(hub.config, integration)
-        secret = await _client_secret(hub, client.client_secret.get_secret_value())
+        secret = await flow.client_secret(vault, client)
         destinations = Destinations.parse(hub.config.server.allow_destinations).merged(settings.allow_destinations)
         async with guarded_session(destinations, concurrency=1, timeout=REQUEST_TIMEOUT) as session:
             granted = await tokens.refresh(session, prov, client.client_id, secret, refresh_token)
@@ -218,9 +212,7 @@ async def _refused(hub: Hub, integration: str, owner: str, error: str) -> None:
                      before=old, after=after)
     log.warning("oauth.needs_reauth", integration=integration, error=error)
     if hub.dispatcher is not None:
-        lane = hub.dispatcher.lanes.get(integration)
-        if lane is not None:
-            lane.disabled = True
+        hub.dispatcher.set_enabled(integration, False)
     if tell:
         await _tell_owners(hub, integration, old["project"], old["provider"], error)
 

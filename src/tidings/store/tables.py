@@ -618,3 +618,4 @@ calendar_feeds = Table(
 """ICS feeds (``GET /calendars/{token}.ics``): the token is the credential, stored hashed."""
 from . import calendar_tables as _calendar_tables  # noqa: E402,F401  (registers its tables on metadata)
 from . import connection_tables as _connection_tables  # noqa: E402,F401  (registers its tables on metadata)
+from . import ticket_tables as _ticket_tables  # noqa: E402,F401  (registers its tables on metadata)

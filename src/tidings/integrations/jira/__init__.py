@@ -32,6 +32,7 @@ from ..base import IntegrationSettings
 from ..receiver import Inbound, InboundEvent, InboundRequest, Receiver, Rejected, body_digest, hmac_sha256, same
 from .adf import jira_text
 from .settings import JiraSettings, JiraSync
+from .tickets import JiraTicketing
 from .tracker import JiraTracker
 
 if TYPE_CHECKING:
@@ -76,8 +77,9 @@ def event_type_of(webhook_event: str) -> str:
     return "jira." + (_EVENT_CHARS.sub("_", name).strip("_") or "unknown")
 
 
-class JiraReceiver(Receiver, JiraTracker):
-    """Jira's webhooks in; with ``sync:``, also the project's issues as a sync tracker (:mod:`.tracker`)."""
+class JiraReceiver(JiraTicketing, Receiver, JiraTracker):
+    """Jira's webhooks in; with ``sync:``, also the project's issues as a sync tracker (:mod:`.tracker`);
+    with ``tickets:``, one issue per alert routed here (:mod:`.tickets`)."""
 
     kind = "jira"
     Settings = JiraSettings

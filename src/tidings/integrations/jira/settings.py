@@ -14,6 +14,7 @@ from ...sync.model import Category
 from ...sync.settings import SyncSettings
 from ..base import ConnectableSettings, is_vault_ref
 from ..http import HttpUrl
+from .ticket_settings import JiraTickets
 
 TOKEN_MIN = 16
 PROJECT_KEY = r"^[A-Z][A-Z0-9_]{0,254}$"
@@ -58,7 +59,7 @@ class JiraSync(SyncSettings):
 
 class JiraSettings(ConnectableSettings):
     model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"required": ["secret"]}, {"required": ["token"]}, {"required": ["sync"]},
+        {"required": ["secret"]}, {"required": ["token"]}, {"required": ["sync"]}, {"required": ["tickets"]},
     ]})
     oauth_provider: ClassVar[str] = "atlassian"
     token_field: ClassVar[str] = "api_token"
@@ -83,10 +84,24 @@ class JiraSettings(ConnectableSettings):
         " write it as ${vault:NAME}; with oauth: true the connection's access token fills it",
     )
     sync: JiraSync | None = Field(None, description="two-way sync of a Jira project with this project's tasks")
+    # -- tickets (integrations/jira/tickets.py) -------------------------------------------------
+    tickets: JiraTickets | None = Field(
+        None, description="open one issue per alert routed here (needs base_url and the REST credentials)"
+    )
+
+    @model_validator(mode="after")
+    def _tickets_rest(self) -> JiraSettings:
+        if self.tickets is not None:
+            missing = [] if self.oauth else [n for n in ("base_url", "email", "api_token") if getattr(self, n) in (None, "")]
+            if missing:
+                raise ValueError(f"tickets needs {', '.join(missing)} (the Jira site and an account's email + API token),"
+                                 " or oauth: true (an Atlassian connection)")
+        return self
+    # -- end of tickets ---------------------------------------------------------------------------
 
     @model_validator(mode="after")
     def _authenticated(self) -> JiraSettings:
-        if self.secret is None and self.token is None and self.sync is None:
+        if self.secret is None and self.token is None and self.sync is None and self.tickets is None:
             raise ValueError(
                 "set secret (Jira signs each request with it) or token (sent as ?token=... in the URL): "
                 "unauthenticated webhooks are refused"
