@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 TEST_WORKERS ?= 2
 
-.PHONY: install install-test run test test-fast bench lint docs clean
+.PHONY: install install-test run test test-fast bench lint docs clean constraints
 
 # `make run` installs what running needs (`pip install -e .`); the test tools, the PostgreSQL
 # driver and the Redis client come with `make test` (`.[test]`, which pulls in both extras).
@@ -17,13 +17,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $(STAMP)
 
 # `.[test]` includes everything `.` installs: the run stamp is fresh too afterwards.
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(TEST_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP) $(TEST_STAMP)
 
 run: install
@@ -55,3 +55,8 @@ docs: install-test
 
 clean:
 	rm -rf $(VENV) build site *.egg-info src/*.egg-info .pytest_cache
+
+# After changing dependencies in pyproject.toml: install them, run the suite, then record the versions.
+constraints: install-test
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^tidings'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
