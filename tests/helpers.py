@@ -104,3 +104,26 @@ def start_worker(cwd: Any, config: Any, name: str) -> Any:
         stdout=open(Path(cwd) / f"{name}.out", "wb"),  # noqa: SIM115 - closed with the process
         stderr=open(Path(cwd) / f"{name}.err", "wb"),  # noqa: SIM115
     )
+
+
+async def first_deliveries(hub: Any, ids: list[str]) -> list[dict[str, Any]]:
+    """The first delivery of each message in ``ids``, as ``hub.message`` shows it."""
+    return [(await hub.message(i))["deliveries"][0] for i in ids]
+
+
+async def all_status(hub: Any, ids: list[str], status: str = "delivered", timeout: float = 15.0) -> list[dict[str, Any]]:
+    """Wait until the first delivery of every message in ``ids`` is ``status``; those deliveries."""
+
+    async def check() -> bool:
+        return all(d["status"] == status for d in await first_deliveries(hub, ids))
+
+    await eventually(check, timeout=timeout)
+    return await first_deliveries(hub, ids)
+
+
+async def queued(make_hub: Any, config: dict[str, Any], messages: list[Any]) -> list[str]:
+    """Store ``messages`` with a hub that doesn't send, so the next hub claims them together."""
+    writer = await make_hub(config, dispatch=False)
+    ids = [(await writer.notify(m)).id for m in messages]
+    await writer.stop()
+    return ids

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from conftest import sentinel_settings
-from helpers import eventually
+from helpers import all_status, eventually, first_deliveries, queued
 from peers.azure_monitor import SECRET, AzureMonitor
 from sqlalchemy import select
 
@@ -29,26 +29,6 @@ def config(azure: AzureMonitor, **extra: Any) -> dict[str, Any]:
     ops = sentinel_settings(azure, **{"retry": {"base": 0.05, "cap": 0.2, "max_attempts": 100},
                                       "breaker": {"min_calls": 1000}, **extra})
     return {"integrations": {"sentinel": ops}, "default": {"to": ["sentinel"]}}
-
-
-async def deliveries(hub: Any, ids: list[str]) -> list[dict[str, Any]]:
-    return [(await hub.message(i))["deliveries"][0] for i in ids]
-
-
-async def all_status(hub: Any, ids: list[str], status: str = "delivered", timeout: float = 15.0) -> list[dict[str, Any]]:
-    async def check() -> bool:
-        return all(d["status"] == status for d in await deliveries(hub, ids))
-
-    await eventually(check, timeout=timeout)
-    return await deliveries(hub, ids)
-
-
-async def queued(make_hub: Any, cfg: dict[str, Any], messages: list[Message]) -> list[str]:
-    """Store ``messages`` with a hub that doesn't send, so the next hub claims them together."""
-    writer = await make_hub(cfg, dispatch=False)
-    ids = [(await writer.notify(m)).id for m in messages]
-    await writer.stop()
-    return ids
 
 
 async def everything(hub: Any) -> str:
@@ -103,7 +83,7 @@ async def test_a_token_is_renewed_after_it_expires(make_hub: Any, azure: AzureMo
         return azure.token_requests >= 2
 
     await eventually(renewed, timeout=10, interval=0.1)
-    assert all(d["attempts"] == 1 for d in await deliveries(hub, sent)), "no send was refused for an old token"
+    assert all(d["attempts"] == 1 for d in await first_deliveries(hub, sent)), "no send was refused for an old token"
 
 
 async def test_a_refused_token_is_replaced_and_the_record_delivered(make_hub: Any, azure: AzureMonitor) -> None:
@@ -123,17 +103,17 @@ async def test_a_bad_secret_disables_and_holds(make_hub: Any, azure: AzureMonito
     hub = await make_hub(cfg)
 
     async def settled() -> bool:
-        return sorted(d["status"] for d in await deliveries(hub, ids)) == ["dead", "held", "held"]
+        return sorted(d["status"] for d in await first_deliveries(hub, ids)) == ["dead", "held", "held"]
 
     await eventually(settled)
-    done = await deliveries(hub, ids)
+    done = await first_deliveries(hub, ids)
     (dead,) = [d for d in done if d["status"] == "dead"]
     assert "invalid_client: AADSTS7000215" in dead["last_error"]
     info = {i["name"]: i for i in await hub.integrations()}["sentinel"]
     assert info["health"] == "disabled" and "AADSTS7000215" in info["disabled_reason"]
     assert azure.ingest_calls == 0
     later = await hub.notify(Message("waits"))
-    assert (await deliveries(hub, [later.id]))[0]["status"] == "pending"
+    assert (await first_deliveries(hub, [later.id]))[0]["status"] == "pending"
     azure.secret = SECRET
     await hub.set_enabled("sentinel", True)
     held = [i for i, d in zip(ids, done, strict=True) if d["status"] == "held"]
@@ -182,10 +162,10 @@ async def test_oversized_records_and_batches(make_hub: Any, azure: AzureMonitor)
     hub = await make_hub(cfg)
 
     async def settled() -> bool:
-        return sorted(d["status"] for d in await deliveries(hub, ids)) == ["dead"] + ["delivered"] * 6
+        return sorted(d["status"] for d in await first_deliveries(hub, ids)) == ["dead"] + ["delivered"] * 6
 
     await eventually(settled)
-    (dead,) = [d for d in await deliveries(hub, ids) if d["status"] == "dead"]
+    (dead,) = [d for d in await first_deliveries(hub, ids) if d["status"] == "dead"]
     assert "Azure takes at most 16384" in dead["last_error"] and dead["attempts"] == 1
     assert max(azure.requests) <= 3 and sum(azure.requests) == 6
 

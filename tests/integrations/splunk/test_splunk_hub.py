@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import eventually
+from helpers import all_status, eventually, first_deliveries, queued
 from peers.splunk_hec import SplunkHec
 
 from tidings import Message
@@ -31,26 +31,6 @@ def siem(hec: SplunkHec, **extra: Any) -> dict[str, Any]:
         "retry": {"base": 0.05, "cap": 0.2, "max_attempts": 100}, "breaker": {"min_calls": 1000}, **extra,
     }
     return {"integrations": {"siem": ops}, "default": {"to": ["siem"]}}
-
-
-async def deliveries(hub: Any, ids: list[str]) -> list[dict[str, Any]]:
-    return [(await hub.message(i))["deliveries"][0] for i in ids]
-
-
-async def all_status(hub: Any, ids: list[str], status: str = "delivered", timeout: float = 15.0) -> list[dict[str, Any]]:
-    async def check() -> bool:
-        return all(d["status"] == status for d in await deliveries(hub, ids))
-
-    await eventually(check, timeout=timeout)
-    return await deliveries(hub, ids)
-
-
-async def queued(make_hub: Any, config: dict[str, Any], messages: list[Message]) -> list[str]:
-    """Store ``messages`` with a hub that doesn't send, so the next hub claims them together."""
-    writer = await make_hub(config, dispatch=False)
-    ids = [(await writer.notify(m)).id for m in messages]
-    await writer.stop()
-    return ids
 
 
 async def test_many_deliveries_few_requests_each_event_once(make_hub: Any, hec: SplunkHec) -> None:
@@ -95,7 +75,7 @@ async def test_an_ack_that_never_comes_is_sent_again(make_hub: Any, hec: SplunkH
     r = await hub.notify(Message("lost ack"))
 
     async def retried() -> bool:
-        d = (await deliveries(hub, [r.id]))[0]
+        d = (await first_deliveries(hub, [r.id]))[0]
         return d["status"] == "retrying" and "not acknowledged" in (d["last_error"] or "")
 
     await eventually(retried)
@@ -113,17 +93,17 @@ async def test_a_bad_token_disables_and_holds(make_hub: Any, hec: SplunkHec) -> 
     hub = await make_hub(config)
 
     async def settled() -> bool:
-        return sorted(d["status"] for d in await deliveries(hub, ids)) == ["dead", "held", "held"]
+        return sorted(d["status"] for d in await first_deliveries(hub, ids)) == ["dead", "held", "held"]
 
     await eventually(settled)
-    done = await deliveries(hub, ids)
+    done = await first_deliveries(hub, ids)
     (dead,) = [d for d in done if d["status"] == "dead"]
     assert "Invalid token (code 4)" in dead["last_error"] and TOKEN not in dead["last_error"]
     assert all("Invalid token" in d["last_error"] for d in done if d["status"] == "held")
     info = {i["name"]: i for i in await hub.integrations()}["siem"]
     assert info["health"] == "disabled" and "Invalid token" in info["disabled_reason"]
     later = await hub.notify(Message("waits"))
-    assert (await deliveries(hub, [later.id]))[0]["status"] == "pending"
+    assert (await first_deliveries(hub, [later.id]))[0]["status"] == "pending"
     hec.tokens = {TOKEN}
     await hub.set_enabled("siem", True)
     held = [d["id"] for d in done if d["status"] == "held"]
@@ -138,10 +118,10 @@ async def test_a_bad_event_in_a_batch(make_hub: Any, hec: SplunkHec) -> None:
     hub = await make_hub(config)
 
     async def settled() -> bool:
-        return sorted(d["status"] for d in await deliveries(hub, ids)) == ["dead"] + ["delivered"] * 5
+        return sorted(d["status"] for d in await first_deliveries(hub, ids)) == ["dead"] + ["delivered"] * 5
 
     await eventually(settled)
-    done = await deliveries(hub, ids)
+    done = await first_deliveries(hub, ids)
     (dead,) = [d for d in done if d["status"] == "dead"]
     assert "Invalid data format (code 6)" in dead["last_error"] and dead["attempts"] == 1
     counts = Counter(e["event"]["delivery_id"] for e in hec.events())
