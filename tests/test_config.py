@@ -408,7 +408,7 @@ def test_the_schema_is_valid_json_schema() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
     json.dumps(schema)  # plain JSON
-    assert set(schema["properties"]) == {"server", "dispatcher", "integrations", "routes", "default", "retention", "audit", "oauth"}
+    assert set(schema["properties"]) == {"server", "dispatcher", "integrations", "routes", "default", "retention", "audit", "oauth", "projects"}
     union = schema["properties"]["integrations"]["additionalProperties"]
     assert set(union["discriminator"]["mapping"]) == set(kinds())
     route = schema["$defs"]["Route"]

@@ -44,6 +44,14 @@ class Target:
     route: str | None
     cooldown: float
     group: Grouping | None = None
+    recipient: str | None = None
+    """The recipient (``recipients.id``) addressed on ``integration`` (their email, their Slack DM)."""
+    status: str | None = None
+    """A decision taken while planning: ``suppressed`` (a preference, quiet hours' ``drop``); None: the usual."""
+    reason: str | None = None
+    """Why (kept on the delivery): ``to @oncall by route pager``, ``held by quiet hours until 07:00 Europe/Berlin``."""
+    due: float | None = None
+    """Not before this time (quiet hours' ``defer``); None: now."""
 
 
 @dataclass(frozen=True, slots=True)

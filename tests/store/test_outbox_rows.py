@@ -20,7 +20,7 @@ def _message_row(now: float) -> tuple[object, ...]:
 
 
 def _delivery_row(message_id: str, now: float, owner: str | None = "me") -> tuple[object, ...]:
-    return (new_id(), message_id, "ops", None, "sending", 2, 0, now, now, now, now + 60, owner, None, None, None)
+    return (new_id(), message_id, "ops", None, "sending", 2, 0, now, now, now, now + 60, owner, None, None, None, None, None)
 
 
 @pytest.mark.parametrize("count", [0, 1, 5, 64, 85, 300])

@@ -26,6 +26,7 @@ from ..oauth.settings import OAuthClient, ProviderName
 from ..store.engine import DEFAULT_URL
 from ..templates import Template
 from ..units import Duration, Size
+from .people import TOPIC, Escalation, ProjectSettings
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 
@@ -227,6 +228,11 @@ class _Deliveries(_Strict):
     group_wait: Duration = Field(30.0, description="wait this long after a group's first message")
     group_interval: Duration = Field(300.0, description="at most one digest update per group this often")
     repeat_interval: Duration = Field(14400.0, description="remind of a still-firing group this often")
+    topic: str | None = Field(
+        None, pattern=TOPIC,
+        description="the topic of the messages it routes (a message's `topic` label wins); preferences are per topic",
+    )
+    escalation: Escalation | None = Field(None, description="steps taken while a critical or high message stays unacknowledged")
 
     @field_validator("group_by")
     @classmethod
@@ -267,6 +273,10 @@ class ConfigBase(_Strict):
     integrations: dict[str, IntegrationSettings] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     default: DefaultRoute = Field(default_factory=DefaultRoute)
+    projects: dict[str, ProjectSettings] = Field(
+        default_factory=dict,
+        description="per project: topics, default preferences and quiet hours, alerts_to; see docs/recipients.md",
+    )
     _raw: dict[str, Any] | None = PrivateAttr(None)
     """What it was parsed from, before ``${ENV}`` interpolation (see ``config/document.py``)."""
 
@@ -275,7 +285,7 @@ class ConfigBase(_Strict):
 
     def project_names(self) -> list[str]:
         """Every project the file names (integrations' and routes'), ``default`` first."""
-        named = {s.project for s in self.integrations.values()} | {r.project for r in self.routes}
+        named = {s.project for s in self.integrations.values()} | {r.project for r in self.routes} | set(self.projects)
         return [DEFAULT_PROJECT, *sorted(named - {DEFAULT_PROJECT})]
 
     def secret_values(self) -> list[str]:

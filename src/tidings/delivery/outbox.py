@@ -90,6 +90,8 @@ class Claimed:
     route: str | None = None
     thread: str | None = None
     """The hash of the message's thread_key: the next delivery of the thread waits for this one."""
+    recipient: str | None = None
+    """The recipient this delivery addresses (``recipients.id``): the dispatcher sends to their address."""
 
 
 @dataclass(slots=True)
@@ -184,7 +186,9 @@ async def write_messages(
         refs = []
         for t in p.targets:
             status, reason = "pending", None
-            if p.silenced is not None:
+            if t.status is not None:  # decided while planning (a preference, quiet hours): says why
+                status, reason = t.status, t.reason
+            elif p.silenced is not None:
                 status, reason = "suppressed", f"silenced by {p.silenced}"
             elif t.group is not None:
                 # Folded into its route's digest; the route joins the group once for all its targets.
@@ -195,13 +199,13 @@ async def write_messages(
             elif m.dedup_key is not None and not await _first_in_window(conn, t.integration, m.dedup_key, t.cooldown, now):
                 status, reason = "suppressed", f"a duplicate: dedup_key {m.dedup_key!r} already sent within the {t.cooldown:g}s cooldown"
             d_id = new_id()
-            owner, due = None, now
-            if status == "pending" and thread is None and lease is not None and lease.wants(t.integration):
+            owner, due = None, now if t.due is None else max(now, t.due)
+            if status == "pending" and due == now and thread is None and lease is not None and lease.wants(t.integration):
                 status, owner, due = "sending", lease.owner, now + lease.seconds
-                p.leased.append(Claimed(d_id, msg_id, t.integration, 0, now, now, m, t.route))
+                p.leased.append(Claimed(d_id, msg_id, t.integration, 0, now, now, m, t.route, recipient=t.recipient))
             delivery_rows.append(
                 (d_id, msg_id, t.integration, t.route, status, m.priority.rank, 0, now, now, now, due, owner, reason,
-                 thread, None if thread is None else _thread_seq())
+                 thread, None if thread is None else _thread_seq(), t.recipient, t.reason)
             )
             refs.append(DeliveryRef(d_id, t.integration, status))
         out[i] = Receipt(msg_id, refs)
@@ -263,7 +267,7 @@ async def claim(
     rows.sort(key=lambda r: (r.priority, r.created_at))
     return [
         Claimed(r.id, r.message_id, r.integration, r.attempts, r.created_at, r.queued_at, data[r.message_id], r.route,
-                r.thread)
+                r.thread, r.recipient)
         for r in rows
     ]
 
@@ -356,7 +360,7 @@ _INSERT_MESSAGE = _insert(
 _INSERT_DELIVERY = _insert(
     deliveries,
     ("id", "message_id", "integration", "route", "status", "priority", "attempts", "created_at", "updated_at",
-     "queued_at", "next_attempt_at", "lease_owner", "last_error", "thread", "thread_seq"),
+     "queued_at", "next_attempt_at", "lease_owner", "last_error", "thread", "thread_seq", "recipient", "reason"),
 )
 _RECORD = _Rows(
     "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
@@ -386,7 +390,7 @@ _CLAIM = _by_dialect(
     f" WHERE id IN (SELECT id {from_active_deliveries(d, of_integrations=True)} AND next_attempt_at <= :now"
     f" AND {in_thread_turn(d)} ORDER BY priority, created_at LIMIT :limit"
     f"{' FOR UPDATE SKIP LOCKED' if d == 'postgresql' else ''})"
-    " RETURNING id, message_id, integration, attempts, created_at, queued_at, priority, route, thread"
+    " RETURNING id, message_id, integration, attempts, created_at, queued_at, priority, route, thread, recipient"
 )
 _NEXT_DUE = _by_dialect(
     lambda d: f"SELECT min(next_attempt_at) {from_active_deliveries(d, of_integrations=True)} AND {in_thread_turn(d)}"

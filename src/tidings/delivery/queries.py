@@ -48,6 +48,8 @@ def _delivery(row: Any) -> dict[str, Any]:
         "latency_ms": round(row.latency_ms, 3) if row.latency_ms is not None else None,
         "remote_id": row.remote_id,
         "last_error": row.last_error,
+        "recipient": row.recipient,
+        "reason": row.reason,
     }
 
 

@@ -155,6 +155,9 @@ deliveries = Table(
     Column("last_error", SafeText),
     Column("thread", String(64), comment="sha256 of the message's thread_key; NULL without one"),
     Column("thread_seq", BigInteger, comment="order of acceptance within the thread (ns, per writer strictly rising)"),
+    Column("recipient", String(36), comment="the recipient (recipients.id) this delivery addresses; NULL: the channel"),
+    Column("reason", SafeText,
+           comment="why this delivery exists or waits: a recipient's route, quiet hours, a preference, an escalation step"),
     Index(
         "ix_deliveries_due",
         "priority",
@@ -618,4 +621,5 @@ calendar_feeds = Table(
 """ICS feeds (``GET /calendars/{token}.ics``): the token is the credential, stored hashed."""
 from . import calendar_tables as _calendar_tables  # noqa: E402,F401  (registers its tables on metadata)
 from . import connection_tables as _connection_tables  # noqa: E402,F401  (registers its tables on metadata)
+from . import recipient_tables as _recipient_tables  # noqa: E402,F401  (registers its tables on metadata)
 from . import ticket_tables as _ticket_tables  # noqa: E402,F401  (registers its tables on metadata)
