@@ -379,9 +379,22 @@ class Hub:
     ) -> Receipt:
         """Route ``message`` as a message of ``project`` and store it with its deliveries; returns
         once they are committed. ``to`` names integrations (of the project) directly and skips the routes."""
-        self.require_store()
+        store = self.require_store()
+        return await store.submit(self._writer, self.plan(message, to=to, idempotency_key=idempotency_key, project=project))
+
+    def plan(
+        self,
+        message: Message,
+        *,
+        to: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
+        project: str = DEFAULT_PROJECT,
+    ) -> Planned:
+        """What storing ``message`` now writes: its targets by the routes (or ``to``), the silence
+        covering it. The one place a message is routed: ``notify``, a scheduled message when it is
+        due and an escalation step all plan through it."""
         silence = self.silences.match(message.labels, project=project) if self.silences is not None else None
-        planned = Planned(
+        return Planned(
             message,
             self.router.targets(message, to, project),
             idempotency_key,
@@ -389,7 +402,6 @@ class Hub:
             silenced=f"silence {silence.id} ({silence.describe()})" if silence is not None else None,
             project=project,
         )
-        return await self.require_store().submit(self._writer, planned)
 
     async def notify_many(
         self, messages: Sequence[Message], *, to: Sequence[str] | None = None, project: str = DEFAULT_PROJECT
