@@ -11,6 +11,7 @@ PERMISSIONS = (
     "secret:write",
     "message:send",
     "message:read",
+    "message:ack",
     "delivery:retry",
     "event:read",
     "event:replay",
@@ -25,16 +26,18 @@ PERMISSIONS = (
     "config:write",
     "member:read",
     "member:manage",
+    "recipient:read",
+    "recipient:write",
 )
 """Every permission a project role can grant. Site-wide acts (users, projects, keys) need a site admin."""
 
 _VIEWER = frozenset(
     {"project:read", "integration:read", "message:read", "event:read", "silence:read", "task:read",
-     "config:read", "member:read"}
+     "config:read", "member:read", "recipient:read"}
 )
 _MEMBER = _VIEWER | {
     "integration:test", "message:send", "delivery:retry", "event:replay", "silence:write", "sync:run",
-    "task:write", "logs:read",
+    "task:write", "logs:read", "message:ack",
 }
 _OWNER = frozenset(PERMISSIONS)
 
