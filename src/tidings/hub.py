@@ -47,9 +47,11 @@ from .integrations.receiver import InboundRequest, Receiver
 from .logs import library_default
 from .message import Message
 from .metrics import Metrics
+from .recipients.directory import Directory
 from .retention import Pruner, prune
 from .routing import Router
 from .security.redact import clip
+from .security.signed import Signer
 from .security.vault import Vault, load_keys
 from .security.vault_watch import VaultWatch
 from .silences import Silence, Silences
@@ -129,6 +131,8 @@ class Hub:
         """Signs audit checkpoints (a dispatching hub with an audit key)."""
         self.silences: Silences | None = None
         """Active silences, in memory (checked on every notify without a query)."""
+        self.directory: Directory | None = None
+        """Every project's recipients and groups, in memory (read while planning, without a query)."""
         self.keeper: Keeper | None = None
         """Refreshes OAuth connections before their access tokens expire (``oauth/keeper.py``)."""
         self.sync: SyncService | None = None
@@ -173,7 +177,9 @@ class Hub:
             self.notifiers = switch.senders(self._integrations)
             self.receivers = switch.receivers(self._integrations)
             self.silences = Silences(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))
-            for step, event in ((self._make_projects, "hub.projects_not_made"), (self.silences.load, "hub.silences_not_loaded")):
+            self.directory = Directory(self.store, refresh=max(1.0, self.config.dispatcher.poll_interval * 5))
+            for step, event in ((self._make_projects, "hub.projects_not_made"), (self.silences.load, "hub.silences_not_loaded"),
+                                (self.directory.load, "hub.recipients_not_loaded")):
                 try:
                     await step()
                 except Exception as exc:  # a schema not migrated yet: start anyway (readyz says why)
@@ -240,6 +246,8 @@ class Hub:
         assert self.store is not None
         if self.silences is not None:
             self.silences.start()
+        if self.directory is not None:
+            self.directory.start()
         if self.vault_watch is not None:
             self.vault_watch.start()
         if self.dispatch:
@@ -327,6 +335,8 @@ class Hub:
                     await cleanup
             if self.silences is not None:
                 await self.silences.stop()
+            if self.directory is not None:
+                await self.directory.stop()
             for integration in self._integrations.values():
                 try:
                     await integration.close()
@@ -666,6 +676,11 @@ class Hub:
         if notifier is None or (project is not None and notifier.project != project):
             raise UnknownIntegration(f"unknown integration {name!r}")
         return notifier
+
+    def signer(self) -> Signer:
+        """Signs and checks the links people follow without signing in (ack, unsubscribe): keyed by
+        the vault's keys. :class:`~tidings.security.signed.LinkError` without a secret key."""
+        return Signer(self.vault.keys if self.vault is not None and self.vault.keys else [])
 
     def require_store(self) -> Store:
         """The store of a started hub."""
