@@ -760,8 +760,8 @@ async def test_a_revoked_token_disables_the_integration_and_loses_nothing(make_h
 
     await eventually(disabled)
     waiting = await hub.notify(Message("second"))
-    await asyncio.sleep(0.3)
-    assert (await the_delivery(hub, waiting.id))["status"] == "pending"
+    held = await the_delivery(hub, waiting.id)
+    assert held["status"] == "held" and held["last_error"].startswith("held: integration disabled by its peer (")
     await hub.set_enabled("chat", True)
     assert (await wait_status(hub, waiting.id, "delivered"))["attempts"] == 1
 

@@ -29,9 +29,10 @@ from ..ids import new_id
 from ..message import Message
 from ..routing import Grouping, Target
 from ..store.engine import Conn
-from ..store.tables import dedup, deliveries, from_active_deliveries, in_thread_turn, messages
+from ..store.tables import dedup, deliveries, from_active_deliveries, in_thread_turn, integration_state, messages
 from ..threads import thread_hash
 from .digest import join_groups
+from .holds import disabled_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ async def write_messages(
         )
         existing = {r.idempotency_key: (r.id, r.request_hash) for r in rows}
 
+    disabled = await _disabled(conn, {t.integration for p in planned for t in p.targets})
     message_rows: list[tuple[Any, ...]] = []
     delivery_rows: list[tuple[Any, ...]] = []
     replays: dict[int, str] = {}
@@ -198,6 +200,8 @@ async def write_messages(
                     joins.append((t.route or "default", t.group, m, msg_id))
             elif m.dedup_key is not None and not await _first_in_window(conn, t.integration, m.dedup_key, t.cooldown, now):
                 status, reason = "suppressed", f"a duplicate: dedup_key {m.dedup_key!r} already sent within the {t.cooldown:g}s cooldown"
+            if status == "pending" and t.integration in disabled:
+                status, reason = "held", disabled[t.integration]
             d_id = new_id()
             owner, due = None, now if t.due is None else max(now, t.due)
             if status == "pending" and due == now and thread is None and lease is not None and lease.wants(t.integration):
@@ -217,6 +221,20 @@ async def write_messages(
     for i, msg_id in replays.items():
         out[i] = Receipt(msg_id, await delivery_refs(conn, msg_id), replay=True)
     return out  # type: ignore[return-value]
+
+
+async def _disabled(conn: Conn, names: set[str]) -> dict[str, str]:
+    """Those of ``names`` that are disabled -> why their deliveries are held. A new delivery to a
+    disabled integration is written ``held`` with that reason, as the disable held those waiting
+    then; on PostgreSQL the rows are read ``FOR SHARE``, so a disable committing meanwhile waits
+    for this transaction and then holds what it wrote."""
+    if not names:
+        return {}
+    q = select(integration_state.c.name, integration_state.c.reason).where(
+        integration_state.c.name.in_(sorted(names)), integration_state.c.disabled)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(read=True)
+    return {r.name: disabled_reason(r.reason) for r in await conn.execute(q)}
 
 
 async def _first_in_window(conn: Conn, integration: str, dedup_key: str, cooldown: float, now: float) -> bool:

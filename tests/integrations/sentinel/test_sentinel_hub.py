@@ -113,7 +113,7 @@ async def test_a_bad_secret_disables_and_holds(make_hub: Any, azure: AzureMonito
     assert info["health"] == "disabled" and "AADSTS7000215" in info["disabled_reason"]
     assert azure.ingest_calls == 0
     later = await hub.notify(Message("waits"))
-    assert (await first_deliveries(hub, [later.id]))[0]["status"] == "pending"
+    assert (await first_deliveries(hub, [later.id]))[0]["status"] == "held", "written held: its integration is disabled"
     azure.secret = SECRET
     await hub.set_enabled("sentinel", True)
     held = [i for i, d in zip(ids, done, strict=True) if d["status"] == "held"]

@@ -103,7 +103,7 @@ async def test_a_bad_token_disables_and_holds(make_hub: Any, hec: SplunkHec) -> 
     info = {i["name"]: i for i in await hub.integrations()}["siem"]
     assert info["health"] == "disabled" and "Invalid token" in info["disabled_reason"]
     later = await hub.notify(Message("waits"))
-    assert (await first_deliveries(hub, [later.id]))[0]["status"] == "pending"
+    assert (await first_deliveries(hub, [later.id]))[0]["status"] == "held", "written held: its integration is disabled"
     hec.tokens = {TOKEN}
     await hub.set_enabled("siem", True)
     held = [d["id"] for d in done if d["status"] == "held"]
