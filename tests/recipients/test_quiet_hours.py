@@ -229,3 +229,13 @@ def test_apply_to_planned_deliveries() -> None:
     plain = [Target("slack", None, 0.0)]
     assert apply_quiet_hours(plain, people, settings, Message("x"), now) is plain
     assert apply_quiet_hours(targets, People("ops"), None, Message("x"), now) == targets
+
+
+def test_remembered_reasons_follow_the_local_date_within_one_period() -> None:
+    for order in ((("2026-06-05T20:00", "Mon 08:00"), ("2026-06-08T03:00", "08:00")),
+                  (("2026-06-08T03:00", "08:00"), ("2026-06-05T20:00", "Mon 08:00"))):
+        for now, until in order:
+            assert decide_quiet(OFFICE, BERLIN, "medium", at(now, BERLIN))[2] == f"held by quiet hours until {until} Europe/Berlin"
+    # just before and at local midnight, in the same period
+    assert decide_quiet(OFFICE, BERLIN, "low", at("2026-06-07T23:59", BERLIN))[2] == "held by quiet hours until Mon 08:00 Europe/Berlin"
+    assert decide_quiet(OFFICE, BERLIN, "low", at("2026-06-08T00:00", BERLIN))[2] == "held by quiet hours until 08:00 Europe/Berlin"

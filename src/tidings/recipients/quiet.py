@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
@@ -150,23 +150,38 @@ class Period:
 def quiet_period(quiet_hours: QuietHours, zone: str | ZoneInfo, now: float) -> Period | None:
     """The quiet period ``now`` is in (None: not quiet). Its ``end`` is the first instant that is
     not quiet any more; a window is entered at its start and left at its end
-    (``start <= now < end``); touching and overlapping windows form one period.
+    (``start <= now < end``); touching and overlapping windows form one period."""
+    return _remembered_period(quiet_hours, zone_of(zone) if isinstance(zone, str) else zone, now)[0]
 
-    Remembered per quiet hours and zone until the next instant a window starts or ends: planning
-    asks this for every recipient of every message."""
-    tz = zone_of(zone) if isinstance(zone, str) else zone
-    key = (id(quiet_hours), tz.key)
+
+_Known = tuple["QuietHours", float, float, Any]
+_remembered: dict[tuple[Any, ...], _Known] = {}
+"""Answers remembered per quiet hours, zone (and priority) for the instants they hold for (from the
+instant asked to the next one a window starts or ends, at most the next local midnight): planning
+asks for every recipient of every message."""
+
+
+def _recall(key: tuple[Any, ...], quiet_hours: QuietHours, now: float) -> Any:
     hit = _remembered.get(key)
     if hit is not None and hit[0] is quiet_hours and hit[1] <= now < hit[2]:
-        return hit[3]
-    period, valid_until = _quiet_period(quiet_hours, tz, now)
+        return hit
+    return None
+
+
+def _remember(key: tuple[Any, ...], value: _Known) -> None:
     if len(_remembered) >= 4096:
         _remembered.clear()
-    _remembered[key] = (quiet_hours, now, valid_until, period)
-    return period
+    _remembered[key] = value
 
 
-_remembered: dict[tuple[int, str], tuple[QuietHours, float, float, Period | None]] = {}
+def _remembered_period(quiet_hours: QuietHours, tz: ZoneInfo, now: float) -> tuple[Period | None, float, float]:
+    key = (id(quiet_hours), tz.key)
+    hit = _recall(key, quiet_hours, now)
+    if hit is not None:
+        return hit[3], hit[1], hit[2]
+    period, valid_until = _quiet_period(quiet_hours, tz, now)
+    _remember(key, (quiet_hours, now, valid_until, period))
+    return period, now, valid_until
 
 
 def _quiet_period(quiet_hours: QuietHours, tz: ZoneInfo, now: float) -> tuple[Period | None, float]:
@@ -211,13 +226,27 @@ def decide_quiet(
 ) -> tuple[Policy, float | None, str | None]:
     """What quiet hours do to a message of ``priority`` at ``now``: the policy (``deliver`` when
     not quiet), when the quiet period ends (None when not quiet) and why, for the delivery."""
-    period = quiet_period(quiet_hours, zone, now)
+    key = (id(quiet_hours), zone, priority)
+    hit = _recall(key, quiet_hours, now)
+    if hit is not None:
+        return hit[3]  # type: ignore[no-any-return]
+    period, _, valid_until = _remembered_period(quiet_hours, zone_of(zone), now)
+    decision = _decide(quiet_hours, zone, priority, now, period)
+    # The same until the period's answer changes, which is at the next local midnight at the latest
+    # (when "until 07:00" would become "until Tue 07:00").
+    _remember(key, (quiet_hours, now, valid_until, decision))
+    return decision
+
+
+def _decide(
+    quiet_hours: QuietHours, zone: str, priority: str, now: float, period: Period | None
+) -> tuple[Policy, float | None, str | None]:
     if period is None:
         return "deliver", None, None
     policy = quiet_hours.policy_for(priority)
-    windows = ", ".join(describe_window(w) for w in period.windows)
     if policy == "defer":
         return policy, period.end, f"held by quiet hours until {format_until(period.end, zone, now)}"
+    windows = ", ".join(describe_window(w) for w in period.windows)
     if policy == "drop":
         return policy, period.end, f"dropped by quiet hours ({windows} {zone})"
     return policy, period.end, f"sent during quiet hours ({windows} {zone}): {priority} messages are delivered"
@@ -268,10 +297,14 @@ def apply_quiet_hours(
         if policy == "defer" and until is not None and quiet_hours is not None:
             due = max(until, t.due or until)
             if quiet_hours.digest:
-                t = dataclasses.replace(t, status="grouped", due=due, reason=f"{why} {DIGEST_NOTE}")
+                t = _decided(t, "grouped", f"{why} {DIGEST_NOTE}", due)
             else:
-                t = dataclasses.replace(t, due=due, reason=why)
+                t = _decided(t, None, why, due)
         elif policy == "drop":
-            t = dataclasses.replace(t, status="suppressed", reason=why)
+            t = _decided(t, "suppressed", why, t.due)
         out.append(t)
     return out
+
+
+def _decided(t: Target, status: str | None, reason: str | None, due: float | None) -> Target:
+    return dataclasses.replace(t, status=status, reason=reason, due=due)
