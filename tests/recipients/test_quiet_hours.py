@@ -239,3 +239,10 @@ def test_remembered_reasons_follow_the_local_date_within_one_period() -> None:
     # just before and at local midnight, in the same period
     assert decide_quiet(OFFICE, BERLIN, "low", at("2026-06-07T23:59", BERLIN))[2] == "held by quiet hours until Mon 08:00 Europe/Berlin"
     assert decide_quiet(OFFICE, BERLIN, "low", at("2026-06-08T00:00", BERLIN))[2] == "held by quiet hours until 08:00 Europe/Berlin"
+
+
+def test_a_zone_the_machine_does_not_know_is_read_as_utc_rather_than_failing_the_message() -> None:
+    lost = People("ops", {"al": person("al", "Mars/Olympus_Mons", NIGHTS)})
+    now = at("2026-06-02T23:30", "UTC")
+    (t,) = apply_quiet_hours([Target("slack", None, 0.0, recipient="id-al")], lost, None, Message("x"), now)
+    assert (t.due, t.reason) == (at("2026-06-03T08:00", "UTC"), "held by quiet hours until Wed 08:00 UTC")

@@ -288,6 +288,8 @@ def apply_quiet_hours(
             continue
         if t.recipient not in decided:
             quiet_hours, zone = quiet_hours_for(persons.get(t.recipient), project)
+            if not _known_zone(zone):  # a zone this machine's tz database lacks: UTC rather than fail
+                zone = "UTC"
             if quiet_hours is None:
                 decided[t.recipient] = (None, "deliver", None, None)
             else:
@@ -304,6 +306,14 @@ def apply_quiet_hours(
             t = _decided(t, "suppressed", why, t.due)
         out.append(t)
     return out
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        zone_of(name)
+    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError; a malformed name a ValueError
+        return False
+    return True
 
 
 def _decided(t: Target, status: str | None, reason: str | None, due: float | None) -> Target:
