@@ -49,7 +49,7 @@ async def join_quiet_digests(conn: Conn, joins: Sequence[tuple[str, str, float, 
             ids.append(message_id)
         by_group[(recipient, integration)] = (min(first, until), ids)
     ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(groups)
-    for (recipient, integration), (until, ids) in by_group.items():
+    for (recipient, integration), (until, ids) in sorted(by_group.items()):  # one lock order: no deadlocks
         key = quiet_key(recipient, integration)
         await conn.execute(
             ins.values(
