@@ -48,6 +48,7 @@ from .logs import library_default
 from .message import Message
 from .metrics import Metrics
 from .recipients.directory import Directory
+from .recipients.quiet import apply_quiet_hours
 from .retention import Pruner, prune
 from .routing import Router
 from .security.redact import clip
@@ -404,9 +405,12 @@ class Hub:
         covering it. The one place a message is routed: ``notify``, a scheduled message when it is
         due and an escalation step all plan through it."""
         silence = self.silences.match(message.labels, project=project) if self.silences is not None else None
+        targets = self.router.targets(message, to, project)
+        if silence is None and self.directory is not None:  # quiet hours of the recipients addressed
+            targets = apply_quiet_hours(targets, self.directory.people(project), self.config.projects.get(project), message, time.time())
         return Planned(
             message,
-            self.router.targets(message, to, project),
+            targets,
             idempotency_key,
             request_fingerprint(message, to, project) if idempotency_key else None,
             silenced=f"silence {silence.id} ({silence.describe()})" if silence is not None else None,

@@ -27,7 +27,7 @@ from ..integrations.base import DEFAULT_PROJECT, VAULT_REF
 from .models import Config
 
 Document = dict[str, Any]
-SECTIONS = ("integrations", "routes", "default")
+SECTIONS = ("integrations", "routes", "default", "projects")
 """What a revision holds; the rest of tidings.yaml stays with each process."""
 PROCESS_SECTIONS = ("server", "dispatcher", "retention", "audit", "oauth")
 FILE_REF = re.compile(r"^\$\{file:integrations\.([A-Za-z0-9_\-]+)\.([A-Za-z0-9_]+)(?:\.([^}]+))?\}$")

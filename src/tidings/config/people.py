@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..units import Duration
 
@@ -28,7 +28,9 @@ class _Strict(BaseModel):
 
 class Window(_Strict):
     """A weekly quiet window in the recipient's time zone: from ``start`` on each of ``days`` to
-    ``end`` (the next day when ``end`` is not after ``start``: 19:00–08:00 runs overnight)."""
+    ``end`` (the next day when ``end`` is not after ``start``: 19:00–08:00 runs overnight).
+    A whole day is 00:00–24:00 (or 00:00–00:00); any other window starting when it ends is
+    refused, as a mistake rather than 24 hours."""
 
     days: str = Field("daily", description="'daily', 'weekdays', 'weekends', 'mon-fri', 'sat,sun', ...")
     start: str = Field("00:00", description="HH:MM, wall-clock time")
@@ -49,6 +51,14 @@ class Window(_Strict):
             raise ValueError(f"{v!r} is not a time: write HH:MM (00:00 to 24:00)")
         return v
 
+    @model_validator(mode="after")
+    def _span(self) -> Window:
+        if self.start == "24:00":
+            raise ValueError("start 24:00: a window starts at 23:59 at the latest (00:00 is the next day's start)")
+        if self.start == self.end and self.start != "00:00":
+            raise ValueError(f"window {self.start}–{self.end} starts when it ends: write 00:00–24:00 for a whole day")
+        return self
+
 
 class QuietHours(_Strict):
     """When a person is not to be disturbed, and what happens to a message meanwhile, by priority."""
@@ -56,7 +66,7 @@ class QuietHours(_Strict):
     windows: list[Window] = Field(min_length=1)
     timezone: str | None = Field(
         None, description="IANA time zone for a project default (a recipient's own zone wins)")
-    policy: dict[Literal["critical", "high", "normal", "low"], Policy] = Field(
+    policy: dict[Literal["critical", "high", "medium", "low", "info"], Policy] = Field(
         default_factory=dict,
         description="per priority: defer (hold until the window ends), drop (record, don't send), deliver;"
         " default: critical delivers, the others defer",
@@ -68,6 +78,15 @@ class QuietHours(_Strict):
     def _zone(cls, v: str | None) -> str | None:
         if v is not None:
             check_timezone(v)
+        return v
+
+    @field_validator("windows")
+    @classmethod
+    def _not_always(cls, v: list[Window]) -> list[Window]:
+        from ..recipients.quiet import covers_whole_week
+
+        if covers_whole_week(v):
+            raise ValueError("these windows cover the whole week: nothing would ever be sent (turn the topic off instead)")
         return v
 
     def policy_for(self, priority: str) -> Policy:

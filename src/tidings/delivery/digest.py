@@ -177,6 +177,7 @@ class Grouper(Background):
         """Send every digest that is due now; returns how many groups were flushed."""
         from ..routing import Target
         from .outbox import Planned, write_messages
+        from .quiet_digest import QUIET_ROUTE, flush_quiet_digest
 
         now = self._clock()
         leased: list[Claimed] = []
@@ -186,6 +187,9 @@ class Grouper(Background):
                 query = query.with_for_update(skip_locked=True)
             due = (await conn.execute(query)).all()
             for row in due:
+                if row.route == QUIET_ROUTE:  # a person's quiet hours ended
+                    leased.extend(await flush_quiet_digest(conn, row, now, self._lease()))
+                    continue
                 options = self.router.options.get(row.route)
                 targets = self.router.targets_of.get(row.route, [])
                 if options is None or options.group is None or not targets:

@@ -33,6 +33,7 @@ from ..store.tables import dedup, deliveries, from_active_deliveries, in_thread_
 from ..threads import thread_hash
 from .digest import join_groups
 from .holds import disabled_reason
+from .quiet_digest import join_quiet_digests
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,7 @@ async def write_messages(
     replays: dict[int, str] = {}
     joins: list[tuple[str, Grouping, Message, str]] = []
     joined: set[tuple[str, str | None]] = set()
+    quiet: list[tuple[str, str, float, str]] = []
     for i, p in enumerate(planned):
         p.leased = []
         key = p.idempotency_key or None  # an empty key is no key
@@ -189,7 +191,9 @@ async def write_messages(
         for t in p.targets:
             status, reason = "pending", None
             if t.status is not None:  # decided while planning (a preference, quiet hours): says why
-                status, reason = t.status, t.reason
+                status, reason = t.status, t.reason if t.status == "suppressed" else None
+                if status == "grouped" and t.recipient is not None and t.due is not None:  # quiet-hours digest
+                    quiet.append((t.recipient, t.integration, t.due, msg_id))
             elif p.silenced is not None:
                 status, reason = "suppressed", f"silenced by {p.silenced}"
             elif t.group is not None:
@@ -218,6 +222,8 @@ async def write_messages(
     await _INSERT_DELIVERY.run(conn, delivery_rows)
     if joins:
         await join_groups(conn, joins, now)
+    if quiet:
+        await join_quiet_digests(conn, quiet, now)
     for i, msg_id in replays.items():
         out[i] = Receipt(msg_id, await delivery_refs(conn, msg_id), replay=True)
     return out  # type: ignore[return-value]
