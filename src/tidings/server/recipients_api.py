@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..accounts import allowed
-from ..config.people import QuietHours
 from ..errors import NotFound
 from ..recipients.edit import editing
 from ..recipients.prefs import list_preferences, set_preference, unset_preference
@@ -83,13 +82,13 @@ class _Fields(BaseModel):
     timezone: str | None = Field(None, max_length=64, pattern=NOT_BLANK, description="IANA name: `Europe/Berlin`")
     user: str | None = Field(None, max_length=320, pattern=NOT_BLANK,
                              description="the tidings user (email or id, a member of the project) this person is")
-    quiet_hours: QuietHours | None = Field(None, description="their own quiet hours (else the project's)")
+    quiet_hours: dict[str, Any] | None = Field(None, description=(
+        "their own quiet hours (else the project's), as in `projects.<slug>.quiet_hours` of the configuration: "
+        "`{\"windows\": [{\"days\": \"mon-fri\", \"start\": \"19:00\", \"end\": \"08:00\"}], \"policy\": {...}}`"),
+        json_schema_extra={"examples": [{"windows": [{"days": "weekends"}]}]})
 
     def values(self) -> dict[str, Any]:
-        given = self.model_dump(exclude_unset=True, mode="json", exclude={"name"})
-        if self.quiet_hours is not None:
-            given["quiet_hours"] = self.quiet_hours.model_dump(mode="json", exclude_none=True)
-        return given
+        return self.model_dump(exclude_unset=True, mode="json", exclude={"name"})
 
 
 class RecipientIn(_Fields):
