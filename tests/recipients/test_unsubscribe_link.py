@@ -138,3 +138,19 @@ async def test_a_required_topic_and_a_deleted_recipient_are_refused(api: Any) ->
         r = await api.request(method, path, auth=False, **ONE_CLICK)
         assert r.status_code == 410 and "no longer a recipient" in r.text, r.text
     assert await prefs(api) == []
+
+
+@pytest.mark.parametrize("db", ["sqlite"])
+async def test_a_database_in_trouble_is_a_page_not_a_500(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tidings.server import unsubscribe
+
+    async def down(*_: Any) -> None:
+        raise ConnectionError("database unreachable")
+
+    path = link(api, "ann")
+    with monkeypatch.context() as patched:
+        patched.setattr(unsubscribe, "recipient_by_id", down)
+        for method in ("GET", "POST"):
+            r = await api.request(method, path, auth=False, **ONE_CLICK)
+            assert r.status_code == 503 and "try again" in r.text.lower(), r.text
+    assert (await api.post(path, auth=False, **ONE_CLICK)).status_code == 200  # later, it works

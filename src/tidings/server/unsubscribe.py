@@ -90,6 +90,9 @@ async def confirm(token: str, hub: HubDep) -> HTMLResponse:
         u, recipient = await _check(hub, token)
     except Refused as exc:
         return page(exc.status, "This unsubscribe link can't be used", str(exc))
+    except Exception as exc:  # the database down...: a page that says so
+        log.error("unsubscribe.failed", error=f"{type(exc).__name__}: {redact(str(exc))}")
+        return page(503, "Try again in a moment", "tidings could not read this link's recipient just now.")
     what = html.escape(redact(_what(u, recipient)))
     form = (f"Turn off {what}?</p><form method=post><input type=hidden name={FIELD} value={VALUE}>"
             "<button type=submit>Unsubscribe</button></form><p>You can turn it on again in your preferences.")
