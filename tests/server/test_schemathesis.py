@@ -91,9 +91,10 @@ def _adjust(case: Any) -> None:
 def _config_write(operation: Any) -> bool:
     """A write of the configuration: whether its input is acceptable depends on the whole configuration (the
     integrations a route names, a kind's rules across fields, the current revision), which no schema states.
-    A task's write likewise depends on the project (its members can be assigned, its tasks' status names)."""
+    A task's write likewise depends on the project (its members can be assigned, its tasks' status names), and a
+    recipient's on what exists (IANA time zones, the project's members, recipients and groups by name)."""
     tags = operation.definition.raw.get("tags") or []
-    return ("configuration" in tags or "tasks" in tags) and operation.method.upper() != "GET"
+    return bool({"configuration", "tasks", "recipients"} & set(tags)) and operation.method.upper() != "GET"
 
 
 @pytest.mark.slow

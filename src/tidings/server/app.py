@@ -27,12 +27,14 @@ from . import (
     messages,
     oauth_api,
     openapi,
+    recipients_api,
     routes_api,
     schemas,
     secrets_api,
     signin,
     sync_api,
     tasks_api,
+    unsubscribe,
 )
 from .api import router as api_router
 from .auth import TokenCache
@@ -110,6 +112,8 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(routes_api.router)
     oauth_api.install(app)
     tasks_api.install(app)
+    recipients_api.install(app)
+    unsubscribe.install(app)
     app.include_router(sync_api.router)
     app.include_router(calendars_api.router)
     app.include_router(connections_api.router)

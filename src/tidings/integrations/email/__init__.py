@@ -28,8 +28,9 @@ import re
 import secrets
 import ssl
 from dataclasses import dataclass, field
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
 from functools import cache
 from pathlib import Path
@@ -44,6 +45,7 @@ from ...message import Format, Message, Priority
 from ...security.outbound import DestinationRefused
 from ...security.redact import clip, mask
 from ..base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
+from ..http import check_http_url
 from ..markup import html_to_text, markdown_to_html, sanitize_html
 
 COLOURS: dict[Priority, str] = {
@@ -73,6 +75,9 @@ SUBJECT_MAX = 200
 LABEL_TO = "email_to"
 LABEL_TO_MAX = 50
 """At most this many recipients in one message's ``email_to`` label."""
+LABEL_UNSUBSCRIBE = "unsubscribe_url"
+"""A one-click unsubscribe link (set when a message is addressed to a recipient): RFC 8058
+``List-Unsubscribe`` headers and a line in the footer."""
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -291,6 +296,32 @@ def subject_of(prefix: str, title: str) -> str:
     return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 1].rstrip() + "…"
 
 
+def unsubscribe_link(value: str | None) -> str:
+    """The ``unsubscribe_url`` label if it is an http(s) URL fit for a header (``<...>``, no
+    spaces, no line breaks), else ``''``: a malformed one is left out, never sent."""
+    if not value or len(value) > 900 or any(c in value for c in "<>\"'") or _CONTROL.search(value):
+        return ""
+    try:
+        check_http_url(value)
+    except ValueError:
+        return ""
+    return value
+
+
+class _OneLine(UnstructuredHeader):
+    """A header written on one line as it is: a long URL in ``List-Unsubscribe`` would otherwise be
+    folded as an RFC 2047 encoded word, which mail clients don't read as a URL (at most 900
+    characters: lines stay under SMTP's 998)."""
+
+    def fold(self, *, policy: Any) -> str:  # type: ignore[override]
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", _OneLine)
+_POLICY = default_policy.clone(header_factory=_HEADERS)
+
+
 def thread_root(thread_key: str, domain: str) -> str:
     """The Message-ID every message of a thread replies to, derived from the key alone."""
     return f"<thread-{hashlib.sha256(thread_key.encode()).hexdigest()[:32]}@{domain}>"
@@ -348,6 +379,9 @@ class EmailNotifier(Notifier):
         if message.thread_key:
             root = thread_root(message.thread_key, self.domain)
             headers += [("In-Reply-To", root), ("References", root)]
+        unsubscribe = unsubscribe_link(message.labels.get(LABEL_UNSUBSCRIBE))
+        if unsubscribe:
+            headers += [("List-Unsubscribe", f"<{unsubscribe}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
         context = {
             "title": one_line(message.title),
             "priority_label": message.priority.value.upper(),
@@ -360,6 +394,7 @@ class EmailNotifier(Notifier):
             "links": [(link.label, link.url) for link in message.links],
             "source": message.source or "",
             "sent_at": _SLOT,
+            "unsubscribe_url": unsubscribe,
         }
         env = _templates()
         envelope: list[str] = []
@@ -402,7 +437,7 @@ class EmailNotifier(Notifier):
         """The email as sent for ``attempt``."""
         created = dt.datetime.fromtimestamp(attempt.created_at, dt.UTC) if attempt.created_at > 0 else dt.datetime.now(dt.UTC)
         when = created.strftime("%Y-%m-%d %H:%M UTC")
-        msg = EmailMessage()
+        msg = EmailMessage(policy=_POLICY)
         msg["Subject"] = payload.subject
         msg["From"] = payload.sender
         msg["To"] = [_address_header(a) for a in payload.to]
