@@ -47,7 +47,10 @@ from .integrations.receiver import InboundRequest, Receiver
 from .logs import library_default
 from .message import Message
 from .metrics import Metrics
+from .recipients.addressing import Addresser
 from .recipients.directory import Directory
+from .recipients.model import People
+from .recipients.plan import addressable, plan_people
 from .retention import Pruner, prune
 from .routing import Router
 from .security.redact import clip
@@ -258,6 +261,7 @@ class Hub:
                 metrics=self.metrics,
                 on_flush=self._notify_flushed,
                 routes=lambda route: self.router.options_for(route),  # the router running now
+                address=Addresser(self),
             )
             if self.vault_watch is not None:
                 self.dispatcher.before_enabled = self.vault_watch.check
@@ -404,9 +408,15 @@ class Hub:
         covering it. The one place a message is routed: ``notify``, a scheduled message when it is
         due and an escalation step all plan through it."""
         silence = self.silences.match(message.labels, project=project) if self.silences is not None else None
+        routed = self.router.route(message, to, project)
+        targets = routed.targets
+        if routed.people:  # @handles: one delivery per person and channel (recipients/plan.py)
+            people = self.directory.people(project) if self.directory is not None else People(project)
+            targets = targets + plan_people(message, routed.people, people, addressable(self.notifiers.values(), project),
+                                            self.config.projects.get(project))
         return Planned(
             message,
-            self.router.targets(message, to, project),
+            targets,
             idempotency_key,
             request_fingerprint(message, to, project) if idempotency_key else None,
             silenced=f"silence {silence.id} ({silence.describe()})" if silence is not None else None,

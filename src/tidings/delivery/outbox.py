@@ -196,7 +196,7 @@ async def write_messages(
                 if (msg_id, t.route) not in joined:
                     joined.add((msg_id, t.route))
                     joins.append((t.route or "default", t.group, m, msg_id))
-            elif m.dedup_key is not None and not await _first_in_window(conn, t.integration, m.dedup_key, t.cooldown, now):
+            elif m.dedup_key is not None and not await _first_in_window(conn, _dedup_scope(t), m.dedup_key, t.cooldown, now):
                 status, reason = "suppressed", f"a duplicate: dedup_key {m.dedup_key!r} already sent within the {t.cooldown:g}s cooldown"
             d_id = new_id()
             owner, due = None, now if t.due is None else max(now, t.due)
@@ -217,6 +217,11 @@ async def write_messages(
     for i, msg_id in replays.items():
         out[i] = Receipt(msg_id, await delivery_refs(conn, msg_id), replay=True)
     return out  # type: ignore[return-value]
+
+
+def _dedup_scope(t: Target) -> str:
+    """Cooldowns count per integration, and per person on it (two people's emails are no duplicates)."""
+    return t.integration if t.recipient is None else f"{t.integration}\x1e{t.recipient}"
 
 
 async def _first_in_window(conn: Conn, integration: str, dedup_key: str, cooldown: float, now: float) -> bool:

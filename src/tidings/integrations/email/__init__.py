@@ -33,7 +33,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -43,8 +43,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from ...message import Format, Message, Priority
 from ...security.outbound import DestinationRefused
 from ...security.redact import clip, mask
-from ..base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
+from ..base import NO_OPTIONS, Addressable, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
 from ..markup import html_to_text, markdown_to_html, sanitize_html
+
+if TYPE_CHECKING:
+    from ...recipients.model import Person
 
 COLOURS: dict[Priority, str] = {
     Priority.CRITICAL: "#d00000",
@@ -72,6 +75,8 @@ DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 SUBJECT_MAX = 200
 LABEL_TO = "email_to"
 LABEL_TO_MAX = 50
+LABEL_PERSON = "email_person"
+"""Set on a message addressed to one recipient (their id): it goes to them alone, without cc and bcc."""
 """At most this many recipients in one message's ``email_to`` label."""
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -296,9 +301,10 @@ def thread_root(thread_key: str, domain: str) -> str:
     return f"<thread-{hashlib.sha256(thread_key.encode()).hexdigest()[:32]}@{domain}>"
 
 
-class EmailNotifier(Notifier):
+class EmailNotifier(Notifier, Addressable):
     kind = "email"
     Settings = EmailSettings
+    unsubscribe = True
     concurrency = 4
     timeout = 30.0
     settings: EmailSettings
@@ -311,6 +317,17 @@ class EmailNotifier(Notifier):
         self._sender = str(Address(display_name=s.from_name, addr_spec=s.from_address))
         self._secrets = sorted(set(s.secret_values()), key=len, reverse=True)
         self._tls: ssl.SSLContext | None = None
+
+    # -- addressing a person ---------------------------------------------------------------------
+    def reaches(self, person: Person) -> bool:
+        allowed = self.settings.allowed_domains
+        return bool(person.email) and (not allowed or person.email.rpartition("@")[2].lower() in allowed)  # type: ignore[union-attr]
+
+    def address(self, message: Message, person: Person) -> Message | None:
+        """To the person's mailbox alone (``email_to``; no cc or bcc)."""
+        if not self.reaches(person):
+            return None
+        return message.model_copy(update={"labels": {**message.labels, LABEL_TO: str(person.email), LABEL_PERSON: person.id}})
 
     # -- rendering -------------------------------------------------------------------------------
     def recipients_for(self, message: Message) -> tuple[list[str], str | None]:
@@ -362,8 +379,9 @@ class EmailNotifier(Notifier):
             "sent_at": _SLOT,
         }
         env = _templates()
+        cc, bcc = ((), ()) if message.labels.get(LABEL_PERSON) else (tuple(s.cc), tuple(s.bcc))
         envelope: list[str] = []
-        for value in [*to, *s.cc, *s.bcc]:
+        for value in [*to, *cc, *bcc]:
             addr = split_address(value)[1]
             if addr.lower() not in (a.lower() for a in envelope):
                 envelope.append(addr)
@@ -371,8 +389,8 @@ class EmailNotifier(Notifier):
             subject=subject_of(s.subject_prefix, message.title),
             sender=self._sender,
             to=tuple(to),
-            cc=tuple(s.cc),
-            bcc=tuple(s.bcc),
+            cc=cc,
+            bcc=bcc,
             headers=tuple(headers),
             text=env.get_template("message.txt.j2").render(context),
             html=env.get_template("message.html.j2").render(context),
