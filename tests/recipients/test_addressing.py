@@ -204,3 +204,29 @@ async def test_a_person_without_an_address_any_more_ends_dead(make_hub: Any, sla
     assert found[("mail", "ada")]["status"] == "dead"
     assert found[("mail", "ada")]["last_error"] == "ada has no address on mail any more: nothing sent"
     assert found[("ops-slack", "ada")]["status"] == "delivered"
+
+
+async def test_the_api_takes_handles_in_to_and_explains_each_delivery(
+    make_api: Any, slack: FakeSlack, smtp: Any
+) -> None:
+    mail = smtp("none")
+    api = await make_api(config(slack, mail))
+    ids = await add_people(api.hub.require_store())
+    await api.hub.directory.reload("default")
+
+    r = await api.post("/api/v1/messages", json={"title": "for the on-call", "to": ["@oncall", "ops-slack"]})
+    assert r.status_code == 202, r.text
+    message_id = r.json()["id"]
+    await settled(api.hub, message_id, 5)
+
+    shown = await api.get(f"/api/v1/messages/{message_id}")
+    found = by_key(shown.json()["deliveries"], ids)
+    assert found[("mail", "ada")]["status"] == "delivered"
+    assert found[("mail", "ada")]["reason"] == "to @oncall (Ada Lovelace) as the sender asked"
+    assert found[("mail", "ada")]["recipient"] == ids["ada"]
+    assert found[("ops-slack", None)]["reason"] is None
+    # No route, no topic: Grace's (deploys, mail) switch doesn't apply.
+    assert found[("mail", "grace")]["status"] == "delivered"
+
+    r = await api.post("/api/v1/messages", json={"title": "x", "to": ["@oncall", "nope"]})
+    assert r.status_code in (400, 404, 422) and "nope" in r.text
