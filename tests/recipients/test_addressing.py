@@ -15,8 +15,8 @@ from helpers import eventually
 from sqlalchemy import delete, insert
 
 from tidings import Hub, Message
-from tidings.store.recipient_tables import preferences, recipient_group_members, recipient_groups, recipients
 from tidings.store.engine import Store
+from tidings.store.recipient_tables import preferences, recipient_group_members, recipient_groups, recipients
 
 FINAL = {"delivered", "dead", "suppressed"}
 
