@@ -2,6 +2,7 @@
 
     python bench/throughput.py [--messages 20000] [--concurrency 64] [--via hub|api]
                                [--channels webhook,slack,teams,email,syslog]
+    python bench/throughput.py --recipients [--recipient-messages 100]
 
 Measures, against one HTTP sink process on 127.0.0.1:
   ceiling  a bare aiohttp client posting the same payloads with the same concurrency, just before
@@ -21,6 +22,10 @@ a baseline sending the same kind of payload straight to that peer in the same ro
            bare aiohttp posting the same batches to it (bench/_splunk.py).
 The per-integration rate limits (Slack 1/s, Teams 4/s) are raised for these runs, or they alone
 would set the figures. The last line is one JSON object with the figures and their ratios.
+
+``--recipients`` measures instead a fan-out to 50 people (preferences evaluated, each delivery
+addressed: a Slack DM or an email) beside the same fan-out to 50 plain integrations, in
+deliveries per second (bench/_recipients.py): ``recipients_vs_integrations``, goal >= 0.8.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import orjson
 from tidings.store.engine import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _recipients  # noqa: E402
 import _splunk  # noqa: E402
 from _peers import SLACK_TOKEN, PeerProcess, marker  # noqa: E402
 from _sink import ServedProcess, SinkProcess, free_port, pct, wait_ok, wait_ready  # noqa: E402
@@ -432,11 +438,16 @@ async def main() -> None:
     ap.add_argument("--channel-messages", type=int, default=3_000, help="per round, for slack and teams")
     ap.add_argument("--email-messages", type=int, default=1_000, help="per round (a connection per mail is slow)")
     ap.add_argument("--email-concurrency", type=int, default=16, help="SMTP connections at once, both sides")
+    ap.add_argument("--recipients", action="store_true",
+                    help="only the fan-out to 50 recipients vs 50 integrations (bench/_recipients.py)")
+    ap.add_argument("--recipient-messages", type=int, default=100, help="per round, each to 50 deliveries")
     args = ap.parse_args()
     os.environ.setdefault("TIDINGS_LOG_LEVEL", "WARNING")
     from tidings.logs import configure
 
     configure(level="WARNING")
+    if args.recipients:
+        return await recipients_main(args)
     n, c = args.messages, args.concurrency
     runner = hub_rate if args.via == "hub" else api_rate
     ceilings: list[float] = []
@@ -545,6 +556,41 @@ async def main() -> None:
             sdk = median(f["sdk"])
             result |= {f"{ch}_slack_sdk_per_s": round(sdk, 1), f"{ch}_hub_vs_slack_sdk": round(hub_ch / sdk, 3)}
     print(json.dumps(result))
+
+
+async def recipients_main(args: argparse.Namespace) -> None:
+    """Fan-out to 50 recipients vs to 50 integrations, interleaved rounds, medians."""
+    n, c, email_c = args.recipient_messages, args.concurrency, args.email_concurrency
+    messages = [channel_payload(i) for i in range(n)]
+    figures: dict[str, list[float]] = {"recipients": [], "integrations": []}
+    with contextlib.ExitStack() as stack:
+        tmpdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        slack, smtp = stack.enter_context(PeerProcess("slack")), stack.enter_context(PeerProcess("smtp"))
+        slack.wait_ready()
+        smtp.wait_ready()
+        warm = tmpdir / "warm"
+        warm.mkdir()
+        for side in figures:  # warm up both sides (imports, first connections)
+            (warm / side).mkdir()
+            await _recipients.rate(side, slack, smtp, messages[:10], c, email_c, warm / side)
+        for r in range(args.rounds):
+            for side in (("recipients", "integrations") if r % 2 == 0 else ("integrations", "recipients")):
+                round_dir = tmpdir / f"round{r}-{side}"
+                round_dir.mkdir()
+                figures[side].append(await _recipients.rate(side, slack, smtp, messages, c, email_c, round_dir))
+            print(f"round {r + 1}: {n} messages x {_recipients.FANOUT}: to recipients {figures['recipients'][-1]:,.0f}"
+                  f" deliveries/s; to integrations {figures['integrations'][-1]:,.0f}/s;"
+                  f" ratio {figures['recipients'][-1] / figures['integrations'][-1]:.3f}", file=sys.stderr)
+    people, plain = median(figures["recipients"]), median(figures["integrations"])
+    print(f"fan-out to {_recipients.FANOUT} recipients: {people:,.0f} deliveries/s; to {_recipients.FANOUT}"
+          f" integrations: {plain:,.0f} deliveries/s; ratio {people / plain:.3f} (goal >= 0.8)")
+    print(json.dumps({
+        "recipient_messages": n, "fanout": _recipients.FANOUT, "rounds": args.rounds, "concurrency": c,
+        "recipients_per_s": round(people, 1), "integrations_per_s": round(plain, 1),
+        "recipients_vs_integrations": round(people / plain, 3),
+        "recipients_vs_integrations_by_round": [round(a / b, 3) for a, b in
+                                                zip(figures["recipients"], figures["integrations"], strict=True)],
+    }))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ CHANNELS = {
     "secret-room": "G0PRIVATE",
 }
 ARCHIVED = {"C0ARCHIVED"}
+USERS = {"U0ADA": "D0ADA", "U0GRACE": "D0GRACE", "U0LINUS": "D0LINUS"}
+"""Members of the workspace -> the DM channel the bot has with them (a post to a user id lands there)."""
 NOT_A_MEMBER = {"G0PRIVATE"}
 HOOK_CHANNEL = "C0ALERTS"
 
@@ -352,9 +354,9 @@ class FakeSlack:
     def _channel(self, name: Any) -> str | None:
         if not isinstance(name, str):
             return None
-        if name in CHANNELS.values():
+        if name in CHANNELS.values() or name in USERS.values():
             return name
-        return CHANNELS.get(name.removeprefix("#"))
+        return USERS.get(name) or CHANNELS.get(name.removeprefix("#"))
 
     def _post_message(self, body: dict[str, Any]) -> web.Response:
         channel = self._channel(body.get("channel"))
@@ -391,7 +393,7 @@ class FakeSlack:
 
     def _update(self, body: dict[str, Any]) -> web.Response:
         channel = body.get("channel")
-        if channel not in CHANNELS.values():  # chat.update wants the channel's ID
+        if channel not in CHANNELS.values() and channel not in USERS.values():  # chat.update wants the channel's ID
             return self._fail("channel_not_found")
         key = (channel, body.get("ts"))
         if key not in self.messages:

@@ -47,7 +47,10 @@ from .integrations.receiver import InboundRequest, Receiver
 from .logs import library_default
 from .message import Message
 from .metrics import Metrics
+from .recipients.addressing import Addresser
 from .recipients.directory import Directory
+from .recipients.model import People
+from .recipients.plan import addressable, plan_people
 from .recipients.quiet import apply_quiet_hours
 from .retention import Pruner, prune
 from .routing import Router
@@ -259,6 +262,7 @@ class Hub:
                 metrics=self.metrics,
                 on_flush=self._notify_flushed,
                 routes=lambda route: self.router.options_for(route),  # the router running now
+                address=Addresser(self),
             )
             if self.vault_watch is not None:
                 self.dispatcher.before_enabled = self.vault_watch.check
@@ -405,9 +409,15 @@ class Hub:
         covering it. The one place a message is routed: ``notify``, a scheduled message when it is
         due and an escalation step all plan through it."""
         silence = self.silences.match(message.labels, project=project) if self.silences is not None else None
-        targets = self.router.targets(message, to, project)
-        if silence is None and self.directory is not None:  # quiet hours of the recipients addressed
-            targets = apply_quiet_hours(targets, self.directory.people(project), self.config.projects.get(project), message, time.time())
+        routed = self.router.route(message, to, project)
+        targets = routed.targets
+        if routed.people:  # @handles: one delivery per person and channel (recipients/plan.py)
+            people = self.directory.people(project) if self.directory is not None else People(project)
+            settings = self.config.projects.get(project)
+            targets = targets + plan_people(message, routed.people, people, addressable(self.notifiers.values(), project),
+                                            settings)
+            if silence is None:  # quiet hours of the people addressed
+                targets = apply_quiet_hours(targets, people, settings, message, time.time())
         return Planned(
             message,
             targets,

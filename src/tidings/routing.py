@@ -20,6 +20,8 @@ from .templates import Template
 if TYPE_CHECKING:
     from .config.models import Config, Match, _Deliveries
 
+HANDLE_PREFIX = "@"
+"""A ``to`` entry starting with it names a recipient or a group (``@oncall``), not an integration."""
 _PRIORITY_EXPR = re.compile(r"^\s*(>=|<=|==|=|>|<)?\s*([A-Za-z]+)\s*$")
 
 Predicate = Callable[[Message], bool]
@@ -52,6 +54,26 @@ class Target:
     """Why (kept on the delivery): ``to @oncall by route pager``, ``held by quiet hours until 07:00 Europe/Berlin``."""
     due: float | None = None
     """Not before this time (quiet hours' ``defer``); None: now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Addressees:
+    """The ``@handles`` one route (or an explicit ``to``) names: people, not integrations.
+    :mod:`tidings.recipients.plan` turns them into one delivery per person and channel."""
+
+    handles: tuple[str, ...]
+    route: str | None
+    cooldown: float
+    topic: str | None = None
+    """The route's ``topic:`` (a message's ``topic`` label wins)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Where a message goes: integrations, and people by ``@handle``."""
+
+    targets: list[Target]
+    people: list[Addressees]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,54 +148,77 @@ class Router:
         self.project_of: dict[str, str] = {name: s.project for name, s in config.integrations.items()}
         """Integration name -> its project."""
         self._cooldown = config.default.cooldown
-        self._routes: dict[str, list[tuple[Predicate, list[Target], bool]]] = {}
+        self._routes: dict[str, list[tuple[Predicate, list[Target], Addressees | None, bool]]] = {}
         self.options: dict[str, RouteOptions] = {}
         """Route name -> what the route adds to its deliveries (template, mentions, grouping)."""
         self.targets_of: dict[str, list[str]] = {}
-        """Route name -> its integrations (digests go to all of them)."""
+        """Route name -> its integrations (digests go to all of them; its ``@handles`` are not here)."""
+        self.topic_of: dict[str, str | None] = {}
+        """Route name -> its ``topic:``."""
         self.project_of_route: dict[str, str] = {}
         """Route name -> the project whose messages it routes (digests belong to it)."""
         for i, route in enumerate(config.routes):
             name = route.name or f"routes[{i}]"
             self._add(name, route, route.project)
             self._routes.setdefault(route.project, []).append(
-                (compile_match(route.match), self._targets(name, route), route.continue_))
+                (compile_match(route.match), self._targets(name, route), _addressees(name, route), route.continue_))
         self._add("default", config.default, DEFAULT_PROJECT)
         self._default = _unique(self._targets("default", config.default))
+        self._default_people = [a] if (a := _addressees("default", config.default)) is not None else []
 
     def _add(self, name: str, route: _Deliveries, project: str) -> None:
         self.options[name] = RouteOptions(route.template, RenderOptions(route.mention), Grouping.of(route))
-        self.targets_of[name] = list(route.to)  # type: ignore[attr-defined]
+        self.targets_of[name] = [t for t in route.to if not is_handle(t)]  # type: ignore[attr-defined]
         self.project_of_route[name] = project
+        self.topic_of[name] = route.topic
 
     @staticmethod
     def _targets(name: str, route: _Deliveries) -> list[Target]:
         group = Grouping.of(route)
-        return [Target(t, name, route.cooldown, group) for t in route.to]  # type: ignore[attr-defined]
+        return [Target(t, name, route.cooldown, group) for t in route.to if not is_handle(t)]  # type: ignore[attr-defined]
 
     def options_for(self, route: str | None) -> RouteOptions:
         return self.options.get(route or "", NO_ROUTE)
 
     def targets(self, message: Message, to: Sequence[str] | None = None, project: str = DEFAULT_PROJECT) -> list[Target]:
-        """The deliveries to create for ``message`` of ``project``, each integration once, in route
-        order. ``to`` may name only the project's integrations: another project's is unknown here.
-        A message of another project than ``default`` that none of its routes match goes nowhere."""
+        """The integrations :meth:`route` finds (without the people)."""
+        return self.route(message, to, project).targets
+
+    def route(self, message: Message, to: Sequence[str] | None = None, project: str = DEFAULT_PROJECT) -> Routed:
+        """Where ``message`` of ``project`` goes: each integration once, in route order, and the
+        ``@handles`` of the routes that matched. ``to`` may name only the project's integrations
+        (another project's is unknown here) and ``@handles``. A message of another project than
+        ``default`` that none of its routes match goes nowhere."""
         if to is not None:
             if not to:
                 raise MessageError("to: name at least one integration, or leave it out to use the routes")
-            unknown = [name for name in to if self.project_of.get(name) != project]
+            handles = tuple(name for name in to if is_handle(name))
+            unknown = [name for name in to if not is_handle(name) and self.project_of.get(name) != project]
             if unknown:
                 raise UnknownIntegration(f"unknown integration {unknown[0]!r}")
-            return _unique(Target(name, None, self._cooldown) for name in to)
+            targets = _unique(Target(name, None, self._cooldown) for name in to if not is_handle(name))
+            return Routed(targets, [Addressees(handles, None, self._cooldown)] if handles else [])
         found: list[Target] = []
-        for predicate, targets, fall_through in self._routes.get(project, ()):
+        people: list[Addressees] = []
+        for predicate, targets, addressees, fall_through in self._routes.get(project, ()):
             if predicate(message):
                 found.extend(targets)
+                if addressees is not None:
+                    people.append(addressees)
                 if not fall_through:
                     break
-        if not found:
-            return self._default if project == DEFAULT_PROJECT else []
-        return _unique(found) if len(found) > 1 else found
+        if not found and not people:
+            return Routed(self._default, self._default_people) if project == DEFAULT_PROJECT else Routed([], [])
+        return Routed(_unique(found) if len(found) > 1 else found, people)
+
+
+def is_handle(name: str) -> bool:
+    return name.startswith(HANDLE_PREFIX)
+
+
+def _addressees(name: str, route: _Deliveries) -> Addressees | None:
+    handles = tuple(t for t in route.to if is_handle(t))  # type: ignore[attr-defined]
+    return Addressees(handles, name, route.cooldown, route.topic) if handles else None
 
 
 def _unique(targets: Iterable[Target]) -> list[Target]:

@@ -16,6 +16,16 @@ def _coloured(status: str) -> str:
     return f"[{c}]{status}[/{c}]" if c else status
 
 
+def recipient_names(hub: Any, found: list[dict[str, Any]]) -> dict[str, str]:
+    """Recipient id -> ``Ada Lovelace (@ada)`` for the deliveries' recipients (a deleted one: its id)."""
+    names = {}
+    for d in found:
+        if (rid := d.get("recipient")) is not None:
+            person = hub.directory.person(rid) if hub.directory is not None else None
+            names[rid] = f"{person.display_name} (@{person.name})" if person is not None else f"{rid} (deleted)"
+    return names
+
+
 def _list(status: str | None, integration: str | None, limit: int, before: str | None, config: Any, as_json: bool) -> None:
     from ..delivery.queries import STATUSES
 
@@ -75,16 +85,18 @@ def deliveries_show(delivery_id: Annotated[str, typer.Argument(help="an id or a 
                     config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """One delivery: status, attempts, last error, remote id, and the message it carries."""
 
-    async def _show(hub: Any) -> dict[str, Any]:
-        return await hub.delivery(await hub.resolve_id("delivery", delivery_id))
+    async def _show(hub: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        found = await hub.delivery(await hub.resolve_id("delivery", delivery_id))
+        return found, recipient_names(hub, [found])
 
-    d = _on_hub(config, _show)
+    d, names = _on_hub(config, _show)
 
     def human() -> None:
         m = d["message"]
         rows = [
             ("delivery", d["id"]), ("integration", d["integration"]), ("route", d["route"] or ""),
-            ("status", _coloured(d["status"])), ("attempts", str(d["attempts"])), ("created", _when(d["created_at"])),
+            ("recipient", names.get(d["recipient"] or "", "")), ("status", _coloured(d["status"])),
+            ("why", d["reason"] or ""), ("attempts", str(d["attempts"])), ("created", _when(d["created_at"])),
             ("updated", _when(d["updated_at"])), ("next attempt", _when(d["next_attempt_at"])),
             ("delivered", _when(d["delivered_at"])),
             ("latency", f"{d['latency_ms']:.1f} ms" if d["latency_ms"] is not None else ""),

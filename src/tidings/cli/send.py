@@ -25,7 +25,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
 
 TitleOpt = Annotated[str, typer.Option("--title", "-t")]
 BodyOpt = Annotated[str, typer.Option("--body", "-b")]
-ToOpt = Annotated[list[str] | None, typer.Option("--to", help="integration name (repeatable); skips routing")]
+ToOpt = Annotated[list[str] | None, typer.Option("--to", help="integration name or @recipient (repeatable); skips routing")]
 PriorityOpt = Annotated[str, typer.Option("--priority", "-p", help="critical, high, medium, low or info")]
 FormatOpt = Annotated[str, typer.Option("--format", help="plain, markdown or html")]
 FieldOpt = Annotated[list[str] | None, typer.Option("--field", "-f", help="KEY=VALUE (repeatable)")]

@@ -29,7 +29,7 @@ from .models import Config
 Document = dict[str, Any]
 SECTIONS = ("integrations", "routes", "default", "projects")
 """What a revision holds; the rest of tidings.yaml stays with each process."""
-PROCESS_SECTIONS = ("server", "dispatcher", "retention", "audit", "oauth")
+PROCESS_SECTIONS = ("server", "dispatcher", "retention", "audit", "oauth", "projects")
 FILE_REF = re.compile(r"^\$\{file:integrations\.([A-Za-z0-9_\-]+)\.([A-Za-z0-9_]+)(?:\.([^}]+))?\}$")
 """``${file:integrations.NAME.FIELD}``, or ``...FIELD.KEY`` for one value of a mapping (a header)."""
 _REFERENCE = re.compile(r"^\$\{[^}]+\}$")

@@ -173,25 +173,41 @@ def _file_references(integrations: Mapping[str, Any]) -> list[str]:
 
 
 def _check_references(data: Mapping[str, Any]) -> list[str]:
-    """Route targets that name no integration. Checked on the raw data, so that they show
+    """Route and escalation targets that name no integration (``@handles`` name people: data, not
+    configuration, so any well-formed one is accepted). Checked on the raw data, so that they show
     together with every other problem."""
+    from .people import HANDLE
+
     integrations = data.get("integrations")
     if not isinstance(integrations, dict):
         return []
     names = {str(n) for n in integrations}
     targets: list[tuple[str, Any]] = []
     routes = data.get("routes")
-    for i, route in enumerate(routes if isinstance(routes, list) else []):
-        to = route.get("to") if isinstance(route, dict) else None
-        targets += [(f"routes[{i}].to[{j}]", t) for j, t in enumerate(to if isinstance(to, list) else [])]
-    default = data.get("default")
-    to = default.get("to") if isinstance(default, dict) else None
-    targets += [(f"default.to[{j}]", t) for j, t in enumerate(to if isinstance(to, list) else [])]
-    return [
-        f"{path}: unknown integration {t!r}{_suggest(t, names)}"
-        for path, t in targets
-        if isinstance(t, str) and t not in names
-    ]
+    entries = [(f"routes[{i}]", r) for i, r in enumerate(routes if isinstance(routes, list) else [])]
+    entries.append(("default", data.get("default")))
+    for where, route in entries:
+        if not isinstance(route, dict):
+            continue
+        targets += _listed(f"{where}.to", route.get("to"))
+        steps = route.get("escalation", {}).get("steps") if isinstance(route.get("escalation"), dict) else None
+        for k, step in enumerate(steps if isinstance(steps, list) else []):
+            targets += _listed(f"{where}.escalation.steps[{k}].to", step.get("to") if isinstance(step, dict) else None)
+    problems = []
+    for path, t in targets:
+        if not isinstance(t, str):
+            continue
+        if t.startswith("@"):
+            if not HANDLE.match(t):
+                problems.append(f"{path}: {t!r} is not a recipient handle: '@' then lowercase letters, digits,"
+                                " '.', '-' and '_'")
+        elif t not in names:
+            problems.append(f"{path}: unknown integration {t!r}{_suggest(t, names)}")
+    return problems
+
+
+def _listed(path: str, items: Any) -> list[tuple[str, Any]]:
+    return [(f"{path}[{j}]", t) for j, t in enumerate(items if isinstance(items, list) else [])]
 
 
 def _check_targets(config: Config) -> list[str]:
@@ -243,10 +259,13 @@ def _check_projects(config: Config) -> list[str]:
         if route.name is not None and owner.setdefault(route.name, route.project) != route.project:
             problems.append(f"routes[{i}].name: {route.name!r} is a route of project {owner[route.name]!r} already;"
                             " a route name belongs to one project")
-        for j, target in enumerate(route.to):
+        steps = route.escalation.steps if route.escalation is not None else []
+        listed = [(f"to[{j}]", t) for j, t in enumerate(route.to)]
+        listed += [(f"escalation.steps[{k}].to[{j}]", t) for k, step in enumerate(steps) for j, t in enumerate(step.to)]
+        for where, target in listed:
             settings = config.integrations.get(target)
             if settings is not None and settings.project != route.project:
-                problems.append(f"routes[{i}].to[{j}]: integration {target!r} belongs to project {settings.project!r},"
+                problems.append(f"routes[{i}].{where}: integration {target!r} belongs to project {settings.project!r},"
                                 f" not {route.project!r}; a route sends only to its project's integrations")
     for j, target in enumerate(config.default.to):
         settings = config.integrations.get(target)

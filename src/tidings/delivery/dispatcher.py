@@ -149,6 +149,7 @@ class Dispatcher:
         on_flush: Callable[[], None] | None = None,
         routes: Callable[[str | None], RouteOptions] = lambda _: NO_ROUTE,
         clock: Callable[[], float] = time.time,
+        address: Callable[[Notifier, Claimed, Message], Message | str] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or DispatcherSettings()
@@ -163,6 +164,8 @@ class Dispatcher:
             self.shared_limits = SharedLimits(storage)
         self.lanes: dict[str, Lane] = {n.name: lane_for(n, self.shared_limits) for n in notifiers}
         self.routes = routes
+        self.address = address
+        """A delivery to a recipient: the message as sent to them, or why it can't be (``recipients/addressing.py``)."""
         """Route name -> what the route adds (a template applied before the integration's own...)."""
         self._on_flush = on_flush
         self._clock = clock
@@ -566,6 +569,11 @@ class Dispatcher:
             noisy(log.error, (c.integration, c.route, "template"), "config.template_failed", integration=c.integration,
                   route=c.route, error=redact(str(exc)))
             return self._finish(lane, c, Outcome.permanent(str(exc)), None)
+        if c.recipient is not None and self.address is not None:
+            addressed = self.address(notifier, c, message)
+            if isinstance(addressed, str):
+                return self._finish(lane, c, Outcome.permanent(addressed), None)
+            message = addressed
         try:
             return message, notifier.render(message, route.render)
         except Exception as exc:

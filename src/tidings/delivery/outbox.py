@@ -202,7 +202,7 @@ async def write_messages(
                 if (msg_id, t.route) not in joined:
                     joined.add((msg_id, t.route))
                     joins.append((t.route or "default", t.group, m, msg_id))
-            elif m.dedup_key is not None and not await _first_in_window(conn, t.integration, m.dedup_key, t.cooldown, now):
+            elif m.dedup_key is not None and not await _first_in_window(conn, _dedup_scope(t), m.dedup_key, t.cooldown, now):
                 status, reason = "suppressed", f"a duplicate: dedup_key {m.dedup_key!r} already sent within the {t.cooldown:g}s cooldown"
             if status == "pending" and t.integration in disabled:
                 status, reason = "held", disabled[t.integration]
@@ -241,6 +241,11 @@ async def _disabled(conn: Conn, names: set[str]) -> dict[str, str]:
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(read=True)
     return {r.name: disabled_reason(r.reason) for r in await conn.execute(q)}
+
+
+def _dedup_scope(t: Target) -> str:
+    """Cooldowns count per integration, and per person on it (two people's emails are no duplicates)."""
+    return t.integration if t.recipient is None else f"{t.integration}\x1e{t.recipient}"
 
 
 async def _first_in_window(conn: Conn, integration: str, dedup_key: str, cooldown: float, now: float) -> bool:

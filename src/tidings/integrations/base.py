@@ -27,6 +27,7 @@ from ..units import Duration, Size
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from ..recipients.model import Person
     from ..store.engine import Store
     from ..sync.model import Page, RemoteItem
     from ..sync.settings import SyncSettings
@@ -482,6 +483,25 @@ class BatchNotifier(Notifier):
 
     async def send(self, payload: Any, attempt: Attempt) -> Outcome:
         return (await self.send_batch([payload], [attempt]))[0]
+
+
+class Addressable:
+    """A notifier that can reach a person at their own address (their mailbox, a Slack DM): a
+    route's ``@handle`` becomes one delivery per person on each of the project's addressable
+    integrations that :meth:`reaches` them (see ``recipients/plan.py``)."""
+
+    unsubscribe: ClassVar[bool] = False
+    """Its messages carry a one-click unsubscribe link (the ``unsubscribe_url`` label) for topics
+    that aren't required."""
+
+    def reaches(self, person: Person) -> bool:
+        """Whether ``person`` has an address here. Pure and cheap: called while planning."""
+        raise NotImplementedError
+
+    def address(self, message: Message, person: Person) -> Message | None:
+        """``message`` as sent to ``person`` on this integration (usually through a label), or
+        None when they have no address here (any more)."""
+        raise NotImplementedError
 
 
 class HttpClient(Integration):

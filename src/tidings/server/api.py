@@ -84,7 +84,7 @@ class MessageIn(Message):
 
     model_config = ConfigDict(title="MessageIn", json_schema_extra=schemas.message_in_schema)
 
-    to: list[str] | None = Field(None, description="integration names; skips routing", max_length=50)
+    to: list[str] | None = Field(None, description="integration names and @recipients; skips routing", max_length=50)
 
     def __init__(self, **data: Any) -> None:
         # Python callers may pass None for "" (a mapping's missing value); JSON null is refused, as the schema says.

@@ -34,7 +34,7 @@ from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -44,9 +44,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from ...message import Format, Message, Priority
 from ...security.outbound import DestinationRefused
 from ...security.redact import clip, mask
-from ..base import NO_OPTIONS, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
+from ..base import NO_OPTIONS, Addressable, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
 from ..http import check_http_url
 from ..markup import html_to_text, markdown_to_html, sanitize_html
+
+if TYPE_CHECKING:
+    from ...recipients.model import Person
 
 COLOURS: dict[Priority, str] = {
     Priority.CRITICAL: "#d00000",
@@ -75,6 +78,8 @@ SUBJECT_MAX = 200
 LABEL_TO = "email_to"
 LABEL_TO_MAX = 50
 """At most this many recipients in one message's ``email_to`` label."""
+LABEL_PERSON = "email_person"
+"""Set on a message addressed to one recipient (their id): it goes to them alone, without cc and bcc."""
 LABEL_UNSUBSCRIBE = "unsubscribe_url"
 """A one-click unsubscribe link (set when a message is addressed to a recipient): RFC 8058
 ``List-Unsubscribe`` headers and a line in the footer."""
@@ -327,9 +332,10 @@ def thread_root(thread_key: str, domain: str) -> str:
     return f"<thread-{hashlib.sha256(thread_key.encode()).hexdigest()[:32]}@{domain}>"
 
 
-class EmailNotifier(Notifier):
+class EmailNotifier(Notifier, Addressable):
     kind = "email"
     Settings = EmailSettings
+    unsubscribe = True
     concurrency = 4
     timeout = 30.0
     settings: EmailSettings
@@ -342,6 +348,17 @@ class EmailNotifier(Notifier):
         self._sender = str(Address(display_name=s.from_name, addr_spec=s.from_address))
         self._secrets = sorted(set(s.secret_values()), key=len, reverse=True)
         self._tls: ssl.SSLContext | None = None
+
+    # -- addressing a person ---------------------------------------------------------------------
+    def reaches(self, person: Person) -> bool:
+        allowed = self.settings.allowed_domains
+        return bool(person.email) and (not allowed or person.email.rpartition("@")[2].lower() in allowed)  # type: ignore[union-attr]
+
+    def address(self, message: Message, person: Person) -> Message | None:
+        """To the person's mailbox alone (``email_to``; no cc or bcc)."""
+        if not self.reaches(person):
+            return None
+        return message.model_copy(update={"labels": {**message.labels, LABEL_TO: str(person.email), LABEL_PERSON: person.id}})
 
     # -- rendering -------------------------------------------------------------------------------
     def recipients_for(self, message: Message) -> tuple[list[str], str | None]:
@@ -397,8 +414,9 @@ class EmailNotifier(Notifier):
             "unsubscribe_url": unsubscribe,
         }
         env = _templates()
+        cc, bcc = ((), ()) if message.labels.get(LABEL_PERSON) else (tuple(s.cc), tuple(s.bcc))
         envelope: list[str] = []
-        for value in [*to, *s.cc, *s.bcc]:
+        for value in [*to, *cc, *bcc]:
             addr = split_address(value)[1]
             if addr.lower() not in (a.lower() for a in envelope):
                 envelope.append(addr)
@@ -406,8 +424,8 @@ class EmailNotifier(Notifier):
             subject=subject_of(s.subject_prefix, message.title),
             sender=self._sender,
             to=tuple(to),
-            cc=tuple(s.cc),
-            bcc=tuple(s.bcc),
+            cc=cc,
+            bcc=bcc,
             headers=tuple(headers),
             text=env.get_template("message.txt.j2").render(context),
             html=env.get_template("message.html.j2").render(context),

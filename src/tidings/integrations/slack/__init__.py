@@ -18,7 +18,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -27,6 +27,7 @@ import structlog
 from ...message import Message, Priority
 from ..base import (
     NO_OPTIONS,
+    Addressable,
     Attempt,
     HttpNotifier,
     IntegrationSettings,
@@ -46,6 +47,9 @@ from .blocks import build, finalize, resolved_attachments
 from .settings import SlackSettings
 from .task_blocks import add_task_buttons, is_task_message
 from .tasks import SlackTaskReceiver
+
+if TYPE_CHECKING:
+    from ...recipients.model import Person
 
 log = structlog.get_logger("tidings.slack")
 
@@ -85,7 +89,7 @@ _WEBHOOK_DISABLING = {(404, "no_service"), (404, "channel_not_found"), (410, "ch
 """Incoming-webhook answers that mean the URL will never work again: disable the integration."""
 
 
-class SlackNotifier(HttpNotifier, SlackTaskReceiver):
+class SlackNotifier(HttpNotifier, SlackTaskReceiver, Addressable):
     """Sends (bot token or incoming webhook) and, with ``signing_secret``, receives (slash
     command, Acknowledge button, Events API; see :mod:`.inbound`; task commands and buttons:
     :mod:`.tasks`)."""
@@ -118,6 +122,22 @@ class SlackNotifier(HttpNotifier, SlackTaskReceiver):
     @classmethod
     def can_send(cls, settings: IntegrationSettings) -> bool:
         return isinstance(settings, SlackSettings) and (settings.bot or settings.webhook_url is not None)
+
+    # -- addressing a person -----------------------------------------------------------------
+    def reaches(self, person: Person) -> bool:
+        """Bot mode only: ``chat.postMessage`` to a user id is a DM from the bot (a webhook posts
+        to its one channel and can't)."""
+        return self.settings.bot and bool(person.slack_user)
+
+    def address(self, message: Message, person: Person) -> Message | None:
+        """A DM: the ``channel`` label is the person's user id. A thread is the person's own (the
+        same ``thread_key`` sent to two people must not reply into the other's DM)."""
+        if not self.reaches(person):
+            return None
+        update: dict[str, Any] = {"labels": {**message.labels, "channel": str(person.slack_user)}}
+        if message.thread_key:
+            update["thread_key"] = f"{message.thread_key}\x1f{person.id}"
+        return message.model_copy(update=update)
 
     # -- rendering -------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
