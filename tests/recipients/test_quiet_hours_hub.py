@@ -25,7 +25,7 @@ from tidings.ids import new_id
 from tidings.message import Priority
 from tidings.recipients.model import People, Person
 from tidings.recipients.quiet import apply_quiet_hours
-from tidings.routing import Router, Target
+from tidings.routing import Routed, Router, Target
 from tidings.store.recipient_tables import recipients
 from tidings.store.tables import deliveries, groups
 
@@ -53,14 +53,17 @@ async def add_person(hub: Hub, name: str, quiet: dict[str, Any] | None, zone: st
 
 def address_recipients(hub: Hub) -> None:
     """Route a message labelled ``recipient=<id>`` to that recipient on its route's channels."""
-    plain = hub.router.targets
+    plain = hub.router.route
 
-    def targets(message: Message, to: Any = None, project: str = "default") -> list[Target]:
+    def route(message: Message, to: Any = None, project: str = "default") -> Routed:
         found = plain(message, to, project)
         rid = message.labels.get("recipient")
-        return [dataclasses.replace(t, recipient=rid, reason=f"to {rid}") for t in found] if rid else found
+        if not rid:
+            return found
+        return dataclasses.replace(found, targets=[dataclasses.replace(t, recipient=rid, reason=f"to {rid}")
+                                                   for t in found.targets])
 
-    hub.router.targets = targets  # type: ignore[method-assign]
+    hub.router.route = route  # type: ignore[method-assign]
 
 
 async def inbox_titles(hub: Hub) -> list[str]:

@@ -15,6 +15,7 @@ from ..config.models import NAME as INTEGRATION_NAME
 from ..config.people import TOPIC, ProjectSettings
 from ..store.engine import Conn
 from ..store.recipient_tables import preferences
+from .preferences import is_required
 from .store import RecipientConflict, RecipientError
 
 _TOPIC = re.compile(TOPIC)
@@ -27,11 +28,6 @@ def check_key(topic: str, channel: str) -> tuple[str, str]:
     if channel and not INTEGRATION_NAME.match(channel):
         raise RecipientError(f"channel {channel!r}: an integration's name; '' for any")
     return topic, channel
-
-
-def required(settings: ProjectSettings | None, topic: str) -> bool:
-    t = settings.topics.get(topic) if settings is not None and topic else None
-    return bool(t is not None and t.required)
 
 
 def _view(row: Any) -> dict[str, Any]:
@@ -54,7 +50,7 @@ async def set_preference(conn: Conn, recipient: dict[str, Any], topic: str, chan
     """Turn (topic, channel) on or off for ``recipient``; ``changed`` says whether it did (the
     same value again changes and audits nothing: a replayed unsubscribe link)."""
     check_key(topic, channel)
-    if not enabled and required(settings, topic):
+    if not enabled and is_required(topic, settings):
         raise RecipientConflict(f"topic {topic!r} is required in project {recipient['project']}: it can't be turned off")
     key = (preferences.c.recipient_id == recipient["id"], preferences.c.topic == topic, preferences.c.channel == channel)
     old = (await conn.execute(select(preferences).where(*key))).first()

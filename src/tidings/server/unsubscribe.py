@@ -26,7 +26,8 @@ from fastapi.responses import HTMLResponse
 from ..audit import Actor
 from ..recipients.edit import editing
 from ..recipients.links import Unsubscribe, read_unsubscribe
-from ..recipients.prefs import required, set_preference
+from ..recipients.preferences import is_required
+from ..recipients.prefs import set_preference
 from ..recipients.store import RecipientError, recipient_by_id
 from ..security.redact import redact
 from ..security.signed import LinkError
@@ -62,7 +63,7 @@ async def _check(hub: Any, token: str) -> tuple[Unsubscribe, dict[str, Any]]:
         recipient = await recipient_by_id(conn, u.recipient)
     if recipient is None:
         raise Refused(410, "The person this link was made for is no longer a recipient: there is nothing to turn off.")
-    if required(hub.config.projects.get(recipient["project"]), u.topic):
+    if is_required(u.topic, hub.config.projects.get(recipient["project"])):
         raise Refused(400, f"Messages about {u.topic} are required in this project: they can't be turned off.")
     return u, recipient
 
