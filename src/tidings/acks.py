@@ -4,20 +4,25 @@ An alert is acknowledged once: the first acknowledgement is kept (who, through w
 any later one (a second click, a retried request, the same alert acknowledged from another
 channel) returns that first one instead of recording another. The ack's id is derived from the
 message id, so this holds across processes and databases without a lock.
+
+An acknowledgement stops the message's waiting escalations in its own transaction (see
+``delivery/escalation.py`` for why that update, which locks their rows, comes before the audit).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .audit import SYSTEM, Actor, append
 from .errors import NotFound
 from .store.engine import Conn
+from .store.recipient_tables import escalations
 from .store.tables import acks, messages
 
 
@@ -47,6 +52,12 @@ async def record_ack(
     stmt = ins.values(**row).on_conflict_do_nothing(index_elements=[acks.c.id]).returning(acks.c.id)
     created = (await conn.execute(stmt)).first() is not None
     held = (await conn.execute(select(acks).where(acks.c.id == row["id"]))).one()
+    await conn.execute(
+        update(escalations)
+        .where(escalations.c.message_id == message_id, escalations.c.status == "waiting")
+        .values(status="stopped", reason=acknowledged(_ack(held)), updated_at=row["at"], lease_owner=None,
+                lease_until=None)
+    )
     if created:
         await append(conn, actor, "ack", target=f"message/{message_id}", project=found.project, after=_ack(held),
                      at=row["at"])
@@ -56,6 +67,12 @@ async def record_ack(
 async def acks_of(conn: Conn, message_id: str) -> list[dict[str, Any]]:
     rows = await conn.execute(select(acks).where(acks.c.message_id == message_id).order_by(acks.c.at))
     return [_ack(r) for r in rows]
+
+
+def acknowledged(ack: dict[str, Any]) -> str:
+    """Why an escalation stopped: ``acknowledged by U123 (ana) via slack at 2026-12-06 13:00:05 UTC``."""
+    at = dt.datetime.fromtimestamp(ack["at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"acknowledged by {ack['by']} via {ack['via']} at {at}"[:500]
 
 
 def _ack(row: Any) -> dict[str, Any]:
