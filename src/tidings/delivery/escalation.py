@@ -99,7 +99,7 @@ class Escalator(Background):
     task_name = "tidings-escalations"
 
     def __init__(
-        self, hub: Hub, owner: str, *, poll_interval: float = 1.0, lease: float = LEASE,
+        self, hub: Hub, owner: str, *, poll_interval: float = 1.0, lease: float = LEASE, batch: int = BATCH,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.hub = hub
@@ -107,6 +107,7 @@ class Escalator(Background):
         self._poll = poll_interval
         self._lease = lease
         self._clock = clock
+        self._batch = batch
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -119,7 +120,7 @@ class Escalator(Background):
             except Exception as exc:  # the database away for a moment: try again at the next poll
                 log.error("escalation.run_failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
                 fired = 0
-            if fired < BATCH:
+            if fired < self._batch:
                 await wait_at_most(self._wake.wait(), await self._until_next())
                 self._wake.clear()
 
@@ -138,7 +139,7 @@ class Escalator(Background):
         now = self._clock() if now is None else now
         store = self.hub.require_store()
         async with store.write() as conn:
-            due = await claim_due(conn, self.owner, now, lease=self._lease)
+            due = await claim_due(conn, self.owner, now, limit=self._batch, lease=self._lease)
         handled = 0
         for d in due:
             try:
