@@ -229,3 +229,65 @@ async def test_two_workers_fire_each_step_once(make_hub: Any) -> None:
         message = await one.message(message_id)
         assert sorted(d["integration"] for d in message["deliveries"]) == ["ops", "ops", "pager", "phone"], message_id
         assert message["escalation"]["status"] == "done"
+
+
+async def test_an_ack_committing_during_a_step_waits_for_it_and_stops_what_is_left(
+    make_hub: Any, monkeypatch: Any
+) -> None:
+    """The race: the step is writing its deliveries when someone acknowledges. The ack waits for
+    the step's lock; the step's deliveries stay (they were made before the ack) and the ack then
+    stops the rest: never an ack recorded and a later step fired anyway."""
+    import asyncio
+
+    from tidings.delivery import escalation as module
+
+    hub = await make_hub(CONFIG, dispatch=False)
+    receipt = await hub.notify(critical())
+    t0 = (await hub.message(receipt.id))["created_at"]
+    writing, release = asyncio.Event(), asyncio.Event()
+    real = module.add_deliveries
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        refs = await real(*args, **kwargs)
+        writing.set()
+        await release.wait()
+        return refs
+
+    monkeypatch.setattr(module, "add_deliveries", slow)
+    step = asyncio.create_task(Escalator(hub, "w").run_once(now=t0 + 600))
+    await writing.wait()
+    ack = asyncio.create_task(hub.ack(receipt.id, by="ana", via="api"))
+    done, _ = await asyncio.wait({ack}, timeout=0.3)
+    assert not done  # held by the step's lock
+    release.set()
+    assert await step == 1
+    _, created = await ack
+    assert created
+    message = await hub.message(receipt.id)
+    assert [d["integration"] for d in message["deliveries"]] == ["ops", "pager"]
+    assert (message["escalation"]["status"], message["escalation"]["step"]) == ("stopped", 1)
+    assert await Escalator(hub, "w").run_once(now=t0 + 1800) == 0
+
+
+async def test_a_step_waiting_on_an_ack_in_progress_fires_nothing(make_hub: Any) -> None:
+    """The other order: the ack holds the row (its transaction not committed yet) when the step
+    comes; the step waits, then finds the message acknowledged."""
+    import asyncio
+
+    from tidings.acks import record_ack
+
+    hub = await make_hub(CONFIG, dispatch=False)
+    receipt = await hub.notify(critical())
+    t0 = (await hub.message(receipt.id))["created_at"]
+    esc = Escalator(hub, "w")
+    [due] = await _claim(hub, "w", t0 + 600)
+    async with hub.store.write() as conn:
+        await record_ack(conn, receipt.id, by="bo", via="email", now=t0 + 599)
+        step = asyncio.create_task(esc.step(due, t0 + 600))
+        done, _ = await asyncio.wait({step}, timeout=0.3)
+        assert not done  # the ack's transaction holds it
+    assert await step == 0  # the ack stopped it: nothing to fire
+    message = await hub.message(receipt.id)
+    assert [d["integration"] for d in message["deliveries"]] == ["ops"]
+    assert message["escalation"]["status"] == "stopped"
+    assert message["escalation"]["reason"] == "acknowledged by bo via email at " + _utc(t0 + 599)
