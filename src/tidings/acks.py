@@ -14,16 +14,22 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .audit import SYSTEM, Actor, append
 from .errors import NotFound
+from .recipients.links import ack_url
+from .security.signed import LinkError
 from .store.engine import Conn
 from .store.recipient_tables import escalations
 from .store.tables import acks, messages
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 
 def ack_id(message_id: str) -> str:
@@ -77,3 +83,18 @@ def acknowledged(ack: dict[str, Any]) -> str:
 
 def _ack(row: Any) -> dict[str, Any]:
     return {"by": row.by, "via": row.via, "integration": row.integration, "at": row.at, "thread_key": row.thread_key}
+
+
+def ack_links(hub: Hub) -> Callable[[str, float, str], str | None]:
+    """What integrations put on critical and high messages (``Context.ack_link``): (message id,
+    issued at, channel) -> a signed ``/l/ack/{token}`` link on the server's base URL (valid a
+    week from ``issued at``, so a retried send carries the same link), or None without a secret key."""
+
+    def make(message_id: str, issued_at: float, via: str) -> str | None:
+        try:
+            signer = hub.signer()
+        except LinkError:
+            return None
+        return f"{ack_url(signer, hub.config.server.base_url, message_id, now=issued_at)}?via={via}"
+
+    return make
