@@ -56,14 +56,12 @@ api_router.include_router(routes)
 api_router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
                           responses=errors(404, 422, s404="No such project, or nothing in it has this id or name."))
 
-links_router = APIRouter(tags=["links"])
-_PAGE = {200: {"content": {"text/html": {"schema": {"type": "string"}}}},
-         400: {"description": "A forged, altered, expired or other-purpose link (an HTML page says which)."},
-         404: {"description": "The message is gone (removed by retention)."}}
-ViaQuery = Annotated[str, Query(max_length=20, description="where the link was: email, teams")]
+links_router = APIRouter(tags=["links"], include_in_schema=False)
+"""Pages for people following a link, not API: answers (errors too) are HTML, outside the OpenAPI document."""
+ViaQuery = Annotated[str, Query(description="where the link was: email, teams (anything else reads as link)")]
 
 
-@links_router.get("/l/ack/{token}", response_class=HTMLResponse, responses=_PAGE, summary="An acknowledge link",
+@links_router.get("/l/ack/{token}", response_class=HTMLResponse, summary="An acknowledge link",
                   description="A confirmation page for a signed acknowledge link; its button posts to the same URL.")
 async def ack_page(token: str, hub: HubDep, via: ViaQuery = "link") -> HTMLResponse:
     try:
@@ -83,7 +81,7 @@ async def ack_page(token: str, hub: HubDep, via: ViaQuery = "link") -> HTMLRespo
                  escaped=True)
 
 
-@links_router.post("/l/ack/{token}", response_class=HTMLResponse, responses=_PAGE, summary="Acknowledge by link",
+@links_router.post("/l/ack/{token}", response_class=HTMLResponse, summary="Acknowledge by link",
                    description="Acknowledge the message a signed link names (no sign-in: the link is the credential).")
 async def ack_by_link(token: str, request: Request, hub: HubDep, via: ViaQuery = "link") -> HTMLResponse:
     try:
