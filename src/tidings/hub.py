@@ -38,8 +38,8 @@ from .config import Config, config_path, load_config, switch
 from .config.live import ConfigWatcher, adopt_revision, catch_up, import_planned, reload_file
 from .delivery import circuits, queries
 from .delivery.digest import Grouper
-from .delivery.escalation import Escalator
 from .delivery.dispatcher import Dispatcher
+from .delivery.escalation import Escalator
 from .delivery.outbox import Planned, Receipt, write_messages
 from .errors import NotFound, UnknownIntegration
 from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event

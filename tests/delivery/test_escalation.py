@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
-
 from helpers import eventually
+from sqlalchemy import select, update
 
 from tidings import Message, Priority
 from tidings.delivery.escalation import Escalator, claim_due, span
@@ -291,3 +290,22 @@ async def test_a_step_waiting_on_an_ack_in_progress_fires_nothing(make_hub: Any)
     assert [d["integration"] for d in message["deliveries"]] == ["ops"]
     assert message["escalation"]["status"] == "stopped"
     assert message["escalation"]["reason"] == "acknowledged by bo via email at " + _utc(t0 + 599)
+
+
+def test_the_documented_policy_is_valid_and_escalates_as_the_page_says() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from tidings.config import parse_config
+    from tidings.routing import Router
+
+    page = (Path(__file__).parents[2] / "docs" / "escalation.md").read_text()
+    config = parse_config(yaml.safe_load(re.search(r"```yaml\n(.*?)```", page, re.S).group(1)))
+    router = Router(config)
+    assert router.escalations(Message("x", priority=Priority.CRITICAL, labels={"team": "db"})) == ["db"]
+    assert router.escalations(Message("x", priority=Priority.HIGH, labels={"team": "db"})) == ["db"]
+    assert router.escalations(Message("x", priority=Priority.MEDIUM, labels={"team": "db"})) == []
+    assert router.escalations(Message("x", priority=Priority.CRITICAL, labels={"team": "web"})) == []
+    assert [(s.after, s.to) for s in router.escalation_of["db"].steps] == [(600, ["mail"]), (1200, ["pager", "slack"])]
