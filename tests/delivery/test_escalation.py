@@ -179,10 +179,16 @@ async def test_a_stale_claim_fires_nothing(make_hub: Any) -> None:
 
 
 async def test_a_step_naming_what_no_longer_exists_is_skipped_with_its_reason(make_hub: Any) -> None:
+    """The configuration changed meanwhile (a live switch): the step names an integration this
+    project doesn't have (any more)."""
+    from tidings.config.people import Escalation
+
     config = {**CONFIG, "routes": [{**CONFIG["routes"][0], "escalation": {"steps": [
-        {"after": "1m", "to": ["team-x"]}, {"after": "1m", "to": ["pager"]}]}}]}
+        {"after": "1m", "to": ["phone"]}, {"after": "1m", "to": ["pager"]}]}}]}
     hub = await make_hub(config, dispatch=False)
     receipt = await hub.notify(critical())
+    hub.router.escalation_of["pager"] = Escalation.model_validate(
+        {"steps": [{"after": "1m", "to": ["team-x"]}, {"after": "1m", "to": ["pager"]}]})
     t0 = (await hub.message(receipt.id))["created_at"]
     esc = Escalator(hub, "w")
     assert await esc.run_once(now=t0 + 60) == 1
@@ -309,3 +315,21 @@ def test_the_documented_policy_is_valid_and_escalates_as_the_page_says() -> None
     assert router.escalations(Message("x", priority=Priority.MEDIUM, labels={"team": "db"})) == []
     assert router.escalations(Message("x", priority=Priority.CRITICAL, labels={"team": "web"})) == []
     assert [(s.after, s.to) for s in router.escalation_of["db"].steps] == [(600, ["mail"]), (1200, ["pager", "slack"])]
+
+
+def test_a_step_naming_an_unknown_or_foreign_integration_is_a_config_problem() -> None:
+    import pytest
+
+    from tidings.config import parse_config
+    from tidings.errors import ConfigError
+
+    bad = {**CONFIG, "routes": [{**CONFIG["routes"][0], "escalation": {"steps": [
+        {"after": "1m", "to": ["pagr", "team-x", "@oncall"]}]}}],
+        "default": {"to": ["ops"], "escalation": {"steps": [{"after": "1m", "to": ["phne"]}]}}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(bad)
+    text = str(caught.value)
+    assert "routes[0].escalation.steps[0].to[0]: unknown integration 'pagr' (did you mean 'pager'?)" in text
+    assert "routes[0].escalation.steps[0].to[1]: integration 'team-x' belongs to project 'x', not 'default'" in text
+    assert "default.escalation.steps[0].to[0]: unknown integration 'phne'" in text
+    assert "@oncall" not in text  # a recipient handle is resolved when the step fires
