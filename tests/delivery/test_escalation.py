@@ -4,13 +4,16 @@ workers share them. Time is driven by passing ``now`` to the loop: nothing sleep
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
 from helpers import eventually
 from sqlalchemy import select, update
 
 from tidings import Message, Priority
 from tidings.delivery.escalation import Escalator, claim_due, span
+from tidings.errors import NotFound
 from tidings.store.recipient_tables import escalations
 
 CONFIG: dict[str, Any] = {
@@ -318,8 +321,6 @@ def test_the_documented_policy_is_valid_and_escalates_as_the_page_says() -> None
 
 
 def test_a_step_naming_an_unknown_or_foreign_integration_is_a_config_problem() -> None:
-    import pytest
-
     from tidings.config import parse_config
     from tidings.errors import ConfigError
 
@@ -333,3 +334,20 @@ def test_a_step_naming_an_unknown_or_foreign_integration_is_a_config_problem() -
     assert "routes[0].escalation.steps[0].to[1]: integration 'team-x' belongs to project 'x', not 'default'" in text
     assert "default.escalation.steps[0].to[0]: unknown integration 'phne'" in text
     assert "@oncall" not in text  # a recipient handle is resolved when the step fires
+
+
+async def test_retention_keeps_a_message_whose_escalation_still_waits(make_hub: Any) -> None:
+    from tidings.config.models import RetentionSettings
+    from tidings.retention import prune
+
+    hub = await make_hub(CONFIG)
+    waiting = await hub.notify(critical())
+    ended = await hub.notify(critical("db slow"))
+    await hub.ack(ended.id, by="ana", via="cli")
+    for r in (waiting, ended):
+        await hub.wait(r.id)
+    counts = await prune(hub.store, RetentionSettings(messages="1s"), now=time.time() + 3600, pause=0)
+    assert counts["messages"] == 1
+    assert (await hub.message(waiting.id))["escalation"]["status"] == "waiting"
+    with pytest.raises(NotFound):
+        await hub.message(ended.id)
