@@ -190,7 +190,6 @@ class Router:
             return self._default if project == DEFAULT_PROJECT else []
         return _unique(found) if len(found) > 1 else found
 
-
     def escalations(self, message: Message, project: str = DEFAULT_PROJECT) -> list[str]:
         """The routes that matched ``message`` (as :meth:`targets` matches them) whose
         ``escalation:`` covers its priority. Nothing to do, and no predicate evaluated again, for a
