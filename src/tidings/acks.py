@@ -4,21 +4,32 @@ An alert is acknowledged once: the first acknowledgement is kept (who, through w
 any later one (a second click, a retried request, the same alert acknowledged from another
 channel) returns that first one instead of recording another. The ack's id is derived from the
 message id, so this holds across processes and databases without a lock.
+
+An acknowledgement stops the message's waiting escalations in its own transaction (see
+``delivery/escalation.py`` for why that update, which locks their rows, comes before the audit).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .audit import SYSTEM, Actor, append
 from .errors import NotFound
+from .recipients.links import ack_url
+from .security.signed import LinkError
 from .store.engine import Conn
+from .store.recipient_tables import escalations
 from .store.tables import acks, messages
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 
 def ack_id(message_id: str) -> str:
@@ -47,6 +58,12 @@ async def record_ack(
     stmt = ins.values(**row).on_conflict_do_nothing(index_elements=[acks.c.id]).returning(acks.c.id)
     created = (await conn.execute(stmt)).first() is not None
     held = (await conn.execute(select(acks).where(acks.c.id == row["id"]))).one()
+    await conn.execute(
+        update(escalations)
+        .where(escalations.c.message_id == message_id, escalations.c.status == "waiting")
+        .values(status="stopped", reason=acknowledged(_ack(held)), updated_at=row["at"], lease_owner=None,
+                lease_until=None)
+    )
     if created:
         await append(conn, actor, "ack", target=f"message/{message_id}", project=found.project, after=_ack(held),
                      at=row["at"])
@@ -58,5 +75,26 @@ async def acks_of(conn: Conn, message_id: str) -> list[dict[str, Any]]:
     return [_ack(r) for r in rows]
 
 
+def acknowledged(ack: dict[str, Any]) -> str:
+    """Why an escalation stopped: ``acknowledged by U123 (ana) via slack at 2026-12-06 13:00:05 UTC``."""
+    at = dt.datetime.fromtimestamp(ack["at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"acknowledged by {ack['by']} via {ack['via']} at {at}"[:500]
+
+
 def _ack(row: Any) -> dict[str, Any]:
     return {"by": row.by, "via": row.via, "integration": row.integration, "at": row.at, "thread_key": row.thread_key}
+
+
+def ack_links(hub: Hub) -> Callable[[str, float, str], str | None]:
+    """What integrations put on critical and high messages (``Context.ack_link``): (message id,
+    issued at, channel) -> a signed ``/l/ack/{token}`` link on the server's base URL (valid a
+    week from ``issued at``, so a retried send carries the same link), or None without a secret key."""
+
+    def make(message_id: str, issued_at: float, via: str) -> str | None:
+        try:
+            signer = hub.signer()
+        except LinkError:
+            return None
+        return f"{ack_url(signer, hub.config.server.base_url, message_id, now=issued_at)}?via={via}"
+
+    return make

@@ -39,6 +39,7 @@ from .config.live import ConfigWatcher, adopt_revision, catch_up, import_planned
 from .delivery import circuits, queries
 from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher
+from .delivery.escalation import Escalator
 from .delivery.outbox import Planned, Receipt, write_messages
 from .errors import NotFound, UnknownIntegration
 from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event
@@ -130,6 +131,8 @@ class Hub:
         """Inbound requests refused (bad signature...) per integration, since this process started."""
         self.dispatcher: Dispatcher | None = None
         self.grouper: Grouper | None = None
+        self.escalator: Escalator | None = None
+        """Fires the escalation steps of unacknowledged messages (``delivery/escalation.py``)."""
         self.pruner: Pruner | None = None
         self.checkpointer: Checkpointer | None = None
         """Signs audit checkpoints (a dispatching hub with an audit key)."""
@@ -275,6 +278,8 @@ class Hub:
                 poll_interval=self.config.dispatcher.poll_interval,
             )
             self.grouper.start()
+            self.escalator = Escalator(self, self.dispatcher.owner, poll_interval=self.config.dispatcher.poll_interval)
+            self.escalator.start()
             self.events = EventProcessor(self, self.receivers, poll_interval=self.config.dispatcher.poll_interval)
             self.events.start()
             from .sync.service import SyncService
@@ -322,6 +327,8 @@ class Hub:
                 await self.keeper.stop()
             if self.grouper is not None:
                 await self.grouper.stop()
+            if self.escalator is not None:
+                await self.escalator.stop()
             self.started = False
             self._stopping = False
             if self.pruner is not None:
@@ -426,6 +433,8 @@ class Hub:
             request_fingerprint(message, to, project) if idempotency_key else None,
             silenced=f"silence {silence.id} ({silence.describe()})" if silence is not None else None,
             project=project,
+            escalations=[] if to is not None else [
+                (r, self.router.escalation_of[r].steps[0].after) for r in self.router.escalations(message, project)],
         )
 
     async def notify_many(

@@ -19,6 +19,7 @@ from .templates import Template
 
 if TYPE_CHECKING:
     from .config.models import Config, Match, _Deliveries
+    from .config.people import Escalation
 
 HANDLE_PREFIX = "@"
 """A ``to`` entry starting with it names a recipient or a group (``@oncall``), not an integration."""
@@ -157,20 +158,35 @@ class Router:
         """Route name -> its ``topic:``."""
         self.project_of_route: dict[str, str] = {}
         """Route name -> the project whose messages it routes (digests belong to it)."""
+        self.escalation_of: dict[str, Escalation] = {}
+        """Route name -> its ``escalation:`` policy (routes that have one)."""
+        self._escalating: dict[str, _Escalating] = {}
+        """Project -> its routes in order, for projects with at least one escalating route."""
+        names: dict[str, list[tuple[Predicate, str, bool]]] = {}
         for i, route in enumerate(config.routes):
             name = route.name or f"routes[{i}]"
             self._add(name, route, route.project)
+            predicate = compile_match(route.match)
             self._routes.setdefault(route.project, []).append(
-                (compile_match(route.match), self._targets(name, route), _addressees(name, route), route.continue_))
+                (predicate, self._targets(name, route), _addressees(name, route), route.continue_))
+            names.setdefault(route.project, []).append((predicate, name, route.continue_))
         self._add("default", config.default, DEFAULT_PROJECT)
         self._default = _unique(self._targets("default", config.default))
         self._default_people = [a] if (a := _addressees("default", config.default)) is not None else []
+        for project, rules in {DEFAULT_PROJECT: [], **names}.items():
+            covered = {n: parse_priority(self.escalation_of[n].priority) for _, n, _ in rules if n in self.escalation_of}
+            if project == DEFAULT_PROJECT and "default" in self.escalation_of:
+                covered["default"] = parse_priority(self.escalation_of["default"].priority)
+            if covered:
+                self._escalating[project] = _Escalating(rules, covered, frozenset().union(*covered.values()))
 
     def _add(self, name: str, route: _Deliveries, project: str) -> None:
         self.options[name] = RouteOptions(route.template, RenderOptions(route.mention), Grouping.of(route))
         self.targets_of[name] = [t for t in route.to if not is_handle(t)]  # type: ignore[attr-defined]
         self.project_of_route[name] = project
         self.topic_of[name] = route.topic
+        if route.escalation is not None:
+            self.escalation_of[name] = route.escalation
 
     @staticmethod
     def _targets(name: str, route: _Deliveries) -> list[Target]:
@@ -219,6 +235,32 @@ def is_handle(name: str) -> bool:
 def _addressees(name: str, route: _Deliveries) -> Addressees | None:
     handles = tuple(t for t in route.to if is_handle(t))  # type: ignore[attr-defined]
     return Addressees(handles, name, route.cooldown, route.topic) if handles else None
+
+    def escalations(self, message: Message, project: str = DEFAULT_PROJECT) -> list[str]:
+        """The routes that matched ``message`` (as :meth:`targets` matches them) whose
+        ``escalation:`` covers its priority. Nothing to do, and no predicate evaluated again, for a
+        project without escalating routes or a priority none of them covers (the common case)."""
+        rules = self._escalating.get(project)
+        if rules is None or message.priority not in rules.priorities:
+            return []
+        matched: list[str] = []
+        for predicate, name, fall_through in rules.routes:
+            if predicate(message):
+                matched.append(name)
+                if not fall_through:
+                    break
+        if not matched and project == DEFAULT_PROJECT:
+            matched = ["default"]
+        return [n for n in dict.fromkeys(matched) if message.priority in rules.covered.get(n, ())]
+
+
+@dataclass(frozen=True, slots=True)
+class _Escalating:
+    routes: list[tuple[Predicate, str, bool]]
+    covered: dict[str, frozenset[Priority]]
+    """Escalating route -> the priorities its policy applies to."""
+    priorities: frozenset[Priority]
+    """Any of them."""
 
 
 def _unique(targets: Iterable[Target]) -> list[Target]:

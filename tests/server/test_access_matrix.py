@@ -40,6 +40,7 @@ def both(method: str, path: str, permission: str) -> dict[tuple[str, str], str]:
 ACCESS: dict[tuple[str, str], str] = {
     **both("POST", "/messages", "message:send"),
     **both("GET", "/messages/{message_id}", "message:read"),
+    **both("POST", "/messages/{message_id}/ack", "message:ack"),
     **both("GET", "/deliveries", "message:read"),
     **both("POST", "/deliveries/retry", "delivery:retry"),
     **both("POST", "/deliveries/{delivery_id}/retry", "delivery:retry"),
@@ -108,6 +109,8 @@ ACCESS: dict[tuple[str, str], str] = {
     **both("GET", "/calendars", "task:read"),
     **both("DELETE", "/calendars/{feed_id}", "task:read"),
     ("GET", "/calendars/{token}.ics"): PUBLIC,
+    ("GET", "/l/ack/{token}"): PUBLIC,
+    ("POST", "/l/ack/{token}"): PUBLIC,
     ("GET", "/api/v1/users"): SITE,
     ("POST", "/api/v1/users"): SITE,
     ("POST", "/api/v1/users/{user}/disable"): SITE,

@@ -77,6 +77,7 @@ def parse_config(
         raise ConfigError([_problem(e) for e in exc.errors()] + problems, source) from None
     register(config.secret_values())  # before anything can print them
     problems += _check_timeouts(config) + _check_targets(config) + _check_projects(config) + _check_archive(config)
+    problems += _check_escalations(config)
     if problems:
         raise ConfigError(problems, source)
     if base_dir is not None and "TIDINGS_DATABASE_URL" not in env:
@@ -226,6 +227,32 @@ def _check_targets(config: Config) -> list[str]:
     for j, target in enumerate(config.default.to):
         if target in config.integrations and not sends(target):
             problems.append(f"default.to[{j}]: integration {target!r} only receives; it can't be a target")
+    return problems
+
+
+def _check_escalations(config: Config) -> list[str]:
+    """An escalation step sends to integrations of its route's project that can send (or to
+    ``@recipients``, resolved when the step fires)."""
+    from ..integrations.base import DEFAULT_PROJECT
+    from ..integrations.registry import integration_class
+    from .people import HANDLE
+
+    routes = [(f"routes[{i}]", r, r.project) for i, r in enumerate(config.routes)]
+    problems = []
+    for path, route, project in [*routes, ("default", config.default, DEFAULT_PROJECT)]:
+        for k, step in enumerate(route.escalation.steps if route.escalation else []):
+            for j, target in enumerate(step.to):
+                where = f"{path}.escalation.steps[{k}].to[{j}]"
+                settings = config.integrations.get(target)
+                if HANDLE.match(target):
+                    continue
+                if settings is None:
+                    problems.append(f"{where}: unknown integration {target!r}{_suggest(target, set(config.integrations))}")
+                elif settings.project != project:
+                    problems.append(f"{where}: integration {target!r} belongs to project {settings.project!r},"
+                                    f" not {project!r}")
+                elif not integration_class(settings.kind).can_send(settings):
+                    problems.append(f"{where}: integration {target!r} only receives; it can't be a target")
     return problems
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ..acks import ack_links
 from ..integrations.base import Context, Integration, Notifier, secret_refs
 from ..integrations.receiver import Receiver
 from ..integrations.registry import integration_class
@@ -78,6 +79,7 @@ def context_of(hub: Hub) -> Context:
             threads=Threads(hub.store),
             destinations=Destinations.parse(hub.config.server.allow_destinations),
             oauth=dict(hub.config.oauth),
+            ack_link=ack_links(hub),
         )
     return hub._context
 

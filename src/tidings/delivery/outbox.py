@@ -29,6 +29,7 @@ from ..ids import new_id
 from ..message import Message
 from ..routing import Grouping, Target
 from ..store.engine import Conn
+from ..store.recipient_tables import escalations
 from ..store.tables import dedup, deliveries, from_active_deliveries, in_thread_turn, integration_state, messages
 from ..threads import thread_hash
 from .digest import join_groups
@@ -65,6 +66,9 @@ class Planned:
     ``suppressed``, with this as the reason."""
     project: str = "default"
     """The project the message belongs to."""
+    escalations: list[tuple[str, float]] = field(default_factory=list)
+    """(route, seconds until its first step) per matched route whose ``escalation:`` covers the
+    message: an ``escalations`` row each, written with the message (none for a silenced one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +154,7 @@ async def write_messages(
     disabled = await _disabled(conn, {t.integration for p in planned for t in p.targets})
     message_rows: list[tuple[Any, ...]] = []
     delivery_rows: list[tuple[Any, ...]] = []
+    escalation_rows: list[tuple[Any, ...]] = []
     replays: dict[int, str] = {}
     joins: list[tuple[str, Grouping, Message, str]] = []
     joined: set[tuple[str, str | None]] = set()
@@ -217,9 +222,13 @@ async def write_messages(
             )
             refs.append(DeliveryRef(d_id, t.integration, status))
         out[i] = Receipt(msg_id, refs)
+        if p.silenced is None:
+            escalation_rows += [(new_id(), msg_id, p.project, route, 0, now + after, "waiting", now, now)
+                                for route, after in p.escalations]
 
     await _INSERT_MESSAGE.run(conn, message_rows)
     await _INSERT_DELIVERY.run(conn, delivery_rows)
+    await _INSERT_ESCALATION.run(conn, escalation_rows)
     if joins:
         await join_groups(conn, joins, now)
     if quiet:
@@ -246,6 +255,32 @@ async def _disabled(conn: Conn, names: set[str]) -> dict[str, str]:
 def _dedup_scope(t: Target) -> str:
     """Cooldowns count per integration, and per person on it (two people's emails are no duplicates)."""
     return t.integration if t.recipient is None else f"{t.integration}\x1e{t.recipient}"
+
+
+async def add_deliveries(
+    conn: Conn, message_id: str, message: Message, targets: Sequence[Target], now: float, *, reason: str,
+    route: str | None = None, silenced: str | None = None,
+) -> list[DeliveryRef]:
+    """More deliveries for a message already stored (an escalation step of ``route``), each saying
+    ``reason`` (with the planner's own reason after it). A target's planned decision holds (a
+    preference, quiet hours), a silence suppresses; no digest and no dedup window: the step is
+    deliberate."""
+    thread = thread_hash(message.thread_key) if message.thread_key is not None else None
+    rows, refs = [], []
+    for t in targets:
+        status, error = "pending", None
+        if t.status is not None:
+            status, error = t.status, t.reason
+        elif silenced is not None:
+            status, error = "suppressed", f"silenced by {silenced}"
+        why = reason if t.reason is None else f"{reason}; {t.reason}"
+        d_id = new_id()
+        rows.append((d_id, message_id, t.integration, t.route or route, status, message.priority.rank, 0, now, now, now,
+                     now if t.due is None else max(now, t.due), None, error, thread,
+                     None if thread is None else _thread_seq(), t.recipient, why))
+        refs.append(DeliveryRef(d_id, t.integration, status))
+    await _INSERT_DELIVERY.run(conn, rows)
+    return refs
 
 
 async def _first_in_window(conn: Conn, integration: str, dedup_key: str, cooldown: float, now: float) -> bool:
@@ -390,6 +425,9 @@ _INSERT_DELIVERY = _insert(
     deliveries,
     ("id", "message_id", "integration", "route", "status", "priority", "attempts", "created_at", "updated_at",
      "queued_at", "next_attempt_at", "lease_owner", "last_error", "thread", "thread_seq", "recipient", "reason"),
+)
+_INSERT_ESCALATION = _insert(
+    escalations, ("id", "message_id", "project", "route", "step", "due_at", "status", "created_at", "updated_at"),
 )
 _RECORD = _Rows(
     "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"

@@ -73,7 +73,17 @@ async def get_message(conn: Conn, message_id: str, project: str | None = None) -
         "idempotency_key": row.idempotency_key,
         "deliveries": [_delivery(d) for d in rows],
         "acks": await acks_of(conn, message_id),
+        **await _escalation(conn, message_id),
     }
+
+
+async def _escalation(conn: Conn, message_id: str) -> dict[str, Any]:
+    """``escalation``: the message's escalation (the first route's, when several escalate it;
+    null when none does) and ``escalations``: every one."""
+    from .escalation import escalation_of
+
+    found = await escalation_of(conn, message_id)
+    return {"escalation": found[0] if found else None, "escalations": found}
 
 
 async def list_deliveries(

@@ -11,6 +11,7 @@ import asyncio
 import enum
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -279,6 +280,10 @@ class Attempt:
     message: Message
 
 
+ACK_PRIORITIES = frozenset({Priority.CRITICAL, Priority.HIGH})
+"""Messages whose emails and Teams cards carry an acknowledge link (``Context.ack_link``)."""
+
+
 @dataclass
 class Context:
     """What the hub lends an integration."""
@@ -291,6 +296,9 @@ class Context:
     oauth: dict[str, Any] = field(default_factory=dict)
     """The ``oauth:`` app registrations (provider -> :class:`~tidings.oauth.settings.OAuthClient`):
     where an integration with ``oauth: true`` reaches its provider's API (Atlassian's gateway)."""
+    ack_link: Callable[[str, float, str], str | None] | None = None
+    """(message id, issued at, channel) -> the signed link that acknowledges the message, or None
+    (no secret key to sign with): emails and Teams cards of critical and high messages carry it."""
 
 
 class Integration:

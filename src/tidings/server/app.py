@@ -16,6 +16,7 @@ from .. import __version__
 from ..hub import Hub
 from . import (
     accounts_api,
+    ack_links,
     audit_api,
     calendars_api,
     config_api,
@@ -118,6 +119,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(calendars_api.router)
     app.include_router(connections_api.router)
     app.include_router(calendars_api.feed_router)
+    ack_links.install(app)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",

@@ -99,6 +99,7 @@ class Delivery(Out):
     latency_ms: float | None
     remote_id: str | None = Field(description="the peer's id for what it received (a Slack ts...)")
     last_error: str | None
+    reason: str | None = Field(None, description="why it exists or waits: an escalation step, quiet hours...")
 
 
 class Retried(Out):
@@ -127,6 +128,15 @@ class Ack(Out):
     thread_key: str | None
 
 
+class EscalationState(Out):
+    route: str = Field(description="the route whose `escalation:` policy applies")
+    step: int = Field(description="how many of its steps have fired")
+    status: Literal["waiting", "stopped", "done"] = Field(
+        description="`waiting` for the next step, `stopped` by an acknowledgement, `done` after the last step")
+    due_at: float | None = Field(description="when the next step fires, while waiting")
+    reason: str | None = Field(description="the last step taken, or why it stopped or ended")
+
+
 class MessageOut(Out):
     id: str
     created_at: float
@@ -144,6 +154,9 @@ class MessageOut(Out):
     idempotency_key: str | None
     deliveries: list[Delivery]
     acks: list[Ack]
+    escalation: EscalationState | None = Field(None, description="its escalation, when a route escalates it")
+    escalations: list[EscalationState] = Field(
+        default_factory=list, description="every escalation (several routes with `continue` may escalate one message)")
 
 
 class Preview(Out):

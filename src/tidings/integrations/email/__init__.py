@@ -27,6 +27,7 @@ import html
 import re
 import secrets
 import ssl
+import time
 from dataclasses import dataclass, field
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
@@ -44,7 +45,16 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from ...message import Format, Message, Priority
 from ...security.outbound import DestinationRefused
 from ...security.redact import clip, mask
-from ..base import NO_OPTIONS, Addressable, Attempt, IntegrationSettings, Notifier, Outcome, RenderOptions
+from ..base import (
+    ACK_PRIORITIES,
+    NO_OPTIONS,
+    Addressable,
+    Attempt,
+    IntegrationSettings,
+    Notifier,
+    Outcome,
+    RenderOptions,
+)
 from ..http import check_http_url
 from ..markup import html_to_text, markdown_to_html, sanitize_html
 
@@ -258,10 +268,19 @@ class EmailPayload:
 
 
 _SLOT = f"\u2060tidings-sent-at-{secrets.token_hex(8)}\u2060"
+_ACK_SLOT = f"\u2060tidings-ack-{secrets.token_hex(8)}\u2060"
+"""Where a critical or high message's acknowledge link goes, filled in when sent (it names the message)."""
 """Where the delivery's time goes: rendering is pure, the time belongs to the delivery."""
 
 
 @cache
+def _ack_html(url: str) -> str:
+    return ('<tr><td style="padding:16px 24px 4px 24px;">'
+            f'<a href="{html.escape(url)}" style="display:inline-block;padding:8px 14px;border-radius:4px;'
+            'background-color:#dc2626;color:#ffffff;font-size:13px;font-weight:bold;text-decoration:none;">'
+            "Acknowledge</a></td></tr>")
+
+
 def _templates() -> Environment:
     return Environment(
         loader=PackageLoader("tidings.integrations.email", "templates"),
@@ -412,6 +431,7 @@ class EmailNotifier(Notifier, Addressable):
             "source": message.source or "",
             "sent_at": _SLOT,
             "unsubscribe_url": unsubscribe,
+            "ack": _ACK_SLOT if message.priority in ACK_PRIORITIES else "",
         }
         env = _templates()
         cc, bcc = ((), ()) if message.labels.get(LABEL_PERSON) else (tuple(s.cc), tuple(s.bcc))
@@ -442,8 +462,8 @@ class EmailNotifier(Notifier, Addressable):
             "cc": list(payload.cc),
             "bcc": list(payload.bcc),
             "headers": dict(payload.headers),
-            "text": payload.text.replace(_SLOT, later),
-            "html": payload.html.replace(_SLOT, later),
+            "text": payload.text.replace(_SLOT, later).replace(_ACK_SLOT, "\nAcknowledge: (a signed link)\n"),
+            "html": payload.html.replace(_SLOT, later).replace(_ACK_SLOT, _ack_html("#")),
             **({"problem": payload.problem} if payload.problem else {}),
         }
 
@@ -465,11 +485,20 @@ class EmailNotifier(Notifier, Addressable):
         msg["Message-ID"] = self.message_id(attempt)
         for name, value in payload.headers:
             msg[name] = value
-        msg.set_content(payload.text.replace(_SLOT, when))
-        msg.add_alternative(payload.html.replace(_SLOT, html.escape(when)), subtype="html")
+        link = self._ack_link(attempt) if _ACK_SLOT in payload.text else None
+        text = payload.text.replace(_ACK_SLOT, f"\nAcknowledge: {link}\n" if link else "")
+        markup = payload.html.replace(_ACK_SLOT, _ack_html(link) if link else "")
+        msg.set_content(text.replace(_SLOT, when))
+        msg.add_alternative(markup.replace(_SLOT, html.escape(when)), subtype="html")
         # A boundary of the delivery's own, so that a retry sends the same bytes.
         msg.set_boundary(f"==tidings-{hashlib.sha256(attempt.delivery_id.encode()).hexdigest()[:32]}==")
         return msg
+
+    def _ack_link(self, attempt: Attempt) -> str | None:
+        """The signed acknowledge link, issued when the delivery was created (a retry sends the same one)."""
+        make = self.context.ack_link
+        issued = attempt.created_at if attempt.created_at > 0 else time.time()
+        return make(attempt.message_id, issued, "email") if make is not None else None
 
     # -- sending ---------------------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext:

@@ -37,6 +37,7 @@ from ...message import Format, Message, Priority
 from ...security.redact import mask
 from ...units import Size
 from ..base import (
+    ACK_PRIORITIES,
     NO_OPTIONS,
     TRUNCATED,
     Attempt,
@@ -55,8 +56,11 @@ TEAMS_LIMIT = 28_000
 """Bytes Teams accepts at most in one request (28 KB); ``max_bytes`` can't go above it."""
 DEFAULT_MAX_BYTES = 20_000
 CONTEXT_ID = "tidings-context"
+ACK_ID = "tidings-ack"
 TIME_RESERVE = 120
 """Bytes kept free for the delivery time the context line gets when the card is sent."""
+ACK_RESERVE = 600
+"""Bytes kept free on a critical or high card for its Acknowledge button (a signed link)."""
 MAX_ACTIONS = 6
 """Teams shows at most six actions on a card; more links are listed as text instead."""
 
@@ -200,7 +204,8 @@ class TeamsNotifier(HttpNotifier):
     # -- the card ----------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
         """The request body (without the delivery time, which :meth:`body` adds), cut to fit."""
-        return self._fit(message, self.settings.max_bytes - TIME_RESERVE)
+        reserve = TIME_RESERVE + (ACK_RESERVE if message.priority in ACK_PRIORITIES else 0)
+        return self._fit(message, self.settings.max_bytes - reserve)
 
     def card(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The Adaptive Card inside ``payload``."""
@@ -223,8 +228,21 @@ class TeamsNotifier(HttpNotifier):
             {**item, "text": f"{item['text']} · {when}"} if item.get("id") == CONTEXT_ID else item
             for item in container["items"]
         ]
+        link = self._ack_link(attempt)
+        if link is not None:
+            items.append({"type": "ActionSet", "id": ACK_ID,
+                          "actions": [{"type": "Action.OpenUrl", "title": "Acknowledge", "url": link}]})
         attachment = {**payload["attachments"][0], "content": {**card, "body": [{**container, "items": items}]}}
         return orjson.dumps({**payload, "attachments": [attachment]})
+
+    def _ack_link(self, attempt: Attempt) -> str | None:
+        """A critical or high message's signed acknowledge link (issued when the delivery was made,
+        so a retry sends the same card), or None."""
+        make = self.context.ack_link
+        if make is None or attempt.message.priority not in ACK_PRIORITIES:
+            return None
+        link = make(attempt.message_id, attempt.created_at if attempt.created_at > 0 else time.time(), "teams")
+        return link if link is not None and len(link) <= ACK_RESERVE - 100 else None
 
     def _fit(self, message: Message, budget: int) -> dict[str, Any]:
         title = _escape(" ".join(message.title.split()))  # a title is one line
