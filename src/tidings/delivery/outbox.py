@@ -48,6 +48,10 @@ class Receipt:
     id: str
     deliveries: list[DeliveryRef]
     replay: bool = False
+    status: str = "routed"
+    """``routed`` (it has its deliveries), ``scheduled`` (no deliveries until ``send_at``) or ``cancelled``."""
+    send_at: float | None = None
+    """When a scheduled message is routed (Unix time)."""
 
 
 @dataclass(slots=True)
@@ -63,6 +67,8 @@ class Planned:
     ``suppressed``, with this as the reason."""
     project: str = "default"
     """The project the message belongs to."""
+    message_id: str | None = None
+    """A message stored already (a scheduled one, now due): only its deliveries are written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +159,7 @@ async def write_messages(
     for i, p in enumerate(planned):
         p.leased = []
         key = p.idempotency_key or None  # an empty key is no key
-        if key and key in existing:
+        if key and key in existing and p.message_id is None:
             original_id, original_hash = existing[key]
             if original_hash != p.request_hash:
                 out[i] = IdempotencyConflict(
@@ -162,27 +168,28 @@ async def write_messages(
             else:
                 replays[i] = original_id
             continue
-        msg_id = new_id()
+        msg_id = p.message_id or new_id()
         if key:
             existing[key] = (msg_id, p.request_hash)
         m = p.message
         thread = thread_hash(m.thread_key) if m.thread_key is not None else None
-        message_rows.append(
-            (
-                msg_id,
-                now,
-                m.title,
-                m.priority.rank,
-                # The column holds 200 characters (a label up to 500); the full value stays in data.
-                m.labels["source"][:200] if "source" in m.labels else None,
-                m.thread_key,
-                m.dedup_key,
-                orjson.dumps(m.to_dict()).decode(),
-                key,
-                p.request_hash,
-                p.project,
+        if p.message_id is None:
+            message_rows.append(
+                (
+                    msg_id,
+                    now,
+                    m.title,
+                    m.priority.rank,
+                    # The column holds 200 characters (a label up to 500); the full value stays in data.
+                    m.labels["source"][:200] if "source" in m.labels else None,
+                    m.thread_key,
+                    m.dedup_key,
+                    orjson.dumps(m.to_dict()).decode(),
+                    key,
+                    p.request_hash,
+                    p.project,
+                )
             )
-        )
         refs = []
         for t in p.targets:
             status, reason = "pending", None
