@@ -40,6 +40,7 @@ def both(method: str, path: str, permission: str) -> dict[tuple[str, str], str]:
 ACCESS: dict[tuple[str, str], str] = {
     **both("POST", "/messages", "message:send"),
     **both("GET", "/messages/{message_id}", "message:read"),
+    **both("DELETE", "/messages/{message_id}", "message:send"),
     **both("GET", "/deliveries", "message:read"),
     **both("POST", "/deliveries/retry", "delivery:retry"),
     **both("POST", "/deliveries/{delivery_id}/retry", "delivery:retry"),

@@ -64,6 +64,8 @@ def parse_send_at(value: SendAt) -> float:
         return float(value)
     if isinstance(value, str):
         try:
+            if not value.isprintable():  # fromisoformat lets a NUL through in places
+                raise ValueError(value)
             value = dt.datetime.fromisoformat(value.strip())
         except ValueError:
             raise MessageError(f"send_at: {value[:60]!r} is not an ISO 8601 time such as 2026-12-24T09:00:00+01:00") from None
@@ -158,7 +160,7 @@ async def cancel_scheduled(conn: Conn, message_id: str, *, project: str | None, 
         return {"id": message_id, **row}
     if row["status"] == "failed":
         raise CancelRefused(f"message {message_id} was not routed when due: {row.get('reason')}")
-    raise CancelRefused(f"message {message_id} was routed already (it was due at {_iso(row['send_at'])}): "
+    raise CancelRefused(f"message {message_id} was routed already (it was due at {iso_time(row['send_at'])}): "
                         "its deliveries are under way")
 
 
@@ -176,7 +178,8 @@ async def schedule_of(conn: Conn, message_id: str) -> dict[str, Any] | None:
     return out
 
 
-def _iso(when: float) -> str:
+def iso_time(when: float) -> str:
+    """A Unix time as ISO 8601 in UTC (2026-12-24T08:00:00+00:00)."""
     return dt.datetime.fromtimestamp(when, dt.UTC).isoformat(timespec="seconds")
 
 
