@@ -303,3 +303,39 @@ async def test_two_workers_on_postgresql_route_each_message_once(make_hub: Any, 
 
     await eventually(all_sent, timeout=30)
     assert sorted(r.json()["data"]["title"] for r in sink.received) == sorted(f"m{i}" for i in range(60))
+
+
+async def test_retention_keeps_a_waiting_message_and_one_routed_lately(make_hub: Any) -> None:
+    from tidings.config.models import RetentionSettings
+    from tidings.retention import prune
+
+    hub = await make_hub(dispatch=False)
+    waiting = await hub.notify(Message("in 300 days"), delay="300d")
+    routed = await hub.notify(Message("routed today"), delay="1h")
+    worker = Scheduler(hub, owner="w", clock=lambda: time.time() + 7200)
+    assert await worker.route_due() == 1
+    async with hub.require_store().write() as conn:  # delivered meanwhile: nothing of it is active
+        await conn.execute(update(deliveries).values(status="delivered"))
+    week = RetentionSettings(messages=7 * 86400)
+    await prune(hub.store, week, now=time.time() + 30 * 86400)  # a month on: both created 30 days ago
+    assert (await hub.message(waiting.id))["status"] == "scheduled"
+    with pytest.raises(NotFound):  # routed (at +2h) more than a week before: it goes, with its schedule
+        await hub.message(routed.id)
+    assert await count(hub, schedules, schedules.c.message_id == routed.id) == 0
+    async with hub.require_store().write() as conn:  # a month on, routed two days before: kept
+        await conn.execute(update(schedules).where(schedules.c.message_id == waiting.id)
+                           .values(status="routed", updated_at=time.time() + 28 * 86400))
+    await prune(hub.store, week, now=time.time() + 30 * 86400)
+    assert (await hub.message(waiting.id))["status"] == "routed"
+
+
+async def test_a_scheduled_message_joins_its_thread_when_routed(make_hub: Any) -> None:
+    hub = await make_hub(dispatch=False)
+    later = await hub.notify(Message("deploy done", thread_key="deploy-42"), delay="1h")
+    now = await hub.notify(Message("deploy started", thread_key="deploy-42"))
+    worker = Scheduler(hub, owner="w", clock=lambda: time.time() + 3601)
+    assert await worker.route_due() == 1
+    async with hub.require_store().read() as conn:
+        rows = {r.message_id: r for r in await conn.execute(select(deliveries))}
+    assert rows[later.id].thread == rows[now.id].thread is not None
+    assert rows[later.id].thread_seq > rows[now.id].thread_seq  # after what the thread had when it was routed
