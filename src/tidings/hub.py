@@ -40,7 +40,16 @@ from .delivery import circuits, queries
 from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher
 from .delivery.outbox import Planned, Receipt, write_messages
-from .delivery.schedule import Delay, Scheduler, SendAt, cancel_scheduled, due_time, schedule_message, schedule_of, when_given
+from .delivery.schedule import (
+    Delay,
+    Scheduler,
+    SendAt,
+    cancel_scheduled,
+    due_time,
+    schedule_message,
+    schedule_of,
+    when_given,
+)
 from .errors import NotFound, UnknownIntegration
 from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event
 from .integrations.base import DEFAULT_PROJECT, Context, Integration, Notifier, Outcome

@@ -339,3 +339,17 @@ async def test_a_scheduled_message_joins_its_thread_when_routed(make_hub: Any) -
         rows = {r.message_id: r for r in await conn.execute(select(deliveries))}
     assert rows[later.id].thread == rows[now.id].thread is not None
     assert rows[later.id].thread_seq > rows[now.id].thread_seq  # after what the thread had when it was routed
+
+
+async def test_a_cancel_while_a_worker_holds_the_lease_wins(make_hub: Any) -> None:
+    hub = await make_hub(dispatch=False)
+    receipt = await hub.notify(Message("raced"), delay="1h")
+    worker = Scheduler(hub, owner="w", clock=lambda: time.time() + 3601)
+    now = time.time() + 3601
+    async with hub.require_store().write() as conn:
+        assert await leases.claim_due(conn, schedules, "message_id", status="scheduled", owner="w", now=now,
+                                      lease=60, limit=10) == [receipt.id]
+    assert (await hub.cancel(receipt.id))["status"] == "cancelled"
+    assert not await worker.route(receipt.id)  # its lease went with the cancel
+    assert await count(hub, deliveries) == 0
+    assert (await hub.message(receipt.id))["status"] == "cancelled"
