@@ -159,7 +159,7 @@ async def cancel_scheduled(conn: Conn, message_id: str, *, project: str | None, 
     if row["status"] == "cancelled":
         return {"id": message_id, **row}
     if row["status"] == "failed":
-        raise CancelRefused(f"message {message_id} was not routed when due: {row.get('reason')}")
+        raise CancelRefused(f"message {message_id} failed when it was due ({row.get('reason')})")
     raise CancelRefused(f"message {message_id} was routed already (it was due at {iso_time(row['send_at'])}): "
                         "its deliveries are under way")
 
