@@ -277,9 +277,8 @@ async def test_a_dead_workers_lease_expires_and_another_routes_it(make_hub: Any)
     assert await later.route_due() == 0
 
 
+@pytest.mark.parametrize("db", ["postgresql"])  # workers share one database on PostgreSQL
 async def test_two_workers_on_postgresql_route_each_message_once(make_hub: Any, db: str, sink: Sink) -> None:
-    if db != "postgresql":
-        pytest.skip("workers share one database on PostgreSQL")
     data = {"integrations": {"ops": hook(sink)}, "default": {"to": ["ops"]}}
     workers = [await make_hub(data), await make_hub(data)]
     ids = [(await workers[i % 2].notify(Message(f"m{i}"), delay="1h")).id for i in range(60)]
