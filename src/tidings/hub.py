@@ -41,6 +41,16 @@ from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher
 from .delivery.escalation import Escalator
 from .delivery.outbox import Planned, Receipt, write_messages
+from .delivery.schedule import (
+    Delay,
+    Scheduler,
+    SendAt,
+    cancel_scheduled,
+    due_time,
+    schedule_message,
+    schedule_of,
+    when_given,
+)
 from .errors import NotFound, UnknownIntegration
 from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event
 from .integrations.base import DEFAULT_PROJECT, Context, Integration, Notifier, Outcome
@@ -73,12 +83,17 @@ log = structlog.get_logger("tidings.hub")
 T = TypeVar("T")
 
 
-def request_fingerprint(message: Message, to: Sequence[str] | None, project: str = DEFAULT_PROJECT) -> str:
+def request_fingerprint(
+    message: Message, to: Sequence[str] | None, project: str = DEFAULT_PROJECT, when: dict[str, float] | None = None
+) -> str:
     """What an Idempotency-Key is bound to: the message, its explicit targets and its project (so
-    a key reused in another project is a conflict, never a replay of that project's message)."""
+    a key reused in another project is a conflict, never a replay of that project's message), and
+    ``send_at``/``delay`` when given."""
     body: dict[str, Any] = {"message": message.to_dict(), "to": list(to) if to is not None else None}
     if project != DEFAULT_PROJECT:
         body["project"] = project
+    if when:
+        body["when"] = when
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -133,6 +148,8 @@ class Hub:
         self.grouper: Grouper | None = None
         self.escalator: Escalator | None = None
         """Fires the escalation steps of unacknowledged messages (``delivery/escalation.py``)."""
+        self.scheduler: Scheduler | None = None
+        """Routes scheduled messages when they are due (``delivery/schedule.py``)."""
         self.pruner: Pruner | None = None
         self.checkpointer: Checkpointer | None = None
         """Signs audit checkpoints (a dispatching hub with an audit key)."""
@@ -280,6 +297,8 @@ class Hub:
             self.grouper.start()
             self.escalator = Escalator(self, self.dispatcher.owner, poll_interval=self.config.dispatcher.poll_interval)
             self.escalator.start()
+            self.scheduler = Scheduler(self, owner=self.dispatcher.owner, poll_interval=self.config.dispatcher.poll_interval)
+            self.scheduler.start()
             self.events = EventProcessor(self, self.receivers, poll_interval=self.config.dispatcher.poll_interval)
             self.events.start()
             from .sync.service import SyncService
@@ -329,6 +348,8 @@ class Hub:
                 await self.grouper.stop()
             if self.escalator is not None:
                 await self.escalator.stop()
+            if self.scheduler is not None:
+                await self.scheduler.stop()
             self.started = False
             self._stopping = False
             if self.pruner is not None:
@@ -398,11 +419,33 @@ class Hub:
         to: Sequence[str] | None = None,
         idempotency_key: str | None = None,
         project: str = DEFAULT_PROJECT,
+        send_at: SendAt | None = None,
+        delay: Delay | None = None,
+        actor: Actor | None = None,
     ) -> Receipt:
         """Route ``message`` as a message of ``project`` and store it with its deliveries; returns
-        once they are committed. ``to`` names integrations (of the project) directly and skips the routes."""
+        once they are committed. ``to`` names integrations (of the project) directly and skips the routes.
+
+        ``send_at`` (an aware datetime, ISO 8601 text with an offset, or Unix time) or ``delay``
+        (seconds or ``"10m"``) schedule it instead: it is stored now and routed when due (see
+        ``delivery/schedule.py``); the receipt says ``scheduled``. ``actor``: who schedules it (audited)."""
         store = self.require_store()
-        return await store.submit(self._writer, self.plan(message, to=to, idempotency_key=idempotency_key, project=project))
+        if send_at is None and delay is None:
+            return await store.submit(self._writer, self.plan(message, to=to, idempotency_key=idempotency_key, project=project))
+        due = due_time(send_at, delay, time.time())
+        fingerprint = request_fingerprint(message, to, project, when_given(send_at, delay)) if idempotency_key else None
+        if due is None:  # due now: sent as any message
+            planned = self.plan(message, to=to, idempotency_key=idempotency_key, project=project)
+            planned.request_hash = fingerprint
+            return await store.submit(self._writer, planned)
+        return await schedule_message(self, message, due, to=to, idempotency_key=idempotency_key, request_hash=fingerprint,
+                                      project=project, actor=actor)
+
+    async def cancel(self, message_id: str, *, project: str | None = None, actor: Actor = SYSTEM) -> dict[str, Any]:
+        """Cancel a scheduled message (of ``project``, when given) before it is due: it never gets
+        a delivery. :class:`~tidings.delivery.schedule.CancelRefused` once it was routed."""
+        async with self.require_store().write() as conn:
+            return await cancel_scheduled(conn, message_id, project=project, actor=actor, now=time.time())
 
     def plan(
         self,
@@ -550,8 +593,12 @@ class Hub:
         return archive_of(dict(self.notifiers), name) if name else None
 
     async def message(self, message_id: str, *, project: str | None = None) -> dict[str, Any]:
+        """The message with its deliveries and acks, and its ``status``: ``routed``, or for a
+        scheduled one ``scheduled``/``cancelled``/``failed`` with ``send_at``."""
         async with self.require_store().read() as conn:
-            return await queries.get_message(conn, message_id, project)
+            found = await queries.get_message(conn, message_id, project)
+            found.update(await schedule_of(conn, message_id) or {"status": "routed"})
+            return found
 
     async def deliveries(self, **filters: Any) -> dict[str, Any]:
         async with self.require_store().read() as conn:

@@ -6,7 +6,8 @@ long (the rows to delete are found in a read transaction, then deleted by key):
 
 - messages older than ``retention.messages`` whose deliveries are all finished (delivered, dead,
   suppressed, folded into a digest already sent) and that no escalation waits on, with their
-  deliveries and acknowledgements;
+  deliveries and acknowledgements; a scheduled message stays while it waits and that long after it
+  was routed or cancelled;
 - inbound events older than ``retention.events`` whose processing is over;
 - inbox items older than ``retention.inbox``;
 - dedup windows that have closed, silences that ended ``retention.messages`` ago, threads and
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, and_, delete, exists, func, not_, select, tuple_
+from sqlalchemy import Table, and_, delete, exists, func, not_, or_, select, tuple_
 
 from .background import Background
 from .config.models import RetentionSettings
@@ -34,7 +35,7 @@ from .ids import id_floor
 from .metrics import Metrics
 from .security.redact import clip
 from .store.engine import Store
-from .store.recipient_tables import escalations
+from .store.recipient_tables import escalations, schedules
 from .store.tables import (
     ACTIVE,
     EVENT_ACTIVE,
@@ -77,8 +78,10 @@ def _rules(settings: RetentionSettings) -> list[_Rule]:
         waiting = exists().where(deliveries.c.message_id == messages.c.id, deliveries.c.status.in_(ACTIVE))
         in_digest = exists().where(group_members.c.message_id == messages.c.id, group_members.c.flushed_at.is_(None))
         escalating = exists().where(escalations.c.message_id == messages.c.id, escalations.c.status == "waiting")
+        scheduled = exists().where(schedules.c.message_id == messages.c.id, or_(
+            schedules.c.status == "scheduled", schedules.c.updated_at >= before(settings.messages, now)))
         return and_(messages.c.id < id_floor(before(settings.messages, now)), not_(waiting), not_(in_digest),
-                    not_(escalating))
+                    not_(escalating), not_(scheduled))
 
     def old_events(now: float) -> Any:
         return and_(events.c.id < id_floor(before(settings.events, now)), events.c.status.not_in(EVENT_ACTIVE))

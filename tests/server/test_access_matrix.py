@@ -41,6 +41,7 @@ ACCESS: dict[tuple[str, str], str] = {
     **both("POST", "/messages", "message:send"),
     **both("GET", "/messages/{message_id}", "message:read"),
     **both("POST", "/messages/{message_id}/ack", "message:ack"),
+    **both("DELETE", "/messages/{message_id}", "message:send"),
     **both("GET", "/deliveries", "message:read"),
     **both("POST", "/deliveries/retry", "delivery:retry"),
     **both("POST", "/deliveries/{delivery_id}/retry", "delivery:retry"),

@@ -6,6 +6,8 @@ run, including "valid input is accepted" and "invalid input is rejected"."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import os
 import re
 import uuid
@@ -74,7 +76,7 @@ def _adjust(case: Any) -> None:
     """What a schema can't say: an Idempotency-Key is new for each request (reusing one for a
     different request is refused, by design), ``to`` names integrations that exist, and a valid
     silence lasts at most 30 days and a bulk retry's ``since`` is more than 0 (the pattern says only how
-    a duration is written)."""
+    a duration is written), and a message is scheduled within a year (see :func:`_timing`)."""
     if case.headers:
         case.headers = {k: (f"{v}-{uuid.uuid4().hex}" if k.lower() == "idempotency-key" and isinstance(v, str) else v)
                         for k, v in case.headers.items()}
@@ -86,6 +88,24 @@ def _adjust(case: Any) -> None:
         case.body = {**case.body, "since": "1h"}
     if isinstance(case.body, dict) and isinstance(case.body.get("expires"), str) and DURATION.match(case.body["expires"]):
         case.body = {**case.body, "expires": "90d"}  # a token's: more than 0s, at most 3650d
+    if isinstance(case.body, dict) and (case.body.get("send_at") is not None or case.body.get("delay") is not None):
+        case.body = _timing(case.body)
+
+
+def _timing(body: dict[str, Any]) -> dict[str, Any]:
+    """A message's schedule: ``send_at`` or ``delay``, not both, at most 366 days ahead, with an
+    offset (which a date-time of the schema may lack)."""
+    body = dict(body)
+    send_at, delay = body.get("send_at"), body.get("delay")
+    if isinstance(send_at, str):
+        body.pop("delay", None)
+        with contextlib.suppress(ValueError):
+            dt.datetime.fromisoformat(send_at)
+            body["send_at"] = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    elif isinstance(delay, int | float) and not isinstance(delay, bool) and delay >= 0 or \
+            isinstance(delay, str) and DURATION.match(delay):
+        body["delay"] = "10m"
+    return body
 
 
 def _config_write(operation: Any) -> bool:

@@ -25,6 +25,11 @@ def messages_show(message_id: Annotated[str, typer.Argument(help="an id or a uni
     def human() -> None:
         out.print(f"[bold]message[/bold] {m['id']}  {_when(m['created_at'])}  {m['priority']}", highlight=False)
         out.print(f"[bold]{m['title']}[/bold]", highlight=False)
+        if m.get("send_at") is not None:
+            why = f" by {m['cancelled_by']}" if m.get("cancelled_by") else (f": {m['reason']}" if m.get("reason") else "")
+            from ..delivery.schedule import iso_time
+
+            out.print(f"{m['status']} (send at {iso_time(m['send_at'])}){why}", highlight=False, markup=False)
         if m["body"]:
             out.print(m["body"], highlight=False, markup=False)
         t = table("id", "integration", "recipient", "status", "attempts", "updated", "why / last error")

@@ -6,7 +6,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import ConfigOpt, JsonOpt, _hub, _on_hub, _when, app, emit, handled, out, print_json, run, waiting
+from ._common import (
+    ConfigOpt,
+    JsonOpt,
+    _hub,
+    _on_hub,
+    _when,
+    app,
+    cli_actor,
+    emit,
+    handled,
+    out,
+    print_json,
+    run,
+    waiting,
+)
 from ._common import table as make_table
 
 if TYPE_CHECKING:
@@ -67,17 +81,33 @@ def send(
     dedup_key: DedupOpt = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="deliver now and report each outcome")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the outcomes")] = 30.0,
+    at: Annotated[str | None, typer.Option("--at", help="schedule it: an ISO 8601 time with an offset, "
+                                           "2026-12-24T09:00:00+01:00")] = None,
+    in_: Annotated[str | None, typer.Option("--in", help="schedule it this long from now: 90s, 10m, 2h, 1d")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send a message and print each outcome (--no-wait: only queue it).
+    """Send a message and print each outcome (--no-wait: only queue it; --at/--in: schedule it).
 
-    By default it is delivered from this process and each outcome printed; with --no-wait it is only queued for a running server or worker."""
+    By default it is delivered from this process and each outcome printed; with --no-wait it is only queued for a running server or worker.
+    With --at or --in it is stored now and routed when due by a running server or worker (`tidings cancel ID` until then)."""
+    import time
+
+    from ..delivery.schedule import due_time
+    from ..errors import MessageError
+
     message = _message(title, body, priority, format, field, label, link, thread_key, dedup_key)
+    try:
+        due = due_time(at, in_, time.time())
+    except MessageError as exc:  # in the words of this command's options
+        raise ValueError(str(exc).replace("send_at", "--at").replace("delay", "--in")) from None
+    if due is not None:
+        _schedule(config, message, to, at, in_, as_json)
+        return
 
     async def _send() -> dict[str, Any]:
         async with _hub(config, create=True, dispatch=wait) as hub:
-            receipt = await hub.notify(message, to=to)
+            receipt = await hub.notify(message, to=to, send_at=at, delay=in_)  # --at/--in in the past: now
             if wait:
                 return await hub.wait(receipt.id, timeout)
             # DeliveryRef is a slots dataclass: it has no __dict__.
@@ -98,6 +128,31 @@ def send(
     failed = [d for d in result["deliveries"] if d["status"] == "dead"]
     if failed:
         raise typer.Exit(1)
+
+
+def _schedule(config: Any, message: "Message", to: list[str] | None, at: str | None, delay: str | None,
+              as_json: bool) -> None:
+    from ..delivery.schedule import iso_time
+
+    receipt = _on_hub(config, lambda hub: hub.notify(message, to=to, send_at=at, delay=delay, actor=cli_actor()),
+                      create=True)
+    result = {"id": receipt.id, "status": receipt.status, "send_at": receipt.send_at, "deliveries": []}
+    emit(result, as_json, f"message {receipt.id} scheduled for {iso_time(receipt.send_at)} (tidings cancel {receipt.id})")
+
+
+@app.command()
+@handled
+def cancel(message_id: Annotated[str, typer.Argument(help="an id or a unique start of one")],
+           config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Cancel a scheduled message before it is due: it is never sent."""
+
+    async def _cancel(hub: Any) -> dict[str, Any]:
+        return await hub.cancel(await hub.resolve_id("message", message_id), actor=cli_actor())  # type: ignore[no-any-return]
+
+    from ..delivery.schedule import iso_time
+
+    result = _on_hub(config, _cancel)
+    emit(result, as_json, f"message {result['id']} cancelled (it was due {iso_time(result['send_at'])})")
 
 
 @app.command()

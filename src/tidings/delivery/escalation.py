@@ -183,7 +183,7 @@ class Escalator(Background):
                 log.warning("escalation.step_skipped", message=due.message_id, route=due.route, error=str(exc))
             else:
                 await add_deliveries(conn, due.message_id, message, planned.targets, now, reason=reason,
-                                     route=due.route, silenced=planned.silenced)
+                                     route=due.route, silenced=planned.silenced, project=due.project)
                 log.info("escalation.fired", message=due.message_id, route=due.route, step=number,
                          targets=[t.integration for t in planned.targets])
             if due.step + 1 < len(steps):

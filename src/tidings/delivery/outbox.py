@@ -12,6 +12,7 @@ other active delivery of that thread to that integration is ahead of it or being
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -51,6 +52,10 @@ class Receipt:
     id: str
     deliveries: list[DeliveryRef]
     replay: bool = False
+    status: str = "routed"
+    """``routed`` (it has its deliveries), ``scheduled`` (no deliveries until ``send_at``) or ``cancelled``."""
+    send_at: float | None = None
+    """When a scheduled message is routed (Unix time)."""
 
 
 @dataclass(slots=True)
@@ -69,6 +74,8 @@ class Planned:
     escalations: list[tuple[str, float]] = field(default_factory=list)
     """(route, seconds until its first step) per matched route whose ``escalation:`` covers the
     message: an ``escalations`` row each, written with the message (none for a silenced one)."""
+    message_id: str | None = None
+    """A message stored already (a scheduled one, now due): only its deliveries are written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +169,7 @@ async def write_messages(
     for i, p in enumerate(planned):
         p.leased = []
         key = p.idempotency_key or None  # an empty key is no key
-        if key and key in existing:
+        if key and key in existing and p.message_id is None:
             original_id, original_hash = existing[key]
             if original_hash != p.request_hash:
                 out[i] = IdempotencyConflict(
@@ -171,27 +178,28 @@ async def write_messages(
             else:
                 replays[i] = original_id
             continue
-        msg_id = new_id()
+        msg_id = p.message_id or new_id()
         if key:
             existing[key] = (msg_id, p.request_hash)
         m = p.message
         thread = thread_hash(m.thread_key) if m.thread_key is not None else None
-        message_rows.append(
-            (
-                msg_id,
-                now,
-                m.title,
-                m.priority.rank,
-                # The column holds 200 characters (a label up to 500); the full value stays in data.
-                m.labels["source"][:200] if "source" in m.labels else None,
-                m.thread_key,
-                m.dedup_key,
-                orjson.dumps(m.to_dict()).decode(),
-                key,
-                p.request_hash,
-                p.project,
+        if p.message_id is None:
+            message_rows.append(
+                (
+                    msg_id,
+                    now,
+                    m.title,
+                    m.priority.rank,
+                    # The column holds 200 characters (a label up to 500); the full value stays in data.
+                    m.labels["source"][:200] if "source" in m.labels else None,
+                    m.thread_key,
+                    m.dedup_key,
+                    orjson.dumps(m.to_dict()).decode(),
+                    key,
+                    p.request_hash,
+                    p.project,
+                )
             )
-        )
         refs = []
         for t in p.targets:
             status, reason = "pending", None
@@ -259,28 +267,21 @@ def _dedup_scope(t: Target) -> str:
 
 async def add_deliveries(
     conn: Conn, message_id: str, message: Message, targets: Sequence[Target], now: float, *, reason: str,
-    route: str | None = None, silenced: str | None = None,
+    route: str | None = None, silenced: str | None = None, project: str = "default",
 ) -> list[DeliveryRef]:
     """More deliveries for a message already stored (an escalation step of ``route``), each saying
-    ``reason`` (with the planner's own reason after it). A target's planned decision holds (a
-    preference, quiet hours), a silence suppresses; no digest and no dedup window: the step is
-    deliberate."""
-    thread = thread_hash(message.thread_key) if message.thread_key is not None else None
-    rows, refs = [], []
-    for t in targets:
-        status, error = "pending", None
-        if t.status is not None:
-            status, error = t.status, t.reason
-        elif silenced is not None:
-            status, error = "suppressed", f"silenced by {silenced}"
-        why = reason if t.reason is None else f"{reason}; {t.reason}"
-        d_id = new_id()
-        rows.append((d_id, message_id, t.integration, t.route or route, status, message.priority.rank, 0, now, now, now,
-                     now if t.due is None else max(now, t.due), None, error, thread,
-                     None if thread is None else _thread_seq(), t.recipient, why))
-        refs.append(DeliveryRef(d_id, t.integration, status))
-    await _INSERT_DELIVERY.run(conn, rows)
-    return refs
+    ``reason`` (with the planner's own reason after it), written as :func:`write_messages` writes
+    any: a planned decision holds (a preference, quiet hours), a silence suppresses, a disabled
+    integration holds; but no route digest and no dedup window: the step is deliberate."""
+    steps = [
+        dataclasses.replace(t, route=t.route or route, group=None, cooldown=0.0,
+                            reason=reason if t.reason is None else f"{reason}; {t.reason}")
+        for t in targets
+    ]
+    planned = Planned(message, steps, silenced=silenced, project=project, message_id=message_id)
+    (receipt,) = await write_messages(conn, [planned], now)
+    assert isinstance(receipt, Receipt)
+    return receipt.deliveries
 
 
 async def _first_in_window(conn: Conn, integration: str, dedup_key: str, cooldown: float, now: float) -> bool:

@@ -85,6 +85,8 @@ class MessageIn(Message):
     model_config = ConfigDict(title="MessageIn", json_schema_extra=schemas.message_in_schema)
 
     to: list[str] | None = Field(None, description="integration names and @recipients; skips routing", max_length=50)
+    send_at: str | None = Field(None, max_length=64, description="schedule it: an ISO 8601 time with an offset")
+    delay: str | float | None = Field(None, description="schedule it this long from now: seconds, or 10m, 2h")
 
     def __init__(self, **data: Any) -> None:
         # Python callers may pass None for "" (a mapping's missing value); JSON null is refused, as the schema says.
@@ -129,6 +131,7 @@ MessageBody = Annotated[MessageIn, Body(openapi_examples={"alert": {"summary": "
     },
 )
 async def post_message(
+    request: Request,
     payload: MessageBody,
     hub: HubDep,
     project: ProjectDep,
@@ -140,7 +143,9 @@ async def post_message(
 ) -> Response:
     # /api/v1/messages is served by messages.py before the framework; this route documents it, answers what that
     # leaves here, and serves the per-project form.
-    receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key, project=project)
+    receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key, project=project,
+                               send_at=payload.send_at, delay=payload.delay,
+                               actor=actor_of(request) if payload.send_at is not None or payload.delay is not None else None)
     status, body, headers = messages.accepted(receipt)
     return Response(body, status_code=status, media_type="application/json", headers={k.decode(): v.decode() for k, v in headers})
 
@@ -155,6 +160,20 @@ async def post_message(
 )
 async def get_message(message_id: str, hub: HubDep, project: ProjectDep) -> dict[str, Any]:
     return await hub.message(message_id, project=project)
+
+
+@routes.delete(
+    "/messages/{message_id}",
+    dependencies=[allow("message:send")],
+    response_model=schemas.Cancelled,
+    summary="Cancel a scheduled message",
+    description="A message scheduled with `send_at` or `delay` and not due yet is cancelled: it never gets a "
+    "delivery. Cancelling it again answers the same. A message routed already (sent at once, or due and routed) "
+    "answers 409 with the reason.",
+    responses=api_errors(404, 409),
+)
+async def cancel_message(message_id: str, hub: HubDep, project: ProjectDep, actor: ActorDep) -> dict[str, Any]:
+    return await hub.cancel(message_id, project=project, actor=actor)
 
 
 @routes.get(

@@ -126,17 +126,22 @@ async def principal_of(request: Request) -> Principal:
 
 def actor_of(request: Request) -> Actor:
     """The audit actor of a request: who, how, from where."""
-    principal: Principal | None = getattr(request.state, "principal", None)
     client = request.client
+    return make_actor(getattr(request.state, "principal", None), client.host if client else None,
+                      request.headers.get("user-agent"), request_id(request))
+
+
+def make_actor(principal: Principal | None, ip: str | None, user_agent: str | None, rid: str) -> Actor:
+    """The audit actor of ``principal`` calling from ``ip`` (also for the routes served before the framework)."""
     return Actor(
         "user" if principal is not None and principal.auth_method == "session" else "token",
         id=principal.user_id if principal else None,
         name=principal.name if principal else None,
         auth_method=principal.auth_method if principal else None,
         token_id=principal.token_id if principal else None,
-        ip=client.host if client else None,
-        user_agent=request.headers.get("user-agent"),
-        request_id=request_id(request),
+        ip=ip,
+        user_agent=user_agent,
+        request_id=rid,
     )
 
 

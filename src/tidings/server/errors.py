@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..accounts import AccessError, Unauthenticated
 from ..calendars.feeds import mask_path
 from ..delivery.queries import RetryRefused
+from ..delivery.schedule import CancelRefused
 from ..errors import IdempotencyConflict, MessageError, NotFound, UnknownIntegration
 from ..inbound import ReplayRefused
 from ..message import format_error
@@ -81,6 +82,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RetryRefused)
     async def _refused(_: Request, exc: RetryRefused) -> JSONResponse:
+        return error(409, "conflict", str(exc))
+
+    @app.exception_handler(CancelRefused)
+    async def _not_cancelled(_: Request, exc: CancelRefused) -> JSONResponse:
         return error(409, "conflict", str(exc))
 
     @app.exception_handler(Exception)

@@ -9,7 +9,8 @@ path documents it in the OpenAPI schema and serves whatever :func:`takes` leaves
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -19,9 +20,11 @@ from starlette.types import Receive, Scope, Send
 from ..accounts import Unauthenticated, allowed
 from ..errors import IdempotencyConflict, MessageError, UnknownIntegration
 from ..hub import Hub
-from ..message import Message
-from .auth import DEFAULT_PROJECT, authenticate
+from .auth import DEFAULT_PROJECT, authenticate, make_actor
 from .guard import BodyTooLarge, ClientGone, error_body, read_body, refusal
+
+if TYPE_CHECKING:
+    from .api import MessageIn
 
 log = structlog.get_logger("tidings.server")
 
@@ -46,16 +49,18 @@ def takes(scope: Scope) -> bool:
 
 def accepted(receipt: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """The answer to a stored (202) or replayed (200, ``Idempotency-Replay: true``) message."""
-    body = orjson.dumps(
-        {"id": receipt.id, "deliveries": [{"id": d.id, "integration": d.integration, "status": d.status} for d in receipt.deliveries]}
-    )
+    answer = {"id": receipt.id, "deliveries": [{"id": d.id, "integration": d.integration, "status": d.status} for d in receipt.deliveries]}
+    if receipt.send_at is not None:  # scheduled: routed at send_at
+        answer.update(status=receipt.status, send_at=receipt.send_at)
+    body = orjson.dumps(answer)
     if receipt.replay:
         return 200, body, [(b"idempotency-replay", b"true")]
     return 202, body, []
 
 
-def parse(body: bytes) -> tuple[Message, list[str] | None]:
-    """The message and its explicit targets from a request body, or :class:`_Refused`."""
+def parse(body: bytes) -> MessageIn:
+    """The request body as :class:`~tidings.server.api.MessageIn` (the message, its explicit
+    targets, its timing), or :class:`_Refused`."""
     from .api import MessageIn
 
     body = body.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as json.loads would skip it
@@ -71,7 +76,7 @@ def parse(body: bytes) -> tuple[Message, list[str] | None]:
         payload = MessageIn(**data)
     except MessageError as exc:
         raise _Refused(422, "invalid request", exc.problems) from None
-    return payload.message(), payload.to
+    return payload
 
 
 async def serve(app: Any, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -134,9 +139,16 @@ async def _accept(app: Any, scope: Scope, receive: Receive) -> tuple[int, bytes,
         raise _Refused(413, "payload too large", f"the body limit is {limit} bytes") from None
     except ClientGone:
         raise _Refused(400, "bad request", "the client went away") from None
-    message, to = parse(body)
+    payload = parse(body)
+    timing: dict[str, Any] = {}
+    if payload.send_at is not None or payload.delay is not None:
+        client = scope.get("client")
+        agent = headers.get(b"user-agent")
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        timing = {"send_at": payload.send_at, "delay": payload.delay,
+                  "actor": make_actor(principal, client[0] if client else None, agent.decode("latin-1") if agent else None, rid)}
     try:
-        receipt = await hub.notify(message, to=to, idempotency_key=idempotency_key)
+        receipt = await hub.notify(payload.message(), to=payload.to, idempotency_key=idempotency_key, **timing)
     except MessageError as exc:
         raise _Refused(422, "invalid message", exc.problems) from None
     except UnknownIntegration as exc:

@@ -82,7 +82,17 @@ class DeliveryRef(Out):
 
 class Accepted(Out):
     id: str = Field(description="the message id")
-    deliveries: list[DeliveryRef] = Field(description="one per target, `pending` (or `suppressed`)")
+    deliveries: list[DeliveryRef] = Field(description="one per target, `pending` (or `suppressed`); none while scheduled")
+    status: Literal["scheduled", "routed", "cancelled", "failed"] | None = Field(
+        None, description="given for a scheduled message (`send_at`/`delay`): `scheduled` until it is routed")
+    send_at: float | None = Field(None, description="when a scheduled message is routed (Unix time)")
+
+
+class Cancelled(Out):
+    id: str
+    status: Literal["cancelled"]
+    send_at: float = Field(description="when it would have been routed (Unix time)")
+    cancelled_by: str = Field(description="who cancelled it")
 
 
 class Delivery(Out):
@@ -157,6 +167,12 @@ class MessageOut(Out):
     escalation: EscalationState | None = Field(None, description="its escalation, when a route escalates it")
     escalations: list[EscalationState] = Field(
         default_factory=list, description="every escalation (several routes with `continue` may escalate one message)")
+    status: Literal["routed", "scheduled", "cancelled", "failed"] = Field(
+        description="`routed` (it has its deliveries); a scheduled message is `scheduled` until `send_at`, or "
+        "`cancelled`, or `failed` (not routable when due: `reason`)")
+    send_at: float | None = Field(None, description="a scheduled message: when it is (or was) routed")
+    cancelled_by: str | None = Field(None, description="who cancelled it")
+    reason: str | None = Field(None, description="why a scheduled message failed")
 
 
 class Preview(Out):
@@ -402,6 +418,12 @@ def message_in_schema(schema: dict[str, Any]) -> None:
     props["resolves"].update(description="true when this message closes its thread (a resolved alert)")
     props["to"] = _nullable({"type": "array", "minItems": 1, "maxItems": 50, "items": {"type": "string"},
                              "description": "integration names: send to these, skipping the routes"})
+    props["send_at"] = _nullable({"type": "string", "format": "date-time", "maxLength": 64,
+                                  "description": "schedule it: routed at this time (with an offset: Z, +01:00); "
+                                  "at most 366 days ahead; a time past is now. Not with `delay`."})
+    props["delay"] = _nullable({"anyOf": [{"type": "string", "pattern": DURATION}, {"type": "number", "minimum": 0}],
+                                "description": "schedule it this long from now: seconds, or 30s, 10m, 2h, 1d. "
+                                "Not with `send_at`."})
     schema.pop("$defs", None)
     schema["description"] = "A message, and optionally the integrations to send it to (skipping the routes)."
     schema["examples"] = [MESSAGE_EXAMPLE]

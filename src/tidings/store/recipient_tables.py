@@ -71,13 +71,14 @@ schedules = Table(
     Column("message_id", String(36), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
     Column("project", String(64), nullable=False),
     Column("due_at", Float, nullable=False),
-    Column("status", String(12), nullable=False, comment="scheduled, routed, cancelled"),
+    Column("status", String(12), nullable=False, comment="scheduled, routed, cancelled, failed"),
     Column("to", JSON, comment="the integrations (and @recipients) named at send time; NULL: the routes"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("lease_owner", String(64)),
     Column("lease_until", Float),
     Column("cancelled_by", SafeString(200)),
+    Column("reason", SafeString(500), comment="why it failed (its `to` names what no longer exists)"),
     Index("ix_schedules_due", "status", "due_at"),
 )
 """A message accepted to be routed later (``send_at`` / ``delay``): it has no deliveries until then."""

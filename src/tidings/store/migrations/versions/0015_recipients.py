@@ -84,7 +84,7 @@ def upgrade() -> None:
         sa.Column('message_id', sa.String(length=36), nullable=False),
         sa.Column('project', sa.String(length=64), nullable=False),
         sa.Column('due_at', sa.Float(), nullable=False),
-        sa.Column('status', sa.String(length=12), nullable=False, comment='scheduled, routed, cancelled'),
+        sa.Column('status', sa.String(length=12), nullable=False, comment='scheduled, routed, cancelled, failed'),
         sa.Column('to', sa.JSON(), nullable=True,
                   comment='the integrations (and @recipients) named at send time; NULL: the routes'),
         sa.Column('created_at', sa.Float(), nullable=False),
@@ -92,6 +92,8 @@ def upgrade() -> None:
         sa.Column('lease_owner', sa.String(length=64), nullable=True),
         sa.Column('lease_until', sa.Float(), nullable=True),
         sa.Column('cancelled_by', sa.String(length=200), nullable=True),
+        sa.Column('reason', sa.String(length=500), nullable=True,
+                  comment='why it failed (its `to` names what no longer exists)'),
         sa.ForeignKeyConstraint(['message_id'], ['messages.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('message_id'),
     )
