@@ -241,8 +241,8 @@ def _channel_config(tmp: Path, kind: str, peer: Any, concurrency: int, db: str) 
     inflight = 4 * concurrency
     if kind == "splunk":  # batches: its lane holds what its requests carry (bench/_splunk.py)
         integration, inflight = _splunk.integration(peer), _splunk.INFLIGHT
-    elif isinstance(peer, RsyslogPeer):
-        integration = peer.integration() | {"concurrency": concurrency}
+    elif isinstance(peer, RsyslogPeer):  # one connection, whatever the concurrency; writes carry batches
+        integration, inflight = peer.integration(), _splunk.INFLIGHT
     else:
         integration = {
             "slack": {"kind": "slack", "token": SLACK_TOKEN, "channel": "#bench", "api_url": peer.slack_api},
@@ -513,7 +513,9 @@ async def main() -> None:
                 # Splunk's requests go 4 at once on both sides; the messages still come to the hub
                 # from as many callers as for the other channels (4 callers would be 4 per commit).
                 f["hub"].append(await hub_channel_rate(ch, peer, m, cc, round_dir, producers=max(cc, c) if ch == "splunk" else cc))
-                print(f"{line}; tidings {f['hub'][-1]:,.0f}/s (concurrency {cc})", file=sys.stderr)
+                how = {"splunk": f"{cc} requests at once, {_splunk.BATCH} events each",
+                       "syslog": "one TLS connection"}.get(ch, f"concurrency {cc}")
+                print(f"{line}; tidings {f['hub'][-1]:,.0f}/s ({how})", file=sys.stderr)
     result: dict[str, Any] = {
         "messages": n,
         "via": args.via,
