@@ -40,7 +40,7 @@ from .formats import (
     frame,
     header_field,
     leef,
-    structured_data,
+    sd_elements,
     text_of,
 )
 from .transport import Connection, TlsOptions, TlsSetupError
@@ -176,8 +176,8 @@ class SyslogNotifier(BatchNotifier):
         pri = FACILITIES[s.facility] * 8 + SEVERITY[message.priority]
         header = f"{self.hostname} {header_field(s.app_name, 48)} {self.procid} {header_field(event_id(message), 32)}"
         if s.format == "rfc5424":
-            return SyslogPayload(pri, header, structured_data(message, s.project), text_of(message), bom=True,
-                                 escaped=False, sd_short=structured_data(message, s.project, with_labels=False))
+            own, labels = sd_elements(message, s.project)
+            return SyslogPayload(pri, header, own + labels, text_of(message), bom=True, escaped=False, sd_short=own)
         if s.format == "cef":
             msg = cef(message, s.project, self.hostname, self.product)
         else:
