@@ -275,7 +275,7 @@ async def hub_channel_rate(kind: str, peer: PeerProcess | RsyslogPeer, n: int, c
     hub = Hub.from_config(_channel_config(tmp, kind, peer, concurrency, db))
     messages = [Message(**channel_payload(i)) for i in range(n)]
     async with hub, opened(db) as store:
-        it = iter(messages)
+        it = iter([] if bulk else messages)
         chunks = iter([messages[k:k + bulk] for k in range(0, n, bulk)] if bulk else [])
 
         async def producer() -> None:
