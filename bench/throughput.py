@@ -1,7 +1,7 @@
 """Throughput of tidings end to end against the same local sink as the baselines, in one run.
 
     python bench/throughput.py [--messages 20000] [--concurrency 64] [--via hub|api]
-                               [--channels webhook,slack,teams,email,syslog]
+                               [--channels webhook,slack,teams,email,syslog,splunk] [--bulk N]
     python bench/throughput.py --recipients [--recipient-messages 100]
 
 Measures, against one HTTP sink process on 127.0.0.1:
@@ -20,8 +20,10 @@ a baseline sending the same kind of payload straight to that peer in the same ro
            TLS writer sending the same frames over one connection to the same rsyslog (bench/_syslog.py);
   splunk   HEC batches (concatenated events, 100 a request) to the HEC stand-in of tests/peers vs
            bare aiohttp posting the same batches to it (bench/_splunk.py).
-The per-integration rate limits (Slack 1/s, Teams 4/s) are raised for these runs, or they alone
-would set the figures. The last line is one JSON object with the figures and their ratios.
+The hub gets each channel's messages from --concurrency callers of Hub.notify (with --bulk N, the
+splunk and syslog ones from 4 callers of Hub.notify_many, N messages a call). The per-integration
+rate limits (Slack 1/s, Teams 4/s) are raised for these runs, or they alone would set the figures.
+The last line is one JSON object with the figures and their ratios.
 
 ``--recipients`` measures instead a fan-out to 50 people (preferences evaluated, each delivery
 addressed: a Slack DM or an email) beside the same fan-out to 50 plain integrations, in
@@ -73,8 +75,10 @@ def payload(i: int) -> dict[str, Any]:
 
 CHANNELS = ("webhook", "slack", "teams", "email", "syslog", "splunk")
 RAISED_RATE = "1000000/second"
+"""The bench's rate limit for the channels that have one by default: far above what one process sends."""
+RATE_LIMITED = ("slack", "teams")
+"""Kinds with a default rate limit (Slack 1/s, Teams 4/s), raised for the bench."""
 LOCAL = ["127.0.0.1/32", "::1/128"]  # the local peers: allowed past the outbound guard
-"""The bench's rate limit for every channel: far above what one process sends."""
 
 
 def channel_payload(i: int) -> dict[str, Any]:
@@ -245,8 +249,8 @@ def _channel_config(tmp: Path, kind: str, peer: Any, concurrency: int, db: str) 
     inflight = 4 * concurrency
     if kind == "splunk":  # batches: its lane holds what its requests carry (bench/_splunk.py)
         integration, inflight = _splunk.integration(peer), _splunk.INFLIGHT
-    elif isinstance(peer, RsyslogPeer):
-        integration = peer.integration() | {"concurrency": concurrency}
+    elif isinstance(peer, RsyslogPeer):  # one connection, whatever the concurrency; writes carry batches
+        integration, inflight = peer.integration(), _splunk.INFLIGHT
     else:
         integration = {
             "slack": {"kind": "slack", "token": SLACK_TOKEN, "channel": "#bench", "api_url": peer.slack_api},
@@ -254,7 +258,8 @@ def _channel_config(tmp: Path, kind: str, peer: Any, concurrency: int, db: str) 
             "email": {"kind": "email", "host": "127.0.0.1", "port": peer.port, "security": "none",
                       "allow_insecure": True, "from_address": "tidings@bench.example", "to": ["ops@bench.example"]},
         }[kind] | {"concurrency": concurrency}
-    integration |= {"rate_limit": RAISED_RATE, "burst": 10_000}
+    if kind in RATE_LIMITED:  # the others have no rate limit by default: the bench adds none
+        integration |= {"rate_limit": RAISED_RATE, "burst": 10_000}
     path = tmp / f"{kind}.yaml"
     path.write_text(json.dumps({
         "server": {"database": db, "allow_destinations": LOCAL},
@@ -265,26 +270,32 @@ def _channel_config(tmp: Path, kind: str, peer: Any, concurrency: int, db: str) 
     return path
 
 
-async def hub_channel_rate(kind: str, peer: PeerProcess | RsyslogPeer, n: int, concurrency: int, tmp: Path) -> float:
-    """N messages through Hub.notify -> outbox (SQLite) -> the channel's integration -> its peer,
-    counting only messages the peer received and the database marks delivered."""
+async def hub_channel_rate(kind: str, peer: PeerProcess | RsyslogPeer, n: int, concurrency: int, tmp: Path,
+                           producers: int | None = None, bulk: int = 0) -> tuple[float, float]:
+    """N messages through Hub.notify from ``producers`` callers (default ``concurrency``; with
+    ``bulk``, Hub.notify_many of ``bulk`` messages a call) -> outbox (SQLite) -> the channel's
+    integration (``concurrency`` sends at once) -> its peer, counting only messages the peer
+    received and the database marks delivered."""
     from tidings import Hub, Message
 
     db = f"sqlite:///{tmp / f'{kind}.db'}"
     hub = Hub.from_config(_channel_config(tmp, kind, peer, concurrency, db))
     messages = [Message(**channel_payload(i)) for i in range(n)]
     async with hub, opened(db) as store:
-        it = iter(messages)
+        it = iter([] if bulk else messages)
+        chunks = iter([messages[k:k + bulk] for k in range(0, n, bulk)] if bulk else [])
 
         async def producer() -> None:
+            for chunk in chunks:
+                await hub.notify_many(chunk)
             for m in it:
                 await hub.notify(m)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(producer() for _ in range(concurrency)))
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(producer() for _ in range(producers or concurrency)))
         await wait_done(peer, store, n)
-        elapsed = time.perf_counter() - started
-    return n / elapsed
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return n / elapsed, cpu
 
 
 def _slack_body(i: int) -> dict[str, Any]:
@@ -400,18 +411,20 @@ async def email_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
     return rate
 
 
-async def syslog_baseline(peer: RsyslogPeer, n: int, concurrency: int) -> float:
-    """A bare asyncio TLS writer: the frames tidings would send, one connection, to the same rsyslog."""
+async def syslog_baseline(peer: RsyslogPeer, n: int, concurrency: int) -> tuple[float, float]:
+    """A bare asyncio TLS writer: the frames tidings would send, one connection, to the same
+    rsyslog (frames per second, CPU seconds of this process while it sent)."""
     from tidings import Message
 
     return await tls_writer(peer, frames(peer, [Message(**channel_payload(i)) for i in range(n)]), wait_received)
 
 
-async def splunk_baseline(peer: Any, n: int, concurrency: int) -> float:
-    """Bare aiohttp posting the same HEC batches to the same stand-in (bench/_splunk.py)."""
-    rate = await _splunk.baseline(peer, [channel_payload(i) for i in range(n)])
+async def splunk_baseline(peer: Any, n: int, concurrency: int) -> tuple[float, float]:
+    """Bare aiohttp posting the same HEC batches to the same stand-in (bench/_splunk.py): events
+    per second, CPU seconds of this process while it posted."""
+    rate, cpu = await _splunk.baseline(peer, [channel_payload(i) for i in range(n)])
     await wait_received(peer, n)
-    return rate
+    return rate, cpu
 
 
 BASELINES = {"slack": slack_baseline, "teams": teams_baseline, "email": email_baseline, "syslog": syslog_baseline,
@@ -441,6 +454,9 @@ async def main() -> None:
     ap.add_argument("--recipients", action="store_true",
                     help="only the fan-out to 50 recipients vs 50 integrations (bench/_recipients.py)")
     ap.add_argument("--recipient-messages", type=int, default=100, help="per round, each to 50 deliveries")
+    ap.add_argument("--bulk", type=int, default=0, metavar="N",
+                    help="splunk and syslog: hand the hub N messages a call (Hub.notify_many) from 4 callers,"
+                         " instead of one a call (Hub.notify) from --concurrency callers")
     args = ap.parse_args()
     os.environ.setdefault("TIDINGS_LOG_LEVEL", "WARNING")
     from tidings.logs import configure
@@ -455,10 +471,11 @@ async def main() -> None:
     hubs: list[float] = []
     p99s: list[float] = []
     others = [ch for ch in args.channels if ch != "webhook"]
-    figures: dict[str, dict[str, list[float]]] = {ch: {"hub": [], "baseline": [], "sdk": []} for ch in others}
+    figures: dict[str, dict[str, list[float]]] = {
+        ch: {"hub": [], "baseline": [], "sdk": [], "hub_cpu": [], "baseline_cpu": []} for ch in others}
     if others:
-        print(f"channels {', '.join(others)}: rate limits raised to {RAISED_RATE} (burst 10000) for the bench;"
-              " Slack allows about 1 message/s per channel and Teams 4/s", file=sys.stderr)
+        print(f"channels {', '.join(others)}: rate limits of {', '.join(RATE_LIMITED)} raised to {RAISED_RATE}"
+              " (burst 10000) for the bench; Slack allows about 1 message/s per channel and Teams 4/s", file=sys.stderr)
     with contextlib.ExitStack() as stack:
         tmpdir = stack.enter_context(tempfile.TemporaryDirectory())
         sink = stack.enter_context(SinkProcess()) if "webhook" in args.channels else None
@@ -509,15 +526,29 @@ async def main() -> None:
                 cc = _splunk.CONCURRENCY if ch == "splunk" else cc
                 f = figures[ch]
                 peer.reset()
-                f["baseline"].append(await BASELINES[ch](peer, m, cc))
-                line = f"round {r + 1}: {ch}: baseline {f['baseline'][-1]:,.0f}/s"
+                got = await BASELINES[ch](peer, m, cc)
+                rate, cpu = got if isinstance(got, tuple) else (got, None)
+                f["baseline"].append(rate)
+                line = f"round {r + 1}: {ch}: baseline {rate:,.0f}/s"
+                if cpu is not None:
+                    f["baseline_cpu"].append(cpu / m * 1e6)
+                    line += f" ({f['baseline_cpu'][-1]:.0f} µs CPU a message)"
                 if ch == "slack":
                     peer.reset()
                     f["sdk"].append(await slack_sdk_rate(peer, m, cc))
                     line += f"; slack_sdk {f['sdk'][-1]:,.0f}/s"
                 peer.reset()
-                f["hub"].append(await hub_channel_rate(ch, peer, m, cc, round_dir))
-                print(f"{line}; tidings {f['hub'][-1]:,.0f}/s (concurrency {cc})", file=sys.stderr)
+                # Splunk's requests go 4 at once on both sides; the messages still come to the hub
+                # from as many callers as for the other channels (4 callers would be 4 per commit).
+                bulk = args.bulk if ch in ("splunk", "syslog") else 0
+                callers = 4 if bulk else max(cc, c) if ch == "splunk" else cc
+                rate, cpu = await hub_channel_rate(ch, peer, m, cc, round_dir, producers=callers, bulk=bulk)
+                f["hub"].append(rate)
+                f["hub_cpu"].append(cpu / m * 1e6)
+                how = {"splunk": f"{cc} requests at once, {_splunk.BATCH} events each",
+                       "syslog": "one TLS connection"}.get(ch, f"concurrency {cc}")
+                how += f"; notify_many of {bulk} from {callers} callers" if bulk else ""
+                print(f"{line}; tidings {rate:,.0f}/s ({f['hub_cpu'][-1]:.0f} µs CPU a message; {how})", file=sys.stderr)
     result: dict[str, Any] = {
         "messages": n,
         "via": args.via,
@@ -543,6 +574,7 @@ async def main() -> None:
         }
     if others:
         result["rate_limits"] = RAISED_RATE
+        result["bulk"] = args.bulk
     baseline_names = {"slack": "aiohttp", "teams": "aiohttp", "email": "aiosmtplib", "syslog": "tls", "splunk": "aiohttp"}
     for ch, f in figures.items():
         hub_ch, base_ch = median(f["hub"]), median(f["baseline"])
@@ -552,6 +584,10 @@ async def main() -> None:
             f"{ch}_{baseline_names[ch]}_per_s": round(base_ch, 1),
             f"{ch}_hub_vs_{baseline_names[ch]}": round(hub_ch / base_ch, 3),
         }
+        if f["baseline_cpu"]:  # steadier than the rates on a busy machine: CPU of this process per message
+            base_us, hub_us = median(f["baseline_cpu"]), median(f["hub_cpu"])
+            result |= {f"{ch}_hub_cpu_us": round(hub_us, 1), f"{ch}_{baseline_names[ch]}_cpu_us": round(base_us, 1),
+                       f"{ch}_cpu_ratio": round(base_us / hub_us, 3)}
         if f["sdk"]:
             sdk = median(f["sdk"])
             result |= {f"{ch}_slack_sdk_per_s": round(sdk, 1), f"{ch}_hub_vs_slack_sdk": round(hub_ch / sdk, 3)}

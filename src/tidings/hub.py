@@ -483,7 +483,10 @@ class Hub:
     async def notify_many(
         self, messages: Sequence[Message], *, to: Sequence[str] | None = None, project: str = DEFAULT_PROJECT
     ) -> list[Receipt]:
-        return list(await asyncio.gather(*(self.notify(m, to=to, project=project) for m in messages)))
+        """``notify`` of each message, planned first (an error writes none) and stored together:
+        committed in as few transactions as the writer takes, each answered once all are."""
+        store = self.require_store()
+        return await store.submit_many(self._writer, [self.plan(m, to=to, project=project) for m in messages])
 
     def count_inbound(self, integration: str, result: str) -> None:
         self.metrics.inbound.labels(integration, result).inc()

@@ -416,6 +416,20 @@ async def test_an_item_refused_by_apply_gets_its_exception_and_the_batch_commits
     assert len(apply.transactions) <= 2, "a per-item refusal does not split the batch"
 
 
+async def test_submit_many_shares_one_transaction_and_raises_a_refusal_once_all_are_written(store: Store) -> None:
+    apply = Recorder()
+    writer = GroupCommit(store)
+    writer.start()
+    try:
+        assert await writer.submit_many(apply, [{"key": f"a{i}"} for i in range(30)]) == [f"a{i}" for i in range(30)]
+        assert apply.transactions == [30], "queued together, written together"
+        with pytest.raises(ValueError, match="refused b2"):
+            await writer.submit_many(apply, [{"key": f"b{i}", "refuse": i == 2} for i in range(5)])
+    finally:
+        await writer.stop()
+    assert await keys_in_db(store) == {f"a{i}" for i in range(30)} | {f"b{i}" for i in range(5) if i != 2}
+
+
 async def test_group_commit_answers_only_after_the_commit(store: Store, db_url: str) -> None:
     """When submit returns, another connection already sees the row."""
     other = Store(db_url)

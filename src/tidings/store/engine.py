@@ -233,12 +233,20 @@ class Store:
     async def submit(self, op: Batch[T, R], item: T) -> R:
         """Write ``item`` with ``op`` in a transaction shared with every concurrent writer
         (group commit); returns once it is committed."""
+        return await self._group().submit(op, item)
+
+    async def submit_many(self, op: Batch[T, R], items: list[T]) -> list[R]:
+        """``submit`` of several items at once, in order, sharing transactions (see
+        :meth:`GroupCommit.submit_many`)."""
+        return await self._group().submit_many(op, items)
+
+    def _group(self) -> GroupCommit:
         if self._writer is None:
             from .batch import GroupCommit
 
             self._writer = GroupCommit(self)
             self._writer.start()
-        return await self._writer.submit(op, item)
+        return self._writer
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Until every write submitted so far is committed and answered (at most ``timeout``)."""

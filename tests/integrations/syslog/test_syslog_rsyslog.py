@@ -319,3 +319,68 @@ async def test_the_cli_test_connects_and_names_a_wrong_ca(tmp_path: Path, shared
     ran = await tidings_async(tmp_path, "integrations", "test", "wrong", "-c", str(path))
     assert ran.code == 1 and "TLS certificate verification failed" in ran.out, (ran.out, ran.err)
     assert len(shared.received("tls")) == before, "a test sends nothing"
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_a_batch_arrives_whole_and_in_order_each_message_its_own_record(shared: Rsyslog, transport: str) -> None:
+    n = notifier(shared, transport)
+    markers = [uuid.uuid4().hex for _ in range(40)]
+    messages = [Message(title=m, body="two\nlines" if i % 2 else "one") for i, m in enumerate(markers)]
+    attempts = [attempt(m) for m in messages]
+    writes = 0
+    real = n.connection._write
+
+    async def counting(stream: Any, data: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        await real(stream, data)
+
+    n.connection._write = counting  # type: ignore[method-assign]
+    outcomes = await n.send_batch([n.render(m) for m in messages], attempts)
+    assert [o.status for o in outcomes] == [OutcomeStatus.DELIVERED] * len(markers)
+    raws = await arrived(shared, transport, markers)
+    recs = [parse_5424(r) for r in raws]
+    assert [r.sd["tidings@32473"]["delivery"] for r in recs] == [a.delivery_id for a in attempts]
+    if transport != "udp":
+        assert writes == 1, "one write for the whole batch"
+        assert recs[1].msg.endswith("\ntwo\nlines"), "octet counting keeps a frame's line break inside its record"
+        got = [r for r in shared.received(transport) if any(m in r for m in markers)]
+        assert [next(m for m in markers if m in r) for r in got] == markers, "in order, each once"
+    assert n.connection.connects == 1
+    await n.close()
+
+
+async def test_a_failed_batch_is_every_delivery_retried_and_sent_again_whole(own: Rsyslog) -> None:
+    n = notifier(own, "tls")
+    own.stop()
+    messages = [Message(title=uuid.uuid4().hex) for _ in range(3)]
+    outcomes = await n.send_batch([n.render(m) for m in messages], [attempt(m) for m in messages])
+    assert [o.status for o in outcomes] == [OutcomeStatus.RETRY] * 3
+    assert all("refused the connection" in (o.error or "") for o in outcomes)
+    own.start()
+    outcomes = await n.send_batch([n.render(m) for m in messages], [attempt(m) for m in messages])
+    assert all(o.ok for o in outcomes)
+    await arrived(own, "tls", [m.title for m in messages])
+    await n.close()
+
+
+def test_with_a_rate_limit_messages_go_one_at_a_time(shared: Rsyslog) -> None:
+    assert notifier(shared, "tls").effective_max_batch == 100
+    assert notifier(shared, "tls", rate_limit="50/second").effective_max_batch == 1, "the limit counts messages"
+
+
+async def test_through_a_hub_many_messages_arrive_each_once_on_one_connection(make_hub: Any, shared: Rsyslog) -> None:
+    hub = await make_hub(_routed(shared, concurrency=1))
+    markers = [uuid.uuid4().hex for _ in range(300)]
+    receipts = await hub.notify_many([Message(title=m) for m in markers])
+
+    async def delivered() -> bool:
+        found = await hub.deliveries(status="delivered", limit=500)
+        return len(found["items"]) >= len(markers)
+
+    await eventually(delivered, timeout=20)
+    await arrived(shared, "tls", markers)
+    got = [r for r in shared.received("tls") if any(m in r for m in markers)]
+    assert sorted(next(m for m in markers if m in r) for r in got) == sorted(markers), "each once"
+    assert hub.notifiers["siem"].connection.connects == 1  # type: ignore[attr-defined]
+    assert len({r.id for r in receipts}) == len(markers)

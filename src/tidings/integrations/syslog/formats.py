@@ -125,7 +125,8 @@ def text_of(message: Message) -> str:
     return "\n\n".join(parts)
 
 
-def structured_data(message: Message, project: str, with_labels: bool = True) -> str:
+def sd_elements(message: Message, project: str) -> tuple[str, str]:
+    """The ``[tidings@32473 ...]`` element and the ``[labels@32473 ...]`` one ("" without labels)."""
     params = [("id", SLOT_ID), ("delivery", SLOT_DELIVERY), ("project", project), ("priority", message.priority.value)]
     if message.thread_key:
         params.append(("thread", message.thread_key))
@@ -133,10 +134,10 @@ def structured_data(message: Message, project: str, with_labels: bool = True) ->
         params.append(("dedup", message.dedup_key))
     if message.resolves:
         params.append(("resolves", "true"))
-    out = f"[{SD_ID} " + " ".join(f'{k}="{sd_value(v)}"' for k, v in params) + "]"
-    if with_labels and message.labels:
-        out += f"[{LABELS_SD_ID} " + " ".join(f'{sd_name(k)}="{sd_value(v)}"' for k, v in sorted(message.labels.items())) + "]"
-    return out
+    own = f"[{SD_ID} " + " ".join(f'{k}="{sd_value(v)}"' for k, v in params) + "]"
+    if not message.labels:
+        return own, ""
+    return own, f"[{LABELS_SD_ID} " + " ".join(f'{sd_name(k)}="{sd_value(v)}"' for k, v in sorted(message.labels.items())) + "]"
 
 
 @dataclass(frozen=True)
@@ -218,13 +219,14 @@ def leef_time(when: float) -> str:
 
 
 def fill(text: str, when: float, message_id: str, delivery_id: str) -> str:
-    # Ids are printable US-ASCII without quotes or backslashes; nothing to escape in them.
-    return (
-        text.replace(SLOT_MS, str(int(when * 1000)))
-        .replace(SLOT_LEEF_TIME, leef_time(when))
-        .replace(SLOT_ID, message_id)
-        .replace(SLOT_DELIVERY, delivery_id)
-    )
+    # Ids are printable US-ASCII without quotes or backslashes; nothing to escape in them. The
+    # times only where their slot is (each format has one at most): formatting them costs more
+    # than looking.
+    if SLOT_MS in text:
+        text = text.replace(SLOT_MS, str(int(when * 1000)))
+    if SLOT_LEEF_TIME in text:
+        text = text.replace(SLOT_LEEF_TIME, leef_time(when))
+    return text.replace(SLOT_ID, message_id).replace(SLOT_DELIVERY, delivery_id)
 
 
 def frame(

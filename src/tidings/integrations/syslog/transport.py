@@ -244,15 +244,21 @@ class Connection:
     # -- the interface ---------------------------------------------------------------------------
     async def send(self, message: bytes) -> None:
         """Send one syslog message (framed here); one at a time, in the order called."""
-        data = self.framed(message)
+        await self.send_many([message])
+
+    async def send_many(self, messages: list[bytes]) -> None:
+        """Send syslog messages (framed here) in order: over TCP/TLS their frames back to back in
+        one write (a failure sends them all again, whole, on a new connection: at least once);
+        over UDP a datagram each."""
         # One deadline for the whole send, waiting behind other sends included: it fails as timed
         # out (retried) before the dispatcher's watchdog has to step in. A connection cut short by
         # it is closed, never reused with half a frame on it.
         async with asyncio.timeout(self.timeout), self._lock:
             if self.transport == "udp":
-                await self._send_udp(data)
+                for message in messages:
+                    await self._send_udp(message)
             else:
-                await self._send_stream(data)
+                await self._send_stream(b"".join(self.framed(m) for m in messages))
 
     async def check(self) -> str:
         """Open a new connection (with the TLS handshake) and close it, sending nothing; what was
