@@ -227,15 +227,6 @@ class Router:
             return Routed(self._default, self._default_people) if project == DEFAULT_PROJECT else Routed([], [])
         return Routed(_unique(found) if len(found) > 1 else found, people)
 
-
-def is_handle(name: str) -> bool:
-    return name.startswith(HANDLE_PREFIX)
-
-
-def _addressees(name: str, route: _Deliveries) -> Addressees | None:
-    handles = tuple(t for t in route.to if is_handle(t))  # type: ignore[attr-defined]
-    return Addressees(handles, name, route.cooldown, route.topic) if handles else None
-
     def escalations(self, message: Message, project: str = DEFAULT_PROJECT) -> list[str]:
         """The routes that matched ``message`` (as :meth:`targets` matches them) whose
         ``escalation:`` covers its priority. Nothing to do, and no predicate evaluated again, for a
@@ -252,6 +243,15 @@ def _addressees(name: str, route: _Deliveries) -> Addressees | None:
         if not matched and project == DEFAULT_PROJECT:
             matched = ["default"]
         return [n for n in dict.fromkeys(matched) if message.priority in rules.covered.get(n, ())]
+
+
+def is_handle(name: str) -> bool:
+    return name.startswith(HANDLE_PREFIX)
+
+
+def _addressees(name: str, route: _Deliveries) -> Addressees | None:
+    handles = tuple(t for t in route.to if is_handle(t))  # type: ignore[attr-defined]
+    return Addressees(handles, name, route.cooldown, route.topic) if handles else None
 
 
 @dataclass(frozen=True, slots=True)

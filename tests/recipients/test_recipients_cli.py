@@ -47,6 +47,7 @@ def site(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Site:
     return s
 
 
+@pytest.mark.parametrize("db", ["sqlite"])  # the store's rules run on PostgreSQL in test_recipient_store.py
 def test_a_round_trip(site: Site) -> None:
     p = ("-p", "alpha")
     made = site.json("recipient", "add", "ann", *p, "--display-name", "Ann Lee", "--email", "ann@EXAMPLE.com",
