@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, update
 
 from ..acks import acknowledged, acks_of
 from ..background import Background, wait_at_most
 from ..errors import TidingsError
 from ..message import Message
 from ..security.redact import clip
+from ..store import leases
 from ..store.engine import Conn
 from ..store.recipient_tables import escalations
 from ..store.tables import messages
@@ -66,22 +67,15 @@ class Due:
     step: int
 
 
-_CLAIM = {
-    d: text(
-        "UPDATE escalations SET lease_owner = :owner, lease_until = :until, updated_at = :now WHERE id IN ("
-        "SELECT id FROM escalations WHERE status = 'waiting' AND due_at <= :now"
-        " AND (lease_until IS NULL OR lease_until <= :now) ORDER BY due_at LIMIT :limit"
-        f"{' FOR UPDATE SKIP LOCKED' if d == 'postgresql' else ''})"
-        " RETURNING id, message_id, project, route, step"
-    )
-    for d in ("sqlite", "postgresql")
-}
-
-
 async def claim_due(conn: Conn, owner: str, now: float, *, limit: int = BATCH, lease: float = LEASE) -> list[Due]:
     """Lease up to ``limit`` escalations whose next step is due (skipping rows another worker is
     claiming or holds a live lease on)."""
-    rows = await conn.execute(_CLAIM[conn.dialect.name], {"owner": owner, "until": now + lease, "now": now, "limit": limit})
+    ids = await leases.claim_due(conn, escalations, "id", status="waiting", owner=owner, now=now, lease=lease,
+                                 limit=limit)
+    if not ids:
+        return []
+    e = escalations.c
+    rows = await conn.execute(select(e.id, e.message_id, e.project, e.route, e.step).where(e.id.in_(ids)))
     return sorted((Due(r.id, r.message_id, r.project, r.route, r.step) for r in rows), key=lambda d: d.id)
 
 
@@ -127,8 +121,7 @@ class Escalator(Background):
     async def _until_next(self) -> float:
         try:
             async with self.hub.require_store().read() as conn:
-                due = (await conn.execute(select(func.min(escalations.c.due_at))
-                                          .where(escalations.c.status == "waiting"))).scalar()
+                due = await leases.next_due(conn, escalations, status="waiting")
         except Exception:
             return self._poll
         return self._poll if due is None else max(0.01, min(self._poll, due - self._clock()))
