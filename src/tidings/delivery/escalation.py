@@ -115,7 +115,8 @@ class Escalator(Background):
                 log.error("escalation.run_failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
                 fired = 0
             if fired < self._batch:
-                await wait_at_most(self._wake.wait(), await self._until_next())
+                timeout = await self._until_next()  # first: a cancel here leaves no wait() coroutine unawaited
+                await wait_at_most(self._wake.wait(), timeout)
                 self._wake.clear()
 
     async def _until_next(self) -> float:
