@@ -28,6 +28,7 @@ from tidings.integrations.base import Attempt
 from tidings.integrations.teams import PERSON_LABEL, TeamsNotifier
 from tidings.recipients.edit import editing
 from tidings.recipients.store import create_recipient
+from tidings.recipients.teams import AddressGone, TeamsUrls
 from tidings.store.tables import deliveries, messages
 
 FINAL = {"delivered", "dead", "suppressed"}
@@ -299,3 +300,37 @@ async def test_another_projects_recipient_is_refused(make_hub: Any, teams: FakeT
     assert not outcome.ok and outcome.error == f"recipient {ana['id']} is not of project beta: nothing sent"
     ok = await hub.notifiers["chat"].send(beta.render(message), Attempt("d2", "m2", 1, time.time(), message))
     assert ok.ok and paths(teams) == [path_of(ANA_WF)]
+
+
+async def test_a_read_url_is_kept_until_the_directory_reloads(make_api: Any, teams: FakeTeams,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One vault read per person while the directory holds them; its reload (at once after an edit
+    here, every few seconds for one elsewhere) makes the next card read the URL again."""
+    api = await make_api(config(teams, ["@ana"]), dispatch=False)
+    ana_url, new_url = workflow(teams, ANA_WF, ANA_SIG), workflow(teams, NEW_WF, NEW_SIG)
+    ids = await add_people(api, ana_url)
+    vault = api.hub.vault
+    assert vault is not None
+    reads: list[str] = []
+    real = vault.get
+
+    async def counting(name: str) -> str:
+        reads.append(name)
+        return await real(name)
+
+    monkeypatch.setattr(vault, "get", counting)
+    resolve = TeamsUrls(api.hub)
+    assert await resolve(ids["ana"], "default") == ("ana", ana_url)
+    assert await resolve(ids["ana"], "default") == ("ana", ana_url)
+    assert reads == ["recipient/default/ana/teams"]
+
+    await vault.set("recipient/default/ana/teams", new_url)  # rotated by another worker
+    assert (await resolve(ids["ana"], "default"))[1] == ana_url
+    await api.hub.directory.load()  # this worker's periodic refresh
+    assert (await resolve(ids["ana"], "default"))[1] == new_url
+    assert len(reads) == 2
+
+    with pytest.raises(AddressGone, match="^bob has no Teams workflow URL any more: nothing sent$"):
+        await resolve(ids["bob"], "default")
+    with pytest.raises(AddressGone, match="no longer exists"):
+        await resolve("01a24bbd-0000-7000-8000-000000000000", "default")
