@@ -25,6 +25,7 @@ from ..acks import ack_links
 from ..integrations.base import Context, Integration, Notifier, secret_refs
 from ..integrations.receiver import Receiver
 from ..integrations.registry import integration_class
+from ..recipients.teams import TeamsUrls
 from ..routing import Router
 from ..security.outbound import Destinations
 from ..security.redact import clip, register
@@ -80,6 +81,7 @@ def context_of(hub: Hub) -> Context:
             destinations=Destinations.parse(hub.config.server.allow_destinations),
             oauth=dict(hub.config.oauth),
             ack_link=ack_links(hub),
+            person_url=TeamsUrls(hub),
         )
     return hub._context
 

@@ -11,7 +11,7 @@ import asyncio
 import enum
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -299,6 +299,9 @@ class Context:
     ack_link: Callable[[str, float, str], str | None] | None = None
     """(message id, issued at, channel) -> the signed link that acknowledges the message, or None
     (no secret key to sign with): emails and Teams cards of critical and high messages carry it."""
+    person_url: Callable[[str, str], Awaitable[tuple[str, str]]] | None = None
+    """(recipient id, project) -> (their name, their own Teams workflow URL), read from the vault when
+    sent; raises ``LookupError`` with the reason when there is none (``recipients/teams.py``)."""
 
 
 class Integration:

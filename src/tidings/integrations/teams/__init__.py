@@ -18,6 +18,13 @@ saying it was throttled ("Microsoft Teams endpoint returned HTTP error 429") or 
 read as the status it names. 408, 425, 429 (with ``Retry-After``), 5xx, timeouts and resets are
 retryable; 404 (a deleted workflow or connector), 400, 413 and other 4xx are permanent; 410
 disables the integration. The webhook URL is a credential: it never appears in an error.
+
+A person (a route's ``@handle``) who has a workflow URL of their own (``recipients.teams_url``, a
+vault reference) gets the card there instead: :meth:`TeamsNotifier.address` marks the message with
+their id (:data:`PERSON_LABEL`, never the URL) and :meth:`TeamsNotifier.send` reads the URL from the
+vault (``Context.person_url``), checks it as the ``webhook_url`` setting is checked and posts through
+the same guarded session; its answers read the same, except that a 410 there ends that delivery
+without disabling the integration (one person's deleted workflow is not the channel's).
 """
 
 from __future__ import annotations
@@ -26,20 +33,23 @@ import datetime as dt
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import orjson
+import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...message import Format, Message, Priority
-from ...security.redact import mask
+from ...security.redact import mask, register
 from ...units import Size
 from ..base import (
     ACK_PRIORITIES,
+    DISABLED,
     NO_OPTIONS,
     TRUNCATED,
+    Addressable,
     Attempt,
     HttpNotifier,
     IntegrationSettings,
@@ -49,6 +59,11 @@ from ..base import (
 )
 from ..http import check_http_url, classify_status, connection_error, read_snippet
 from ..markup import Writer, html_tree, markdown_tree, safe_href
+
+if TYPE_CHECKING:
+    from ...recipients.model import Person
+
+log = structlog.get_logger("tidings.teams")
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -63,6 +78,9 @@ ACK_RESERVE = 600
 """Bytes kept free on a critical or high card for its Acknowledge button (a signed link)."""
 MAX_ACTIONS = 6
 """Teams shows at most six actions on a card; more links are listed as text instead."""
+PERSON_LABEL = "tidings:teams_person"
+"""Set by :meth:`TeamsNotifier.address` to the recipient's id: the card goes to that person's own
+workflow URL. No sender can set it: a label name can't hold ``:`` (``message.py``)."""
 
 STYLES: dict[Priority, str] = {
     Priority.CRITICAL: "attention",
@@ -99,6 +117,29 @@ def detect_mode(url: str) -> Mode | None:
     return None
 
 
+def url_problem(url: str) -> str | None:
+    """What is wrong with a webhook URL (never quoting it: it is the credential), or None: an
+    absolute http(s) URL, https unless on loopback."""
+    try:
+        check_http_url(url)
+    except ValueError as exc:
+        return str(exc)
+    parts = urlsplit(url)
+    if parts.scheme != "https" and (parts.hostname or "") not in _LOOPBACK:
+        return "must be https:// (it carries its own credential)"
+    return None
+
+
+def url_secrets(url: str) -> list[str]:
+    """The URL and its parts a peer or a proxy might echo alone: the query (``sig=``) and the long
+    path segments (connector and workflow ids)."""
+    parts = urlsplit(url)
+    found = [url, *(p for p in (parts.query, parts.path) if len(p) >= _SECRET_PART)]
+    found += [value for _, value in parse_qsl(parts.query) if value]
+    found += [seg for seg in parts.path.split("/") if len(seg) >= _SECRET_PART]
+    return found
+
+
 class TeamsSettings(IntegrationSettings):
     outbound = ("webhook_url",)
     kind: Literal["teams"]
@@ -117,13 +158,8 @@ class TeamsSettings(IntegrationSettings):
         raw = v.get_secret_value()
         if is_vault_ref(raw):
             return v
-        try:
-            check_http_url(raw)
-        except ValueError as exc:  # never echo the URL: it is the credential
-            raise ValueError(f"the webhook URL {exc}") from None
-        parts = urlsplit(raw)
-        if parts.scheme != "https" and (parts.hostname or "") not in _LOOPBACK:
-            raise ValueError("the webhook URL must be https:// (it carries its own credential)")
+        if problem := url_problem(raw):  # never echo the URL: it is the credential
+            raise ValueError(f"the webhook URL {problem}")
         return v
 
     @model_validator(mode="after")
@@ -149,11 +185,7 @@ class TeamsSettings(IntegrationSettings):
         raw = self.webhook_url.get_secret_value()
         if is_vault_ref(raw):
             return found
-        parts = urlsplit(raw)
-        found += [p for p in (parts.query, parts.path) if len(p) >= _SECRET_PART]
-        found += [value for _, value in parse_qsl(parts.query) if value]
-        found += [seg for seg in parts.path.split("/") if len(seg) >= _SECRET_PART]
-        return found
+        return found + url_secrets(raw)[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +219,7 @@ class _Parts:
     context: str
 
 
-class TeamsNotifier(HttpNotifier):
+class TeamsNotifier(HttpNotifier, Addressable):
     kind = "teams"
     Settings = TeamsSettings
     rate_limit = "4/second"  # Teams throttles a connector at 4 requests per second
@@ -200,6 +232,17 @@ class TeamsNotifier(HttpNotifier):
         super().__init__(*args, **kwargs)
         self.mode: Mode = self.settings.resolved_mode
         self._secrets = sorted(set(self.settings.secret_values()), key=len, reverse=True)
+
+    # -- addressing a person -----------------------------------------------------------------
+    def reaches(self, person: Person) -> bool:
+        """A person with a workflow URL of their own (in the vault: resolved when sent)."""
+        return bool(person.teams_url)
+
+    def address(self, message: Message, person: Person) -> Message | None:
+        """Marked for the person (their id, never their URL): :meth:`send` posts to their URL."""
+        if not self.reaches(person):
+            return None
+        return message.model_copy(update={"labels": {**message.labels, PERSON_LABEL: person.id}})
 
     # -- the card ----------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
@@ -336,14 +379,45 @@ class TeamsNotifier(HttpNotifier):
         body = self.body(payload, attempt)
         if len(body) > TEAMS_LIMIT:  # render keeps below max_bytes; this guards a payload built elsewhere
             return Outcome.permanent(f"the card is {len(body)} bytes; Teams accepts at most {TEAMS_LIMIT}")
+        person = attempt.message.labels.get(PERSON_LABEL)
+        if person is not None:
+            return await self._send_to_person(person, body)
+        return self._scrub(await self._post(self.settings.webhook_url.get_secret_value(), self.mode, body),
+                           self._secrets)
+
+    async def _send_to_person(self, recipient_id: str, body: bytes) -> Outcome:
+        """``body`` posted to the person's own workflow URL, read now (a rotated URL applies)."""
+        resolve = self.context.person_url
+        if resolve is None:
+            return Outcome.permanent(f"{self.name} can't read a person's workflow URL here: nothing sent")
+        try:
+            name, url = await resolve(recipient_id, self.project)
+        except LookupError as exc:  # deleted, or no URL any more
+            return Outcome.permanent(str(exc))
+        except Exception as exc:  # the vault's database: try again later
+            log.warning("teams.person_url_unread", integration=self.name, recipient=recipient_id,
+                        error=type(exc).__name__)
+            return Outcome.retry(f"reading the person's Teams workflow URL failed: {type(exc).__name__}")
+        secrets = url_secrets(url)
+        register(secrets)  # logs and stored errors mask it too, whatever echoes it
+        mode = detect_mode(url)
+        if (problem := url_problem(url)) is not None or mode is None:
+            why = problem or "is not a Power Automate workflow (or Teams connector) URL"
+            return Outcome.permanent(f"{name}'s Teams workflow URL {why}: nothing sent")
+        outcome = await self._post(url, mode, body)
+        if outcome.disable:  # one person's deleted workflow is not the integration's
+            outcome = Outcome.permanent(f"{(outcome.error or '').removesuffix(DISABLED)} ({name}'s workflow)")
+        return self._scrub(outcome, sorted({*secrets, *self._secrets}, key=len, reverse=True))
+
+    async def _post(self, url: str, mode: Mode, body: bytes) -> Outcome:
+        """POST ``body`` to ``url`` through the guarded session; the answer read as ``mode`` answers."""
         session = self._session or await self.session()
-        url = self.settings.webhook_url.get_secret_value()
         try:
             async with session.post(
                 url, data=body, headers={"Content-Type": "application/json"}, allow_redirects=False
             ) as resp:
                 if 200 <= resp.status < 300:
-                    text = await read_snippet(resp) if self.mode == "connector" else ""
+                    text = await read_snippet(resp) if mode == "connector" else ""
                     outcome = _connector_answer(text) if text else None
                     if outcome is None:
                         rid = resp.headers.get("x-ms-workflow-run-id") or resp.headers.get("x-ms-request-id")
@@ -352,14 +426,16 @@ class TeamsNotifier(HttpNotifier):
                     outcome = _answer(resp.status, resp.headers, await read_snippet(resp))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             outcome = connection_error(exc)
-        return self._scrub(outcome)
+        return outcome
 
-    def _scrub(self, outcome: Outcome) -> Outcome:
-        """The outcome with the webhook URL (and its parts) masked in its error, whatever echoed it."""
+    @staticmethod
+    def _scrub(outcome: Outcome, secrets: list[str]) -> Outcome:
+        """The outcome with the webhook URL (and its parts, ``secrets``: longest first) masked in its
+        error, whatever echoed it."""
         if not outcome.error:
             return outcome
         text = outcome.error
-        for secret in self._secrets:
+        for secret in secrets:
             text = text.replace(secret, mask(secret))
         return Outcome(outcome.status, outcome.remote_id, outcome.retry_after, text, outcome.disable)
 
