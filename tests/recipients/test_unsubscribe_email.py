@@ -52,7 +52,7 @@ async def test_the_headers_arrive_and_a_one_click_post_to_them_unsubscribes(
     async def arrived() -> bool:
         return bool(server.mails)
 
-    await eventually(arrived)
+    await eventually(arrived, timeout=30)
     msg = server.mails[0].message
     assert msg["List-Unsubscribe"] == f"<{url}>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -66,7 +66,7 @@ async def test_the_headers_arrive_and_a_one_click_post_to_them_unsubscribes(
     async def both() -> bool:
         return len(server.mails) == 2
 
-    await eventually(both)
+    await eventually(both, timeout=30)
     assert server.mails[1].message["List-Unsubscribe"] == f"<{long}>"
     assert b"=?utf-8?" not in server.mails[1].raw
     # What a mail client does with the headers (RFC 8058 section 3.1).
@@ -91,7 +91,7 @@ async def test_a_malformed_label_adds_nothing(make_api: Any, smtp: Any, certs: C
     async def arrived() -> bool:
         return bool(server.mails)
 
-    await eventually(arrived)
+    await eventually(arrived, timeout=30)
     mail = server.mails[0]
     assert mail.rcpt_tos == ["ops@example.com"]
     msg = mail.message
