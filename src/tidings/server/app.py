@@ -23,6 +23,7 @@ from . import (
     docs,
     errors,
     hooks,
+    incidents_api,
     integrations_api,
     messages,
     oauth_api,
@@ -111,6 +112,7 @@ def create_app(hub: Hub) -> FastAPI:
     oauth_api.install(app)
     tasks_api.install(app)
     app.include_router(sync_api.router)
+    app.include_router(incidents_api.router)
     app.include_router(calendars_api.router)
     app.include_router(connections_api.router)
     app.include_router(calendars_api.feed_router)
