@@ -299,7 +299,9 @@ class Watch:
 
     # -- notices ---------------------------------------------------------------------------------
     def _settings(self, project: str) -> ProjectSettings:
-        return self.hub.config.projects.get(project) or ProjectSettings()
+        # The running revision's, else the file's: revisions do not carry ``projects:`` (yet).
+        return (self.hub.config.projects.get(project) or self.hub.file_config.projects.get(project)
+                or ProjectSettings())
 
     def _targets(self, project: str, subject: str, settings: ProjectSettings) -> tuple[list[str], str]:
         """``alerts_to`` without the integration the incident is about (nor integrations this
@@ -327,8 +329,8 @@ class Watch:
                                unclaim=None if stage == "resolved" else (before or 0.0))
             return
         async with self.hub.require_store().write() as conn:
-            await inc.note(conn, row["id"], f"{stage} notice {receipt.message_id} to {', '.join(targets)}")
-        log.info("watch.notice_sent", incident=row["id"], stage=stage, to=targets, message=receipt.message_id)
+            await inc.note(conn, row["id"], f"{stage} notice {receipt.id} to {', '.join(targets)}")
+        log.info("watch.notice_sent", incident=row["id"], stage=stage, to=targets, message=receipt.id)
 
 
 def notice(row: dict[str, Any], stage: str, detail: str | None) -> Message:
@@ -346,7 +348,7 @@ def notice(row: dict[str, Any], stage: str, detail: str | None) -> Message:
         title=title,
         body=f"{body}\nProject {row['project']}, {row['subject']}, since {opened}. "
              f"See `tidings incidents --project {row['project']}`.".strip(),
-        priority=Priority.NORMAL if resolved else Priority.HIGH,
+        priority=Priority.MEDIUM if resolved else Priority.HIGH,
         labels={"source": "tidings", "event_type": f"incident.{stage}", "incident": row["id"], "kind": kind,
                 "subject": row["subject"]},
         fields={"incident": row["id"], "occurrences": str(row["count"])},
