@@ -275,7 +275,7 @@ class Watch:
             if not targets:
                 log.warning("watch.no_notice", project=project, subject=subject, kind=kind, reason=why_not)
         if told:
-            await self._send(row, targets, "opened" if new else "reminder", before, detail)
+            await self._send(row, targets, "opened" if new else "reminder", before, row["detail"])
         return row
 
     async def resolve(self, project: str, subject: str, kind: str) -> dict[str, Any] | None:
