@@ -81,8 +81,8 @@ async def test_repeated_bad_signatures_are_told_once_and_a_verified_request_reso
         body, headers = signed(OTHER)
         r = await api.post("/hooks/partner", content=body, headers=headers, auth=False)
         assert r.status_code == 401
+        await hub.watch.settled()  # (signals queued behind an unhandled one of the same incident add nothing)
         if n == REJECT_AFTER - 2:
-            await hub.watch.settled()
             assert await rows(hub) == []  # not yet: a few bad requests are no incident
     await hub.watch.settled()
     [row] = await rows(hub)

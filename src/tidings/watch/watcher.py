@@ -76,8 +76,10 @@ class Signal:
     opened: bool
     """True: open (or bump) the incident; False: resolve it."""
     detail: str | None = None
-    dead_ids: tuple[str, ...] = ()
-    """For ``dead``: the deliveries that went dead (those of notices are left out before opening)."""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.project, self.subject, self.kind
 
 
 class Watch:
@@ -92,6 +94,10 @@ class Watch:
         self._read_at = float("-inf")
         self._fails: dict[str, int] = {}
         self._rejected: dict[str, deque[float]] = {}
+        self._dead: dict[str, list[str]] = {}
+        """Integration -> deliveries that went dead, not yet in an incident (taken by the next ``dead`` signal)."""
+        self._tail: dict[tuple[str, str, str], Signal] = {}
+        """The last signal queued per incident key: one of the same direction behind it adds nothing."""
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -111,10 +117,11 @@ class Watch:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._idle.set()
 
     async def settled(self) -> None:
         """Wait until every signal queued so far has been handled (tests, shutdown)."""
-        while self._busy or not self._queue.empty():
+        while self._task is not None and (self._busy or not self._queue.empty()):
             self._idle.clear()
             await self._idle.wait()
 
@@ -128,8 +135,16 @@ class Watch:
 
     # -- hooks (synchronous, never raise, no I/O) -------------------------------------------------
     def signal(self, signal: Signal) -> None:
+        """Queue ``signal`` for the worker, unless the last one queued for its incident (not
+        handled yet) goes the same way: a burst of failures is one write, not one each."""
         if self._task is None:
             return  # not started, or stopping: nothing to tell anyone with
+        tail = self._tail.get(signal.key)
+        if tail is not None and tail.opened == signal.opened:
+            return
+        self._tail[signal.key] = signal
+        if signal.opened:
+            self._open.add(signal.key)  # a success right behind it resolves it (queued after)
         self._busy += 1
         self._idle.clear()
         self._queue.put_nowait(signal)
@@ -150,30 +165,33 @@ class Watch:
     def recorded(self, results: Iterable[Result]) -> None:
         """Delivery outcomes just committed by the dispatcher."""
         try:
-            dead: dict[str, list[Result]] = {}
+            dead: dict[str, str | None] = {}
             for r in results:
-                if r.released:
-                    continue
-                name = r.integration
-                if r.status == "delivered":
-                    self._fails.pop(name, None)
-                    project, subject = self._project(name), inc.subject_of("integration", name)
-                    for kind in ("failing", "dead"):
-                        if (project, subject, kind) in self._open:
-                            self._open.discard((project, subject, kind))
-                            self.signal(Signal(project, subject, kind, False))
-                elif r.status in ("retrying", "dead"):
+                status = r.status
+                if status == "delivered":
+                    if self._fails or self._open:  # nothing to do (the usual case) costs two checks
+                        self._succeeded(r.integration)
+                elif status in ("retrying", "dead") and not r.released:
+                    name = r.integration
                     n = self._fails[name] = self._fails.get(name, 0) + 1
-                    if n == FAIL_AFTER:
+                    if n % FAIL_AFTER == 0:  # the first time opens, the next ones bump (a reminder after the cooldown)
                         self.signal(Signal(self._project(name), inc.subject_of("integration", name), "failing", True,
                                            f"{n} attempts in a row failed; last error: {r.last_error or 'unknown'}"))
-                    if r.status == "dead":
-                        dead.setdefault(name, []).append(r)
-            for name, rs in dead.items():
-                self.signal(Signal(self._project(name), inc.subject_of("integration", name), "dead", True,
-                                   rs[-1].last_error, tuple(r.id for r in rs)))
+                    if status == "dead":
+                        self._dead.setdefault(name, []).append(r.id)
+                        dead[name] = r.last_error
+            for name, error in dead.items():
+                self.signal(Signal(self._project(name), inc.subject_of("integration", name), "dead", True, error))
         except Exception:
             log.exception("watch.hook_failed", hook="recorded")
+
+    def _succeeded(self, name: str) -> None:
+        self._fails.pop(name, None)
+        project, subject = self._project(name), inc.subject_of("integration", name)
+        for kind in ("failing", "dead"):
+            if (project, subject, kind) in self._open:
+                self._open.discard((project, subject, kind))
+                self.signal(Signal(project, subject, kind, False))
 
     def inbound(self, integration: str, result: str) -> None:
         """An inbound request's result (``hub.count_inbound``)."""
@@ -223,6 +241,8 @@ class Watch:
                 signal = await asyncio.wait_for(self._queue.get(), REFRESH)
             except TimeoutError:
                 continue
+            if self._tail.get(signal.key) is signal:
+                del self._tail[signal.key]
             try:
                 await self.handle(signal)
             except Exception:
@@ -242,7 +262,10 @@ class Watch:
     async def handle(self, s: Signal) -> dict[str, Any] | None:
         """Write the incident of ``s`` and send the notice it calls for; the incident's row."""
         if s.opened:
-            return await self.open(s.project, s.subject, s.kind, s.detail, dead_ids=s.dead_ids)
+            dead = self._dead.pop(inc.integration_of(s.subject), []) if s.kind == "dead" else ()
+            if s.kind == "dead" and not dead:
+                return None
+            return await self.open(s.project, s.subject, s.kind, s.detail, dead_ids=dead)
         return await self.resolve(s.project, s.subject, s.kind)
 
     async def open(self, project: str, subject: str, kind: str, detail: str | None, *,
