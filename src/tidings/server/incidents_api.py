@@ -67,6 +67,7 @@ async def incidents(
     dependencies=[allow("logs:read")],
     response_model=Incident,
     summary="An incident",
+    description="One incident: what broke, how often, whether and when `alerts_to` was told, and when it recovered.",
     responses=api_errors(404),
 )
 async def incident(incident_id: IncidentId, hub: HubDep, project: ProjectDep) -> dict[str, Any]:
