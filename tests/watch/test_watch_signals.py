@@ -256,3 +256,30 @@ async def test_a_connection_needing_reauth_is_told_through_alerts_to_and_a_refre
     await hub.watch.settled()
     assert (await rows(hub))[0]["status"] == "resolved"
     assert [n["labels"]["event_type"] for n in await told(hub)] == ["incident.opened", "incident.resolved"]
+
+
+# -- the hot path is never broken --------------------------------------------------------------------
+async def test_a_failing_watch_never_breaks_sending(make_hub: Callable[..., Any], alerts: Sink,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from sink import Reply
+
+    from tidings import Message
+    from tidings.watch import incidents as inc
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the incidents table is gone")
+
+    monkeypatch.setattr(inc, "open_incident", broken)
+    alerts.default = Reply(400)
+    hub = await make_hub({"integrations": {"ops": {"kind": "webhook", "url": alerts.url + "/ops"},
+                                           "pager": {"kind": "inbox"}},
+                          "default": {"to": ["ops"]}, "projects": {"default": {"alerts_to": ["pager"]}}})
+    hub.watch.recorded([object()])  # a hook given nonsense logs, never raises
+    hub.watch.inbound("nope", "rejected")
+    first = await hub.wait((await hub.notify(Message("dead one"))).id)
+    assert first["deliveries"][0]["status"] == "dead"
+    await hub.watch.settled()  # its signal failed (logged)
+    alerts.default = Reply(200)
+    after = await hub.wait((await hub.notify(Message("next"))).id)
+    assert after["deliveries"][0]["status"] == "delivered"
+    assert await rows(hub) == []

@@ -255,9 +255,10 @@ class Watch:
     async def _refresh(self) -> None:
         if time.monotonic() - self._read_at < REFRESH:
             return
+        self._read_at = time.monotonic()  # a failed read waits its turn too (one warning per REFRESH at most)
         async with self.hub.require_store().read() as conn:
-            self._open = await inc.open_keys(conn)
-        self._read_at = time.monotonic()
+            stored = await inc.open_keys(conn)
+        self._open = stored | {key for key, s in self._tail.items() if s.opened}  # and those about to open
 
     async def handle(self, s: Signal) -> dict[str, Any] | None:
         """Write the incident of ``s`` and send the notice it calls for; the incident's row."""
