@@ -228,3 +228,23 @@ async def test_two_hubs_opening_the_same_incident_at_once_tell_it_once(make_hub:
     await eventually(recovered)
     await first.wait(tidings_requests(alerts)[-1].json()["message_id"])
     assert len(notices(alerts, "failing")) == 2
+
+
+async def test_two_dispatching_hubs_seeing_deads_of_one_integration_tell_it_once(make_hub: Any, ops: Sink,
+                                                                                  alerts: Sink) -> None:
+    ops.default = Reply(400)
+    hubs = [await make_hub(config(ops, alerts)), await make_hub(config(ops, alerts))]
+    receipts = [await hubs[n % 2].notify(Message(f"deploy {n}")) for n in range(8)]
+    for r in receipts:
+        assert (await hubs[0].wait(r.id))["deliveries"][0]["status"] == "dead"
+    for hub in hubs:
+        await hub.watch.settled()
+
+    async def told() -> bool:
+        return len(notices(alerts, "dead")) >= 1
+
+    await eventually(told)
+    [row] = await rows(hubs[0])
+    assert row["kind"] == "dead" and row["count"] >= 1
+    assert len(notices(alerts, "dead")) == 1
+    assert tidings_requests(ops) == []
