@@ -135,7 +135,7 @@ async def test_a_failing_sync_run_is_told_through_alerts_to_and_the_next_ok_run_
     for n in range(4):
         service.hint("gh", str(n))
         await service.settle()
-    await hub.watch.settled()
+        await hub.watch.settled()  # (a signal queued behind an unhandled one of the same incident adds nothing)
     [row] = await rows(hub)
     assert (row["project"], row["subject"], row["kind"], row["count"]) == ("alpha", "sync/gh", "sync", 4)
     assert "401 Bad credentials" in row["detail"]
