@@ -111,7 +111,8 @@ class Watch:
         """Handle the signals already queued (at most ``timeout`` seconds), then stop."""
         if self._task is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.settled(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.settled()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -237,8 +238,9 @@ class Watch:
                 await self._refresh()
             except Exception as exc:
                 log.warning("watch.refresh_failed", error=clip(f"{type(exc).__name__}: {exc}", 300))
-            try:
-                signal = await asyncio.wait_for(self._queue.get(), REFRESH)
+            try:  # asyncio.timeout, not wait_for: in 3.11 a cancel racing wait_for's inner task could be lost
+                async with asyncio.timeout(REFRESH):
+                    signal = await self._queue.get()
             except TimeoutError:
                 continue
             if self._tail.get(signal.key) is signal:
