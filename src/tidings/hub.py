@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from .calendars.reconcile import Reconciler
     from .oauth.keeper import Keeper
     from .sync.service import SyncService
+    from .watch import Watch
 
 log = structlog.get_logger("tidings.hub")
 T = TypeVar("T")
@@ -162,6 +163,8 @@ class Hub:
         self.sync: SyncService | None = None
         """Sweeps, webhook hints, local changes and manual runs of task sync (``sync/service.py``)."""
         self.calendars: Reconciler | None = None
+        self.watch: Watch | None = None
+        """Turns failures of tidings itself into incidents told to ``alerts_to`` (``watch/``)."""
         """Reconciles the calendar integrations once an hour (``calendars/reconcile.py``)."""
         self._writer = _WriteMessages(self)
         self._flushed: asyncio.Condition | None = None
@@ -274,6 +277,10 @@ class Hub:
             self.directory.start()
         if self.vault_watch is not None:
             self.vault_watch.start()
+        from .watch import Watch
+
+        self.watch = Watch(self)
+        self.watch.start()
         if self.dispatch:
             self.dispatcher = Dispatcher(
                 self.store,
@@ -286,6 +293,8 @@ class Hub:
             )
             if self.vault_watch is not None:
                 self.dispatcher.before_enabled = self.vault_watch.check
+            self.dispatcher.on_recorded = self.watch.recorded
+            self.dispatcher.circuits.on_transition = self.watch.circuit
             await self.dispatcher.start()
             self.grouper = Grouper(
                 self.store,
@@ -334,6 +343,8 @@ class Hub:
             # still takes messages, then the hub stops taking them.
             if self.watcher is not None:
                 await self.watcher.stop()
+            if self.watch is not None:
+                await self.watch.stop()
             if self.vault_watch is not None:
                 await self.vault_watch.stop()
             if self.events is not None:
@@ -492,6 +503,8 @@ class Hub:
         self.metrics.inbound.labels(integration, result).inc()
         if result == "rejected":
             self.rejected[integration] += 1
+        if self.watch is not None:
+            self.watch.inbound(integration, result)
 
     def wake_events(self) -> None:
         if self.events is not None:

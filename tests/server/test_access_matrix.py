@@ -104,6 +104,8 @@ ACCESS: dict[tuple[str, str], str] = {
     **both("GET", "/sync/runs", "logs:read"),
     **both("GET", "/sync/runs/{run_id}", "logs:read"),
     **both("GET", "/sync/conflicts", "task:read"),
+    **both("GET", "/incidents", "logs:read"),
+    **both("GET", "/incidents/{incident_id}", "logs:read"),
     **both("POST", "/sync/conflicts/{conflict_id}/resolve", "task:write"),
     **both("POST", "/preview", "message:read"),
     **both("POST", "/calendars", "task:read"),

@@ -15,7 +15,7 @@ from ._common import ConfigOpt, JsonOpt, app, print_json, reset_config
 # Each module registers its commands when imported; this order is the order of `tidings --help`.
 COMMAND_MODULES = ("init", "serve", "send", "deliveries", "messages", "config", "users", "projects", "members",
                    "tokens", "keys", "secrets", "db", "integrations", "events", "silences", "tasks", "calendars", "audit",
-                   "sync", "connections", "recipients")
+                   "sync", "connections", "recipients", "incidents")
 
 
 def _print_version(value: bool) -> None:

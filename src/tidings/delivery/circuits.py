@@ -43,6 +43,8 @@ class Circuits:
         self._writes: dict[str, asyncio.Task[None]] = {}
         self._probed: dict[str, int] = {}
         self._read_failing = False
+        self.on_transition: Callable[[str, str], None] | None = None
+        """Told (integration, ``open`` or ``closed``) of each transition this process stored (the watch)."""
 
     async def sync(self, force: bool = False) -> None:
         """Adopt what other processes stored (at most every :data:`REFRESH` seconds)."""
@@ -120,6 +122,8 @@ class Circuits:
                 continue
             breaker.stored(p)
             _log(breaker, p, now)
+            if self.on_transition is not None:
+                self.on_transition(breaker.name, p.state.state)
             if p.state.state == "closed":
                 self._wake()  # its held-back deliveries are due now
 

@@ -185,6 +185,8 @@ class Dispatcher:
         an integration: a refusal of credentials this process had not caught up with (an OAuth connect
         or refresh elsewhere a moment ago) is tried again with the new ones instead."""
         self._recorder = _Record(self)
+        self.on_recorded: Callable[[list[Result]], None] | None = None
+        """Told the outcomes of each committed batch (the watch: failing, dead, recovered)."""
         self._inflight = 0
         self._retired: list[Lane] = []
         """Lanes a configuration change replaced or removed whose sends are not over yet."""
@@ -729,6 +731,8 @@ class _Record(Batch[_Flush, None]):
             d.wake()  # the next delivery of a thread may go now: claim it without waiting for the poll
         if d._on_flush is not None:
             d._on_flush()
+        if d.on_recorded is not None:
+            d.on_recorded([r for f in items for r in f.results])
 
 
 async def set_disabled(conn: object, name: str, disabled: bool, reason: str | None, now: float) -> None:

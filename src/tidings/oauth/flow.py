@@ -256,6 +256,8 @@ async def _connect(hub: Hub, settings: ConnectableSettings, client: OAuthClient,
         hub.dispatcher.set_enabled(name, True)
     if hub.keeper is not None:  # its refresh is planned from this token's expiry, not at the next poll
         hub.keeper.wake()
+    if hub.watch is not None:
+        hub.watch.connection(row.project, name, False)
     log.info("oauth.connected", integration=name, provider=prov.name, account=who.account)
     return Connected(name, prov.name, who.account, connection, enable)
 

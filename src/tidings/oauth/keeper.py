@@ -169,6 +169,8 @@ async def refresh_one(hub: Hub, integration: str, owner: str, *, force: bool = F
                                        provider=row.provider, tokens=granted, connected=False)
     log.info("oauth.refreshed", integration=integration, provider=row.provider, expires_at=granted.expires_at,
              rotated=bool(granted.refresh_token))
+    if hub.watch is not None:
+        hub.watch.connection(row.project, integration, False)
     _purge_later(hub)
     return "refreshed"
 
@@ -213,6 +215,9 @@ async def _refused(hub: Hub, integration: str, owner: str, error: str) -> None:
     log.warning("oauth.needs_reauth", integration=integration, error=error)
     if hub.dispatcher is not None:
         hub.dispatcher.set_enabled(integration, False)
+    if hub.watch is not None:
+        hub.watch.connection(old["project"], integration, True, reason)
+        tell = tell and not hub.watch.alerting(old["project"])  # alerts_to hears it from the watch instead
     if tell:
         await _tell_owners(hub, integration, old["project"], old["provider"], error)
 

@@ -24,6 +24,7 @@ from . import (
     docs,
     errors,
     hooks,
+    incidents_api,
     integrations_api,
     messages,
     oauth_api,
@@ -116,6 +117,7 @@ def create_app(hub: Hub) -> FastAPI:
     recipients_api.install(app)
     unsubscribe.install(app)
     app.include_router(sync_api.router)
+    app.include_router(incidents_api.router)
     app.include_router(calendars_api.router)
     app.include_router(connections_api.router)
     app.include_router(calendars_api.feed_router)

@@ -118,6 +118,7 @@ incidents = Table(
     Column("notified_at", Float, comment="when the owners were last told it is open"),
     Column("resolved_at", Float),
     Column("count", Integer, nullable=False, server_default="1", comment="occurrences while open"),
+    Column("notice", SafeString(500), comment="what became of the last notice: sent to whom, or why none went"),
     Index("ix_incidents_subject", "project", "subject", "kind", "status"),
 )
 """tidings watching itself: one row per incident (open → resolved), so owners hear of each once

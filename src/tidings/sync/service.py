@@ -274,6 +274,10 @@ class SyncService(Background):
                 notify = await cursors.claim_notice(conn, tracker.name, self.fail_after, now, self.notice_every)
         log.info("sync.run", integration=tracker.name, run=run_id, trigger=run.trigger, status=status,
                  created=run.created, updated=run.updated, errors=run.errors, api_calls=run.stats.api_calls)
+        watch = self.hub.watch
+        if watch is not None and not interrupted:
+            watch.sync_run(tracker.project, tracker.name, status, error)
+            notify = notify and not watch.alerting(tracker.project)  # alerts_to hears it from the watch instead
         if notify:
             await self._tell_owners(tracker, failures, error)
         if interrupted:

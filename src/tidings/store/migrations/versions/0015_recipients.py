@@ -132,6 +132,8 @@ def upgrade() -> None:
         sa.Column('notified_at', sa.Float(), nullable=True, comment='when the owners were last told it is open'),
         sa.Column('resolved_at', sa.Float(), nullable=True),
         sa.Column('count', sa.Integer(), server_default='1', nullable=False, comment='occurrences while open'),
+        sa.Column('notice', sa.String(length=500), nullable=True,
+                  comment='what became of the last notice: sent to whom, or why none went'),
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index('ix_incidents_subject', 'incidents', ['project', 'subject', 'kind', 'status'])
