@@ -57,7 +57,7 @@ def _quiet_hours_away_from_now() -> dict[str, Any]:
     end = start + dt.timedelta(hours=1)
     return {"timezone": "UTC", "windows": [{"days": "daily", "start": start.strftime("%H:00"),
                                             "end": end.strftime("%H:00")}],
-            "policy": dict.fromkeys(("critical", "high", "normal", "low"), "deliver")}
+            "policy": dict.fromkeys(("critical", "high", "medium", "low", "info"), "deliver")}
 
 
 def config(tmp: Path, side: str, slack: PeerProcess, smtp: PeerProcess, concurrency: int, email_c: int) -> Path:
