@@ -474,12 +474,11 @@ class Hub:
         targets = routed.targets
         if routed.people:  # @handles: one delivery per person and channel (recipients/plan.py)
             people = self.directory.people(project) if self.directory is not None else People(project)
+            settings = self.config.projects.get(project)
             targets = targets + plan_people(message, routed.people, people, addressable(self.notifiers.values(), project),
-                                            self.config.projects.get(project))
-        if silence is None and self.directory is not None and any(t.recipient for t in targets):
-            # quiet hours of the people addressed
-            targets = apply_quiet_hours(targets, self.directory.people(project), self.config.projects.get(project),
-                                        message, time.time())
+                                            settings)
+            if silence is None:  # the quiet hours of the people addressed
+                targets = apply_quiet_hours(targets, people, settings, message, time.time())
         return Planned(
             message,
             targets,
