@@ -27,8 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("db") == "postgresql":
             item.add_marker(pytest.mark.postgres)
-        if "processes" in getattr(item, "fixturenames", ()):  # real `tidings serve` / `worker` processes
-            item.add_marker(pytest.mark.slow)
+        if "processes" in getattr(item, "fixturenames", ()) or "hub_site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)  # real `tidings serve` / `worker` processes; the UI in a browser
     # The slow end-to-end tests first (the sort is stable: the rest keep their order): xdist hands
     # the tests out in this order, and a 40-second test handed out last kept one worker busy
     # alone at the end of the run while the other had nothing left.

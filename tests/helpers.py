@@ -6,7 +6,7 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 LOCAL = ["127.0.0.1/32", "::1/128"]
@@ -127,3 +127,16 @@ async def queued(make_hub: Any, config: dict[str, Any], messages: list[Any]) -> 
     ids = [(await writer.notify(m)).id for m in messages]
     await writer.stop()
     return ids
+
+
+def routes_of(app: Any) -> Iterator[tuple[str, str, Any]]:
+    """(method, path template, route) of every route the app serves, in the OpenAPI document or not
+    (routers included lazily too, on FastAPI versions that do that)."""
+    import fastapi.routing
+
+    walk = getattr(fastapi.routing, "iter_route_contexts", None)
+    for route in walk(app.routes) if walk is not None else app.routes:
+        path = getattr(route, "path_format", None) or route.path
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method != "HEAD":
+                yield method, path, route

@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import fastapi.routing
 import pytest
 from cryptography.fernet import Fernet
+from helpers import routes_of
 from people import ROLE_NAMES, cast
 from sqlalchemy import func, select
 
@@ -167,17 +167,6 @@ CONFIG = {
 }
 
 
-def routes_of(app: Any) -> Iterator[tuple[str, str, Any]]:
-    """(method, path template, route) of every route the app serves, in the OpenAPI document or not
-    (routers included lazily too, on FastAPI versions that do that)."""
-    walk = getattr(fastapi.routing, "iter_route_contexts", None)
-    for route in walk(app.routes) if walk is not None else app.routes:
-        path = getattr(route, "path_format", None) or route.path
-        for method in sorted(getattr(route, "methods", None) or {"GET"}):
-            if method != "HEAD":
-                yield method, path, route
-
-
 def declared(route: Any) -> str | None:
     """The permission the route's ``allow()`` dependency checks, if it has one."""
     found = [d.call.permission for d in _dependencies(getattr(route, "dependant", None)) if hasattr(d.call, "permission")]
@@ -204,9 +193,15 @@ def expected(caller: str, need: str, project: str) -> int | None:
     return None if need in ROLES[caller] else 403
 
 
+def is_ui(path: str) -> bool:
+    """The web UI's pages: a client of the routes here, checked in tests/ui (a page without a
+    session sends the person to the sign-in page rather than answering 401)."""
+    return path == "/" or path == "/ui" or path.startswith("/ui/")
+
+
 @pytest.fixture(scope="module")
 def app_routes() -> list[tuple[str, str, Any]]:
-    return list(routes_of(create_app(Hub(parse_config(CONFIG)))))
+    return [r for r in routes_of(create_app(Hub(parse_config(CONFIG)))) if not is_ui(r[1])]
 
 
 def test_the_table_names_every_route_with_the_permission_it_declares(app_routes: list[tuple[str, str, Any]]) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .. import __version__
+from .. import __version__, ui
 from ..hub import Hub
 from . import (
     accounts_api,
@@ -122,6 +122,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(connections_api.router)
     app.include_router(calendars_api.feed_router)
     ack_links.install(app)
+    ui.install(app)
     app.router.routes.append(Route("/hooks/{integration}", _HookRoute(), methods=["POST"], include_in_schema=False))
 
     @app.get("/healthz", tags=["ops"], response_model=schemas.Health, summary="Alive",
