@@ -14,6 +14,7 @@ from fake_slack import FakeSlack
 from fake_smtp import Certificate, SmtpServer, make_certificate
 from fake_teams import FakeTeams
 from helpers import LOCAL, PG_URL, REDIS_URL, pg_available, redis_available, services_required
+from migrated import database_for, migrated_databases  # noqa: F401  (fixture)
 from peer import Peer
 from sink import Sink
 
@@ -54,7 +55,15 @@ def db(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db_url(db: str, tmp_path: Path) -> Any:
+def db_url(db: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The test's database, already migrated (once per worker) and empty."""
+    return database_for(db, tmp_path, request.getfixturevalue("migrated_databases"))
+
+
+@pytest.fixture
+def fresh_db_url(db: str, tmp_path: Path) -> Any:
+    """An empty database, not migrated (for tests of migrations and of what a new database does);
+    ``db_url`` (from migrated.py) is migrated already and emptied for each test."""
     if db == "sqlite":
         yield f"sqlite:///{tmp_path / 'tidings.db'}"
         return

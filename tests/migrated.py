@@ -1,8 +1,8 @@
 """A database migrated once per worker and emptied for each test (a copy of a migrated SQLite file;
 a PostgreSQL schema emptied): migrating for each test costs seconds, most tests milliseconds.
 
-A folder opts in with ``from migrated import db_url, migrated_databases`` in its conftest (the
-``db_url`` there then overrides the root one). Not for tests of migrations themselves."""
+The root conftest serves ``db_url`` from here; tests of migrations themselves, and of what an empty
+database does, take ``fresh_db_url`` instead."""
 
 from __future__ import annotations
 
@@ -77,7 +77,6 @@ def migrated_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Mi
     migrated.drop()
 
 
-@pytest.fixture
-def db_url(db: str, tmp_path: Path, migrated_databases: _Migrated) -> str:
+def database_for(db: str, tmp_path: Path, migrated: _Migrated) -> str:
     """The test's database, already migrated and empty."""
-    return migrated_databases.sqlite_copy(tmp_path / "tidings.db") if db == "sqlite" else migrated_databases.pg_empty()
+    return migrated.sqlite_copy(tmp_path / "tidings.db") if db == "sqlite" else migrated.pg_empty()

@@ -5,7 +5,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from calendars.push_support import TOKEN
-from migrated import db_url, migrated_databases  # noqa: F401  (fixtures)
 from peers.google_calendar import GoogleCalendarAPI
 from peers.graph_calendar import GraphCalendarAPI
 

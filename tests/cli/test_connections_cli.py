@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 from cli_support import Ran, in_process
-from migrated import db_url, migrated_databases  # noqa: F401  (fixtures)
 from oauth.keeper_support import TokenEndpoint, connect, demo_config
 from sqlalchemy import select
 

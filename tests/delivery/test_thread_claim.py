@@ -180,10 +180,10 @@ async def test_one_thread_per_worker_on_postgresql_even_when_snapshots_differ(db
     assert sorted(rows.values(), key=str) == [("pending", None), ("sending", "b")]
 
 
-async def test_deliveries_waiting_when_0005_runs_keep_their_thread_order(db_url: str) -> None:
+async def test_deliveries_waiting_when_0005_runs_keep_their_thread_order(fresh_db_url: str) -> None:
     from tidings.store.migrate import current, head, upgrade
 
-    s = Store(db_url)
+    s = Store(fresh_db_url)
     try:
         await upgrade(s, "0004")
         async with s.write() as conn:

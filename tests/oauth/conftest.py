@@ -3,6 +3,5 @@ served hub with a connectable integration per provider against the authorization
 (tests/oauth/flow_support.py)."""
 
 from flow_support import make_world, probe_kinds  # noqa: F401  (fixtures)
-from migrated import db_url, migrated_databases  # noqa: F401  (fixtures: migrated once, emptied per test)
 from oauth.e2e_support import make_e2e  # noqa: F401  (fixture: the real kinds, served)
 from oauth.keeper_support import demo, endpoint  # noqa: F401  (fixtures: the oauthdemo kind, a token endpoint)

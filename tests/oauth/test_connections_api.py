@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from migrated import db_url, migrated_databases  # noqa: F401  (fixtures)
 from oauth.keeper_support import TokenEndpoint, connect, demo_config
 from people import person
 from sqlalchemy import select

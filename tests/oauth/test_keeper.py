@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from helpers import eventually
-from migrated import db_url, migrated_databases  # noqa: F401  (fixtures)
 from oauth.keeper_support import TokenEndpoint, connect, demo_config
 from sqlalchemy import select
 

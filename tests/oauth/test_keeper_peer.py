@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from migrated import db_url, migrated_databases  # noqa: F401  (fixtures)
 from oauth.keeper_support import DemoSettings, connect, demo_kind
 from peers.oauth import OAuthServer
 from sqlalchemy import select, update

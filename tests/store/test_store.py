@@ -48,8 +48,8 @@ async def test_the_comparison_does_see_a_difference(store: Store) -> None:
     assert any(d[0] == "add_column" and d[3].name == "extra" for d in diff), diff
 
 
-async def test_is_current_false_on_an_empty_database_then_true(db_url: str) -> None:
-    s = Store(db_url)
+async def test_is_current_false_on_an_empty_database_then_true(fresh_db_url: str) -> None:
+    s = Store(fresh_db_url)
     try:
         assert await s.is_current() is False
         assert await current(s) is None
@@ -74,9 +74,9 @@ async def test_migrating_twice_is_a_no_op(store: Store) -> None:
     assert [v[0] for v in versions] == [head()]
 
 
-async def test_concurrent_migrations_of_a_fresh_database(db_url: str) -> None:
+async def test_concurrent_migrations_of_a_fresh_database(fresh_db_url: str) -> None:
     """Several processes starting at once: one migrates, the others find it done."""
-    stores = [Store(db_url) for _ in range(3)]
+    stores = [Store(fresh_db_url) for _ in range(3)]
     try:
         await asyncio.gather(*(s.migrate() for s in stores))
         assert all([await s.is_current() for s in stores])
@@ -86,10 +86,10 @@ async def test_concurrent_migrations_of_a_fresh_database(db_url: str) -> None:
             await s.close()
 
 
-async def test_upgrading_from_0003_keeps_waiting_deliveries_claimable(db_url: str) -> None:
+async def test_upgrading_from_0003_keeps_waiting_deliveries_claimable(fresh_db_url: str) -> None:
     """0004 rewrites the due index's condition (OR-ed equalities, no IN list): deliveries stored
     before it are still found through the index, and claimed most urgent first."""
-    s = Store(db_url)
+    s = Store(fresh_db_url)
     try:
         await upgrade(s, "0003")
         ids = await add_deliveries(s, [("low", 1.0), ("high", 2.0)])

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from fake_tracker import FakeTracker
-from migrated import db_url, migrated_databases  # noqa: F401  (fixtures: migrated once, emptied per test)
 from sync.e2e_support import make_world  # noqa: F401  (fixture: a served hub with GitHub and Jira stand-ins)
 
 from tidings import Hub

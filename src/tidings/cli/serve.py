@@ -53,7 +53,8 @@ def serve(
         # that can't be reached) is one line, not a traceback from inside uvicorn's lifespan.
         await hub.start()
         try:
-            err.print(f"tidings {__version__} on http://{host or s.host}:{port or s.port} (docs at /docs)", highlight=False)
+            base = f"http://{host or s.host}:{port or s.port}"
+            err.print(f"tidings {__version__} on {base}: web UI at {base}/ui/ (API docs at /docs)", highlight=False)
             _freeze_heap()
             with _signals_deferred(), _reload_on_sighup(hub, config):
                 await server.serve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,15 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
+@cache
 def head() -> str | None:
+    """The newest migration's revision (the scripts ship in the package: read once per process)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def upgrade(store: Store, revision: str = "head") -> None:
+    if revision == "head" and await is_current(store):  # the common start: nothing to do, and no
+        return  # alembic environment to build (a quarter of a second)
     async with store.write() as conn:
         if not store.is_sqlite:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
