@@ -76,15 +76,22 @@ def test_roll_back_a_configuration_change(admin_page: Any, hub_site: Site) -> No
     expect(change).to_contain_text("added")
     expect(change).to_contain_text("inbox")
     check_page(page, "activity-config-revision")
+    later = _unique("inbox-later")
+    _create_integration(hub_site, later, "inbox")  # meanwhile, someone else changes the configuration
+    undo = page.get_by_role("button", name=f"Undo this change (roll back to revision {number - 1})")
     page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name=f"Undo this change (roll back to revision {number - 1})").click()
+    undo.click()
+    expect(page.get_by_role("alert")).to_contain_text("Someone changed the configuration meanwhile")
+    page.get_by_role("link", name="Reload").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    undo.click()
     page.wait_for_url(re.compile(r"/config$"))
     expect(page.get_by_role("status")).to_contain_text(f"Rolled back to revision {number - 1}")
     newest = page.get_by_role("row").nth(1)  # the first row under the header
     expect(newest).to_contain_text("current")
     expect(newest).to_contain_text(f"rollback to revision {number - 1}")
     names = [i["name"] for i in hub_site.api("GET", "/api/v1/integrations").json()]
-    assert name not in names
+    assert name not in names and later not in names  # the whole configuration is as it was at that revision
     newest.get_by_role("link").click()  # the rollback's own revision: it removed the integration
     expect(page.locator(".change", has_text=name)).to_contain_text("removed")
 
