@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from helpers import eventually
-from sqlalchemy import select
+from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
 from tidings.store.engine import Store
@@ -247,6 +247,13 @@ async def test_events_history_filters_and_shows_each_result(make_api: Any) -> No
     rest = (await api.get("/api/v1/events", params={"before": page["next"]}, headers=api.auth)).json()
     assert [e["id"] for e in rest["items"]] == [ids[0]]
     assert (await api.get("/api/v1/events", auth=False)).status_code == 401
+    async with api.hub.store.write() as conn:  # one received two hours ago
+        await conn.execute(update(events).where(events.c.id == ids[0]).values(received_at=time.time() - 7200))
+    recent = (await api.get("/api/v1/events", params={"since": "1h"}, headers=api.auth)).json()
+    assert [e["id"] for e in recent["items"]] == ids[::-1][:2]
+    assert len((await api.get("/api/v1/events", params={"since": "3h"}, headers=api.auth)).json()["items"]) == 3
+    for bad in ("soon", "0s"):
+        assert (await api.get("/api/v1/events", params={"since": bad}, headers=api.auth)).status_code == 422
 
 
 def test_receiving_needs_a_secret_and_a_receive_only_integration_is_no_target() -> None:

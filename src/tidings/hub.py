@@ -591,6 +591,12 @@ class Hub:
         await self.silences.load()
         return self.silences.active_in(project)
 
+    async def ended_silences(self, *, project: str | None = None, limit: int = 50) -> list[Silence]:
+        """The silences that have ended (expired or ended by hand), most recently ended first."""
+        self.require_store()
+        assert self.silences is not None
+        return await self.silences.ended(project, limit)
+
     async def ack(
         self, message_id: str, *, by: str, via: str, integration: str | None = None, project: str | None = None,
         actor: Actor = SYSTEM,

@@ -444,10 +444,12 @@ def _event(row: Any, with_body: bool = False) -> dict[str, Any]:
 
 async def list_events(
     conn: Conn, *, integration: str | None = None, status: str | None = None, limit: int = 50, before: str | None = None,
-    project: str | None = None,
+    project: str | None = None, received_since: float | None = None,
 ) -> dict[str, Any]:
-    """Newest first; ``project``'s only when given."""
+    """Newest first; ``project``'s only when given; received at or after ``received_since``."""
     q = select(*[c for c in events.c if c.name not in ("body", "headers")])
+    if received_since is not None:
+        q = q.where(events.c.received_at >= received_since)
     if project is not None:
         q = q.where(events.c.project == project)
     if integration:

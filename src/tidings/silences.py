@@ -195,6 +195,16 @@ class Silences(Background):
             by_project.setdefault(s.project, []).append(s)
         self._active, self._by_project = active, {p: tuple(v) for p, v in by_project.items()}
 
+    async def ended(self, project: str | None, limit: int = 50) -> list[Silence]:
+        """The silences of ``project`` (None: of every project) that have ended, most recently ended
+        first, at most ``limit``. Read from the store: the in-memory view keeps only active ones."""
+        q = select(silences).where(silences.c.until <= time.time())
+        if project is not None:
+            q = q.where(silences.c.project == project)
+        async with self.store.read() as conn:
+            rows = (await conn.execute(q.order_by(silences.c.until.desc(), silences.c.id).limit(limit))).all()
+        return [_silence(r) for r in rows]
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.refresh)

@@ -41,6 +41,8 @@ async def test_a_silence_suppresses_matching_messages_until_it_ends(make_api: An
     ended = await api.request("DELETE", f"{SILENCES}/{silence['id'][:13]}")  # a unique start of the id
     assert ended.status_code == 200 and ended.json()["id"] == silence["id"]
     assert (await api.get(SILENCES)).json()["items"] == []
+    ended_list = (await api.get(SILENCES, params={"state": "ended"})).json()["items"]
+    assert [s["id"] for s in ended_list] == [silence["id"]] and ended_list[0]["until"] <= ended.json()["until"] + 1
     assert await statuses(api, {"alertname": "DiskFull", "instance": "web-01"}) == ["pending"]
     assert_error(await api.request("DELETE", f"{SILENCES}/{silence['id']}"), 404, "not found")
 
@@ -61,3 +63,18 @@ async def test_invalid_silences_are_422_with_the_reason(make_api: Any) -> None:
     assert_error(await api.post(SILENCES, json={"duration": "1h"}), 422)
     assert (await api.get(SILENCES)).json()["items"] == []
     assert_error(await api.get(SILENCES, auth=False), 401)
+
+
+async def test_ended_silences_are_listed_most_recently_ended_first(make_api: Any) -> None:
+    api = await make_api(dispatch=False)
+    made = []
+    for n in range(3):
+        r = await api.post(SILENCES, json={"matchers": {"job": f"j{n}"}, "duration": "1h"})
+        made.append(r.json()["id"])
+    for sid in made[:2]:
+        assert (await api.request("DELETE", f"{SILENCES}/{sid}")).status_code == 200
+    ended = (await api.get(SILENCES, params={"state": "ended"})).json()["items"]
+    assert [s["id"] for s in ended] == made[:2][::-1]
+    assert [s["id"] for s in (await api.get(SILENCES, params={"state": "ended", "limit": 1})).json()["items"]] == [made[1]]
+    assert [s["id"] for s in (await api.get(SILENCES)).json()["items"]] == [made[2]]
+    assert_error(await api.get(SILENCES, params={"state": "gone"}), 422)

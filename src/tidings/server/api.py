@@ -12,6 +12,7 @@ whatever exists there."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
@@ -336,7 +337,8 @@ async def disable_integration(name: str, hub: HubDep, project: ProjectDep, actor
     "/events", dependencies=[allow("event:read")],
     response_model=schemas.EventPage,
     summary="List inbound events",
-    description="Webhooks received, newest first, with how their processing went.",
+    description="Webhooks received, newest first, with how their processing went; `since` keeps those received "
+    "within that long.",
     responses=api_errors(),
 )
 async def list_events(
@@ -344,10 +346,17 @@ async def list_events(
     project: ProjectDep,
     integration: str | None = None,
     status: Annotated[Literal[EVENT_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+    since: Annotated[str | None, Query(pattern=schemas.DURATION,
+                                       description="only those received within this long: 30m, 1h, 2d")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[str | None, Query(description=PAGE)] = None,
 ) -> dict[str, Any]:
-    return await hub.event_list(integration=integration, status=status, limit=limit, before=before, project=project)
+    seconds = parse_duration(since) if since is not None else None
+    if seconds is not None and seconds <= 0:
+        raise RequestValidationError([{"type": "greater_than", "loc": ("query", "since"), "input": since,
+                                       "msg": "since must be more than 0s"}])
+    return await hub.event_list(integration=integration, status=status, limit=limit, before=before, project=project,
+                                received_since=None if seconds is None else time.time() - seconds)
 
 
 @routes.get(
@@ -409,10 +418,18 @@ class SilenceIn(BaseModel):
     dependencies=[allow("silence:read")],
     response_model=schemas.Silences,
     summary="List silences",
-    description="The active silences, soonest to end first.",
-    responses=api_errors(params=False),
+    description="The active silences, soonest to end first; with `state=ended`, those that have ended (ran out or "
+    "were ended by hand), most recently ended first, `limit` of them.",
+    responses=api_errors(),
 )
-async def list_silences(hub: HubDep, project: ProjectDep) -> dict[str, Any]:
+async def list_silences(
+    hub: HubDep,
+    project: ProjectDep,
+    state: Annotated[Literal["active", "ended"], Query(description="`active` (default) or `ended`")] = "active",
+    limit: Annotated[int, Query(ge=1, le=500, description="at most this many ended silences")] = 50,
+) -> dict[str, Any]:
+    if state == "ended":
+        return {"items": [s.to_dict() for s in await hub.ended_silences(project=project, limit=limit)]}
     return {"items": [s.to_dict() for s in await hub.active_silences(project=project)]}
 
 

@@ -76,6 +76,7 @@ class SyncRunDetail(SyncRun):
 class ConflictOut(Out):
     id: str
     task_id: str
+    task: str | None = Field(description="the task's key (`T-12`)")
     project: str
     integration: str
     field: str
