@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from conftest import Background, Site, check_page, sign_in
 from peers.github_api import GitHubAPI
 from playwright.sync_api import expect
+from ui_support import Background, Site, check_page, sign_in
 
 _n = itertools.count(1)
 TOKEN = "ghp_ui_activity"

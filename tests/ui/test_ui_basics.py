@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 
 import httpx
-from conftest import Site
 from helpers import routes_of
+from ui_support import Site
 
 from tidings.server import create_app
 from tidings.ui.render import assets

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from conftest import Site, check_page, sign_in
+from ui_support import Site, check_page, sign_in
 
 
 def test_a_wrong_password_is_refused_and_the_right_one_opens_the_dashboard(page: Any, hub_site: Site) -> None:

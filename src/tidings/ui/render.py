@@ -90,15 +90,17 @@ def _ago(value: float | int | None) -> str:
         return "never"
     seconds = time.time() - float(value)
     if seconds < 0:
-        return "in " + _span(-seconds)
-    return _span(seconds) + " ago"
+        return "in " + _span(-seconds, round)
+    return _span(seconds, int) + " ago"
 
 
-def _span(seconds: float) -> str:
+def _span(seconds: float, whole: Any) -> str:
+    """``seconds`` in its largest unit: cut down for the past (``1 h ago`` until 2 h), rounded for
+    the future (a 2-hour silence just made ends ``in 2 h``)."""
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
         if seconds >= size:
-            return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds)} s"
+            return f"{whole(seconds / size)} {unit}"
+    return f"{whole(seconds)} s"
 
 
 def _query(request: Request, **changes: Any) -> str:
