@@ -170,7 +170,7 @@ def test_create_and_end_a_silence(admin_page: Any) -> None:
     expect(page.get_by_role("status")).to_contain_text("Silence created")
     row = page.get_by_role("row", name=re.compile(alert))
     expect(row).to_contain_text("disk being replaced")
-    expect(row).to_contain_text("in 1 h")
+    expect(row).to_contain_text("in 2 h")
     check_page(page, "activity-silences")
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name=re.compile("^End")).click()
