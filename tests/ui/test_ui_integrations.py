@@ -1,0 +1,159 @@
+"""The integrations pages in a browser against a real ``tidings serve``: create a Slack
+integration from its kind's schema form and test it against the Slack stand-in, validation errors
+beside their field, two editors (the second save is refused), deleting one with pending deliveries,
+and what a viewer sees."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Background, Site, check_page, sign_in
+from fake_slack import FakeSlack
+from playwright.sync_api import expect
+
+_names = itertools.count(1)
+
+
+def unique(stem: str) -> str:
+    return f"{stem}-{os.getpid()}-{next(_names)}"
+
+
+def make_webhook(site: Site, name: str, **settings: Any) -> None:
+    """An integration set up through the API (admin token): a webhook to a closed local port."""
+    r = httpx.post(site.url + "/api/v1/projects/default/integrations", timeout=30, headers={
+        "Authorization": f"Bearer {site.token}", "If-Match": "*"}, json={"name": name, "kind": "webhook", "settings": {
+            "url": "http://127.0.0.1:9/none", "allow_destinations": ["127.0.0.1"], **settings}})
+    assert r.status_code == 201, r.text
+
+
+@pytest.fixture
+def slack(background: Background) -> Iterator[FakeSlack]:
+    fake = FakeSlack()
+    background.run(fake.start())
+    yield fake
+    background.run(fake.stop())
+
+
+def test_an_admin_creates_a_slack_integration_and_tests_it(admin_page: Any, slack: FakeSlack,
+                                                            background: Background) -> None:
+    page = admin_page
+    name = unique("slack")
+    page.get_by_role("link", name="Integrations").click()
+    expect(page.get_by_role("heading", name="Integrations")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="inbox")).to_be_visible()
+    check_page(page, "integrations-list")
+    page.get_by_role("link", name="New integration").click()
+    page.get_by_role("link", name="slack", exact=True).click()
+    expect(page.get_by_role("heading", name="New slack integration")).to_be_visible()
+    page.get_by_label("Integration name").fill(name)
+    page.get_by_label("token", exact=True).fill(slack.token)
+    page.get_by_label("channel", exact=True).fill("#alerts")
+    page.get_by_label("api_url").fill(slack.api_url)
+    page.get_by_label("signing_secret", exact=True).fill("8f742231b10e8888abcd99yyyzzz85a5")
+    page.get_by_text("Delivery and network settings").click()
+    page.get_by_label("allow_destinations").fill("127.0.0.1")
+    check_page(page, "integrations-new")
+    page.get_by_role("button", name="Create integration").click()
+    page.wait_for_url(re.compile(rf"/integrations/{name}$"))
+    expect(page.get_by_role("status").filter(has_text=f"Integration {name} created")).to_be_visible()
+    # The token is a secret: entered once, shown masked, never given back to the page.
+    expect(page.locator("#h-f-s-token")).to_contain_text("set (masked")
+    assert slack.token not in page.content()
+    # The test goes to the stand-in and its result is shown in place.
+    page.get_by_role("button", name="Send test").click()
+    expect(page.locator("#test-result")).to_contain_text("Test delivered")
+    assert background.run(slack.wait_for("auth.test", 1))
+    assert re.search(rf"/integrations/{name}$", page.url)  # swapped in place, no navigation
+    check_page(page, "integrations-configure")
+    # The receiving side: a Slack app posts to the webhook URL, which the page gives to copy.
+    expect(page.locator("#hook-url")).to_have_value(re.compile(rf"/hooks/{name}$"))
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    expect(page.get_by_role("definition").filter(has_text="stored as ${vault:default/" + name + "/signing_secret}")
+           ).to_be_visible()
+    assert "8f742231b10e8888abcd99yyyzzz85a5" not in page.content()
+
+
+def test_a_validation_error_is_shown_beside_its_field(admin_page: Any) -> None:
+    page = admin_page
+    name = unique("badslack")
+    page.goto("/ui/p/default/integrations/new?kind=slack")
+    page.get_by_label("Integration name").fill(name)
+    page.get_by_label("token", exact=True).fill("not-a-bot-token-1234")
+    page.get_by_label("channel", exact=True).fill("#alerts")
+    page.get_by_role("button", name="Create integration").click()
+    token = page.get_by_label("token", exact=True)
+    expect(token).to_have_attribute("aria-describedby", "h-f-s-token")
+    expect(page.locator("#h-f-s-token")).to_contain_text("a bot token starts with 'xoxb-'")
+    expect(page.get_by_label("Integration name")).to_have_value(name)  # what they typed stays (but the secret)
+    expect(page.get_by_label("channel", exact=True)).to_have_value("#alerts")
+    assert "not-a-bot-token-1234" not in page.content()
+    check_page(page, "integrations-new-invalid")
+
+
+def test_two_editors_the_second_save_is_refused(browser: Any, hub_site: Site) -> None:
+    name = unique("hook")
+    make_webhook(hub_site, name)
+    pages = []
+    for _ in range(2):
+        context = browser.new_context(base_url=hub_site.url, viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        sign_in(pg, hub_site.email, hub_site.password)
+        pg.goto(f"/ui/p/default/integrations/{name}")
+        pages.append(pg)
+    first, second = pages
+    first.get_by_label("description").fill("changed by the first editor")
+    first.get_by_role("button", name="Save settings").click()
+    expect(first.get_by_role("status").filter(has_text=f"Saved: {name}")).to_be_visible()
+    second.get_by_label("description").fill("changed by the second editor")
+    second.get_by_role("button", name="Save settings").click()
+    expect(second.get_by_role("alert")).to_contain_text("Changed by someone else meanwhile: reload")
+    expect(second.get_by_label("description")).to_have_value("changed by the second editor")
+    r = hub_site.api("GET", f"/api/v1/projects/default/integrations/{name}")
+    assert r.json()["settings"]["description"] == "changed by the first editor"
+    for pg in pages:
+        pg.context.close()
+
+
+def test_deleting_an_integration_with_pending_deliveries_says_what_ends(admin_page: Any, hub_site: Site) -> None:
+    page = admin_page
+    name = unique("held")
+    make_webhook(hub_site, name)
+    assert hub_site.api("POST", f"/api/v1/projects/default/integrations/{name}/disable").status_code == 200
+    for n in range(2):
+        r = hub_site.api("POST", "/api/v1/projects/default/messages", json={"title": f"held {n}", "to": [name]})
+        assert r.status_code == 202, r.text
+    page.goto(f"/ui/p/default/integrations/{name}?tab=deliveries")
+    expect(page.get_by_role("row").filter(has_text="held 1")).to_be_visible()
+    check_page(page, "integrations-logs")
+    page.get_by_role("link", name="Delete…").click()
+    expect(page.get_by_role("heading", name=f"Delete {name}?")).to_be_visible()
+    page.get_by_role("button", name=f"Delete {name}").click()
+    expect(page.get_by_role("alert")).to_contain_text("has 2 deliveries not finished")
+    page.get_by_role("button", name="Delete anyway (end 2 pending deliveries as dead)").click()
+    page.wait_for_url(re.compile(r"/integrations$"))
+    expect(page.get_by_role("status")).to_contain_text(f"Integration {name} deleted; 2 unfinished deliveries ended")
+    expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+
+
+def test_a_viewer_sees_the_integrations_but_cannot_change_them(page: Any, hub_site: Site, person: Any) -> None:
+    name = unique("seen")
+    make_webhook(hub_site, name, description="watched by viewers")
+    sign_in(page, *person("viewer"))
+    page.goto("/ui/p/default/integrations")
+    expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="New integration")).to_have_count(0)
+    page.get_by_role("link", name=name, exact=True).click()
+    expect(page.get_by_role("heading", name=re.compile(name))).to_be_visible()
+    expect(page.get_by_text("watched by viewers").first).to_be_visible()
+    for button in ("Send test", "Disable", "Save settings", "Sync now"):
+        expect(page.get_by_role("button", name=button)).to_have_count(0)
+    expect(page.get_by_role("link", name="Delete…")).to_have_count(0)
+    expect(page.locator("form.settings")).to_have_count(0)
+    expect(page.locator("input[name^='s.'], textarea[name^='s.']")).to_have_count(0)
+    check_page(page, "integrations-viewer")
