@@ -157,3 +157,96 @@ def test_a_viewer_sees_the_integrations_but_cannot_change_them(page: Any, hub_si
     expect(page.locator("form.settings")).to_have_count(0)
     expect(page.locator("input[name^='s.'], textarea[name^='s.']")).to_have_count(0)
     check_page(page, "integrations-viewer")
+
+
+def test_an_inbound_event_is_replayed_from_its_integrations_page(admin_page: Any, hub_site: Site) -> None:
+    page = admin_page
+    name = unique("am")
+    r = httpx.post(hub_site.url + "/api/v1/projects/default/integrations", timeout=30, headers={
+        "Authorization": f"Bearer {hub_site.token}", "If-Match": "*"},
+        json={"name": name, "kind": "alertmanager", "settings": {"bearer": "am-bearer-token-123456"}})
+    assert r.status_code == 201, r.text
+    alert = {"version": "4", "status": "firing", "receiver": "tidings", "groupKey": "g", "alerts": [
+        {"status": "firing", "labels": {"alertname": "DiskFull", "severity": "critical"}, "annotations": {},
+         "startsAt": "2026-12-06T10:00:00Z", "fingerprint": "f00d"}]}
+    r = httpx.post(f"{hub_site.url}/hooks/{name}", json=alert, timeout=30,
+                   headers={"Authorization": "Bearer am-bearer-token-123456"})
+    assert r.status_code == 200, r.text
+    page.goto(f"/ui/p/default/integrations/{name}")
+    expect(page.locator("#hook-url")).to_have_value(f"{hub_site.url}/hooks/{name}")
+    expect(page.get_by_role("definition").filter(has_text=f"${{vault:default/{name}/bearer}}")).to_be_visible()
+    page.get_by_role("link", name="Inbound events").click()
+    page.get_by_role("button", name=re.compile("^Replay")).first.click()
+    expect(page.get_by_role("status").filter(has_text="replayed")).to_be_visible()
+    expect(page.get_by_role("link", name="Inbound events")).to_have_attribute("aria-current", "page")
+    check_page(page, "integrations-events")
+
+
+# -- the schema form, without a browser ----------------------------------------------------------------
+SCHEMA = {
+    "$defs": {"Policy": {"type": "object", "properties": {"base": {"type": "number"}}}},
+    "required": ["url"],
+    "properties": {
+        "url": {"type": "string", "description": "where to send"},
+        "token": {"anyOf": [{"type": "string", "format": "password", "writeOnly": True}, {"type": "null"}],
+                  "writeOnly": True, "format": "password", "default": None},
+        "method": {"enum": ["POST", "PUT"], "type": "string", "default": "POST"},
+        "verify": {"type": "boolean", "default": True},
+        "burst": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
+        "timeout": {"anyOf": [{"anyOf": [{"type": "number"}, {"type": "string"}]}, {"type": "null"}]},
+        "to": {"type": "array", "items": {"type": "string"}},
+        "retry": {"$ref": "#/$defs/Policy", "default": {"base": 5.0}},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+
+def test_each_setting_gets_the_input_its_schema_says() -> None:
+    from tidings.ui import schema_form
+
+    fs = {f.name: f for f in schema_form.fields(SCHEMA, {"retry"})}
+    assert {n: (f.widget, f.parse) for n, f in fs.items()} == {
+        "url": ("text", "str"), "token": ("password", "str"), "method": ("select", "str"),
+        "verify": ("checkbox", "bool"), "burst": ("number", "int"), "timeout": ("text", "num-or-str"),
+        "to": ("lines", "lines-str"), "retry": ("json", "json"), "headers": ("json", "json")}
+    assert fs["url"].required and fs["token"].secret and fs["retry"].common and fs["verify"].checked
+    assert fs["method"].options == ["POST", "PUT"] and fs["method"].value == "POST"
+
+
+def test_a_posted_form_makes_new_settings_and_a_merge_patch() -> None:
+    from starlette.datastructures import ImmutableMultiDict
+
+    from tidings.ui import schema_form
+
+    fs = schema_form.fields(SCHEMA)
+    form = ImmutableMultiDict({"s.url": "https://x.example", "s.token": "s3cret", "s.method": "POST", "s.verify": "true",
+                               "s.burst": "5", "s.timeout": "30s", "s.to": "a\n\n b \n", "s.retry": "",
+                               "s.headers": "{\"X\": \"1\"}"})
+    settings, problems = schema_form.new_settings(fs, form)
+    assert not problems
+    assert settings == {"url": "https://x.example", "token": "s3cret", "burst": 5, "timeout": "30s", "to": ["a", "b"],
+                        "headers": {"X": "1"}}  # defaults (method, verify) left out
+    stored = {"url": "https://x.example", "token": {"set": True, "masked": "…cret"}, "burst": 5, "to": ["a"],
+              "headers": {"X": "1"}}
+    fs = schema_form.fields(SCHEMA, settings=stored)
+    edit = ImmutableMultiDict({"s.url": "https://x.example", "s.token": "", "s.method": "PUT", "s.burst": "",
+                               "s.timeout": "", "s.to": "a\nc", "s.retry": "{\"base\": 1}", "s.headers": "{\"X\": \"1\"}"})
+    patch, problems = schema_form.merge_patch(fs, edit, stored)
+    # the secret left empty is kept; an emptied field is removed; the checkbox unticked turns it off
+    assert patch == {"method": "PUT", "verify": False, "burst": None, "to": ["a", "c"], "retry": {"base": 1}}
+    patch, problems = schema_form.merge_patch(fs, ImmutableMultiDict({"s.headers": "{nope", "clear.token": "true"}),
+                                              stored)
+    assert problems["headers"].startswith("not JSON") and patch["token"] is None
+
+
+def test_the_apis_problems_are_placed_beside_their_fields() -> None:
+    from tidings.ui import schema_form
+
+    fs = schema_form.fields(SCHEMA)
+    by_field, rest = schema_form.place([
+        "integrations.hook.token: a bot token starts with 'xoxb-'", "integrations.hook.retry.base: too small",
+        "body.name: String should match pattern", "integrations.hook: set exactly one of token or url",
+        "integrations.hook.nope: unknown"], fs)
+    assert by_field == {"token": "token: a bot token starts with 'xoxb-'", "retry": "retry.base: too small",
+                        "name": "String should match pattern"}
+    assert rest == ["integrations.hook: set exactly one of token or url", "integrations.hook.nope: unknown"]

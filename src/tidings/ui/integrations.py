@@ -215,7 +215,7 @@ async def save(request: Request, project: ProjectPath, name: NamePath) -> Respon
     _refused(answer)
     if answer.status == 412:
         return await _detail(request, api, who, name, status=412, posted=form, problems=[CONFLICT], etag=etag)
-    by_field, rest = schema_form.place(answer.problems, fs)
+    by_field, rest = schema_form.place(answer.problems, fs, extra=())
     return await _detail(request, api, who, name, status=answer.status, posted=form, field_problems=by_field,
                          problems=rest, etag=etag)
 

@@ -138,7 +138,7 @@ def fields(schema: dict[str, Any], common: set[str] | None = None, settings: dic
             if widget == "select" and not f.value and has_default and f.default is not None:
                 f.value = str(f.default)
             f.shown = (_show(stored, parse) if stored is not _MISSING else "") or (
-                f"default: {_show(f.default, parse)}" if has_default and f.default not in (None, "", [], {}) else "—")
+                f"default: {json.dumps(f.default, ensure_ascii=False) if isinstance(f.default, dict | list) else _show(f.default, parse)}" if has_default and f.default not in (None, "", [], {}) else "—")
         out.append(f)
     out.sort(key=lambda f: (f.common, not f.required, f.name != "description"))
     return out
