@@ -113,6 +113,7 @@ def test_two_editors_the_second_save_is_refused(browser: Any, hub_site: Site) ->
     second.get_by_label("description").fill("changed by the second editor")
     second.get_by_role("button", name="Save settings").click()
     expect(second.get_by_role("alert")).to_contain_text("Changed by someone else meanwhile: reload")
+    expect(second.get_by_role("alert").get_by_role("link", name="reload")).to_have_attribute("href", re.compile(name))
     expect(second.get_by_label("description")).to_have_value("changed by the second editor")
     r = hub_site.api("GET", f"/api/v1/projects/default/integrations/{name}")
     assert r.json()["settings"]["description"] == "changed by the first editor"
@@ -133,6 +134,8 @@ def test_deleting_an_integration_with_pending_deliveries_says_what_ends(admin_pa
     check_page(page, "integrations-logs")
     page.get_by_role("link", name="Delete…").click()
     expect(page.get_by_role("heading", name=f"Delete {name}?")).to_be_visible()
+    expect(page.get_by_role("listitem").filter(has_text="It has 2 deliveries not finished")).to_be_visible()
+    check_page(page, "integrations-delete")
     page.get_by_role("button", name=f"Delete {name}").click()
     expect(page.get_by_role("alert")).to_contain_text("has 2 deliveries not finished")
     page.get_by_role("button", name="Delete anyway (end 2 pending deliveries as dead)").click()

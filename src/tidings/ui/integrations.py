@@ -23,8 +23,11 @@ router = APIRouter(include_in_schema=False)
 NamePath = Annotated[str, Path(max_length=64)]
 TABS = (("settings", "Settings"), ("deliveries", "Deliveries"), ("events", "Inbound events"), ("sync", "Sync runs"))
 CONFLICT = "Changed by someone else meanwhile: reload the page to see their change, then make yours again."
+"""What a write refused with 412 says (the pages add a reload link)."""
 _RECEIVING = re.compile(r"receiv|/hooks|incoming requests|webhook's secret|requests must|\bsends\b|basic_auth", re.I)
 """The secret settings a receiver checks requests with, told by their descriptions."""
+UNFINISHED = ("pending", "retrying", "held", "sending")
+"""The deliveries a delete ends (the API's words: "not finished")."""
 _PENDING = re.compile(r"has (\d+) deliveries not finished")
 
 
@@ -116,6 +119,7 @@ async def create(request: Request, project: ProjectPath) -> Response:
     name = form.get("name", "").strip()
     etag = form.get("etag", "")
     problems: list[str] = []
+    conflict = False
     if not local:
         answer = await api.post(f"{_base(project)}/integrations", json={"name": name, "kind": chosen["kind"],
                                                                          "settings": settings},
@@ -124,7 +128,7 @@ async def create(request: Request, project: ProjectPath) -> Response:
             return go(request, _page_url(project, name), flash=f"Integration {name} created")
         _refused(answer)
         if answer.status == 412:
-            problems = [CONFLICT]
+            conflict = True
             etag = answer.headers.get("etag", etag)
         else:
             by_field, problems = schema_form.place(answer.problems, fs)
@@ -132,14 +136,15 @@ async def create(request: Request, project: ProjectPath) -> Response:
     for f in fs:
         f.problem = local.get(f.name)
     return page(request, "integrations_new.html", who, status=422, section="integrations", kinds=kinds,
-                chosen=chosen, fields=fs, etag=etag, name=name, problems=problems, name_problem=local.get("name"))
+                chosen=chosen, fields=fs, etag=etag, name=name, problems=problems, name_problem=local.get("name"),
+                conflict=conflict)
 
 
 # -- one integration ---------------------------------------------------------------------------------
 async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status: int = 200, tab: str = "settings",
                   posted: Any = None, field_problems: dict[str, str] | None = None, problems: list[str] | None = None,
                   etag: str | None = None, result: dict[str, Any] | None = None,
-                  delete_problem: dict[str, Any] | None = None) -> Response:
+                  conflict: bool = False) -> Response:
     project = who.project
     base = _base(project)
     answer = await api.get(f"{base}/integrations/{quote(name, safe='')}")
@@ -174,7 +179,7 @@ async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status:
                 config=config, item={**item, "shown_health": health_of(item)}, kind=kind, fields=fs, tab=tab,
                 tabs=TABS, logs=logs, etag=etag or answer.headers.get("etag", ""), problems=problems or [],
                 result=result, hook=hook, hook_secrets=secrets, syncs=bool(config["settings"].get("sync")),
-                delete_problem=delete_problem)
+                conflict=conflict)
 
 
 async def _log(api: Api, path: str, **params: Any) -> dict[str, Any]:
@@ -214,7 +219,7 @@ async def save(request: Request, project: ProjectPath, name: NamePath) -> Respon
         return go(request, _page_url(project, name), flash=f"{words}: {name}")
     _refused(answer)
     if answer.status == 412:
-        return await _detail(request, api, who, name, status=412, posted=form, problems=[CONFLICT], etag=etag)
+        return await _detail(request, api, who, name, status=412, posted=form, conflict=True, etag=etag)
     by_field, rest = schema_form.place(answer.problems, fs, extra=())
     return await _detail(request, api, who, name, status=answer.status, posted=form, field_problems=by_field,
                          problems=rest, etag=etag)
@@ -282,8 +287,11 @@ async def _delete_page(request: Request, api: Api, who: Viewer, name: str, statu
     item = next((i for i in items if i["name"] == name), None)
     if item is None:
         raise ApiError(await api.get(f"{base}/integrations/{quote(name, safe='')}"))
-    stats = item.get("stats") or {}
-    waiting = int(stats.get("pending") or 0) + int(stats.get("retrying") or 0)
+    waiting = 0
+    if item.get("sends"):
+        counts = await asyncio.gather(*(api.get(f"{base}/deliveries", integration=name, status=status, limit=500)
+                                        for status in UNFINISHED))
+        waiting = sum(len(a.data["items"]) for a in counts if a.ok)
     routes = await api.get(f"{base}/routes")
     senders = [r.get("name") or f"route {r.get('index')}" for r in (routes.data.get("items", []) if routes.ok else [])
                if name in (r.get("to") or [])]
