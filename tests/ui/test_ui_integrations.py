@@ -211,9 +211,12 @@ def test_each_setting_gets_the_input_its_schema_says() -> None:
     assert {n: (f.widget, f.parse) for n, f in fs.items()} == {
         "url": ("text", "str"), "token": ("password", "str"), "method": ("select", "str"),
         "verify": ("checkbox", "bool"), "burst": ("number", "int"), "timeout": ("text", "num-or-str"),
-        "to": ("lines", "lines-str"), "retry": ("json", "json"), "headers": ("json", "json")}
+        "to": ("lines", "lines-str"), "retry": ("group", "group"), "headers": ("json", "json")}
     assert fs["url"].required and fs["token"].secret and fs["retry"].common and fs["verify"].checked
     assert fs["method"].options == ["POST", "PUT"] and fs["method"].value == "POST"
+    [base] = fs["retry"].children  # an object with fields of its own: a group of inputs, its default theirs
+    assert (base.name, base.input_name, base.id, base.widget, base.default) == (
+        "retry.base", "s.retry.base", "f-s-retry-base", "number", 5.0)
 
 
 def test_a_posted_form_makes_new_settings_and_a_merge_patch() -> None:
@@ -223,7 +226,7 @@ def test_a_posted_form_makes_new_settings_and_a_merge_patch() -> None:
 
     fs = schema_form.fields(SCHEMA)
     form = ImmutableMultiDict({"s.url": "https://x.example", "s.token": "s3cret", "s.method": "POST", "s.verify": "true",
-                               "s.burst": "5", "s.timeout": "30s", "s.to": "a\n\n b \n", "s.retry": "",
+                               "s.burst": "5", "s.timeout": "30s", "s.to": "a\n\n b \n", "s.retry.base": "5",
                                "s.headers": "{\"X\": \"1\"}"})
     settings, problems = schema_form.new_settings(fs, form)
     assert not problems
@@ -233,13 +236,18 @@ def test_a_posted_form_makes_new_settings_and_a_merge_patch() -> None:
               "headers": {"X": "1"}}
     fs = schema_form.fields(SCHEMA, settings=stored)
     edit = ImmutableMultiDict({"s.url": "https://x.example", "s.token": "", "s.method": "PUT", "s.burst": "",
-                               "s.timeout": "", "s.to": "a\nc", "s.retry": "{\"base\": 1}", "s.headers": "{\"X\": \"1\"}"})
+                               "s.timeout": "", "s.to": "a\nc", "s.retry.base": "1", "s.headers": "{\"X\": \"1\"}"})
     patch, problems = schema_form.merge_patch(fs, edit, stored)
     # the secret left empty is kept; an emptied field is removed; the checkbox unticked turns it off
     assert patch == {"method": "PUT", "verify": False, "burst": None, "to": ["a", "c"], "retry": {"base": 1}}
     patch, problems = schema_form.merge_patch(fs, ImmutableMultiDict({"s.headers": "{nope", "clear.token": "true"}),
                                               stored)
     assert problems["headers"].startswith("not JSON") and patch["token"] is None
+    # a group emptied removes the object; one unchanged is left alone
+    stored["retry"] = {"base": 2}
+    fs = schema_form.fields(SCHEMA, settings=stored)
+    assert schema_form.merge_patch(fs, ImmutableMultiDict({"s.retry.base": ""}), stored)[0]["retry"] is None
+    assert "retry" not in schema_form.merge_patch(fs, ImmutableMultiDict({"s.retry.base": "2"}), stored)[0]
 
 
 def test_the_apis_problems_are_placed_beside_their_fields() -> None:
@@ -250,6 +258,6 @@ def test_the_apis_problems_are_placed_beside_their_fields() -> None:
         "integrations.hook.token: a bot token starts with 'xoxb-'", "integrations.hook.retry.base: too small",
         "body.name: String should match pattern", "integrations.hook: set exactly one of token or url",
         "integrations.hook.nope: unknown"], fs)
-    assert by_field == {"token": "token: a bot token starts with 'xoxb-'", "retry": "retry.base: too small",
+    assert by_field == {"token": "token: a bot token starts with 'xoxb-'", "retry.base": "retry.base: too small",
                         "name": "String should match pattern"}
     assert rest == ["integrations.hook: set exactly one of token or url", "integrations.hook.nope: unknown"]

@@ -133,7 +133,7 @@ async def create(request: Request, project: ProjectPath) -> Response:
         else:
             by_field, problems = schema_form.place(answer.problems, fs)
             local.update(by_field)
-    for f in fs:
+    for f in schema_form.walk(fs):
         f.problem = local.get(f.name)
     return page(request, "integrations_new.html", who, status=422, section="integrations", kinds=kinds,
                 chosen=chosen, fields=fs, etag=etag, name=name, problems=problems, name_problem=local.get("name"),
@@ -156,7 +156,7 @@ async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status:
     kinds = await _kinds(api)
     kind = next((k for k in kinds if k["kind"] == config["kind"]), None)
     fs = schema_form.fields(kind["schema"], schema_form.common_fields(kinds), config["settings"], posted) if kind else []
-    for f in fs:
+    for f in schema_form.walk(fs):
         f.problem = (field_problems or {}).get(f.name)
     tab = tab if tab in dict(TABS) else "settings"
     logs: dict[str, Any] = {}

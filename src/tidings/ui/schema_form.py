@@ -23,8 +23,9 @@ _MISSING = object()
 @dataclass
 class Field:
     name: str
+    """its path in the settings, dotted (``sync.interval``)"""
     widget: str
-    """text, number, password, checkbox, select, lines, secret-lines, json"""
+    """text, number, password, checkbox, select, lines, secret-lines, json, group (an object's own fields)"""
     parse: str
     """str, int, float, num-or-str, bool, lines-str, lines-int, json"""
     required: bool = False
@@ -41,6 +42,12 @@ class Field:
     problem: str | None = None
     shown: str = ""
     """the value as a reader sees it (the read-only view)"""
+    children: list[Field] = field(default_factory=list)
+    """a group's fields"""
+
+    @property
+    def key(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
 
     @property
     def input_name(self) -> str:
@@ -48,7 +55,7 @@ class Field:
 
     @property
     def id(self) -> str:
-        return "f-s-" + self.name
+        return "f-s-" + self.name.replace(".", "-")
 
 
 def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +66,21 @@ def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return prop
 
 
+def _object(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of an object with fields of its own (a nullable one too), else None."""
+    prop = _resolve(prop, defs)
+    if "anyOf" in prop:
+        options = [_resolve(o, defs) for o in prop["anyOf"] if o.get("type") != "null"]
+        return _object(options[0], defs) if len(options) == 1 else None
+    if prop.get("type") == "object" and prop.get("properties") and not prop.get("additionalProperties"):
+        return prop
+    return None
+
+
 def _shape(prop: dict[str, Any], defs: dict[str, Any]) -> tuple[str, str, list[str]]:
     """(widget, parse, options) for one property."""
+    if _object(prop, defs) is not None:
+        return "group", "group", []
     prop = _resolve(prop, defs)
     secret = prop.get("writeOnly") or prop.get("format") == "password"
     if "anyOf" in prop:
@@ -108,23 +128,36 @@ def _show(value: Any, parse: str) -> str:
 
 
 def fields(schema: dict[str, Any], common: set[str] | None = None, settings: dict[str, Any] | None = None,
-           posted: Any = None) -> list[Field]:
+           posted: Any = None, prefix: str = "", defs: dict[str, Any] | None = None) -> list[Field]:
     """The form's fields for ``schema``, filled from the stored ``settings`` (as the API shows them:
-    secrets as ``{set, masked, reference}``) or from a ``posted`` form being shown again."""
-    defs = schema.get("$defs", {})
+    secrets as ``{set, masked, reference}``) or from a ``posted`` form being shown again. An object
+    with fields of its own (``sync``, ``retry``) is a group of them."""
+    defs = schema.get("$defs", {}) if defs is None else defs
     required = set(schema.get("required", []))
     out = []
-    for name, prop in schema.get("properties", {}).items():
+    for key, prop in schema.get("properties", {}).items():
         if prop.get("deprecated"):
             continue
+        name = prefix + key
         widget, parse, options = _shape(prop, defs)
         secret = widget in ("password", "secret-lines")
         has_default = "default" in prop
-        f = Field(name=name, widget=widget, parse=parse, required=name in required,
-                  help=" ".join(str(prop.get("description") or "").split()), default=prop.get("default"),
-                  has_default=has_default, options=options, secret=secret, common=name in (common or set()))
-        stored = (settings or {}).get(name, _MISSING)
-        if secret:
+        f = Field(name=name, widget=widget, parse=parse, required=key in required,
+                  help=_words(prop.get("description") or _resolve(prop, defs).get("description")
+                              or (_object(prop, defs) or {}).get("description")),
+                  default=prop.get("default"), has_default=has_default, options=options, secret=secret,
+                  common=key in (common or set()))
+        stored = (settings or {}).get(key, _MISSING) if isinstance(settings, dict) else _MISSING
+        if widget == "group":
+            sub = _object(prop, defs) or {}
+            inner = stored if isinstance(stored, dict) else (f.default if isinstance(f.default, dict) else {})
+            f.children = fields(sub, None, stored if isinstance(stored, dict) else None, posted, name + ".", defs)
+            for child in f.children:  # the object's default, when it has one, is its fields' defaults
+                if child.key in inner and not isinstance(stored, dict):
+                    child.default, child.has_default = inner[child.key], True
+            f.shown = _show(stored, "json") if stored is not _MISSING and stored is not None else (
+                "default: " + json.dumps(f.default, ensure_ascii=False) if isinstance(f.default, dict) else "—")
+        elif secret:
             f.secret_state = stored if isinstance(stored, dict) else None
             f.shown = _secret_words(f.secret_state)
         else:
@@ -140,8 +173,22 @@ def fields(schema: dict[str, Any], common: set[str] | None = None, settings: dic
             f.shown = (_show(stored, parse) if stored is not _MISSING else "") or (
                 f"default: {json.dumps(f.default, ensure_ascii=False) if isinstance(f.default, dict | list) else _show(f.default, parse)}" if has_default and f.default not in (None, "", [], {}) else "—")
         out.append(f)
-    out.sort(key=lambda f: (f.common, not f.required, f.name != "description"))
+    out.sort(key=lambda f: (f.common, not f.required, f.key != "description"))
     return out
+
+
+def walk(fs: list[Field]) -> list[Field]:
+    """Every field, a group's fields after it."""
+    out = []
+    for f in fs:
+        out.append(f)
+        out.extend(walk(f.children))
+    return out
+
+
+def _words(text: Any) -> str:
+    """A description as help text: its first paragraph, on one line."""
+    return " ".join(str(text or "").split("\n\n")[0].replace("``", "`").split())
 
 
 def _secret_words(state: dict[str, Any] | None) -> str:
@@ -198,48 +245,69 @@ def parse(f: Field, form: Any) -> tuple[Any, str | None]:
 
 
 def new_settings(fs: list[Field], form: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    """The settings of a new integration: what was filled in and differs from the default."""
+    """The settings of a new integration: what was filled in and differs from the default (a group
+    with nothing filled in is left out)."""
     out, problems = {}, {}
     for f in fs:
+        if f.widget == "group":
+            sub, inner = new_settings(f.children, form)
+            problems.update(inner)
+            if sub:
+                out[f.key] = sub
+            continue
         value, problem = parse(f, form)
         if problem:
             problems[f.name] = problem
         elif value is not None and not (f.has_default and value == f.default):
-            out[f.name] = value
+            out[f.key] = value
     return out, problems
 
 
 def merge_patch(fs: list[Field], form: Any, current: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """A JSON merge patch from the stored settings to what the form says: a field emptied removes
-    the setting; a secret left empty keeps what is stored (its "remove" box removes it)."""
+    the setting; a secret left empty keeps what is stored (its "remove" box removes it); a group
+    emptied removes the object."""
     patch: dict[str, Any] = {}
     problems = {}
     for f in fs:
+        stored = current.get(f.key, _MISSING)
+        if f.widget == "group":
+            given, inner = new_settings(f.children, form)
+            problems.update(inner)
+            if isinstance(stored, dict):
+                sub, inner = merge_patch(f.children, form, stored)
+                problems.update(inner)
+                if not given and sub:
+                    patch[f.key] = None
+                elif sub:
+                    patch[f.key] = sub
+            elif given:
+                patch[f.key] = given
+            continue
         if f.secret:
-            if form.get(CLEAR_PREFIX + f.name) is not None and f.name in current:
-                patch[f.name] = None
+            if form.get(CLEAR_PREFIX + f.name) is not None and stored is not _MISSING:
+                patch[f.key] = None
             elif (text := form.get(f.input_name, "")) and (f.widget == "password" or text.strip()):
-                patch[f.name] = parse(f, form)[0]
+                patch[f.key] = parse(f, form)[0]
             continue
         value, problem = parse(f, form)
         if problem:
             problems[f.name] = problem
             continue
-        stored = current.get(f.name, _MISSING)
         if f.widget == "checkbox":
             effective = stored if stored is not _MISSING else (f.default if f.has_default else False)
             if bool(value) != bool(effective):
-                patch[f.name] = value
+                patch[f.key] = value
             continue
         if value is None:
             if stored is not _MISSING:
-                patch[f.name] = None
+                patch[f.key] = None
             continue
         if stored is _MISSING:
             if not (f.has_default and value == f.default):
-                patch[f.name] = value
+                patch[f.key] = value
         elif value != stored:
-            patch[f.name] = value
+            patch[f.key] = value
     return patch, problems
 
 
@@ -251,19 +319,22 @@ _PATH = re.compile(r"^(?:integrations\.(?P<i>[^.:\[]+)|body|settings|body\.setti
 def place(lines: list[str], fs: list[Field], extra: tuple[str, ...] = ("name", "kind")) -> tuple[dict[str, str], list[str]]:
     """The API's problem lines: those naming a field (``integrations.x.token: ...``, ``body.name: ...``)
     by field name, the others as they are."""
-    known = {f.name for f in fs}
+    known = {f.name for f in walk(fs)}
     by_field: dict[str, str] = {}
     rest: list[str] = []
     for line in lines:
         m = _PATH.match(line)
         if m and m.group("rest"):
-            parts = re.split(r"[.\[\]]", m.group("rest").lstrip("."))
-            head = next((p for p in parts if p), "")
-            if head == "settings" and len(parts) > 1:
-                head = next((p for p in parts[1:] if p), "")
-            if head in known or head in extra:
-                words = f"{m.group('rest').lstrip('.')}: {m.group('msg')}" if head not in extra else m.group("msg")
-                by_field[head] = (by_field[head] + "; " if head in by_field else "") + words
+            path = m.group("rest").lstrip(".")
+            parts = [p for p in re.split(r"[.\[\]]", path) if p]
+            if parts and parts[0] == "settings":
+                parts = parts[1:]
+            found = next((".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in known), None)
+            if found is None and parts and parts[0] in extra:
+                found = parts[0]
+            if found is not None:
+                words = m.group("msg") if found in extra else f"{path}: {m.group('msg')}"
+                by_field[found] = (by_field[found] + "; " if found in by_field else "") + words
                 continue
         rest.append(line)
     return by_field, rest
