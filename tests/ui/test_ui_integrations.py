@@ -261,3 +261,34 @@ def test_the_apis_problems_are_placed_beside_their_fields() -> None:
     assert by_field == {"token": "token: a bot token starts with 'xoxb-'", "retry.base": "retry.base: too small",
                         "name": "String should match pattern"}
     assert rest == ["integrations.hook: set exactly one of token or url", "integrations.hook.nope: unknown"]
+
+
+def test_sync_settings_are_fields_and_sync_now_runs_it(admin_page: Any, background: Background) -> None:
+    from peers.github_api import GitHubAPI
+
+    github = GitHubAPI(tokens={"ghp_uitesttoken0001"})
+    background.run(github.start())
+    try:
+        github.open_issue("octo/ui", "Broken login page")
+        page = admin_page
+        name = unique("gh")
+        page.goto("/ui/p/default/integrations/new?kind=github")
+        page.get_by_label("Integration name").fill(name)
+        page.get_by_label("token", exact=True).fill("ghp_uitesttoken0001")
+        page.get_by_label("api_url").fill(github.url)
+        page.get_by_label("sync.repository").fill("octo/ui")
+        page.get_by_label("sync.create").select_option("import")
+        page.get_by_label("sync.interval").fill("1h")
+        page.get_by_text("Delivery and network settings").click()
+        page.get_by_label("allow_destinations").fill("127.0.0.1")
+        page.get_by_role("button", name="Create integration").click()
+        page.wait_for_url(re.compile(rf"/integrations/{name}$"))
+        expect(page.get_by_label("sync.interval")).to_have_value("1h")
+        page.get_by_role("button", name="Sync now").click()
+        expect(page.get_by_role("status").filter(has_text=f"Sync of {name} started")).to_be_visible()
+        expect(page.get_by_role("link", name="Sync runs")).to_have_attribute("aria-current", "page")
+        run = page.get_by_role("row").filter(has_text="manual")  # it goes on in the background; the table follows
+        expect(run.get_by_role("cell").nth(2)).to_have_text("ok", timeout=30_000)
+        expect(run.get_by_role("cell").nth(3)).to_have_text("1")  # one issue imported as a task
+    finally:
+        background.run(github.stop())

@@ -179,7 +179,8 @@ async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status:
                 config=config, item={**item, "shown_health": health_of(item)}, kind=kind, fields=fs, tab=tab,
                 tabs=TABS, logs=logs, etag=etag or answer.headers.get("etag", ""), problems=problems or [],
                 result=result, hook=hook, hook_secrets=secrets, syncs=bool(config["settings"].get("sync")),
-                conflict=conflict)
+                conflict=conflict, here=_page_url(project, name),
+                running=any(r.get("status") == "running" for r in logs.get("items", [])) if tab == "sync" else False)
 
 
 async def _log(api: Api, path: str, **params: Any) -> dict[str, Any]:
