@@ -233,8 +233,8 @@ async def test(request: Request, project: ProjectPath, name: NamePath) -> Respon
     answer = await api.post(f"{_base(project)}/integrations/{quote(name, safe='')}/test")
     _refused(answer)
     result = answer.data if answer.ok else {"ok": False, "status": "refused", "error": answer.problem}
-    if request.headers.get("hx-request"):
-        return page(request, "integrations_detail.html", who, name=name, result=result)  # ?part=test_result
+    if request.headers.get("hx-request") and request.query_params.get("part") == "test_result":
+        return page(request, "integrations_detail.html", who, name=name, result=result)
     return await _detail(request, api, who, name, result=result)
 
 
