@@ -225,7 +225,8 @@ def test_a_posted_form_makes_new_settings_and_a_merge_patch() -> None:
     from tidings.ui import schema_form
 
     fs = schema_form.fields(SCHEMA)
-    form = ImmutableMultiDict({"s.url": "https://x.example", "s.token": "s3cret", "s.method": "POST", "s.verify": "true",
+    form = ImmutableMultiDict({"s.url": "https://x.example", "s.token": "s3cret", "s.method": "POST",
+                               "s.verify": "true",
                                "s.burst": "5", "s.timeout": "30s", "s.to": "a\n\n b \n", "s.retry.base": "5",
                                "s.headers": "{\"X\": \"1\"}"})
     settings, problems = schema_form.new_settings(fs, form)

@@ -59,10 +59,6 @@ async def _listed(api: Api, project: str) -> tuple[list[dict[str, Any]], str]:
     return list(answer.data), answer.headers.get("etag", "")
 
 
-async def _who(request: Request, api: Api, project: str) -> Viewer:
-    return await viewer(api, project)
-
-
 def _refused(answer: Answer) -> None:
     if answer.status == 401:
         raise SignInNeeded()
@@ -108,7 +104,7 @@ async def new(request: Request, seen: Seen, kind: str | None = None) -> Response
 @router.post("/ui/p/{project}/integrations/new")
 async def create(request: Request, project: ProjectPath) -> Response:
     form, api = await form_api(request)
-    who = await _who(request, api, project)
+    who = await viewer(api, project)
     kinds = await _kinds(api)
     chosen = next((k for k in kinds if k["kind"] == form.get("kind")), None)
     if chosen is None:
@@ -155,7 +151,8 @@ async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status:
     item = next((i for i in items if i["name"] == name), {"name": name, "kind": config["kind"], "health": None})
     kinds = await _kinds(api)
     kind = next((k for k in kinds if k["kind"] == config["kind"]), None)
-    fs = schema_form.fields(kind["schema"], schema_form.common_fields(kinds), config["settings"], posted) if kind else []
+    common = schema_form.common_fields(kinds)
+    fs = schema_form.fields(kind["schema"], common, config["settings"], posted) if kind else []
     for f in schema_form.walk(fs):
         f.problem = (field_problems or {}).get(f.name)
     tab = tab if tab in dict(TABS) else "settings"
@@ -173,12 +170,14 @@ async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status:
             problems_of = {d.data["id"]: d.data.get("problems", []) for d in details if d.ok}
             for run in logs["items"]:
                 run["problems"] = problems_of.get(run["id"], [])
-    hook = f"{str(request.base_url).rstrip('/')}/hooks/{quote(name, safe='')}" if item.get("receives") else None
-    secrets = [f for f in fs if f.secret and _RECEIVING.search(f.help)] if hook else []
+    hook_url = f"{str(request.base_url).rstrip('/')}/hooks/{quote(name, safe='')}"
+    hook = hook_url if item.get("receives") else None
+    secrets = [f for f in fs if f.secret and _RECEIVING.search(f.help)]
     return page(request, "integrations_detail.html", who, status=status, section="integrations", name=name,
                 config=config, item={**item, "shown_health": health_of(item)}, kind=kind, fields=fs, tab=tab,
                 tabs=TABS, logs=logs, etag=etag or answer.headers.get("etag", ""), problems=problems or [],
-                result=result, hook=hook, hook_secrets=secrets, syncs=bool(config["settings"].get("sync")),
+                result=result, hook=hook, hook_url=hook_url, hook_secrets=secrets,
+                syncs=bool(config["settings"].get("sync")),
                 conflict=conflict, here=_page_url(project, name),
                 running=any(r.get("status") == "running" for r in logs.get("items", [])) if tab == "sync" else False)
 
@@ -200,7 +199,7 @@ async def integration(request: Request, seen: Seen, name: NamePath, tab: str = "
 @router.post("/ui/p/{project}/integrations/{name}")
 async def save(request: Request, project: ProjectPath, name: NamePath) -> Response:
     form, api = await form_api(request)
-    who = await _who(request, api, project)
+    who = await viewer(api, project)
     path = f"{_base(project)}/integrations/{quote(name, safe='')}"
     current = await api.get(path)
     if not current.ok:
@@ -229,7 +228,7 @@ async def save(request: Request, project: ProjectPath, name: NamePath) -> Respon
 @router.post("/ui/p/{project}/integrations/{name}/test")
 async def test(request: Request, project: ProjectPath, name: NamePath) -> Response:
     _, api = await form_api(request)
-    who = await _who(request, api, project)
+    who = await viewer(api, project)
     answer = await api.post(f"{_base(project)}/integrations/{quote(name, safe='')}/test")
     _refused(answer)
     result = answer.data if answer.ok else {"ok": False, "status": "refused", "error": answer.problem}
@@ -245,7 +244,7 @@ async def _act(request: Request, project: str, name: str, method: str, rest: str
     if answer.ok:
         return go(request, _page_url(project, name, back), flash=done)
     _refused(answer)
-    who = await _who(request, api, project)
+    who = await viewer(api, project)
     tab = back.removeprefix("?tab=") if back else "settings"
     return await _detail(request, api, who, name, status=answer.status, problems=answer.problems, tab=tab)
 
@@ -312,7 +311,7 @@ async def delete(request: Request, project: ProjectPath, name: NamePath) -> Resp
         extra = f"; {killed} unfinished deliveries ended as dead" if killed else ""
         return go(request, project_url(project, "integrations"), flash=f"Integration {name} deleted{extra}")
     _refused(answer)
-    who = await _who(request, api, project)
+    who = await viewer(api, project)
     found = _PENDING.search(answer.problem)
     refusal = {"status": answer.status, "lines": [CONFLICT] if answer.status == 412 else answer.problems,
                "pending": int(found.group(1)) if answer.status == 409 and found else None}

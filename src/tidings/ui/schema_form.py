@@ -170,11 +170,19 @@ def fields(schema: dict[str, Any], common: set[str] | None = None, settings: dic
                 f.checked = (posted.get(f.input_name) is not None) if posted is not None else bool(current)
             if widget == "select" and not f.value and has_default and f.default is not None:
                 f.value = str(f.default)
-            f.shown = (_show(stored, parse) if stored is not _MISSING else "") or (
-                f"default: {json.dumps(f.default, ensure_ascii=False) if isinstance(f.default, dict | list) else _show(f.default, parse)}" if has_default and f.default not in (None, "", [], {}) else "—")
+            f.shown = (_show(stored, parse) if stored is not _MISSING else "") or _default_words(f)
         out.append(f)
     out.sort(key=lambda f: (f.common, not f.required, f.key != "description"))
     return out
+
+
+def _default_words(f: Field) -> str:
+    if not f.has_default or f.default in (None, "", [], {}):
+        return "—"
+    if isinstance(f.default, dict | list):
+        return f"default: {json.dumps(f.default, ensure_ascii=False)}"
+    shown = _show(f.default, f.parse)
+    return f"default: {shown}"
 
 
 def walk(fs: list[Field]) -> list[Field]:
@@ -312,11 +320,12 @@ def merge_patch(fs: list[Field], form: Any, current: dict[str, Any]) -> tuple[di
 
 
 # -- the API's problems beside their fields ----------------------------------------------------------
-_PATH = re.compile(r"^(?:integrations\.(?P<i>[^.:\[]+)|body|settings|body\.settings)(?P<rest>[.\[][^:]*)?:\s*(?P<msg>.*)$",
-                   re.S)
+_PATH = re.compile(
+    r"^(?:integrations\.(?P<i>[^.:\[]+)|body|settings|body\.settings)(?P<rest>[.\[][^:]*)?:\s*(?P<msg>.*)$", re.S)
 
 
-def place(lines: list[str], fs: list[Field], extra: tuple[str, ...] = ("name", "kind")) -> tuple[dict[str, str], list[str]]:
+def place(lines: list[str], fs: list[Field],
+          extra: tuple[str, ...] = ("name", "kind")) -> tuple[dict[str, str], list[str]]:
     """The API's problem lines: those naming a field (``integrations.x.token: ...``, ``body.name: ...``)
     by field name, the others as they are."""
     known = {f.name for f in walk(fs)}
