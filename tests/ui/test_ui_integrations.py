@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Background, Site, check_page, sign_in
 from fake_slack import FakeSlack
 from playwright.sync_api import expect
+from ui_support import Background, Site, check_page, sign_in
 
 _names = itertools.count(1)
 
