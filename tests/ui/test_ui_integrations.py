@@ -82,7 +82,7 @@ def test_an_admin_creates_a_slack_integration_and_tests_it(admin_page: Any, slac
 def test_a_validation_error_is_shown_beside_its_field(admin_page: Any) -> None:
     page = admin_page
     name = unique("badslack")
-    page.goto("/ui/p/default/integrations/new?kind=slack")
+    page.goto("/ui/p/default/new-integration?kind=slack")
     page.get_by_label("Integration name").fill(name)
     page.get_by_label("token", exact=True).fill("not-a-bot-token-1234")
     page.get_by_label("channel", exact=True).fill("#alerts")
@@ -273,7 +273,7 @@ def test_sync_settings_are_fields_and_sync_now_runs_it(admin_page: Any, backgrou
         github.open_issue("octo/ui", "Broken login page")
         page = admin_page
         name = unique("gh")
-        page.goto("/ui/p/default/integrations/new?kind=github")
+        page.goto("/ui/p/default/new-integration?kind=github")
         page.get_by_label("Integration name").fill(name)
         page.get_by_label("token", exact=True).fill("ghp_uitesttoken0001")
         page.get_by_label("api_url").fill(github.url)

@@ -90,7 +90,7 @@ async def _none() -> None:
 
 
 # -- creating ----------------------------------------------------------------------------------------
-@router.get("/ui/p/{project}/integrations/new")
+@router.get("/ui/p/{project}/new-integration")
 async def new(request: Request, seen: Seen, kind: str | None = None) -> Response:
     api, who = seen
     kinds = await _kinds(api)
@@ -101,14 +101,14 @@ async def new(request: Request, seen: Seen, kind: str | None = None) -> Response
                 fields=fs, etag=tag, name="", problems=[], name_problem=None)
 
 
-@router.post("/ui/p/{project}/integrations/new")
+@router.post("/ui/p/{project}/new-integration")
 async def create(request: Request, project: ProjectPath) -> Response:
     form, api = await form_api(request)
     who = await viewer(api, project)
     kinds = await _kinds(api)
     chosen = next((k for k in kinds if k["kind"] == form.get("kind")), None)
     if chosen is None:
-        return go(request, project_url(project, "integrations/new"))
+        return go(request, project_url(project, "new-integration"))
     common = schema_form.common_fields(kinds)
     fs = schema_form.fields(chosen["schema"], common, posted=form)
     settings, local = schema_form.new_settings(fs, form)
