@@ -166,9 +166,9 @@ def _previews(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          text=payload.get("text") or "", to=payload.get("to") or [], problem=payload.get("problem"))
         elif isinstance(payload, dict) and t["kind"] == "teams" and payload.get("attachments"):
             shown.update(view="json", what="Adaptive Card", json=payload["attachments"][0].get("content", payload))
-        elif isinstance(payload, dict) and t["kind"] == "slack" and "blocks" in payload:
-            shown.update(view="json", what="Block Kit blocks", json=payload["blocks"],
-                         text=payload.get("text"), channel=payload.get("channel"))
+        elif isinstance(payload, dict) and t["kind"] == "slack":
+            shown.update(view="json", what="Block Kit message", json=payload, text=payload.get("text"),
+                         channel=payload.get("channel"))
         else:
             shown.update(view="json", what="Payload", json=payload)
         out.append(shown)
