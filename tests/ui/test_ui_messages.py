@@ -182,6 +182,12 @@ def test_a_viewer_sees_messages_but_no_button_that_changes_them(page: Any, hub_s
     page.get_by_role("link", name="Seen by a viewer").click()
     expect(page.locator("#message-state .badge.s-dead")).to_be_visible()
     expect(page.get_by_role("button")).to_have_count(1)  # only Sign out
+    page.goto("/ui/p/default/send")  # by its address: a viewer may preview, not send
+    page.get_by_label("Title").fill("Only a look")
+    page.get_by_label("To", exact=True).select_option([name])
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_role("region", name=re.compile(name))).to_contain_text('"title": "Only a look"')
+    expect(page.get_by_role("button", name="Send", exact=True)).to_have_count(0)
     # The API refuses what the page doesn't offer, should a viewer post it anyway.
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
     r = page.request.post(f"/ui/p/default/messages/{message_id}/ack", form={"csrf_token": token}, max_redirects=0)

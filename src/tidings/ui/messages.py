@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -102,7 +103,7 @@ async def retry_all(request: Request, project: ProjectPath) -> Response:
     answer = await api.post(_api(project, "deliveries/retry"), json=body)
     back = form.get("message_id", "")
     target = (project_url(project, f"messages/{back}") if back.replace("-", "").isalnum()
-              else project_url(project, "messages") + (f"?integration={integration}" if integration else ""))
+              else project_url(project, "messages") + (f"?{urlencode({'integration': integration})}" if integration else ""))
     if answer.ok:
         n = len(answer.data["retried"])
         what = f" of {integration}" if integration else ""
@@ -211,6 +212,8 @@ async def send(request: Request, seen: Seen, project: ProjectPath) -> Response:
         return await _send_page(request, seen, form, problems=answer.problems, status=answer.status)
     accepted = answer.data
     n = len(accepted.get("deliveries", []))
-    flash = (f"Scheduled for {accepted['send_at'] and dt.datetime.fromtimestamp(accepted['send_at'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
-             if accepted.get("status") == "scheduled" else f"Accepted: {n} deliver{'y' if n == 1 else 'ies'} under way")
+    if accepted.get("status") == "scheduled":
+        flash = f"Scheduled for {dt.datetime.fromtimestamp(accepted['send_at'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+    else:
+        flash = f"Accepted: {n} deliver{'y' if n == 1 else 'ies'} under way"
     return go(request, project_url(project, f"messages/{accepted['id']}"), flash=flash)
