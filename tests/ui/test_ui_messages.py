@@ -139,6 +139,8 @@ def test_the_preview_shows_each_target_as_its_platform_would(admin_page: Any, hu
     frame = page.frame_locator(f"section:has(h3:text('{mail}')) iframe")
     expect(frame.locator("body")).to_contain_text("v2.3 is live")
     assert page.locator("iframe").first.get_attribute("sandbox") == ""  # no script, no same origin
+    # styled as a mail program shows it: the page's policy allows exactly the email's inline styles
+    assert frame.locator("h1").evaluate("el => getComputedStyle(el).fontSize") == "20px"
     expect(page.get_by_role("region", name=re.compile(chat))).to_contain_text('"type": "section"')
     expect(page.get_by_role("region", name=re.compile(cards))).to_contain_text('"type": "AdaptiveCard"')
     expect(page.get_by_label("Title")).to_have_value("Deploy finished")  # the form keeps what was typed

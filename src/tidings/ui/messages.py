@@ -4,7 +4,10 @@ target. Everything is read from and done through ``/api/v1/projects/{project}/..
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+from html.parser import HTMLParser
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -183,9 +186,46 @@ async def _send_page(request: Request, seen: tuple[Api, Any], form: ImmutableMul
     names = [i["name"] for i in await _integrations(api, viewer.project) if i.get("sends")]
     values = {k: form.get(k, "") for k in ("title", "body", "format", "priority", "labels", "thread_key", "send_at",
                                            "delay")} if form else {"format": "plain", "priority": "medium"}
-    return page(request, "send.html", viewer, status=status, section="send", integrations=names,
-                chosen=form.getlist("to") if form else [], values=values, formats=FORMATS, priorities=PRIORITIES,
-                problems=problems or [], previews=previews)
+    response = page(request, "send.html", viewer, status=status, section="send", integrations=names,
+                    chosen=form.getlist("to") if form else [], values=values, formats=FORMATS, priorities=PRIORITIES,
+                    problems=problems or [], previews=previews)
+    styles = _style_hashes([p["html"] for p in previews or [] if p.get("view") == "email"])
+    if styles:
+        policy = response.headers["Content-Security-Policy"]
+        response.headers["Content-Security-Policy"] = policy.replace(
+            "style-src 'self'", "style-src 'self' 'unsafe-hashes' " + " ".join(styles), 1)
+    return response
+
+
+MAX_STYLE_HASHES = 200
+
+
+def _style_hashes(documents: list[str]) -> list[str]:
+    """CSP hash sources of the inline styles (``style`` attributes and ``<style>`` elements) of
+    the emails previewed: a ``srcdoc`` frame inherits the page's policy, which allows no inline
+    style; allowing exactly these shows each email as a mail program would, and nothing else
+    (a style can't run a script; the frame is sandboxed anyway). None past the limit."""
+    found: set[str] = set()
+
+    class Styles(HTMLParser):
+        in_style = False
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.update(v for k, v in attrs if k == "style" and v is not None)
+            self.in_style = tag == "style"
+
+        def handle_endtag(self, tag: str) -> None:
+            self.in_style = False
+
+        def handle_data(self, data: str) -> None:
+            if self.in_style:
+                found.add(data)
+
+    for document in documents:
+        Styles(convert_charrefs=True).feed(document)
+    if not found or len(found) > MAX_STYLE_HASHES:
+        return []
+    return sorted(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in found)
 
 
 @router.get("/ui/p/{project}/send")
