@@ -625,6 +625,16 @@ class Hub:
         async with self.require_store().read() as conn:
             return await queries.list_deliveries(conn, **filters)
 
+    async def message_list(self, **filters: Any) -> dict[str, Any]:
+        """Messages newest first with their deliveries counted (see :func:`queries.list_messages`)."""
+        async with self.require_store().read() as conn:
+            return await queries.list_messages(conn, **filters)
+
+    async def delivery_summary(self, **filters: Any) -> dict[str, Any]:
+        """Deliveries per minute by status, what waits, what is dead (see :func:`queries.delivery_summary`)."""
+        async with self.require_store().read() as conn:
+            return await queries.delivery_summary(conn, **filters)
+
     async def delivery(self, delivery_id: str, *, project: str | None = None) -> dict[str, Any]:
         async with self.require_store().read() as conn:
             return await queries.get_delivery(conn, delivery_id, project)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, text, true, update
+from sqlalchemy import BigInteger, and_, bindparam, case, cast, func, or_, select, text, true, update
 
 from ..acks import acks_of
 from ..audit import SYSTEM, Actor, append
@@ -108,6 +108,107 @@ async def list_deliveries(
         q = q.where(deliveries.c.integration == integration)
     return await newest_first(conn, q, deliveries.c.id, limit=limit, before=before,
                               item=lambda r: {**_delivery(r), "title": r.title})
+
+
+async def list_messages(
+    conn: Conn,
+    *,
+    status: str | None = None,
+    integration: str | None = None,
+    priority: str | None = None,
+    since: float | None = None,
+    limit: int = 50,
+    before: str | None = None,
+    project: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Messages newest first, ``limit`` at a time (pass ``next`` as ``before``), each with its
+    deliveries counted by status and the integrations they go to. ``status`` and ``integration``
+    keep messages with at least one such delivery (both: one delivery that is both); ``since``
+    (seconds) those created that recently; ``priority`` a priority's name."""
+    from ..message import Priority
+    from ..store.recipient_tables import schedules
+
+    now = time.time() if now is None else now
+    q = (select(messages.c.id, messages.c.created_at, messages.c.title, messages.c.priority, messages.c.thread_key,
+                messages.c.data, schedules.c.status.label("scheduled"), schedules.c.due_at)
+         .outerjoin(schedules, schedules.c.message_id == messages.c.id))
+    if project is not None:
+        q = q.where(messages.c.project == project)
+    if priority:
+        q = q.where(messages.c.priority == Priority(priority).rank)
+    if since is not None:
+        q = q.where(messages.c.id >= id_floor(now - since))
+    if status or integration:
+        if status and status not in STATUSES:
+            raise TidingsError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+        has = select(deliveries.c.id).where(deliveries.c.message_id == messages.c.id)
+        if status:
+            has = has.where(deliveries.c.status == status)
+        if integration:
+            has = has.where(deliveries.c.integration == integration)
+        q = q.where(has.exists())
+    page = await newest_first(conn, q, messages.c.id, limit=limit, before=before, item=lambda r: r)
+    rows = page["items"]
+    counts: dict[str, dict[str, int]] = {r.id: {} for r in rows}
+    targets: dict[str, set[str]] = {r.id: set() for r in rows}
+    if rows:
+        found = await conn.execute(
+            select(deliveries.c.message_id, deliveries.c.integration, deliveries.c.status, func.count())
+            .where(deliveries.c.message_id.in_(list(counts)))
+            .group_by(deliveries.c.message_id, deliveries.c.integration, deliveries.c.status))
+        for message_id, name, state, n in found:
+            counts[message_id][state] = counts[message_id].get(state, 0) + n
+            targets[message_id].add(name)
+
+    def item(r: Any) -> dict[str, Any]:
+        stored = Message.from_stored(r.data)
+        status_of = r.scheduled if r.scheduled in ("scheduled", "cancelled", "failed") else "routed"
+        return {"id": r.id, "created_at": r.created_at, "title": r.title, "priority": Priority.from_rank(r.priority).value,
+                "labels": dict(stored.labels), "thread_key": r.thread_key, "status": status_of,
+                "send_at": r.due_at, "deliveries": counts[r.id], "integrations": sorted(targets[r.id])}
+
+    return {"items": [item(r) for r in rows], "next": page["next"]}
+
+
+async def delivery_summary(conn: Conn, *, minutes: int = 60, project: str | None = None,
+                           now: float | None = None) -> dict[str, Any]:
+    """What a dashboard shows: the deliveries made in each of the last ``minutes`` minutes by
+    their status now (oldest minute first), the deliveries waiting (pending, sending, retrying,
+    held) and the oldest of them, and the dead ones, however old. Reads the id range of the
+    window and the partial indexes of unfinished and held deliveries, never the whole history."""
+    now = time.time() if now is None else now
+    start = (int(now) // 60 - minutes + 1) * 60
+    minute = (cast(deliveries.c.created_at, BigInteger) // 60).label("minute")
+    q = (select(minute, deliveries.c.status, func.count()).where(deliveries.c.id >= id_floor(start))
+         .group_by(minute, deliveries.c.status))
+    if project is not None:
+        q = q.join(messages, messages.c.id == deliveries.c.message_id).where(messages.c.project == project)
+    per: dict[int, dict[str, int]] = {}
+    for m, state, n in await conn.execute(q):
+        per.setdefault(int(m) * 60, {})[state] = n
+    mine = " AND message_id IN (SELECT id FROM messages WHERE project = :project)" if project is not None else ""
+    active = text(f"SELECT count(*), min(created_at) {from_active_deliveries(conn.dialect.name)}{mine}")
+    # Literal statuses: the partial index of held states serves them (bound parameters would hide it).
+    held = text(f"SELECT status, count(*), min(created_at) FROM deliveries WHERE (status = 'held' OR status = 'dead'){mine}"
+                " GROUP BY status")
+    params = {"project": project} if project is not None else {}
+    waiting, oldest = (await conn.execute(active, params)).one()
+    waiting = int(waiting or 0)
+    dead = 0
+    for state, n, first in await conn.execute(held, params):
+        if state == "dead":
+            dead = int(n)
+        else:
+            waiting += int(n)
+            oldest = first if oldest is None else min(oldest, first)
+    return {
+        "since": float(start),
+        "minutes": [{"at": float(at), "counts": per.get(at, {})} for at in range(start, start + minutes * 60, 60)],
+        "waiting": waiting,
+        "oldest_waiting_at": oldest,
+        "dead": dead,
+    }
 
 
 async def _delivery_row(conn: Conn, delivery_id: str, project: str | None) -> Any:

@@ -26,7 +26,7 @@ from ..errors import MessageError, NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
 from ..integrations.base import PROJECT_SLUG
-from ..message import Message
+from ..message import Message, Priority
 from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
 from ..units import parse_duration
 from . import messages, schemas
@@ -152,6 +152,31 @@ async def post_message(
 
 
 @routes.get(
+    "/messages", dependencies=[allow("message:read")],
+    response_model=schemas.MessagePage,
+    summary="List messages",
+    description="Newest first, `limit` at a time, each with its deliveries counted by status; pass `next` as "
+    "`before` for the next page. `status` and `integration` keep the messages with a delivery in that status "
+    "or to that integration (both: one delivery that is both); `since` those sent within that long (30m, 1h, 2d).",
+    responses=api_errors(),
+)
+async def list_messages(
+    hub: HubDep,
+    project: ProjectDep,
+    status: Annotated[Literal[STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+    integration: Annotated[str | None, Query(max_length=100)] = None,
+    priority: Annotated[Priority | None, Query()] = None,
+    since: Annotated[str | None, Query(pattern=schemas.DURATION, max_length=32, description="30m, 1h, 2d")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[str | None, Query(max_length=36, description=PAGE)] = None,
+) -> dict[str, Any]:
+    return await hub.message_list(status=status, integration=integration,
+                                  priority=priority.value if priority is not None else None,
+                                  since=parse_duration(since) if since is not None else None,
+                                  limit=limit, before=before, project=project)
+
+
+@routes.get(
     "/messages/{message_id}",
     dependencies=[allow("message:read")],
     response_model=schemas.MessageOut,
@@ -193,6 +218,20 @@ async def list_deliveries(
     before: Annotated[str | None, Query(description=PAGE)] = None,
 ) -> dict[str, Any]:
     return await hub.deliveries(status=status, integration=integration, limit=limit, before=before, project=project)
+
+
+@routes.get(
+    "/deliveries/summary", dependencies=[allow("message:read")],
+    response_model=schemas.DeliverySummary,
+    summary="Summarise deliveries",
+    description="For a dashboard: the deliveries made in each of the last `minutes` minutes by their status now, "
+    "how many wait (pending, sending, retrying, held) and since when, and how many are dead.",
+    responses=api_errors(),
+)
+async def summarise_deliveries(
+    hub: HubDep, project: ProjectDep, minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
+) -> dict[str, Any]:
+    return await hub.delivery_summary(minutes=minutes, project=project)
 
 
 class BulkRetryIn(BaseModel):

@@ -125,6 +125,38 @@ class DeliveryPage(Out):
     next: str | None = Field(description="pass as `before` for the next page; null on the last one")
 
 
+class MessageListed(Out):
+    id: str
+    created_at: float
+    title: str
+    priority: Priority
+    labels: dict[str, str]
+    thread_key: str | None
+    status: Literal["routed", "scheduled", "cancelled", "failed"] = Field(
+        description="`routed`, or a scheduled message's `scheduled`, `cancelled` or `failed`")
+    send_at: float | None = Field(description="a scheduled message: when it is (or was) routed")
+    deliveries: dict[str, int] = Field(description="its deliveries counted by status")
+    integrations: list[str] = Field(description="the integrations its deliveries go to")
+
+
+class MessagePage(Out):
+    items: list[MessageListed]
+    next: str | None = Field(description="pass as `before` for the next page; null on the last one")
+
+
+class MinuteCounts(Out):
+    at: float = Field(description="the minute's start, Unix time")
+    counts: dict[str, int] = Field(description="deliveries made in that minute, by their status now")
+
+
+class DeliverySummary(Out):
+    since: float = Field(description="the start of the first minute")
+    minutes: list[MinuteCounts] = Field(description="oldest first, one per minute, empty ones too")
+    waiting: int = Field(description="deliveries not finished: pending, sending, retrying or held, however old")
+    oldest_waiting_at: float | None = Field(description="when the oldest of them was made")
+    dead: int = Field(description="dead deliveries, however old (retry them to bring them back)")
+
+
 class Link(BaseModel):
     label: str
     url: str
