@@ -9,9 +9,9 @@ import re
 from typing import Any
 
 import httpx
-from conftest import Background, Site, check_page
 from playwright.sync_api import expect
 from sink import Reply, Sink
+from ui_support import Background, Site, check_page
 
 
 def test_the_dashboard_counts_deliveries_and_follows_an_outage_live(admin_page: Any, hub_site: Site,

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from cli_support import wait_until
-from conftest import Background, Site, check_page, sign_in
 from playwright.sync_api import expect
 from sink import Reply, Sink
+from ui_support import Background, Site, check_page, sign_in
 
 _names = itertools.count(1)
 MESSAGES = "/api/v1/projects/default/messages"

@@ -82,8 +82,11 @@ def hub_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the session: while playwright's synchronous API is
+    started it keeps its event loop marked running in this thread, and an asyncio test that the
+    same xdist worker runs next could not start its own (the module's end stops it)."""
     if not CHROMIUM.exists():
         pytest.fail(f"the UI tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium; .ci/run does)")
     from playwright.sync_api import sync_playwright
