@@ -55,10 +55,14 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def hub_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """``tidings init`` and ``tidings serve`` (SQLite, dispatching) in a folder of this module."""
+def hub_site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Site]:
+    """``tidings init`` and ``tidings serve`` (SQLite, dispatching) in a folder of this module; a
+    module's ``SITE_YAML`` is added to its tidings.yaml first (what a process reads at start only)."""
     path = tmp_path_factory.mktemp("ui-site")
     ran = tidings(path, "init").ok()
+    extra = getattr(request.module, "SITE_YAML", "")
+    if extra:
+        (path / "tidings.yaml").write_text((path / "tidings.yaml").read_text() + "\n" + extra)
     email, password = PASSWORD.search(ran.out).groups()  # type: ignore[union-attr]
     [token] = TOKEN.findall(ran.out)
     port = free_port()
