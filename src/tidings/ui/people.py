@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from ..accounts.roles import ROLES
-from .client import Api
+from .client import Api, ApiError
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url, seen
 from .render import go, page
@@ -94,7 +94,10 @@ async def people(request: Request, seen: SeenSite) -> Response:
 async def _people_refused(request: Request, api: Api, answer: Any, where: str, form: dict[str, Any]) -> Response:
     problems = refused(answer)
     _, who = await seen_site(request)
-    return await _people(request, api, who, status=answer.status, problems=problems, form=form, where=where)
+    try:
+        return await _people(request, api, who, status=answer.status, problems=problems, form=form, where=where)
+    except ApiError:  # not a site admin: the page can't be shown; the change's refusal is the answer
+        raise ApiError(answer) from None
 
 
 @router.post("/ui/people/users")
