@@ -4,7 +4,7 @@
 Fixtures:
 - ``hub_site``: the running server (``url``, the admin's email and password, an API token, its folder);
   ``hub_site.api(method, path, json=...)`` calls its API as the admin (to set the stage).
-- ``browser``: chromium, one per worker; ``page``: a fresh context and page per test (1280x900).
+- ``browser``: chromium, one per module (see there); ``page``: a fresh context and page per test (1280x900).
 - ``sign_in(page, email, password)``; ``person(role)``: a user with that role in ``default``
   (email, password).
 - ``check_page(page, name)``: axe-core on the page (no serious or critical violation) and
@@ -85,8 +85,11 @@ def hub_site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module: playwright's sync API keeps an event loop running while it is open,
+    and an asyncio test after it in the same worker would fail ("Runner.run() cannot be called
+    from a running event loop")."""
     if not CHROMIUM.exists():
         pytest.fail(f"the UI tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium; .ci/run does)")
     from playwright.sync_api import sync_playwright
