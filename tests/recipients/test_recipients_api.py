@@ -176,6 +176,15 @@ async def test_a_person_changes_their_own_preferences_only(api: tuple[Any, dict[
     assert len(denied) == 2 and all(e["after"]["permission"] == "recipient:write" for e in denied)
 
 
+async def test_the_topics_of_a_project_say_which_are_required(api: tuple[Any, dict[str, str]]) -> None:
+    a, people = api
+    r = await a.get(f"{ALPHA}/topics", **as_(people["viewer"]))
+    assert r.json() == {"items": [{"name": "deploys", "required": False, "description": None},
+                                  {"name": "security", "required": True, "description": None}]}, r.text
+    assert (await a.get(f"{BETA}/topics", **as_(people["beta"]))).json() == {"items": []}
+    assert (await a.get(f"{BETA}/topics", **as_(people["viewer"]))).status_code == 403
+
+
 @pytest.mark.parametrize("db", ["sqlite"])
 async def test_bad_bodies_are_a_clean_4xx(api: tuple[Any, dict[str, str]]) -> None:
     a, people = api

@@ -77,6 +77,7 @@ ACCESS: dict[tuple[str, str], str] = {
     **both("GET", "/recipients/{name}/preferences", "recipient:read"),
     **both("PUT", "/recipients/{name}/preferences", "recipient:read"),  # + recipient:write, or their own
     **both("DELETE", "/recipients/{name}/preferences", "recipient:read"),  # + recipient:write, or their own
+    **both("GET", "/topics", "recipient:read"),
     **both("GET", "/recipient-groups", "recipient:read"),
     **both("POST", "/recipient-groups", "recipient:write"),
     **both("GET", "/recipient-groups/{name}", "recipient:read"),

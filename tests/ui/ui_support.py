@@ -6,7 +6,7 @@ a test importing ``conftest`` would get whichever conftest came first on sys.pat
 Fixtures:
 - ``hub_site``: the running server (``url``, the admin's email and password, an API token, its folder);
   ``hub_site.api(method, path, json=...)`` calls its API as the admin (to set the stage).
-- ``browser``: chromium, one per worker; ``page``: a fresh context and page per test (1280x900).
+- ``browser``: chromium, one per module (see there); ``page``: a fresh context and page per test (1280x900).
 - ``sign_in(page, email, password)``; ``person(role)``: a user with that role in ``default``
   (email, password).
 - ``check_page(page, name)``: axe-core on the page (no serious or critical violation) and
@@ -56,10 +56,14 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def hub_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """``tidings init`` and ``tidings serve`` (SQLite, dispatching) in a folder of this module."""
+def hub_site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Site]:
+    """``tidings init`` and ``tidings serve`` (SQLite, dispatching) in a folder of this module; a
+    module's ``SITE_YAML`` is added to its tidings.yaml first (what a process reads at start only)."""
     path = tmp_path_factory.mktemp("ui-site")
     ran = tidings(path, "init").ok()
+    extra = getattr(request.module, "SITE_YAML", "")
+    if extra:
+        (path / "tidings.yaml").write_text((path / "tidings.yaml").read_text() + "\n" + extra)
     email, password = PASSWORD.search(ran.out).groups()  # type: ignore[union-attr]
     [token] = TOKEN.findall(ran.out)
     port = free_port()

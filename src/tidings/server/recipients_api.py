@@ -339,6 +339,28 @@ async def delete_preference(
     return {"topic": topic, "channel": channel, "unset": True}
 
 
+class TopicOut(Out):
+    name: str
+    required: bool = Field(description="nobody can turn it off")
+    description: str | None
+
+
+class TopicPage(Out):
+    items: list[TopicOut]
+
+
+@routes.get("/topics", dependencies=[allow("recipient:read")], response_model=TopicPage,
+            summary="List topics",
+            description="The project's topics (`projects.<slug>.topics` of the configuration), by name: what a "
+                        "recipient's preferences turn on and off; a `required` one can't be turned off.",
+            responses=api_errors())
+async def get_topics(hub: HubDep, project: ProjectDep) -> dict[str, Any]:
+    settings = hub.config.projects.get(project)
+    topics = settings.topics if settings is not None else {}
+    return {"items": [{"name": name, "required": t.required, "description": t.description}
+                      for name, t in sorted(topics.items())]}
+
+
 # -- groups ----------------------------------------------------------------------------------------
 @routes.get("/recipient-groups", dependencies=[allow("recipient:read")], response_model=GroupPage,
             summary="List groups", description="The project's groups of recipients, with their members in order.",
