@@ -55,15 +55,22 @@ def db(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db_url(db: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """The test's database, already migrated (once per worker) and empty."""
-    return database_for(db, tmp_path, request.getfixturevalue("migrated_databases"))
+def db_url(db: str, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    """The test's database, already migrated (once per worker) and as a migration leaves it; a test
+    marked ``fresh_db`` gets an empty one, not migrated (what a new database does)."""
+    if request.node.get_closest_marker("fresh_db"):
+        yield from _fresh(db, tmp_path)
+        return
+    yield database_for(db, tmp_path, request.getfixturevalue("migrated_databases"))
 
 
 @pytest.fixture
 def fresh_db_url(db: str, tmp_path: Path) -> Any:
-    """An empty database, not migrated (for tests of migrations and of what a new database does);
-    ``db_url`` (from migrated.py) is migrated already and emptied for each test."""
+    """An empty database, not migrated (for tests of migrations themselves)."""
+    yield from _fresh(db, tmp_path)
+
+
+def _fresh(db: str, tmp_path: Path) -> Any:
     if db == "sqlite":
         yield f"sqlite:///{tmp_path / 'tidings.db'}"
         return

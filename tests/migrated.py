@@ -26,6 +26,8 @@ class _Migrated:
         self.root = root
         self.sqlite: Path | None = None
         self.schema: str | None = None
+        self.seeds: dict[str, list[tuple[object, ...]]] = {}
+        self.sequences: list[str] = []
 
     def sqlite_copy(self, to: Path) -> str:
         if self.sqlite is None:
@@ -46,10 +48,23 @@ class _Migrated:
             with psycopg.connect(PG_URL, autocommit=True) as conn:
                 conn.execute(f"CREATE SCHEMA {self.schema}")
             asyncio.run(_migrate(self.url))
+            with psycopg.connect(PG_URL) as conn:  # what the migrations wrote (the `default` project)
+                self.seeds = {t.name: conn.execute(f"SELECT * FROM {self.schema}.{t.name}").fetchall()
+                              for t in metadata.sorted_tables}
+                self.sequences = [r[0] for r in conn.execute(
+                    "SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = %s", (self.schema,))]
         else:
-            with psycopg.connect(PG_URL) as conn:  # DELETE: a TRUNCATE of every table took a second
+            # Back to the state of a database just migrated: DELETE (a TRUNCATE of every table took a
+            # second), the seeded rows again, sequences from their start.
+            with psycopg.connect(PG_URL) as conn:
                 for table in reversed(metadata.sorted_tables):
                     conn.execute(f"DELETE FROM {self.schema}.{table.name}")
+                for table in metadata.sorted_tables:
+                    for row in self.seeds[table.name]:
+                        marks = ", ".join(["%s"] * len(row))
+                        conn.execute(f"INSERT INTO {self.schema}.{table.name} VALUES ({marks})", row)
+                for sequence in self.sequences:
+                    conn.execute(f"ALTER SEQUENCE {self.schema}.{sequence} RESTART")
         return self.url
 
     @property

@@ -82,6 +82,7 @@ async def test_gc_threshold_null_in_the_config_leaves_it_alone(make_hub: Any) ->
     assert gc.get_threshold() == (700, 10, 10)
 
 
+@pytest.mark.fresh_db
 async def test_a_hub_that_fails_to_start_leaves_the_collector_alone(make_config: Any, tmp_path: Any) -> None:
     from tidings import Hub
 

@@ -669,6 +669,7 @@ async def test_healthz_readyz_docs_and_openapi_need_no_token(make_api: Any) -> N
     assert "202" in spec["paths"]["/api/v1/messages"]["post"]["responses"]
 
 
+@pytest.mark.fresh_db
 async def test_readyz_is_503_when_the_schema_is_not_current(make_hub: Any, serve: Any) -> None:
     hub = await make_hub(migrate=False, dispatch=False)
     api = await serve(hub, token=False)
