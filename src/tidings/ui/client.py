@@ -61,6 +61,10 @@ class Answer:
         return [self.problem]
 
 
+class SignInNeeded(Exception):
+    """The API answered 401 (no live session): the page sends the person to the sign-in page."""
+
+
 class ApiError(Exception):
     """The API refused a call a page needs to show anything: the page answers with this status."""
 
@@ -103,7 +107,10 @@ class Api:
                 chunks.append(message.get("body", b""))
 
         await self.request.app(scope, receive, send)
-        return Answer(start.get("status", 500), Headers(raw=start.get("headers", [])), b"".join(chunks))
+        answer = Answer(start.get("status", 500), Headers(raw=start.get("headers", [])), b"".join(chunks))
+        if answer.status == 401 and path != "/auth/login":  # a wrong password is the sign-in page's to show
+            raise SignInNeeded()
+        return answer
 
     async def get(self, path: str, **params: Any) -> Answer:
         return await self.call("GET", path, params=params)

@@ -17,7 +17,7 @@ from .client import Api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
-from .viewer import SignInNeeded, Viewer, viewer
+from .viewer import Viewer, viewer
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,8 +47,6 @@ async def events(request: Request, seen: Seen, integration: str | None = None, s
     api, who = seen
     filters = {"integration": integration or None, "status": status or None, "since": since or None}
     answer = await api.get(_api_path(who.project, "events"), **filters, before=before or None, limit=50)
-    if answer.status == 401:
-        raise SignInNeeded()
     data = answer.data if answer.ok else {"items": [], "next": None}
     return page(request, "events.html", who, section="events", items=data["items"], next=data.get("next"),
                 filters=filters, problems=[] if answer.ok else answer.problems,
@@ -85,8 +83,6 @@ async def event_detail(request: Request, seen: Seen, event_id: str) -> Response:
 async def replay(request: Request, project: ProjectPath, event_id: str) -> Response:
     _, api = await form_api(request)
     answer = await api.post(_api_path(project, f"events/{quote(event_id, safe='')}/replay"))
-    if answer.status == 401:
-        raise SignInNeeded()
     if not answer.ok:
         return await _event_page(request, api, await viewer(api, project), event_id, answer.problems, answer.status)
     return go(request, project_url(project, f"events/{quote(event_id, safe='')}"),
@@ -169,8 +165,6 @@ async def create_silence(request: Request, project: ProjectPath) -> Response:
     if draft["reason"].strip():
         body["reason"] = draft["reason"].strip()
     answer = await api.post(_api_path(project, "silences"), json=body)
-    if answer.status == 401:
-        raise SignInNeeded()
     if not answer.ok:
         return await _silences_page(request, api, who, status=answer.status, problems=answer.problems, draft=draft)
     shown = ", ".join(f"{k}={v}" for k, v in matchers.items())
@@ -181,8 +175,6 @@ async def create_silence(request: Request, project: ProjectPath) -> Response:
 async def end_silence(request: Request, project: ProjectPath, silence_id: str) -> Response:
     _, api = await form_api(request)
     answer = await api.delete(_api_path(project, f"silences/{quote(silence_id, safe='')}"))
-    if answer.status == 401:
-        raise SignInNeeded()
     if not answer.ok:
         return await _silences_page(request, api, await viewer(api, project), status=answer.status,
                                     problems=answer.problems)

@@ -17,7 +17,7 @@ from .client import Api, ApiError
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
-from .viewer import SignInNeeded, Viewer, viewer
+from .viewer import Viewer, viewer
 
 router = APIRouter(include_in_schema=False)
 Number = Annotated[int, Path(ge=1, le=2**62)]
@@ -39,8 +39,6 @@ async def _revision_page(request: Request, api: Api, who: Viewer, number: int, a
     current = against == "current" and not revision["current"]
     diff = await api.call("GET", "/api/v1/config/diff",
                           params={"from": number, "to": None} if current else {"from": number - 1, "to": number})
-    if diff.status == 401:
-        raise SignInNeeded()
     if not diff.ok:
         raise ApiError(diff)
     return page(request, "config_revision.html", who, status=status, section="config", revision=revision,
@@ -66,8 +64,6 @@ async def rollback(request: Request, project: ProjectPath) -> Response:
     if (form.get("comment") or "").strip():
         body["comment"] = form["comment"].strip()
     answer = await api.post("/api/v1/config/rollback", json=body, headers={"If-Match": form.get("etag") or ""})
-    if answer.status == 401:
-        raise SignInNeeded()
     if not answer.ok:
         who = await viewer(api, project)
         stale = answer.status == 412

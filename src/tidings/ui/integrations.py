@@ -13,11 +13,11 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from . import schema_form
-from .client import Answer, Api, ApiError
+from .client import Api, ApiError
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
-from .viewer import SignInNeeded, Viewer, viewer
+from .viewer import Viewer, viewer
 
 router = APIRouter(include_in_schema=False)
 NamePath = Annotated[str, Path(max_length=64)]
@@ -57,11 +57,6 @@ async def _listed(api: Api, project: str) -> tuple[list[dict[str, Any]], str]:
     if not answer.ok:
         raise ApiError(answer)
     return list(answer.data), answer.headers.get("etag", "")
-
-
-def _refused(answer: Answer) -> None:
-    if answer.status == 401:
-        raise SignInNeeded()
 
 
 # -- the list ----------------------------------------------------------------------------------------
@@ -122,7 +117,6 @@ async def create(request: Request, project: ProjectPath) -> Response:
                                 headers={"If-Match": etag} if etag else None)
         if answer.ok:
             return go(request, _page_url(project, name), flash=f"Integration {name} created")
-        _refused(answer)
         if answer.status == 412:
             conflict = True
             etag = answer.headers.get("etag", etag)
@@ -186,7 +180,6 @@ async def _log(api: Api, path: str, **params: Any) -> dict[str, Any]:
     answer = await api.get(path, **params)
     if answer.ok:
         return {"items": answer.data["items"], "next": answer.data.get("next")}
-    _refused(answer)
     return {"items": [], "next": None, "refused": answer.problem}
 
 
@@ -217,7 +210,6 @@ async def save(request: Request, project: ProjectPath, name: NamePath) -> Respon
     if answer.ok:
         words = "Saved" if answer.data.get("changed") else "Nothing changed"
         return go(request, _page_url(project, name), flash=f"{words}: {name}")
-    _refused(answer)
     if answer.status == 412:
         return await _detail(request, api, who, name, status=412, posted=form, conflict=True, etag=etag)
     by_field, rest = schema_form.place(answer.problems, fs, extra=())
@@ -230,7 +222,6 @@ async def test(request: Request, project: ProjectPath, name: NamePath) -> Respon
     _, api = await form_api(request)
     who = await viewer(api, project)
     answer = await api.post(f"{_base(project)}/integrations/{quote(name, safe='')}/test")
-    _refused(answer)
     result = answer.data if answer.ok else {"ok": False, "status": "refused", "error": answer.problem}
     if request.headers.get("hx-request") and request.query_params.get("part") == "test_result":
         return page(request, "integrations_detail.html", who, name=name, result=result)
@@ -243,7 +234,6 @@ async def _act(request: Request, project: str, name: str, method: str, rest: str
     answer = await api.call(method, f"{_base(project)}{rest}", json=json)
     if answer.ok:
         return go(request, _page_url(project, name, back), flash=done)
-    _refused(answer)
     who = await viewer(api, project)
     tab = back.removeprefix("?tab=") if back else "settings"
     return await _detail(request, api, who, name, status=answer.status, problems=answer.problems, tab=tab)
@@ -310,7 +300,6 @@ async def delete(request: Request, project: ProjectPath, name: NamePath) -> Resp
         killed = answer.data.get("killed") or 0
         extra = f"; {killed} unfinished deliveries ended as dead" if killed else ""
         return go(request, project_url(project, "integrations"), flash=f"Integration {name} deleted{extra}")
-    _refused(answer)
     who = await viewer(api, project)
     found = _PENDING.search(answer.problem)
     refusal = {"status": answer.status, "lines": [CONFLICT] if answer.status == 412 else answer.problems,

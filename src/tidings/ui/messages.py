@@ -19,7 +19,6 @@ from .client import Answer, Api, ApiError
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
-from .viewer import SignInNeeded
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,11 +39,6 @@ async def _integrations(api: Api, project: str) -> list[dict[str, Any]]:
     """The project's integrations (an empty list when the person may not list them)."""
     answer = await api.get(_api(project, "integrations"))
     return answer.data if answer.ok and isinstance(answer.data, list) else []
-
-
-def _refused(answer: Answer) -> None:
-    if answer.status == 401:
-        raise SignInNeeded()
 
 
 # -- the list --------------------------------------------------------------------------------------
@@ -116,7 +110,6 @@ async def retry_all(request: Request, project: ProjectPath) -> Response:
 
 def _after(request: Request, answer: Answer, target: str, done: str) -> Response:
     """Back to ``target`` with ``done``, or with the API's words when it refused."""
-    _refused(answer)
     if answer.ok:
         return go(request, target, flash=done)
     if answer.status in (403, 404):
@@ -242,12 +235,10 @@ async def send(request: Request, seen: Seen, project: ProjectPath) -> Response:
     if form.get("action") == "preview":
         answer = await api.post(_api(project, "preview"), json={k: v for k, v in body.items()
                                                                 if k not in ("send_at", "delay")})
-        _refused(answer)
         if not answer.ok:
             return await _send_page(request, seen, form, problems=answer.problems, status=answer.status)
         return await _send_page(request, seen, form, previews=_previews(answer.data["targets"]))
     answer = await api.post(_api(project, "messages"), json=body)
-    _refused(answer)
     if not answer.ok:
         return await _send_page(request, seen, form, problems=answer.problems, status=answer.status)
     accepted = answer.data

@@ -14,7 +14,7 @@ from .client import Api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
-from .viewer import SignInNeeded, Viewer, viewer
+from .viewer import Viewer, viewer
 
 router = APIRouter(include_in_schema=False)
 
@@ -33,8 +33,6 @@ async def tasks(request: Request, seen: Seen, status: str | None = None, q: str 
     api, who = seen
     filters = {"status": status or None, "q": q or None, "assignee": assignee or None, "label": label or None}
     answer = await api.get(_api_path(who.project, "tasks"), **filters, before=before or None, limit=PAGE_SIZE)
-    if answer.status == 401:
-        raise SignInNeeded()
     data = answer.data if answer.ok else {"items": [], "next": None}
     # the list has no links: each task's own answer has them (in-process calls, a page at a time)
     details = await asyncio.gather(*(api.get(_api_path(who.project, f"tasks/{quote(t['id'], safe='')}"))
@@ -56,8 +54,6 @@ async def _conflicts_page(request: Request, api: Api, who: Viewer, *, task: str 
                           status: int = 200, problems: list[str] | None = None) -> Response:
     answer = await api.get(_api_path(who.project, "sync/conflicts"), task=task or None,
                            all="true" if show_all else None)
-    if answer.status == 401:
-        raise SignInNeeded()
     items = answer.data["items"] if answer.ok else []
     titles: dict[str, str] = {}
     for task_id in list(dict.fromkeys(c["task_id"] for c in items))[:PAGE_SIZE]:
@@ -80,8 +76,6 @@ async def resolve(request: Request, project: ProjectPath, conflict_id: str) -> R
     choice = form.get("choose", "")
     body: dict[str, Any] = {"choose": choice} if choice in ("local", "remote") else {"choose": None}
     answer = await api.post(_api_path(project, f"sync/conflicts/{quote(conflict_id, safe='')}/resolve"), json=body)
-    if answer.status == 401:
-        raise SignInNeeded()
     if not answer.ok:
         return await _conflicts_page(request, api, await viewer(api, project), status=answer.status,
                                      problems=answer.problems)

@@ -9,11 +9,7 @@ from typing import Any
 
 from ..accounts import Principal, allowed
 from ..accounts.principal import SITE
-from .client import Answer, Api
-
-
-class SignInNeeded(Exception):
-    """No live session: the page sends the person to the sign-in page."""
+from .client import Answer, Api, SignInNeeded
 
 
 @dataclass(frozen=True)
@@ -44,8 +40,8 @@ class Viewer:
 
 async def viewer(api: Api, project: str) -> Viewer:
     """The signed-in person, looking at ``project``; :class:`SignInNeeded` without a session."""
-    answer: Answer = await api.get("/auth/me")
-    if answer.status == 401 or not answer.ok:
+    answer: Answer = await api.get("/auth/me")  # 401: SignInNeeded
+    if not answer.ok:
         raise SignInNeeded()
     me = answer.data
     user = me.get("user") or {}
