@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from ..server.auth import CSRF_HEADER, SESSION_COOKIE
 
-_FORWARDED = (b"user-agent", b"x-request-id", b"origin", b"referer", b"host", b"x-forwarded-proto", b"x-forwarded-for")
+_FORWARDED = (b"user-agent", b"x-request-id", b"origin", b"referer", b"host")
 """Headers of the person's request the API sees too: who and from where (audit), and the Origin
 its sign-in check reads."""
 
