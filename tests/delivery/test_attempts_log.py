@@ -63,6 +63,8 @@ async def test_failed_attempts_then_the_delivered_one_in_order(make_hub: Any, pe
     assert len(await rows(hub)) == 2, "a successful attempt writes no row"
     shown = await hub.delivery(d["id"])
     assert shown["attempts_log"] == log
+    listed = await hub.deliveries(integration="ops")
+    assert [x["attempts_log"] for x in listed["items"]] == [log]
 
 
 async def test_a_reset_and_a_timeout_have_no_status(make_hub: Any, peer: Peer) -> None:

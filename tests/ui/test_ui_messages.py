@@ -102,6 +102,10 @@ def test_a_dead_delivery_is_retried_once_the_peer_is_back(admin_page: Any, hub_s
     expect(tries.nth(2)).to_contain_text(re.compile(r"dead\s*500"))
     wait_until(dead(hub_site, second), timeout=20, what="the second delivery dead")
 
+    page.goto(f"/ui/p/default/integrations/{name}?tab=deliveries")  # the integration's log says so too
+    expect(page.get_by_role("row").filter(has_text="Broken peer 1")).to_contain_text("2 failed attempts: 500, 500")
+    check_page(page, "messages-integration-deliveries")
+
     page.goto(f"/ui/p/default/messages?status=dead&integration={name}")
     rows = page.get_by_role("row")
     expect(rows.filter(has_text="Broken peer 1")).to_contain_text("1 dead")

@@ -135,7 +135,7 @@ class Retried(Out):
     retried: list[str] = Field(description="the ids of the deliveries sent again")
 
 
-class DeliveryListed(Delivery):
+class DeliveryListed(DeliveryDetail):
     title: str = Field(description="the message's title")
 
 
