@@ -188,6 +188,12 @@ def test_dead_deliveries_are_listed_and_retried_by_hand(project: Project) -> Non
     everything = tidings(p, "deliveries").ok().out
     assert "Welcome" in everything and "doomed" in everything
 
+    shown = tidings(p, "deliveries", "show", d["id"], "--json").ok().json
+    assert [(a["attempt"], a["outcome"]) for a in shown["attempts_log"]] == [(1, "dead")]
+    assert shown["attempts_log"][0]["error"] == d["last_error"]
+    text = tidings(p, "deliveries", "show", d["id"]).ok().out
+    assert "outcome" in text and "gave up after 1 attempts" in text
+
     again = tidings(p, "retry", d["id"]).ok()
     assert again.out.strip() == f"delivery {d['id']} to down is pending again"
     assert db_rows(p, "SELECT status, attempts FROM deliveries WHERE id = ?", d["id"]) == [("pending", 0)]

@@ -96,7 +96,15 @@ def test_a_dead_delivery_is_retried_once_the_peer_is_back(admin_page: Any, hub_s
     page.goto(f"/ui/p/default/messages/{first}")
     expect(page.locator("#message-state .badge.s-dead")).to_be_visible(timeout=20_000)  # without a reload
     expect(page.locator("#message-state")).to_contain_text("500")
+    tries = page.locator("#message-state details.attempts").get_by_role("row")
+    expect(tries).to_have_count(3)  # the header, then each failed attempt with the peer's status
+    expect(tries.nth(1)).to_contain_text(re.compile(r"retry\s*500"))
+    expect(tries.nth(2)).to_contain_text(re.compile(r"dead\s*500"))
     wait_until(dead(hub_site, second), timeout=20, what="the second delivery dead")
+
+    page.goto(f"/ui/p/default/integrations/{name}?tab=deliveries")  # the integration's log says so too
+    expect(page.get_by_role("row").filter(has_text="Broken peer 1")).to_contain_text("2 failed attempts: 500, 500")
+    check_page(page, "messages-integration-deliveries")
 
     page.goto(f"/ui/p/default/messages?status=dead&integration={name}")
     rows = page.get_by_role("row")
@@ -109,6 +117,9 @@ def test_a_dead_delivery_is_retried_once_the_peer_is_back(admin_page: Any, hub_s
     page.get_by_role("button", name="Retry", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("Sent again")
     expect(page.locator("#message-state .badge.s-delivered")).to_be_visible(timeout=20_000)
+    expect(tries).to_have_count(4)  # the history stays: retry, dead, then the delivered attempt
+    expect(tries.nth(3)).to_contain_text("delivered")
+    check_page(page, "messages-attempts")
 
     page.goto(f"/ui/p/default/messages?integration={name}")  # after the outage: the rest at once
     page.get_by_label("Integration").nth(1).select_option(name)

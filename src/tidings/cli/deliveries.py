@@ -106,6 +106,13 @@ def deliveries_show(delivery_id: Annotated[str, typer.Argument(help="an id or a 
         for name, value in rows:
             if value:
                 out.print(f"[bold]{name + ':':<13}[/bold] {value}", highlight=False, soft_wrap=True)
+        if d.get("attempts_log"):
+            t = table("#", "at", "outcome", "status", "latency", "error / remote id")
+            for a in d["attempts_log"]:
+                t.add_row(str(a["attempt"]), _when(a["at"]), _coloured({"retry": "retrying"}.get(a["outcome"], a["outcome"])),
+                          str(a["status_code"] or ""), f"{a['latency_ms']:.1f} ms" if a["latency_ms"] is not None else "",
+                          a["error"] or a["remote_id"] or "")
+            out.print(t)
 
     emit(d, as_json, human)
 

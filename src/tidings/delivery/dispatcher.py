@@ -617,7 +617,8 @@ class Dispatcher:
         latency = time.perf_counter() - started
         self._breaker_record(lane, any(o.status is not OutcomeStatus.RETRY for o in outcomes), epoch)
         if any(o.disable for o in outcomes) and notifier.name in await self._fresh_secrets():
-            outcomes = [Outcome.retry(f"{o.error}; its credentials just changed: tried again with them", after=0.0)
+            outcomes = [Outcome.retry(f"{o.error}; its credentials just changed: tried again with them", after=0.0,
+                                      http_status=o.http_status)
                         if o.disable else o for o in outcomes]
         if any(o.disable for o in outcomes):
             error = next(o.error for o in outcomes if o.disable)
@@ -648,12 +649,13 @@ class Dispatcher:
             noisy(log.info, (c.integration, "retry"), "delivery.retry", integration=c.integration, delivery=c.id,
                   attempt=attempts, retry_in=round(delay, 3), error=error)
             return Result(c.id, c.integration, "retrying", attempts, now + delay, error, None, latency_ms,
-                          thread=c.thread)
+                          thread=c.thread, status_code=outcome.http_status)
         if outcome.status is not OutcomeStatus.PERMANENT:
             error = f"gave up after {attempts} attempts: {error}"
         noisy(log.warning, (c.integration, "dead"), "delivery.dead", integration=c.integration, delivery=c.id,
               message=c.message_id, attempts=attempts, error=error)
-        return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms, thread=c.thread)
+        return Result(c.id, c.integration, "dead", attempts, now, error, None, latency_ms, thread=c.thread,
+                      status_code=outcome.http_status)
 
     @staticmethod
     def _release(c: Claimed, due: float, error: str | None) -> Result:

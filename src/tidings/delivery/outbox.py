@@ -124,6 +124,12 @@ class Result:
     """Handed back without an attempt (breaker open, rate limit, shutdown)."""
     thread: str | None = None
     """The claimed delivery's thread: recording this result may let the thread's next one go."""
+    status_code: int | None = None
+    """The peer's HTTP status code for a failed attempt, if it answered one."""
+
+
+ATTEMPT_OUTCOMES = {"retrying": "retry", "dead": "dead"}
+"""A failed attempt's result status -> the ``outcome`` of its row in ``delivery_attempts``."""
 
 
 def request_hash(payload: bytes) -> str:
@@ -370,6 +376,15 @@ async def record(conn: Conn, owner: str, results: Sequence[Result], now: float) 
     first: dict[str, Result] = {}
     for r in results:
         first.setdefault(r.id, r)
+    # A failed attempt also goes to its delivery's history (a success does not: the delivery row
+    # holds its time, latency and remote id). Inserted before the update, on the same condition
+    # (the lease still ours), so a result whose lease was lost leaves no row either.
+    failed = [
+        (r.id, r.attempts, now, ATTEMPT_OUTCOMES[r.status], r.status_code, r.latency_ms, r.last_error, r.id, owner)
+        for r in first.values() if r.status in ATTEMPT_OUTCOMES and not r.released
+    ]
+    if failed:
+        await _INSERT_ATTEMPT.run(conn, failed)
     await _RECORD.run(
         conn,
         [
@@ -439,6 +454,15 @@ _RECORD = _Rows(
     " latency_ms = COALESCE(v.column6, deliveries.latency_ms), delivered_at = v.column7, updated_at = v.column8,"
     f" lease_owner = NULL FROM (VALUES {_placeholders(10, n)}) AS v"
     " WHERE deliveries.id = v.column9 AND deliveries.lease_owner = v.column10 AND deliveries.status = 'sending'",
+)
+_ATTEMPT_COLUMNS = 'delivery_id, attempt, "at", outcome, status_code, latency_ms, error'
+_INSERT_ATTEMPT = _Rows(
+    f"INSERT INTO delivery_attempts ({_ATTEMPT_COLUMNS}) SELECT CAST(? AS varchar), CAST(? AS integer),"
+    " CAST(? AS double precision), CAST(? AS varchar), CAST(? AS integer), CAST(? AS double precision), CAST(? AS text)"
+    " WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ? AND lease_owner = ? AND status = 'sending')",
+    lambda n: f"INSERT INTO delivery_attempts ({_ATTEMPT_COLUMNS}) SELECT v.column1, v.column2, v.column3, v.column4,"
+    f" v.column5, v.column6, v.column7 FROM (VALUES {_placeholders(9, n)}) AS v WHERE EXISTS (SELECT 1 FROM deliveries"
+    " WHERE deliveries.id = v.column8 AND deliveries.lease_owner = v.column9 AND deliveries.status = 'sending')",
 )
 
 

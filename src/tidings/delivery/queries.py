@@ -19,7 +19,15 @@ from ..ids import id_floor
 from ..message import Message
 from ..store.engine import Conn
 from ..store.pages import newest_first
-from ..store.tables import ERRORS_SQL, deliveries, from_active_deliveries, inbox, integration_state, messages
+from ..store.tables import (
+    ERRORS_SQL,
+    deliveries,
+    delivery_attempts,
+    from_active_deliveries,
+    inbox,
+    integration_state,
+    messages,
+)
 from .dispatcher import set_disabled
 
 STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped", "held")
@@ -45,12 +53,41 @@ def _delivery(row: Any) -> dict[str, Any]:
         "updated_at": row.updated_at,
         "next_attempt_at": row.next_attempt_at if row.status in ("pending", "retrying") else None,
         "delivered_at": row.delivered_at,
-        "latency_ms": round(row.latency_ms, 3) if row.latency_ms is not None else None,
+        "latency_ms": _ms(row.latency_ms),
         "remote_id": row.remote_id,
         "last_error": row.last_error,
         "recipient": row.recipient,
         "reason": row.reason,
     }
+
+
+def _ms(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+async def _attempts_logs(conn: Conn, where: Any) -> dict[str, list[dict[str, Any]]]:
+    """Delivery id -> its failed attempts, oldest first, of the deliveries ``where`` (a condition on
+    ``delivery_attempts``) selects."""
+    a = delivery_attempts
+    rows = await conn.execute(select(a).where(where).order_by(a.c.at, a.c.id))
+    logs: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        logs.setdefault(r.delivery_id, []).append({
+            "attempt": r.attempt, "at": r.at, "outcome": r.outcome, "status_code": r.status_code,
+            "latency_ms": _ms(r.latency_ms), "error": r.error, "remote_id": None,
+        })
+    return logs
+
+
+def _with_log(delivery: dict[str, Any], failed: list[dict[str, Any]]) -> dict[str, Any]:
+    """``attempts_log``: the failed attempts, then the successful one (from the delivery row)."""
+    log = list(failed)
+    if delivery["status"] == "delivered" and delivery["delivered_at"] is not None:
+        log.append({
+            "attempt": delivery["attempts"], "at": delivery["delivered_at"], "outcome": "delivered", "status_code": None,
+            "latency_ms": delivery["latency_ms"], "error": delivery["last_error"], "remote_id": delivery["remote_id"],
+        })
+    return {**delivery, "attempts_log": log}
 
 
 def _of_message(project: str | None) -> Any:
@@ -65,13 +102,15 @@ async def get_message(conn: Conn, message_id: str, project: str | None = None) -
     rows = await conn.execute(
         select(deliveries).where(deliveries.c.message_id == message_id).order_by(deliveries.c.id)
     )
+    logs = await _attempts_logs(conn, delivery_attempts.c.delivery_id.in_(
+        select(deliveries.c.id).where(deliveries.c.message_id == message_id)))
     return {
         "id": row.id,
         "created_at": row.created_at,
         "project": row.project,
         **Message.from_stored(row.data).to_dict(),
         "idempotency_key": row.idempotency_key,
-        "deliveries": [_delivery(d) for d in rows],
+        "deliveries": [_with_log(_delivery(d), logs.get(d.id, [])) for d in rows],
         "acks": await acks_of(conn, message_id),
         **await _escalation(conn, message_id),
     }
@@ -106,8 +145,13 @@ async def list_deliveries(
         q = q.where(deliveries.c.status == bindparam("status", status, literal_execute=True))
     if integration:
         q = q.where(deliveries.c.integration == integration)
-    return await newest_first(conn, q, deliveries.c.id, limit=limit, before=before,
+    page = await newest_first(conn, q, deliveries.c.id, limit=limit, before=before,
                               item=lambda r: {**_delivery(r), "title": r.title})
+    # The page's attempts in one query, by the ids found (the index on delivery_id serves it).
+    ids = [d["id"] for d in page["items"]]
+    logs = await _attempts_logs(conn, delivery_attempts.c.delivery_id.in_(ids)) if ids else {}
+    page["items"] = [_with_log(d, logs.get(d["id"], [])) for d in page["items"]]
+    return page
 
 
 async def list_messages(
@@ -227,7 +271,8 @@ async def get_delivery(conn: Conn, delivery_id: str, project: str | None = None)
     row = await _delivery_row(conn, delivery_id, project)
     message = await get_message(conn, row.message_id)
     message.pop("deliveries")
-    return {**_delivery(row), "message": message}
+    logs = await _attempts_logs(conn, delivery_attempts.c.delivery_id == delivery_id)
+    return {**_with_log(_delivery(row), logs.get(delivery_id, [])), "message": message}
 
 
 def _requeue(ids: list[str], status: str, now: float) -> Any:

@@ -213,6 +213,8 @@ class Outcome:
     retry_after: float | None = None
     error: str | None = None
     disable: bool = False
+    http_status: int | None = None
+    """The peer's HTTP status code, when it answered one (kept in the delivery's attempt history)."""
 
     @classmethod
     def delivered(cls, remote_id: str | None = None, warning: str | None = None) -> Outcome:
@@ -223,8 +225,8 @@ class Outcome:
         return cls(OutcomeStatus.DELIVERED, remote_id=remote_id, error=warning)
 
     @classmethod
-    def retry(cls, error: str, after: float | None = None) -> Outcome:
-        return cls(OutcomeStatus.RETRY, error=error, retry_after=after)
+    def retry(cls, error: str, after: float | None = None, *, http_status: int | None = None) -> Outcome:
+        return cls(OutcomeStatus.RETRY, error=error, retry_after=after, http_status=http_status)
 
     @classmethod
     def held(cls, error: str) -> Outcome:
@@ -234,10 +236,11 @@ class Outcome:
         return cls(OutcomeStatus.RETRY, error=error + DISABLED, disable=True)
 
     @classmethod
-    def permanent(cls, error: str, *, disable: bool = False) -> Outcome:
+    def permanent(cls, error: str, *, disable: bool = False, http_status: int | None = None) -> Outcome:
         """``disable=True`` also disables the integration (a webhook answering 410 Gone); the
         error then ends with :data:`DISABLED`."""
-        return cls(OutcomeStatus.PERMANENT, error=error + DISABLED if disable else error, disable=disable)
+        return cls(OutcomeStatus.PERMANENT, error=error + DISABLED if disable else error, disable=disable,
+                   http_status=http_status)
 
     def as_test(self) -> Outcome:
         """What a test reports: this answer masked, and with no effect. A test changes nothing,
@@ -246,7 +249,8 @@ class Outcome:
         if self.disable and error is not None:
             error = error.removesuffix(DISABLED) + WOULD_DISABLE
         remote_id = redact(self.remote_id) if self.remote_id else self.remote_id
-        return Outcome(self.status, remote_id, self.retry_after, redact(error) if error else error)
+        return Outcome(self.status, remote_id, self.retry_after, redact(error) if error else error,
+                       http_status=self.http_status)
 
     @property
     def ok(self) -> bool:

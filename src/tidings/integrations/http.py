@@ -63,14 +63,14 @@ def classify_status(status: int, headers: Mapping[str, str], snippet: str = "") 
         return Outcome.delivered(headers.get("x-request-id") or headers.get("request-id"))
     detail = f"HTTP {status}" + (f": {snippet}" if snippet else "")
     if status in RETRYABLE_STATUS or status >= 500:
-        return Outcome.retry(detail, parse_retry_after(headers.get("retry-after")))
+        return Outcome.retry(detail, parse_retry_after(headers.get("retry-after")), http_status=status)
     if status == 410:
-        return Outcome.permanent(f"{detail} (the endpoint is gone)", disable=True)
+        return Outcome.permanent(f"{detail} (the endpoint is gone)", disable=True, http_status=status)
     if 300 <= status < 400:
         location = headers.get("location", "")
         target = f" (to {location})" if location else ""
-        return Outcome.permanent(f"{detail}: redirects are not followed, update the URL{target}")
-    return Outcome.permanent(detail)
+        return Outcome.permanent(f"{detail}: redirects are not followed, update the URL{target}", http_status=status)
+    return Outcome.permanent(detail, http_status=status)
 
 
 async def read_snippet(resp: aiohttp.ClientResponse, limit: int = ERROR_SNIPPET) -> str:

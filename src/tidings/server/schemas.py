@@ -112,11 +112,30 @@ class Delivery(Out):
     reason: str | None = Field(None, description="why it exists or waits: an escalation step, quiet hours...")
 
 
+class DeliveryAttempt(Out):
+    attempt: int = Field(description="the delivery's attempt number (a retry by hand starts again at 1)")
+    at: float = Field(description="when it ended, Unix time")
+    outcome: Literal["retry", "dead", "delivered"] = Field(
+        description="`retry` (failed, tried again later), `dead` (failed, given up), `delivered`")
+    status_code: int | None = Field(description="the peer's HTTP status; null when it answered none (a reset, a "
+                                    "timeout) or the integration does not speak HTTP, and for the delivered attempt")
+    latency_ms: float | None
+    error: str | None = Field(description="what went wrong (the peer's answer, masked and cut); for the delivered "
+                              "attempt its warning, if any")
+    remote_id: str | None = Field(None, description="the delivered attempt: the peer's id for what it received")
+
+
+class DeliveryDetail(Delivery):
+    attempts_log: list[DeliveryAttempt] = Field(
+        default_factory=list, description="its attempts, oldest first: each failed one, then the delivered one "
+        "(from the delivery itself). Attempts handed back unsent (circuit open, rate limit) are not attempts.")
+
+
 class Retried(Out):
     retried: list[str] = Field(description="the ids of the deliveries sent again")
 
 
-class DeliveryListed(Delivery):
+class DeliveryListed(DeliveryDetail):
     title: str = Field(description="the message's title")
 
 
@@ -194,7 +213,7 @@ class MessageOut(Out):
     dedup_key: str | None
     resolves: bool
     idempotency_key: str | None
-    deliveries: list[Delivery]
+    deliveries: list[DeliveryDetail]
     acks: list[Ack]
     escalation: EscalationState | None = Field(None, description="its escalation, when a route escalates it")
     escalations: list[EscalationState] = Field(

@@ -187,6 +187,20 @@ deliveries = Table(
     ),
 )
 
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False, comment="the delivery's attempt number (a retry by hand starts again at 1)"),
+    Column("at", Float, nullable=False),
+    Column("outcome", String(8), nullable=False, comment="retry or dead"),
+    Column("status_code", Integer, comment="the peer's HTTP status; NULL when it answered none (a reset, a timeout)"),
+    Column("latency_ms", Float),
+    Column("error", SafeText, comment="what went wrong, masked then cut, as in deliveries.last_error"),
+    Index("ix_delivery_attempts_delivery", "delivery_id", "attempt"),
+)
+
 inbox = Table(
     "inbox",
     metadata,

@@ -629,7 +629,8 @@ class EmailNotifier(Notifier, Addressable):
     def _scrub(self, outcome: Outcome) -> Outcome:
         if not outcome.error:
             return outcome
-        return Outcome(outcome.status, outcome.remote_id, outcome.retry_after, self._scrub_text(outcome.error), outcome.disable)
+        return Outcome(outcome.status, outcome.remote_id, outcome.retry_after, self._scrub_text(outcome.error), outcome.disable,
+                       outcome.http_status)
 
 
 async def _quit(smtp: aiosmtplib.SMTP) -> None:

@@ -104,7 +104,8 @@ class EntraToken:
                 status, headers = resp.status, resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             failed = connection_error(exc)
-            raise TokenFailure(Outcome(failed.status, error=f"Entra ID token: {failed.error}")) from None
+            raise TokenFailure(Outcome(failed.status, error=f"Entra ID token: {failed.error}",
+                                       http_status=failed.http_status)) from None
         answer = _json(raw)
         if status == 200 and isinstance(answer.get("access_token"), str) and answer["access_token"]:
             lifetime = _seconds(answer.get("expires_in"))

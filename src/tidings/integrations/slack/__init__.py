@@ -332,7 +332,8 @@ class SlackNotifier(HttpNotifier, SlackTaskReceiver, Addressable):
             return await super().test()
         outcome, data = await self._call("auth.test", {}, time.monotonic() + self.effective_timeout)
         if not outcome.ok or data is None:
-            return Outcome(outcome.status, error=outcome.error, retry_after=outcome.retry_after, disable=outcome.disable)
+            return Outcome(outcome.status, error=outcome.error, retry_after=outcome.retry_after, disable=outcome.disable,
+                           http_status=outcome.http_status)
         return Outcome.delivered(f"{data.get('team')}/{data.get('user')}")
 
 

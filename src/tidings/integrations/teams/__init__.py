@@ -437,7 +437,7 @@ class TeamsNotifier(HttpNotifier, Addressable):
         text = outcome.error
         for secret in secrets:
             text = text.replace(secret, mask(secret))
-        return Outcome(outcome.status, outcome.remote_id, outcome.retry_after, text, outcome.disable)
+        return Outcome(outcome.status, outcome.remote_id, outcome.retry_after, text, outcome.disable, outcome.http_status)
 
 
 _ERROR_IN_TEXT = re.compile(r"HTTP error (\d{3})")
