@@ -120,6 +120,11 @@ def test_a_dead_delivery_is_retried_once_the_peer_is_back(admin_page: Any, hub_s
     expect(tries).to_have_count(4)  # the history stays: retry, dead, then the delivered attempt
     expect(tries.nth(3)).to_contain_text("delivered")
     check_page(page, "messages-attempts")
+    page.get_by_role("link", name=f"The request to {name}").click()  # what the peer was sent, rendered again
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"The request to {name}")
+    expect(page.get_by_role("region", name=re.compile(name))).to_contain_text('"title": "Broken peer 1"')
+    check_page(page, "messages-request")
+    page.go_back()
 
     page.goto(f"/ui/p/default/messages?integration={name}")  # after the outage: the rest at once
     page.get_by_label("Integration").nth(1).select_option(name)

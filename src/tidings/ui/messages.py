@@ -66,6 +66,27 @@ async def message(request: Request, seen: Seen, message_id: Id) -> Response:
                 dead_integrations=dead, live=live)
 
 
+_RENDERED = ("title", "body", "priority", "format", "fields", "links", "labels", "thread_key", "dedup_key", "resolves")
+"""What a message's rendering depends on (the API's message fields a preview takes back)."""
+
+
+@router.get("/ui/p/{project}/messages/{message_id}/request")
+async def request_to(request: Request, seen: Seen, message_id: Id, integration: str) -> Response:
+    """What tidings sends ``integration`` for this message: the stored message previewed for it now
+    (``POST /preview`` with ``to``), the same rendering the Send page shows. Request bodies are
+    not stored (a write per attempt on the hot path for what this shows from the message)."""
+    api, viewer = seen
+    found = await api.need(_api(viewer.project, f"messages/{message_id}"))
+    body = {k: found[k] for k in _RENDERED if found.get(k) is not None}
+    # A preview is a POST that changes nothing: this GET page sends it with the session's own token.
+    answer = await Api(request, csrf=viewer.csrf).post(_api(viewer.project, "preview"), json={**body, "to": [integration]})
+    previews = _previews(answer.data["targets"]) if answer.ok else []
+    response = page(request, "message_request.html", viewer, status=200 if answer.ok else answer.status,
+                    section="messages", message=found, integration=integration, previews=previews,
+                    problems=[] if answer.ok else answer.problems)
+    return _email_styles(response, previews)
+
+
 @router.post("/ui/p/{project}/messages/{message_id}/ack")
 async def ack(request: Request, project: ProjectPath, message_id: Id) -> Response:
     _, api = await form_api(request)
@@ -182,6 +203,11 @@ async def _send_page(request: Request, seen: tuple[Api, Any], form: ImmutableMul
     response = page(request, "send.html", viewer, status=status, section="send", integrations=names,
                     chosen=form.getlist("to") if form else [], values=values, formats=FORMATS, priorities=PRIORITIES,
                     problems=problems or [], previews=previews)
+    return _email_styles(response, previews)
+
+
+def _email_styles(response: Response, previews: list[dict[str, Any]] | None) -> Response:
+    """``response`` allowing exactly the inline styles of the emails it previews (see :func:`_style_hashes`)."""
     styles = _style_hashes([p["html"] for p in previews or [] if p.get("view") == "email"])
     if styles:
         policy = response.headers["Content-Security-Policy"]
