@@ -891,3 +891,19 @@ async def test_error_details_never_echo_a_known_secret(make_hub: Any) -> None:
         r = await api.post("/api/v1/messages", json={"title": "x", "to": [secret]})
         assert r.status_code == 422 and "unknown integration" in r.text, r.text
         assert secret[:12] not in r.text and secret[-12:] not in r.text, r.text
+
+
+async def test_a_receiver_lists_the_url_to_give_its_provider_when_the_public_url_is_set(make_api: Any) -> None:
+    """Behind a reverse proxy the address providers reach is server.public_url, not the API's own."""
+    config = {"integrations": {"inbox": {"kind": "inbox"}, "gh": {"kind": "github", "secret": "s3cret-for-the-test"}},
+              "server": {"public_url": "https://hooks.example.com/tidings/"}}
+    api = await make_api(config, dispatch=False)
+    by_name = {i["name"]: i for i in (await api.get("/api/v1/integrations")).json()}
+    assert by_name["gh"]["webhook_url"] == "https://hooks.example.com/tidings/hooks/gh"
+    assert "webhook_url" not in by_name["inbox"]  # a sender receives nothing
+
+
+async def test_without_a_public_url_no_webhook_url_is_guessed(make_api: Any) -> None:
+    api = await make_api({"integrations": {"gh": {"kind": "github", "secret": "s3cret-for-the-test"}}}, dispatch=False)
+    by_name = {i["name"]: i for i in (await api.get("/api/v1/integrations")).json()}
+    assert by_name["gh"]["receives"] and "webhook_url" not in by_name["gh"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -291,10 +292,13 @@ async def list_integrations(hub: HubDep, project: ProjectDep, response: Response
 
     items = await hub.integrations(project=project)
     number, doc = await head_of(hub)
+    public = hub.config.server.public_url
     for item in items:
         entry = doc["integrations"].get(item["name"])
         if isinstance(entry, dict):
             item["settings"] = await settings_view(hub, entry)
+        if public and item.get("receives"):
+            item["webhook_url"] = f"{public}/hooks/{quote(item['name'], safe='')}"
     response.headers["ETag"] = etag(number)
     return items
 

@@ -279,6 +279,10 @@ class Integration(Out):
         None, description="its settings as configured in the current revision (as `GET .../integrations/{name}` "
         "shows them: secrets masked)"
     )
+    webhook_url: str | None = Field(
+        None, description="receivers only, when `server.public_url` is set: the URL to give the provider "
+        "(`{public_url}/hooks/{name}`)"
+    )
     connection: str | None = Field(
         None, description="integrations with `oauth: true` only: their OAuth connection's health (`healthy`, "
         "`expiring`, `needs_reauth`, `not_connected`; details in `GET .../connections/{name}`)"

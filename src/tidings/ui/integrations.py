@@ -164,11 +164,13 @@ async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status:
             problems_of = {d.data["id"]: d.data.get("problems", []) for d in details if d.ok}
             for run in logs["items"]:
                 run["problems"] = problems_of.get(run["id"], [])
-    hook_url = f"{str(request.base_url).rstrip('/')}/hooks/{quote(name, safe='')}"
+    # server.public_url's (the API gives it): behind a proxy, the address providers reach is not this page's
+    hook_url = item.get("webhook_url") or f"{str(request.base_url).rstrip('/')}/hooks/{quote(name, safe='')}"
     hook = hook_url if item.get("receives") else None
     secrets = [f for f in fs if f.secret and _RECEIVING.search(f.help)]
     return page(request, "integrations_detail.html", who, status=status, section="integrations", name=name,
-                config=config, item={**item, "shown_health": health_of(item)}, kind=kind, fields=fs, tab=tab,
+                config=config, item={**item, "shown_health": health_of(item)}, public_hook=bool(item.get("webhook_url")),
+                kind=kind, fields=fs, tab=tab,
                 tabs=TABS, logs=logs, etag=etag or answer.headers.get("etag", ""), problems=problems or [],
                 result=result, hook=hook, hook_url=hook_url, hook_secrets=secrets,
                 syncs=bool(config["settings"].get("sync")),
