@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from .client import ApiError
+from .client import ApiError, project_api
 from .pages import Seen
 from .render import page
 
@@ -20,7 +20,7 @@ async def audit(request: Request, seen: Seen, action: str = "", actor: str = "",
                 before: str = "", verify: str = "") -> Response:
     api, who = seen
     filters = {"action": action.strip(), "actor": actor.strip(), "since": since}
-    answer = await api.get(f"/api/v1/projects/{who.project}/audit", **filters, before=before or None, limit=50)
+    answer = await api.get(project_api(who.project, "audit"), **filters, before=before or None, limit=50)
     if answer.status in (401, 403, 404):
         raise ApiError(answer)
     problems = [] if answer.ok else answer.problems  # a malformed filter: the form shows why

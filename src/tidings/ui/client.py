@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 from starlette.datastructures import Headers
@@ -20,6 +20,12 @@ from ..server.auth import CSRF_HEADER, SESSION_COOKIE
 _FORWARDED = (b"user-agent", b"x-request-id", b"origin", b"referer", b"host")
 """Headers of the person's request the API sees too: who and from where (audit), and the Origin
 its sign-in check reads."""
+
+
+def project_api(project: str, rest: str = "") -> str:
+    """The API path of ``rest`` in ``project`` (``/api/v1/projects/<project>/<rest>``)."""
+    base = f"/api/v1/projects/{quote(project, safe='')}"
+    return f"{base}/{rest}" if rest else base
 
 
 @dataclass

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from .client import Api
+from .client import Api, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url, seen
 from .render import go, page
@@ -28,7 +28,7 @@ def _local(url: str) -> str:
 
 
 async def _page(request: Request, api: Api, who: Viewer, *, status: int = 200, problems: list[str] | None = None) -> Response:
-    items = await api.need(f"/api/v1/projects/{who.project}/connections")
+    items = await api.need(project_api(who.project, "connections"))
     for item in items:
         item["start_path"] = _local(item["start_url"])
     return page(request, "connections.html", who, status=status, section="connections", items=items,
@@ -45,7 +45,7 @@ async def connections(request: Request, seen: Seen) -> Response:
 async def change(request: Request, project: ProjectPath, name: Name,
                  act: Annotated[str, Path(pattern="^(refresh|disconnect)$")]) -> Response:
     _, api = await form_api(request)
-    path = f"/api/v1/projects/{project}/connections/{name}"
+    path = project_api(project, f"connections/{name}")
     answer = await (api.post(f"{path}/refresh") if act == "refresh" else api.delete(path))
     if not answer.ok:
         problems = refused(answer)

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from .client import project_api
 from .pages import Seen
 from .render import page
 
@@ -24,7 +25,7 @@ BAR = 8
 @router.get("/ui/p/{project}/")
 async def dashboard(request: Request, seen: Seen) -> Response:
     api, viewer = seen
-    base = f"/api/v1/projects/{viewer.project}"
+    base = project_api(viewer.project)
     summary = await api.need(f"{base}/deliveries/summary", minutes=60)
     listed = await api.get(f"{base}/integrations")
     integrations = listed.data if listed.ok and isinstance(listed.data, list) else []

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from .client import Api
+from .client import Api, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
@@ -28,14 +28,11 @@ DURATIONS = ("30m", "1h", "2h", "4h", "12h", "1d", "7d")
 ENDED_SHOWN = 20
 
 
-def _api_path(project: str, rest: str) -> str:
-    return f"/api/v1/projects/{quote(project, safe='')}/{rest}"
-
 
 # -- events ----------------------------------------------------------------------------------------
 async def _receivers(api: Api, project: str) -> list[str]:
     """The names of the project's integrations that receive webhooks (for the filter)."""
-    answer = await api.get(_api_path(project, "integrations"))
+    answer = await api.get(project_api(project, "integrations"))
     if not answer.ok or not isinstance(answer.data, list):
         return []
     return sorted(i["name"] for i in answer.data if i.get("receives"))
@@ -46,7 +43,7 @@ async def events(request: Request, seen: Seen, integration: str | None = None, s
                  since: str | None = None, before: str | None = None) -> Response:
     api, who = seen
     filters = {"integration": integration or None, "status": status or None, "since": since or None}
-    answer = await api.get(_api_path(who.project, "events"), **filters, before=before or None, limit=50)
+    answer = await api.get(project_api(who.project, "events"), **filters, before=before or None, limit=50)
     data = answer.data if answer.ok else {"items": [], "next": None}
     return page(request, "events.html", who, section="events", items=data["items"], next=data.get("next"),
                 filters=filters, problems=[] if answer.ok else answer.problems,
@@ -68,7 +65,7 @@ def _body_view(event: dict[str, Any]) -> str | None:
 
 async def _event_page(request: Request, api: Api, who: Viewer, event_id: str, problems: list[str] | None = None,
                       status: int = 200) -> Response:
-    event = await api.need(_api_path(who.project, f"events/{quote(event_id, safe='')}"))
+    event = await api.need(project_api(who.project, f"events/{quote(event_id, safe='')}"))
     return page(request, "events_detail.html", who, status=status, section="events", event=event,
                 body=_body_view(event), problems=problems or [])
 
@@ -82,7 +79,7 @@ async def event_detail(request: Request, seen: Seen, event_id: str) -> Response:
 @router.post("/ui/p/{project}/events/{event_id}/replay")
 async def replay(request: Request, project: ProjectPath, event_id: str) -> Response:
     _, api = await form_api(request)
-    answer = await api.post(_api_path(project, f"events/{quote(event_id, safe='')}/replay"))
+    answer = await api.post(project_api(project, f"events/{quote(event_id, safe='')}/replay"))
     if not answer.ok:
         return await _event_page(request, api, await viewer(api, project), event_id, answer.problems, answer.status)
     return go(request, project_url(project, f"events/{quote(event_id, safe='')}"),
@@ -135,8 +132,8 @@ def duration_of(form: Any, now: float | None = None) -> tuple[str | None, list[s
 
 async def _silences_page(request: Request, api: Api, who: Viewer, *, status: int = 200, problems: list[str] | None = None,
                          draft: dict[str, str] | None = None) -> Response:
-    active = await api.need(_api_path(who.project, "silences"))
-    ended = await api.need(_api_path(who.project, "silences"), state="ended", limit=ENDED_SHOWN)
+    active = await api.need(project_api(who.project, "silences"))
+    ended = await api.need(project_api(who.project, "silences"), state="ended", limit=ENDED_SHOWN)
     query = request.query_params
     draft = draft if draft is not None else {"matchers": query.get("matchers", ""), "duration": query.get("duration", ""),
                                              "ends": "", "reason": query.get("reason", "")}
@@ -164,7 +161,7 @@ async def create_silence(request: Request, project: ProjectPath) -> Response:
     body: dict[str, Any] = {"matchers": matchers, "duration": duration, "created_by": who.email or who.name}
     if draft["reason"].strip():
         body["reason"] = draft["reason"].strip()
-    answer = await api.post(_api_path(project, "silences"), json=body)
+    answer = await api.post(project_api(project, "silences"), json=body)
     if not answer.ok:
         return await _silences_page(request, api, who, status=answer.status, problems=answer.problems, draft=draft)
     shown = ", ".join(f"{k}={v}" for k, v in matchers.items())
@@ -174,7 +171,7 @@ async def create_silence(request: Request, project: ProjectPath) -> Response:
 @router.post("/ui/p/{project}/silences/{silence_id}/end")
 async def end_silence(request: Request, project: ProjectPath, silence_id: str) -> Response:
     _, api = await form_api(request)
-    answer = await api.delete(_api_path(project, f"silences/{quote(silence_id, safe='')}"))
+    answer = await api.delete(project_api(project, f"silences/{quote(silence_id, safe='')}"))
     if not answer.ok:
         return await _silences_page(request, api, await viewer(api, project), status=answer.status,
                                     problems=answer.problems)

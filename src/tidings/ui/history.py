@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from ..accounts.principal import SITE
-from .client import Api, ApiError
+from .client import Api, ApiError, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
@@ -27,7 +27,7 @@ MARKS = {"added": "+", "removed": "−", "changed": "~", "moved": "↕"}
 @router.get("/ui/p/{project}/config")
 async def revisions(request: Request, seen: Seen, before: str | None = None) -> Response:
     api, who = seen
-    data = await api.need(f"/api/v1/projects/{quote(who.project, safe='')}/config/revisions", before=before or None,
+    data = await api.need(project_api(quote(who.project, safe=''), "config/revisions"), before=before or None,
                           limit=50)
     return page(request, "config.html", who, section="config", items=data["items"], next=data.get("next"),
                 admin=who.can(SITE))

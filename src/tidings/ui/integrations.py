@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from . import schema_form
-from .client import Api, ApiError
+from .client import Api, ApiError, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
@@ -30,9 +30,6 @@ UNFINISHED = ("pending", "retrying", "held", "sending")
 """The deliveries a delete ends (the API's words: "not finished")."""
 _PENDING = re.compile(r"has (\d+) deliveries not finished")
 
-
-def _base(project: str) -> str:
-    return f"/api/v1/projects/{quote(project, safe='')}"
 
 
 def _page_url(project: str, name: str, rest: str = "") -> str:
@@ -53,7 +50,7 @@ async def _kinds(api: Api) -> list[dict[str, Any]]:
 
 async def _listed(api: Api, project: str) -> tuple[list[dict[str, Any]], str]:
     """The project's integrations (health, figures, settings) and the current revision's ETag."""
-    answer = await api.get(f"{_base(project)}/integrations")
+    answer = await api.get(f"{project_api(project)}/integrations")
     if not answer.ok:
         raise ApiError(answer)
     return list(answer.data), answer.headers.get("etag", "")
@@ -64,7 +61,7 @@ async def _listed(api: Api, project: str) -> tuple[list[dict[str, Any]], str]:
 async def integrations(request: Request, seen: Seen) -> Response:
     api, who = seen
     items, _ = await _listed(api, who.project)
-    base = _base(who.project)
+    base = project_api(who.project)
 
     async def last_delivery(name: str) -> dict[str, Any] | None:
         answer = await api.get(f"{base}/deliveries", integration=name, limit=1)
@@ -112,7 +109,7 @@ async def create(request: Request, project: ProjectPath) -> Response:
     problems: list[str] = []
     conflict = False
     if not local:
-        answer = await api.post(f"{_base(project)}/integrations", json={"name": name, "kind": chosen["kind"],
+        answer = await api.post(f"{project_api(project)}/integrations", json={"name": name, "kind": chosen["kind"],
                                                                          "settings": settings},
                                 headers={"If-Match": etag} if etag else None)
         if answer.ok:
@@ -136,7 +133,7 @@ async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status:
                   etag: str | None = None, result: dict[str, Any] | None = None,
                   conflict: bool = False) -> Response:
     project = who.project
-    base = _base(project)
+    base = project_api(project)
     answer = await api.get(f"{base}/integrations/{quote(name, safe='')}")
     if not answer.ok:
         raise ApiError(answer)
@@ -151,13 +148,13 @@ async def _detail(request: Request, api: Api, who: Viewer, name: str, *, status:
         f.problem = (field_problems or {}).get(f.name)
     tab = tab if tab in dict(TABS) else "settings"
     logs: dict[str, Any] = {}
-    params = dict(request.query_params)
+    before = request.query_params.get("before")  # ui.pager's "Older" link
     if tab == "deliveries":
-        logs = await _log(api, f"{base}/deliveries", integration=name, limit=50, before=params.get("cursor"))
+        logs = await _log(api, f"{base}/deliveries", integration=name, limit=50, before=before)
     elif tab == "events":
-        logs = await _log(api, f"{base}/events", integration=name, limit=50, before=params.get("cursor"))
+        logs = await _log(api, f"{base}/events", integration=name, limit=50, before=before)
     elif tab == "sync":
-        logs = await _log(api, f"{base}/sync/runs", integration=name, limit=20, before=params.get("cursor"))
+        logs = await _log(api, f"{base}/sync/runs", integration=name, limit=20, before=before)
         if logs.get("items"):
             details = await asyncio.gather(*(api.get(f"{base}/sync/runs/{quote(r['id'], safe='')}")
                                              for r in logs["items"] if r.get("errors")))
@@ -195,7 +192,7 @@ async def integration(request: Request, seen: Seen, name: NamePath, tab: str = "
 async def save(request: Request, project: ProjectPath, name: NamePath) -> Response:
     form, api = await form_api(request)
     who = await viewer(api, project)
-    path = f"{_base(project)}/integrations/{quote(name, safe='')}"
+    path = f"{project_api(project)}/integrations/{quote(name, safe='')}"
     current = await api.get(path)
     if not current.ok:
         raise ApiError(current)
@@ -223,7 +220,7 @@ async def save(request: Request, project: ProjectPath, name: NamePath) -> Respon
 async def test(request: Request, project: ProjectPath, name: NamePath) -> Response:
     _, api = await form_api(request)
     who = await viewer(api, project)
-    answer = await api.post(f"{_base(project)}/integrations/{quote(name, safe='')}/test")
+    answer = await api.post(f"{project_api(project)}/integrations/{quote(name, safe='')}/test")
     result = answer.data if answer.ok else {"ok": False, "status": "refused", "error": answer.problem}
     if request.headers.get("hx-request") and request.query_params.get("part") == "test_result":
         return page(request, "integrations_detail.html", who, name=name, result=result)
@@ -233,7 +230,7 @@ async def test(request: Request, project: ProjectPath, name: NamePath) -> Respon
 async def _act(request: Request, project: str, name: str, method: str, rest: str, done: str,
                json: Any = None, back: str = "") -> Response:
     _, api = await form_api(request)
-    answer = await api.call(method, f"{_base(project)}{rest}", json=json)
+    answer = await api.call(method, f"{project_api(project)}{rest}", json=json)
     if answer.ok:
         return go(request, _page_url(project, name, back), flash=done)
     who = await viewer(api, project)
@@ -274,7 +271,7 @@ async def delete_page(request: Request, seen: Seen, name: NamePath) -> Response:
 
 async def _delete_page(request: Request, api: Api, who: Viewer, name: str, status: int = 200,
                        refusal: dict[str, Any] | None = None) -> Response:
-    base = _base(who.project)
+    base = project_api(who.project)
     items, tag = await _listed(api, who.project)
     item = next((i for i in items if i["name"] == name), None)
     if item is None:
@@ -295,7 +292,7 @@ async def _delete_page(request: Request, api: Api, who: Viewer, name: str, statu
 async def delete(request: Request, project: ProjectPath, name: NamePath) -> Response:
     form, api = await form_api(request)
     force = form.get("force") == "true"
-    answer = await api.delete(f"{_base(project)}/integrations/{quote(name, safe='')}",
+    answer = await api.delete(f"{project_api(project)}/integrations/{quote(name, safe='')}",
                               params={"force": "true"} if force else None,
                               headers={"If-Match": form["etag"]} if form.get("etag") else None)
     if answer.ok:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.datastructures import ImmutableMultiDict
 
-from .client import Answer, Api, ApiError
+from .client import Answer, Api, ApiError, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
@@ -31,23 +31,20 @@ SINCE = (("15m", "last 15 minutes"), ("1h", "last hour"), ("6h", "last 6 hours")
 Id = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 
 
-def _api(project: str, rest: str) -> str:
-    return f"/api/v1/projects/{project}/{rest}"
-
 
 async def _integrations(api: Api, project: str) -> list[dict[str, Any]]:
     """The project's integrations (an empty list when the person may not list them)."""
-    answer = await api.get(_api(project, "integrations"))
+    answer = await api.get(project_api(project, "integrations"))
     return answer.data if answer.ok and isinstance(answer.data, list) else []
 
 
 # -- the list --------------------------------------------------------------------------------------
 @router.get("/ui/p/{project}/messages")
 async def messages(request: Request, seen: Seen, status: str | None = None, integration: str | None = None,
-                   priority: str | None = None, since: str | None = None, cursor: str | None = None) -> Response:
+                   priority: str | None = None, since: str | None = None, before: str | None = None) -> Response:
     api, viewer = seen
     filters = {"status": status, "integration": integration, "priority": priority, "since": since}
-    data = await api.need(_api(viewer.project, "messages"), **filters, before=cursor, limit=50)
+    data = await api.need(project_api(viewer.project, "messages"), **filters, before=before, limit=50)
     names = [i["name"] for i in await _integrations(api, viewer.project) if i.get("sends")]
     return page(request, "messages.html", viewer, section="messages", items=data["items"], next=data["next"],
                 filters=filters, statuses=STATUSES, priorities=PRIORITIES, since_options=SINCE, integrations=names,
@@ -58,7 +55,7 @@ async def messages(request: Request, seen: Seen, status: str | None = None, inte
 @router.get("/ui/p/{project}/messages/{message_id}")
 async def message(request: Request, seen: Seen, message_id: Id) -> Response:
     api, viewer = seen
-    found = await api.need(_api(viewer.project, f"messages/{message_id}"))
+    found = await api.need(project_api(viewer.project, f"messages/{message_id}"))
     deliveries = found["deliveries"]
     dead = sorted({d["integration"] for d in deliveries if d["status"] == "dead"})
     live = found.get("status") == "scheduled" or any(d["status"] in UNFINISHED for d in deliveries)
@@ -76,10 +73,10 @@ async def request_to(request: Request, seen: Seen, message_id: Id, integration: 
     (``POST /preview`` with ``to``), the same rendering the Send page shows. Request bodies are
     not stored (a write per attempt on the hot path for what this shows from the message)."""
     api, viewer = seen
-    found = await api.need(_api(viewer.project, f"messages/{message_id}"))
+    found = await api.need(project_api(viewer.project, f"messages/{message_id}"))
     body = {k: found[k] for k in _RENDERED if found.get(k) is not None}
     # A preview is a POST that changes nothing: this GET page sends it with the session's own token.
-    answer = await Api(request, csrf=viewer.csrf).post(_api(viewer.project, "preview"), json={**body, "to": [integration]})
+    answer = await Api(request, csrf=viewer.csrf).post(project_api(viewer.project, "preview"), json={**body, "to": [integration]})
     previews = _previews(answer.data["targets"]) if answer.ok else []
     response = page(request, "message_request.html", viewer, status=200 if answer.ok else answer.status,
                     section="messages", message=found, integration=integration, previews=previews,
@@ -90,21 +87,21 @@ async def request_to(request: Request, seen: Seen, message_id: Id, integration: 
 @router.post("/ui/p/{project}/messages/{message_id}/ack")
 async def ack(request: Request, project: ProjectPath, message_id: Id) -> Response:
     _, api = await form_api(request)
-    answer = await api.post(_api(project, f"messages/{message_id}/ack"))
+    answer = await api.post(project_api(project, f"messages/{message_id}/ack"))
     return _after(request, answer, project_url(project, f"messages/{message_id}"), "Acknowledged")
 
 
 @router.post("/ui/p/{project}/messages/{message_id}/cancel")
 async def cancel(request: Request, project: ProjectPath, message_id: Id) -> Response:
     _, api = await form_api(request)
-    answer = await api.delete(_api(project, f"messages/{message_id}"))
+    answer = await api.delete(project_api(project, f"messages/{message_id}"))
     return _after(request, answer, project_url(project, f"messages/{message_id}"), "Cancelled: it will not be sent")
 
 
 @router.post("/ui/p/{project}/deliveries/{delivery_id}/retry")
 async def retry(request: Request, project: ProjectPath, delivery_id: Id) -> Response:
     form, api = await form_api(request)
-    answer = await api.post(_api(project, f"deliveries/{delivery_id}/retry"))
+    answer = await api.post(project_api(project, f"deliveries/{delivery_id}/retry"))
     back = form.get("message_id", "")
     target = project_url(project, f"messages/{back}") if back.replace("-", "").isalnum() else project_url(project, "messages")
     return _after(request, answer, target, "Sent again")
@@ -118,7 +115,7 @@ async def retry_all(request: Request, project: ProjectPath) -> Response:
     body: dict[str, Any] = {"status": "dead", "integration": integration}
     if form.get("since"):
         body["since"] = form["since"]
-    answer = await api.post(_api(project, "deliveries/retry"), json=body)
+    answer = await api.post(project_api(project, "deliveries/retry"), json=body)
     back = form.get("message_id", "")
     target = (project_url(project, f"messages/{back}") if back.replace("-", "").isalnum()
               else project_url(project, "messages") + (f"?{urlencode({'integration': integration})}" if integration else ""))
@@ -259,12 +256,12 @@ async def send(request: Request, seen: Seen, project: ProjectPath) -> Response:
     if problems:
         return await _send_page(request, seen, form, problems=problems, status=422)
     if form.get("action") == "preview":
-        answer = await api.post(_api(project, "preview"), json={k: v for k, v in body.items()
+        answer = await api.post(project_api(project, "preview"), json={k: v for k, v in body.items()
                                                                 if k not in ("send_at", "delay")})
         if not answer.ok:
             return await _send_page(request, seen, form, problems=answer.problems, status=answer.status)
         return await _send_page(request, seen, form, previews=_previews(answer.data["targets"]))
-    answer = await api.post(_api(project, "messages"), json=body)
+    answer = await api.post(project_api(project, "messages"), json=body)
     if not answer.ok:
         return await _send_page(request, seen, form, problems=answer.problems, status=answer.status)
     accepted = answer.data

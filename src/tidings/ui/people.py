@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from ..accounts.roles import ROLES
-from .client import Api, ApiError
+from .client import Api, ApiError, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url, seen
 from .render import go, page
@@ -30,7 +30,7 @@ def _user(user: str) -> str:
 # -- members ---------------------------------------------------------------------------------------
 async def _members(request: Request, api: Api, who: Viewer, *, status: int = 200, problems: list[str] | None = None,
                    form: dict[str, Any] | None = None) -> Response:
-    items = await api.need(f"/api/v1/projects/{who.project}/members")
+    items = await api.need(project_api(who.project, "members"))
     return page(request, "members.html", who, status=status, section="members", items=items, roles=list(ROLES),
                 problems=problems or [], form=form or {})
 
@@ -43,7 +43,7 @@ async def members(request: Request, seen: Seen) -> Response:
 
 async def _member_change(request: Request, project: str, user: str, role: str | None, done: str) -> Response:
     form, api = await form_api(request)
-    path = f"/api/v1/projects/{project}/members/{_user(user)}"
+    path = project_api(project, f"members/{_user(user)}")
     answer = await (api.put(path, json={"role": role}) if role is not None else api.delete(path))
     if not answer.ok:
         problems = refused(answer)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from .client import Answer, Api
+from .client import Answer, Api, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url, seen
 from .render import go, page
@@ -38,7 +38,7 @@ def _stale(answer: Answer) -> list[str]:
 # -- the list --------------------------------------------------------------------------------------
 async def _list(request: Request, api: Api, who: Viewer, *, status: int = 200, problems: list[str] | None = None,
                 where: str = "", form: dict[str, Any] | None = None) -> Response:
-    base = f"/api/v1/projects/{who.project}"
+    base = project_api(who.project)
     items = (await api.need(f"{base}/recipients"))["items"]
     groups = (await api.need(f"{base}/recipient-groups"))["items"]
     return page(request, "recipients.html", who, status=status, section="recipients", items=items, groups=groups,
@@ -78,7 +78,7 @@ def _fields(form: Any, *, creating: bool) -> dict[str, Any]:
 async def add(request: Request, project: ProjectPath) -> Response:
     form, api = await form_api(request)
     body = {"name": form.get("name", "").strip().lstrip("@"), **_fields(form, creating=True)}
-    answer = await api.post(f"/api/v1/projects/{project}/recipients", json=body)
+    answer = await api.post(project_api(project, "recipients"), json=body)
     if not answer.ok:
         return await _list_refused(request, project, api, answer, "recipient", {**body, "teams": ""})
     name = answer.data["name"]
@@ -90,7 +90,7 @@ async def add_group(request: Request, project: ProjectPath) -> Response:
     form, api = await form_api(request)
     body = {"name": form.get("group_name", "").strip().lstrip("@"), "members": _names(form.get("members", "")),
             "description": form.get("description", "").strip() or None}
-    answer = await api.post(f"/api/v1/projects/{project}/recipient-groups", json=body)
+    answer = await api.post(project_api(project, "recipient-groups"), json=body)
     if not answer.ok:
         return await _list_refused(request, project, api, answer, "group",
                                    {"group_name": body["name"], "members": form.get("members", ""),
@@ -101,7 +101,7 @@ async def add_group(request: Request, project: ProjectPath) -> Response:
 @router.post("/ui/p/{project}/recipient-groups/{name}/members")
 async def group_members(request: Request, project: ProjectPath, name: Name) -> Response:
     form, api = await form_api(request)
-    answer = await api.put(f"/api/v1/projects/{project}/recipient-groups/{name}/members",
+    answer = await api.put(project_api(project, f"recipient-groups/{name}/members"),
                            json={"members": _names(form.get("members", ""))})
     if not answer.ok:
         return await _list_refused(request, project, api, answer, "", {})
@@ -111,7 +111,7 @@ async def group_members(request: Request, project: ProjectPath, name: Name) -> R
 @router.post("/ui/p/{project}/recipient-groups/{name}/delete")
 async def delete_group(request: Request, project: ProjectPath, name: Name) -> Response:
     _, api = await form_api(request)
-    answer = await api.delete(f"/api/v1/projects/{project}/recipient-groups/{name}")
+    answer = await api.delete(project_api(project, f"recipient-groups/{name}"))
     if not answer.ok:
         return await _list_refused(request, project, api, answer, "", {})
     return go(request, project_url(project, "recipients"), flash=f"Group {name} deleted")
@@ -120,7 +120,7 @@ async def delete_group(request: Request, project: ProjectPath, name: Name) -> Re
 # -- one recipient ---------------------------------------------------------------------------------
 async def _one(request: Request, api: Api, who: Viewer, name: str, *, status: int = 200,
                problems: list[str] | None = None, where: str = "", form: dict[str, Any] | None = None) -> Response:
-    base = f"/api/v1/projects/{who.project}"
+    base = project_api(who.project)
     recipient = await api.need(f"{base}/recipients/{name}")
     prefs = (await api.need(f"{base}/recipients/{name}/preferences"))["items"]
     topics = (await api.need(f"{base}/topics"))["items"]
@@ -164,7 +164,7 @@ def _etag(form: Any) -> dict[str, str]:
 async def edit(request: Request, project: ProjectPath, name: Name) -> Response:
     form, api = await form_api(request)
     body = _fields(form, creating=False)
-    answer = await api.patch(f"/api/v1/projects/{project}/recipients/{name}", json=body, headers=_etag(form))
+    answer = await api.patch(project_api(project, f"recipients/{name}"), json=body, headers=_etag(form))
     if not answer.ok:
         return await _one_refused(request, project, name, api, _stale(answer), answer.status, "edit",
                                   {k: v for k, v in body.items() if k != "teams"})
@@ -174,7 +174,7 @@ async def edit(request: Request, project: ProjectPath, name: Name) -> Response:
 @router.post("/ui/p/{project}/recipients/{name}/delete")
 async def delete(request: Request, project: ProjectPath, name: Name) -> Response:
     form, api = await form_api(request)
-    answer = await api.delete(f"/api/v1/projects/{project}/recipients/{name}", headers=_etag(form))
+    answer = await api.delete(project_api(project, f"recipients/{name}"), headers=_etag(form))
     if not answer.ok:
         return await _one_refused(request, project, name, api, _stale(answer), answer.status, "")
     return go(request, project_url(project, "recipients"), flash=f"Recipient {name} deleted")
@@ -184,7 +184,7 @@ async def delete(request: Request, project: ProjectPath, name: Name) -> Response
 async def set_preference(request: Request, project: ProjectPath, name: Name) -> Response:
     form, api = await form_api(request)
     topic, channel = form.get("topic", ""), form.get("channel", "")
-    path = f"/api/v1/projects/{project}/recipients/{name}/preferences"
+    path = project_api(project, f"recipients/{name}/preferences")
     state = form.get("state", "")
     if state == "unset":
         answer = await api.delete(path, params={"topic": topic, "channel": channel})

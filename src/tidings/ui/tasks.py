@@ -10,7 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from .client import Api
+from .client import Api, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url
 from .render import go, page
@@ -22,9 +22,6 @@ STATUS_FILTERS = (("open", "open (not done)"), ("todo", "to do"), ("in_progress"
 PAGE_SIZE = 50
 
 
-def _api_path(project: str, rest: str) -> str:
-    return f"/api/v1/projects/{quote(project, safe='')}/{rest}"
-
 
 # -- tasks -----------------------------------------------------------------------------------------
 @router.get("/ui/p/{project}/tasks")
@@ -32,10 +29,10 @@ async def tasks(request: Request, seen: Seen, status: str | None = None, q: str 
                 assignee: str | None = None, label: str | None = None, before: str | None = None) -> Response:
     api, who = seen
     filters = {"status": status or None, "q": q or None, "assignee": assignee or None, "label": label or None}
-    answer = await api.get(_api_path(who.project, "tasks"), **filters, before=before or None, limit=PAGE_SIZE)
+    answer = await api.get(project_api(who.project, "tasks"), **filters, before=before or None, limit=PAGE_SIZE)
     data = answer.data if answer.ok else {"items": [], "next": None}
     # the list has no links: each task's own answer has them (in-process calls, a page at a time)
-    details = await asyncio.gather(*(api.get(_api_path(who.project, f"tasks/{quote(t['id'], safe='')}"))
+    details = await asyncio.gather(*(api.get(project_api(who.project, f"tasks/{quote(t['id'], safe='')}"))
                                      for t in data["items"]))
     items = [d.data if d.ok else {**t, "links": [], "conflicts": 0} for t, d in zip(data["items"], details, strict=True)]
     return page(request, "tasks.html", who, section="tasks", items=items, next=data.get("next"), filters=filters,
@@ -45,19 +42,19 @@ async def tasks(request: Request, seen: Seen, status: str | None = None, q: str 
 @router.get("/ui/p/{project}/tasks/{key}")
 async def task_detail(request: Request, seen: Seen, key: str) -> Response:
     api, who = seen
-    task = await api.need(_api_path(who.project, f"tasks/{quote(key, safe='')}"))
+    task = await api.need(project_api(who.project, f"tasks/{quote(key, safe='')}"))
     return page(request, "tasks_detail.html", who, section="tasks", task=task)
 
 
 # -- sync conflicts --------------------------------------------------------------------------------
 async def _conflicts_page(request: Request, api: Api, who: Viewer, *, task: str | None = None, show_all: bool = False,
                           status: int = 200, problems: list[str] | None = None) -> Response:
-    answer = await api.get(_api_path(who.project, "sync/conflicts"), task=task or None,
+    answer = await api.get(project_api(who.project, "sync/conflicts"), task=task or None,
                            all="true" if show_all else None)
     items = answer.data["items"] if answer.ok else []
     titles: dict[str, str] = {}
     for task_id in list(dict.fromkeys(c["task_id"] for c in items))[:PAGE_SIZE]:
-        found = await api.get(_api_path(who.project, f"tasks/{quote(task_id, safe='')}"))
+        found = await api.get(project_api(who.project, f"tasks/{quote(task_id, safe='')}"))
         if found.ok:
             titles[task_id] = found.data["title"]
     return page(request, "conflicts.html", who, status=status, section="conflicts", items=items, titles=titles,
@@ -75,7 +72,7 @@ async def resolve(request: Request, project: ProjectPath, conflict_id: str) -> R
     form, api = await form_api(request)
     choice = form.get("choose", "")
     body: dict[str, Any] = {"choose": choice} if choice in ("local", "remote") else {"choose": None}
-    answer = await api.post(_api_path(project, f"sync/conflicts/{quote(conflict_id, safe='')}/resolve"), json=body)
+    answer = await api.post(project_api(project, f"sync/conflicts/{quote(conflict_id, safe='')}/resolve"), json=body)
     if not answer.ok:
         return await _conflicts_page(request, api, await viewer(api, project), status=answer.status,
                                      problems=answer.problems)
