@@ -94,7 +94,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     _, api = await form_api(request)
     answer = await api.post("/auth/logout")
-    if not answer.ok and answer.status != 401:  # a refused sign-out (no CSRF token) leaves the session as it was
+    if not answer.ok:  # a refused sign-out (no CSRF token) leaves the session as it was; none left: SignInNeeded
         raise ApiError(answer)
     response = go(request, "/ui/login")
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -111,15 +111,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SignInNeeded)
     async def _sign_in(request: Request, _: SignInNeeded) -> Response:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # back to the page after signing in; a form's target (a POST) is no page to go back to
+        login = "/ui/login"
+        if request.method == "GET":
+            login += "?next=" + quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         if request.headers.get("hx-request"):
-            return Response(status_code=204, headers={"HX-Redirect": f"/ui/login?next={quote(target)}"})
-        return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
+            return Response(status_code=204, headers={"HX-Redirect": login})
+        return RedirectResponse(login, status_code=303)
 
     @app.exception_handler(ApiError)
     async def _refused(request: Request, exc: ApiError) -> Response:
-        if exc.answer.status == 401:
-            return await _sign_in(request, SignInNeeded())
         who = None
         project = request.path_params.get("project", DEFAULT_PROJECT)
         try:
