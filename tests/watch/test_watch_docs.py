@@ -18,6 +18,7 @@ def test_the_example_configuration_is_valid() -> None:
     settings = config.projects["default"]
     assert settings.alerts_to == ["email", "pager", "slack"]
     assert float(settings.alert_cooldown) == 3600.0
+    assert float(settings.alert_recover_after) == 300.0
     assert set(settings.alerts_to) <= set(config.integrations)
 
 

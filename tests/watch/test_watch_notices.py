@@ -5,6 +5,7 @@ peers. The broken integration is ``ops`` (a peer answering 500 or 400); notices 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,7 +36,7 @@ async def ops() -> AsyncIterator[Sink]:
 
 
 def config(ops: Sink, alerts: Sink, *, alerts_to: list[str] | None = None, cooldown: str = "1h",
-           **ops_settings: Any) -> dict[str, Any]:
+           recover_after: str = "0.3s", **ops_settings: Any) -> dict[str, Any]:
     return {
         "integrations": {
             "ops": {"kind": "webhook", "url": ops.url + "/ops", "retry": {"base": 60, "cap": 60, "max_attempts": 100},
@@ -45,7 +46,7 @@ def config(ops: Sink, alerts: Sink, *, alerts_to: list[str] | None = None, coold
         },
         "default": {"to": ["ops"]},
         "projects": {"default": {"alerts_to": ["ops", "alerts"] if alerts_to is None else alerts_to,
-                                 "alert_cooldown": cooldown}},
+                                 "alert_cooldown": cooldown, "alert_recover_after": recover_after}},
     }
 
 
@@ -248,3 +249,49 @@ async def test_two_dispatching_hubs_seeing_deads_of_one_integration_tell_it_once
     assert row["kind"] == "dead" and row["count"] >= 1
     assert len(notices(alerts, "dead")) == 1
     assert tidings_requests(ops) == []
+
+
+async def test_a_flapping_peer_is_one_incident_told_once_and_resolved_once_it_stays_well(
+    make_hub: Any, ops: Sink, alerts: Sink,
+) -> None:
+    # Each message fails FAIL_AFTER times in a row, then goes through: without a settling time every
+    # success would resolve the incident and the next burst open (and tell) a new one.
+    settings = config(ops, alerts, recover_after="4s", retry={"base": 0.01, "cap": 0.01, "max_attempts": 100},
+                      breaker={"min_calls": 1000})
+    hub = await make_hub(settings | {"dispatcher": {"poll_interval": 0.02}})  # retries due at once are taken at once
+    started = time.monotonic()
+    for n in range(3):
+        ops.script(*([500] * FAIL_AFTER), 200)
+        receipt = await hub.notify(Message(f"deploy {n}"))
+
+        async def delivered() -> bool:
+            return [d["status"] for d in (await hub.wait(receipt.id))["deliveries"]] == ["delivered"]
+
+        await eventually(delivered)
+        await hub.watch.settled()
+    failing = [r for r in await rows(hub) if r["kind"] == "failing"]
+    assert time.monotonic() - started < 4, "the cycles took longer than the settling time: the test proves nothing"
+    assert [(r["status"], r["count"]) for r in failing] == [("open", 3)]
+    assert len(notices(alerts, "failing", "opened")) == 1
+
+    async def resolved() -> bool:
+        return [r["status"] for r in await rows(hub) if r["kind"] == "failing"] == ["resolved"]
+
+    await eventually(resolved, timeout=15)
+
+    async def told() -> bool:
+        return len(notices(alerts, "failing", "resolved")) == 1
+
+    await eventually(told)
+    assert [n["labels"]["event_type"] for n in notices(alerts, "failing")] == ["incident.opened", "incident.resolved"]
+
+
+async def test_a_recurrence_seen_by_another_worker_keeps_the_incident_open(make_hub: Any, ops: Sink,
+                                                                          alerts: Sink) -> None:
+    hub = await make_hub(config(ops, alerts, recover_after="60s"))
+    row = await hub.watch.open("default", "integration/ops", "failing", "5 attempts in a row failed")
+    # This process's wait is over, but the row was bumped within the last 60 s (another worker).
+    assert await hub.watch.resolve("default", "integration/ops", "failing", quiet_for=60.0) is None
+    [stored] = await rows(hub)
+    assert stored["id"] == row["id"] and stored["status"] == "open"
+    assert await hub.watch.resolve("default", "integration/ops", "failing") is not None

@@ -118,6 +118,11 @@ class ProjectSettings(_Strict):
         " senders, sync mappings or connections breaks, and when it recovers",
     )
     alert_cooldown: Duration = Field(3600.0, description="at most one notice per incident this often")
+    alert_recover_after: Duration = Field(
+        300.0,
+        description="an integration's failing, dead or circuit-open incident resolves once it stayed clear of its"
+        " trouble this long: a flapping peer is one incident, not a notice at every turn",
+    )
     topics: dict[str, Topic] = Field(default_factory=dict)
     preferences: dict[str, dict[str, bool]] = Field(
         default_factory=dict,

@@ -82,14 +82,17 @@ async def open_incident(conn: Conn, project: str, subject: str, kind: str, detai
     return row, True
 
 
-async def resolve(conn: Conn, project: str, subject: str, kind: str, now: float | None = None) -> dict[str, Any] | None:
+async def resolve(conn: Conn, project: str, subject: str, kind: str, now: float | None = None,
+                  quiet_for: float = 0.0) -> dict[str, Any] | None:
     """Resolve the open incident of (project, subject, kind): its row as resolved, or None when
-    none was open (or another worker resolved it first)."""
+    none was open, another worker resolved it first, or (``quiet_for``) it recurred within that
+    many seconds (another worker saw it again)."""
     now = time.time() if now is None else now
-    done = (await conn.execute(update(incidents).where(
-        incidents.c.project == project, incidents.c.subject == subject, incidents.c.kind == kind,
-        incidents.c.status == "open",
-    ).values(status="resolved", resolved_at=now, updated_at=now).returning(*incidents.c))).first()
+    where = [incidents.c.project == project, incidents.c.subject == subject, incidents.c.kind == kind,
+             incidents.c.status == "open"]
+    if quiet_for > 0:
+        where.append(incidents.c.updated_at <= now - quiet_for)
+    done = (await conn.execute(update(incidents).where(*where).values(status="resolved", resolved_at=now, updated_at=now).returning(*incidents.c))).first()
     if done is None:
         return None
     row = _row(done)

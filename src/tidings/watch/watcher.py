@@ -47,6 +47,10 @@ REJECT_WINDOW = 600.0
 REFRESH = 5.0
 """How often the watcher reads which incidents are open (another worker may have opened them)."""
 THREAD_PREFIX = "tidings-incident:"
+SETTLING = frozenset({"failing", "dead", "circuit_open"})
+"""Kinds about a peer's health, resolved only once it stayed clear of the trouble for the project's
+``alert_recover_after``: a peer failing now and then stays one open incident instead of opening,
+telling and resolving at every turn."""
 VERIFIED = frozenset({"stored", "duplicate", "requeued", "answered", "malformed"})
 """Inbound results of a request whose signature checked out."""
 
@@ -96,6 +100,8 @@ class Watch:
         self._rejected: dict[str, deque[float]] = {}
         self._dead: dict[str, list[str]] = {}
         """Integration -> deliveries that went dead, not yet in an incident (taken by the next ``dead`` signal)."""
+        self._settling: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
+        """Open incidents of :data:`SETTLING` kinds that recovered: the timer that resolves them."""
         self._tail: dict[tuple[str, str, str], Signal] = {}
         """The last signal queued per incident key: one of the same direction behind it adds nothing."""
         self._busy = 0
@@ -114,6 +120,9 @@ class Watch:
                 async with asyncio.timeout(timeout):
                     await self.settled()
         task, self._task = self._task, None
+        for timer in self._settling.values():
+            timer.cancel()
+        self._settling.clear()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,6 +149,8 @@ class Watch:
         handled yet) goes the same way: a burst of failures is one write, not one each."""
         if self._task is None:
             return  # not started, or stopping: nothing to tell anyone with
+        if signal.opened and (settling := self._settling.pop(signal.key, None)) is not None:
+            settling.cancel()  # the trouble came back before it settled: the incident stays open
         tail = self._tail.get(signal.key)
         if tail is not None and tail.opened == signal.opened:
             return
@@ -157,9 +168,11 @@ class Watch:
         """A breaker transition this process stored (one process stores each)."""
         try:
             subject = inc.subject_of("integration", integration)
-            self.signal(Signal(self._project(integration), subject, "circuit_open", state != "closed",
-                               "the circuit breaker opened: sends are held back until the peer answers again"
-                               if state != "closed" else None))
+            if state == "closed":
+                self._recovered(self._project(integration), subject, "circuit_open")
+            else:
+                self.signal(Signal(self._project(integration), subject, "circuit_open", True,
+                                   "the circuit breaker opened: sends are held back until the peer answers again"))
         except Exception:
             log.exception("watch.hook_failed", hook="circuit")
 
@@ -191,8 +204,25 @@ class Watch:
         project, subject = self._project(name), inc.subject_of("integration", name)
         for kind in ("failing", "dead"):
             if (project, subject, kind) in self._open:
-                self._open.discard((project, subject, kind))
-                self.signal(Signal(project, subject, kind, False))
+                self._recovered(project, subject, kind)
+
+    def _recovered(self, project: str, subject: str, kind: str) -> None:
+        """The peer of an incident of a :data:`SETTLING` kind is well again: resolve the incident
+        once ``alert_recover_after`` has passed without it opening again (at once when that is 0)."""
+        key = (project, subject, kind)
+        if key in self._settling:
+            return
+        after = float(self._settings(project).alert_recover_after)
+        if after <= 0 or self._task is None:
+            self._open.discard(key)
+            self.signal(Signal(project, subject, kind, False))
+            return
+        self._settling[key] = asyncio.get_running_loop().call_later(after, self._settled, key)
+
+    def _settled(self, key: tuple[str, str, str]) -> None:
+        if self._settling.pop(key, None) is not None:
+            self._open.discard(key)
+            self.signal(Signal(*key, opened=False))
 
     def inbound(self, integration: str, result: str) -> None:
         """An inbound request's result (``hub.count_inbound``)."""
@@ -269,7 +299,8 @@ class Watch:
             if s.kind == "dead" and not dead:
                 return None
             return await self.open(s.project, s.subject, s.kind, s.detail, dead_ids=dead)
-        return await self.resolve(s.project, s.subject, s.kind)
+        quiet_for = float(self._settings(s.project).alert_recover_after) if s.kind in SETTLING else 0.0
+        return await self.resolve(s.project, s.subject, s.kind, quiet_for=quiet_for)
 
     async def open(self, project: str, subject: str, kind: str, detail: str | None, *,
                    dead_ids: Sequence[str] = ()) -> dict[str, Any] | None:
@@ -304,11 +335,12 @@ class Watch:
             await self._send(row, targets, "opened" if new else "reminder", before, row["detail"])
         return row
 
-    async def resolve(self, project: str, subject: str, kind: str) -> dict[str, Any] | None:
-        """Resolve the open incident, and send the recovery notice if its opening was told."""
+    async def resolve(self, project: str, subject: str, kind: str, quiet_for: float = 0.0) -> dict[str, Any] | None:
+        """Resolve the open incident (unless it recurred within ``quiet_for`` seconds), and send the
+        recovery notice if its opening was told."""
         now = self.clock()
         async with self.hub.require_store().write() as conn:
-            row = await inc.resolve(conn, project, subject, kind, now)
+            row = await inc.resolve(conn, project, subject, kind, now, quiet_for)
         self._open.discard((project, subject, kind))
         if row is None:
             return None
