@@ -2,23 +2,27 @@
 the same load against the same peer healthy, in one run; then an outage and the peer's return.
 
     python bench/faulty.py [--messages 2000] [--concurrency 64] [--fault-rate 0.3]
-                           [--outage 60] [--outage-messages 500]
+                           [--latency 0.05] [--outage 60] [--outage-messages 500]
 
 One peer process on 127.0.0.1 answers each request by its mode: healthy (200), faulty (a share
 of the requests, at random and in equal parts: 500, 503, 429 with Retry-After: 1, a hang past
 the integration's 1 s timeout, a connection reset; 200 otherwise) or down (every connection
-reset). A webhook integration sends to it at concurrency N, retrying from 0.5 s, with the
-breaker's default policy.
+reset). Answers (not hangs or resets) take --latency seconds, 50 ms by default: what a SaaS API
+or a webhook receiver in another data centre takes (Slack's and Teams' take more). A webhook
+integration sends to it at concurrency N, retrying from 0.5 s, with the breaker's default policy.
 
   healthy_s         N messages through Hub.notify until the peer had seen every one (healthy)
   first_attempts_s  the same while it is faulty: until every message had its first attempt
   slowdown          first_attempts_s / healthy_s
   floor_s, vs_floor the least time any sender at concurrency N can take while a fifth of the faults
                     hang for the 1 s timeout (each holds one of the N slots): healthy_s + hangs x 1 s / N,
-                    and first_attempts_s / floor_s. On an idle machine, where healthy_s is short, the
-                    hangs alone push slowdown past 3 (2,000 messages: 120 hangs / 64 = 1.9 s); vs_floor
-                    says how much tidings adds to what the faults cost by themselves.
-  delivered, dead   the faulty run's deliveries (and the outage's) once every one is settled
+                    and first_attempts_s / floor_s: how much tidings adds to what the faults cost
+                    by themselves
+  *_instant_peer    the same three against a peer that answers at once (--latency 0). Then healthy_s
+                    is the hub's own CPU (2,000 messages in ~0.5 s on 2 cores) while the hangs alone
+                    cost 120 x 1 s / 64 = 1.9 s whatever sends them: that slowdown is 4-5 on an idle
+                    machine and says nothing about stalling; vs_floor does.
+  delivered, dead   every delivery of the runs (and the outage's) once every one is settled
   resume_after_outage_s  the peer goes down for --outage seconds while --outage-messages are
                     queued; how long after its return the first of them arrives
 
@@ -50,7 +54,7 @@ FAULTS = ("500", "503", "429", "hang", "reset")
 HANG = 3 * TIMEOUT
 # Shared counters: requests, distinct ids seen, distinct ids answered 200, mode, fault share
 # (per mille), generation (bumped to forget the ids seen).
-TOTAL, SEEN, OK, MODE, PER_MILLE, GENERATION = range(6)
+TOTAL, SEEN, OK, MODE, PER_MILLE, GENERATION, LATENCY_MS = range(7)
 
 
 def _serve(sock: socket.socket, counts: Any) -> None:
@@ -89,6 +93,8 @@ def _serve(sock: socket.socket, counts: Any) -> None:
         if fault == "hang":
             await asyncio.sleep(HANG)
             return web.Response(status=200)  # the client gave up long ago
+        if counts[LATENCY_MS]:
+            await asyncio.sleep(counts[LATENCY_MS] / 1000)
         if fault is not None:
             headers = {"Retry-After": "1"} if fault == "429" else {}
             return web.Response(status=int(fault), headers=headers)
@@ -107,11 +113,12 @@ def _serve(sock: socket.socket, counts: Any) -> None:
 
 
 class FaultyPeer(ServedProcess):
-    def __init__(self, fault_rate: float) -> None:
+    def __init__(self, fault_rate: float, latency: float = 0.0) -> None:
         ctx = self._bind()
         self.sock.listen(1024)
-        self.counts = ctx.Array("q", 6, lock=False)
+        self.counts = ctx.Array("q", 7, lock=False)
         self.counts[PER_MILLE] = round(fault_rate * 1000)
+        self.counts[LATENCY_MS] = round(latency * 1000)
         self.proc = ctx.Process(target=_serve, args=(self.sock, self.counts), daemon=True)
 
     @property
@@ -124,6 +131,18 @@ class FaultyPeer(ServedProcess):
     def reset(self) -> None:
         self.counts[TOTAL] = self.counts[SEEN] = self.counts[OK] = 0
         self.counts[GENERATION] += 1
+
+    @property
+    def latency(self) -> float:
+        return self.counts[LATENCY_MS] / 1000
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.counts[LATENCY_MS] = round(seconds * 1000)
+
+    @property
+    def fault_rate(self) -> float:
+        return self.counts[PER_MILLE] / 1000
 
     @property
     def seen(self) -> int:
@@ -199,6 +218,26 @@ async def settled(hub: Any, n: int, timeout: float) -> dict[str, int]:
         await asyncio.sleep(0.2)
 
 
+async def compare(peer: FaultyPeer, tmp: Path, n: int, c: int, tag: str) -> tuple[float, float, dict[str, int]]:
+    """The healthy run and the faulty one (a hub each): their times, and the faulty run's
+    deliveries once every one is settled."""
+    from tidings import Hub
+
+    peer.set(HEALTHY)
+    async with Hub.from_config(config(tmp, f"healthy-{tag}", peer.url, c)) as hub:
+        healthy_s = await run(hub, peer, n, c)
+    print(f"peer answering in {tag}, healthy: {n} messages had their first attempt in {healthy_s:.2f} s",
+          file=sys.stderr)
+    peer.set(FAULTY)
+    async with Hub.from_config(config(tmp, f"faulty-{tag}", peer.url, c)) as hub:
+        first_s = await run(hub, peer, n, c)
+        print(f"peer answering in {tag}, faulty ({peer.fault_rate:.0%} of requests fail): first attempts in"
+              f" {first_s:.2f} s ({first_s / healthy_s:.2f}x)", file=sys.stderr)
+        counts = await settled(hub, n, 300)
+    print(f"peer answering in {tag}, faulty: settled {counts}", file=sys.stderr)
+    return healthy_s, first_s, counts
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=2_000)
@@ -206,6 +245,8 @@ async def main() -> None:
     ap.add_argument("--fault-rate", type=float, default=0.3)
     ap.add_argument("--outage", type=float, default=60.0, help="seconds the peer is down")
     ap.add_argument("--outage-messages", type=int, default=500)
+    ap.add_argument("--latency", type=float, default=0.05,
+                    help="seconds the peer takes to answer (not a hang or reset); the runs are repeated at 0")
     args = ap.parse_args()
     from tidings import Hub
     from tidings.logs import configure
@@ -214,22 +255,15 @@ async def main() -> None:
     n, c = args.messages, args.concurrency
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        peer = stack.enter_context(FaultyPeer(args.fault_rate))
+        peer = stack.enter_context(FaultyPeer(args.fault_rate, args.latency))
         await wait_ready(peer.url)
 
-        peer.set(HEALTHY)
-        async with Hub.from_config(config(tmp, "healthy", peer.url, c)) as hub:
-            healthy_s = await run(hub, peer, n, c)
-        print(f"healthy peer: {n} messages had their first attempt in {healthy_s:.2f} s", file=sys.stderr)
-
-        peer.set(FAULTY)
-        async with Hub.from_config(config(tmp, "faulty", peer.url, c)) as hub:
-            first_s = await run(hub, peer, n, c)
-            print(f"faulty peer ({args.fault_rate:.0%} of requests fail): first attempts in {first_s:.2f} s"
-                  f" ({first_s / healthy_s:.2f}x)", file=sys.stderr)
-            counts = await settled(hub, n, 300)
-            print(f"faulty peer: settled {counts}", file=sys.stderr)
-
+        figures = {}
+        for latency in (args.latency, 0.0):
+            peer.latency = latency
+            figures[latency] = await compare(peer, tmp, n, c, f"{latency * 1000:g}ms")
+        peer.latency = args.latency
+        async with Hub.from_config(config(tmp, "outage", peer.url, c)) as hub:
             peer.set(DOWN)
             down_at = time.perf_counter()
             ok_before = peer.ok
@@ -239,21 +273,31 @@ async def main() -> None:
             back_at = time.perf_counter()
             resumed = await until(lambda: peer.ok > ok_before, 300, "resume after the outage")
             resume_s = resumed - back_at
-            total = n + args.outage_messages
-            counts = await settled(hub, total, 300)
+            counts = await settled(hub, args.outage_messages, 300)
             drained_s = time.perf_counter() - back_at
             print(f"outage of {args.outage:g} s with {args.outage_messages} queued: the first arrived"
                   f" {resume_s:.2f} s after the peer's return, all settled after {drained_s:.1f} s", file=sys.stderr)
-    floor_s = healthy_s + n * args.fault_rate / len(FAULTS) * TIMEOUT / c
+    healthy_s, first_s, faulty_counts = figures[args.latency]
+    instant_healthy_s, instant_first_s, instant_counts = figures[0.0]
+    hangs_s = n * args.fault_rate / len(FAULTS) * TIMEOUT / c
+
+    def total(status: str) -> int:
+        return sum(x.get(status, 0) for x in (faulty_counts, instant_counts, counts))
+
     print(json.dumps({
-        "messages": total,
-        "delivered": counts.get("delivered", 0),
-        "dead": counts.get("dead", 0),
+        "messages": 2 * n + args.outage_messages,
+        "delivered": total("delivered"),
+        "dead": total("dead"),
+        "latency_s": args.latency,
         "healthy_s": round(healthy_s, 3),
         "first_attempts_s": round(first_s, 3),
         "slowdown": round(first_s / healthy_s, 3),
-        "floor_s": round(floor_s, 3),
-        "vs_floor": round(first_s / floor_s, 3),
+        "floor_s": round(healthy_s + hangs_s, 3),
+        "vs_floor": round(first_s / (healthy_s + hangs_s), 3),
+        "healthy_s_instant_peer": round(instant_healthy_s, 3),
+        "first_attempts_s_instant_peer": round(instant_first_s, 3),
+        "slowdown_instant_peer": round(instant_first_s / instant_healthy_s, 3),
+        "vs_floor_instant_peer": round(instant_first_s / (instant_healthy_s + hangs_s), 3),
         "resume_after_outage_s": round(resume_s, 3),
         "backlog_settled_s": round(drained_s, 2),
         "cpus": mp.cpu_count(),
