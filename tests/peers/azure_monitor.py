@@ -162,10 +162,11 @@ class AzureMonitor:
         fault = self._token_faults.popleft() if self._token_faults else None
         if fault is not None:
             if fault.kind == "unavailable":
-                return _aad_error(503, "temporarily_unavailable", 50001, "The service is temporarily unavailable.")
+                # The client credentials page documents no transient answer; tidings keys on the status.
+                return _aad_error(503, "temporarily_unavailable", 90006, "The service is temporarily unavailable.")
             if fault.kind == "throttled":
-                return _aad_error(429, "temporarily_unavailable", 50196, "The server terminated an operation because"
-                                  " it encountered a client request loop.", {"Retry-After": str(fault.retry_after)})
+                return _aad_error(429, "temporarily_unavailable", 90006, "The service is temporarily unavailable.",
+                                  {"Retry-After": str(fault.retry_after)})
         form = await request.post()
         if form.get("grant_type") != "client_credentials":
             return _aad_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
