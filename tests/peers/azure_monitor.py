@@ -17,10 +17,16 @@ guides):
   Azure, columns the stream does not declare are dropped (and noted in :attr:`undeclared`), and a
   value of the wrong type is noted in :attr:`mistyped`.
 
+Every error carries Azure's body and its code in ``x-ms-error-code``; the 413 says what Azure's own SDK
+tests read ("Maximum allowed content length: 1048576 bytes (1 MB)."). Stream declarations with a
+column name Azure reserves (``Title``, ``Type``, ``id``...) are refused when the stand-in is made, as
+Azure refuses such a table.
+
 Faults for the next ingestion requests (``fail(kind, times=, ...)``): ``throttled`` (429 with
 ``Retry-After``), ``error`` (500), ``unavailable`` (503 with ``Retry-After``), ``bad_request``
-(400 with Azure's error body), ``unauthorized`` (401: as if the token were revoked), ``timeout``
-(answer after ``seconds``), ``reset`` (the connection dropped). ``fail_token(kind)`` does the same
+(400 with Azure's error body), ``unauthorized`` (401: as if the token were revoked),
+``forbidden_token`` (403 ``InvalidAuthenticationToken``, as Azure Monitor's query API answers an
+invalid token), ``timeout`` (answer after ``seconds``), ``reset`` (the connection dropped). ``fail_token(kind)`` does the same
 for the token endpoint (``unavailable``, ``throttled``).
 """
 
@@ -64,12 +70,23 @@ class Row:
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+    """An ``Azure.Core.Foundations.ErrorResponse``, its code also in ``x-ms-error-code`` (the REST spec)."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status,
+                             headers={"x-ms-error-code": code, **(headers or {})})
 
 
-def _aad_error(status: int, error: str, code: int, text: str) -> web.Response:
-    description = f"AADSTS{code}: {text} Trace ID: {uuid.uuid4()} Correlation ID: {uuid.uuid4()} Timestamp: 2026-12-06"
-    return web.json_response({"error": error, "error_description": description, "error_codes": [code]}, status=status)
+def _aad_error(status: int, error: str, code: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    """Entra's token error, shaped like the sample of "OAuth 2.0 client credentials flow"."""
+    trace, correlation, stamp = uuid.uuid4(), uuid.uuid4(), "2026-12-06 10:10:19Z"
+    description = f"AADSTS{code}: {text}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {stamp}"
+    return web.json_response({"error": error, "error_description": description, "error_codes": [code],
+                              "timestamp": stamp, "trace_id": str(trace), "correlation_id": str(correlation),
+                              "error_uri": f"https://login.microsoftonline.com/error?code={code}"},
+                             status=status, headers=headers)
+
+
+RESERVED_COLUMNS = frozenset({"_ResourceId", "id", "_SubscriptionId", "TenantId", "Type", "UniqueId", "Title"})
+"""Names a custom table can't have ("Logs Ingestion API in Azure Monitor", Supported tables)."""
 
 
 _TYPES: dict[str, Any] = {"string": str, "boolean": bool, "dynamic": (dict, list), "int": int, "long": int,
@@ -102,6 +119,11 @@ class AzureMonitor:
     mistyped: set[str] = field(default_factory=set)
     _faults: deque[Fault] = field(default_factory=deque)
     _token_faults: deque[Fault] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        for stream, columns in self.columns.items():
+            if reserved := RESERVED_COLUMNS & set(columns):
+                raise ValueError(f"{stream}: Azure refuses a table with the reserved column names {sorted(reserved)}")
 
     # -- control ----------------------------------------------------------------------------
     def fail(self, kind: str, times: int = 1, **kw: Any) -> None:
@@ -140,9 +162,11 @@ class AzureMonitor:
         fault = self._token_faults.popleft() if self._token_faults else None
         if fault is not None:
             if fault.kind == "unavailable":
-                return _aad_error(503, "temporarily_unavailable", 50001, "The service is temporarily unavailable.")
+                # The client credentials page documents no transient answer; tidings keys on the status.
+                return _aad_error(503, "temporarily_unavailable", 90006, "The service is temporarily unavailable.")
             if fault.kind == "throttled":
-                return web.json_response({"error": "throttled"}, status=429, headers={"Retry-After": str(fault.retry_after)})
+                return _aad_error(429, "temporarily_unavailable", 90006, "The service is temporarily unavailable.",
+                                  {"Retry-After": str(fault.retry_after)})
         form = await request.post()
         if form.get("grant_type") != "client_credentials":
             return _aad_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
@@ -180,7 +204,11 @@ class AzureMonitor:
         if not self.role:
             return _error(403, "OperationFailed",
                           "The authentication token provided does not have access to ingest data for the data"
-                          f" collection rule with immutable Id '{self.dcr}'.")
+                          f" collection rule with immutable Id '{self.dcr}' PipelineAccessResult: AccessGranted:"
+                          " False, IsRbacPresent: False, IsDcrDceBindingValid: , DcrArmId: /subscriptions/SUB/"
+                          "resourceGroups/RG/providers/Microsoft.Insights/dataCollectionRules/tidings, Message:"
+                          " Required authorization action was not found for tenantId TENANT objectId OBJECT on"
+                          " resourceId DCR ConfigurationId: CONFIG..")
         return None
 
     async def _ingest(self, request: web.Request) -> web.StreamResponse:
@@ -197,6 +225,9 @@ class AzureMonitor:
                 await asyncio.sleep(fault.seconds)
             if fault.kind == "unauthorized":
                 self.revoke()
+            if fault.kind == "forbidden_token":
+                self.revoke()
+                return _error(403, "InvalidAuthenticationToken", "The access token is invalid.")
         if (refused := self._authorized(request)) is not None:
             return refused
         if request.query.get("api-version") != "2023-01-01":
@@ -216,7 +247,9 @@ class AzureMonitor:
         gzipped, body = request.headers.get("Content-Encoding", "").lower() == "gzip", raw
         if len(body) > self.max_bytes:
             return _error(413, "ContentLengthLimitExceeded",
-                          f"The request is {len(body)} bytes; at most {self.max_bytes} are allowed.")
+                          f"Maximum allowed content length: {self.max_bytes} bytes"
+                          f"{' (1 MB)' if self.max_bytes == MAX_BYTES else ''}. Provided content length:"
+                          f" {len(body)} bytes.")
         try:
             records = json.loads(body)
         except ValueError:

@@ -85,7 +85,7 @@ def test_the_record_has_the_documented_columns(make: Callable[..., SentinelNotif
     assert payload == n.render(m), "pure"
     record = orjson.loads(n.record(payload, attempt(m, 3)))
     assert record == {
-        "TimeGenerated": "2023-11-14T22:13:23.250Z", "Title": "disk full 3", "Body": "/var is at 99%",
+        "TimeGenerated": "2023-11-14T22:13:23.250Z", "MessageTitle": "disk full 3", "Body": "/var is at 99%",
         "Format": "plain", "Severity": "High", "Priority": "critical", "Project": "default",
         "Source": "alertmanager", "EventType": "alert.firing",
         "Labels": {"source": "alertmanager", "env": "prod", "event_type": "alert.firing"},
@@ -94,7 +94,7 @@ def test_the_record_has_the_documented_columns(make: Callable[..., SentinelNotif
         "DeliveryId": "dlv-3",
     }
     assert set(record) == set(documented_columns()[STREAM])
-    assert n.render(Message("bare", priority="info")).keys() >= {"Title", "Severity"}
+    assert n.render(Message("bare", priority="info")).keys() >= {"MessageTitle", "Severity"}
     assert "ThreadKey" not in n.render(Message("bare")) and n.render(Message("x", priority="info"))["Severity"] == "Informational"
     preview = n.preview(payload)
     assert preview["TimeGenerated"] == preview["MessageId"] == "(set when sent)"
@@ -109,7 +109,7 @@ async def test_a_batch_is_one_gzipped_array_and_one_token(make: Callable[..., Se
         assert {o.status for o in await send(n, 2)} == {D}
     assert azure.requests == [5, 2, 2, 2] and azure.token_requests == 1
     assert all(r.gzipped for r in azure.rows) and not azure.undeclared and not azure.mistyped
-    assert [r["Title"] for r in azure.records()[:5]] == [f"disk full {i}" for i in range(5)]
+    assert [r["MessageTitle"] for r in azure.records()[:5]] == [f"disk full {i}" for i in range(5)]
 
 
 async def test_concurrent_sends_share_one_token_request(make: Callable[..., SentinelNotifier], azure: AzureMonitor) -> None:
@@ -159,18 +159,23 @@ async def test_a_token_refused_twice_disables(make: Callable[..., SentinelNotifi
     no_secrets(azure, outcomes[0].error)
 
 
-@pytest.mark.parametrize(("change", "expect"), [
-    ({"client_secret": "wrong"}, "invalid_client: AADSTS7000215: Invalid client secret provided"),
-    ({"client_id": "11111111-2222-3333-4444-555555555555"}, "unauthorized_client: AADSTS700016"),
-    ({"tenant_id": "00000000-0000-0000-0000-000000000000"}, "invalid_request: AADSTS90002"),
-    ({"scope": "https://monitor.azure.com/"}, "invalid_scope"),
+@pytest.mark.parametrize(("change", "expect", "hint"), [
+    ({"client_secret": "wrong"}, "invalid_client: AADSTS7000215: Invalid client secret provided",
+     "client_secret is wrong (paste the secret's Value, not its Secret ID)"),
+    ({"client_id": "11111111-2222-3333-4444-555555555555"}, "unauthorized_client: AADSTS700016",
+     "client_id is not an application in this tenant"),
+    ({"tenant_id": "00000000-0000-0000-0000-000000000000"}, "invalid_request: AADSTS90002",
+     "tenant_id is not a known tenant"),
+    ({"scope": "https://monitor.azure.com/"}, "invalid_scope: AADSTS1002012", "a client credentials scope ends in /.default"),
 ])
 async def test_bad_credentials_are_permanent_and_disable(make: Callable[..., SentinelNotifier], azure: AzureMonitor,
-                                                          change: dict[str, str], expect: str) -> None:
+                                                          change: dict[str, str], expect: str, hint: str) -> None:
     n = make(**change)
     outcomes = await send(n, 3)
     assert {o.status for o in outcomes} == {P} and all(o.disable for o in outcomes)
-    assert expect in (outcomes[0].error or "") and "Entra ID token" in (outcomes[0].error or "")
+    error = outcomes[0].error or ""
+    assert expect in error and "Entra ID token" in error and hint in error, error
+    assert "Trace ID" not in error, "only the description's first line"
     assert azure.ingest_calls == 0
     no_secrets(azure, outcomes[0].error)
     test = (await n.test()).as_test()
@@ -195,15 +200,30 @@ async def test_no_role_on_the_dcr(make: Callable[..., SentinelNotifier], azure: 
     assert "OperationFailed" in (outcome.error or "") and "Monitoring Metrics Publisher" in (outcome.error or "")
 
 
+async def test_a_token_the_api_calls_invalid_with_403_is_replaced_once(make: Callable[..., SentinelNotifier],
+                                                                      azure: AzureMonitor) -> None:
+    n = make()
+    assert (await send(n, 1))[0].ok
+    azure.fail("forbidden_token")
+    (outcome,) = await send(n, 1)
+    assert outcome.ok and azure.token_requests == 2, outcome
+    azure.fail("forbidden_token", times=2)
+    (outcome,) = await send(n, 1)
+    assert outcome.status is P and outcome.disable and "InvalidAuthenticationToken" in (outcome.error or "")
+
+
 async def test_unknown_stream_dcr_and_bad_data(make: Callable[..., SentinelNotifier], azure: AzureMonitor) -> None:
     (unknown,) = await send(make(stream="Custom-Other_CL"), 1)
-    assert unknown.status is P and not unknown.disable and "InvalidStream" in (unknown.error or "")
+    assert unknown.status is P and unknown.disable and "InvalidStream" in (unknown.error or "")
+    assert "check stream" in (unknown.error or ""), "a stream the DCR lacks fails every request: a setting"
+    (version,) = await send(make(api_version="2021-11-01-preview"), 1)
+    assert version.status is P and version.disable and "InvalidApiVersion" in (version.error or "")
     (no_dcr,) = await send(make(dcr_immutable_id="dcr-ffffffffffffffffffffffffffffffff"), 1)
     assert no_dcr.status is P and no_dcr.disable and "HTTP 404" in (no_dcr.error or "")
-    azure.fail("bad_request", message="Record 0 is not valid: column Title is too long.")
+    azure.fail("bad_request", message="Record 0 is not valid: column MessageTitle is too long.")
     bad = await send(make(), 2)
-    assert {o.status for o in bad} == {P}
-    assert "HTTP 400: InvalidRequest: Record 0 is not valid: column Title is too long." in (bad[0].error or "")
+    assert {o.status for o in bad} == {P} and not bad[0].disable, "bad records don't stop the next ones"
+    assert "HTTP 400: InvalidRequest: Record 0 is not valid: column MessageTitle is too long." in (bad[0].error or "")
 
 
 @pytest.mark.parametrize("fault", ["throttled", "unavailable", "error", "reset", "timeout"])
@@ -214,6 +234,8 @@ async def test_faults_are_retried(make: Callable[..., SentinelNotifier], azure: 
     assert {o.status for o in outcomes} == {R}
     if fault in ("throttled", "unavailable"):
         assert outcomes[0].retry_after == 3
+    if fault == "unavailable":  # Microsoft's troubleshooting: a 503 can be a role not yet propagated
+        assert "role not yet applied" in (outcomes[0].error or "")
     again = await send(n, 3)
     assert {o.status for o in again} == {D}, again
 
@@ -256,6 +278,32 @@ async def test_413_splits_the_batch(make: Callable[..., SentinelNotifier], azure
     azure.max_bytes = 1000
     (single,) = await send(n, 1, body="z" * 1200)
     assert single.status is P and "HTTP 413" in (single.error or "") and "ContentLengthLimitExceeded" in (single.error or "")
+    assert "Maximum allowed content length: 1000 bytes" in (single.error or "")
+
+
+def test_column_names_azure_reserves_are_refused() -> None:
+    """"Logs Ingestion API in Azure Monitor": _ResourceId, id, _SubscriptionId, TenantId, Type, UniqueId
+    and Title are reserved column names; the record and the documented DCR use none of them."""
+    with pytest.raises(ValueError, match="reserved"):
+        AzureMonitor(columns={STREAM: {"TimeGenerated": "datetime", "Title": "string"}})
+    (columns,) = documented_columns().values()
+    assert not {"_ResourceId", "id", "_SubscriptionId", "TenantId", "Type", "UniqueId", "Title"} & set(columns)
+
+
+@pytest.mark.parametrize(("status", "body", "headers", "then", "disable"), [
+    (400, b"", {"x-ms-error-code": "InvalidStream"}, "done", True),
+    (400, b'{"error":{"code":"InvalidRequest","message":"bad"}}', {}, "done", False),
+    (403, b'{"error":{"code":"InvalidAuthenticationTokenAudience","message":"wrong audience"}}', {}, "new token", True),
+    (403, b'{"error":{"code":"OperationFailed","message":"no access"}}', {}, "done", True),
+    (404, b'{"error":{"code":"NotFound","message":"no such DCR"}}', {}, "done", True),
+])
+def test_azure_codes_decide_from_the_body_or_the_header(status: int, body: bytes, headers: dict[str, str], then: str,
+                                                          disable: bool) -> None:
+    from tidings.integrations.sentinel.answers import classify
+
+    outcome, next_step = classify(status, headers, body, 3, "tok")
+    assert outcome.status is P and outcome.disable is disable and next_step.value == then
+    assert (headers.get("x-ms-error-code") or orjson.loads(body)["error"]["code"]) in (outcome.error or "")
 
 
 async def test_the_connection_test_gets_a_token_and_ingests_nothing(make: Callable[..., SentinelNotifier],
@@ -273,7 +321,7 @@ async def test_the_secret_travels_only_to_the_token_endpoint(make: Callable[...,
                                                               azure: AzureMonitor) -> None:
     await send(make(), 2)
     assert SECRET.encode() in azure.bodies[0] and len(azure.bodies) == 2
-    assert b'"Title":"disk full 1"' in azure.bodies[1] and SECRET.encode() not in azure.bodies[1]
+    assert b'"MessageTitle":"disk full 1"' in azure.bodies[1] and SECRET.encode() not in azure.bodies[1]
 
 
 async def test_the_default_bound_fills_a_request_azure_takes(make: Callable[..., SentinelNotifier],

@@ -62,7 +62,7 @@ async def test_records_arrive_as_documented_few_requests_one_token(make_hub: Any
     by_id = {r["MessageId"]: r for r in azure.records()}
     assert set(by_id) == set(ids)
     first = by_id[ids[0]]
-    assert first["Title"] == "alert 0" and first["Severity"] == "High" and first["Priority"] == "high"
+    assert first["MessageTitle"] == "alert 0" and first["Severity"] == "High" and first["Priority"] == "high"
     assert first["Source"] == "prometheus" and first["Labels"] == {"source": "prometheus", "env": "prod"}
     assert first["Fields"] == {"host": "web-0"} and first["DedupKey"] == "disk-0" and first["Project"] == "default"
     assert first["TimeGenerated"].endswith("Z")
@@ -92,7 +92,7 @@ async def test_a_refused_token_is_replaced_and_the_record_delivered(make_hub: An
     azure.fail("unauthorized")
     (d,) = await all_status(hub, [(await hub.notify(Message("after a revoked token"))).id])
     assert d["attempts"] == 1 and azure.token_requests == 2
-    assert [r["Title"] for r in azure.records()] == ["first", "after a revoked token"]
+    assert [r["MessageTitle"] for r in azure.records()] == ["first", "after a revoked token"]
 
 
 async def test_a_bad_secret_disables_and_holds(make_hub: Any, azure: AzureMonitor,
@@ -132,10 +132,10 @@ async def test_no_role_on_the_dcr_disables_with_the_hint(make_hub: Any, azure: A
 
 
 async def test_a_refused_request_is_dead_with_azures_reason(make_hub: Any, azure: AzureMonitor) -> None:
-    azure.fail("bad_request", message="The stream does not accept column 'Title' of this size.")
+    azure.fail("bad_request", message="The stream does not accept column 'MessageTitle' of this size.")
     hub = await make_hub(config(azure))
     (d,) = await all_status(hub, [(await hub.notify(Message("refused"))).id], status="dead")
-    assert d["attempts"] == 1 and "InvalidRequest: The stream does not accept column 'Title'" in d["last_error"]
+    assert d["attempts"] == 1 and "InvalidRequest: The stream does not accept column 'MessageTitle'" in d["last_error"]
     assert {i["name"]: i for i in await hub.integrations()}["sentinel"]["health"] != "disabled"
     (ok,) = await all_status(hub, [(await hub.notify(Message("fine"))).id])
     assert ok["attempts"] == 1
@@ -184,7 +184,7 @@ async def test_preview_and_test(make_hub: Any, azure: AzureMonitor) -> None:
     (preview,) = hub.preview(Message("what would go", priority="critical", thread_key="t-1"))
     payload = preview["payload"]
     assert preview["kind"] == "sentinel" and payload["TimeGenerated"] == "(set when sent)"
-    assert payload["Title"] == "what would go" and payload["Severity"] == "High" and payload["ThreadKey"] == "t-1"
+    assert payload["MessageTitle"] == "what would go" and payload["Severity"] == "High" and payload["ThreadKey"] == "t-1"
     assert azure.token_requests == 0 and azure.ingest_calls == 0, "a preview sends nothing"
     ok = await hub.test("sentinel")
     assert ok.ok and "nothing was ingested" in (ok.remote_id or "")
@@ -225,7 +225,7 @@ async def test_the_secret_from_the_vault_and_rotated(make_hub: Any, azure: Azure
     assert azure.token_requests == 2, "new settings, a new token: the cached one was dropped"
     assert parse_qs(azure.bodies[-2].decode())["client_secret"] == [rotated]
     assert (await hub.test("sentinel")).ok
-    assert [r["Title"] for r in azure.records()] == ["with the first secret", "with the new secret"]
+    assert [r["MessageTitle"] for r in azure.records()] == ["with the first secret", "with the new secret"]
     out, err = capfd.readouterr()
     for text in (await everything(hub), out, err):
         assert rotated not in text and SECRET not in text

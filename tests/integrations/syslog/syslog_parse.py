@@ -106,6 +106,7 @@ def _unescape(text: str, escapes: dict[str, str]) -> str:
 def parse_cef(msg: str) -> tuple[list[str], dict[str, str]]:
     """(the six header fields after ``CEF:0``, the extension)."""
     assert msg.startswith("CEF:0|"), msg[:40]
+    assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", msg), "CEF escapes line breaks; no other controls"
     parts = _split_unescaped(msg[len("CEF:0|"):], "|", 6)
     assert len(parts) == 7, parts
     header = [_unescape(p, {"\\": "\\", "|": "|"}) for p in parts[:6]]
@@ -126,17 +127,44 @@ def _escaped_at(text: str, pos: int) -> bool:
     return n % 2 == 1
 
 
+_LEEF_DELIMITER = re.compile(r"(?:0x|x)([0-9A-Fa-f]{1,4})|([^\x00-\x20])", re.S)
+_LEEF_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def parse_leef(msg: str) -> tuple[list[str], str, dict[str, str]]:
-    """(vendor, product, version, event id), the delimiter, the attributes."""
+    """(vendor, product, version, event id), the delimiter, the attributes: a strict LEEF 2.0 reader
+    written from IBM's "LEEF event components" and "Best practices guidelines for LEEF events".
+
+    LEEF has no escape sequences: the header is the first six ``|``-separated fields, the sixth
+    declaring the delimiter (one character, or ``x``/``0x`` and 1 to 4 hex digits); the attributes
+    are split at every delimiter and each at its first ``=``. Keys have no spaces or ``=``; values no
+    tabs. An event is one line: no control characters anywhere (a tab only as the delimiter)."""
     assert msg.startswith("LEEF:2.0|"), msg[:40]
-    parts = _split_unescaped(msg[len("LEEF:2.0|"):], "|", 5)
-    assert len(parts) == 6, parts
-    header = [_unescape(p, {"\\": "\\", "|": "|"}) for p in parts[:4]]
-    declared = parts[4]
-    delimiter = chr(int(declared[1:], 16)) if len(declared) > 1 and declared[0] in "xX" else declared
+    parts = msg.split("|", 6)
+    assert len(parts) == 7, f"a LEEF 2.0 header has six fields: {msg[:120]!r}"
+    header, declared, payload = parts[1:5], parts[5], parts[6]
+    assert header[0] and header[1], "Vendor and Product are required"
+    assert not any(_LEEF_CONTROL.search(f) for f in header), f"a control character in the header: {header!r}"
+    m = _LEEF_DELIMITER.fullmatch(declared)
+    assert m, f"not a LEEF 2.0 delimiter declaration: {declared!r}"
+    delimiter = chr(int(m[1], 16)) if m[1] else m[2]
     attrs: dict[str, str] = {}
-    for pair in _split_unescaped(parts[5], delimiter, 10_000):
+    for pair in payload.split(delimiter):
         key, eq, value = pair.partition("=")
         assert eq, f"no = in {pair!r}"
-        attrs[key] = _unescape(value, {"\\": "\\", delimiter: delimiter, "n": "\n", "r": "\r"})
+        assert key and " " not in key and key not in attrs, f"a bad or repeated key {key!r}"
+        assert not _LEEF_CONTROL.search(value), f"a tab, line break or control character in {key}={value!r}"
+        attrs[key] = value
     return header, delimiter, attrs
+
+
+def leef_shown(value: str, delimiter: str) -> str:
+    """What a LEEF value can carry of ``value``, as docs/syslog.md says tidings sends it: the
+    delimiter, line breaks (CR LF is one), tabs and other control characters become spaces."""
+    out = re.sub(r"\r\n|[\x00-\x1f\x7f]", " ", value)
+    return out.replace(delimiter, " ")
+
+
+def leef_header_shown(value: str) -> str:
+    """What a LEEF header field can carry of ``value``: ``|`` and control characters as spaces."""
+    return re.sub(r"\r\n|[\x00-\x1f\x7f|]", " ", value)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from helpers import local_context
-from syslog_parse import parse_5424, parse_cef, parse_leef
+from syslog_parse import leef_header_shown, leef_shown, parse_5424, parse_cef, parse_leef
 
 from tidings import Message
 from tidings.config import parse_config
@@ -24,7 +24,9 @@ NASTY = 'pipe | equals = backslash \\ quote " bracket ] caret ^ newline\nsecond 
 
 
 ONE_BREAK = NASTY.replace("\r\n", "\n")
-"""CEF and LEEF escape a line break as ``\\n`` (a CR LF is one break)."""
+"""CEF escapes a line break as ``\\n`` (a CR LF is one break)."""
+HOSTILE = "pipe | back \\ eq = caret ^ tilde ~ bar \u00a6 tab\tnl\ncrlf\r\ncr\rbel\x07esc\x1bdel\x7f ü 東京 😀"
+"""Every character a CEF or LEEF record could trip on (a message refuses NUL itself)."""
 
 
 def notifier(**settings: Any) -> SyslogNotifier:
@@ -86,7 +88,7 @@ def test_cef_reads_back() -> None:
     assert f"service=db {ONE_BREAK}" in ext["cs4"]
 
 
-@pytest.mark.parametrize("delimiter", ["^", "\t", "~"])
+@pytest.mark.parametrize("delimiter", ["^", "\t", "~", "\u00a6"])
 def test_leef_reads_back(delimiter: str) -> None:
     raw = sent(notifier(format="leef", leef_delimiter=delimiter), nasty())
     rec = parse_5424(raw)
@@ -97,10 +99,48 @@ def test_leef_reads_back(delimiter: str) -> None:
     assert attrs["devTime"] == "2026-12-06T10:10:19.123+0000"
     assert attrs["devTimeFormat"] == "yyyy-MM-dd'T'HH:mm:ss.SSSZ"
     assert attrs["sev"] == "8" and attrs["cat"] == "high"
-    assert attrs["title"] == f"Title {ONE_BREAK}" and attrs["msg"].startswith(f"Title {ONE_BREAK}\n\nBody {ONE_BREAK}")
-    assert attrs["threadKey"] == f"thread {ONE_BREAK}" and attrs["label.service"] == f"db {ONE_BREAK}"
+    assert attrs["title"] == leef_shown(f"Title {NASTY}", delimiter)
+    assert attrs["msg"].startswith(leef_shown(f"Title {NASTY}\n\nBody {NASTY}", delimiter))
+    assert attrs["threadKey"] == leef_shown(f"thread {NASTY}", delimiter)
+    assert attrs["label.service"] == leef_shown(f"db {NASTY}", delimiter)
+    assert attrs["dedupKey"] == 'dedup\\]"', "a backslash is an ordinary character in LEEF"
     assert attrs["messageId"] == "msg_1" and attrs["deliveryId"] == "dlv_1"
-    assert "\n" not in rec.msg, "a LEEF event is one line"
+
+
+@pytest.mark.parametrize("delimiter", ["^", "\t", "~", "\u00a6"])
+def test_leef_hostile_values_parse_as_qradar_reads_them(delimiter: str) -> None:
+    """No escapes exist in LEEF: what can't be carried becomes a space, everything else arrives as it
+    was (backslashes, '=' and '|' in values, non-ASCII), and every attribute stays its own."""
+    m = Message(title=f"T {HOSTILE}", body=f"B {HOSTILE}", labels={"event_type": f"ev|{HOSTILE}", "svc": HOSTILE},
+                thread_key=HOSTILE, dedup_key=HOSTILE)
+    n = notifier(format="leef", leef_delimiter=delimiter, vendor=f"V|{HOSTILE}", product="P\\x",
+                 product_version="1|2")
+    header, declared, attrs = parse_leef(parse_5424(sent(n, m)).msg)
+    assert declared == delimiter
+    assert header == [leef_header_shown(f"V|{HOSTILE}"), "P\\x", "1 2", leef_header_shown(f"ev|{HOSTILE}")]
+    assert attrs["title"] == leef_shown(f"T {HOSTILE}", delimiter)
+    for key in ("threadKey", "dedupKey", "label.svc"):
+        assert attrs[key] == leef_shown(HOSTILE, delimiter)
+    assert "\\ eq = " in attrs["title"] and "pipe | " in attrs["title"] and "ü 東京 😀" in attrs["title"]
+    assert delimiter not in attrs["title"] and "\x07" not in attrs["title"]
+    assert attrs["sev"] == "5" and attrs["resolves"] == "false" and attrs["messageId"] == "msg_1"
+    assert attrs["msg"] == leef_shown(f"T {HOSTILE}\n\nB {HOSTILE}", delimiter)
+
+
+def test_cef_hostile_values_parse_as_arcsight_reads_them() -> None:
+    """ArcSight's rules: '\\' and '|' escaped in the header, '\\' and '=' in extension values,
+    line breaks in values as \\n / \\r; tidings turns other control characters (BEL, ESC) into spaces."""
+    m = Message(title=f"T {HOSTILE}", body=HOSTILE, labels={"event_type": f"ev|{HOSTILE}"}, thread_key=HOSTILE)
+    header, ext = parse_cef(parse_5424(sent(notifier(format="cef", vendor=f"V|{HOSTILE}"), m)).msg)
+    controls = str.maketrans({"\x07": " ", "\x1b": " ", "\x7f": " "})
+
+    def in_header(value: str) -> str:
+        return value.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").translate(controls)
+
+    assert header[0] == in_header(f"V|{HOSTILE}") and header[3] == in_header(f"ev|{HOSTILE}")
+    assert header[4] == in_header(f"T {HOSTILE}") and header[5] == "5"
+    assert ext["cs2"] == HOSTILE.replace("\r\n", "\n").translate(controls)
+    assert ext["msg"].startswith(f"T {HOSTILE}".replace("\r\n", "\n").translate(controls))
 
 
 @pytest.mark.parametrize("fmt", ["rfc5424", "cef", "leef"])
@@ -164,6 +204,11 @@ def test_settings() -> None:
         {"tls_ca_file": "/no/such/file.pem"},
         {"leef_delimiter": "="},
         {"leef_delimiter": "a"},
+        {"leef_delimiter": "\x00"},
+        {"leef_delimiter": "\n"},
+        {"leef_delimiter": " "},
+        {"leef_delimiter": "|"},
+        {"leef_delimiter": "\U0001f600"},
         {"facility": "local9"},
         {"host": "https://siem.example.com"},
         {"max_length": 100},

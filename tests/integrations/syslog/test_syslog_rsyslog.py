@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from helpers import eventually, local_context, services_required
 from rsyslog import Rsyslog, available, gtls_available
-from syslog_parse import parse_5424, parse_cef, parse_leef
+from syslog_parse import leef_shown, parse_5424, parse_cef, parse_leef
 
 from tidings import Message
 from tidings.integrations.base import Attempt, OutcomeStatus
@@ -122,9 +122,9 @@ async def test_each_transport_and_format_arrives_and_reads_back(shared: Rsyslog,
     else:
         header, delimiter, attrs = parse_leef(rec.msg)
         assert header[3] == "disk.full" and delimiter == "^"
-        assert attrs["sev"] == "10" and attrs["title"] == f"Disk full {marker} {NASTY}"
-        assert attrs["msg"] == f"Disk full {marker} {NASTY}\n\nfirst line\nsecond {NASTY}"
-        assert attrs["label.service"] == f"db {NASTY}" and attrs["messageId"] == a.message_id
+        assert attrs["sev"] == "10" and attrs["title"] == leef_shown(f"Disk full {marker} {NASTY}", "^")
+        assert attrs["msg"] == leef_shown(f"Disk full {marker} {NASTY}\n\nfirst line\nsecond {NASTY}", "^")
+        assert attrs["label.service"] == leef_shown(f"db {NASTY}", "^") and attrs["messageId"] == a.message_id
         assert attrs["devTimeFormat"] == "yyyy-MM-dd'T'HH:mm:ss.SSSZ"
 
 

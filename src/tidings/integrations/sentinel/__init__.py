@@ -29,9 +29,10 @@ from .answers import Next
 from .entra import EntraToken, TokenFailure
 
 MAX_REQUEST = 1024 * 1024
-"""Azure's bound on one request: "1 MB", which the SDKs read as 1 MiB of JSON before gzip."""
+"""Azure's bound on one call: "1 MB", compressed and uncompressed (service limits); its 413 says
+"Maximum allowed content length: 1048576 bytes (1 MB)", and its SDKs split batches there."""
 DEFAULT_REQUEST = 1_000_000
-"""A little under it by default: Azure's documents leave open whether its MB is decimal."""
+"""A little under it by default, for a margin."""
 SEVERITY = {
     Priority.CRITICAL: "High",
     Priority.HIGH: "High",
@@ -123,7 +124,7 @@ class SentinelNotifier(HttpNotifier, BatchNotifier):
     # -- the record -------------------------------------------------------------------------
     def render(self, message: Message, options: RenderOptions = NO_OPTIONS) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "Title": message.title,
+            "MessageTitle": message.title,  # "Title" is a column name Azure reserves
             "Body": message.body,
             "Format": message.format.value,
             "Severity": SEVERITY[message.priority],

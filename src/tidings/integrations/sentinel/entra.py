@@ -4,11 +4,14 @@ expires, and fetched again by one caller at a time: the others wait for it, and 
 if it fails (one request per wave of senders, not one each). A token the resource
 refused is dropped with :meth:`EntraToken.drop`, so the next :meth:`EntraToken.get` fetches anew.
 
-Entra answers errors as ``{"error": ..., "error_description": "AADSTS<code>: ...", "error_codes":
-[...]}``: a wrong secret is 401 ``invalid_client`` (AADSTS7000215), an unknown application 400
-``unauthorized_client`` (AADSTS700016), an unknown tenant 400 ``invalid_request`` (AADSTS90002),
-a bad scope 400 ``invalid_scope``. Any of those is a configuration that will not work until a person
-fixes it: permanent, and the integration is disabled. 429 and 5xx are retried (``Retry-After``).
+Entra answers errors as Microsoft's "OAuth 2.0 client credentials flow" page shows: ``{"error":
+..., "error_description": "AADSTS<code>: ...\\r\\nTrace ID: ...", "error_codes": [<code>], "timestamp",
+"trace_id", "correlation_id"}``: a wrong secret is 401 ``invalid_client`` (AADSTS7000215, an expired
+one AADSTS7000222), an unknown application 400 ``unauthorized_client`` (AADSTS700016), an unknown
+tenant 400 ``invalid_request`` (AADSTS90002), a bad scope 400 ``invalid_scope`` (AADSTS70011,
+AADSTS1002012). Any of those is a configuration that will not work until a person fixes it:
+permanent, the integration disabled, the error naming the setting. 429 and 5xx (``temporarily_unavailable``)
+are retried (``Retry-After``). Only the description's first line is kept: the trace ids follow.
 """
 
 from __future__ import annotations
@@ -29,6 +32,21 @@ REFRESH_MARGIN = 300.0
 DEFAULT_LIFETIME = 3599.0
 """When an answer carries no ``expires_in``."""
 DESCRIPTION_MAX = 200
+AADSTS_HINTS = {
+    7000215: "client_secret is wrong (paste the secret's Value, not its Secret ID)",
+    7000222: "client_secret has expired: create a new one under Certificates & secrets",
+    700016: "client_id is not an application in this tenant (check client_id and tenant_id)",
+    90002: "tenant_id is not a known tenant (check tenant_id and authority_url)",
+    70011: "check scope (https://monitor.azure.com//.default, or your cloud's)",
+    1002012: "check scope: a client credentials scope ends in /.default",
+    500011: "check scope: the resource it names is not in this tenant or cloud",
+}
+"""What a person must change, by Entra's AADSTS code (its ``error_codes``)."""
+ERROR_HINTS = {
+    "invalid_client": "check client_id and client_secret",
+    "unauthorized_client": "check client_id and tenant_id",
+    "invalid_scope": "check scope",
+}
 
 
 class TokenFailure(Exception):
@@ -124,12 +142,17 @@ def classify(status: int, retry_after: str | None, answer: dict[str, object], ra
         return Outcome.retry(detail, parse_retry_after(retry_after))
     if status == 200:
         return Outcome.retry(f"{detail}: the answer carried no access_token")
-    hint = "check tenant_id, client_id and client_secret (an expired secret is AADSTS7000222)"
-    if "AADSTS7000215" in description or error in ("invalid_client", "unauthorized_client"):
-        hint = "check client_id and client_secret (a new secret may be needed)"
-    elif error == "invalid_scope":
-        hint = "check scope"
-    return Outcome.permanent(f"{detail}; {hint}", disable=True)
+    return Outcome.permanent(f"{detail}; {_hint(error, description, answer.get('error_codes'))}", disable=True)
+
+
+def _hint(error: str, description: str, codes: object) -> str:
+    """The setting to fix: by the AADSTS code (``error_codes``, else the description's), else by ``error``."""
+    numbers = [c for c in codes if isinstance(c, int)] if isinstance(codes, list) else []
+    numbers += [c for c in AADSTS_HINTS if description.startswith(f"AADSTS{c}:")]
+    for code in numbers:
+        if code in AADSTS_HINTS:
+            return AADSTS_HINTS[code]
+    return ERROR_HINTS.get(error, "check tenant_id, client_id and client_secret")
 
 
 def _json(raw: bytes) -> dict[str, object]:

@@ -87,7 +87,9 @@ class SyslogSettings(IntegrationSettings):
     vendor: str = Field("tidings", min_length=1, max_length=100, description="CEF/LEEF vendor")
     product: str = Field("tidings", min_length=1, max_length=100, description="CEF/LEEF product")
     product_version: str | None = Field(None, max_length=50, description="CEF/LEEF version; default tidings' version")
-    leef_delimiter: str = Field("^", min_length=1, max_length=1, description="LEEF 2.0 attribute delimiter")
+    leef_delimiter: str = Field("^", min_length=1, max_length=1,
+                                description="LEEF 2.0 attribute delimiter: one character (a tab, or any but a letter,"
+                                " digit, space, '=', '\\', '|' or a control character, up to U+FFFF)")
     tls_ca_file: str | None = Field(None, description="PEM file of CA certificates to trust (a private CA)")
     tls_cert_file: str | None = Field(None, description="client certificate (PEM), for receivers that require one")
     tls_key_file: str | None = Field(None, description="the client certificate's private key (PEM)")
@@ -108,8 +110,9 @@ class SyslogSettings(IntegrationSettings):
     @field_validator("leef_delimiter")
     @classmethod
     def _delimiter(cls, v: str) -> str:
-        if v in "=\\|\r\n" or v.isalnum() or v == " ":
-            raise ValueError("a delimiter other than a letter, digit, space, '=', '\\', '|' or a line break")
+        if v != "\t" and (v in "=\\| \x7f" or v.isalnum() or ord(v) < 0x20 or ord(v) > 0xFFFF):
+            raise ValueError("one character: a tab, or any but a letter, digit, space, '=', '\\', '|' or a control"
+                             " character, up to U+FFFF (QRadar reads a declared x + 1 to 4 hex digits)")
         return v
 
     @model_validator(mode="after")
@@ -182,7 +185,7 @@ class SyslogNotifier(BatchNotifier):
             msg = cef(message, s.project, self.hostname, self.product)
         else:
             msg = leef(message, s.project, self.hostname, self.product, s.leef_delimiter)
-        return SyslogPayload(pri, header, NIL, msg, bom=False, escaped=True)
+        return SyslogPayload(pri, header, NIL, msg, bom=False, escaped=s.format == "cef")
 
     def frame(self, payload: SyslogPayload, attempt: Attempt) -> bytes:
         """The syslog message sent for ``attempt`` (the same bytes on every retry)."""

@@ -54,6 +54,10 @@ _NOT_PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
 _NOT_SD_NAME = re.compile(r'[^\x21-\x7e]|[= \]"]')
 _LEEF_KEY = re.compile(r"[^A-Za-z0-9_.\-]")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_CONTROL_NOT_TAB = re.compile(r"\r\n|[\x00-\x08\x0a-\x1f\x7f]")
+"""A line break (CR LF counts as one) or another C0 control character but the tab, or DEL."""
+_LEEF_VALUE_UNSAFE = re.compile(r"\r\n|[\x00-\x1f\x7f]")
+_LEEF_HEADER_UNSAFE = re.compile(r"\r\n|[\x00-\x1f\x7f|]")
 
 
 # -- escaping --------------------------------------------------------------------------------------
@@ -74,26 +78,32 @@ def sd_value(value: str) -> str:
 
 
 def cef_header(value: str) -> str:
-    """A CEF header field: ``\\`` and ``|`` escaped, line breaks as spaces."""
-    return _LINE_BREAK.sub(" ", value.replace("\\", "\\\\").replace("|", "\\|"))
+    """A CEF header (prefix) field: ``\\`` and ``|`` escaped with a backslash; line breaks and other
+    control characters but the tab become spaces (CEF allows several lines only in extension values)."""
+    return _CONTROL_NOT_TAB.sub(" ", value.replace("\\", "\\\\").replace("|", "\\|"))
 
 
 def cef_value(value: str) -> str:
-    """A CEF extension value: ``\\`` and ``=`` escaped, line breaks as ``\\n`` / ``\\r``."""
+    """A CEF extension value: ``\\`` and ``=`` escaped, a line break as ``\\n`` (``\\r`` for a lone
+    CR), other control characters but the tab as spaces."""
     value = value.replace("\\", "\\\\").replace("=", "\\=")
-    return value.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    value = value.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    return _CONTROL_NOT_TAB.sub(" ", value)
 
 
 def leef_header(value: str) -> str:
-    """A LEEF header field: ``\\`` and ``|`` escaped with a backslash, line breaks as spaces."""
-    return cef_header(value)
+    """A LEEF header field. LEEF has no escapes (IBM's "LEEF event components"): QRadar splits the
+    header at every ``|``, so a ``|`` becomes a space, and so do line breaks, tabs and other control
+    characters. A backslash is an ordinary character."""
+    return _LEEF_HEADER_UNSAFE.sub(" ", value)
 
 
 def leef_value(value: str, delimiter: str) -> str:
-    """A LEEF attribute value: ``\\`` and the declared delimiter escaped with a backslash, line
-    breaks as ``\\n`` (an event is one line)."""
-    value = value.replace("\\", "\\\\").replace(delimiter, "\\" + delimiter)
-    return value.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    """A LEEF attribute value. LEEF has no escapes and QRadar splits attributes at every delimiter,
+    so the declared delimiter becomes a space, and so do line breaks (an event is one line), tabs
+    ("values cannot contain tabs") and other control characters. ``=``, ``|`` and ``\\`` stay as
+    they are (a key ends at its first ``=``)."""
+    return _LEEF_VALUE_UNSAFE.sub(" ", value).replace(delimiter, " ")
 
 
 def leef_key(value: str) -> str:
@@ -101,8 +111,8 @@ def leef_key(value: str) -> str:
 
 
 def leef_delimiter_field(delimiter: str) -> str:
-    """How the header declares the delimiter: the character itself, or ``xHH`` when it is not
-    printable (a tab is ``x09``)."""
+    """How the header declares the delimiter: the character itself when it is printable US-ASCII,
+    else ``x`` and its code in hex (IBM allows 1 to 4 hex digits: a tab is ``x09``, ``¦`` ``xA6``)."""
     return delimiter if 0x21 <= ord(delimiter) <= 0x7E else f"x{ord(delimiter):02X}"
 
 
@@ -204,7 +214,8 @@ class SyslogPayload:
     """Whether MSG is UTF-8 text marked with a BOM (rfc5424), or a CEF/LEEF record (no BOM, so that
     the record starts right after the header where SIEM parsers look for it)."""
     escaped: bool
-    """MSG is a CEF/LEEF record: a cut must not leave half an escape (a lone trailing backslash)."""
+    """MSG is a CEF record: a cut must not leave half an escape (a lone trailing backslash). LEEF has
+    no escapes."""
     sd_short: str = NIL
     """The structured data without the labels element, for when a long one would not fit."""
 
