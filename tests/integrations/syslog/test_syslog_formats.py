@@ -105,6 +105,8 @@ def test_leef_reads_back(delimiter: str) -> None:
     assert attrs["label.service"] == leef_shown(f"db {NASTY}", delimiter)
     assert attrs["dedupKey"] == 'dedup\\]"', "a backslash is an ordinary character in LEEF"
     assert attrs["messageId"] == "msg_1" and attrs["deliveryId"] == "dlv_1"
+    # The sender, but not as an identity property (QRadar's asset profiler would take it for an asset's).
+    assert attrs["tidingsHost"] == rec.hostname and not any(k.startswith("ident") for k in attrs)
 
 
 @pytest.mark.parametrize("delimiter", ["^", "\t", "~", "\u00a6"])

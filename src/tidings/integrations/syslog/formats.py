@@ -185,7 +185,9 @@ def leef(message: Message, project: str, hostname: str, product: Product, delimi
     attrs: list[tuple[str, str]] = [
         ("devTime", SLOT_LEEF_TIME), ("devTimeFormat", LEEF_TIME_FORMAT),
         ("sev", str(SIEM_SEVERITY[message.priority])), ("cat", message.priority.value),
-        ("identHostName", hostname), ("messageId", SLOT_ID), ("deliveryId", SLOT_DELIVERY),
+        # Not identHostName: QRadar feeds identity properties to its asset profiler (a login's
+        # host); the sender's name is in the syslog header, which QRadar reads as the log source.
+        ("tidingsHost", hostname), ("messageId", SLOT_ID), ("deliveryId", SLOT_DELIVERY),
         ("project", project), ("resolves", "true" if message.resolves else "false"),
         ("title", message.title),
     ]
