@@ -8,10 +8,13 @@
 
 Scripted replies (``teams.script(...)``, from :class:`peer.Peer`) take precedence over that behaviour.
 ``teams.throttle(n)`` makes the next ``n`` connector posts answer the throttling 200.
+``teams.arrive_late(s)`` handles the next request ``s`` seconds late, as after a slow connection
+set-up: it arrives (``arrivals``) that much after it was sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -32,6 +35,7 @@ class FakeTeams(Peer):
     def __init__(self, port: int = 0) -> None:
         super().__init__(port)
         self._throttle = 0
+        self._late = 0.0
         self.cards: list[dict[str, Any]] = []
 
     def workflow_url(self, workflow: str = "0123456789abcdef0123456789abcdef") -> str:
@@ -49,11 +53,17 @@ class FakeTeams(Peer):
     def throttle(self, n: int) -> None:
         self._throttle += n
 
+    def arrive_late(self, seconds: float) -> None:
+        self._late = seconds
+
     def card_at(self, i: int) -> dict[str, Any]:
         card: dict[str, Any] = self.received[i].json()["attachments"][0]["content"]
         return card
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self._late:
+            late, self._late = self._late, 0.0
+            await asyncio.sleep(late)
         if self._script:
             return await super()._handle(request)
         body = await request.read()

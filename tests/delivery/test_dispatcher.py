@@ -136,12 +136,11 @@ async def test_rate_limit_spaces_the_sends(make_hub: Any, peer: Peer) -> None:
     await all_delivered(hub, [r.id for r in receipts])
     times = sorted(peer.arrivals)
     assert len(times) == 8
-    # No more than 5 in any second: the 6th, 7th and 8th wait for the 1st, 2nd and 3rd to age out.
-    # Measured where they arrive, not where the limiter let them go: the first requests also
-    # opened their connections, so an arrival gap may fall short of the 1 s between the sends by a
-    # connect time (0.949 s was seen on a loaded machine); unlimited, all 8 arrive within ms.
+    # No more than 5 in any second where they arrive: the 6th, 7th and 8th start a second after
+    # the 1st, 2nd and 3rd were answered, so a first request slowed by its connection's set-up
+    # doesn't bring them closer (test_rate_at_peer.py); unlimited, all 8 arrive within ms.
     for i in range(5, 8):
-        assert times[i] - times[i - 5] >= 0.9, [round(t - times[0], 3) for t in times]
+        assert times[i] - times[i - 5] >= 1.0, [round(t - times[0], 3) for t in times]
 
 
 def test_lanes_take_their_limits_from_the_settings() -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import pytest
 
-from tidings.delivery.throttle import Breaker, RateLimiter
+from tidings.delivery.throttle import Breaker, RateLimiter, Slot
 from tidings.integrations.base import BreakerPolicy
 
 
@@ -222,42 +221,97 @@ def test_policy_bounds_defaults_and_the_old_name() -> None:
 
 
 # -- the rate limiter --------------------------------------------------------------------------
-# Windows of minutes where the test doesn't wait for them: a stalled machine can't slide them.
+async def take(limiter: RateLimiter, key: str) -> float:
+    """0.0 after a send that got a slot and its answer at once; else the wait the limiter asked for."""
+    got = await limiter.acquire(key)
+    if isinstance(got, float):
+        return got
+    got.answered()
+    return 0.0
+
+
 async def test_rate_limiter_allows_the_rate_then_asks_to_wait() -> None:
-    limiter = RateLimiter("5/minute")
+    limiter = RateLimiter("5/minute", clock=(clock := Clock()))
     assert limiter.per_second == pytest.approx(5 / 60)
-    assert [await limiter.acquire("ops") for _ in range(5)] == [0.0] * 5
-    wait = await limiter.acquire("ops")
-    assert 0.0 < wait <= 60.0
-    assert await limiter.acquire("ops") > 0.0
-    assert await limiter.acquire("other") == 0.0, "keys count separately"
+    assert [await take(limiter, "ops") for _ in range(5)] == [0.0] * 5
+    assert await take(limiter, "ops") == 60.0
+    clock.advance(59.5)
+    assert await take(limiter, "ops") == pytest.approx(0.5)
+    assert await take(limiter, "other") == 0.0, "keys count separately"
+    clock.advance(0.5)
+    assert [await take(limiter, "ops") for _ in range(5)] == [0.0] * 5
 
 
 async def test_rate_limiter_wait_is_until_the_oldest_slot_frees() -> None:
-    limiter = RateLimiter("2/5 seconds")
-    assert await limiter.acquire("k") == 0.0
-    await asyncio.sleep(0.3)
-    assert await limiter.acquire("k") == 0.0
-    wait = await limiter.acquire("k")
-    # The first slot frees 5 s after it was taken, at least 0.3 s ago.
-    assert 0.0 < wait <= 4.7 + 0.01
+    limiter = RateLimiter("2/5 seconds", clock=(clock := Clock()))
+    assert await take(limiter, "k") == 0.0
+    clock.advance(0.3)
+    assert await take(limiter, "k") == 0.0
+    assert await take(limiter, "k") == pytest.approx(4.7), "the first slot frees 5 s after its answer"
 
 
 async def test_rate_limiter_burst() -> None:
-    limiter = RateLimiter("1/minute", burst=3)
-    assert limiter.per_second == pytest.approx(1 / 60)
-    assert [await limiter.acquire("c") for _ in range(3)] == [0.0] * 3
-    wait = await limiter.acquire("c")
-    assert 0.0 < wait <= 180.0
+    """"1/second" with burst 3: 3 sends at once, then none until 3 seconds after the first answer."""
+    limiter = RateLimiter("1/second", burst=3, clock=(clock := Clock()))
+    assert limiter.per_second == 1.0
+    assert [await take(limiter, "c") for _ in range(3)] == [0.0] * 3
+    assert await take(limiter, "c") == 3.0
+    clock.advance(2.999)
+    assert await take(limiter, "c") == pytest.approx(0.001)
+    clock.advance(0.001)
+    assert [await take(limiter, "c") for _ in range(4)] == [0.0, 0.0, 0.0, pytest.approx(3.0)]
+    assert RateLimiter("1/minute", burst=3).item.get_expiry() == 180, "3 in any 3 minutes"
 
 
 async def test_refused_acquire_takes_no_slot() -> None:
-    limiter = RateLimiter("1/second")
-    assert await limiter.acquire("k") == 0.0
-    refused = [await limiter.acquire("k") for _ in range(10)]
+    limiter = RateLimiter("1/second", clock=(clock := Clock()))
+    assert await take(limiter, "k") == 0.0
+    refused = [await take(limiter, "k") for _ in range(10)]
     assert all(w > 0.0 for w in refused)
-    await asyncio.sleep(refused[-1] + 0.01)
-    assert await limiter.acquire("k") == 0.0, "ten refusals did not push the next slot back"
+    clock.advance(refused[-1])
+    assert await take(limiter, "k") == 0.0, "ten refusals did not push the next slot back"
+
+
+async def test_a_send_holds_its_slot_until_its_answer_then_for_the_window() -> None:
+    """Peers count arrivals: the (N+1)th send starts no sooner than a window after the 1st's answer,
+    however late that answer (and the 1st's arrival) came."""
+    limiter = RateLimiter("2/second", clock=(clock := Clock()))
+    slow = await limiter.acquire("k")
+    assert isinstance(slow, Slot)
+    assert await take(limiter, "k") == 0.0
+    assert await limiter.acquire("k") == pytest.approx(1.0)
+    clock.advance(1.0)  # the quick send's window is over, the slow one still waits for its answer
+    assert isinstance(await limiter.acquire("k"), Slot)
+    clock.advance(2.5)
+    assert await limiter.acquire("k") == 1.0, "both slots in flight or answered: at least a window"
+    slow.answered()
+    slow.answered()  # once only
+    clock.advance(0.4)
+    assert await limiter.acquire("k") == pytest.approx(0.6), "a window after the slow answer, not after its start"
+    clock.advance(0.6)
+    assert isinstance(await limiter.acquire("k"), Slot)
+
+
+async def test_every_slot_in_flight_waits_a_window() -> None:
+    limiter = RateLimiter("3/minute", clock=Clock())
+    held = [await limiter.acquire("k") for _ in range(3)]
+    assert all(isinstance(s, Slot) for s in held)
+    assert await limiter.acquire("k") == 60.0, "the earliest slot frees a window after an answer still to come"
+
+
+async def test_idle_keys_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tidings.delivery import throttle
+
+    monkeypatch.setattr(throttle, "SWEEP_AT", 4)
+    limiter = RateLimiter("1/second", clock=(clock := Clock()))
+    held = await limiter.acquire("held")
+    assert [await take(limiter, f"channel-{i}") for i in range(3)] == [0.0] * 3
+    clock.advance(1.0)
+    assert await take(limiter, "new") == 0.0
+    assert set(limiter._windows) == {"held", "new"}, "idle channels went, the one in flight stayed"
+    assert await limiter.acquire("held") == 1.0
+    assert isinstance(held, Slot)
+    held.answered()
 
 
 # -- limits shared through Redis ----------------------------------------------------------------
@@ -269,12 +323,12 @@ async def test_workers_sharing_redis_share_the_limit(redis_url: str) -> None:
     first, second = SharedLimits(redis_url), SharedLimits(redis_url)
     try:
         a, b = RateLimiter("5/minute", shared=first), RateLimiter("5/minute", shared=second)
-        assert [await a.acquire(key) for _ in range(3)] == [0.0] * 3
-        assert [await b.acquire(key) for _ in range(2)] == [0.0] * 2
-        assert await a.acquire(key) > 0.0 and await b.acquire(key) > 0.0
-        wait = await b.acquire(key)
+        assert [await take(a, key) for _ in range(3)] == [0.0] * 3
+        assert [await take(b, key) for _ in range(2)] == [0.0] * 2
+        assert await take(a, key) > 0.0 and await take(b, key) > 0.0
+        wait = await take(b, key)
         assert 0.0 < wait <= 60.0
-        assert await a.acquire(f"{key}-other") == 0.0, "keys count separately"
+        assert await take(a, f"{key}-other") == 0.0, "keys count separately"
     finally:
         await first.close()
         await second.close()
@@ -292,11 +346,11 @@ async def test_without_redis_each_process_counts_alone_and_says_so(caplog: pytes
     shared = SharedLimits(f"redis://127.0.0.1:{port}/0")
     try:
         limiter = RateLimiter("2/minute", shared=shared)
-        assert [await limiter.acquire("k") for _ in range(2)] == [0.0, 0.0], "sends go on"
-        assert await limiter.acquire("k") > 0.0, "within the limit, counted in this process"
+        assert [await take(limiter, "k") for _ in range(2)] == [0.0, 0.0], "sends go on"
+        assert await take(limiter, "k") > 0.0, "within the limit, counted in this process"
         assert not shared.up
         shared.down_until = 0.0  # the retry interval has passed: Redis is asked again
-        assert await limiter.acquire("k") > 0.0
+        assert await take(limiter, "k") > 0.0
         assert not shared.up
         assert throttle.SHARED_RETRY > 0
     finally:

@@ -39,7 +39,7 @@ from ..templates import TemplateError, apply_templates
 from . import circuits, holds, outbox
 from .outbox import Claimed, Result
 from .retry import gives_up, next_delay
-from .throttle import Breaker, RateLimiter, SharedLimits
+from .throttle import NO_SLOT, Breaker, RateLimiter, SharedLimits, Slot
 
 log = structlog.get_logger("tidings.dispatcher")
 noisy = Throttle()
@@ -510,11 +510,12 @@ class Dispatcher:
             lane.breaker.release(epoch)
             return prepared
         message, payload = prepared
-        if (due := await self._rate_wait(lane, notifier.rate_key(payload))) is not None:
+        slot = await self._rate_slot(lane, notifier.rate_key(payload))
+        if isinstance(slot, float):
             lane.breaker.release(epoch)
-            return self._release(c, due, None)
+            return self._release(c, slot, None)
         attempt = Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, message)
-        outcomes, latency = await self._send(lane, worker, epoch, notifier.send(payload, attempt), [c])
+        outcomes, latency = await self._send(lane, worker, epoch, slot, lambda: notifier.send(payload, attempt), [c])
         return self._finish(lane, c, outcomes[0], latency)
 
     async def _attempt_batch(self, lane: Lane, group: list[Claimed], results: list[Result],
@@ -552,12 +553,14 @@ class Dispatcher:
             lane._wake_one()
         if not ready:
             return lane.breaker.release(epoch)
-        if (due := await self._rate_wait(lane, notifier.rate_key(ready[0][2]))) is not None:
+        slot = await self._rate_slot(lane, notifier.rate_key(ready[0][2]))
+        if isinstance(slot, float):
             lane.breaker.release(epoch)
-            return hand_back(due)
+            return hand_back(slot)
         attempts = [Attempt(c.id, c.message_id, c.attempts + 1, c.created_at, m) for c, m, _ in ready]
-        sent = notifier.send_batch([p for _, _, p in ready], attempts)
-        outcomes, latency = await self._send(lane, worker, epoch, sent, group)
+        payloads = [p for _, _, p in ready]
+        outcomes, latency = await self._send(lane, worker, epoch, slot, lambda: notifier.send_batch(payloads, attempts),
+                                             group)
         results.extend(self._finish(lane, c, o, latency) for c, o in zip(group, outcomes, strict=True))
         group.clear()
 
@@ -582,24 +585,28 @@ class Dispatcher:
             log.exception("dispatcher.render_failed", integration=notifier.name, delivery=c.id)
             return self._finish(lane, c, Outcome.permanent(f"render failed: {type(exc).__name__}: {exc}"), None)
 
-    async def _rate_wait(self, lane: Lane, key: str) -> float | None:
-        """Wait for a rate-limit slot; ``None`` once taken, or when to try again if the wait is too long."""
-        if lane.limiter is not None:
-            while (wait := await lane.limiter.acquire(key)) > 0:
-                if wait > MAX_RATE_WAIT:
-                    return self._clock() + wait
-                await asyncio.sleep(wait)
-        return None
+    async def _rate_slot(self, lane: Lane, key: str) -> Slot | float:
+        """Wait for a rate-limit slot and take it (:meth:`_send` gives it back with the answer), or,
+        when the wait would be too long, say when to try again."""
+        if lane.limiter is None:
+            return NO_SLOT
+        while isinstance(got := await lane.limiter.acquire(key), float):
+            if got > MAX_RATE_WAIT:
+                return self._clock() + got
+            await asyncio.sleep(got)
+        return got
 
-    async def _send(self, lane: Lane, worker: asyncio.Task[None], epoch: int,
-                    sending: Awaitable[Outcome | list[Outcome]], sent: list[Claimed]) -> tuple[list[Outcome], float]:
-        """Await one request carrying ``sent``: an outcome per delivery, and how long it took. One
-        request is one call for the breaker: a failure only when every delivery is to be retried."""
+    async def _send(self, lane: Lane, worker: asyncio.Task[None], epoch: int, slot: Slot,
+                    sending: Callable[[], Awaitable[Outcome | list[Outcome]]],
+                    sent: list[Claimed]) -> tuple[list[Outcome], float]:
+        """Make and await one request carrying ``sent``: an outcome per delivery, and how long it
+        took. One request is one call for the breaker: a failure only when every delivery is to
+        be retried. Whatever happens, the request's rate-limit ``slot`` is answered."""
         notifier = lane.notifier
         started = time.perf_counter()
         lane.sending[worker] = time.monotonic() + notifier.effective_timeout + TIMEOUT_GRACE
         try:
-            answer = await sending
+            answer = await sending()
             outcomes = [answer] if isinstance(answer, Outcome) else answer
             if len(outcomes) != len(sent):
                 raise ValueError(f"{len(outcomes)} outcomes for {len(sent)} deliveries")
@@ -614,6 +621,8 @@ class Dispatcher:
         except Exception as exc:
             log.warning("dispatcher.send_raised", integration=notifier.name, delivery=sent[0].id, error=repr(exc))
             outcomes = [Outcome.retry(f"{type(exc).__name__}: {exc}")] * len(sent)
+        finally:
+            slot.answered()
         latency = time.perf_counter() - started
         self._breaker_record(lane, any(o.status is not OutcomeStatus.RETRY for o in outcomes), epoch)
         if any(o.disable for o in outcomes) and notifier.name in await self._fresh_secrets():

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from limits.util import WindowStats
 
 from ..extras import require
@@ -24,13 +22,17 @@ log = structlog.get_logger("tidings.dispatcher")
 SHARED_RETRY = 10.0
 """After Redis failed, count in this process for this long before trying Redis again."""
 
+SWEEP_AT = 1024
+"""The in-memory limiter forgets idle keys once it holds this many (and then twice as many as it kept)."""
+
 
 class SharedLimits:
     """Rate limits counted in Redis (``dispatcher.rate_limit_storage: redis://...``), so that
     every worker sharing it shares each integration's limit: two workers on PostgreSQL must not
-    send Slack two messages a second to one channel. The same moving windows as in memory, kept
-    by limits' Lua scripts, one round trip per send. When Redis can't be reached each process
-    counts alone meanwhile (logged): sends go on, within the limit per process."""
+    send Slack two messages a second to one channel. limits' moving windows, kept by its Lua
+    scripts, one round trip per send, counted from each send's start (see :class:`RateLimiter`).
+    When Redis can't be reached each process counts alone meanwhile (logged): sends go on, within
+    the limit per process."""
 
     def __init__(self, url: str) -> None:
         require("redis", "redis", "rate_limit_storage: redis://")
@@ -58,39 +60,105 @@ class SharedLimits:
         await self._pool.disconnect()
 
 
+class Slot:
+    """A send's place in its integration's rate limit, held from the send's start until its answer
+    (see :class:`RateLimiter`). :meth:`answered` gives it back; calling it again does nothing."""
+
+    __slots__ = ("_window",)
+
+    def __init__(self, window: _Window | None) -> None:
+        self._window = window
+
+    def answered(self) -> None:
+        """The send has its answer (a success, a failure, a timeout or a cancellation): the slot
+        counts one window more from now, then frees."""
+        window, self._window = self._window, None
+        if window is not None:
+            window.in_flight -= 1
+            window.answers.append(window.clock())
+
+
+NO_SLOT = Slot(None)
+"""A slot with nothing to give back: no limit, or one counted in Redis from the send's start."""
+
+
+class _Window:
+    """One key's sends: how many are in flight, and when the answered ones got their answers
+    (in completion order, on a monotonic clock: sorted)."""
+
+    __slots__ = ("answers", "clock", "in_flight")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.in_flight = 0
+        self.answers: deque[float] = deque()
+        self.clock = clock
+
+
 class RateLimiter:
-    """A moving-window limit from the ``limits`` library that behaves like a token bucket of
-    ``rate`` with room for ``burst``: "1/second" with burst 3 allows 3 sends in any 3 seconds.
-    Keys let one integration count per channel (Slack's 1 message/s per channel).
+    """A moving window that behaves like a token bucket of ``rate`` with room for ``burst``:
+    "1/second" with burst 3 allows 3 sends in any 3 seconds. Keys let one integration count per
+    channel (Slack's 1 message/s per channel).
 
-    In memory it uses limits' synchronous storage (a dictionary: nothing blocks). The asyncio
-    one starts an expiry task, and a thread hop, for nearly every hit: under load that machinery
-    cost more than the sends it limited (bench/throughput.py, Teams 3,400 -> 5,500 messages/s
-    with the synchronous one). With ``shared``, Redis counts for every worker (see
-    :class:`SharedLimits`), and memory only while Redis is away."""
+    Peers count requests where they arrive, and a request can arrive late after its send starts
+    (a cold connection's set-up, a loaded event loop). So in memory a send holds its slot from its
+    start until its answer (:meth:`Slot.answered`), and for the window after the answer: the
+    (N+1)th request starts, hence arrives, at least a window after the 1st got its answer, hence
+    after it arrived, whatever the network or the loop did. A peer that answers slowly gets
+    correspondingly fewer sends. Per key: a count of sends in flight and a queue of answer times,
+    O(1) amortised a send.
 
-    def __init__(self, rate: str, burst: int = 1, shared: SharedLimits | None = None) -> None:
+    With ``shared``, Redis counts for every worker (see :class:`SharedLimits`) with limits' moving
+    window, from each send's start only (one round trip a send, none for the answer): arrivals at
+    the peer may then come closer than the limit by what a request's delay on its way took (a
+    connection's set-up). Memory counts only while Redis is away."""
+
+    def __init__(self, rate: str, burst: int = 1, shared: SharedLimits | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         item = parse(rate)
         amount, seconds = item.amount, item.get_expiry()
         windows = max(1, math.ceil(burst / amount))
         self.item: RateLimitItem = RateLimitItemPerSecond(amount * windows, seconds * windows)
         self.per_second = amount / seconds
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._amount = self.item.amount
+        self._seconds = float(self.item.get_expiry())
+        self._clock = clock
+        self._windows: dict[str, _Window] = {}
+        self._sweep_at = SWEEP_AT
         self._shared = shared
 
-    async def acquire(self, key: str) -> float:
-        """Take a slot now and return 0, or take nothing and return the seconds until one frees."""
+    async def acquire(self, key: str) -> Slot | float:
+        """Take a slot now and return it (the send gives it back with :meth:`Slot.answered`), or
+        take nothing and return the seconds until one frees at the earliest."""
         shared = self._shared
         if shared is not None and shared.up:
             try:
                 if await shared.limiter.hit(self.item, key):
-                    return 0.0
+                    return NO_SLOT
                 return _until(await shared.limiter.get_window_stats(self.item, key))
             except Exception as exc:  # Redis away: count here meanwhile
                 shared.failed(exc)
-        if self._limiter.hit(self.item, key):
-            return 0.0
-        return _until(self._limiter.get_window_stats(self.item, key))
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= self._sweep_at:
+                self._sweep(now)
+            window = self._windows[key] = _Window(self._clock)
+        answers, seconds = window.answers, self._seconds
+        while answers and answers[0] + seconds <= now:
+            answers.popleft()
+        if window.in_flight + len(answers) < self._amount:
+            window.in_flight += 1
+            return Slot(window)
+        # The oldest answer frees a slot a window after it; with every slot in flight, the
+        # earliest is a window after the next answer, which is no earlier than now.
+        return (answers[0] if answers else now) + seconds - now
+
+    def _sweep(self, now: float) -> None:
+        """Forget the keys with nothing in flight or in the window (Slack's channels come and go)."""
+        seconds = self._seconds
+        self._windows = {key: w for key, w in self._windows.items()
+                         if w.in_flight or (w.answers and w.answers[-1] + seconds > now)}
+        self._sweep_at = max(SWEEP_AT, 2 * len(self._windows))
 
 
 def _until(stats: WindowStats) -> float:
