@@ -1,5 +1,5 @@
-"""The recipients API: create, read, change (If-Match, 428/412) and delete; preferences a person
-may change for themselves only; groups; who may do what in which project; bad bodies are a clean
+"""The recipients API: create, read, change (If-Match, 428/412) and delete; preferences, quiet
+hours and time zone a person may change for themselves only; the project's quiet hours; groups; who may do what in which project; bad bodies are a clean
 4xx; every change audited; the directory sees a change at once."""
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ CONFIG: dict[str, Any] = {
         "beta-inbox": {"kind": "inbox", "project": "beta"},
     },
     "routes": [{"project": "alpha", "to": ["alpha-inbox"]}, {"project": "beta", "to": ["beta-inbox"]}],
-    "projects": {"alpha": {"topics": {"security": {"required": True}, "deploys": {}}}},
+    "projects": {"alpha": {"topics": {"security": {"required": True}, "deploys": {}},
+                           "quiet_hours": {"timezone": "Europe/Berlin", "windows": [{"days": "weekends"}],
+                                           "policy": {"low": "drop"}}}},
 }
 
 
@@ -174,6 +176,68 @@ async def test_a_person_changes_their_own_preferences_only(api: tuple[Any, dict[
     ]
     denied = [e for e in trail if e["action"] == "access.denied" and "max/preferences" in (e["target"] or "")]
     assert len(denied) == 2 and all(e["after"]["permission"] == "recipient:write" for e in denied)
+
+
+async def test_a_person_changes_their_own_quiet_hours_and_time_zone_only(api: tuple[Any, dict[str, str]]) -> None:
+    a, people = api
+    owner, viewer, member = people["owner"], people["viewer"], people["member"]
+    await a.post(f"{ALPHA}/recipients", json={"name": "vera", "user": "viewer@example.com"}, **as_(owner))
+    await a.post(f"{ALPHA}/recipients", json={"name": "max", "user": "member@example.com"}, **as_(owner))
+    nights = {"windows": [{"days": "mon-fri", "start": "22:00", "end": "07:00"}], "policy": {"high": "deliver"},
+              "digest": True}
+    mine = {"quiet_hours": nights, "timezone": "Europe/Berlin"}
+    # The viewer is vera: her own quiet hours and time zone, with If-Match, without recipient:write.
+    detail(await a.request("PATCH", f"{ALPHA}/recipients/vera", json=mine, **as_(viewer)), 428, "If-Match")
+    r = await a.request("PATCH", f"{ALPHA}/recipients/vera", json=mine, **as_(viewer, '"1"'))
+    assert r.status_code == 200 and r.headers["ETag"] == '"2"', r.text
+    assert (r.json()["quiet_hours"], r.json()["timezone"]) == (nights, "Europe/Berlin")
+    assert a.hub.directory.people("alpha").persons["vera"].quiet_hours.windows[0].start == "22:00"
+    detail(await a.request("PATCH", f"{ALPHA}/recipients/vera", json={"timezone": "UTC"}, **as_(viewer, '"1"')), 412,
+           "changed meanwhile")
+    detail(await a.request("PATCH", f"{ALPHA}/recipients/vera", json={"quiet_hours": {"windows": [{"days": "daily"}]}},
+                           **as_(viewer, "*")), 422, "quiet_hours.windows: these windows cover the whole week")
+    # Nothing else of hers (her addresses, her link are the owners'), even with her quiet hours.
+    for body in ({"email": "vera@example.com"}, {"quiet_hours": nights, "display_name": "Vera"}, {"user": None}):
+        detail(await a.request("PATCH", f"{ALPHA}/recipients/vera", json=body, **as_(viewer, "*")), 403,
+               "this needs the permission 'recipient:write' in project 'alpha'")
+    # Not another's: a viewer may not change max's, nor may max (a member) change vera's.
+    detail(await a.request("PATCH", f"{ALPHA}/recipients/max", json=mine, **as_(viewer, "*")), 403, "recipient:write")
+    detail(await a.request("PATCH", f"{ALPHA}/recipients/vera", json=mine, **as_(member, "*")), 403, "recipient:write")
+    for who in ("beta", "scoped"):
+        detail(await a.request("PATCH", f"{ALPHA}/recipients/vera", json=mine, **as_(people[who], "*")), 403,
+               "recipient:read")
+    # Back to the project's; the owner changes anyone's.
+    r = await a.request("PATCH", f"{ALPHA}/recipients/vera", json={"quiet_hours": None}, **as_(viewer, '"2"'))
+    assert r.status_code == 200 and r.json()["quiet_hours"] is None and r.json()["version"] == 3, r.text
+    r = await a.request("PATCH", f"{ALPHA}/recipients/max", json=mine, **as_(owner, "*"))
+    assert r.status_code == 200 and r.json()["quiet_hours"] == nights, r.text
+    got = (await a.get(f"{ALPHA}/recipients/max", **as_(member))).json()
+    assert (got["quiet_hours"], got["email"]) == (nights, None)
+    trail = await read_entries(a.hub.store)
+    changes = [(e["actor_name"], e["target"], e["before"], e["after"]) for e in trail if e["action"] == "recipient.update"]
+    assert changes == [
+        ("viewer@example.com", "recipient/alpha/vera", {"timezone": "UTC", "quiet_hours": None},
+         {"timezone": "Europe/Berlin", "quiet_hours": nights}),
+        ("viewer@example.com", "recipient/alpha/vera", {"quiet_hours": nights}, {"quiet_hours": None}),
+        ("owner@example.com", "recipient/alpha/max", {"timezone": "UTC", "quiet_hours": None},
+         {"timezone": "Europe/Berlin", "quiet_hours": nights}),
+    ]
+    denied = [(e["actor_name"], e["target"], e["after"]["permission"]) for e in trail if e["action"] == "access.denied"]
+    assert denied == [("viewer@example.com", f"PATCH {ALPHA}/recipients/vera", "recipient:write")] * 3 + [
+        ("viewer@example.com", f"PATCH {ALPHA}/recipients/max", "recipient:write"),
+        ("member@example.com", f"PATCH {ALPHA}/recipients/vera", "recipient:write"),
+        ("beta@example.com", f"PATCH {ALPHA}/recipients/vera", "recipient:read"),
+        ("scoped@example.com", f"PATCH {ALPHA}/recipients/vera", "recipient:read"),
+    ]
+
+
+async def test_the_projects_quiet_hours_are_read_by_everyone_in_it(api: tuple[Any, dict[str, str]]) -> None:
+    a, people = api
+    r = await a.get(f"{ALPHA}/quiet-hours", **as_(people["viewer"]))
+    assert r.json() == {"quiet_hours": {"timezone": "Europe/Berlin", "policy": {"low": "drop"}, "digest": False,
+                                        "windows": [{"days": "weekends", "start": "00:00", "end": "24:00"}]}}, r.text
+    assert (await a.get(f"{BETA}/quiet-hours", **as_(people["beta"]))).json() == {"quiet_hours": None}
+    detail(await a.get(f"{ALPHA}/quiet-hours", **as_(people["beta"])), 403, "recipient:read")
 
 
 async def test_the_topics_of_a_project_say_which_are_required(api: tuple[Any, dict[str, str]]) -> None:

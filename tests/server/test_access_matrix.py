@@ -72,12 +72,13 @@ ACCESS: dict[tuple[str, str], str] = {
     **both("GET", "/recipients", "recipient:read"),
     **both("POST", "/recipients", "recipient:write"),
     **both("GET", "/recipients/{name}", "recipient:read"),
-    **both("PATCH", "/recipients/{name}", "recipient:write"),
+    **both("PATCH", "/recipients/{name}", "recipient:read"),  # + recipient:write, or their own quiet hours, time zone
     **both("DELETE", "/recipients/{name}", "recipient:write"),
     **both("GET", "/recipients/{name}/preferences", "recipient:read"),
     **both("PUT", "/recipients/{name}/preferences", "recipient:read"),  # + recipient:write, or their own
     **both("DELETE", "/recipients/{name}/preferences", "recipient:read"),  # + recipient:write, or their own
     **both("GET", "/topics", "recipient:read"),
+    **both("GET", "/quiet-hours", "recipient:read"),
     **both("GET", "/recipient-groups", "recipient:read"),
     **both("POST", "/recipient-groups", "recipient:write"),
     **both("GET", "/recipient-groups/{name}", "recipient:read"),

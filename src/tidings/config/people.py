@@ -22,6 +22,12 @@ _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 Policy = Literal["defer", "drop", "deliver"]
 
 
+def default_policy(priority: str) -> Policy:
+    """What quiet hours do to a message of ``priority`` that their ``policy`` doesn't name:
+    critical ones are delivered, the others deferred."""
+    return "deliver" if priority == "critical" else "defer"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -90,7 +96,7 @@ class QuietHours(_Strict):
         return v
 
     def policy_for(self, priority: str) -> Policy:
-        return self.policy.get(priority, "deliver" if priority == "critical" else "defer")  # type: ignore[call-overload,no-any-return]
+        return self.policy.get(priority, default_policy(priority))  # type: ignore[call-overload,no-any-return]
 
 
 def check_timezone(name: str) -> str:

@@ -24,6 +24,7 @@ from ..config.people import QuietHours, check_timezone
 from ..errors import TidingsError
 from ..integrations.base import is_vault_ref
 from ..integrations.http import check_http_url
+from ..message import format_error
 from ..store.engine import Conn
 from ..store.recipient_tables import recipient_group_members, recipient_groups, recipients
 from ..store.tables import memberships, projects, users
@@ -126,8 +127,8 @@ def check_values(values: Mapping[str, Any]) -> dict[str, Any]:
             try:
                 out[key] = QuietHours.model_validate(value).model_dump(mode="json", exclude_none=True)
             except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'quiet_hours'}: {e['msg']}" for e in exc.errors())
-                raise RecipientError(f"quiet_hours: {problems}") from None
+                raise RecipientError("; ".join(format_error({**e, "loc": ("quiet_hours", *e["loc"])})
+                                               for e in exc.errors())) from None
             continue
         if not isinstance(value, str):
             raise RecipientError(f"{key}: must be text")

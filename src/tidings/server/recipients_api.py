@@ -4,8 +4,9 @@ Like the resource routes of ``api``, every route exists under ``/api/v1/projects
 for the project ``default``, under ``/api/v1``. Another project's recipient is not found (404).
 
 - Reading needs ``recipient:read`` (everyone in the project), changing ``recipient:write``
-  (owners) — except a person's own preferences: a user linked to a recipient (its ``user``) may
-  set and unset that recipient's preferences with ``recipient:read`` alone.
+  (owners) — except what a person decides for themselves: a user linked to a recipient (its
+  ``user``) may set and unset that recipient's preferences, and change its ``quiet_hours`` and
+  ``timezone``, with ``recipient:read`` alone.
 - A recipient's ``ETag`` is its version (``"3"``); a change or a delete needs ``If-Match`` (428
   without, 412 with the current recipient when it changed meanwhile).
 - A Teams workflow URL is written in plain text and stored in the vault: answers say ``teams: true``.
@@ -200,14 +201,20 @@ def _tagged(response: Response, recipient: dict[str, Any]) -> dict[str, Any]:
     return recipient
 
 
-async def _may_edit_prefs(request: Request, hub: Any, project: str, name: str) -> dict[str, Any]:
-    """The recipient, when the caller may change their preferences: with ``recipient:write``, or
-    as the user linked to them; else 403 (audited, naming ``recipient:write``)."""
+OWN_FIELDS = frozenset({"quiet_hours", "timezone"})
+"""What the user linked to a recipient may change of them without ``recipient:write``: when they
+are not to be disturbed (their addresses and link stay the owners')."""
+
+
+async def _may_change(request: Request, hub: Any, project: str, name: str, *, own: bool = True) -> dict[str, Any]:
+    """The recipient, when the caller may make the change: with ``recipient:write``, or (``own``:
+    a change a person may make of themselves) as the user linked to them; else 403 (audited,
+    naming ``recipient:write``)."""
     async with hub.require_store().read() as conn:
         recipient = await require_recipient(conn, project, name)
     principal = await principal_of(request)
-    own = principal.user_id is not None and principal.user_id == recipient["user_id"]
-    if not own and not allowed(principal, "recipient:write", project):
+    mine = own and principal.user_id is not None and principal.user_id == recipient["user_id"]
+    if not mine and not allowed(principal, "recipient:write", project):
         await require(request, "recipient:write", project)
     return recipient
 
@@ -248,19 +255,27 @@ async def read_recipient(name: Name, response: Response, hub: HubDep, project: P
         return _tagged(response, await require_recipient(conn, project, name))
 
 
+_OWN_403 = ("Neither `recipient:write` nor the recipient's own user changing only what a person may change of "
+            "themselves.")
+
+
 @routes.patch(
-    "/recipients/{name}", dependencies=[allow("recipient:write"), Depends(json_body)], response_model=RecipientOut,
+    "/recipients/{name}", dependencies=[allow("recipient:read"), Depends(json_body)], response_model=RecipientOut,
     summary="Change a recipient",
     description="Set the fields given (`null` clears `email`, `slack_user`, `teams`, `user`, `quiet_hours`); needs "
-    "`If-Match`. The name can't change. A change that changes nothing keeps the version. Audited (`recipient.update`).",
-    responses={200: {"headers": ETAG}, **api_errors(403, 404, 412, 428, body=True, s404=_NO_ONE, **WHY)},
+    "`If-Match`. The name can't change. A change that changes nothing keeps the version. Owners (`recipient:write`) "
+    "change any field; a person their own `quiet_hours` and `timezone` (the user linked to the recipient, with "
+    "`recipient:read` alone). Audited (`recipient.update`, before and after).",
+    responses={200: {"headers": ETAG}, **api_errors(403, 404, 412, 428, body=True, s403=_OWN_403, s404=_NO_ONE,
+                                                    **WHY)},
 )
 async def patch_recipient(
-    name: Name, payload: RecipientPatch, response: Response, hub: HubDep, project: ProjectDep, actor: ActorDep,
-    if_match: IfMatch = None,
+    name: Name, payload: RecipientPatch, request: Request, response: Response, hub: HubDep, project: ProjectDep,
+    actor: ActorDep, if_match: IfMatch = None,
 ) -> dict[str, Any]:
-    expect = version_of(if_match)
     values = payload.values()
+    await _may_change(request, hub, project, name, own=set(values) <= OWN_FIELDS)
+    expect = version_of(if_match)
     async with editing(hub, project, secret="teams" in values) as conn:
         changed = await update_recipient(conn, project, name, values, actor=actor, vault=hub.vault,
                                          expect_version=expect)
@@ -310,7 +325,7 @@ _PREF_403 = ("Neither `recipient:write` nor the recipient's own user: a person m
 async def put_preference(
     name: Name, payload: PreferenceIn, request: Request, hub: HubDep, project: ProjectDep, actor: ActorDep,
 ) -> dict[str, Any]:
-    await _may_edit_prefs(request, hub, project, name)
+    await _may_change(request, hub, project, name)
     async with editing(hub, project) as conn:
         recipient = await require_recipient(conn, project, name)
         settings = hub.config.projects.get(project)
@@ -330,7 +345,7 @@ async def delete_preference(
     topic: Annotated[str, Query(max_length=64, pattern=TOPIC_PATTERN, description="`''` (or left out): any")] = "",
     channel: Annotated[str, Query(max_length=64, pattern=CHANNEL_PATTERN, description="`''` (or left out): any")] = "",
 ) -> dict[str, Any]:
-    await _may_edit_prefs(request, hub, project, name)
+    await _may_change(request, hub, project, name)
     async with editing(hub, project) as conn:
         recipient = await require_recipient(conn, project, name)
         gone = await unset_preference(conn, recipient, topic, channel, actor=actor)
@@ -359,6 +374,24 @@ async def get_topics(hub: HubDep, project: ProjectDep) -> dict[str, Any]:
     topics = settings.topics if settings is not None else {}
     return {"items": [{"name": name, "required": t.required, "description": t.description}
                       for name, t in sorted(topics.items())]}
+
+
+class ProjectQuietHours(Out):
+    quiet_hours: dict[str, Any] | None = Field(description=(
+        "`projects.<slug>.quiet_hours` of the configuration: the default of every recipient without their own "
+        "(`null`: none)"))
+
+
+@routes.get("/quiet-hours", dependencies=[allow("recipient:read")], response_model=ProjectQuietHours,
+            summary="The project's quiet hours",
+            description="The quiet hours of the project's configuration (`projects.<slug>.quiet_hours`): what "
+                        "applies to each recipient without their own, read in the recipient's time zone (in the "
+                        "project's `timezone` for those in UTC). Changed in the configuration, not here.",
+            responses=api_errors())
+async def get_quiet_hours(hub: HubDep, project: ProjectDep) -> dict[str, Any]:
+    settings = hub.config.projects.get(project)
+    quiet = settings.quiet_hours if settings is not None else None
+    return {"quiet_hours": quiet.model_dump(mode="json", exclude_none=True) if quiet is not None else None}
 
 
 # -- groups ----------------------------------------------------------------------------------------

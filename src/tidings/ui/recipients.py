@@ -1,7 +1,8 @@
 """UI pages: a project's recipients (the people messages are addressed to as ``@name``) and groups
 (``/api/v1/projects/{project}/recipients``, ``.../recipient-groups``), and a recipient's
 preferences per topic × channel (``.../recipients/{name}/preferences``), a required topic locked
-on. Like ``tidings recipient ...``: owners change anything; a person their own preferences."""
+on, and quiet hours (their own, else the project's: ``.../quiet-hours``). Like ``tidings recipient
+...``: owners change anything; a person their own preferences, quiet hours and time zone."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.responses import Response
 from .client import Answer, Api, project_api
 from .forms import form_api
 from .pages import ProjectPath, Seen, project_url, seen
+from .quiet_hours import DAY_NAMES, POLICIES, PRIORITIES, QuietForm, Row, form_of, read_form, shown, zone_of
 from .render import go, page
 from .tokens import refused
 from .viewer import Viewer
@@ -41,8 +43,16 @@ async def _list(request: Request, api: Api, who: Viewer, *, status: int = 200, p
     base = project_api(who.project)
     items = (await api.need(f"{base}/recipients"))["items"]
     groups = (await api.need(f"{base}/recipient-groups"))["items"]
+    project_quiet = await _project_quiet(api, who.project)
     return page(request, "recipients.html", who, status=status, section="recipients", items=items, groups=groups,
-                problems=problems or [], where=where, form=form or {})
+                problems=problems or [], where=where, form=form or {}, project_quiet=shown(project_quiet, None),
+                project_zone=(project_quiet or {}).get("timezone"))
+
+
+async def _project_quiet(api: Api, project: str) -> dict[str, Any] | None:
+    """The project's quiet hours (``None`` when it has none, or the API doesn't say)."""
+    answer = await api.get(project_api(project, "quiet-hours"))
+    return answer.data.get("quiet_hours") if answer.ok and isinstance(answer.data, dict) else None
 
 
 @router.get("/ui/p/{project}/recipients")
@@ -119,7 +129,8 @@ async def delete_group(request: Request, project: ProjectPath, name: Name) -> Re
 
 # -- one recipient ---------------------------------------------------------------------------------
 async def _one(request: Request, api: Api, who: Viewer, name: str, *, status: int = 200,
-               problems: list[str] | None = None, where: str = "", form: dict[str, Any] | None = None) -> Response:
+               problems: list[str] | None = None, where: str = "", form: dict[str, Any] | None = None,
+               quiet: QuietForm | None = None) -> Response:
     base = project_api(who.project)
     recipient = await api.need(f"{base}/recipients/{name}")
     prefs = (await api.need(f"{base}/recipients/{name}/preferences"))["items"]
@@ -131,10 +142,16 @@ async def _one(request: Request, api: Api, who: Viewer, name: str, *, status: in
     required = {t["name"] for t in topics if t["required"]}
     rows = [""] + [t["name"] for t in topics] + sorted({p["topic"] for p in prefs if p["topic"]} - {t["name"] for t in topics})
     chosen = {(p["topic"], p["channel"]): p["enabled"] for p in prefs}
-    may_prefs = who.can("recipient:write") or (recipient.get("user") is not None and recipient["user"] == who.email)
+    may_own = who.can("recipient:write") or (recipient.get("user") is not None and recipient["user"] == who.email)
+    project_quiet = await _project_quiet(api, who.project)
+    zone = zone_of(recipient, project_quiet)
+    own = recipient["quiet_hours"]
     return page(request, "recipient.html", who, status=status, section="recipients", r=recipient, prefs=prefs,
-                topics=topics, required=required, rows=rows, channels=channels, chosen=chosen, may_prefs=may_prefs,
-                problems=problems or [], where=where, form=form or {})
+                topics=topics, required=required, rows=rows, channels=channels, chosen=chosen, may_own=may_own,
+                problems=problems or [], where=where, form=form or {}, base=project_url(who.project, f"recipients/{name}"),
+                quiet=shown(own, zone) if own else None, project_quiet=None if own else shown(project_quiet, zone),
+                qform=quiet or form_of(own, recipient["timezone"]), days=DAY_NAMES, priorities=PRIORITIES,
+                policies=POLICIES)
 
 
 def _listed(data: Any) -> list[dict[str, Any]]:
@@ -150,9 +167,9 @@ async def recipient(request: Request, seen: Seen, name: Name) -> Response:
 
 
 async def _one_refused(request: Request, project: str, name: str, api: Api, problems: list[str], status: int,
-                       where: str, form: dict[str, Any] | None = None) -> Response:
+                       where: str, form: dict[str, Any] | None = None, quiet: QuietForm | None = None) -> Response:
     _, who = await seen(request, project)
-    return await _one(request, api, who, name, status=status, problems=problems, where=where, form=form)
+    return await _one(request, api, who, name, status=status, problems=problems, where=where, form=form, quiet=quiet)
 
 
 def _etag(form: Any) -> dict[str, str]:
@@ -195,4 +212,29 @@ async def set_preference(request: Request, project: ProjectPath, name: Name) -> 
                                   {"topic": topic, "channel": channel, "state": state})
     what = f"{topic or 'any topic'} on {channel or 'any channel'}"
     flash = f"{what}: back to the default" if state == "unset" else f"{what}: {'on' if state == 'on' else 'off'}"
+    return go(request, project_url(project, f"recipients/{name}"), flash=flash)
+
+
+@router.post("/ui/p/{project}/recipients/{name}/quiet-hours")
+async def set_quiet_hours(request: Request, project: ProjectPath, name: Name) -> Response:
+    """Save the form's quiet hours (``action=save``), or go back to the project's (``clear``), through
+    the API; ``add`` shows one more empty row (nothing is saved)."""
+    form, api = await form_api(request)
+    quiet, action = read_form(form), form.get("action", "save")
+    if action == "add":
+        quiet.rows.append(Row())
+        return await _one_refused(request, project, name, api, [], 200, "quiet", quiet=quiet)
+    body: dict[str, Any] = {"quiet_hours": None}
+    if action != "clear":
+        body = {"quiet_hours": quiet.body(), **({"timezone": quiet.zone} if quiet.zone else {})}
+    answer = await api.patch(project_api(project, f"recipients/{name}"), json=body, headers=_etag(form))
+    if answer.status == 412:  # the form shows what is stored now
+        return await _one_refused(request, project, name, api, [
+            f"Someone changed {name} meanwhile: below are the quiet hours as they are now; make your change again."],
+            412, "quiet")
+    if not answer.ok:
+        quiet.place(refused(answer))
+        return await _one_refused(request, project, name, api, quiet.problems["other"], answer.status, "quiet",
+                                  quiet=quiet.with_empty_row())
+    flash = f"{name} has the project's quiet hours again" if action == "clear" else f"Quiet hours of {name} saved"
     return go(request, project_url(project, f"recipients/{name}"), flash=flash)
