@@ -91,7 +91,7 @@ def teams(source: str, fmt: str = "markdown") -> str:
 
 
 def email(source: str, fmt: str = "markdown") -> str:
-    from tidings.integrations.email import _body_html
+    from tidings.integrations.email.render import _body_html
 
     return _body_html(Message("t", source, format=fmt))
 
