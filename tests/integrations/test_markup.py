@@ -85,9 +85,9 @@ def slack(source: str, fmt: str = "markdown") -> str:
 
 
 def teams(source: str, fmt: str = "markdown") -> str:
-    from tidings.integrations.teams import _body_text
+    from tidings.integrations.teams.text import body_text
 
-    return _body_text(Message("t", source, format=fmt))
+    return body_text(Message("t", source, format=fmt))
 
 
 def email(source: str, fmt: str = "markdown") -> str:

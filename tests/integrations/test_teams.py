@@ -31,15 +31,8 @@ from tidings import Message
 from tidings.config import parse_config
 from tidings.errors import ConfigError
 from tidings.integrations.base import TRUNCATED, Attempt, Outcome, OutcomeStatus
-from tidings.integrations.teams import (
-    CARD_CONTENT_TYPE,
-    CARD_SCHEMA,
-    CONTEXT_ID,
-    STYLES,
-    TEAMS_LIMIT,
-    TeamsNotifier,
-    detect_mode,
-)
+from tidings.integrations.teams import TEAMS_LIMIT, TeamsNotifier, detect_mode
+from tidings.integrations.teams.cards import CARD_CONTENT_TYPE, CARD_SCHEMA, CONTEXT_ID, STYLES
 from tidings.message import Field, Format, Link, Priority
 
 VERSIONS = ["1.5", "1.4"]
