@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -19,6 +21,30 @@ def local_context(store: Any = None, threads: Any = None) -> Any:
     from tidings.security.outbound import Destinations
 
     return Context(store=store, threads=threads, destinations=Destinations.parse(LOCAL))
+
+
+def json_logs(monkeypatch: Any, *loggers: tuple[Any, str]) -> Iterator[io.StringIO]:
+    """tidings' own logging setup (JSON, every known secret masked) writing to a buffer, for a
+    fixture to ``yield from``. The dispatcher, the hub and each ``(module, logger name)`` of
+    ``loggers`` get fresh loggers: one cached by an earlier configure() would still write to the old
+    stream."""
+    import structlog
+
+    import tidings.delivery.dispatcher
+    import tidings.hub
+    import tidings.logs
+
+    buf = io.StringIO()
+    saved = structlog.get_config()
+    monkeypatch.setattr(sys, "stderr", buf)
+    tidings.logs.configure(level="DEBUG", json=True, file=buf)
+    structlog.configure(cache_logger_on_first_use=False)
+    for module, name in ((tidings.delivery.dispatcher, "tidings.dispatcher"), (tidings.hub, "tidings.hub"), *loggers):
+        monkeypatch.setattr(module, "log", structlog.get_logger(name))
+    try:
+        yield buf
+    finally:
+        structlog.configure(**saved)
 
 
 PG_URL = os.environ.get("TIDINGS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

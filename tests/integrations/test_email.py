@@ -28,14 +28,8 @@ from tidings import Message
 from tidings.config import parse_config
 from tidings.errors import ConfigError
 from tidings.integrations.base import Attempt, Outcome, OutcomeStatus
-from tidings.integrations.email import (
-    COLOURS,
-    EmailNotifier,
-    EmailPayload,
-    split_address,
-    subject_of,
-    thread_root,
-)
+from tidings.integrations.email import EmailNotifier, EmailPayload, split_address, subject_of, thread_root
+from tidings.integrations.email.render import COLOURS
 from tidings.message import Priority
 
 FROM = "alerts@example.com"

@@ -85,13 +85,13 @@ def slack(source: str, fmt: str = "markdown") -> str:
 
 
 def teams(source: str, fmt: str = "markdown") -> str:
-    from tidings.integrations.teams import _body_text
+    from tidings.integrations.teams.text import body_text
 
-    return _body_text(Message("t", source, format=fmt))
+    return body_text(Message("t", source, format=fmt))
 
 
 def email(source: str, fmt: str = "markdown") -> str:
-    from tidings.integrations.email import _body_html
+    from tidings.integrations.email.render import _body_html
 
     return _body_html(Message("t", source, format=fmt))
 

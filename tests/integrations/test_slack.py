@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import structlog
 from fake_slack import HOOK_SECRET, FakeSlack, Scripted, blocks_of, check_payload, special_tokens, texts_of, ulen
-from helpers import eventually, local_context
+from helpers import eventually, json_logs, local_context
 from peer import free_port
 
 from tidings import Message
@@ -783,23 +781,9 @@ async def test_channels_do_not_throttle_each_other(make_hub: Any, slack: FakeSla
 @pytest.fixture
 def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """tidings' own logging setup (JSON, every known secret masked), written to a buffer."""
-    import tidings.delivery.dispatcher
-    import tidings.hub
     import tidings.integrations.slack
-    import tidings.logs
 
-    buf = io.StringIO()
-    saved = structlog.get_config()
-    monkeypatch.setattr(sys, "stderr", buf)
-    tidings.logs.configure(level="DEBUG", json=True, file=buf)
-    structlog.configure(cache_logger_on_first_use=False)
-    for module, name in ((tidings.delivery.dispatcher, "tidings.dispatcher"), (tidings.hub, "tidings.hub"),
-                         (tidings.integrations.slack, "tidings.slack")):
-        monkeypatch.setattr(module, "log", structlog.get_logger(name))
-    try:
-        yield buf
-    finally:
-        structlog.configure(**saved)
+    yield from json_logs(monkeypatch, (tidings.integrations.slack, "tidings.slack"))
 
 
 async def test_the_token_and_the_webhook_url_never_leak(make_hub: Any, slack: FakeSlack, log_output: io.StringIO) -> None:

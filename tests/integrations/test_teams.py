@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -21,9 +20,8 @@ from typing import Any
 import adaptive_cards
 import orjson
 import pytest
-import structlog
 from fake_teams import THROTTLED, FakeTeams
-from helpers import eventually, local_context
+from helpers import eventually, json_logs, local_context
 from jsonschema import Draft6Validator
 from jsonschema.exceptions import best_match
 from peer import free_port
@@ -33,15 +31,8 @@ from tidings import Message
 from tidings.config import parse_config
 from tidings.errors import ConfigError
 from tidings.integrations.base import TRUNCATED, Attempt, Outcome, OutcomeStatus
-from tidings.integrations.teams import (
-    CARD_CONTENT_TYPE,
-    CARD_SCHEMA,
-    CONTEXT_ID,
-    STYLES,
-    TEAMS_LIMIT,
-    TeamsNotifier,
-    detect_mode,
-)
+from tidings.integrations.teams import TEAMS_LIMIT, TeamsNotifier, detect_mode
+from tidings.integrations.teams.cards import CARD_CONTENT_TYPE, CARD_SCHEMA, CONTEXT_ID, STYLES
 from tidings.message import Field, Format, Link, Priority
 
 VERSIONS = ["1.5", "1.4"]
@@ -709,21 +700,8 @@ async def test_the_default_rate_is_four_per_second(make_hub: Any, teams: FakeTea
 # -- secrets never leak (errors, integration stats, logs) -------------------------------------------
 @pytest.fixture
 def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    import tidings.delivery.dispatcher
-    import tidings.hub
-    import tidings.logs
-
-    buf = io.StringIO()
-    saved = structlog.get_config()
-    monkeypatch.setattr(sys, "stderr", buf)
-    tidings.logs.configure(level="DEBUG", json=True, file=buf)
-    structlog.configure(cache_logger_on_first_use=False)
-    monkeypatch.setattr(tidings.delivery.dispatcher, "log", structlog.get_logger("tidings.dispatcher"))
-    monkeypatch.setattr(tidings.hub, "log", structlog.get_logger("tidings.hub"))
-    try:
-        yield buf
-    finally:
-        structlog.configure(**saved)
+    """tidings' own logging setup (JSON, every known secret masked), written to a buffer."""
+    yield from json_logs(monkeypatch)
 
 
 async def test_the_webhook_url_never_leaks(make_hub: Any, teams: FakeTeams, log_output: io.StringIO) -> None:

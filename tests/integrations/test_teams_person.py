@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from cryptography.fernet import Fernet
 from fake_teams import FakeTeams
-from helpers import eventually
+from helpers import eventually, json_logs
 from sink import Reply
 from sqlalchemy import select
 
@@ -151,23 +149,9 @@ async def test_a_persons_gone_workflow_ends_her_delivery_only(make_api: Any, tea
 @pytest.fixture
 def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """Every log line of the hub, the dispatcher and Teams, as JSON, in a buffer."""
-    import tidings.delivery.dispatcher
-    import tidings.hub
     import tidings.integrations.teams
-    import tidings.logs
 
-    buf = io.StringIO()
-    saved = structlog.get_config()
-    monkeypatch.setattr(sys, "stderr", buf)
-    tidings.logs.configure(level="DEBUG", json=True, file=buf)
-    structlog.configure(cache_logger_on_first_use=False)
-    for module, name in ((tidings.delivery.dispatcher, "tidings.dispatcher"), (tidings.hub, "tidings.hub"),
-                         (tidings.integrations.teams, "tidings.teams")):
-        monkeypatch.setattr(module, "log", structlog.get_logger(name))
-    try:
-        yield buf
-    finally:
-        structlog.configure(**saved)
+    yield from json_logs(monkeypatch, (tidings.integrations.teams, "tidings.teams"))
 
 
 async def test_her_url_shows_nowhere(make_api: Any, teams: FakeTeams, log_output: io.StringIO) -> None:

@@ -11,15 +11,13 @@ import base64
 import datetime as dt
 import io
 import json
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from email.utils import formatdate
 from typing import Any
 
 import pytest
-import structlog
-from helpers import eventually, local_context
+from helpers import eventually, json_logs, local_context
 from peer import Peer, free_port
 from sink import Reply
 from sqlalchemy import select
@@ -534,27 +532,9 @@ QUERY_SECRET = "q5ecret-query-value"
 @pytest.fixture
 def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """tidings' own logging setup (JSON, every known secret masked), written to a buffer."""
-    import tidings.delivery.dispatcher
-    import tidings.hub
-    import tidings.logs
     import tidings.store.batch
 
-    buf = io.StringIO()
-    saved = structlog.get_config()
-    monkeypatch.setattr(sys, "stderr", buf)
-    tidings.logs.configure(level="DEBUG", json=True, file=buf)
-    structlog.configure(cache_logger_on_first_use=False)
-    # Fresh loggers: one cached by an earlier configure() would still write to the old stream.
-    for module, name in (
-        (tidings.delivery.dispatcher, "tidings.dispatcher"),
-        (tidings.hub, "tidings.hub"),
-        (tidings.store.batch, "tidings.store"),
-    ):
-        monkeypatch.setattr(module, "log", structlog.get_logger(name))
-    try:
-        yield buf
-    finally:
-        structlog.configure(**saved)
+    yield from json_logs(monkeypatch, (tidings.store.batch, "tidings.store"))
 
 
 async def test_secrets_in_headers_and_url_never_leak(make_hub: Any, peer: Peer, log_output: io.StringIO) -> None:

@@ -26,7 +26,7 @@ from tidings import Message
 from tidings.audit import Actor
 from tidings.errors import VaultError
 from tidings.hub import Hub
-from tidings.integrations import base
+from tidings.integrations import http
 from tidings.integrations.slack import SlackNotifier, SlackSettings
 from tidings.integrations.webhook import WebhookIntegration, WebhookSettings
 from tidings.security import vault as vault_module
@@ -213,7 +213,7 @@ async def test_a_hub_without_vault_references_does_not_watch(make_hub: Any, sink
 
 # -- reconfiguring an integration in place ---------------------------------------------------------
 async def test_reconfigure_derives_again_and_keeps_live_state(sink: Sink, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(base, "RETIRE_GRACE", 0.0)
+    monkeypatch.setattr(http, "RETIRE_GRACE", 0.0)
     old, new = whsec(), whsec()
     hook = WebhookIntegration("ops", WebhookSettings(kind="webhook", url=sink.url, secret=old, timeout=0.3),
                               local_context())

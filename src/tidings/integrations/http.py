@@ -1,7 +1,9 @@
-"""What every HTTP-speaking integration shares: classifying a response into an Outcome."""
+"""What every HTTP-speaking integration shares: one pooled, guarded session (:class:`HttpClient`)
+and classifying a response into an Outcome."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email.utils
 import re
@@ -13,9 +15,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import AfterValidator
 
-from ..security.outbound import DestinationRefused
+from ..security.outbound import DestinationRefused, guarded_session
 from ..security.redact import clip, longest
-from .base import Outcome
+from .integration import Integration
+from .notifier import Notifier
+from .outcome import Outcome
+from .settings import IntegrationSettings
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 _BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -34,6 +39,8 @@ def check_http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 ERROR_SNIPPET = 300
 SNIPPET_MARGIN = 4096
+RETIRE_GRACE = 5.0
+"""A session replaced by new settings closes this long after the integration's timeout."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -107,3 +114,79 @@ def connection_error(exc: BaseException) -> Outcome:
     name = type(exc).__name__
     text = str(exc) or name
     return Outcome.retry(f"{name}: {text}" if text != name else name)
+
+
+class HttpClient(Integration):
+    """An integration that speaks HTTP: one pooled, guarded aiohttp session for its lifetime (DESIGN
+    rules 8 and 10), opened on first use (once, even when the first requests start together) and
+    closed with it. New settings get a new session; the old one closes once requests still using
+    it have timed out at the latest."""
+
+    _session: aiohttp.ClientSession | None = None
+    _opening: asyncio.Lock | None = None
+    _retiring: dict[aiohttp.ClientSession, asyncio.Task[None]] | None = None
+    """Sessions replaced by :meth:`reconfigure`, each with the task that closes it once its requests are over."""
+
+    @property
+    def http_concurrency(self) -> int:
+        """Connections the session may hold at once."""
+        return self.settings.concurrency or 8
+
+    def session_headers(self) -> dict[str, str]:
+        """Headers on every request (credentials that never change belong here)."""
+        from .. import __version__
+
+        return {"User-Agent": f"tidings/{__version__}"}
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is not None:
+            return self._session
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._session is None:
+                self._session = guarded_session(
+                    self.destinations,
+                    concurrency=self.http_concurrency,
+                    timeout=self.effective_timeout,
+                    headers=self.session_headers(),
+                )
+        return self._session
+
+    async def open(self) -> None:
+        await self.session()
+
+    def reconfigure(self, settings: IntegrationSettings) -> None:
+        """New settings, and a new session for the next request (its headers may carry the old
+        credential, its guard the old destinations)."""
+        super().reconfigure(settings)
+        old, self._session = self._session, None
+        if old is None:
+            return
+
+        async def retire() -> None:
+            await asyncio.sleep(self.effective_timeout + RETIRE_GRACE)
+            if self._retiring is not None and self._retiring.pop(old, None) is not None:
+                await old.close()
+
+        if self._retiring is None:
+            self._retiring = {}
+        self._retiring[old] = asyncio.get_running_loop().create_task(retire(), name=f"tidings-retire-{self.name}")
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        retiring, self._retiring = self._retiring or {}, None
+        for old, task in retiring.items():
+            task.cancel()
+            await old.close()
+        await super().close()
+
+
+class HttpNotifier(HttpClient, Notifier):
+    """A notifier that speaks HTTP (see :class:`HttpClient`)."""
+
+    @property
+    def http_concurrency(self) -> int:
+        return self.effective_concurrency
