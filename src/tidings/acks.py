@@ -21,10 +21,10 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .audit import SYSTEM, Actor, append
-from .errors import NotFound
 from .recipients.links import ack_url
 from .security.signed import LinkError
 from .store.engine import Conn
+from .store.pages import by_id
 from .store.recipient_tables import escalations
 from .store.tables import acks, messages
 
@@ -44,12 +44,8 @@ async def record_ack(
     """Acknowledge ``message_id``: (the acknowledgement that holds, whether this call made it).
     A new acknowledgement is audited (``ack``) in the same transaction. Raises NotFound for an
     unknown message (or one of another project than ``project``, when given)."""
-    q = select(messages.c.id, messages.c.thread_key, messages.c.project).where(messages.c.id == message_id)
-    if project is not None:
-        q = q.where(messages.c.project == project)
-    found = (await conn.execute(q)).first()
-    if found is None:
-        raise NotFound(f"no message {message_id}")
+    found = await by_id(conn, messages, message_id, project, "message",
+                        select(messages.c.id, messages.c.thread_key, messages.c.project))
     row = {
         "id": ack_id(message_id), "message_id": message_id, "thread_key": found.thread_key,
         "integration": integration, "by": by[:200], "via": via[:40], "at": time.time() if now is None else now,

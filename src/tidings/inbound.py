@@ -24,14 +24,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .audit import SYSTEM, Actor, append
 from .background import Background, wait_at_most
 from .delivery.retry import gives_up, next_delay
-from .errors import MessageError, NotFound, TidingsError
+from .errors import MessageError, TidingsError
 from .ids import new_id
 from .integrations.receiver import ANSWER_TIMEOUT, Inbound, InboundEvent, InboundRequest, Receiver, Rejected, Reply
 from .logs import Throttle
 from .security.redact import ERROR_MAX, clip, redact
 from .store.batch import Batch
 from .store.engine import Conn
-from .store.pages import newest_first
+from .store.pages import by_id, newest_first, where_given
 from .store.tables import EVENT_ACTIVE, events
 from .templates import TemplateError
 
@@ -452,26 +452,13 @@ async def list_events(
         q = q.where(events.c.received_at >= received_since)
     if project is not None:
         q = q.where(events.c.project == project)
-    if integration:
-        q = q.where(events.c.integration == integration)
-    if status:
-        q = q.where(events.c.status == status)
+    q = where_given(q, (events.c.integration, integration), (events.c.status, status))
     return await newest_first(conn, q, events.c.id, limit=limit, before=before, item=_event)
-
-
-async def _event_row(conn: Conn, event_id: str, project: str | None) -> Any:
-    q = select(events).where(events.c.id == event_id)
-    if project is not None:
-        q = q.where(events.c.project == project)
-    row = (await conn.execute(q)).first()
-    if row is None:
-        raise NotFound(f"no event {event_id}")
-    return row
 
 
 async def get_event(conn: Conn, event_id: str, project: str | None = None) -> dict[str, Any]:
     """One event with the headers and body received (of ``project`` when given, else NotFound)."""
-    return _event(await _event_row(conn, event_id, project), with_body=True)
+    return _event(await by_id(conn, events, event_id, project, "event"), with_body=True)
 
 
 async def replay_event(
@@ -479,7 +466,7 @@ async def replay_event(
 ) -> dict[str, Any]:
     """Process an event again (audited as ``event.replay``). Effects it already had (messages it
     sent) are not repeated."""
-    row = await _event_row(conn, event_id, project)
+    row = await by_id(conn, events, event_id, project, "event")
     receiver = receivers.get(row.integration)
     if receiver is None:
         raise ReplayRefused(f"integration {row.integration!r} no longer receives")

@@ -279,7 +279,7 @@ async def test_who_may_read_and_write(make_api: Any) -> None:
         r = await api.request("PATCH", f"{ALPHA}/routes/0", json={"cooldown": "1m"}, **as_(people[who], "*"))
         assert r.status_code == 403, r.text
     async with api.hub.store.read() as conn:
-        denied = (await conn.execute(select(audit_log).where(audit_log.c.seq > seq))).all()
+        denied = (await conn.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq))).all()
     assert [(d.action, d.actor_name, d.project) for d in denied] == [
         ("access.denied", f"{who}@example.com", "alpha") for who in ("viewer", "viewer", "member", "member")]
     # Another project's integration or route is not found, whoever asks on this project's path.

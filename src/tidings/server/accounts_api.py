@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
@@ -37,12 +37,12 @@ from ..store.engine import Store
 from ..store.tables import projects
 from ..units import parse_duration
 from . import account_models as m
-from .api import known_query
 from .auth import actor_of, allow, require
 from .errors import error
 from .schemas import api_errors
+from .scoped import api_router
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"], dependencies=[Depends(known_query)])
+router = api_router("accounts")
 
 LONGEST_TOKEN = 3650 * 86400.0
 """A token's expiry is at most this far away (ten years); none at all is allowed."""

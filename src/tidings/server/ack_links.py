@@ -14,16 +14,16 @@ import datetime as dt
 import html
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
 from ..audit import Actor
 from ..errors import NotFound
 from ..recipients.links import read_ack
 from ..security.signed import LinkError
-from .api import ActorDep, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow, request_id
-from .schemas import Ack, api_errors, errors
+from .schemas import Ack, api_errors
+from .scoped import ActorDep, HubDep, ProjectDep, project_router
 
 VIA = ("email", "teams", "link")
 """What a link may say it came from (``?via=``); anything else is recorded as ``link``."""
@@ -51,10 +51,7 @@ async def ack_message(message_id: str, hub: HubDep, project: ProjectDep, actor: 
     return {"message_id": message_id, **held, "created": created}
 
 
-api_router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(known_query)])
-api_router.include_router(routes)
-api_router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                          responses=errors(404, 422, s404="No such project, or nothing in it has this id or name."))
+api_router = project_router(routes, "api")
 
 links_router = APIRouter(tags=["links"], include_in_schema=False)
 """Pages for people following a link, not API: answers (errors too) are HTML, outside the OpenAPI document."""

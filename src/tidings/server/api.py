@@ -4,81 +4,37 @@ Each route names its answer model (``schemas``), its error statuses (``schemas.a
 and a ``summary``/``description`` of its own, so no docstring meant for developers reaches the
 OpenAPI document.
 
-Every route here is registered twice (see the end of the module): under ``/api/v1/projects/{project}``
-and, for the project ``default``, under ``/api/v1`` as before. A handler takes its project from
-:func:`project_of` and sees only that project's things: another project's id is not found (404),
-whatever exists there."""
+Every route here is registered twice (:func:`.scoped.project_router`): under
+``/api/v1/projects/{project}`` and, for the project ``default``, under ``/api/v1`` as before."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..accounts import Principal, allowed
-from ..audit import Actor
 from ..delivery.queries import STATUSES
 from ..errors import MessageError, NotFound
 from ..hub import Hub
 from ..inbound import EVENT_STATUSES
-from ..integrations.base import PROJECT_SLUG
 from ..message import Message, Priority
 from ..silences import MAX_DURATION, MAX_MATCHERS, check_matchers, parse_silence_duration
 from ..units import parse_duration
 from . import messages, schemas
-from .auth import DEFAULT_PROJECT, actor_of, allow, principal_of
+from .auth import actor_of, allow
 from .config_models import ETAG, DraftIn
 from .schemas import api_errors
-
-
-async def known_query(request: Request) -> None:
-    """A query parameter the route doesn't take is refused (422), not ignored: a misspelt filter
-    (``?statsu=dead``) would otherwise answer everything. Credentials are checked first: a caller
-    without them learns nothing about a route's parameters (401, not 422)."""
-    await principal_of(request)
-    route = request.scope.get("route")
-    dependant = getattr(route, "dependant", None)
-    if dependant is None or not request.query_params:
-        return
-    known = {p.alias for p in dependant.query_params}  # the routes' own: no dependency here takes any
-    problems = [{"type": "extra_forbidden", "loc": ("query", name), "msg": "Unknown query parameter", "input": None}
-                for name in sorted(set(request.query_params) - known)]
-    problems += [{"type": "too_long", "loc": ("query", name), "msg": "Give it once", "input": None}
-                 for name in sorted(known) if len(request.query_params.getlist(name)) > 1]
-    if problems:
-        raise RequestValidationError(problems)
-
+from .scoped import PAGE, ActorDep, HubDep, ProjectDep, project_router
+from .scoped import known_query as known_query  # recipients_api still imports these two from here
+from .scoped import scoped as _scoped  # noqa: F401
 
 routes = APIRouter()
 """The resource routes, relative: :data:`router` includes them unscoped and under ``/projects/{project}``."""
-
-
-async def hub_of(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub
-
-
-HubDep = Annotated[Hub, Depends(hub_of)]
-ActorDep = Annotated[Actor, Depends(actor_of)]
-"""Who makes a change (for its audit entry); resolved after the route's ``allow``."""
-
-
-async def project_of(request: Request, hub: HubDep) -> str:
-    """The project of the request: the path's ``{project}`` (404 when there is no such project;
-    this runs after ``allow``, so only a caller allowed there learns it), else ``default``."""
-    project: str = request.path_params.get("project", DEFAULT_PROJECT)
-    if project != DEFAULT_PROJECT and not await hub.project_exists(project):
-        raise NotFound(f"no project {project!r}")
-    return project
-
-
-ProjectDep = Annotated[str, Depends(project_of)]
-PAGE = "the `next` of the previous page"
 
 
 class MessageIn(Message):
@@ -540,25 +496,5 @@ async def preview(payload: MessageBody, hub: HubDep, project: ProjectDep) -> dic
     return {"targets": hub.preview(payload.message(), payload.to, project)}
 
 
-_SLUG = re.compile(PROJECT_SLUG)
-
-
-async def _scoped(
-    request: Request,
-    project: Annotated[str, Path(description="the project's slug",
-                                 json_schema_extra={"pattern": PROJECT_SLUG, "maxLength": 64})],
-) -> None:
-    """Declares the path's project in the OpenAPI document, and refuses a malformed one (422) once
-    the caller is known (no credentials: 401, as everywhere), before ``allow`` would audit a refusal
-    in a project no one can make. :func:`project_of` reads it, after ``allow``."""
-    if not _SLUG.fullmatch(project):
-        await principal_of(request)
-        raise RequestValidationError([{"type": "string_pattern_mismatch", "loc": ("path", "project"), "input": None,
-                                       "msg": "a project slug is lower-case letters, digits and '-' (at most 64)"}])
-
-
-router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(known_query)])
+router = project_router(routes, "api")
 """``/api/v1``: every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=schemas.errors(404, 422, s404="No such project, or nothing in it has this id or name."))

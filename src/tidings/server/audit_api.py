@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Path, Query, Request
 from pydantic import Field
 from sqlalchemy import select
 
@@ -16,11 +16,11 @@ from ..errors import NotFound
 from ..store.tables import projects
 from ..units import parse_duration
 from . import schemas
-from .api import PAGE, HubDep, known_query
 from .auth import _audit_refusal, allow
 from .schemas import api_errors
+from .scoped import PAGE, HubDep, api_router
 
-router = APIRouter(prefix="/api/v1", tags=["audit"], dependencies=[Depends(known_query)])
+router = api_router("audit")
 READ = "audit:read"
 
 

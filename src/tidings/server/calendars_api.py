@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..accounts.principal import Principal, allowed
 from ..calendars import feeds, ics
 from ..errors import NotFound
-from .api import ActorDep, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow, require
 from .errors import error
 from .schemas import NOT_BLANK, Out, api_errors, errors
+from .scoped import ActorDep, HubDep, ProjectDep, project_router
 from .secrets_api import json_body
 
 _NO_FEED = "No such project, or no live feed of this id in it that you may see."
@@ -128,11 +128,7 @@ async def delete_feed(
     return feed
 
 
-router = APIRouter(prefix="/api/v1", tags=["calendars"], dependencies=[Depends(known_query)])
-"""Every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=errors(404, 422, s404=_NO_FEED))
+router = project_router(routes, "calendars", s404=_NO_FEED)
 
 feed_router = APIRouter(tags=["calendars"])
 ICS = {"text/calendar": {"schema": {"type": "string"}}}

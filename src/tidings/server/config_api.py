@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.exceptions import HTTPException
@@ -42,11 +42,11 @@ from ..integrations.base import VAULT_REF
 from ..security.redact import clip, redact_value, register
 from ..store.tables import secrets as secrets_table
 from . import config_models as m
-from .api import ProjectDep, _scoped, known_query
 from .auth import actor_of, allow, principal_of, require
 from .config_views import mask_document
-from .errors import error
+from .errors import error, precondition_failed
 from .schemas import api_errors
+from .scoped import ProjectDep, api_router, scoped
 
 log = structlog.get_logger("tidings.server")
 
@@ -102,8 +102,7 @@ def install(app: FastAPI) -> None:
     async def _stale(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, revisions.StaleRevision)
         number = exc.current.number if exc.current else 0
-        return JSONResponse({"error": "precondition failed", "detail": str(exc), "revision": number},
-                            status_code=412, headers={"ETag": etag(number)})
+        return precondition_failed(exc, "revision", number, number)
 
     async def _invalid(_: Request, exc: Exception) -> JSONResponse:
         problems = redact_value(list(getattr(exc, "problems", [str(exc)])))
@@ -332,7 +331,7 @@ async def switch(hub: Hub) -> None:
 
 
 # -- routes ----------------------------------------------------------------------------------------
-router = APIRouter(prefix="/api/v1", tags=["configuration"], dependencies=[Depends(known_query)])
+router = api_router("configuration")
 _NOT_ADMIN = "Not a site admin (or a project-scoped token)."
 _NO_REVISION = "No revision has this number."
 
@@ -434,7 +433,7 @@ async def rollback(
 
 @router.get(
     "/projects/{project}/config/revisions",
-    dependencies=[allow("integration:read"), Depends(_scoped)],
+    dependencies=[allow("integration:read"), Depends(scoped)],
     response_model=m.RevisionPage,
     summary="List a project's configuration revisions",
     description="The revisions that changed this project's integrations or routes (or, for `default`, its default "

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import Field
 
 from ..oauth import keeper
 from ..oauth.connections import HEALTHS
-from .api import ActorDep, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow
-from .schemas import Out, api_errors, errors
+from .schemas import Out, api_errors
+from .scoped import ActorDep, HubDep, ProjectDep, project_router
 
 routes = APIRouter()
 Name = Annotated[str, Path(max_length=100, pattern=r"^[a-z0-9][a-z0-9_\-]*$",
@@ -124,8 +124,4 @@ async def delete_connection(name: Name, hub: HubDep, project: ProjectDep, actor:
     return {"integration": name, "disconnected": True}
 
 
-router = APIRouter(prefix="/api/v1", tags=["connections"], dependencies=[Depends(known_query)])
-"""Every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=errors(404, 422, s404=_NO_CONNECTION))
+router = project_router(routes, "connections", s404=_NO_CONNECTION)

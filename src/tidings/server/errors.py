@@ -29,6 +29,13 @@ def error(status: int, error: str, detail: Any = None, headers: dict[str, str] |
     return JSONResponse({"error": error, "detail": redact_value(detail)}, status_code=status, headers=headers)
 
 
+def precondition_failed(exc: Exception, name: str, current: Any, version: int) -> JSONResponse:
+    """412 to a write based on a version that is no longer current (``If-Match``): ``name`` holds
+    the current thing and ``ETag`` its version, so the client re-applies its change to it."""
+    return JSONResponse({"error": "precondition failed", "detail": str(exc), name: current},
+                        status_code=412, headers={"ETag": f'"{version}"'})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
 from ..watch import KINDS, get_incident, list_incidents
-from .api import PAGE, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow
-from .schemas import NO_NUL, Out, api_errors, errors
+from .schemas import NO_NUL, Out, api_errors
+from .scoped import PAGE, HubDep, ProjectDep, project_router
 
 routes = APIRouter()
 IncidentId = Annotated[str, Path(max_length=36, description="the incident's id")]
@@ -75,7 +75,4 @@ async def incident(incident_id: IncidentId, hub: HubDep, project: ProjectDep) ->
         return await get_incident(conn, project, incident_id)
 
 
-router = APIRouter(prefix="/api/v1", tags=["incidents"], dependencies=[Depends(known_query)])
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=errors(404, 422, s404="No such project, or no incident with this id in it."))
+router = project_router(routes, "incidents", s404="No such project, or no incident with this id in it.")

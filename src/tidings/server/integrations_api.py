@@ -36,7 +36,6 @@ from ..security.redact import register
 from ..threads import Threads
 from . import config_models as m
 from . import schemas
-from .api import HubDep, ProjectDep, _scoped, known_query
 from .auth import allow, principal_of, require
 from .config_api import (
     Comment,
@@ -48,7 +47,8 @@ from .config_api import (
     write_errors,
 )
 from .config_views import head_of, settings_view
-from .schemas import api_errors, errors
+from .schemas import api_errors
+from .scoped import HubDep, ProjectDep, api_router, project_router
 from .secrets_api import json_body
 
 log = structlog.get_logger("tidings.server")
@@ -76,7 +76,7 @@ def kind_info(kind: str) -> dict[str, Any]:
             "receives": issubclass(cls, Receiver), "secret_fields": secrets, "schema": schema}
 
 
-kinds_router = APIRouter(prefix="/api/v1", tags=["configuration"], dependencies=[Depends(known_query)])
+kinds_router = api_router("configuration")
 
 
 @kinds_router.get(
@@ -369,8 +369,4 @@ async def test_new_draft(payload: m.NewDraftIn, request: Request, hub: HubDep, p
     return await test_draft(request, hub, project, payload.name, {**payload.settings, "kind": payload.kind}, old)
 
 
-router = APIRouter(prefix="/api/v1", tags=["configuration"], dependencies=[Depends(known_query)])
-"""Every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=errors(404, 422, s404="No such project, or nothing in it has this id or name."))
+router = project_router(routes, "configuration")

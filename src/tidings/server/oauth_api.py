@@ -14,7 +14,7 @@ import html
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -26,10 +26,9 @@ from ..oauth import flow
 from ..oauth.errors import CallbackRefused, NotConnectable
 from ..security.redact import redact
 from . import errors
-from .api import ActorDep, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow, principal_of, require
 from .schemas import api_errors
-from .schemas import errors as error_docs
+from .scoped import ActorDep, HubDep, ProjectDep, project_router
 
 log = structlog.get_logger("tidings.server")
 Name = Annotated[str, Path(max_length=100, description="the integration's name")]
@@ -70,10 +69,7 @@ async def connect(name: Name, request: Request, hub: HubDep, project: ProjectDep
     return url if isinstance(url, JSONResponse) else {"url": url}
 
 
-router = APIRouter(prefix="/api/v1", tags=["integrations"], dependencies=[Depends(known_query)])
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=error_docs(404, 422, s404="No such project, or no integration of this name in it."))
+router = project_router(routes, "integrations", s404="No such project, or no integration of this name in it.")
 
 pages = APIRouter(tags=["integrations"])
 

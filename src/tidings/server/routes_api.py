@@ -16,11 +16,11 @@ from ..config.document import Document
 from ..errors import NotFound
 from ..integrations.base import DEFAULT_PROJECT
 from . import config_models as m
-from .api import HubDep, ProjectDep, _scoped, known_query
 from .auth import allow
 from .config_api import Comment, Edit, IfMatch, commit_edit, etag, write_errors
 from .config_views import head_of
-from .schemas import api_errors, errors
+from .schemas import api_errors
+from .scoped import HubDep, ProjectDep, project_router
 from .secrets_api import json_body
 
 _NO_DEFAULT = ("only the project 'default' has a default route; other projects end their routes with one "
@@ -233,8 +233,4 @@ async def put_default_route(
             "changed": written.changed}
 
 
-router = APIRouter(prefix="/api/v1", tags=["configuration"], dependencies=[Depends(known_query)])
-"""Every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=errors(404, 422, s404="No such project, or nothing in it has this id or name."))
+router = project_router(routes, "configuration")

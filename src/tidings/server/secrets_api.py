@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
@@ -22,13 +22,13 @@ from ..security.credentials import SecretInUse, check_fits, delete_secret, list_
 from ..security.redact import clip
 from ..security.vault import MAX_VALUE, NAME_PATTERN, Vault, check_value
 from . import errors
-from .api import HubDep, known_query
 from .auth import actor_of, allow
 from .guard import is_json
 from .schemas import NO_NUL, api_errors
+from .scoped import HubDep, api_router
 
 log = structlog.get_logger("tidings.server")
-router = APIRouter(prefix="/api/v1", tags=["secrets"], dependencies=[Depends(known_query)])
+router = api_router("secrets")
 
 SecretName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=200,
                                  description="the name `${vault:NAME}` refers to (letters, digits, `_ . - /`)")]

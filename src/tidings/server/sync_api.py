@@ -14,9 +14,9 @@ from starlette.exceptions import HTTPException
 
 from ..sync.runs import STATUSES, TRIGGERS
 from ..sync.service import SyncRefused, SyncService
-from .api import PAGE, ActorDep, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow
-from .schemas import NO_NUL, Out, api_errors, errors
+from .schemas import NO_NUL, Out, api_errors
+from .scoped import PAGE, ActorDep, HubDep, ProjectDep, project_router
 from .secrets_api import json_body
 
 routes = APIRouter()
@@ -253,8 +253,4 @@ async def resolve_sync_conflict(
         raise HTTPException(422, str(exc)) from None
 
 
-router = APIRouter(prefix="/api/v1", tags=["sync"], dependencies=[Depends(known_query)])
-"""Every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=errors(404, 422, s404="No such project, or nothing in it has this id or name."))
+router = project_router(routes, "sync")

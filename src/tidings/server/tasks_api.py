@@ -43,11 +43,11 @@ from ..sync.tasks import (
     task_view,
     update_task,
 )
-from .api import ActorDep, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow
 from .config_api import PreconditionRequired
-from .errors import error
-from .schemas import _SPACE, NO_NUL, NOT_BLANK, Out, api_errors, errors
+from .errors import error, precondition_failed
+from .schemas import _SPACE, NO_NUL, NOT_BLANK, Out, api_errors
+from .scoped import ActorDep, HubDep, ProjectDep, project_router
 from .secrets_api import json_body
 
 _NOT = f"{_SPACE}\\x00"
@@ -301,11 +301,7 @@ async def remove_task(
     return {"id": change.task["id"], "key": change.task["key"], "deleted": True, "unlinked": change.task["unlinked"]}
 
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"], dependencies=[Depends(known_query)])
-"""Every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=errors(404, 422, s404=_NO_TASK))
+router = project_router(routes, "tasks", s404=_NO_TASK)
 
 
 def install(app: FastAPI) -> None:
@@ -314,9 +310,7 @@ def install(app: FastAPI) -> None:
 
     async def _stale(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StaleTask)
-        current = exc.current
-        return JSONResponse({"error": "precondition failed", "detail": str(exc), "task": current},
-                            status_code=412, headers={"ETag": f'"{current["version"]}"'})
+        return precondition_failed(exc, "task", exc.current, exc.current["version"])
 
     async def _invalid(_: Request, exc: Exception) -> JSONResponse:
         return error(422, "invalid task", [str(exc)])

@@ -31,9 +31,9 @@ from ..recipients.prefs import set_preference
 from ..recipients.store import RecipientError, recipient_by_id
 from ..security.redact import redact
 from ..security.signed import LinkError
-from .api import HubDep
 from .auth import actor_of
 from .oauth_api import _page as page
+from .scoped import HubDep
 
 log = structlog.get_logger("tidings.server")
 router = APIRouter()

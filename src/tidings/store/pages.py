@@ -1,12 +1,14 @@
-"""Keyset pages, newest first: what every list endpoint answers (``{"items", "next"}``)."""
+"""What the list and read endpoints answer: keyset pages, newest first (``{"items", "next"}``),
+narrowed by the filters given; and one row by its id, within a project."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Column, Select
+from sqlalchemy import Column, Row, Select, Table, select
 
+from ..errors import NotFound
 from .engine import Conn
 
 
@@ -21,3 +23,26 @@ async def newest_first(
     rows = (await conn.execute(query.order_by(key.desc()).limit(limit + 1))).all()
     more = len(rows) > limit
     return {"items": [item(r) for r in rows[:limit]], "next": getattr(rows[limit - 1], key.name) if more else None}
+
+
+def where_given(query: Select[Any], *equal: tuple[Column[Any], Any]) -> Select[Any]:
+    """``query`` where each column equals its value; a value not given (``None`` or ``""``, as an
+    empty query parameter) filters nothing."""
+    for column, value in equal:
+        if value is not None and value != "":
+            query = query.where(column == value)
+    return query
+
+
+async def by_id(
+    conn: Conn, table: Table, row_id: str, project: str | None, what: str, query: Select[Any] | None = None,
+) -> Row[Any]:
+    """The row of ``table`` whose ``id`` is ``row_id``, of ``project`` when given (another project's is
+    not found): :class:`NotFound` ``no {what} {row_id}`` else. ``query``: other columns than the table's."""
+    q = (select(table) if query is None else query).where(table.c.id == row_id)
+    if project is not None:
+        q = q.where(table.c.project == project)
+    row = (await conn.execute(q)).first()
+    if row is None:
+        raise NotFound(f"no {what} {row_id}")
+    return row

@@ -15,11 +15,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from ..errors import NotFound
 from ..ids import new_id
 from ..security.redact import clip
 from ..store.engine import Conn, Store
-from ..store.pages import newest_first
+from ..store.pages import by_id, newest_first, where_given
 from ..store.tables import sync_cursors, sync_runs
 from .engine import RunState
 
@@ -145,20 +144,11 @@ async def list_runs(
 ) -> dict[str, Any]:
     """A project's runs, newest first, ``limit`` at a time (without their problems): ``{"items",
     "next"}``; pass ``next`` as ``cursor`` for the page after."""
-    q = select(*_LISTED).where(sync_runs.c.project == project)
-    if integration:
-        q = q.where(sync_runs.c.integration == integration)
-    if status:
-        q = q.where(sync_runs.c.status == status)
+    q = where_given(select(*_LISTED).where(sync_runs.c.project == project),
+                    (sync_runs.c.integration, integration), (sync_runs.c.status, status))
     return await newest_first(conn, q, sync_runs.c.id, limit=limit, before=cursor, item=_run)
 
 
 async def get_run(conn: Conn, project: str | None, run_id: str) -> dict[str, Any]:
     """One run with its per-item problems (of ``project`` when given, else :class:`NotFound`)."""
-    q = select(sync_runs).where(sync_runs.c.id == run_id)
-    if project is not None:
-        q = q.where(sync_runs.c.project == project)
-    row = (await conn.execute(q)).first()
-    if row is None:
-        raise NotFound(f"no sync run {run_id}")
-    return _run(row)
+    return _run(await by_id(conn, sync_runs, run_id, project, "sync run"))

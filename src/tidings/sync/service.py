@@ -42,6 +42,7 @@ from ..errors import NotFound, TidingsError
 from ..integrations.base import Tracker
 from ..message import Message, Priority
 from ..security.redact import clip
+from ..store.pages import by_id
 from ..store.tables import sync_conflicts, tasks
 from . import cursors, runs
 from .engine import Engine, RunState
@@ -445,14 +446,9 @@ class SyncService(Background):
 
     async def conflict(self, conflict_id: str, project: str | None = None) -> dict[str, Any]:
         """One parked conflict (of ``project``, when given)."""
-        q = (select(sync_conflicts, tasks.c.number).outerjoin(tasks, tasks.c.id == sync_conflicts.c.task_id)
-             .where(sync_conflicts.c.id == conflict_id))
-        if project is not None:
-            q = q.where(sync_conflicts.c.project == project)
+        q = select(sync_conflicts, tasks.c.number).outerjoin(tasks, tasks.c.id == sync_conflicts.c.task_id)
         async with self.hub.require_store().read() as conn:
-            row = (await conn.execute(q)).first()
-        if row is None:
-            raise NotFound(f"no sync conflict {conflict_id}")
+            row = await by_id(conn, sync_conflicts, conflict_id, project, "sync conflict", q)
         found = dict(row._mapping)
         number = found.pop("number")
         return {**found, "task": f"T-{number}" if number is not None else None}

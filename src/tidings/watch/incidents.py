@@ -22,11 +22,10 @@ from typing import Any
 from sqlalchemy import or_, select, text, update
 
 from ..audit import SYSTEM, append
-from ..errors import NotFound
 from ..ids import new_id
 from ..security.redact import clip, redact
 from ..store.engine import Conn
-from ..store.pages import newest_first
+from ..store.pages import by_id, newest_first, where_given
 from ..store.recipient_tables import incidents
 
 KINDS = ("failing", "circuit_open", "dead", "verification", "sync", "connection")
@@ -130,19 +129,10 @@ async def open_keys(conn: Conn) -> set[tuple[str, str, str]]:
 async def list_incidents(conn: Conn, project: str, *, status: str | None = None, subject: str | None = None,
                          limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
     """A project's incidents, newest first: ``{"items", "next"}`` (pass ``next`` as ``cursor``)."""
-    q = select(incidents).where(incidents.c.project == project)
-    if status:
-        q = q.where(incidents.c.status == status)
-    if subject:
-        q = q.where(incidents.c.subject == subject)
+    q = where_given(select(incidents).where(incidents.c.project == project),
+                    (incidents.c.status, status), (incidents.c.subject, subject))
     return await newest_first(conn, q, incidents.c.id, limit=limit, before=cursor, item=_row)
 
 
 async def get_incident(conn: Conn, project: str | None, incident_id: str) -> dict[str, Any]:
-    q = select(incidents).where(incidents.c.id == incident_id)
-    if project is not None:
-        q = q.where(incidents.c.project == project)
-    row = (await conn.execute(q)).first()
-    if row is None:
-        raise NotFound(f"no incident {incident_id}")
-    return _row(row)
+    return _row(await by_id(conn, incidents, incident_id, project, "incident"))
