@@ -80,6 +80,9 @@ async def test_a_recipient_made_read_changed_and_deleted(api: tuple[Any, dict[st
     r = await a.request("PATCH", f"{ALPHA}/recipients/ann", json={"display_name": "late"}, **as_(owner, '"1"'))
     detail(r, 412, "changed meanwhile", "version 2")
     assert r.headers["ETag"] == '"2"' and r.json()["recipient"]["display_name"] == "Ann Lee"
+    for bad in ('"abc"', "W/", '"1", "2"', '"' + "9" * 40 + '"'):  # not a version: a clear 4xx, never a 500
+        detail(await a.request("PATCH", f"{ALPHA}/recipients/ann", json={"display_name": "x"}, **as_(owner, bad)),
+               422, "If-Match")
     r = await a.request("PATCH", f"{ALPHA}/recipients/ann", json={"name": "anna"}, **as_(owner, "*"))
     detail(r, 422, "name")  # a handle routes name can't change
     assert a.hub.directory.people("alpha").persons["ann"].teams_url is None

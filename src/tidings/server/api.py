@@ -30,8 +30,6 @@ from .auth import actor_of, allow
 from .config_models import ETAG, DraftIn
 from .schemas import api_errors
 from .scoped import PAGE, ActorDep, HubDep, ProjectDep, project_router
-from .scoped import known_query as known_query  # recipients_api still imports these two from here
-from .scoped import scoped as _scoped  # noqa: F401
 
 routes = APIRouter()
 """The resource routes, relative: :data:`router` includes them unscoped and under ``/projects/{project}``."""

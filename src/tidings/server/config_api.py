@@ -46,7 +46,7 @@ from .auth import actor_of, allow, principal_of, require
 from .config_views import mask_document
 from .errors import error, precondition_failed
 from .schemas import api_errors
-from .scoped import ProjectDep, api_router, scoped
+from .scoped import PreconditionRequired, ProjectDep, api_router, scoped
 
 log = structlog.get_logger("tidings.server")
 
@@ -79,10 +79,6 @@ def write_errors(*statuses: int, body: bool = True, **why: str) -> dict[int | st
 
 
 # -- errors ----------------------------------------------------------------------------------------
-class PreconditionRequired(TidingsError):
-    """A write without ``If-Match`` (HTTP 428)."""
-
-
 class PendingDeliveries(TidingsError):
     """Deleting an integration whose deliveries are not finished, without ``force`` (HTTP 409)."""
 

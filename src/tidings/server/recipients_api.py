@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,11 +38,10 @@ from ..recipients.store import (
     set_group_members,
     update_recipient,
 )
-from .api import ActorDep, HubDep, ProjectDep, _scoped, known_query
 from .auth import allow, principal_of, require
-from .config_api import PreconditionRequired
-from .errors import error
-from .schemas import NO_NUL, NOT_BLANK, Out, api_errors, errors
+from .errors import error, precondition_failed
+from .schemas import NO_NUL, NOT_BLANK, Out, api_errors
+from .scoped import ActorDep, HubDep, ProjectDep, if_match_header, project_router, version_of
 from .secrets_api import json_body
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
@@ -61,11 +60,7 @@ WHY = {"s409": "The name is taken by a recipient or a group of the project.",
 EXAMPLE = {"name": "ann", "display_name": "Ann Lee", "email": "ann@example.com", "slack_user": "U024BE7LH",
            "timezone": "Europe/Berlin"}
 
-IfMatch = Annotated[str | None, Header(
-    alias="If-Match", max_length=100, pattern=r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$',
-    description="the version the change is based on: the `ETag` of the recipient you read (`\"3\"`), or `*`. "
-    "Required: without it the answer is 428",
-)]
+IfMatch = Annotated[str | None, if_match_header("recipient", "`*`")]
 Name = Annotated[str, Path(description="the recipient's name (`@name` in a route's `to`)", pattern=NAME_PATTERN)]
 GroupName = Annotated[str, Path(description="the group's name (`@name` in a route's `to`)", pattern=NAME_PATTERN)]
 
@@ -187,15 +182,6 @@ class GroupPage(Out):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def version_of(if_match: str | None) -> int | None:
-    """``If-Match``'s version (``None`` for ``*``); 428 without one."""
-    if if_match is None or not if_match.strip():
-        raise PreconditionRequired("this write needs If-Match: the ETag of the recipient you read "
-                                   "(`If-Match: \"3\"`), or `If-Match: *`")
-    text = if_match.strip()
-    return None if text == "*" else int(text.removeprefix("W/").strip('"'))
-
-
 def _tagged(response: Response, recipient: dict[str, Any]) -> dict[str, Any]:
     response.headers["ETag"] = f'"{recipient["version"]}"'
     return recipient
@@ -275,7 +261,7 @@ async def patch_recipient(
 ) -> dict[str, Any]:
     values = payload.values()
     await _may_change(request, hub, project, name, own=set(values) <= OWN_FIELDS)
-    expect = version_of(if_match)
+    expect = version_of(if_match, "recipient")
     async with editing(hub, project, secret="teams" in values) as conn:
         changed = await update_recipient(conn, project, name, values, actor=actor, vault=hub.vault,
                                          expect_version=expect)
@@ -291,7 +277,7 @@ async def patch_recipient(
 async def remove_recipient(
     name: Name, hub: HubDep, project: ProjectDep, actor: ActorDep, if_match: IfMatch = None,
 ) -> dict[str, Any]:
-    expect = version_of(if_match)
+    expect = version_of(if_match, "recipient")
     async with editing(hub, project, secret=True) as conn:
         await delete_recipient(conn, project, name, actor=actor, vault=hub.vault, expect_version=expect)
     return {"name": name, "deleted": True}
@@ -446,11 +432,7 @@ async def remove_group(name: GroupName, hub: HubDep, project: ProjectDep, actor:
     return {"name": name, "deleted": True}
 
 
-router = APIRouter(prefix="/api/v1", tags=["recipients"], dependencies=[Depends(known_query)])
-"""Every route of :data:`routes` on the project ``default``, and under ``/projects/{project}``."""
-router.include_router(routes)
-router.include_router(routes, prefix="/projects/{project}", dependencies=[Depends(_scoped)],
-                      responses=errors(404, 422, s404=_NO_ONE))
+router = project_router(routes, "recipients", s404=_NO_ONE)
 
 
 def install(app: FastAPI) -> None:
@@ -460,8 +442,7 @@ def install(app: FastAPI) -> None:
     async def _refused(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RecipientError)
         if isinstance(exc, StaleRecipient):
-            return JSONResponse({"error": "precondition failed", "detail": str(exc), "recipient": exc.current},
-                                status_code=412, headers={"ETag": f'"{exc.current["version"]}"'})
+            return precondition_failed(exc, "recipient", exc.current, exc.current["version"])
         names = {404: "not found", 409: "conflict", 422: "invalid request"}
         return error(exc.status, names.get(exc.status, "error"), str(exc))
 

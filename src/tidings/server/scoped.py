@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 
 from ..audit import Actor
-from ..errors import NotFound
+from ..errors import NotFound, TidingsError
 from ..hub import Hub
 from ..integrations.base import PROJECT_SLUG
 from .auth import DEFAULT_PROJECT, actor_of, principal_of
@@ -27,6 +27,30 @@ PAGE = "the `next` of the previous page"
 """How a list's ``before`` parameter is described."""
 NOTHING_THERE = "No such project, or nothing in it has this id or name."
 """The 404 of a project-scoped route, unless its area says it better."""
+
+
+class PreconditionRequired(TidingsError):
+    """A write without ``If-Match`` (HTTP 428)."""
+
+
+IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'
+
+
+def if_match_header(what: str, star: str = "`*`") -> object:
+    """The ``If-Match`` header of a versioned thing's writes: the version its change is based on
+    (malformed: 422; absent: :func:`version_of` answers 428)."""
+    return Header(alias="If-Match", max_length=100, pattern=IF_MATCH_PATTERN,
+                  description=f"the version the change is based on: the `ETag` of the {what} you read (`\"3\"`), or "
+                  f"{star}. Required: without it the answer is 428")
+
+
+def version_of(if_match: str | None, what: str) -> int | None:
+    """``If-Match``'s version (``None`` for ``*``); 428 without one."""
+    if if_match is None or not if_match.strip():
+        raise PreconditionRequired(f"this write needs If-Match: the ETag of the {what} you read "
+                                   "(`If-Match: \"3\"`), or `If-Match: *` to apply it to whatever is current")
+    text = if_match.strip()
+    return None if text == "*" else int(text.removeprefix("W/").strip('"'))
 
 
 async def known_query(request: Request) -> None:
@@ -99,5 +123,5 @@ def project_router(routes: APIRouter, *tags: str, s404: str = NOTHING_THERE) -> 
     return router
 
 
-__all__ = ["PAGE", "ActorDep", "HubDep", "ProjectDep", "api_router", "known_query", "project_of", "project_router",
-           "scoped"]
+__all__ = ["PAGE", "ActorDep", "HubDep", "ProjectDep", "PreconditionRequired", "api_router", "if_match_header",
+           "known_query", "project_of", "project_router", "scoped", "version_of"]

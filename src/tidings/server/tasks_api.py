@@ -19,7 +19,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
@@ -44,10 +44,9 @@ from ..sync.tasks import (
     update_task,
 )
 from .auth import allow
-from .config_api import PreconditionRequired
 from .errors import error, precondition_failed
 from .schemas import _SPACE, NO_NUL, NOT_BLANK, Out, api_errors
-from .scoped import ActorDep, HubDep, ProjectDep, project_router
+from .scoped import ActorDep, HubDep, ProjectDep, if_match_header, project_router, version_of
 from .secrets_api import json_body
 
 _NOT = f"{_SPACE}\\x00"
@@ -65,11 +64,7 @@ WHY = {"s412": "The task changed since the version `If-Match` names: `task` is t
        "s422": "Invalid input: `detail` has one line per problem, with its path (an unknown status name without "
                "its `category`, an assignee who is not a member of the project...)."}
 
-IfMatch = Annotated[str | None, Header(
-    alias="If-Match", max_length=100, pattern=r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$',
-    description="the version the change is based on: the `ETag` of the task you read (`\"3\"`), or `*` for whatever "
-    "is current. Required: without it the answer is 428",
-)]
+IfMatch = Annotated[str | None, if_match_header("task", "`*` for whatever is current")]
 TaskKey = Annotated[str, Path(description="`T-12`, `12` or the task's id", pattern=KEY_PATTERN)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NOT_BLANK)]
 PriorityName = Literal[tuple(p.value for p in Priority)]  # type: ignore[valid-type]
@@ -165,15 +160,6 @@ class TaskDeleted(Out):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def version_of(if_match: str | None) -> int | None:
-    """``If-Match``'s version (``None`` for ``*``); 428 without one."""
-    if if_match is None or not if_match.strip():
-        raise PreconditionRequired("this write needs If-Match: the ETag of the task you read (`If-Match: \"3\"`), "
-                                   "or `If-Match: *` to apply it to whatever is current")
-    text = if_match.strip()
-    return None if text == "*" else int(text.removeprefix("W/").strip('"'))
-
-
 async def _task(conn: Conn, project: str, key: str) -> dict[str, Any]:
     task = await get_task(conn, project, key)
     if task is None:
@@ -271,7 +257,7 @@ async def patch_task(
     key: TaskKey, payload: TaskPatch, response: Response, hub: HubDep, project: ProjectDep, actor: ActorDep,
     if_match: IfMatch = None,
 ) -> dict[str, Any]:
-    expect = version_of(if_match)
+    expect = version_of(if_match, "task")
     values = input_values(payload.model_dump(exclude_unset=True))
     async with hub.require_store().write() as conn:
         task = await _task(conn, project, key)
@@ -294,7 +280,7 @@ async def patch_task(
 async def remove_task(
     key: TaskKey, hub: HubDep, project: ProjectDep, actor: ActorDep, if_match: IfMatch = None,
 ) -> dict[str, Any]:
-    expect = version_of(if_match)
+    expect = version_of(if_match, "task")
     async with hub.require_store().write() as conn:
         change = await delete_task(conn, await _task(conn, project, key), actor=actor, expect_version=expect)
     await after_commit(hub, change)
