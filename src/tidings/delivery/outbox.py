@@ -184,6 +184,7 @@ async def write_messages(
         if key:
             existing[key] = (msg_id, p.request_hash)
         m = p.message
+        rank = m.priority.rank
         thread = thread_hash(m.thread_key) if m.thread_key is not None else None
         if p.message_id is None:
             message_rows.append(
@@ -191,7 +192,7 @@ async def write_messages(
                     msg_id,
                     now,
                     m.title,
-                    m.priority.rank,
+                    rank,
                     # The column holds 200 characters (a label up to 500); the full value stays in data.
                     m.labels["source"][:200] if "source" in m.labels else None,
                     m.thread_key,
@@ -227,12 +228,12 @@ async def write_messages(
                 status, owner, due = "sending", lease.owner, now + lease.seconds
                 p.leased.append(Claimed(d_id, msg_id, t.integration, 0, now, now, m, t.route, recipient=t.recipient))
             delivery_rows.append(
-                (d_id, msg_id, t.integration, t.route, status, m.priority.rank, 0, now, now, now, due, owner, reason,
+                (d_id, msg_id, t.integration, t.route, status, rank, 0, now, now, now, due, owner, reason,
                  thread, None if thread is None else _thread_seq(), t.recipient, t.reason)
             )
             refs.append(DeliveryRef(d_id, t.integration, status))
         out[i] = Receipt(msg_id, refs)
-        if p.silenced is None:
+        if p.escalations and p.silenced is None:
             escalation_rows += [(new_id(), msg_id, p.project, route, 0, now + after, "waiting", now, now)
                                 for route, after in p.escalations]
 
