@@ -209,8 +209,21 @@ class SyslogPayload:
     """The structured data without the labels element, for when a long one would not fit."""
 
 
+_second: tuple[tuple[int, int, int, int], str] = ((-1, 0, 0, 0), "")
+"""The last second formatted, ``YYYY-MM-DDTHH:MM:SS``: a connection sends many frames a second,
+and strftime cost more than the rest of the header."""
+
+
 def timestamp(when: float) -> str:
-    return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 5424's TIMESTAMP in UTC with microseconds (``%Y-%m-%dT%H:%M:%S.%fZ``)."""
+    global _second
+    t = dt.datetime.fromtimestamp(when, dt.UTC)
+    key = (t.toordinal(), t.hour, t.minute, t.second)
+    last, head = _second
+    if key != last:
+        head = t.strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (key, head)  # one assignment: a thread sees the old pair or the new
+    return f"{head}.{t.microsecond:06d}Z"
 
 
 def leef_time(when: float) -> str:
