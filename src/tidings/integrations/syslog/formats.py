@@ -127,7 +127,7 @@ def text_of(message: Message) -> str:
 
 def sd_elements(message: Message, project: str) -> tuple[str, str]:
     """The ``[tidings@32473 ...]`` element and the ``[labels@32473 ...]`` one ("" without labels)."""
-    params = [("id", SLOT_ID), ("delivery", SLOT_DELIVERY), ("project", project), ("priority", message.priority.value)]
+    params = [("id", SLOT_ID), ("delivery", SLOT_DELIVERY), ("project", project), ("priority", message.priority._value_)]
     if message.thread_key:
         params.append(("thread", message.thread_key))
     if message.dedup_key:
