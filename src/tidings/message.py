@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import (
@@ -212,15 +211,19 @@ class Message(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``Message.from_dict`` reads it back. Built once per message and
         shared: copy it before changing it."""
-        return self._dict
+        # Kept in the instance's __dict__ under ``_dict``, as functools.cached_property kept it,
+        # without its lock: each stored message builds it once, on the hot path.
+        built = self.__dict__.get("_dict")
+        if built is None:
+            built = self.__dict__["_dict"] = self._build_dict()
+        return built
 
-    @cached_property
-    def _dict(self) -> dict[str, Any]:
+    def _build_dict(self) -> dict[str, Any]:
         return {
             "title": self.title,
             "body": self.body,
-            "priority": self.priority.value,
-            "format": self.format.value,
+            "priority": self.priority._value_,  # the enum's ``value`` property costs more than the field
+            "format": self.format._value_,
             "fields": [[f.name, f.value] for f in self.fields],
             "links": [{"label": link.label, "url": link.url} for link in self.links],
             "labels": dict(self.labels),

@@ -31,7 +31,7 @@ from ..message import Message
 from ..routing import Grouping, Target
 from ..store.engine import Conn
 from ..store.recipient_tables import escalations
-from ..store.tables import dedup, deliveries, from_active_deliveries, in_thread_turn, integration_state, messages
+from ..store.tables import dedup, deliveries, from_active_deliveries, in_thread_turn, messages
 from ..threads import thread_hash
 from .digest import join_groups
 from .holds import disabled_reason
@@ -157,11 +157,7 @@ async def write_messages(
     keys = {p.idempotency_key for p in planned if p.idempotency_key}
     existing: dict[str, tuple[str, str | None]] = {}
     if keys:
-        rows = await conn.execute(
-            select(messages.c.idempotency_key, messages.c.id, messages.c.request_hash).where(
-                messages.c.idempotency_key.in_(keys)
-            )
-        )
+        rows = await conn.execute(_BY_IDEMPOTENCY_KEY, {"keys": list(keys)})
         existing = {r.idempotency_key: (r.id, r.request_hash) for r in rows}
 
     disabled = await _disabled(conn, {t.integration for p in planned for t in p.targets})
@@ -188,6 +184,7 @@ async def write_messages(
         if key:
             existing[key] = (msg_id, p.request_hash)
         m = p.message
+        rank = m.priority.rank
         thread = thread_hash(m.thread_key) if m.thread_key is not None else None
         if p.message_id is None:
             message_rows.append(
@@ -195,7 +192,7 @@ async def write_messages(
                     msg_id,
                     now,
                     m.title,
-                    m.priority.rank,
+                    rank,
                     # The column holds 200 characters (a label up to 500); the full value stays in data.
                     m.labels["source"][:200] if "source" in m.labels else None,
                     m.thread_key,
@@ -231,12 +228,12 @@ async def write_messages(
                 status, owner, due = "sending", lease.owner, now + lease.seconds
                 p.leased.append(Claimed(d_id, msg_id, t.integration, 0, now, now, m, t.route, recipient=t.recipient))
             delivery_rows.append(
-                (d_id, msg_id, t.integration, t.route, status, m.priority.rank, 0, now, now, now, due, owner, reason,
+                (d_id, msg_id, t.integration, t.route, status, rank, 0, now, now, now, due, owner, reason,
                  thread, None if thread is None else _thread_seq(), t.recipient, t.reason)
             )
             refs.append(DeliveryRef(d_id, t.integration, status))
         out[i] = Receipt(msg_id, refs)
-        if p.silenced is None:
+        if p.escalations and p.silenced is None:
             escalation_rows += [(new_id(), msg_id, p.project, route, 0, now + after, "waiting", now, now)
                                 for route, after in p.escalations]
 
@@ -259,11 +256,25 @@ async def _disabled(conn: Conn, names: set[str]) -> dict[str, str]:
     for this transaction and then holds what it wrote."""
     if not names:
         return {}
-    q = select(integration_state.c.name, integration_state.c.reason).where(
-        integration_state.c.name.in_(sorted(names)), integration_state.c.disabled)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(read=True)
-    return {r.name: disabled_reason(r.reason) for r in await conn.execute(q)}
+    ordered = sorted(names)
+    if conn.dialect.name == "sqlite":  # at driver level, as _Rows: SQLAlchemy's statement cost more than the query
+        rows = await conn.exec_driver_sql(_disabled_sqlite(len(ordered)), tuple(ordered))
+    else:
+        rows = await conn.execute(_DISABLED_FOR_SHARE, {"names": ordered})
+    return {name: disabled_reason(reason) for name, reason in rows}
+
+
+@functools.cache
+def _disabled_sqlite(count: int) -> str:
+    return f"SELECT name, reason FROM integration_state WHERE name IN ({', '.join('?' * count)}) AND disabled = 1"
+
+
+_DISABLED_FOR_SHARE = text(
+    "SELECT name, reason FROM integration_state WHERE name IN :names AND disabled FOR SHARE"
+).bindparams(bindparam("names", expanding=True))
+_BY_IDEMPOTENCY_KEY = text(
+    "SELECT idempotency_key, id, request_hash FROM messages WHERE idempotency_key IN :keys"
+).bindparams(bindparam("keys", expanding=True, type_=messages.c.idempotency_key.type))
 
 
 def _dedup_scope(t: Target) -> str:

@@ -122,8 +122,8 @@ class SplunkNotifier(HttpNotifier, BatchNotifier):
         envelope["event"] = {
             "title": message.title,
             "body": message.body,
-            "format": message.format.value,
-            "priority": message.priority.value,
+            "format": message.format._value_,
+            "priority": message.priority._value_,
             "severity": severity,
             "labels": dict(message.labels),
             "fields": {f.name: f.value for f in message.fields},
@@ -134,7 +134,7 @@ class SplunkNotifier(HttpNotifier, BatchNotifier):
             "project": self.project,
             "source": message.labels.get("source"),
         }
-        indexed = {"priority": message.priority.value, "severity": severity, "project": self.project,
+        indexed = {"priority": message.priority._value_, "severity": severity, "project": self.project,
                    "thread_key": message.thread_key, "dedup_key": message.dedup_key}
         envelope["fields"] = {k: v for k, v in indexed.items() if v is not None}
         return envelope

@@ -137,7 +137,7 @@ def text_of(message: Message) -> str:
 
 def sd_elements(message: Message, project: str) -> tuple[str, str]:
     """The ``[tidings@32473 ...]`` element and the ``[labels@32473 ...]`` one ("" without labels)."""
-    params = [("id", SLOT_ID), ("delivery", SLOT_DELIVERY), ("project", project), ("priority", message.priority.value)]
+    params = [("id", SLOT_ID), ("delivery", SLOT_DELIVERY), ("project", project), ("priority", message.priority._value_)]
     if message.thread_key:
         params.append(("thread", message.thread_key))
     if message.dedup_key:
@@ -222,8 +222,21 @@ class SyslogPayload:
     """The structured data without the labels element, for when a long one would not fit."""
 
 
+_second: tuple[tuple[int, int, int, int], str] = ((-1, 0, 0, 0), "")
+"""The last second formatted, ``YYYY-MM-DDTHH:MM:SS``: a connection sends many frames a second,
+and strftime cost more than the rest of the header."""
+
+
 def timestamp(when: float) -> str:
-    return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 5424's TIMESTAMP in UTC with microseconds (``%Y-%m-%dT%H:%M:%S.%fZ``)."""
+    global _second
+    t = dt.datetime.fromtimestamp(when, dt.UTC)
+    key = (t.toordinal(), t.hour, t.minute, t.second)
+    last, head = _second
+    if key != last:
+        head = t.strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (key, head)  # one assignment: a thread sees the old pair or the new
+    return f"{head}.{t.microsecond:06d}Z"
 
 
 def leef_time(when: float) -> str:
