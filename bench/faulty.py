@@ -2,13 +2,14 @@
 the same load against the same peer healthy, in one run; then an outage and the peer's return.
 
     python bench/faulty.py [--messages 2000] [--concurrency 64] [--fault-rate 0.3]
-                           [--latency 0.05] [--outage 60] [--outage-messages 500]
+                           [--latency 0.1] [--outage 60] [--outage-messages 500]
 
 One peer process on 127.0.0.1 answers each request by its mode: healthy (200), faulty (a share
 of the requests, at random and in equal parts: 500, 503, 429 with Retry-After: 1, a hang past
 the integration's 1 s timeout, a connection reset; 200 otherwise) or down (every connection
-reset). Answers (not hangs or resets) take --latency seconds, 50 ms by default: what a SaaS API
-or a webhook receiver in another data centre takes (Slack's and Teams' take more). A webhook
+reset). Answers (not hangs or resets) take --latency seconds, 100 ms by default: what a SaaS API
+takes to answer (Slack's chat.postMessage and PagerDuty's events take 100-300 ms, a Teams workflow
+more). A webhook
 integration sends to it at concurrency N, retrying from 0.5 s, with the breaker's default policy.
 
   healthy_s         N messages through Hub.notify until the peer had seen every one (healthy)
@@ -245,7 +246,7 @@ async def main() -> None:
     ap.add_argument("--fault-rate", type=float, default=0.3)
     ap.add_argument("--outage", type=float, default=60.0, help="seconds the peer is down")
     ap.add_argument("--outage-messages", type=int, default=500)
-    ap.add_argument("--latency", type=float, default=0.05,
+    ap.add_argument("--latency", type=float, default=0.1,
                     help="seconds the peer takes to answer (not a hang or reset); the runs are repeated at 0")
     args = ap.parse_args()
     from tidings import Hub

@@ -254,3 +254,11 @@ def test_from_dict_validates_and_from_stored_trusts() -> None:
     legacy = {k: v for k, v in d.items() if k not in ("resolves", "thread_key", "dedup_key")}
     m = Message.from_stored(legacy)
     assert m.resolves is False and m.thread_key is None and m.dedup_key is None
+
+
+def test_a_copy_with_other_labels_has_its_own_dict() -> None:
+    m = Message("t", labels={"a": "1"})
+    assert m.to_dict()["labels"] == {"a": "1"}  # built and kept
+    copied = m.model_copy(update={"labels": {"a": "2"}})
+    assert copied.to_dict()["labels"] == {"a": "2"}
+    assert m.to_dict()["labels"] == {"a": "1"}

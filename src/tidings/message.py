@@ -218,6 +218,12 @@ class Message(BaseModel):
             built = self.__dict__["_dict"] = self._build_dict()
         return built
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Message:
+        """A copy (with ``update``) that builds its own :meth:`to_dict`: the cached one is this message's."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("_dict", None)
+        return copied
+
     def _build_dict(self) -> dict[str, Any]:
         return {
             "title": self.title,
