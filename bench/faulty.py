@@ -7,9 +7,8 @@ the same load against the same peer healthy, in one run; then an outage and the 
 One peer process on 127.0.0.1 answers each request by its mode: healthy (200), faulty (a share
 of the requests, at random and in equal parts: 500, 503, 429 with Retry-After: 1, a hang past
 the integration's 1 s timeout, a connection reset; 200 otherwise) or down (every connection
-reset). Answers (not hangs or resets) take --latency seconds, 100 ms by default: what a SaaS API
-takes to answer (Slack's chat.postMessage and PagerDuty's events take 100-300 ms, a Teams workflow
-more). A webhook
+reset). Answers (not hangs or resets) take --latency seconds, 100 ms by default: a SaaS API across
+the internet typically takes 100 ms or more to answer. A webhook
 integration sends to it at concurrency N, retrying from 0.5 s, with the breaker's default policy.
 
   healthy_s         N messages through Hub.notify until the peer had seen every one (healthy)

@@ -166,3 +166,18 @@ def routes_of(app: Any) -> Iterator[tuple[str, str, Any]]:
         for method in sorted(getattr(route, "methods", None) or {"GET"}):
             if method != "HEAD":
                 yield method, path, route
+
+
+def raise_once(monkeypatch: Any, notifier: Any) -> None:
+    """Make ``notifier.send`` raise on its first call (a bug in an integration), then send as before."""
+    real = notifier.send
+    calls = 0
+
+    async def flaky(payload: Any, attempt: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("bug in an integration")
+        return await real(payload, attempt)
+
+    monkeypatch.setattr(notifier, "send", flaky)

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import eventually
+from helpers import eventually, raise_once
 from peer import Peer
 from sink import Reply
 from sqlalchemy import select
@@ -15,7 +15,6 @@ from sqlalchemy import select
 from tidings import Message
 from tidings.delivery import outbox
 from tidings.delivery.outbox import Result
-from tidings.integrations.base import Outcome
 from tidings.store.tables import deliveries
 
 
@@ -225,18 +224,7 @@ async def test_concurrency_cap(make_hub: Any, peer: Peer) -> None:
 # -- a send that raises ------------------------------------------------------------------------
 async def test_a_send_that_raises_is_retried(make_hub: Any, peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
     hub = await make_hub(routed(hook(peer)))
-    notifier = hub.notifiers["ops"]
-    real = notifier.send
-    calls = 0
-
-    async def flaky(payload: Any, attempt: Any) -> Outcome:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("bug in an integration")
-        return await real(payload, attempt)
-
-    monkeypatch.setattr(notifier, "send", flaky)
+    raise_once(monkeypatch, hub.notifiers["ops"])
     r = await hub.notify(Message("survives"))
     (d,) = await all_delivered(hub, [r.id])
     assert d["attempts"] == 2

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fake_teams import FakeTeams
-from helpers import eventually
+from helpers import eventually, raise_once
 from peer import Peer
 from sink import Reply
 
@@ -62,18 +62,7 @@ async def test_teams_arrivals_keep_the_rate_when_the_first_arrives_late(make_hub
 async def test_a_send_that_raises_gives_its_slot_back(make_hub: Any, peer: Peer,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     hub = await make_hub(routed(hook(peer)))
-    notifier = hub.notifiers["ops"]
-    real = notifier.send
-    calls = 0
-
-    async def flaky(payload: Any, attempt: Any) -> Outcome:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("bug in an integration")
-        return await real(payload, attempt)
-
-    monkeypatch.setattr(notifier, "send", flaky)
+    raise_once(monkeypatch, hub.notifiers["ops"])
     first = await hub.notify(Message("after a raise"))
     assert (await delivered(hub, first.id))["attempts"] == 2, "the 1/s slot came back: the retry got one"
     second = await hub.notify(Message("and on"))
