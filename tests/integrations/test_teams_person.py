@@ -293,8 +293,9 @@ async def test_a_read_url_is_kept_until_the_directory_reloads(make_api: Any, tea
     api = await make_api(config(teams, ["@ana"]), dispatch=False)
     ana_url, new_url = workflow(teams, ANA_WF, ANA_SIG), workflow(teams, NEW_WF, NEW_SIG)
     ids = await add_people(api, ana_url)
-    vault = api.hub.vault
-    assert vault is not None
+    vault, directory = api.hub.vault, api.hub.directory
+    assert vault is not None and directory is not None
+    await directory.stop()  # its periodic reload (every second here) is called by hand below
     reads: list[str] = []
     real = vault.get
 
@@ -310,7 +311,7 @@ async def test_a_read_url_is_kept_until_the_directory_reloads(make_api: Any, tea
 
     await vault.set("recipient/default/ana/teams", new_url)  # rotated by another worker
     assert (await resolve(ids["ana"], "default"))[1] == ana_url
-    await api.hub.directory.load()  # this worker's periodic refresh
+    await directory.load()  # this worker's periodic refresh
     assert (await resolve(ids["ana"], "default"))[1] == new_url
     assert len(reads) == 2
 

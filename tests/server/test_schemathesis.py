@@ -45,7 +45,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The app on a fresh SQLite database (schemathesis starts its lifespan, and with it the hub,
     in its own event loop) and a token made beforehand on the same database."""
     folder: Path = tmp_path_factory.mktemp("schemathesis")
-    write_key_file(folder / "tidings.key", [new_key()])  # a vault, for PUT /secrets
+    key = new_key()  # a vault, for PUT /secrets
+    write_key_file(folder / "tidings.key", [key])
     config = parse_config({**CONFIG, "server": {"database": f"sqlite:///{folder / 'tidings.db'}"}}, env={})
 
     async def token() -> str:
@@ -59,7 +60,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     value = asyncio.run(token())
     app = create_app(Hub(config, config_dir=folder, dispatch=False))
-    yield schemathesis.openapi.from_asgi("/openapi.json", app), {"Authorization": f"Bearer {value}"}
+    yield schemathesis.openapi.from_asgi("/openapi.json", app), {"Authorization": f"Bearer {value}"}, key
     shutdown_lifespans()
 
 
@@ -118,13 +119,21 @@ def _config_write(operation: Any) -> bool:
     return bool({"configuration", "tasks", "recipients", "calendars"} & set(tags)) and operation.method.upper() != "GET"
 
 
+SHARDS = 4
+"""The operations in as many tests, which xdist's workers share (one test took minutes)."""
+
+
 @pytest.mark.slow
-def test_the_api_answers_as_its_openapi_document_says(api: Any) -> None:
-    schema, auth = api
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_the_api_answers_as_its_openapi_document_says(api: Any, shard: int, tmp_path: Path) -> None:
+    schema, auth, key = api
+    # The app's lifespan (and with it the hub, which reads its key then) may start within any shard, where
+    # TIDINGS_KEY_FILE names this test's folder (conftest's _no_secret_key): the same key there.
+    write_key_file(tmp_path / "tidings.key", [key])
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 19
-    for operation in operations:
+    for operation in operations[shard::SHARDS]:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
