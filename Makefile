@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 TEST_WORKERS ?= 2
 
-.PHONY: install install-test run test test-fast bench lint docs clean constraints
+.PHONY: install install-test run test test-fast screenshots bench lint docs clean constraints
 
 # `make run` installs what running needs (`pip install -e .`); the test tools, the PostgreSQL
 # driver and the Redis client come with `make test` (`.[test]`, which pulls in both extras).
@@ -35,6 +35,10 @@ test: install-test lint
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+
+# the web UI's tests, writing each checked page at 1280 and 375 px into build/ui-screenshots/
+screenshots: install-test
+	TIDINGS_SCREENSHOTS=build/ui-screenshots $(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/ui
 
 bench: install-test
 	$(BIN)/python bench/throughput.py

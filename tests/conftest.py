@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from apiserver import make_api, serve, serve_asgi  # noqa: F401  (fixtures)
+from argon2 import PasswordHasher
 from cli_support import initialised, processes, project  # noqa: F401  (fixtures)
 from fake_slack import FakeSlack
 from fake_smtp import Certificate, SmtpServer, make_certificate
@@ -164,6 +165,20 @@ async def sink() -> AsyncIterator[Sink]:
     await s.start()
     yield s
     await s.stop()
+
+
+_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its cheapest in the test's process: the tests are about flows, not the cost profile,
+    and the real one (64 MiB, 3 passes: 0.15-0.3 s a hash here) made every `tidings init`, user and
+    sign-in cost that. The servers the UI tests start in their own process keep the real profile."""
+    from tidings.accounts import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", _CHEAP_HASHER)
+    monkeypatch.setattr(passwords, "_DUMMY", None)  # made again with the cheap hasher, put back after
 
 
 @pytest.fixture(autouse=True)

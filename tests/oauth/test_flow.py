@@ -140,21 +140,16 @@ async def test_connecting_enables_an_integration_disabled_for_its_connection(mak
     assert len(await audit(world, "integration.enable")) == int(enabled)
 
 
-async def test_who_may_start_connecting(make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_who_may_start_connecting(make_world: Any) -> None:
     """A signed-in owner (session cookie) starts and becomes the connection's ``connected_by``; a
     viewer is refused (403, audited); someone of another project doesn't learn the integration exists."""
     import httpx
-    from argon2 import PasswordHasher
     from people import person
 
-    from tidings.accounts import passwords
     from tidings.accounts.projects import create_project, set_member
     from tidings.accounts.users import create_user
     from tidings.audit import SYSTEM
 
-    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # the flow is tested here, not the hash's cost
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY", cheap.hash("dummy"))
     world: World = await make_world()
     store = world.hub.store
     async with store.write() as conn:

@@ -9,10 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from apiserver import Api
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from tidings.accounts import passwords
 from tidings.accounts.projects import create_project, set_member
 from tidings.accounts.users import User, create_user
 from tidings.audit import SYSTEM
@@ -21,15 +19,6 @@ from tidings.security.tokens import create_token
 from tidings.store.tables import projects
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(autouse=True, name="cheap_hashes")
-def cheap_hashes_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its cheapest: these tests are about the flows, not the cost profile, and a
-    profile's 64 MiB x 3 passes per hash made each sign-in test take seconds."""
-    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", hasher)
-    monkeypatch.setattr(passwords, "_DUMMY", hasher.hash("tidings-dummy-password"))
 
 
 async def add_user(api: Api, email: str, *, site_admin: bool = False, password: str | None = PASSWORD,

@@ -17,7 +17,6 @@ from signin_support import (  # noqa: F401  (fixtures)
     add_project,
     add_user,
     browser_fixture,
-    cheap_hashes_fixture,
     entries,
     sign_in,
     token_of,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 from people import person
-from signin_support import PASSWORD, add_user, cheap_hashes_fixture, sign_in  # noqa: F401  (a fixture)
+from signin_support import PASSWORD, add_user, sign_in  # noqa: F401  (a fixture)
 from sqlalchemy import select
 
 from tidings.audit.verify import read_entries

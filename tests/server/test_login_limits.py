@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from helpers import eventually
-from signin_support import PASSWORD, add_user, browser_fixture, cheap_hashes_fixture, entries  # noqa: F401  (fixtures)
+from signin_support import PASSWORD, add_user, browser_fixture, entries  # noqa: F401  (fixtures)
 
 from tidings.accounts import passwords
 from tidings.server import create_app

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from signin_support import PASSWORD, add_user, browser_fixture, cheap_hashes_fixture, entries, sign_in, token_of  # noqa: F401  (fixtures)
+from signin_support import PASSWORD, add_user, browser_fixture, entries, sign_in, token_of  # noqa: F401  (fixtures)
 from sqlalchemy import update
 
 from tidings.accounts import passwords

@@ -9,8 +9,8 @@ Fixtures:
 - ``browser``: chromium, one per module (see there); ``page``: a fresh context and page per test (1280x900).
 - ``sign_in(page, email, password)``; ``person(role)``: a user with that role in ``default``
   (email, password).
-- ``check_page(page, name)``: axe-core on the page (no serious or critical violation) and
-  screenshots at 1280 and 375 px into ``build/ui-screenshots/`` (not committed), for a person to look.
+- ``check_page(page, name)``: axe-core on the page (no serious or critical violation) and, with
+  ``TIDINGS_SCREENSHOTS=DIR`` (``make screenshots``), screenshots at 1280 and 375 px into DIR for a person to look.
 - ``background``: an event loop in a thread, for the asyncio stand-ins (``background.run(coro)``).
 """
 
@@ -35,7 +35,9 @@ from cli_support import TIDINGS, cli_env, free_port, tidings, wait_until
 
 CHROMIUM = Path(os.environ.get("TIDINGS_CHROMIUM", "/usr/bin/chromium"))
 AXE = Path(__file__).with_name("vendor") / "axe.min.js"
-SHOTS = Path(os.environ.get("TIDINGS_SCREENSHOTS", Path(__file__).resolve().parents[2] / "build" / "ui-screenshots"))
+SHOTS = Path(os.environ["TIDINGS_SCREENSHOTS"]) if os.environ.get("TIDINGS_SCREENSHOTS") else None
+"""Where :func:`check_page` writes screenshots; none unless set (four full-page shots and two re-layouts a page
+cost the suite about a minute, and nobody looks at them in CI)."""
 PASSWORD = re.compile(r"Password of (\S+) \(shown once.*?\):\s*\n\s*(\S+)", re.S)
 TOKEN = re.compile(r"\btdg_[A-Za-z0-9_\-]{43}\b")
 
@@ -154,12 +156,14 @@ def _axe_source() -> str:
 
 
 def check_page(page: Any, name: str) -> None:
-    """axe-core finds no serious or critical violation on the page; screenshots at 1280 and 375 px."""
+    """axe-core finds no serious or critical violation on the page; screenshots at 1280 and 375 px (:data:`SHOTS`)."""
     page.evaluate(_axe_source())  # through the devtools protocol: the page's CSP rightly refuses an inline script
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     bad = [f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}"
            for v in result["violations"] if v["impact"] in ("serious", "critical")]
     assert not bad, f"accessibility violations on {name}:\n" + "\n".join(bad)
+    if SHOTS is None:
+        return
     SHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
     for width in (1280, 375):
