@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
-from ..security.redact import redact
+from ..security.redact import mask_in, redact
 
 DISABLED = "; integration disabled"
 """How an error that disabled its integration ends."""
@@ -65,6 +66,10 @@ class Outcome:
         remote_id = redact(self.remote_id) if self.remote_id else self.remote_id
         return Outcome(self.status, remote_id, self.retry_after, redact(error) if error else error,
                        http_status=self.http_status)
+
+    def masking(self, secrets: Iterable[str]) -> Outcome:
+        """This outcome with each of ``secrets`` (longest first) masked in its error, whatever echoed them."""
+        return replace(self, error=mask_in(self.error, secrets)) if self.error else self
 
     @property
     def ok(self) -> bool:

@@ -34,6 +34,14 @@ def mask(secret: str) -> str:
     return "…" + secret[-4:] if len(secret) > 8 else "…"
 
 
+def mask_in(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` masked (give the longest first: a part of a longer one would
+    leave the rest of it)."""
+    for secret in secrets:
+        text = text.replace(secret, mask(secret))
+    return text
+
+
 def _b64(raw: bytes) -> set[str]:
     """Base64 of ``raw`` in both alphabets, padded and not, and the runs of it that appear
     whatever precedes or follows ``raw`` (``user:pass`` in ``Basic``, a key in a longer blob)."""

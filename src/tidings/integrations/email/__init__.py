@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import aiosmtplib
 
 from ...message import Message
-from ...security.redact import mask
+from ...security.redact import mask_in
 from ..base import NO_OPTIONS, Addressable, Attempt, Notifier, Outcome, RenderOptions
 from .addresses import split_address
 from .render import EmailPayload, build_message, preview_payload, render_payload, subject_of, thread_root, wants_ack
@@ -178,7 +178,7 @@ class EmailNotifier(Notifier, Addressable):
                     raise
                 await quit_politely(smtp)
         except SMTP_ERRORS as exc:
-            return self._scrub(self._failure(exc))
+            return self._failure(exc).masking(self._secrets)
         message_id = str(msg["Message-ID"])
         if not refused:
             return Outcome.delivered(message_id)
@@ -186,7 +186,7 @@ class EmailNotifier(Notifier, Addressable):
         # would mail the others twice); the refusals are listed with the Message-ID.
         listed = refusals(refused)
         total = len(payload.recipients)
-        return Outcome.delivered(message_id, warning=self._scrub_text(f"refused {len(refused)} of {total}: {listed}"))
+        return Outcome.delivered(message_id, warning=mask_in(f"refused {len(refused)} of {total}: {listed}", self._secrets))
 
     async def test(self) -> Outcome:
         """Connect, STARTTLS or TLS, authenticate, QUIT: checks everything but sends no mail."""
@@ -195,24 +195,13 @@ class EmailNotifier(Notifier, Addressable):
                 smtp = await self._connect()
                 await quit_politely(smtp)
         except SMTP_ERRORS as exc:
-            return self._scrub(self._failure(exc))
+            return self._failure(exc).masking(self._secrets)
         how = {"starttls": "STARTTLS", "tls": "TLS", "none": "no TLS"}[self.settings.security]
         who = f", authenticated as {self.settings.username}" if self.settings.username else ""
         return Outcome.delivered(f"{self.settings.host}:{self.port} ({how}{who})")
 
     def _failure(self, exc: BaseException) -> Outcome:
         return failure(exc, f"{self.settings.host}:{self.port}")
-
-    def _scrub_text(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, mask(secret))
-        return text
-
-    def _scrub(self, outcome: Outcome) -> Outcome:
-        if not outcome.error:
-            return outcome
-        return Outcome(outcome.status, outcome.remote_id, outcome.retry_after, self._scrub_text(outcome.error), outcome.disable,
-                       outcome.http_status)
 
 
 __all__ = ["EmailNotifier", "EmailPayload", "EmailSettings", "split_address", "subject_of", "thread_root"]

@@ -38,7 +38,7 @@ import orjson
 import structlog
 
 from ...message import Message
-from ...security.redact import mask, register
+from ...security.redact import register
 from ..base import ACK_PRIORITIES, DISABLED, NO_OPTIONS, Addressable, Attempt, HttpNotifier, Outcome, RenderOptions
 from ..http import connection_error, read_snippet
 from .answers import answer, connector_answer
@@ -132,8 +132,8 @@ class TeamsNotifier(HttpNotifier, Addressable):
         person = attempt.message.labels.get(PERSON_LABEL)
         if person is not None:
             return await self._send_to_person(person, body)
-        return self._scrub(await self._post(self.settings.webhook_url.get_secret_value(), self.mode, body),
-                           self._secrets)
+        outcome = await self._post(self.settings.webhook_url.get_secret_value(), self.mode, body)
+        return outcome.masking(self._secrets)
 
     async def _send_to_person(self, recipient_id: str, body: bytes) -> Outcome:
         """``body`` posted to the person's own workflow URL, read now (a rotated URL applies)."""
@@ -157,7 +157,7 @@ class TeamsNotifier(HttpNotifier, Addressable):
         outcome = await self._post(url, mode, body)
         if outcome.disable:  # one person's deleted workflow is not the integration's
             outcome = Outcome.permanent(f"{(outcome.error or '').removesuffix(DISABLED)} ({name}'s workflow)")
-        return self._scrub(outcome, sorted({*secrets, *self._secrets}, key=len, reverse=True))
+        return outcome.masking(sorted({*secrets, *self._secrets}, key=len, reverse=True))
 
     async def _post(self, url: str, mode: Mode, body: bytes) -> Outcome:
         """POST ``body`` to ``url`` through the guarded session; the answer read as ``mode`` answers."""
@@ -177,17 +177,6 @@ class TeamsNotifier(HttpNotifier, Addressable):
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             outcome = connection_error(exc)
         return outcome
-
-    @staticmethod
-    def _scrub(outcome: Outcome, secrets: list[str]) -> Outcome:
-        """The outcome with the webhook URL (and its parts, ``secrets``: longest first) masked in its
-        error, whatever echoed it."""
-        if not outcome.error:
-            return outcome
-        text = outcome.error
-        for secret in secrets:
-            text = text.replace(secret, mask(secret))
-        return Outcome(outcome.status, outcome.remote_id, outcome.retry_after, text, outcome.disable, outcome.http_status)
 
 
 __all__ = ["CARD_CONTENT_TYPE", "PERSON_LABEL", "TeamsNotifier", "TeamsSettings", "detect_mode"]
