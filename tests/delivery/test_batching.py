@@ -4,7 +4,6 @@ breaks mid-batch loses nothing, and two workers sharing PostgreSQL send each del
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -124,10 +123,8 @@ async def test_two_workers_send_each_delivery_once(make_hub: Any, hec: SplunkHec
     config = siem(hec, batch_max_events=10, concurrency=2)
     writer = await make_hub(config, dispatch=False)
     workers = [await make_hub(config), await make_hub(config)]
-    started = time.monotonic()
     ids = [r.id for r in await writer.notify_many([Message(f"m{i}") for i in range(200)])]
     done = await all_delivered(workers[0], ids, timeout=30)
-    assert time.monotonic() - started < 30
     indexed = Counter(e["event"]["delivery_id"] for e in hec.events())
     assert indexed == Counter({d["id"]: 1 for d in done}), "each delivery sent exactly once"
     assert len(hec.requests) < 200 and max(hec.requests) <= 10
