@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-TEST_WORKERS ?= 3  # on 2 cores: the tests wait on real timers a quarter of the time (docs/development.md)
+TEST_WORKERS ?= 3  # on 2 cores: many tests wait on real timers (docs/development.md)
 
 .PHONY: install install-test run test test-fast screenshots bench lint docs clean constraints
 
