@@ -282,7 +282,7 @@ async def main() -> None:
     hangs_s = n * args.fault_rate / len(FAULTS) * TIMEOUT / c
 
     def total(status: str) -> int:
-        return sum(x.get(status, 0) for x in ([c for _, _, c in figures.values()] + [counts]))
+        return sum(x.get(status, 0) for x in [*(counted for _, _, counted in figures.values()), counts])
 
     print(json.dumps({
         "messages": len(figures) * n + args.outage_messages,
