@@ -174,9 +174,10 @@ def test_a_running_worker_signs_with_a_value_rotated_by_another_process(
     tidings(p, "send", "--title", "after", "--no-wait").ok()
     wait_until(lambda: handler.accepted == ["before", "after"], timeout=20, what="the rotated value reaching the worker")
     assert proc.poll() is None, "no restart"
-    [(status,)] = db_rows(p, "SELECT d.status FROM deliveries d JOIN messages m ON m.id = d.message_id "
-                             "WHERE m.title = 'after'")
-    assert status == "delivered"
+    # The peer has answered; the worker records the outcome just after, so wait for that row too.
+    wait_until(lambda: db_rows(p, "SELECT d.status FROM deliveries d JOIN messages m ON m.id = d.message_id "
+                                  "WHERE m.title = 'after'") == [("delivered",)],
+               what="the second delivery recorded as delivered")
     code, _ = stop(proc)
     assert code == 0, (p / "worker.err").read_text()
     assert new not in (p / "worker.err").read_text() + (p / "worker.out").read_text()
