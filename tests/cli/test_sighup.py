@@ -59,9 +59,10 @@ def test_sighup_reloads_a_running_server_and_survives_bad_files(
             ops={"kind": "webhook", "url": f"http://127.0.0.1:{free_port()}/hook", "allow_destinations": ["127.0.0.1"]}))
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "ops" in integrations(), timeout=10, what="the reloaded integration")
-        now = status(project)
-        assert now["current"] == before + 1
-        assert [x["revision"] for x in now["processes"]] == [before + 1]
+        assert status(project)["current"] == before + 1
+        # The server records the revision it runs right after it switched: wait for that row too.
+        wait_until(lambda: [x["revision"] for x in status(project)["processes"]] == [before + 1], timeout=10,
+                   what="the server's row at the new revision")
 
         # A file that doesn't parse: one line, the revision stays.
         good = (p / "tidings.yaml").read_text()
@@ -106,7 +107,8 @@ def test_sighup_reloads_a_worker(project: Project, processes: list[subprocess.Po
         return now["current"] == before + 1 and [x["revision"] for x in now["processes"]] == [before + 1]
 
     wait_until(switched, timeout=10, what="the worker on the new revision")
-    assert log_events(p / "worker.err", "config.reloaded")
+    # logged once the reload returns, just after the row was written
+    wait_until(lambda: log_events(p / "worker.err", "config.reloaded"), timeout=10, what="the reload logged")
     code, _ = stop(proc)
     assert code in (0, -signal.SIGTERM, 128 + signal.SIGTERM), code
     assert "Traceback" not in (p / "worker.err").read_text()
