@@ -144,7 +144,7 @@ async def test_rate_limit_spaces_the_sends(make_hub: Any, peer: Peer) -> None:
 
 def test_lanes_take_their_limits_from_the_settings() -> None:
     from tidings.config import parse_config
-    from tidings.delivery.dispatcher import lane_for
+    from tidings.delivery.lanes import lane_for
     from tidings.integrations.base import Context
     from tidings.integrations.webhook import WebhookIntegration
 
@@ -163,7 +163,7 @@ def test_lanes_take_their_limits_from_the_settings() -> None:
 
 def _bare_lane() -> Any:
     from tidings.config import parse_config
-    from tidings.delivery.dispatcher import lane_for
+    from tidings.delivery.lanes import lane_for
     from tidings.integrations.base import Context
     from tidings.integrations.webhook import WebhookIntegration
 
