@@ -15,28 +15,26 @@ Scripts without asyncio use the same hub synchronously::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 
-from . import gc_tuning
+from . import components, gc_tuning
 from .acks import record_ack
 from .audit import SYSTEM, Actor
 from .audit.archive import ObjectArchive, archive_of
-from .audit.checkpointer import Checkpointer, checkpointer_for
+from .audit.checkpointer import Checkpointer
 from .background import wait_at_most
+from .blocking import Blocking
 from .config import Config, config_path, load_config, switch
 from .config.live import ConfigWatcher, adopt_revision, catch_up, import_planned, reload_file
-from .delivery import circuits, queries
+from .delivery import queries
 from .delivery.digest import Grouper
 from .delivery.dispatcher import Dispatcher
 from .delivery.escalation import Escalator
@@ -52,13 +50,12 @@ from .delivery.schedule import (
     when_given,
 )
 from .errors import NotFound, UnknownIntegration
-from .inbound import Answer, EventProcessor, accept, get_event, inbound_stats, list_events, replay_event
+from .inbound import Answer, EventProcessor, accept, get_event, list_events, replay_event
 from .integrations.base import DEFAULT_PROJECT, Context, Integration, Notifier, Outcome
 from .integrations.receiver import InboundRequest, Receiver
 from .logs import library_default
 from .message import Message
 from .metrics import Metrics
-from .recipients.addressing import Addresser
 from .recipients.directory import Directory
 from .recipients.model import People
 from .recipients.plan import addressable, plan_people
@@ -81,7 +78,6 @@ if TYPE_CHECKING:
     from .watch import Watch
 
 log = structlog.get_logger("tidings.hub")
-T = TypeVar("T")
 
 
 def request_fingerprint(
@@ -98,7 +94,7 @@ def request_fingerprint(
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-class Hub:
+class Hub(Blocking):
     def __init__(
         self,
         config: Config,
@@ -168,8 +164,6 @@ class Hub:
         """Reconciles the calendar integrations once an hour (``calendars/reconcile.py``)."""
         self._writer = _WriteMessages(self)
         self._flushed: asyncio.Condition | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self.started = False
         self._stopping = False
         self._gc_tuned = False
@@ -216,7 +210,7 @@ class Hub:
             raise
         self._flushed = asyncio.Condition()
         try:
-            await self._start_components()
+            await components.start(self)
         except BaseException:
             self.started = True  # stop() undoes whatever did start
             await self.stop()
@@ -269,125 +263,15 @@ class Hub:
         of = self.router.project_of
         return [n for n in self._integrations if project is None or of.get(n) == project]
 
-    async def _start_components(self) -> None:
-        assert self.store is not None
-        if self.silences is not None:
-            self.silences.start()
-        if self.directory is not None:
-            self.directory.start()
-        if self.vault_watch is not None:
-            self.vault_watch.start()
-        from .watch import Watch
-
-        self.watch = Watch(self)
-        self.watch.start()
-        if self.dispatch:
-            self.dispatcher = Dispatcher(
-                self.store,
-                self.notifiers.values(),
-                self.config.dispatcher,
-                metrics=self.metrics,
-                on_flush=self._notify_flushed,
-                routes=lambda route: self.router.options_for(route),  # the router running now
-                address=Addresser(self),
-            )
-            if self.vault_watch is not None:
-                self.dispatcher.before_enabled = self.vault_watch.check
-            self.dispatcher.on_recorded = self.watch.recorded
-            self.dispatcher.circuits.on_transition = self.watch.circuit
-            await self.dispatcher.start()
-            self.grouper = Grouper(
-                self.store,
-                self.router,
-                lease=self.dispatcher.lease,
-                take=self._handoff,
-                poll_interval=self.config.dispatcher.poll_interval,
-            )
-            self.grouper.start()
-            self.escalator = Escalator(self, self.dispatcher.owner, poll_interval=self.config.dispatcher.poll_interval)
-            self.escalator.start()
-            self.scheduler = Scheduler(self, owner=self.dispatcher.owner, poll_interval=self.config.dispatcher.poll_interval)
-            self.scheduler.start()
-            self.events = EventProcessor(self, self.receivers, poll_interval=self.config.dispatcher.poll_interval)
-            self.events.start()
-            from .sync.service import SyncService
-
-            self.sync = SyncService(self)
-            self.sync.start()
-            from .calendars.reconcile import Reconciler
-
-            self.calendars = Reconciler(self)
-            self.calendars.start()
-            from .oauth.keeper import Keeper
-
-            self.keeper = Keeper(self)
-            self.keeper.start()
-            self.pruner = Pruner(self.store, self.config.retention, self.metrics)
-            self.pruner.start()
-            self.checkpointer = checkpointer_for(self.store, self.config_dir, self.config.audit,
-                                                 poll=max(1.0, self.config.dispatcher.poll_interval * 5),
-                                                 archive=self._audit_archive())
-            if self.checkpointer is not None:
-                self.checkpointer.start()
-        if self._watch:
-            self.watcher = ConfigWatcher(self, owner=self.dispatcher.owner if self.dispatcher else None,
-                                         **self._watch_options)  # type: ignore[arg-type]
-            self.watcher.start()
-
     async def stop(self, timeout: float | None = None) -> None:
         if not self.started or self._stopping:
             return
         self._stopping = True
         try:
-            # The event processor's handlers and the grouper notify: they stop while the hub
-            # still takes messages, then the hub stops taking them.
-            if self.watcher is not None:
-                await self.watcher.stop()
-            if self.watch is not None:
-                await self.watch.stop()
-            if self.vault_watch is not None:
-                await self.vault_watch.stop()
-            if self.events is not None:
-                await self.events.stop()
-            if self.sync is not None:
-                await self.sync.stop()
-            if self.calendars is not None:
-                await self.calendars.stop()
-            if self.keeper is not None:
-                await self.keeper.stop()
-            if self.grouper is not None:
-                await self.grouper.stop()
-            if self.escalator is not None:
-                await self.escalator.stop()
-            if self.scheduler is not None:
-                await self.scheduler.stop()
-            self.started = False
+            await components.stop_feeders(self)
+            self.started = False  # no more messages
             self._stopping = False
-            if self.pruner is not None:
-                await self.pruner.stop()
-            if self.checkpointer is not None:
-                await self.checkpointer.stop()
-            if self.store is not None:
-                # Messages already accepted finish their transaction first: the dispatcher then
-                # sends or hands back their deliveries instead of leaving them leased to nobody.
-                await self.store.drain(self.config.dispatcher.shutdown_timeout)
-            if self.dispatcher is not None:
-                await self.dispatcher.stop(timeout)
-            for cleanup in list(self._cleanups):  # a switch's: its old integrations get closed
-                cleanup.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await cleanup
-            if self.silences is not None:
-                await self.silences.stop()
-            if self.directory is not None:
-                await self.directory.stop()
-            for integration in self._integrations.values():
-                try:
-                    await integration.close()
-                except Exception as exc:  # closing must not hide the rest of shutdown
-                    log.warning("hub.close_failed", integration=integration.name, error=str(exc))
-            if self.store is not None:
-                await self.store.close()
+            await components.stop_rest(self, timeout)
         finally:
             self.started = self._stopping = False
             if self._gc_tuned:
@@ -672,54 +556,10 @@ class Hub:
             return await queries.list_inbox(conn, project=project, own=own, **filters)
 
     async def integrations(self, *, project: str | None = None) -> list[dict[str, Any]]:
-        """Every integration (of ``project``, when given) with its health and stats (sending and,
-        for receivers, inbound)."""
-        from .oauth.connections import health, list_connections
-        from .oauth.keeper import connectable_names
+        """Every integration (of ``project``, when given) with its health and stats (see ``integrations/overview.py``)."""
+        from .integrations.overview import overview
 
-        names = self.integrations_of(project)
-        senders = [n for n in names if n in self.notifiers]
-        connectable = connectable_names(self, project)
-        async with self.require_store().read() as conn:
-            connected = {c["integration"]: c for c in await list_connections(conn, project)} if connectable else {}
-            stats = await queries.integration_stats(conn, senders)
-            inbound = await inbound_stats(conn, [n for n in names if n in self.receivers], time.time() - queries.STATS_WINDOW)
-            breakers = await circuits.circuits(conn, senders, time.time())
-        out = []
-        for name in names:
-            integration = self._integrations[name]
-            item: dict[str, Any] = {
-                "name": name,
-                "kind": integration.kind,
-                "description": integration.settings.description,
-                "sends": name in self.notifiers,
-                "receives": name in self.receivers,
-                "project": integration.project,
-            }
-            notifier = self.notifiers.get(name)
-            if notifier is not None:
-                s = stats[name]
-                breaker = breakers[name]
-                item.update(
-                    health=s.health(breaker),
-                    circuit=breaker,
-                    disabled_reason=s.disabled_reason,
-                    limits={
-                        "rate_limit": notifier.effective_rate_limit,
-                        "burst": notifier.effective_burst,
-                        "concurrency": notifier.effective_concurrency,
-                        "timeout_s": notifier.effective_timeout,
-                    },
-                    stats=s.as_dict(),
-                )
-            else:
-                item["health"] = "failing" if inbound.get(name, {}).get("failed") else "ok"
-            if name in self.receivers:
-                item["inbound"] = {**inbound[name], "rejected": self.rejected[name]}
-            if name in connectable:
-                item["connection"] = health(connected.get(name))
-            out.append(item)
-        return out
+        return await overview(self, project)
 
     async def set_enabled(self, name: str, enabled: bool, *, project: str | None = None, actor: Actor = SYSTEM) -> None:
         """Re-enable an integration (of ``project``, when given) disabled by its peer (HTTP 410), or disable one by hand."""
@@ -789,46 +629,6 @@ class Hub:
         if not self.started or self.store is None:
             raise RuntimeError("the hub is not started: use `async with hub:` or `await hub.start()`")
         return self.store
-
-    # -- the synchronous facade ------------------------------------------------------------
-    def __enter__(self) -> Hub:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="tidings-hub", daemon=True)
-        self._thread.start()
-        try:
-            self._call(self.start())
-        except BaseException:
-            self._close_loop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        try:
-            self._call(self.stop())
-        finally:
-            self._close_loop()
-
-    def notify_sync(self, message: Message, **kwargs: Any) -> Receipt:
-        """``notify`` for code without an event loop; use inside ``with Hub.from_config() as hub:``."""
-        return self._call(self.notify(message, **kwargs))
-
-    def wait_sync(self, message_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        return self._call(self.wait(message_id, timeout))
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            coro.close()
-            raise RuntimeError("the sync API needs `with Hub.from_config(...) as hub:`")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _close_loop(self) -> None:
-        if self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._loop.close()
-        self._loop = self._thread = None
 
 
 class _WriteMessages(Batch[Planned, Receipt]):

@@ -13,8 +13,7 @@ from flow_support import CLIENT_SECRET, INTEGRATIONS, PUBLIC_URL, World, query
 from peers.oauth import PROVIDERS, challenge_of
 from sqlalchemy import select
 
-from tidings.delivery.dispatcher import set_disabled
-from tidings.delivery.holds import BY_HAND
+from tidings.delivery.holds import BY_HAND, set_disabled
 from tidings.oauth import connections
 from tidings.store.connection_tables import oauth_states
 from tidings.store.tables import audit_log, integration_state

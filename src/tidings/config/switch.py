@@ -33,7 +33,7 @@ from ..threads import Threads
 from .models import Config
 
 if TYPE_CHECKING:
-    from ..delivery.dispatcher import Lane
+    from ..delivery.lanes import Lane
     from ..hub import Hub
 
 log = structlog.get_logger("tidings.config")

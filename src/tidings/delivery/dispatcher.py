@@ -2,11 +2,12 @@
 outcomes in batches.
 
 One loop claims (most urgent first) as long as there is room and queues each delivery on its
-integration's *lane*: a circuit breaker, a rate limit, and as many worker coroutines as the
-integration's concurrency (a worker of a :class:`~tidings.integrations.base.BatchNotifier` sends
-what its lane has queued in one request, each delivery with its own outcome). Results collect in
-memory and a flusher writes them with one statement per batch. A watchdog cancels a send that outlives its integration's timeout. A delivery whose
-outcome was never written (crash, kill -9) comes back when its lease expires.
+integration's *lane* (``lanes.py``: a circuit breaker, a rate limit, and as many worker coroutines
+as the integration's concurrency; a worker of a :class:`~tidings.integrations.base.BatchNotifier`
+sends what its lane has queued in one request, each delivery with its own outcome). Results collect
+in memory and a flusher writes them with one statement per batch (``recording.py``). A watchdog
+cancels a send that outlives its integration's timeout. A delivery whose outcome was never written
+(crash, kill -9) comes back when its lease expires.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import contextlib
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,115 +25,31 @@ import structlog
 
 from ..background import wait_at_most
 from ..config.models import DispatcherSettings
-from ..integrations.base import Attempt, BatchNotifier, Notifier, Outcome, OutcomeStatus, RetryPolicy
+from ..integrations.base import Attempt, BatchNotifier, Notifier, Outcome, OutcomeStatus
 from ..logs import Throttle
 from ..message import Message
 from ..metrics import Metrics
 from ..routing import NO_ROUTE, RouteOptions
 from ..security.redact import ERROR_MAX, clip, redact, register
-from ..store.batch import Batch
-from ..store.engine import Conn, Store
+from ..store.engine import Store
 from ..store.tables import integration_state, nul_safe
 from ..templates import TemplateError, apply_templates
-from . import circuits, holds, outbox
+from . import circuits, outbox
+from .lanes import MAX_RATE_WAIT, Lane, lane_for
 from .outbox import Claimed, Result
+from .recording import Recorder
 from .retry import gives_up, next_delay
-from .throttle import NO_SLOT, Breaker, RateLimiter, SharedLimits, Slot
+from .throttle import NO_SLOT, SharedLimits, Slot
 
 log = structlog.get_logger("tidings.dispatcher")
 noisy = Throttle()
 """Dead deliveries, retries and broken templates: one line per integration and kind a minute."""
 
-MAX_RATE_WAIT = 2.0
-"""A delivery waits in memory for a rate-limit slot at most this long; beyond it goes back to the
-queue with its due time set to when the slot frees."""
-
-FLUSH_RETRY = 1.0
 DISABLED_REFRESH = 5.0
 
 
 TIMEOUT_GRACE = 5.0
 """The watchdog cancels a send this long after its integration's own timeout should have fired."""
-
-
-@dataclass
-class Lane:
-    """Everything that limits one integration's sends."""
-
-    notifier: Notifier
-    policy: RetryPolicy
-    breaker: Breaker
-    limiter: RateLimiter | None
-    concurrency: int
-    capacity: int
-    queue: deque[Claimed] = field(default_factory=deque)
-    """Deliveries waiting for a worker."""
-    idle: list[asyncio.Future[None]] = field(default_factory=list)
-    """Workers waiting for a delivery (a plain deque and futures: asyncio.Queue's bookkeeping
-    cost more than the handoff itself on the hot path)."""
-    workers: list[asyncio.Task[None]] = field(default_factory=list)
-    sending: dict[asyncio.Task[None], float] = field(default_factory=dict)
-    """Worker -> when its current send must be over."""
-    active: int = 0
-    """Deliveries this lane holds: queued or being sent."""
-    disabled: bool = False
-    drained: asyncio.Event | None = None
-    """Set once a retired lane's last send is over (see :meth:`Dispatcher.retire`)."""
-
-    @property
-    def accepting(self) -> bool:
-        return not self.disabled and self.active < self.capacity and self.breaker.admits
-
-    def put(self, c: Claimed) -> None:
-        self.queue.append(c)
-        self._wake_one()
-
-    def _wake_one(self) -> None:
-        while self.idle:
-            waiter = self.idle.pop()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    async def get(self) -> Claimed:
-        while not self.queue:
-            waiter = asyncio.get_running_loop().create_future()
-            self.idle.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter in self.idle:
-                    self.idle.remove(waiter)
-                elif self.queue:
-                    self._wake_one()  # woken for a delivery it won't take: hand the wake-up on
-                raise
-        return self.queue.popleft()
-
-
-def lane_for(notifier: Notifier, shared: SharedLimits | None = None) -> Lane:
-    concurrency = notifier.effective_concurrency
-    rate = notifier.effective_rate_limit
-    limiter = RateLimiter(rate, notifier.effective_burst, shared) if rate else None
-    # Claim no more than the lane can start within a couple of seconds (a send may carry a batch).
-    per_send = notifier.effective_max_batch if isinstance(notifier, BatchNotifier) else 1
-    capacity = concurrency * 4 * per_send
-    if limiter is not None:
-        sends = int(limiter.per_second * MAX_RATE_WAIT) + notifier.effective_burst
-        capacity = max(1, min(capacity, sends * per_send))
-    return Lane(
-        notifier=notifier,
-        policy=notifier.settings.retry,
-        breaker=Breaker(notifier.settings.breaker, notifier.name),
-        limiter=limiter,
-        concurrency=concurrency,
-        capacity=capacity,
-    )
-
-
-@dataclass
-class _Flush:
-    results: list[Result] = field(default_factory=list)
-    disable: dict[str, str] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -170,8 +85,6 @@ class Dispatcher:
         self._on_flush = on_flush
         self._clock = clock
         self._wake = asyncio.Event()
-        self._flush_wake = asyncio.Event()
-        self._pending = _Flush()
         self._timed_out: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
@@ -184,7 +97,7 @@ class Dispatcher:
         Called before lanes another process enabled send again, and before a send's refusal disables
         an integration: a refusal of credentials this process had not caught up with (an OAuth connect
         or refresh elsewhere a moment ago) is tried again with the new ones instead."""
-        self._recorder = _Record(self)
+        self.recorder = Recorder(self)
         self.on_recorded: Callable[[list[Result]], None] | None = None
         """Told the outcomes of each committed batch (the watch: failing, dead, recovered)."""
         self._inflight = 0
@@ -197,7 +110,7 @@ class Dispatcher:
         await self._refresh_disabled(force=True)
         await self.circuits.sync(force=True)
         self._loop_task = asyncio.create_task(self._claim_loop(), name="tidings-dispatcher")
-        self._flush_task = asyncio.create_task(self._flush_loop(), name="tidings-flusher")
+        self._flush_task = asyncio.create_task(self.recorder.loop(), name="tidings-flusher")
         self._watchdog_task = asyncio.create_task(self._watchdog(), name="tidings-watchdog")
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -228,7 +141,7 @@ class Dispatcher:
                 await self._flush_task
         for _ in range(3):
             try:
-                await self._flush()
+                await self.recorder.flush()
                 break
             except Exception as exc:  # the leases bring the deliveries back; nothing is lost
                 log.warning("dispatcher.final_flush_failed", error=str(exc))
@@ -310,7 +223,7 @@ class Dispatcher:
             with contextlib.suppress(ValueError):
                 self._retired.remove(lane)
         if lanes:
-            await self._flush()
+            await self.recorder.flush()
 
     # -- claiming --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
@@ -379,7 +292,7 @@ class Dispatcher:
         for c in claimed:
             lane = self.lanes.get(c.integration)
             if lane is None:
-                self._queue(self._release(c, self._clock(), None))
+                self.recorder.queue(self._release(c, self._clock(), None))
                 continue
             lane.active += 1
             self._inflight += 1
@@ -393,7 +306,7 @@ class Dispatcher:
     def _done(self, lane: Lane, result: Result) -> None:
         lane.active -= 1
         self._inflight -= 1
-        self._queue(result)
+        self.recorder.queue(result)
         if lane.drained is not None and lane.active == 0:
             lane.drained.set()
         if self._starved:
@@ -634,7 +547,7 @@ class Dispatcher:
             if not lane.disabled:
                 log.warning("integration.disabled", integration=notifier.name, reason=clip(error or "by the peer", ERROR_MAX))
             lane.disabled = True
-            self._pending.disable[notifier.name] = clip(error or "disabled by the peer", ERROR_MAX)
+            self.recorder.disable(notifier.name, clip(error or "disabled by the peer", ERROR_MAX))
         return outcomes, latency
 
     def _breaker_record(self, lane: Lane, ok: bool, epoch: int) -> None:
@@ -671,88 +584,3 @@ class Dispatcher:
         """Hand a delivery back without counting an attempt."""
         status = "retrying" if c.attempts else "pending"
         return Result(c.id, c.integration, status, c.attempts, due, error, released=True, thread=c.thread)
-
-    # -- recording -------------------------------------------------------------------------
-    def _queue(self, result: Result) -> None:
-        self._pending.results.append(result)
-        self._flush_wake.set()
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._flush_wake.wait()
-            self._flush_wake.clear()
-            flush = asyncio.ensure_future(self._flush())
-            try:
-                await asyncio.shield(flush)
-            except asyncio.CancelledError:
-                # stop() cancels this loop: let a write under way finish rather than close its
-                # connection while the commit still runs (SQLite commits in a worker thread).
-                with contextlib.suppress(Exception):
-                    await flush
-                raise
-            except Exception as exc:
-                log.error("dispatcher.flush_failed", error=str(exc))
-                await asyncio.sleep(FLUSH_RETRY)
-                self._flush_wake.set()
-
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, _Flush()
-        if not batch.results and not batch.disable:
-            return
-        try:
-            await self.store.submit(self._recorder, batch)
-        except BaseException:
-            # Keep them for the next flush: an outcome is never dropped while we run.
-            self._pending.results[:0] = batch.results
-            self._pending.disable.update(batch.disable)
-            raise
-
-
-class _Record(Batch[_Flush, None]):
-    """Delivery outcomes (and integrations their peers disabled), one statement per batch."""
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-
-    async def apply(self, conn: Conn, items: list[_Flush]) -> list[None | BaseException]:
-        d = self.dispatcher
-        now = d._clock()
-        results = [r for f in items for r in f.results]
-        # Deliveries left waiting for an integration that can't send (removed, disabled) are held
-        # (see holds.py): the locks first, as the revision commit and set_enabled take them.
-        waiting = {r.integration for r in results if r.status in ("pending", "retrying")}
-        gone = {n for n in waiting if n not in d.lanes}
-        revision, removed = await holds.lock_removed(conn, gone) if gone else (0, [])
-        disable = {name: reason for f in items for name, reason in f.disable.items()}
-        for name, reason in disable.items():
-            await set_disabled(conn, name, True, reason, now)
-        off = {n for n in waiting - gone if d.lanes[n].disabled} | set(disable)
-        disabled = await holds.lock_disabled(conn, off) if off else {}
-        await outbox.record(conn, d.owner, results, now)
-        if removed:
-            await holds.hold(conn, removed, holds.removed_reason(revision), now)
-        if disabled:
-            await holds.hold_locked(conn, disabled, now)
-        return [None] * len(items)
-
-    def committed(self, items: list[_Flush], results: list[None | BaseException]) -> None:
-        d = self.dispatcher
-        d.metrics.observe_batch(r for f in items for r in f.results if not r.released)
-        if any(r.thread is not None for f in items for r in f.results):
-            d.wake()  # the next delivery of a thread may go now: claim it without waiting for the poll
-        if d._on_flush is not None:
-            d._on_flush()
-        if d.on_recorded is not None:
-            d.on_recorded([r for f in items for r in f.results])
-
-
-async def set_disabled(conn: object, name: str, disabled: bool, reason: str | None, now: float) -> None:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = conn.dialect.name  # type: ignore[attr-defined]
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(integration_state)
-    stmt = ins.values(name=name, disabled=disabled, reason=reason, updated_at=now).on_conflict_do_update(
-        index_elements=[integration_state.c.name],
-        set_={"disabled": disabled, "reason": reason, "updated_at": now},
-    )
-    await conn.execute(stmt)  # type: ignore[attr-defined]

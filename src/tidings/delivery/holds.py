@@ -17,6 +17,7 @@ import time
 from collections.abc import Collection
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..store.engine import Conn
 from ..store.tables import integration_state
@@ -74,3 +75,13 @@ async def hold_locked(conn: Conn, disabled: dict[str, str | None], now: float | 
     """Hold the waiting deliveries of the integrations :func:`lock_disabled` found disabled."""
     now = time.time() if now is None else now
     return sum([await hold(conn, [name], disabled_reason(reason), now) for name, reason in disabled.items()])
+
+
+async def set_disabled(conn: Conn, name: str, disabled: bool, reason: str | None, now: float) -> None:
+    """Mark an integration disabled (by hand, or by its peer) or enabled again, with why."""
+    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(integration_state)
+    stmt = ins.values(name=name, disabled=disabled, reason=reason, updated_at=now).on_conflict_do_update(
+        index_elements=[integration_state.c.name],
+        set_={"disabled": disabled, "reason": reason, "updated_at": now},
+    )
+    await conn.execute(stmt)

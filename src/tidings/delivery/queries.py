@@ -28,7 +28,7 @@ from ..store.tables import (
     integration_state,
     messages,
 )
-from .dispatcher import set_disabled
+from .holds import set_disabled
 
 STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "suppressed", "grouped", "held")
 RETRYABLE_BY_HAND = ("dead", "retrying")

@@ -194,7 +194,7 @@ async def _refused(hub: Hub, integration: str, owner: str, error: str) -> None:
     """Needs re-auth: the row, the integration disabled and its deliveries held, audited, in one
     transaction; the owners told once per incident (``notified_at``), after the commit."""
     from ..delivery import holds
-    from ..delivery.dispatcher import set_disabled
+    from ..delivery.holds import set_disabled
 
     error = clip(redact(error), 500)
     reason = _reason(error)
