@@ -25,6 +25,30 @@ async def wait_at_most(awaitable: Awaitable[object], seconds: float) -> bool:
     return True
 
 
+class Loads:
+    """Orders the overlapping loads of an in-memory view (a periodic one, one right after a change):
+    a load begun before one already shown read older rows and is dropped. On PostgreSQL a read
+    awaits, so a periodic load begun just before a change committed can end after the load that
+    change made, and would put the old rows back until the next period."""
+
+    __slots__ = ("_begun", "_shown")
+
+    def __init__(self) -> None:
+        self._begun = self._shown = 0
+
+    def begin(self) -> int:
+        """A number for a load about to read."""
+        self._begun += 1
+        return self._begun
+
+    def show(self, load: int) -> bool:
+        """Whether what load ``load`` read may replace what is shown (if so, it now is the newest shown)."""
+        if load < self._shown:
+            return False
+        self._shown = load
+        return True
+
+
 class Background:
     """Runs ``_run`` as one asyncio task between :meth:`start` and :meth:`stop`."""
 

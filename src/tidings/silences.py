@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .audit import SYSTEM, Actor, append
-from .background import Background
+from .background import Background, Loads
 from .errors import TidingsError
 from .ids import new_id
 from .integrations.base import DEFAULT_PROJECT
@@ -164,6 +164,7 @@ class Silences(Background):
         self.refresh = refresh
         self._active: tuple[Silence, ...] = ()
         self._by_project: dict[str, tuple[Silence, ...]] = {}
+        self._loads = Loads()
 
     def match(self, labels: Mapping[str, str], now: float | None = None, project: str = DEFAULT_PROJECT) -> Silence | None:
         """The active silence of ``project`` covering these labels, if any. No I/O."""
@@ -186,9 +187,12 @@ class Silences(Background):
         return self.active if project is None else [s for s in self.active if s.project == project]
 
     async def load(self) -> None:
+        load = self._loads.begin()
         now = time.time()
         async with self.store.read() as conn:
             rows = (await conn.execute(select(silences).where(silences.c.until > now).order_by(silences.c.until))).all()
+        if not self._loads.show(load):
+            return
         active = tuple(_silence(r) for r in rows)
         by_project: dict[str, list[Silence]] = {}
         for s in active:

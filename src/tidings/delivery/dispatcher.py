@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from ..background import wait_at_most
+from ..background import Loads, wait_at_most
 from ..config.models import DispatcherSettings
 from ..integrations.base import Attempt, BatchNotifier, Notifier, Outcome, OutcomeStatus
 from ..logs import Throttle
@@ -92,6 +92,7 @@ class Dispatcher:
         self._stopping = False
         self._starved = False
         self._disabled_checked = 0.0
+        self._disabled_loads = Loads()
         self.before_enabled: Callable[[], Awaitable[list[str]]] | None = None
         """Applies rotated secrets now; the integrations that took new ones (the hub: its vault watch).
         Called before lanes another process enabled send again, and before a send's refusal disables
@@ -159,6 +160,7 @@ class Dispatcher:
         lane = self.lanes.get(integration)
         if lane is not None:
             lane.disabled = not enabled
+        self._disabled_loads.show(self._disabled_loads.begin())  # newer than a read under way
         if enabled:
             self.wake()
 
@@ -352,9 +354,12 @@ class Dispatcher:
         self._disabled_checked = now
         from sqlalchemy import select
 
+        load = self._disabled_loads.begin()
         async with self.store.read() as conn:
             rows = await conn.execute(select(integration_state.c.name).where(integration_state.c.disabled.is_(True)))
             disabled = {r.name for r in rows}
+        if not self._disabled_loads.show(load):  # set_enabled told newer meanwhile
+            return
         if any(lane.disabled and name not in disabled for name, lane in self.lanes.items()):
             await self._fresh_secrets()
         for name, lane in self.lanes.items():

@@ -11,7 +11,7 @@ import asyncio
 import structlog
 from sqlalchemy import select
 
-from ..background import Background
+from ..background import Background, Loads
 from ..store.engine import Store
 from ..store.tables import projects
 from .model import People, Person, load_people
@@ -27,6 +27,7 @@ class Directory(Background):
         self.refresh = refresh
         self._people: dict[str, People] = {}
         self._by_id: dict[str, Person] = {}
+        self._loads = Loads()
 
     def people(self, project: str) -> People:
         """The recipients and groups of ``project`` (empty when it has none). No I/O."""
@@ -38,16 +39,20 @@ class Directory(Background):
 
     async def load(self) -> None:
         """(Re)load every project's people."""
+        load = self._loads.begin()
         async with self.store.read() as conn:
             slugs = [r.slug for r in await conn.execute(select(projects.c.slug))]
             loaded = {slug: await load_people(conn, slug) for slug in slugs}
-        self._set(loaded)
+        if self._loads.show(load):
+            self._set(loaded)
 
     async def reload(self, project: str) -> None:
         """Reload one project's people (after this process changed them)."""
+        load = self._loads.begin()
         async with self.store.read() as conn:
             people = await load_people(conn, project)
-        self._set({**self._people, project: people})
+        if self._loads.show(load):
+            self._set({**self._people, project: people})
 
     def _set(self, loaded: dict[str, People]) -> None:
         self._people = {k: v for k, v in loaded.items() if v.persons or v.groups}
