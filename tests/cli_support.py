@@ -172,7 +172,7 @@ def _invoke(cwd: Path, args: tuple[str, ...], stdin: str | None, env: dict[str, 
         saved_dir = os.getcwd()
         saved_log = structlog.get_config()
         was_configured = structlog.is_configured()
-        saved_masks = (set(redact._known), redact._pattern, redact._longest)
+        saved_masks = redact.saved()
         configure = logs.configure
         # loggers bound meanwhile must not keep the command's configuration once it is put back
         logs.configure = functools.partial(configure, cache=False)  # type: ignore[assignment]
@@ -184,7 +184,7 @@ def _invoke(cwd: Path, args: tuple[str, ...], stdin: str | None, env: dict[str, 
             os.chdir(saved_dir)
             logs.configure = configure  # type: ignore[assignment]
             _common.out._console = _common.err._console = None
-            redact._known, redact._pattern, redact._longest = saved_masks
+            redact.restore(saved_masks)
             if was_configured:
                 structlog.configure(**saved_log)
             else:

@@ -44,9 +44,9 @@ def _own_redactions() -> Iterator[None]:
     messages of whichever test ran next in that worker."""
     from tidings.security import redact
 
-    saved = (set(redact._known), redact._pattern, redact._longest)
+    saved = redact.saved()
     yield
-    redact._known, redact._pattern, redact._longest = saved
+    redact.restore(saved)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])

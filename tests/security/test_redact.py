@@ -28,10 +28,10 @@ def fresh(prefix: str = "s") -> str:
 @pytest.fixture
 def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """An empty registry for tests that need to see the "nothing registered" path."""
-    monkeypatch.setattr(redact_mod, "_known", set())
-    monkeypatch.setattr(redact_mod, "_pattern", None)
-    monkeypatch.setattr(redact_mod, "_longest", 0)
+    saved = redact_mod.saved()
+    redact_mod.restore((set(), 0, []))
     yield
+    redact_mod.restore(saved)
 
 
 def test_mask_keeps_only_the_last_four_characters() -> None:
@@ -62,7 +62,7 @@ def test_short_strings_are_not_registered_so_text_is_not_garbled(clean_registry:
     register(["abc", "12345", "", "on"])
     text = "abc 12345 on and on"
     assert redact(text) == text
-    assert redact_mod._pattern is None
+    assert redact_mod._levels == []
     # Six characters is the minimum that is masked.
     register(["abcdef"])
     assert redact("xx abcdef yy") == "xx … yy"
@@ -240,3 +240,45 @@ def test_loading_a_config_registers_its_secrets() -> None:
     password = fresh("db")
     parse_config({"server": {"database": f"postgresql://tidings:{password}@db.example/tidings"}})
     assert password not in redact(f"connection failed: password {password} refused")
+
+
+def test_many_secrets_registered_one_by_one_stay_few_patterns_and_all_are_masked(clean_registry: None) -> None:
+    """Each registration compiles only a small pattern (merged into larger ones as a binary counter
+    does); every secret, the first and the last, is masked whatever level holds it."""
+    made = [fresh(f"k{i}") for i in range(300)]
+    for secret in made:
+        register([secret])
+        assert redact(f"<{secret}>") == f"<{mask(secret)}>"
+    assert 1 < len(redact_mod._levels) <= 10
+    sizes = [len(forms) for forms, _ in redact_mod._levels]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes), sizes
+    text = " ".join(made[::37])
+    assert redact(text) == " ".join(mask(s) for s in made[::37])
+
+
+def test_a_secret_inside_a_longer_one_of_another_level_leaves_nothing_visible(clean_registry: None) -> None:
+    inner = fresh("inner")
+    register([inner])
+    for _ in range(3):  # other registrations in between: the two end up in different patterns
+        register([fresh("other")])
+    outer = "XY-" + inner + "-tail-ABCD"
+    register([outer])
+    assert len(redact_mod._levels) > 1
+    assert redact(f"a {outer} b") == "a …ABCD b", "one mask over both"
+    assert redact(f"a {inner} b") == f"a {mask(inner)} b"
+    longer = inner + "-grown-WXYZ"  # starts where the older one does
+    register([longer])
+    assert redact(f"[{longer}]") == "[…WXYZ]"
+
+
+def test_once_registrations_stop_the_patterns_become_one(clean_registry: None) -> None:
+    made = [fresh(f"q{i}") for i in range(6)]
+    for secret in made:
+        register([secret])
+    assert len(redact_mod._levels) > 1
+    for _ in range(redact_mod.COMPACT_AFTER):
+        redact("nothing secret here")
+    assert len(redact_mod._levels) == 1
+    assert redact(" ".join(made)) == " ".join(mask(s) for s in made)
+    register([fresh("new")])  # a new one after: a small pattern of its own again
+    assert len(redact_mod._levels) == 2
