@@ -29,7 +29,7 @@ def fresh(prefix: str = "s") -> str:
 def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """An empty registry for tests that need to see the "nothing registered" path."""
     saved = redact_mod.saved()
-    redact_mod.restore((set(), 0, []))
+    redact_mod.restore((set(), 0, ()))
     yield
     redact_mod.restore(saved)
 
@@ -62,7 +62,7 @@ def test_short_strings_are_not_registered_so_text_is_not_garbled(clean_registry:
     register(["abc", "12345", "", "on"])
     text = "abc 12345 on and on"
     assert redact(text) == text
-    assert redact_mod._levels == []
+    assert redact_mod._levels == ()
     # Six characters is the minimum that is masked.
     register(["abcdef"])
     assert redact("xx abcdef yy") == "xx … yy"

@@ -25,7 +25,8 @@ is masked, then cut to this many characters."""
 _MIN_LEN = 6
 _known: set[str] = set()
 """Every form registered."""
-_levels: list[tuple[frozenset[str], re.Pattern[str]]] = []
+Level = tuple[frozenset[str], "re.Pattern[str]"]
+_levels: tuple[Level, ...] = ()
 """The forms as a few patterns, each compiled once: the newest forms in a small one, merged into
 the one before when that one is no larger (a binary counter), so registering secret after secret
 compiles each form about log2(n) times, not n times (the whole pattern compiled again at every
@@ -145,7 +146,7 @@ def forms(secret: str) -> set[str]:
 def register(secrets: Iterable[str]) -> None:
     """Remember secrets to mask, with every form :func:`forms` derives from them. Short strings
     are ignored: masking them would garble text."""
-    global _longest, _uses
+    global _longest, _uses, _levels
     added: set[str] = set()
     for secret in secrets:
         if secret and len(secret) >= _MIN_LEN and secret not in _known:
@@ -156,24 +157,25 @@ def register(secrets: Iterable[str]) -> None:
     _known.update(added)
     _longest = max(_longest, *map(len, added))
     _uses = 0
-    level = frozenset(added)
-    while _levels and len(_levels[-1][0]) <= len(level):
-        level |= _levels.pop()[0]
-    _levels.append((level, re.compile(_trie_pattern(level))))
+    level, levels = frozenset(added), list(_levels)
+    while levels and len(levels[-1][0]) <= len(level):
+        level |= levels.pop()[0]
+    # One assignment: a thread masking meanwhile (logging) sees the old levels or the new ones.
+    _levels = (*levels, (level, re.compile(_trie_pattern(level))))
 
 
-Registry = tuple[set[str], int, list[tuple[frozenset[str], "re.Pattern[str]"]]]
+Registry = tuple[set[str], int, tuple[Level, ...]]
 
 
 def saved() -> Registry:
     """What is registered now, for :func:`restore` (a test forgets what it registered)."""
-    return set(_known), _longest, list(_levels)
+    return set(_known), _longest, _levels
 
 
 def restore(state: Registry) -> None:
     global _known, _longest, _levels
     known, _longest, levels = state
-    _known, _levels = set(known), list(levels)
+    _known, _levels = set(known), levels
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
@@ -203,11 +205,11 @@ def _trie_pattern(words: Iterable[str]) -> str:
 
 
 def _compact_when_quiet() -> None:
-    global _uses
+    global _uses, _levels
     _uses += 1
     if _uses >= COMPACT_AFTER:
         every = frozenset(_known)
-        _levels[:] = [(every, re.compile(_trie_pattern(every)))]
+        _levels = ((every, re.compile(_trie_pattern(every))),)
 
 
 def redact(text: str) -> str:
@@ -215,11 +217,12 @@ def redact(text: str) -> str:
         return text
     if len(_levels) > 1:
         _compact_when_quiet()
-    if len(_levels) == 1:
-        return _levels[0][1].sub(lambda m: mask(m.group(0)), text)
+    levels = _levels
+    if len(levels) == 1:
+        return levels[0][1].sub(lambda m: mask(m.group(0)), text)
     # Several patterns: what any of them matches is masked, overlapping matches as one (a form
     # of one level may start inside a longer one of another).
-    spans = sorted((m.start(), m.end()) for _, pattern in _levels for m in pattern.finditer(text))
+    spans = sorted((m.start(), m.end()) for _, pattern in levels for m in pattern.finditer(text))
     if not spans:
         return text
     out: list[str] = []
