@@ -46,6 +46,7 @@ bench: install-test
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/faulty.py
 	$(BIN)/python bench/cli_start.py
+	$(BIN)/python bench/redact.py
 	$(BIN)/python bench/authz.py
 	$(BIN)/python bench/config_reload.py
 	$(BIN)/python bench/sync.py
