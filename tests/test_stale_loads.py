@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from tidings.audit import SYSTEM
 from tidings.background import Loads
@@ -21,6 +21,8 @@ from tidings.recipients.directory import Directory
 from tidings.recipients.store import create_recipient
 from tidings.silences import Silences
 from tidings.store.engine import Store
+
+T = TypeVar("T")
 
 
 def slow_first_read(store: Store) -> tuple[asyncio.Event, asyncio.Event]:
@@ -45,17 +47,23 @@ def slow_first_read(store: Store) -> tuple[asyncio.Event, asyncio.Event]:
     return read, release
 
 
+async def change_during_a_load(store: Store, load: Callable[[], Awaitable[None]], change: Callable[[], Awaitable[T]]) -> T:
+    """Begin ``load`` (its read takes its rows, then is held open), make ``change`` (which loads
+    again itself, as the code does after a change), then let the first load end."""
+    read, release = slow_first_read(store)
+    periodic = asyncio.create_task(load())
+    await read.wait()
+    made = await change()
+    release.set()
+    await periodic
+    return made
+
+
 async def test_a_load_begun_before_a_silence_does_not_take_it_away(db_url: str) -> None:
     store = Store(db_url)
     try:
         view = Silences(store)
-        read, release = slow_first_read(store)
-        periodic = asyncio.create_task(view.load())
-        await read.wait()
-        made, _ = await view.create({"service": "api"}, 600, by="ops")  # commits, then loads again
-        assert view.match({"service": "api"}) == made
-        release.set()
-        await periodic  # it read before the silence existed
+        made, _ = await change_during_a_load(store, view.load, lambda: view.create({"service": "api"}, 600, by="ops"))
         assert view.match({"service": "api"}) == made, "the older rows were dropped"
         await view.load()
         assert view.match({"service": "api"}) == made
@@ -67,15 +75,14 @@ async def test_a_load_begun_before_a_new_recipient_does_not_take_them_away(db_ur
     store = Store(db_url)
     try:
         view = Directory(store)
-        read, release = slow_first_read(store)
-        periodic = asyncio.create_task(view.load())
-        await read.wait()
-        async with store.write() as conn:
-            made = await create_recipient(conn, "default", "ann", {"email": "ann@example.com"}, actor=SYSTEM)
-        await view.reload("default")
-        assert view.person(made["id"]) is not None
-        release.set()
-        await periodic
+
+        async def add_ann() -> dict[str, Any]:
+            async with store.write() as conn:
+                made = await create_recipient(conn, "default", "ann", {"email": "ann@example.com"}, actor=SYSTEM)
+            await view.reload("default")
+            return made
+
+        made = await change_during_a_load(store, view.load, add_ann)
         assert view.person(made["id"]) is not None, "the older rows were dropped"
         assert [p.name for p in view.people("default").persons.values()] == ["ann"]
     finally:
@@ -90,14 +97,13 @@ async def test_a_read_begun_before_an_enable_does_not_disable_the_lane_again(db_
         dispatcher = Dispatcher(store, [ops])
         async with store.write() as conn:
             await set_disabled(conn, "ops", True, "disabled by hand", time.time())
-        read, release = slow_first_read(store)
-        periodic = asyncio.create_task(dispatcher._refresh_disabled(force=True))
-        await read.wait()
-        async with store.write() as conn:  # what Hub.set_enabled does
-            await set_disabled(conn, "ops", False, None, time.time())
-        dispatcher.set_enabled("ops", True)
-        release.set()
-        await periodic  # it read "disabled"
+
+        async def enable() -> None:  # what Hub.set_enabled does
+            async with store.write() as conn:
+                await set_disabled(conn, "ops", False, None, time.time())
+            dispatcher.set_enabled("ops", True)
+
+        await change_during_a_load(store, lambda: dispatcher._refresh_disabled(force=True), enable)
         assert not dispatcher.lanes["ops"].disabled, "the older rows were dropped"
         await dispatcher._refresh_disabled(force=True)
         assert not dispatcher.lanes["ops"].disabled
