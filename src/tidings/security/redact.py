@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import re
+import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
@@ -35,6 +36,9 @@ _uses = 0
 """Texts masked since the last registration: once registrations stop for a while (COMPACT_AFTER
 texts), the levels become one pattern again, which masks with one pass instead of one per level."""
 COMPACT_AFTER = 1000
+_changing = threading.Lock()
+"""Held to change the registry (a hub registering in its thread while the caller's thread logs);
+masking reads ``_levels`` once, without it."""
 _longest = 0
 _URL_SAFE = "/:@!$&'()*+,;=?~"
 """What stays literal when a secret sits in a URL's path or query (RFC 3986 sub-delims and friends)."""
@@ -151,17 +155,18 @@ def register(secrets: Iterable[str]) -> None:
     for secret in secrets:
         if secret and len(secret) >= _MIN_LEN and secret not in _known:
             added |= forms(secret)
-    added -= _known
-    if not added:
-        return
-    _known.update(added)
-    _longest = max(_longest, *map(len, added))
-    _uses = 0
-    level, levels = frozenset(added), list(_levels)
-    while levels and len(levels[-1][0]) <= len(level):
-        level |= levels.pop()[0]
-    # One assignment: a thread masking meanwhile (logging) sees the old levels or the new ones.
-    _levels = (*levels, (level, re.compile(_trie_pattern(level))))
+    with _changing:
+        added -= _known
+        if not added:
+            return
+        _known.update(added)
+        _longest = max(_longest, *map(len, added))
+        _uses = 0
+        level, levels = frozenset(added), list(_levels)
+        while levels and len(levels[-1][0]) <= len(level):
+            level |= levels.pop()[0]
+        # One assignment: a thread masking meanwhile sees the old levels or the new ones.
+        _levels = (*levels, (level, re.compile(_trie_pattern(level))))
 
 
 Registry = tuple[set[str], int, tuple[Level, ...]]
@@ -174,8 +179,9 @@ def saved() -> Registry:
 
 def restore(state: Registry) -> None:
     global _known, _longest, _levels
-    known, _longest, levels = state
-    _known, _levels = set(known), levels
+    with _changing:
+        known, _longest, levels = state
+        _known, _levels = set(known), levels
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
@@ -204,22 +210,28 @@ def _trie_pattern(words: Iterable[str]) -> str:
     return build(trie)
 
 
+def _masked(m: re.Match[str]) -> str:
+    return mask(m.group(0))
+
+
 def _compact_when_quiet() -> None:
     global _uses, _levels
     _uses += 1
-    if _uses >= COMPACT_AFTER:
-        every = frozenset(_known)
-        _levels = ((every, re.compile(_trie_pattern(every))),)
+    if _uses < COMPACT_AFTER:
+        return
+    with _changing:
+        if _uses >= COMPACT_AFTER and len(_levels) > 1:  # no registration came in between
+            every = frozenset(_known)
+            _levels = ((every, re.compile(_trie_pattern(every))),)
 
 
 def redact(text: str) -> str:
-    if not text or not _levels:
-        return text
-    if len(_levels) > 1:
-        _compact_when_quiet()
     levels = _levels
+    if not text or not levels:
+        return text
     if len(levels) == 1:
-        return levels[0][1].sub(lambda m: mask(m.group(0)), text)
+        return levels[0][1].sub(_masked, text)
+    _compact_when_quiet()
     # Several patterns: what any of them matches is masked, overlapping matches as one (a form
     # of one level may start inside a longer one of another).
     spans = sorted((m.start(), m.end()) for _, pattern in levels for m in pattern.finditer(text))
