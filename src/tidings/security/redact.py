@@ -178,10 +178,10 @@ def saved() -> Registry:
 
 
 def restore(state: Registry) -> None:
-    global _known, _longest, _levels
+    global _known, _longest, _levels, _uses
     with _changing:
         known, _longest, levels = state
-        _known, _levels = set(known), levels
+        _known, _levels, _uses = set(known), levels, 0
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
