@@ -247,6 +247,7 @@ def _url(path: str, project: str) -> str:
     return re.sub(r"\{[^}/]+\}", "nothing-has-this-id", path)
 
 
+@pytest.mark.slow  # ~25 s: handed out first, not at the end of a run
 async def test_every_route_answers_every_caller_as_the_table_says(
     make_api: Any, app_routes: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,6 +105,7 @@ def test_the_route_table_covers_the_documented_api() -> None:
 
 
 @SQLITE_ONLY
+@pytest.mark.slow  # ~12 s: handed out first, not at the end of a run
 async def test_every_api_route_requires_a_bearer_token(make_api: Any) -> None:
     api = await make_api(dispatch=False)
     bad_headers: list[dict[str, str]] = [
