@@ -51,12 +51,18 @@ def test_nested_users_restore_only_when_the_last_one_stops() -> None:
     assert gc.get_threshold() == (700, 10, 10)
 
 
-def test_a_heap_frozen_by_the_application_stays_frozen() -> None:
+def test_a_heap_frozen_by_the_application_stays_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     gc.freeze()
     frozen = gc.get_freeze_count()
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
     gc_tuning.tune(20_000)
     gc_tuning.restore()
-    assert gc.get_freeze_count() == frozen
+    assert calls == [], "the application's frozen heap is neither frozen again nor unfrozen"
+    # Not an exact count: a frozen object can still be freed by its last reference going away
+    # (another thread of this worker did, between the two reads, in a CI run).
+    assert gc.get_freeze_count() > frozen * 0.99
 
 
 def test_a_threshold_already_higher_is_kept() -> None:
