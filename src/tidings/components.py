@@ -35,6 +35,13 @@ class _Stoppable(Protocol):
     async def stop(self) -> Any: ...
 
 
+async def _stop(*components: _Stoppable | None) -> None:
+    """Stop each component that was made, in this order."""
+    for component in components:
+        if component is not None:
+            await component.stop()
+
+
 async def start(hub: Hub) -> None:
     assert hub.store is not None
     if hub.silences is not None:
@@ -97,19 +104,13 @@ async def start(hub: Hub) -> None:
 
 async def stop_feeders(hub: Hub) -> None:
     """Stop what watches the hub or gives it messages (the hub still takes them meanwhile)."""
-    feeders: tuple[_Stoppable | None, ...] = (hub.watcher, hub.watch, hub.vault_watch, hub.events, hub.sync,
-                                              hub.calendars, hub.keeper, hub.grouper, hub.escalator, hub.scheduler)
-    for component in feeders:
-        if component is not None:
-            await component.stop()
+    await _stop(hub.watcher, hub.watch, hub.vault_watch, hub.events, hub.sync, hub.calendars, hub.keeper, hub.grouper,
+                hub.escalator, hub.scheduler)
 
 
 async def stop_rest(hub: Hub, timeout: float | None) -> None:
     """Stop the rest once the hub takes no more messages; close the integrations and the store."""
-    last: tuple[_Stoppable | None, ...] = (hub.pruner, hub.checkpointer)
-    for component in last:
-        if component is not None:
-            await component.stop()
+    await _stop(hub.pruner, hub.checkpointer)
     if hub.store is not None:
         # Messages already accepted finish their transaction first: the dispatcher then sends or
         # hands back their deliveries instead of leaving them leased to nobody.
@@ -120,10 +121,7 @@ async def stop_rest(hub: Hub, timeout: float | None) -> None:
         cleanup.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await cleanup
-    caches: tuple[_Stoppable | None, ...] = (hub.silences, hub.directory)
-    for cache in caches:
-        if cache is not None:
-            await cache.stop()
+    await _stop(hub.silences, hub.directory)
     for integration in hub._integrations.values():
         try:
             await integration.close()
