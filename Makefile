@@ -4,6 +4,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 TEST_WORKERS ?= 3  # on 2 cores: many tests wait on real timers (docs/development.md)
+# The tests start many `tidings` processes: with bytecode written (even where the environment
+# says PYTHONDONTWRITEBYTECODE), each imports tidings' compiled modules instead of compiling them again.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 
 .PHONY: install install-test run test test-fast screenshots bench lint docs clean constraints
 
@@ -31,14 +34,14 @@ run: install
 	$(BIN)/tidings serve
 
 test: install-test lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(PYTEST) -q -n $(TEST_WORKERS)
 
 test-fast: install-test
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+	$(PYTEST) -q -n $(TEST_WORKERS) -m "not slow"
 
 # the web UI's tests, writing each checked page at 1280 and 375 px into build/ui-screenshots/
 screenshots: install-test
-	TIDINGS_SCREENSHOTS=build/ui-screenshots $(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/ui
+	TIDINGS_SCREENSHOTS=build/ui-screenshots $(PYTEST) -q -n $(TEST_WORKERS) tests/ui
 
 bench: install-test
 	$(BIN)/python bench/throughput.py

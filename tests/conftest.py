@@ -23,6 +23,29 @@ from tidings import Hub
 from tidings.config import parse_config
 from tidings.store.engine import Store
 
+SERVED_PER_MODULE = "tests/ui/"
+"""Test modules whose tests share a module-scoped fixture that costs seconds (a served hub and a browser:
+ui_support's ``hub_site``). Spread test by test over three workers, each module served its hub on up to
+three of them (~10 s each, ~140 worker-seconds a run); :func:`pytest_xdist_make_scheduler` gives each
+such module to one worker whole."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's load scheduling, except that a module under :data:`SERVED_PER_MODULE` is one unit of work.
+    (Not ``--dist loadgroup``: xdist 3.8 marks a group by renaming ``item._nodeid``, which pytest 9 no
+    longer reads, so every group silently became test by test.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.startswith(SERVED_PER_MODULE) else nodeid
+
+    return Scheduling(config, log)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
