@@ -26,7 +26,6 @@ import orjson
 import structlog
 
 from . import components, gc_tuning
-from .acks import record_ack
 from .audit import SYSTEM, Actor
 from .audit.archive import ObjectArchive, archive_of
 from .audit.checkpointer import Checkpointer
@@ -43,19 +42,19 @@ from .delivery.schedule import (
     Delay,
     Scheduler,
     SendAt,
-    cancel_scheduled,
     due_time,
     schedule_message,
-    schedule_of,
     when_given,
 )
 from .errors import NotFound, UnknownIntegration
-from .inbound import Answer, EventProcessor, accept, get_event, list_events, replay_event
+from .inbound import Answer, EventProcessor, accept
 from .integrations.base import DEFAULT_PROJECT, Context, Integration, Notifier, Outcome
 from .integrations.receiver import InboundRequest, Receiver
 from .logs import library_default
+from .managing import Managing
 from .message import Message
 from .metrics import Metrics
+from .reading import Reading
 from .recipients.directory import Directory
 from .recipients.model import People
 from .recipients.plan import addressable, plan_people
@@ -66,7 +65,7 @@ from .security.redact import clip
 from .security.signed import Signer
 from .security.vault import Vault, load_keys
 from .security.vault_watch import VaultWatch
-from .silences import Silence, Silences
+from .silences import Silences
 from .store.batch import Batch
 from .store.engine import Store
 from .templates import apply_templates
@@ -94,7 +93,7 @@ def request_fingerprint(
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-class Hub(Blocking):
+class Hub(Reading, Managing, Blocking):
     def __init__(
         self,
         config: Config,
@@ -230,7 +229,6 @@ class Hub(Blocking):
 
         from .accounts.projects import create_project
         from .accounts.users import AccountError
-        from .audit import SYSTEM
 
         assert self.store is not None
         for slug in self.config.project_names():
@@ -336,12 +334,6 @@ class Hub(Blocking):
         return await schedule_message(self, message, due, to=to, idempotency_key=idempotency_key, request_hash=fingerprint,
                                       project=project, actor=actor)
 
-    async def cancel(self, message_id: str, *, project: str | None = None, actor: Actor = SYSTEM) -> dict[str, Any]:
-        """Cancel a scheduled message (of ``project``, when given) before it is due: it never gets
-        a delivery. :class:`~tidings.delivery.schedule.CancelRefused` once it was routed."""
-        async with self.require_store().write() as conn:
-            return await cancel_scheduled(conn, message_id, project=project, actor=actor, now=time.time())
-
     def plan(
         self,
         message: Message,
@@ -400,20 +392,6 @@ class Hub(Blocking):
             raise NotFound(f"no integration {name!r} receives webhooks")
         return await accept(self, receiver, request)
 
-    async def event_list(self, **filters: Any) -> dict[str, Any]:
-        async with self.require_store().read() as conn:
-            return await list_events(conn, **filters)
-
-    async def event(self, event_id: str, *, project: str | None = None) -> dict[str, Any]:
-        async with self.require_store().read() as conn:
-            return await get_event(conn, event_id, project)
-
-    async def replay(self, event_id: str, *, project: str | None = None, actor: Actor = SYSTEM) -> dict[str, Any]:
-        async with self.require_store().write() as conn:
-            result = await replay_event(conn, event_id, self.receivers, project, actor=actor)
-        self.wake_events()
-        return result
-
     def _handoff(self, leased: list[Any]) -> None:
         if self.dispatcher is not None:
             self.dispatcher.take(leased)
@@ -450,125 +428,17 @@ class Hub(Blocking):
             async with self._flushed:
                 await wait_at_most(self._flushed.wait(), min(left, 0.25))
 
-    # -- silences and acknowledgements ---------------------------------------------------------
-    async def silence(
-        self, matchers: dict[str, str], seconds: float, *, by: str, reason: str | None = None,
-        silence_id: str | None = None, project: str = DEFAULT_PROJECT, actor: Actor = SYSTEM,
-    ) -> tuple[Silence, bool]:
-        """Suppress messages of ``project`` whose labels match all ``matchers`` for ``seconds``
-        (see :mod:`tidings.silences`); (the silence, whether it is new)."""
-        self.require_store()
-        assert self.silences is not None
-        return await self.silences.create(matchers, seconds, by=by, reason=reason, silence_id=silence_id, project=project,
-                                          actor=actor)
-
-    async def unsilence(self, silence_id: str, *, project: str | None = None, actor: Actor = SYSTEM) -> Silence | None:
-        """End a silence now (by id or a unique id prefix); None when no active one (of
-        ``project``, when given) has it."""
-        self.require_store()
-        assert self.silences is not None
-        return await self.silences.expire(silence_id, project, actor=actor)
-
-    async def active_silences(self, *, project: str | None = None) -> list[Silence]:
-        self.require_store()
-        assert self.silences is not None
-        await self.silences.load()
-        return self.silences.active_in(project)
-
-    async def ended_silences(self, *, project: str | None = None, limit: int = 50) -> list[Silence]:
-        """The silences that have ended (expired or ended by hand), most recently ended first."""
-        self.require_store()
-        assert self.silences is not None
-        return await self.silences.ended(project, limit)
-
-    async def ack(
-        self, message_id: str, *, by: str, via: str, integration: str | None = None, project: str | None = None,
-        actor: Actor = SYSTEM,
-    ) -> tuple[dict[str, Any], bool]:
-        """Acknowledge a message (of ``project``, when given) once: a later ack returns the
-        first; (the ack, whether it is new)."""
-        async with self.require_store().write() as conn:
-            return await record_ack(conn, message_id, by=by, via=via, integration=integration, project=project,
-                                    actor=actor)
-
-    # -- reading and managing ------------------------------------------------------------------
+    # -- integrations: overview, test, preview; retention ------------------------------------
     def _audit_archive(self) -> ObjectArchive | None:
         """The integration ``audit.archive`` names (the loader checked it is an s3 one)."""
         name = self.config.audit.archive
         return archive_of(dict(self.notifiers), name) if name else None
-
-    async def message(self, message_id: str, *, project: str | None = None) -> dict[str, Any]:
-        """The message with its deliveries and acks, and its ``status``: ``routed``, or for a
-        scheduled one ``scheduled``/``cancelled``/``failed`` with ``send_at``."""
-        async with self.require_store().read() as conn:
-            found = await queries.get_message(conn, message_id, project)
-            found.update(await schedule_of(conn, message_id) or {"status": "routed"})
-            return found
-
-    async def deliveries(self, **filters: Any) -> dict[str, Any]:
-        async with self.require_store().read() as conn:
-            return await queries.list_deliveries(conn, **filters)
-
-    async def message_list(self, **filters: Any) -> dict[str, Any]:
-        """Messages newest first with their deliveries counted (see :func:`queries.list_messages`)."""
-        async with self.require_store().read() as conn:
-            return await queries.list_messages(conn, **filters)
-
-    async def delivery_summary(self, **filters: Any) -> dict[str, Any]:
-        """Deliveries per minute by status, what waits, what is dead (see :func:`queries.delivery_summary`)."""
-        async with self.require_store().read() as conn:
-            return await queries.delivery_summary(conn, **filters)
-
-    async def delivery(self, delivery_id: str, *, project: str | None = None) -> dict[str, Any]:
-        async with self.require_store().read() as conn:
-            return await queries.get_delivery(conn, delivery_id, project)
-
-    async def retry(self, delivery_id: str, *, project: str | None = None, actor: Actor = SYSTEM) -> dict[str, Any]:
-        async with self.require_store().write() as conn:
-            result = await queries.retry_delivery(conn, delivery_id, project=project, actor=actor)
-        self._wake_dispatcher()
-        return result
-
-    async def retry_many(
-        self, *, status: str = "dead", integration: str | None = None, since: float | None = None, by: str | None = None,
-        project: str | None = None,
-        actor: Actor = SYSTEM,
-    ) -> list[str]:
-        """Retry every matching delivery (of ``project``, when given; see
-        :func:`queries.retry_deliveries`); their ids."""
-        async with self.require_store().write() as conn:
-            ids = await queries.retry_deliveries(conn, status=status, integration=integration, since=since,
-                                                 project=project, actor=actor)
-        log.info("hub.deliveries_retried", count=len(ids), status=status, integration=integration, since=since, by=by)
-        self._wake_dispatcher()
-        return ids
-
-    async def resolve_id(self, kind: str, given: str) -> str:
-        """The full id of a message, delivery, event, silence or token from a unique prefix."""
-        from .store.lookup import resolve_id
-
-        async with self.require_store().read() as conn:
-            return await resolve_id(conn, kind, given)
-
-    async def inbox(self, *, project: str | None = None, **filters: Any) -> dict[str, Any]:
-        own = self.integrations_of(project) if project is not None else ()
-        async with self.require_store().read() as conn:
-            return await queries.list_inbox(conn, project=project, own=own, **filters)
 
     async def integrations(self, *, project: str | None = None) -> list[dict[str, Any]]:
         """Every integration (of ``project``, when given) with its health and stats (see ``integrations/overview.py``)."""
         from .integrations.overview import overview
 
         return await overview(self, project)
-
-    async def set_enabled(self, name: str, enabled: bool, *, project: str | None = None, actor: Actor = SYSTEM) -> None:
-        """Re-enable an integration (of ``project``, when given) disabled by its peer (HTTP 410), or disable one by hand."""
-        notifier = self._notifier(name, project)
-        async with self.require_store().write() as conn:
-            await queries.set_enabled(conn, name, enabled, actor=actor, project=notifier.project)
-        if self.dispatcher is not None:
-            self.dispatcher.set_enabled(name, enabled)
-            self.dispatcher.wake()
 
     async def test(self, name: str, *, project: str | None = None) -> Outcome:
         """Check an integration (of ``project``, when given) now, outside the queue, and report what its peer answered."""
@@ -608,10 +478,6 @@ class Hub(Blocking):
     async def prune(self, *, dry_run: bool = False) -> dict[str, int]:
         """Remove now what ``retention`` no longer keeps (or count it); rows per table."""
         return await prune(self.require_store(), self.config.retention, dry_run=dry_run, metrics=self.metrics)
-
-    async def queue_gauges(self) -> tuple[dict[str, int], float]:
-        async with self.require_store().read() as conn:
-            return await queries.queue_gauges(conn)
 
     def _notifier(self, name: str, project: str | None = None) -> Notifier:
         notifier = self.notifiers.get(name)
