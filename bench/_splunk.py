@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from _durable import Journal
 from _peers import MARKER
 from _sink import ServedProcess
 
@@ -104,21 +105,27 @@ def _event(i: int, p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def baseline(peer: SplunkPeerProcess, payloads: list[dict[str, Any]]) -> tuple[float, float]:
+async def baseline(peer: SplunkPeerProcess, payloads: list[dict[str, Any]], journal: Journal | None = None,
+                   ) -> tuple[float, float]:
     """Bare aiohttp posting the events, ``BATCH`` a request, ``CONCURRENCY`` requests at once:
-    events per second, and this process's CPU seconds while it posted."""
+    events per second, and this process's CPU seconds while it posted. With a ``journal``, each
+    request's events are committed to it before the request and marked sent after the answer."""
     events = [orjson.dumps(_event(i, p)) for i, p in enumerate(payloads)]
     bodies = [b"".join(events[k:k + BATCH]) for k in range(0, len(events), BATCH)]
     headers = {"Authorization": f"Splunk {TOKEN}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        it = iter(bodies)
+        it = iter(range(0, len(events), BATCH))
 
         async def worker() -> None:
-            for body in it:
-                async with session.post(peer.url + "/services/collector/event", data=body) as r:
+            for k in it:
+                if journal is not None:
+                    await journal.keep(k, events[k:k + BATCH])
+                async with session.post(peer.url + "/services/collector/event", data=bodies[k // BATCH]) as r:
                     await r.read()
                     assert r.status == 200, r.status
+                if journal is not None:
+                    await journal.sent(k, len(events[k:k + BATCH]))
 
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))

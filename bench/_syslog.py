@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _durable import Journal
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from rsyslog import Rsyslog, available, gtls_available  # noqa: E402
@@ -90,17 +92,28 @@ def frames(peer: RsyslogPeer, messages: list[Any]) -> list[bytes]:
     return out
 
 
-async def tls_writer(peer: RsyslogPeer, data: list[bytes], wait: Any) -> tuple[float, float]:
+CHUNK = 64
+"""Frames written between two drains."""
+
+
+async def tls_writer(peer: RsyslogPeer, data: list[bytes], wait: Any, journal: Journal | None = None,
+                     ) -> tuple[float, float]:
     """A bare asyncio TLS client: one connection, the frames written back to back; timed until
-    rsyslog has written every one. Frames per second, and this process's CPU seconds meanwhile."""
+    rsyslog has written every one. Frames per second, and this process's CPU seconds meanwhile.
+    With a ``journal``, each chunk of frames is committed to it before it is written and marked
+    sent once drained."""
     ctx = ssl.create_default_context(cafile=str(peer.server.pki.ca))
     started, cpu = time.perf_counter(), time.process_time()
     reader, writer = await asyncio.open_connection("127.0.0.1", peer.port, ssl=ctx, server_hostname="localhost")
-    for i, frame in enumerate(data):
-        writer.write(frame)
-        if i % 64 == 63:
-            await writer.drain()
-    await writer.drain()
+    for k in range(0, len(data), CHUNK):
+        chunk = data[k:k + CHUNK]
+        if journal is not None:
+            await journal.keep(k, chunk)
+        for frame in chunk:
+            writer.write(frame)
+        await writer.drain()
+        if journal is not None:
+            await journal.sent(k, len(chunk))
     await wait(peer, len(data))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     writer.close()

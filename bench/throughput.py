@@ -20,6 +20,9 @@ a baseline sending the same kind of payload straight to that peer in the same ro
            TLS writer sending the same frames over one connection to the same rsyslog (bench/_syslog.py);
   splunk   HEC batches (concatenated events, 100 a request) to the HEC stand-in of tests/peers vs
            bare aiohttp posting the same batches to it (bench/_splunk.py).
+splunk and syslog are also measured against their baseline with a journal (bench/_durable.py): each
+batch committed to SQLite before it is sent and marked sent after, the least a sender that must not
+lose what it was handed does (``<channel>_hub_vs_durable``).
 The hub gets each channel's messages from --concurrency callers of Hub.notify (with --bulk N, the
 splunk and syslog ones from 4 callers of Hub.notify_many, N messages a call). The per-integration
 rate limits (Slack 1/s, Teams 4/s) are raised for these runs, or they alone would set the figures.
@@ -56,6 +59,7 @@ from tidings.store.engine import Store
 sys.path.insert(0, str(Path(__file__).parent))
 import _recipients  # noqa: E402
 import _splunk  # noqa: E402
+from _durable import Journal  # noqa: E402
 from _peers import SLACK_TOKEN, PeerProcess, marker  # noqa: E402
 from _sink import ServedProcess, SinkProcess, free_port, pct, wait_ok, wait_ready  # noqa: E402
 from _syslog import RsyslogPeer, frames, rsyslog_available, tls_writer  # noqa: E402
@@ -411,22 +415,29 @@ async def email_baseline(peer: PeerProcess, n: int, concurrency: int) -> float:
     return rate
 
 
-async def syslog_baseline(peer: RsyslogPeer, n: int, concurrency: int) -> tuple[float, float]:
+async def syslog_baseline(peer: RsyslogPeer, n: int, concurrency: int, journal: Journal | None = None,
+                          ) -> tuple[float, float]:
     """A bare asyncio TLS writer: the frames tidings would send, one connection, to the same
-    rsyslog (frames per second, CPU seconds of this process while it sent)."""
+    rsyslog (frames per second, CPU seconds of this process while it sent); with a ``journal``,
+    each chunk committed before it is written and marked sent after (bench/_durable.py)."""
     from tidings import Message
 
-    return await tls_writer(peer, frames(peer, [Message(**channel_payload(i)) for i in range(n)]), wait_received)
+    return await tls_writer(peer, frames(peer, [Message(**channel_payload(i)) for i in range(n)]), wait_received,
+                            journal)
 
 
-async def splunk_baseline(peer: Any, n: int, concurrency: int) -> tuple[float, float]:
+async def splunk_baseline(peer: Any, n: int, concurrency: int, journal: Journal | None = None) -> tuple[float, float]:
     """Bare aiohttp posting the same HEC batches to the same stand-in (bench/_splunk.py): events
-    per second, CPU seconds of this process while it posted."""
-    rate, cpu = await _splunk.baseline(peer, [channel_payload(i) for i in range(n)])
+    per second, CPU seconds of this process while it posted; with a ``journal``, each batch
+    committed before it is posted and marked sent after (bench/_durable.py)."""
+    rate, cpu = await _splunk.baseline(peer, [channel_payload(i) for i in range(n)], journal)
     await wait_received(peer, n)
     return rate, cpu
 
 
+DURABLE = ("splunk", "syslog")
+"""Channels measured also against their baseline with a journal (bench/_durable.py): what a sender that
+keeps what it sends costs at the least, beside the bare one that keeps nothing."""
 BASELINES = {"slack": slack_baseline, "teams": teams_baseline, "email": email_baseline, "syslog": syslog_baseline,
              "splunk": splunk_baseline}
 
@@ -472,7 +483,7 @@ async def main() -> None:
     p99s: list[float] = []
     others = [ch for ch in args.channels if ch != "webhook"]
     figures: dict[str, dict[str, list[float]]] = {
-        ch: {"hub": [], "baseline": [], "sdk": [], "hub_cpu": [], "baseline_cpu": []} for ch in others}
+        ch: {"hub": [], "baseline": [], "sdk": [], "hub_cpu": [], "baseline_cpu": [], "durable": []} for ch in others}
     if others:
         print(f"channels {', '.join(others)}: rate limits of {', '.join(RATE_LIMITED)} raised to {RAISED_RATE}"
               " (burst 10000) for the bench; Slack allows about 1 message/s per channel and Teams 4/s", file=sys.stderr)
@@ -537,6 +548,14 @@ async def main() -> None:
                     peer.reset()
                     f["sdk"].append(await slack_sdk_rate(peer, m, cc))
                     line += f"; slack_sdk {f['sdk'][-1]:,.0f}/s"
+                if ch in DURABLE:
+                    peer.reset()
+                    journal = Journal(round_dir / f"{ch}-journal.db")
+                    try:
+                        f["durable"].append((await BASELINES[ch](peer, m, cc, journal))[0])
+                    finally:
+                        journal.close()
+                    line += f"; durable baseline {f['durable'][-1]:,.0f}/s"
                 peer.reset()
                 # Splunk's requests go 4 at once on both sides; the messages still come to the hub
                 # from as many callers as for the other channels (4 callers would be 4 per commit).
@@ -588,6 +607,9 @@ async def main() -> None:
             base_us, hub_us = median(f["baseline_cpu"]), median(f["hub_cpu"])
             result |= {f"{ch}_hub_cpu_us": round(hub_us, 1), f"{ch}_{baseline_names[ch]}_cpu_us": round(base_us, 1),
                        f"{ch}_cpu_ratio": round(base_us / hub_us, 3)}
+        if f["durable"]:
+            durable = median(f["durable"])
+            result |= {f"{ch}_durable_per_s": round(durable, 1), f"{ch}_hub_vs_durable": round(hub_ch / durable, 3)}
         if f["sdk"]:
             sdk = median(f["sdk"])
             result |= {f"{ch}_slack_sdk_per_s": round(sdk, 1), f"{ch}_hub_vs_slack_sdk": round(hub_ch / sdk, 3)}
