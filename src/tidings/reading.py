@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .delivery import queries
+from .delivery import queries, stats
 from .delivery.schedule import schedule_of
 from .inbound import get_event, list_events
 
@@ -62,9 +62,9 @@ class Reading:
             return await queries.list_messages(conn, **filters)
 
     async def delivery_summary(self, **filters: Any) -> dict[str, Any]:
-        """Deliveries per minute by status, what waits, what is dead (see :func:`queries.delivery_summary`)."""
+        """Deliveries per minute by status, what waits, what is dead (see :func:`stats.delivery_summary`)."""
         async with self.require_store().read() as conn:
-            return await queries.delivery_summary(conn, **filters)
+            return await stats.delivery_summary(conn, **filters)
 
     async def delivery(self, delivery_id: str, *, project: str | None = None) -> dict[str, Any]:
         async with self.require_store().read() as conn:
@@ -84,4 +84,4 @@ class Reading:
 
     async def queue_gauges(self) -> tuple[dict[str, int], float]:
         async with self.require_store().read() as conn:
-            return await queries.queue_gauges(conn)
+            return await stats.queue_gauges(conn)

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, event, text
 
-from tidings.delivery import queries
+from tidings.delivery import queries, stats
 from tidings.delivery.outbox import _CLAIM, _NEXT_DUE
-from tidings.delivery.queries import queue_gauges
+from tidings.delivery.stats import queue_gauges
 from tidings.store.engine import Store
 
 
@@ -110,7 +110,7 @@ async def test_what_people_read_never_scans_or_sorts_the_history(tmp_path: Path)
         assert store.sync_engine is not None
         event.listen(store.sync_engine, "before_cursor_execute", capture)
         async with store.read() as conn:
-            await queries.integration_stats(conn, ["ops", "slack"])
+            await stats.integration_stats(conn, ["ops", "slack"])
             await queries.list_deliveries(conn, integration="ops")
             await queries.list_deliveries(conn, integration="ops", before="0193")
             for status in ("dead", "retrying", "pending", "suppressed", "grouped"):
@@ -161,7 +161,7 @@ async def test_stats_count_the_last_day_and_whatever_still_waits(store: Store) -
                  "err": "HTTP 500" if status in ("dead", "retrying") else None},
             )
     async with store.read() as conn:
-        s = (await queries.integration_stats(conn, ["ops", "idle"], now=now))["ops"]
+        s = (await stats.integration_stats(conn, ["ops", "idle"], now=now))["ops"]
     assert (s.sent, s.failed, s.retrying, s.pending, s.suppressed) == (1, 1, 1, 1, 1)
     assert s.success_rate == 50.0
     assert s.recent_attempted == 4 and s.recent_failure_ratio == 0.5

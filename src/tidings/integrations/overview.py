@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..delivery import circuits, queries
+from ..delivery import circuits
+from ..delivery.stats import STATS_WINDOW, integration_stats
 from ..inbound import inbound_stats
 from ..oauth.connections import health, list_connections
 from ..oauth.keeper import connectable_names
@@ -23,8 +24,8 @@ async def overview(hub: Hub, project: str | None) -> list[dict[str, Any]]:
     connectable = connectable_names(hub, project)
     async with hub.require_store().read() as conn:
         connected = {c["integration"]: c for c in await list_connections(conn, project)} if connectable else {}
-        stats = await queries.integration_stats(conn, senders)
-        inbound = await inbound_stats(conn, [n for n in names if n in hub.receivers], time.time() - queries.STATS_WINDOW)
+        stats = await integration_stats(conn, senders)
+        inbound = await inbound_stats(conn, [n for n in names if n in hub.receivers], time.time() - STATS_WINDOW)
         breakers = await circuits.circuits(conn, senders, time.time())
     out = []
     for name in names:
