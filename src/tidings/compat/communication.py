@@ -21,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import enum
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -38,6 +37,15 @@ from ..message import BODY_MAX, FIELD_NAME_MAX, FIELD_VALUE_MAX, FIELDS_MAX, TIT
 from ..message import Message as TidingsMessage
 from ..security.redact import redact
 from ._channels import build, deliver, email_settings, split_addresses, teams_settings
+from .model import (
+    CommunicationPlatform,
+    HealthReport,
+    Message,
+    MessageFormat,
+    MessagePriority,
+    MessageResponse,
+    enum_value,
+)
 
 log = structlog.get_logger("tidings.compat")
 
@@ -46,104 +54,6 @@ DEFAULT_RETRY_BACKOFF = 1.0
 DEFAULT_MAX_RETRY_DELAY = 30.0
 UNHEALTHY_AFTER = 3
 """Consecutive failed messages after which ``health_check()`` says unhealthy."""
-
-
-class CommunicationPlatform(enum.Enum):
-    SLACK = "slack"
-    TEAMS = "teams"
-    EMAIL = "email"
-
-
-class MessagePriority(enum.Enum):
-    CRITICAL = "critical"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-    INFO = "info"
-
-
-class MessageFormat(enum.Enum):
-    PLAIN = "plain"
-    MARKDOWN = "markdown"
-    HTML = "html"
-    ADAPTIVE_CARD = "adaptive_card"
-    """Teams only: ``body`` is an Adaptive Card as JSON (or a whole ``{"type": "message", ...}``
-    envelope), sent as it is. Other platforms refuse it (``success=False``) rather than post
-    raw JSON."""
-
-
-@dataclasses.dataclass
-class Message:
-    """A message as the old API wrote it. ``channel``: a Slack channel (``#name`` or an ID), or
-    email recipients (comma-separated); ignored by Teams, whose webhook posts to one channel.
-    ``thread_id``: reply to an earlier message, given its ``MessageResponse.message_id``.
-    ``metadata`` is shown as a table of fields. ``attachments`` are accepted and not sent (the
-    old API didn't send them either)."""
-
-    title: str
-    body: str = ""
-    priority: MessagePriority = MessagePriority.MEDIUM
-    format: MessageFormat = MessageFormat.MARKDOWN
-    channel: str | None = None
-    thread_id: str | None = None
-    attachments: list[str] = dataclasses.field(default_factory=list)
-    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "body": self.body,
-            "priority": _enum_value(self.priority),
-            "format": _enum_value(self.format),
-            "channel": self.channel,
-            "thread_id": self.thread_id,
-            "attachments": list(self.attachments),
-            "metadata": dict(self.metadata),
-        }
-
-
-@dataclasses.dataclass
-class MessageResponse:
-    """What ``send_message`` answers. ``message_id``: Slack ``"<channel id>:<ts>"`` (give it back
-    as ``thread_id`` to reply in its thread), the email's ``Message-ID`` (same use), Teams' run id
-    when the workflow gives one. ``error_message`` says why when ``success`` is false."""
-
-    success: bool
-    message_id: str | None = None
-    channel: str | None = None
-    error_message: str | None = None
-    platform: str = ""
-    timestamp: dt.datetime = dataclasses.field(default_factory=dt.datetime.now)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "success": self.success,
-            "platform": self.platform,
-            "message_id": self.message_id,
-            "channel": self.channel,
-            "timestamp": self.timestamp.isoformat(),
-            "error_message": self.error_message,
-        }
-
-
-class HealthReport(dict[str, Any]):
-    """What ``health_check()`` returns: a dict with ``status`` ("healthy", "degraded" or
-    "unhealthy") and details, read from the integration's own record (no I/O), so the old
-    synchronous call works as it did. Awaiting it (``await chat.health_check()``) also asks the
-    platform, where that is possible without posting anything (Slack ``auth.test``, an SMTP
-    connect + login), and returns the updated dict."""
-
-    def __init__(self, data: Mapping[str, Any], probe: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
-        super().__init__(data)
-        self._probe = probe
-
-    def __await__(self) -> Any:
-        probe = self._probe
-
-        async def current() -> dict[str, Any]:
-            return dict(self) if probe is None else await probe()
-
-        return current().__await__()
 
 
 class _Refused(Exception):
@@ -333,7 +243,7 @@ class CommunicationIntegration:
         return TidingsMessage(
             title=title,
             body=body,
-            priority=Priority(_enum_value(message.priority)),
+            priority=Priority(enum_value(message.priority)),
             format=tidings_format,
             fields=_fields(message.metadata),
             labels=self._labels(message),
@@ -488,14 +398,9 @@ def create_communication_integration(
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _enum_value(value: Any) -> str:
-    raw = value.value if isinstance(value, enum.Enum) else value
-    return str(raw).strip().lower()
-
-
 def _format_of(value: Any) -> MessageFormat:
     try:
-        return MessageFormat(_enum_value(value))
+        return MessageFormat(enum_value(value))
     except ValueError:
         raise _Refused(f"unknown format {value!r}; use one of {', '.join(f.name for f in MessageFormat)}") from None
 
