@@ -119,13 +119,14 @@ async def baseline(peer: SplunkPeerProcess, payloads: list[dict[str, Any]], jour
 
         async def worker() -> None:
             for k in it:
+                batch = events[k:k + BATCH]
                 if journal is not None:
-                    await journal.keep(k, events[k:k + BATCH])
+                    await journal.keep(k, batch)
                 async with session.post(peer.url + "/services/collector/event", data=bodies[k // BATCH]) as r:
                     await r.read()
                     assert r.status == 200, r.status
                 if journal is not None:
-                    await journal.sent(k, len(events[k:k + BATCH]))
+                    await journal.sent(k, len(batch))
 
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
