@@ -79,9 +79,9 @@ class Dispatcher:
             self.shared_limits = SharedLimits(storage)
         self.lanes: dict[str, Lane] = {n.name: lane_for(n, self.shared_limits) for n in notifiers}
         self.routes = routes
+        """Route name -> what the route adds (a template applied before the integration's own...)."""
         self.address = address
         """A delivery to a recipient: the message as sent to them, or why it can't be (``recipients/addressing.py``)."""
-        """Route name -> what the route adds (a template applied before the integration's own...)."""
         self._on_flush = on_flush
         self._clock = clock
         self._wake = asyncio.Event()
