@@ -30,7 +30,7 @@ three of them (~10 s each, ~140 worker-seconds a run); :func:`pytest_xdist_make_
 such module to one worker whole."""
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: a run with -p no:xdist has no such hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """xdist's load scheduling, except that a module under :data:`SERVED_PER_MODULE` is one unit of work.
     (Not ``--dist loadgroup``: xdist 3.8 marks a group by renaming ``item._nodeid``, which pytest 9 no
