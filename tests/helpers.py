@@ -31,6 +31,7 @@ def json_logs(monkeypatch: Any, *loggers: tuple[Any, str]) -> Iterator[io.String
     import structlog
 
     import tidings.delivery.dispatcher
+    import tidings.delivery.sending
     import tidings.hub
     import tidings.logs
 
@@ -39,7 +40,8 @@ def json_logs(monkeypatch: Any, *loggers: tuple[Any, str]) -> Iterator[io.String
     monkeypatch.setattr(sys, "stderr", buf)
     tidings.logs.configure(level="DEBUG", json=True, file=buf)
     structlog.configure(cache_logger_on_first_use=False)
-    for module, name in ((tidings.delivery.dispatcher, "tidings.dispatcher"), (tidings.hub, "tidings.hub"), *loggers):
+    for module, name in ((tidings.delivery.dispatcher, "tidings.dispatcher"), (tidings.delivery.sending, "tidings.dispatcher"),
+                         (tidings.hub, "tidings.hub"), *loggers):
         monkeypatch.setattr(module, "log", structlog.get_logger(name))
     try:
         yield buf

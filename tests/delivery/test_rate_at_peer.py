@@ -72,9 +72,9 @@ async def test_a_send_that_raises_gives_its_slot_back(make_hub: Any, peer: Peer,
 
 async def test_a_send_the_watchdog_cancels_gives_its_slot_back(make_hub: Any, peer: Peer,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from tidings.delivery import dispatcher
+    from tidings.delivery import sending
 
-    monkeypatch.setattr(dispatcher, "TIMEOUT_GRACE", 0.0)
+    monkeypatch.setattr(sending, "TIMEOUT_GRACE", 0.0)  # the watchdog's deadline, set as the send starts
     hub = await make_hub(routed(hook(peer, timeout=0.1)))
     notifier = hub.notifiers["ops"]
     real = notifier.send

@@ -304,7 +304,7 @@ def _check_projects(config: Config) -> list[str]:
 
 def _check_timeouts(config: Config) -> list[str]:
     """A send must end before its lease does, or another worker would send it again."""
-    from ..delivery.dispatcher import TIMEOUT_GRACE
+    from ..delivery.sending import TIMEOUT_GRACE
     from ..integrations.registry import integration_class
 
     lease = config.dispatcher.lease
